@@ -1,0 +1,288 @@
+//! Running a job: shard threads, their single-threaded runtimes, failure and cancellation.
+//!
+//! [`start`] validates the graph, builds the physical plan and starts one OS thread per shard.
+//! Each shard drives a current-thread Tokio runtime with a `LocalSet` holding its subtasks.
+//!
+//! Shutdown protocol:
+//! 1. A bounded job ends when every source split has ended: end-of-stream flows through every
+//!    subtask, sinks finish, each subtask returns, each shard's task set drains, threads exit.
+//! 2. A subtask that fails (error or panic) records the first error in the job's shared state
+//!    and raises the stop signal.
+//! 3. Cancellation raises the same stop signal.
+//! 4. Every shard watches the stop signal next to its task set; on stop it drops its tasks,
+//!    which drops their channel ends, so no subtask can stay blocked on a peer that is gone.
+//!    Hence no hang: every shard thread returns once stop is raised.
+//! 5. [`JobHandle::join`] waits for every shard and reports the first error, or
+//!    [`EngineError::Cancelled`], or success with the job's metrics.
+
+mod input;
+mod plan;
+mod task;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::error::{panic_message, EngineError};
+use crate::graph::Graph;
+use crate::message::CheckpointId;
+use crate::metrics::Metrics;
+use crate::partition::DEFAULT_KEY_GROUPS;
+
+use task::{Control, SubtaskRunner};
+
+/// How to run a job.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Number of shard threads; default: the number of cores.
+    pub shards: usize,
+    /// Capacity, in messages, of each channel between subtasks.
+    pub channel_capacity: usize,
+    /// Number of key groups (the maximum useful parallelism of keyed operators).
+    pub key_groups: u16,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            channel_capacity: 16,
+            key_groups: DEFAULT_KEY_GROUPS,
+        }
+    }
+}
+
+impl RunOptions {
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = shards.max(1);
+        self
+    }
+
+    pub fn channel_capacity(mut self, capacity: usize) -> Self {
+        self.channel_capacity = capacity.max(1);
+        self
+    }
+
+    pub fn key_groups(mut self, key_groups: u16) -> Self {
+        self.key_groups = key_groups.max(1);
+        self
+    }
+}
+
+/// What a finished job reports.
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    pub metrics: Metrics,
+}
+
+/// State shared by the shards of one job.
+struct JobShared {
+    error: Mutex<Option<EngineError>>,
+    cancelled: AtomicBool,
+    stop: watch::Sender<bool>,
+}
+
+impl JobShared {
+    fn fail(&self, error: EngineError) {
+        let mut slot = self.error.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            tracing::error!(%error, "job failed");
+            *slot = Some(error);
+        }
+        drop(slot);
+        self.stop.send_replace(true);
+    }
+}
+
+/// Stops a running job from anywhere (a Ctrl-C handler, another thread).
+#[derive(Clone)]
+pub struct JobCanceller(Arc<JobShared>);
+
+impl JobCanceller {
+    pub fn cancel(&self) {
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        self.0.stop.send_replace(true);
+    }
+}
+
+impl std::fmt::Debug for JobCanceller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobCanceller")
+    }
+}
+
+/// A running job.
+pub struct JobHandle {
+    shared: Arc<JobShared>,
+    threads: Vec<JoinHandle<()>>,
+    source_controls: Vec<mpsc::UnboundedSender<Control>>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for JobHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("shards", &self.threads.len())
+            .finish()
+    }
+}
+
+impl JobHandle {
+    /// The job's live metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn canceller(&self) -> JobCanceller {
+        JobCanceller(Arc::clone(&self.shared))
+    }
+
+    pub fn cancel(&self) {
+        self.canceller().cancel();
+    }
+
+    /// Asks every source split to inject `Barrier(checkpoint)` before its next batch.
+    pub fn inject_barrier(&self, checkpoint: CheckpointId) {
+        for control in &self.source_controls {
+            // A split that has already ended no longer needs barriers.
+            let _ = control.send(Control::Barrier(checkpoint));
+        }
+    }
+
+    /// Waits for the job to end.
+    pub fn join(self) -> Result<JobResult, EngineError> {
+        drop(self.source_controls);
+        for thread in self.threads {
+            if let Err(payload) = thread.join() {
+                self.shared.fail(EngineError::Shard {
+                    shard: usize::MAX,
+                    message: panic_message(payload.as_ref()),
+                });
+            }
+        }
+        let error = self
+            .shared
+            .error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match error {
+            Some(error) => Err(error),
+            None if self.shared.cancelled.load(Ordering::SeqCst) => Err(EngineError::Cancelled),
+            None => Ok(JobResult {
+                metrics: self.metrics,
+            }),
+        }
+    }
+}
+
+/// Starts `graph` on shard threads and returns at once.
+pub fn start(graph: &Graph, options: RunOptions) -> Result<JobHandle, EngineError> {
+    let info = graph.validate(options.shards)?;
+    let metrics = Metrics::default();
+    let plan = plan::build(graph, &info, &options, &metrics)?;
+    let (stop, _) = watch::channel(false);
+    let shared = Arc::new(JobShared {
+        error: Mutex::new(None),
+        cancelled: AtomicBool::new(false),
+        stop,
+    });
+    let mut threads = Vec::new();
+    for (shard, subtasks) in plan.shards.into_iter().enumerate() {
+        let shared_for_thread = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("weir-shard-{shard}"))
+            .spawn(move || run_shard(shard, subtasks, &shared_for_thread))
+            .map_err(|e| EngineError::Shard {
+                shard,
+                message: format!("cannot start thread: {e}"),
+            });
+        match thread {
+            Ok(thread) => threads.push(thread),
+            Err(error) => {
+                shared.fail(error);
+                break;
+            }
+        }
+    }
+    Ok(JobHandle {
+        shared,
+        threads,
+        source_controls: plan.source_controls,
+        metrics,
+    })
+}
+
+/// Runs `graph` to completion.
+pub fn run(graph: &Graph, options: RunOptions) -> Result<JobResult, EngineError> {
+    start(graph, options)?.join()
+}
+
+/// The plan of `graph` as text (chains and their placement), for `EXPLAIN`.
+pub fn explain(graph: &Graph, options: &RunOptions) -> Result<String, EngineError> {
+    let info = graph.validate(options.shards)?;
+    let mut text = graph.explain(options.shards)?;
+    text.push_str("chains (fused into one call chain per subtask):\n");
+    for chain in plan::chains(graph, &info) {
+        let names: Vec<&str> = chain
+            .iter()
+            .map(|n| graph.nodes[n.0].name.as_str())
+            .collect();
+        text.push_str(&format!(
+            "  {} x{}\n",
+            names.join(" -> "),
+            info.parallelism[chain[0].0]
+        ));
+    }
+    Ok(text)
+}
+
+/// Body of one shard thread: see the shutdown protocol in the module doc.
+fn run_shard(shard: usize, subtasks: Vec<SubtaskRunner>, shared: &Arc<JobShared>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            shared.fail(EngineError::Shard {
+                shard,
+                message: format!("cannot build runtime: {e}"),
+            });
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let mut stop = shared.stop.subscribe();
+        let mut tasks = JoinSet::new();
+        let mut names = HashMap::new();
+        for subtask in subtasks {
+            let name = (subtask.name.clone(), subtask.chain.subtask);
+            let handle = tasks.spawn_local(subtask.run());
+            names.insert(handle.id(), name);
+        }
+        loop {
+            tokio::select! {
+                joined = tasks.join_next_with_id() => match joined {
+                    None => break,
+                    Some(Ok((_, Ok(())))) => {}
+                    Some(Ok((_, Err(error)))) => shared.fail(error),
+                    Some(Err(error)) => {
+                        let (operator, subtask) = names.get(&error.id()).cloned().unwrap_or_default();
+                        if error.is_panic() {
+                            let message = panic_message(error.into_panic().as_ref());
+                            shared.fail(EngineError::OperatorPanicked { operator, subtask, message });
+                        }
+                    }
+                },
+                _ = stop.wait_for(|stopped| *stopped) => break,
+            }
+        }
+        tasks.abort_all();
+    });
+}

@@ -1,0 +1,277 @@
+//! Physical planning: from a validated [`Graph`] to subtasks placed on shards.
+//!
+//! 1. A node is *chained* to its predecessor when the only edge into it is a forward edge on
+//!    the predecessor's main output, that is the predecessor's only main output, and both have
+//!    the same parallelism. A chain is a head plus everything chained after it.
+//! 2. A node with parallelism P has P subtasks; subtask i runs on shard `i % shards`.
+//! 3. Every chain head that is not a source gets one bounded channel per subtask. Its inputs
+//!    are numbered: for each edge into the head, one input per upstream subtask (one in all
+//!    for a forward edge).
+//! 4. Every edge that leaves a chain becomes one router per upstream subtask, holding senders
+//!    to the downstream subtasks with their input numbers.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::error::EngineError;
+use crate::graph::{Exchange, Graph, GraphInfo, NodeId, NodeKind, OutputPort};
+use crate::message::Message;
+use crate::metrics::{names, Metrics};
+use crate::operator::SubtaskContext;
+use crate::partition::{KeyGroupRange, KeyHasher};
+use crate::source::SplitContext;
+use crate::state::InMemoryStateBackend;
+use crate::time::WatermarkGenerator;
+
+use super::input::InputGate;
+use super::task::{
+    Chain, Control, OperatorSlot, OutputChannel, Router, SubtaskRunner, Tail, TaskInput,
+};
+use super::RunOptions;
+
+/// Subtasks grouped by shard, and the control senders of every source subtask.
+pub(crate) struct PhysicalPlan {
+    pub(crate) shards: Vec<Vec<SubtaskRunner>>,
+    pub(crate) source_controls: Vec<mpsc::UnboundedSender<Control>>,
+}
+
+/// The nodes of each chain, in order.
+pub(crate) fn chains(graph: &Graph, info: &GraphInfo) -> Vec<Vec<NodeId>> {
+    let chained_to_previous = |id: NodeId| -> bool {
+        let mut ins = graph.inputs(id);
+        let (Some(edge), None) = (ins.next(), ins.next()) else {
+            return false;
+        };
+        edge.exchange == Exchange::Forward
+            && edge.port == OutputPort::Main
+            && graph
+                .outputs(edge.from)
+                .filter(|e| e.port == OutputPort::Main)
+                .count()
+                == 1
+            && info.parallelism[edge.from.0] == info.parallelism[id.0]
+    };
+    let mut chains = Vec::new();
+    for &head in &info.order {
+        if chained_to_previous(head) {
+            continue;
+        }
+        let mut chain = vec![head];
+        let mut current = head;
+        loop {
+            let next = graph
+                .outputs(current)
+                .find(|e| e.port == OutputPort::Main && chained_to_previous(e.to));
+            match next {
+                Some(edge) => {
+                    chain.push(edge.to);
+                    current = edge.to;
+                }
+                None => break,
+            }
+        }
+        chains.push(chain);
+    }
+    chains
+}
+
+pub(crate) fn build(
+    graph: &Graph,
+    info: &GraphInfo,
+    options: &RunOptions,
+    metrics: &Metrics,
+) -> Result<PhysicalPlan, EngineError> {
+    let chains = chains(graph, info);
+    let head_of_chain = |node: NodeId| chains.iter().position(|c| c[0] == node);
+
+    // Step 3: channels of every non-source head, and input numbering.
+    let mut senders: Vec<Option<Vec<mpsc::Sender<(u32, Message)>>>> = vec![None; graph.nodes.len()];
+    let mut receivers: Vec<Vec<Option<(mpsc::Receiver<(u32, Message)>, usize)>>> =
+        (0..graph.nodes.len()).map(|_| Vec::new()).collect();
+    let mut input_base: Vec<usize> = vec![0; graph.edges.len()];
+    for chain in &chains {
+        let head = chain[0];
+        if matches!(graph.nodes[head.0].kind, NodeKind::Source { .. }) {
+            continue;
+        }
+        let mut inputs = 0;
+        for (index, edge) in graph.edges.iter().enumerate() {
+            if edge.to == head {
+                input_base[index] = inputs;
+                inputs += match edge.exchange {
+                    Exchange::Forward => 1,
+                    _ => info.parallelism[edge.from.0],
+                };
+            }
+        }
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..info.parallelism[head.0])
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(options.channel_capacity.max(1));
+                (tx, Some((rx, inputs)))
+            })
+            .unzip();
+        senders[head.0] = Some(txs);
+        receivers[head.0] = rxs;
+    }
+
+    // Step 4: the routers of one edge for upstream subtask `subtask`.
+    let routers_for = |edge_index: usize, subtask: usize| -> Result<Router, EngineError> {
+        let edge = &graph.edges[edge_index];
+        debug_assert!(head_of_chain(edge.to).is_some());
+        let txs = senders[edge.to.0]
+            .as_ref()
+            .expect("every edge leaving a chain enters a chain head");
+        let base = input_base[edge_index];
+        let channel = |target: usize, input: usize| OutputChannel {
+            tx: txs[target].clone(),
+            input: input as u32,
+        };
+        let all = || {
+            (0..txs.len())
+                .map(|t| channel(t, base + subtask))
+                .collect::<Vec<_>>()
+        };
+        Ok(match &edge.exchange {
+            Exchange::Forward => Router::Forward(channel(subtask, base)),
+            Exchange::Hash(keys) => {
+                let schema = match edge.port {
+                    OutputPort::Main => &info.schemas[edge.from.0],
+                    OutputPort::Late => &info.input_schemas[edge.from.0],
+                };
+                let hasher = KeyHasher::new(schema, keys, options.key_groups)
+                    .map_err(|e| EngineError::InvalidGraph(e.to_string()))?;
+                Router::Hash {
+                    hasher,
+                    targets: all(),
+                }
+            }
+            Exchange::Broadcast => Router::Broadcast(all()),
+            Exchange::Rebalance => Router::Rebalance {
+                targets: all(),
+                next: subtask % txs.len(),
+            },
+        })
+    };
+    let edges_from = |node: NodeId, port: OutputPort| -> Vec<usize> {
+        graph
+            .edges
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.from == node && e.port == port)
+            .map(|(i, _)| i)
+            .collect()
+    };
+
+    let shards = options.shards.max(1);
+    let mut plan = PhysicalPlan {
+        shards: (0..shards).map(|_| Vec::new()).collect(),
+        source_controls: Vec::new(),
+    };
+    for chain in &chains {
+        let head = chain[0];
+        let tail_node = *chain.last().expect("chains are not empty");
+        let parallelism = info.parallelism[head.0];
+        for subtask in 0..parallelism {
+            let context = |node: NodeId| SubtaskContext {
+                operator_id: graph.nodes[node.0].name.clone(),
+                index: subtask,
+                parallelism,
+                key_groups: KeyGroupRange::for_subtask(subtask, parallelism, options.key_groups),
+                max_key_groups: options.key_groups,
+                input_schema: Arc::clone(&info.input_schemas[node.0]),
+                late_output_connected: graph.outputs(node).any(|e| e.port == OutputPort::Late),
+                metrics: metrics.clone(),
+            };
+            let fail =
+                |node: NodeId, e| EngineError::operator(&graph.nodes[node.0].name, subtask, e);
+
+            let input = match &graph.nodes[head.0].kind {
+                NodeKind::Source { factory, watermark } => {
+                    let reader = factory
+                        .create_reader(SplitContext {
+                            index: subtask,
+                            parallelism,
+                        })
+                        .map_err(|e| fail(head, e))?;
+                    let (tx, control) = mpsc::unbounded_channel();
+                    plan.source_controls.push(tx);
+                    TaskInput::Source {
+                        name: graph.nodes[head.0].name.clone(),
+                        reader,
+                        watermarks: watermark.clone().map(WatermarkGenerator::new),
+                        idle_timeout: watermark.as_ref().and_then(|w| w.idle_timeout),
+                        control,
+                    }
+                }
+                _ => {
+                    let (rx, inputs) = receivers[head.0][subtask]
+                        .take()
+                        .expect("one receiver per subtask");
+                    TaskInput::Channel {
+                        rx,
+                        gate: InputGate::new(inputs),
+                    }
+                }
+            };
+
+            let mut operators = Vec::new();
+            let mut sink = None;
+            for &node in chain {
+                match &graph.nodes[node.0].kind {
+                    NodeKind::Source { .. } => {}
+                    NodeKind::Operator(factory) => {
+                        let ctx = context(node);
+                        let operator = factory.create(&ctx).map_err(|e| fail(node, e))?;
+                        let late_routers = edges_from(node, OutputPort::Late)
+                            .into_iter()
+                            .map(|e| routers_for(e, subtask))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        operators.push(OperatorSlot {
+                            name: ctx.operator_id.clone(),
+                            operator,
+                            late_routers,
+                            state: InMemoryStateBackend::new(),
+                            key_groups: ctx.key_groups,
+                            rows_in: metrics.counter(&ctx.operator_id, names::ROWS_IN),
+                        });
+                    }
+                    NodeKind::Sink(factory) => {
+                        let ctx = context(node);
+                        let writer = factory.create_writer(&ctx).map_err(|e| fail(node, e))?;
+                        sink = Some(Tail::Sink {
+                            rows_written: metrics.counter(&ctx.operator_id, names::ROWS_WRITTEN),
+                            name: ctx.operator_id,
+                            writer,
+                        });
+                    }
+                }
+            }
+            let tail = match sink {
+                Some(tail) => tail,
+                None => Tail::Routers {
+                    name: graph.nodes[tail_node.0].name.clone(),
+                    routers: edges_from(tail_node, OutputPort::Main)
+                        .into_iter()
+                        .map(|e| routers_for(e, subtask))
+                        .collect::<Result<Vec<_>, _>>()?,
+                },
+            };
+            let name = chain
+                .iter()
+                .map(|n| graph.nodes[n.0].name.as_str())
+                .collect::<Vec<_>>()
+                .join(" -> ");
+            plan.shards[subtask % shards].push(SubtaskRunner {
+                name,
+                input,
+                chain: Chain {
+                    subtask,
+                    operators,
+                    tail,
+                },
+            });
+        }
+    }
+    Ok(plan)
+}

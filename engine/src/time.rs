@@ -1,0 +1,195 @@
+//! Event time: reading the event-time column of a batch, and generating watermarks at sources.
+//!
+//! A source split runs a [`WatermarkGenerator`] built from the node's [`WatermarkStrategy`]:
+//! after each batch it emits `max(event time seen) - max_out_of_orderness` if that advanced.
+//! A split that delivers nothing for `idle_timeout` is declared [`Watermark::Idle`] so that
+//! downstream minimums ignore it until it produces data again.
+
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
+use arrow::record_batch::RecordBatch;
+use thiserror::Error;
+
+use crate::message::{EventTimeMs, Watermark};
+
+/// Problems reading event time from a batch.
+#[derive(Debug, Error)]
+pub enum TimeError {
+    #[error("event-time column '{0}' not found in the schema")]
+    MissingColumn(String),
+    #[error("event-time column '{column}' has type {data_type}; expected TIMESTAMP or BIGINT milliseconds")]
+    WrongType { column: String, data_type: DataType },
+    #[error("event-time column '{column}' is NULL in row {row} of the batch")]
+    Null { column: String, row: usize },
+}
+
+/// How a source split derives watermarks from its rows (bounded out-of-orderness).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatermarkStrategy {
+    /// The event-time column.
+    pub column: String,
+    /// Rows may arrive up to this much behind the latest event time seen.
+    pub max_out_of_orderness: Duration,
+    /// A split silent for this long is marked idle; `None` never marks it idle.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl WatermarkStrategy {
+    pub fn bounded_out_of_orderness(column: impl Into<String>, delay: Duration) -> Self {
+        WatermarkStrategy {
+            column: column.into(),
+            max_out_of_orderness: delay,
+            idle_timeout: None,
+        }
+    }
+
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+}
+
+/// Event times of column `column` of `batch`, in milliseconds. Accepts TIMESTAMP of any unit
+/// (converted to milliseconds) and BIGINT (taken as milliseconds). NULL is an error.
+pub fn event_times_ms(batch: &RecordBatch, column: usize) -> Result<Vec<EventTimeMs>, TimeError> {
+    let array = batch.column(column);
+    let name = || batch.schema().field(column).name().clone();
+    let millis = match array.data_type() {
+        DataType::Timestamp(TimeUnit::Millisecond, None) => array.clone(),
+        DataType::Timestamp(_, _) | DataType::Int64 => {
+            cast(array, &DataType::Timestamp(TimeUnit::Millisecond, None)).map_err(|_| {
+                TimeError::WrongType {
+                    column: name(),
+                    data_type: array.data_type().clone(),
+                }
+            })?
+        }
+        other => {
+            return Err(TimeError::WrongType {
+                column: name(),
+                data_type: other.clone(),
+            })
+        }
+    };
+    let millis = millis.as_primitive::<TimestampMillisecondType>();
+    if millis.null_count() > 0 {
+        let row = (0..millis.len()).find(|&i| millis.is_null(i)).unwrap_or(0);
+        return Err(TimeError::Null {
+            column: name(),
+            row,
+        });
+    }
+    Ok(millis.values().to_vec())
+}
+
+/// Index of the event-time column in a schema, or a clear error.
+pub fn event_time_column(
+    schema: &arrow::datatypes::Schema,
+    column: &str,
+) -> Result<usize, TimeError> {
+    schema
+        .index_of(column)
+        .map_err(|_| TimeError::MissingColumn(column.to_string()))
+}
+
+/// Per-split watermark state: the largest event time seen so far.
+#[derive(Debug)]
+pub struct WatermarkGenerator {
+    strategy: WatermarkStrategy,
+    delay_ms: i64,
+    max_event_time: Option<EventTimeMs>,
+    last_emitted: Option<EventTimeMs>,
+}
+
+impl WatermarkGenerator {
+    pub fn new(strategy: WatermarkStrategy) -> Self {
+        let delay_ms = i64::try_from(strategy.max_out_of_orderness.as_millis()).unwrap_or(i64::MAX);
+        WatermarkGenerator {
+            strategy,
+            delay_ms,
+            max_event_time: None,
+            last_emitted: None,
+        }
+    }
+
+    pub fn strategy(&self) -> &WatermarkStrategy {
+        &self.strategy
+    }
+
+    /// Observes a batch; returns the watermark to emit after it, if the watermark advanced.
+    pub fn on_batch(&mut self, batch: &RecordBatch) -> Result<Option<Watermark>, TimeError> {
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        let column = event_time_column(&batch.schema(), &self.strategy.column)?;
+        let times = event_times_ms(batch, column)?;
+        let batch_max = times.iter().copied().max().unwrap_or(EventTimeMs::MIN);
+        let max = self.max_event_time.map_or(batch_max, |m| m.max(batch_max));
+        self.max_event_time = Some(max);
+        let watermark = max.saturating_sub(self.delay_ms);
+        if self.last_emitted.is_some_and(|last| last >= watermark) {
+            return Ok(None);
+        }
+        self.last_emitted = Some(watermark);
+        Ok(Some(Watermark::EventTime(watermark)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, TimestampMillisecondArray};
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+
+    fn batch(times: Vec<i64>) -> RecordBatch {
+        let schema = Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        )]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(TimestampMillisecondArray::from(times))],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn watermark_is_max_minus_delay_and_never_goes_back() {
+        let mut generator = WatermarkGenerator::new(WatermarkStrategy::bounded_out_of_orderness(
+            "ts",
+            Duration::from_millis(100),
+        ));
+        assert_eq!(
+            generator.on_batch(&batch(vec![500, 1000, 700])).unwrap(),
+            Some(Watermark::EventTime(900))
+        );
+        assert_eq!(generator.on_batch(&batch(vec![400])).unwrap(), None);
+        assert_eq!(
+            generator.on_batch(&batch(vec![1500])).unwrap(),
+            Some(Watermark::EventTime(1400))
+        );
+    }
+
+    #[test]
+    fn bigint_times_are_milliseconds_and_nulls_are_errors() {
+        let schema = Arc::new(Schema::new(vec![Field::new("t", DataType::Int64, true)]));
+        let ok = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from(vec![1, 2]))],
+        )
+        .unwrap();
+        assert_eq!(event_times_ms(&ok, 0).unwrap(), vec![1, 2]);
+        let bad = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from(vec![Some(1), None]))],
+        )
+        .unwrap();
+        let err = event_times_ms(&bad, 0).unwrap_err().to_string();
+        assert!(err.contains("'t' is NULL in row 1"), "{err}");
+    }
+}
