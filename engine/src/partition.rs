@@ -112,11 +112,16 @@ impl KeyHasher {
         KeyGroup((xxh3_64(row) % self.key_groups as u64) as u16)
     }
 
-    /// The key group of every row of `rows`.
-    pub fn key_groups(&self, rows: &Rows) -> Vec<KeyGroup> {
-        rows.iter()
+    /// The key group of every row of `batch`. With no key columns every row is in key group 0.
+    pub fn key_groups(&self, batch: &RecordBatch) -> Result<Vec<KeyGroup>, ArrowError> {
+        if self.key_columns.is_empty() {
+            return Ok(vec![KeyGroup(0); batch.num_rows()]);
+        }
+        let rows = self.rows(batch)?;
+        Ok(rows
+            .iter()
             .map(|row| self.key_group_of(row.as_ref()))
-            .collect()
+            .collect())
     }
 }
 
@@ -129,10 +134,8 @@ pub fn partition_by_key(
     if parallelism == 1 {
         return Ok(vec![(0, batch.clone())]);
     }
-    let rows = hasher.rows(batch)?;
     let mut indices: Vec<Vec<u32>> = vec![Vec::new(); parallelism];
-    for (i, row) in rows.iter().enumerate() {
-        let group = hasher.key_group_of(row.as_ref());
+    for (i, group) in hasher.key_groups(batch)?.into_iter().enumerate() {
         indices[subtask_for_key_group(group, parallelism, hasher.key_groups)].push(i as u32);
     }
     let mut out = Vec::new();

@@ -1,1 +1,23 @@
-//! placeholder during bootstrap
+//! # weir-operators: what runs inside the dataflow
+//!
+//! Stateless operators ([`filter::FilterFactory`], [`project::ProjectFactory`],
+//! [`project::MapFactory`]) evaluate DataFusion physical expressions or Rust closures over whole
+//! Arrow batches. Window operators ([`window::WindowAggregateFactory`]) group rows by key and
+//! event-time window (tumbling, hopping, cumulating, session) or by count, and aggregate them
+//! with DataFusion's vectorised `GroupsAccumulator`s.
+//!
+//! Every operator here implements the engine's `Operator` trait and is created through an
+//! `OperatorFactory`, which the DSL and the SQL planner both use. This crate knows nothing of
+//! SQL text or of connectors.
+
+pub mod aggregate;
+pub mod error;
+pub mod expr;
+pub mod filter;
+pub mod group_index;
+pub mod project;
+pub mod row_buffer;
+pub mod state_codec;
+pub mod window;
+
+pub use error::OperatorError;

@@ -1,0 +1,137 @@
+//! Projection and map: compute a new batch from each input batch.
+//!
+//! [`ProjectFactory`] evaluates a list of DataFusion expressions (each named by its alias or
+//! its text), which is what SQL `SELECT` lists become. [`MapFactory`] runs a Rust closure over
+//! the whole batch with a declared output schema, for the DSL. Stateless.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion_expr::Expr;
+use datafusion_physical_expr::PhysicalExpr;
+use weir_engine::operator::{Operator, OperatorFactory, Output, SubtaskContext};
+use weir_engine::BoxError;
+
+use crate::error::{OperatorError, Result};
+use crate::expr::physical;
+
+/// Describes a projection node: one output column per expression.
+pub struct ProjectFactory {
+    exprs: Vec<Expr>,
+}
+
+impl ProjectFactory {
+    pub fn new(exprs: Vec<Expr>) -> Self {
+        ProjectFactory { exprs }
+    }
+
+    fn plan(&self, input: &SchemaRef) -> Result<(SchemaRef, Vec<Arc<dyn PhysicalExpr>>)> {
+        let mut fields = Vec::new();
+        let mut physical_exprs = Vec::new();
+        for expr in &self.exprs {
+            let planned = physical(expr, input)?;
+            let name = expr.schema_name().to_string();
+            fields.push(Field::new(
+                name,
+                planned.data_type(input)?,
+                planned.nullable(input)?,
+            ));
+            physical_exprs.push(planned);
+        }
+        Ok((Arc::new(Schema::new(fields)), physical_exprs))
+    }
+}
+
+impl OperatorFactory for ProjectFactory {
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, BoxError> {
+        Ok(self.plan(input)?.0)
+    }
+
+    fn describe(&self) -> String {
+        let exprs: Vec<String> = self.exprs.iter().map(|e| e.to_string()).collect();
+        format!("project({})", exprs.join(", "))
+    }
+
+    fn create(&self, context: &SubtaskContext) -> Result<Box<dyn Operator>, BoxError> {
+        let (schema, exprs) = self.plan(&context.input_schema)?;
+        Ok(Box::new(ProjectOperator { schema, exprs }))
+    }
+}
+
+/// A projection subtask.
+pub struct ProjectOperator {
+    schema: SchemaRef,
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+impl Operator for ProjectOperator {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), BoxError> {
+        let columns = self
+            .exprs
+            .iter()
+            .map(|e| e.evaluate(&batch)?.into_array(batch.num_rows()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(OperatorError::from)?;
+        out.emit(RecordBatch::try_new(Arc::clone(&self.schema), columns)?);
+        Ok(())
+    }
+}
+
+/// A closure mapping a batch to a batch of the declared schema.
+pub type MapFn = Arc<dyn Fn(RecordBatch) -> Result<RecordBatch, BoxError> + Send + Sync>;
+
+/// Describes a map node: a Rust closure with a declared output schema.
+pub struct MapFactory {
+    description: String,
+    schema: SchemaRef,
+    f: MapFn,
+}
+
+impl MapFactory {
+    pub fn new(description: impl Into<String>, schema: SchemaRef, f: MapFn) -> Self {
+        MapFactory {
+            description: description.into(),
+            schema,
+            f,
+        }
+    }
+}
+
+impl OperatorFactory for MapFactory {
+    fn output_schema(&self, _input: &SchemaRef) -> Result<SchemaRef, BoxError> {
+        Ok(Arc::clone(&self.schema))
+    }
+
+    fn describe(&self) -> String {
+        format!("map({})", self.description)
+    }
+
+    fn create(&self, _context: &SubtaskContext) -> Result<Box<dyn Operator>, BoxError> {
+        Ok(Box::new(MapOperator {
+            schema: Arc::clone(&self.schema),
+            f: Arc::clone(&self.f),
+        }))
+    }
+}
+
+/// A map subtask: checks that the closure keeps its promised schema.
+pub struct MapOperator {
+    schema: SchemaRef,
+    f: MapFn,
+}
+
+impl Operator for MapOperator {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), BoxError> {
+        let mapped = (self.f)(batch)?;
+        if mapped.schema().fields() != self.schema.fields() {
+            return Err(Box::new(OperatorError::User(format!(
+                "map closure returned columns ({}) but declared ({})",
+                weir_engine::graph::column_list(&mapped.schema()),
+                weir_engine::graph::column_list(&self.schema)
+            ))));
+        }
+        out.emit(mapped);
+        Ok(())
+    }
+}

@@ -1,0 +1,137 @@
+//! Count windows: per key, every `size` rows in arrival order form one window.
+//!
+//! Rows wait in a [`RowBuffer`]; when a key's open window reaches `size` rows it fires at the
+//! end of the batch that filled it. Windows do not depend on event time or watermarks. As in
+//! Flink's `countWindow`, a window still incomplete at end of input is not emitted.
+//! Arrival order is only deterministic when each key's rows come from one upstream split.
+//!
+//! State at a barrier: the rows of every open window, per key group, in arrival order:
+//! `open/<key group> = encode(0, rows)`.
+
+use arrow::array::UInt32Array;
+use arrow::compute::{concat_batches, take};
+use arrow::record_batch::RecordBatch;
+use weir_engine::operator::{Operator, Output};
+use weir_engine::state::OperatorState;
+use weir_engine::BoxError;
+
+use super::WindowCore;
+use crate::error::Result;
+use crate::group_index::GroupIndex;
+use crate::row_buffer::{RowBuffer, RowRef};
+use crate::state_codec::{decode, encode, split_by_key_group};
+
+const OPEN_TABLE: &str = "open";
+
+/// A count window subtask. See the module doc.
+pub struct CountWindowOperator {
+    core: WindowCore,
+    size: usize,
+    keys: GroupIndex,
+    /// The rows of each key's open window.
+    open: Vec<Vec<RowRef>>,
+    buffer: Option<RowBuffer>,
+}
+
+impl CountWindowOperator {
+    pub(crate) fn new(core: WindowCore, size: usize) -> Self {
+        CountWindowOperator {
+            keys: core.new_group_index(),
+            core,
+            size,
+            open: Vec::new(),
+            buffer: None,
+        }
+    }
+
+    /// Appends the rows of `batch` to their keys' windows; returns the windows that filled.
+    fn append(&mut self, batch: RecordBatch) -> Result<Vec<Vec<RowRef>>> {
+        let keys = self.core.input_keys(&batch);
+        let encoded = self.core.key_rows(&keys, batch.num_rows())?;
+        let mut ids = Vec::new();
+        self.keys.intern(&encoded, &mut ids);
+        if self.open.len() < self.keys.len() {
+            self.open.resize_with(self.keys.len(), Vec::new);
+        }
+        let buffer = self
+            .buffer
+            .get_or_insert_with(|| RowBuffer::new(batch.schema()));
+        let batch_id = buffer.next_id();
+        let mut full = Vec::new();
+        for (row, key) in ids.into_iter().enumerate() {
+            self.open[key].push(RowRef {
+                batch: batch_id,
+                row: row as u32,
+            });
+            if self.open[key].len() == self.size {
+                full.push(std::mem::take(&mut self.open[key]));
+            }
+        }
+        let rows = batch.num_rows();
+        buffer.add(batch, rows);
+        Ok(full)
+    }
+}
+
+impl Operator for CountWindowOperator {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), BoxError> {
+        let full = self.append(batch)?;
+        if full.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<RowRef> = full.iter().flatten().copied().collect();
+        let groups: Vec<usize> = (0..full.len())
+            .flat_map(|w| std::iter::repeat_n(w, self.size))
+            .collect();
+        let buffer = self.buffer.as_mut().expect("rows were buffered");
+        let gathered = buffer.gather(&rows)?;
+        buffer.release(&rows);
+        let aggregates = &self.core.plan.aggregates;
+        let mut accumulators = aggregates.accumulators()?;
+        accumulators.update(aggregates, &gathered, &groups, full.len())?;
+        let first_rows =
+            UInt32Array::from_iter_values((0..full.len()).map(|w| (w * self.size) as u32));
+        let keys = self
+            .core
+            .input_keys(&gathered)
+            .iter()
+            .map(|k| take(k, &first_rows, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.emit(self.core.output(None, keys, accumulators.evaluate()?)?);
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, state: &mut OperatorState<'_>) -> Result<(), BoxError> {
+        state.clear_owned(OPEN_TABLE)?;
+        let Some(buffer) = &self.buffer else {
+            return Ok(());
+        };
+        let rows: Vec<RowRef> = self.open.iter().flatten().copied().collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let gathered = buffer.gather(&rows)?;
+        let hasher = weir_engine::partition::KeyHasher::new(
+            &gathered.schema(),
+            &self.core.plan.key_names,
+            self.core.state_hasher_key_groups(),
+        )?;
+        for (group, part) in split_by_key_group(&hasher, &gathered)? {
+            state.put(OPEN_TABLE, group, b"", encode(0, &part)?)?;
+        }
+        Ok(())
+    }
+
+    fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
+        let mut parts = Vec::new();
+        for (group, _, value) in state.scan_owned(OPEN_TABLE)? {
+            parts.push(decode(&value, OPEN_TABLE, group)?.1);
+        }
+        if let Some(first) = parts.first() {
+            let all = concat_batches(&first.schema(), &parts)?;
+            // Each key's open window holds fewer than `size` rows, so nothing fires here.
+            self.append(all)?;
+        }
+        Ok(())
+    }
+}

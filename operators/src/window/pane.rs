@@ -1,0 +1,400 @@
+//! Tumbling, hopping and cumulating windows over panes.
+//!
+//! Time is cut into panes of `gcd(size, slide)` (hop), `step` (cumulate) or `size` (tumble).
+//! Each row updates exactly one pane's accumulators, whatever the number of windows it belongs
+//! to. A window is the union of its panes; when it fires, the partial states of its panes are
+//! merged into fresh accumulators and evaluated.
+//!
+//! A pane is `live` (accumulators being updated) and/or has `frozen` partial states (Arrow
+//! batches of keys + state columns). The first window that needs a pane freezes its live part;
+//! later windows reuse the frozen batch. A row arriving for a pane after that starts a new live
+//! part, which the next window merges as well. A tumbling window owns its single pane and is
+//! evaluated directly, without freezing.
+//!
+//! State at a barrier: every pane is frozen and written per key group as
+//! `panes/<key group>/<pane start> = encode(watermark, keys + states)`. On restore the windows
+//! of each pane that had not fired by that watermark become pending again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::UInt32Array;
+use arrow::compute::{concat_batches, take_record_batch};
+use arrow::record_batch::RecordBatch;
+use weir_engine::message::EventTimeMs;
+use weir_engine::operator::{Operator, Output};
+use weir_engine::state::OperatorState;
+use weir_engine::time::event_times_ms;
+use weir_engine::BoxError;
+
+use super::{WindowCore, WindowSpec};
+use crate::aggregate::Accumulators;
+use crate::error::Result;
+use crate::group_index::GroupIndex;
+use crate::state_codec::{decode, encode, split_by_key_group};
+
+const PANES_TABLE: &str = "panes";
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Maps event times to panes and panes to windows.
+#[derive(Debug, Clone, Copy)]
+pub struct PaneAssigner {
+    spec: WindowSpec,
+    pane_ms: i64,
+}
+
+impl PaneAssigner {
+    /// For a tumbling, hopping or cumulating spec (already validated).
+    pub fn new(spec: WindowSpec) -> Self {
+        let pane_ms = match spec {
+            WindowSpec::Tumble { size_ms } => size_ms,
+            WindowSpec::Hop { size_ms, slide_ms } => gcd(size_ms, slide_ms),
+            WindowSpec::Cumulate { step_ms, .. } => step_ms,
+            WindowSpec::Session { .. } | WindowSpec::Count { .. } => {
+                unreachable!("session and count windows are not pane-based")
+            }
+        };
+        PaneAssigner { spec, pane_ms }
+    }
+
+    pub fn pane_start(&self, time: EventTimeMs) -> i64 {
+        time - time.rem_euclid(self.pane_ms)
+    }
+
+    /// Every window `(start, end)` that contains the pane starting at `pane`.
+    pub fn windows(&self, pane: i64) -> Vec<(i64, i64)> {
+        match self.spec {
+            WindowSpec::Tumble { size_ms } => vec![(pane, pane.saturating_add(size_ms))],
+            WindowSpec::Hop { size_ms, slide_ms } => {
+                let last = pane.div_euclid(slide_ms);
+                let first = -((size_ms - self.pane_ms - pane).div_euclid(slide_ms));
+                (first..=last)
+                    .map(|k| (k * slide_ms, (k * slide_ms).saturating_add(size_ms)))
+                    .collect()
+            }
+            WindowSpec::Cumulate { step_ms, size_ms } => {
+                let base = pane - pane.rem_euclid(size_ms);
+                let first = (pane - base) / step_ms + 1;
+                (first..=size_ms / step_ms)
+                    .map(|j| (base, base.saturating_add(j * step_ms)))
+                    .collect()
+            }
+            WindowSpec::Session { .. } | WindowSpec::Count { .. } => Vec::new(),
+        }
+    }
+
+    /// End of the last window containing the pane: after it fires the pane is not needed.
+    pub fn last_window_end(&self, pane: i64) -> i64 {
+        match self.spec {
+            WindowSpec::Tumble { size_ms } => pane.saturating_add(size_ms),
+            WindowSpec::Hop { size_ms, slide_ms } => {
+                (pane.div_euclid(slide_ms) * slide_ms).saturating_add(size_ms)
+            }
+            WindowSpec::Cumulate { size_ms, .. } => {
+                (pane - pane.rem_euclid(size_ms)).saturating_add(size_ms)
+            }
+            WindowSpec::Session { .. } | WindowSpec::Count { .. } => pane,
+        }
+    }
+}
+
+/// Whether a window ending at `end` has fired at watermark `watermark`.
+fn fired(end: i64, watermark: Option<EventTimeMs>) -> bool {
+    watermark.is_some_and(|w| end - 1 <= w)
+}
+
+/// The accumulators of a pane that rows are still being added to.
+struct LivePane {
+    groups: GroupIndex,
+    accumulators: Accumulators,
+}
+
+#[derive(Default)]
+struct Pane {
+    live: Option<LivePane>,
+    /// Partial states: key columns then state columns.
+    frozen: Vec<RecordBatch>,
+}
+
+/// A tumbling, hopping or cumulating window subtask. See the module doc.
+pub struct PaneWindowOperator {
+    core: WindowCore,
+    assigner: PaneAssigner,
+    panes: BTreeMap<i64, Pane>,
+    /// Windows `(end, start)` that have rows and have not fired.
+    pending: BTreeSet<(i64, i64)>,
+    watermark: Option<EventTimeMs>,
+    scratch: Vec<usize>,
+}
+
+impl PaneWindowOperator {
+    pub(crate) fn new(core: WindowCore, assigner: PaneAssigner) -> Self {
+        PaneWindowOperator {
+            core,
+            assigner,
+            panes: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            watermark: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn add_to_pane(&mut self, pane_start: i64, rows: &RecordBatch) -> Result<()> {
+        for (start, end) in self.assigner.windows(pane_start) {
+            if !fired(end, self.watermark) {
+                self.pending.insert((end, start));
+            }
+        }
+        let pane = self.panes.entry(pane_start).or_default();
+        let live = match &mut pane.live {
+            Some(live) => live,
+            None => pane.live.insert(LivePane {
+                groups: self.core.new_group_index(),
+                accumulators: self.core.plan.aggregates.accumulators()?,
+            }),
+        };
+        let keys = self.core.input_keys(rows);
+        let encoded = self.core.key_rows(&keys, rows.num_rows())?;
+        live.groups.intern(&encoded, &mut self.scratch);
+        live.accumulators.update(
+            &self.core.plan.aggregates,
+            rows,
+            &self.scratch,
+            live.groups.len(),
+        )
+    }
+
+    /// Moves the live part of a pane into its frozen partial states.
+    fn freeze(core: &WindowCore, pane: &mut Pane) -> Result<()> {
+        if let Some(mut live) = pane.live.take() {
+            let mut columns = core.group_keys(&live.groups)?;
+            columns.extend(live.accumulators.take_state()?);
+            pane.frozen.push(RecordBatch::try_new(
+                Arc::clone(&core.plan.state_schema),
+                columns,
+            )?);
+        }
+        Ok(())
+    }
+
+    fn fire(&mut self, start: i64, end: i64, out: &mut Output) -> Result<()> {
+        let pane_starts: Vec<i64> = self.panes.range(start..end).map(|(p, _)| *p).collect();
+        let bounds = |n: usize| Some((vec![start; n], vec![end; n]));
+        // A tumbling window owns its only pane: evaluate it directly.
+        if let [only] = pane_starts[..] {
+            let sole_window = self.assigner.windows(only).len() == 1;
+            let pane = self.panes.get_mut(&only).expect("listed above");
+            if sole_window && pane.frozen.is_empty() {
+                if let Some(mut live) = pane.live.take() {
+                    let keys = self.core.group_keys(&live.groups)?;
+                    let values = live.accumulators.evaluate()?;
+                    out.emit(self.core.output(bounds(live.groups.len()), keys, values)?);
+                    return Ok(());
+                }
+            }
+        }
+        let aggregates = &self.core.plan.aggregates;
+        let mut groups = self.core.new_group_index();
+        let mut accumulators = aggregates.accumulators()?;
+        let key_count = self.core.plan.key_columns.len();
+        for pane_start in pane_starts {
+            let pane = self.panes.get_mut(&pane_start).expect("listed above");
+            Self::freeze(&self.core, pane)?;
+            for partial in &pane.frozen {
+                let (keys, states) = partial.columns().split_at(key_count);
+                let encoded = self.core.key_rows(keys, partial.num_rows())?;
+                groups.intern(&encoded, &mut self.scratch);
+                accumulators.merge(aggregates, states, &self.scratch, groups.len())?;
+            }
+        }
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let keys = self.core.group_keys(&groups)?;
+        let values = accumulators.evaluate()?;
+        out.emit(self.core.output(bounds(groups.len()), keys, values)?);
+        Ok(())
+    }
+}
+
+impl Operator for PaneWindowOperator {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), BoxError> {
+        let time_column = self
+            .core
+            .plan
+            .time_column
+            .expect("time windows have a time column");
+        let times = event_times_ms(&batch, time_column).map_err(crate::OperatorError::from)?;
+        // Row indices per pane.
+        let mut by_pane: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for (row, &time) in times.iter().enumerate() {
+            by_pane
+                .entry(self.assigner.pane_start(time))
+                .or_default()
+                .push(row as u32);
+        }
+        let mut late = Vec::new();
+        for (pane, rows) in by_pane {
+            if self.assigner.windows(pane).is_empty() {
+                // Between hopping windows whose slide exceeds their size: in no window.
+                continue;
+            }
+            if fired(self.assigner.last_window_end(pane), self.watermark) {
+                late.extend(rows);
+            } else if rows.len() == batch.num_rows() {
+                self.add_to_pane(pane, &batch)?;
+            } else {
+                let part = take_record_batch(&batch, &UInt32Array::from(rows))?;
+                self.add_to_pane(pane, &part)?;
+            }
+        }
+        late.sort_unstable();
+        self.core.late_rows(&batch, late, out)?;
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: EventTimeMs, out: &mut Output) -> Result<(), BoxError> {
+        let watermark = self.watermark.map_or(watermark, |w| w.max(watermark));
+        self.watermark = Some(watermark);
+        while let Some(&(end, start)) = self.pending.first() {
+            if !fired(end, Some(watermark)) {
+                break;
+            }
+            self.pending.pop_first();
+            self.fire(start, end, out)?;
+        }
+        let assigner = self.assigner;
+        self.panes
+            .retain(|&pane, _| !fired(assigner.last_window_end(pane), Some(watermark)));
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, state: &mut OperatorState<'_>) -> Result<(), BoxError> {
+        state.clear_owned(PANES_TABLE)?;
+        let watermark = self.watermark.unwrap_or(EventTimeMs::MIN);
+        for (pane_start, pane) in &mut self.panes {
+            Self::freeze(&self.core, pane)?;
+            if pane.frozen.is_empty() {
+                continue;
+            }
+            let merged = concat_batches(&self.core.plan.state_schema, &pane.frozen)?;
+            pane.frozen = vec![merged.clone()];
+            for (group, part) in split_by_key_group(&self.core.state_hasher, &merged)? {
+                state.put(
+                    PANES_TABLE,
+                    group,
+                    &pane_start.to_be_bytes(),
+                    encode(watermark, &part)?,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
+        self.panes.clear();
+        self.pending.clear();
+        for (group, key, value) in state.scan_owned(PANES_TABLE)? {
+            let pane_start = i64::from_be_bytes(key.as_slice().try_into().map_err(|_| {
+                crate::OperatorError::Plan(format!(
+                    "pane key of key group {} is not 8 bytes",
+                    group.0
+                ))
+            })?);
+            let (watermark, partial) = decode(&value, PANES_TABLE, group)?;
+            for (start, end) in self.assigner.windows(pane_start) {
+                if watermark == EventTimeMs::MIN || !fired(end, Some(watermark)) {
+                    self.pending.insert((end, start));
+                }
+            }
+            self.panes
+                .entry(pane_start)
+                .or_default()
+                .frozen
+                .push(partial);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brute_force_windows(spec: WindowSpec, time: i64) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        for start in -200i64..200 {
+            let ok = match spec {
+                WindowSpec::Tumble { size_ms } => {
+                    start.rem_euclid(size_ms) == 0 && start <= time && time < start + size_ms
+                }
+                WindowSpec::Hop { size_ms, slide_ms } => {
+                    start.rem_euclid(slide_ms) == 0 && start <= time && time < start + size_ms
+                }
+                _ => false,
+            };
+            if ok {
+                let end = match spec {
+                    WindowSpec::Tumble { size_ms } | WindowSpec::Hop { size_ms, .. } => {
+                        start + size_ms
+                    }
+                    _ => 0,
+                };
+                out.push((start, end));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn panes_map_to_the_windows_that_contain_their_rows() {
+        for spec in [
+            WindowSpec::Tumble { size_ms: 7 },
+            WindowSpec::Hop {
+                size_ms: 10,
+                slide_ms: 4,
+            },
+            WindowSpec::Hop {
+                size_ms: 9,
+                slide_ms: 3,
+            },
+            WindowSpec::Hop {
+                size_ms: 5,
+                slide_ms: 7,
+            },
+        ] {
+            let assigner = PaneAssigner::new(spec);
+            for time in -50..50 {
+                let pane = assigner.pane_start(time);
+                let mut got = assigner.windows(pane);
+                got.sort();
+                assert_eq!(got, brute_force_windows(spec, time), "{spec:?} at {time}");
+                let last = got.iter().map(|w| w.1).max().unwrap_or(pane);
+                if !got.is_empty() {
+                    assert_eq!(assigner.last_window_end(pane), last, "{spec:?} at {time}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cumulating_windows_grow_by_step_within_size() {
+        let assigner = PaneAssigner::new(WindowSpec::Cumulate {
+            step_ms: 2,
+            size_ms: 6,
+        });
+        assert_eq!(
+            assigner.windows(assigner.pane_start(3)),
+            vec![(0, 4), (0, 6)]
+        );
+        assert_eq!(assigner.windows(assigner.pane_start(-1)), vec![(-6, 0)]);
+        assert_eq!(assigner.last_window_end(2), 6);
+    }
+}

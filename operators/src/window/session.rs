@@ -1,0 +1,275 @@
+//! Session windows: per key, rows whose `[time, time + gap)` intervals touch form one window.
+//!
+//! Each key has its open sessions in a map ordered by start; they never overlap. A row opens
+//! `[t, t + gap)` and merges every open session it touches (as Flink: intervals that meet or
+//! overlap merge). A session fires when the watermark reaches `end - 1`. A row that touches no
+//! open session and whose own interval has already fired is late.
+//!
+//! Rows wait in a [`RowBuffer`] until their session fires; firing gathers the rows of every
+//! fired session into one batch and aggregates them with one group per session.
+//!
+//! State at a barrier: the rows of every open session, plus the session bounds as two extra
+//! columns, written per key group as `sessions/<key group> = encode(0, rows + bounds)`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, Int64Array, UInt32Array};
+use arrow::compute::{concat_batches, take};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use arrow::record_batch::RecordBatch;
+use weir_engine::message::EventTimeMs;
+use weir_engine::operator::{Operator, Output};
+use weir_engine::state::OperatorState;
+use weir_engine::time::event_times_ms;
+use weir_engine::BoxError;
+
+use super::WindowCore;
+use crate::error::Result;
+use crate::group_index::GroupIndex;
+use crate::row_buffer::{RowBuffer, RowRef};
+use crate::state_codec::{decode, encode, split_by_key_group};
+
+const SESSIONS_TABLE: &str = "sessions";
+const SESSION_START: &str = "__weir_session_start";
+const SESSION_END: &str = "__weir_session_end";
+
+struct Session {
+    end: i64,
+    rows: Vec<RowRef>,
+}
+
+/// A session window subtask. See the module doc.
+pub struct SessionWindowOperator {
+    core: WindowCore,
+    gap_ms: i64,
+    keys: Option<GroupIndex>,
+    /// Open sessions per key id, by start.
+    sessions: Vec<BTreeMap<i64, Session>>,
+    /// Every open session as `(end, key id, start)`, in firing order.
+    by_end: BTreeSet<(i64, usize, i64)>,
+    buffer: Option<RowBuffer>,
+    watermark: Option<EventTimeMs>,
+    scratch: Vec<usize>,
+}
+
+impl SessionWindowOperator {
+    pub(crate) fn new(core: WindowCore, gap_ms: i64) -> Self {
+        SessionWindowOperator {
+            keys: Some(core.new_group_index()),
+            core,
+            gap_ms,
+            sessions: Vec::new(),
+            by_end: BTreeSet::new(),
+            buffer: None,
+            watermark: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn buffer(&mut self, batch: &RecordBatch) -> &mut RowBuffer {
+        self.buffer
+            .get_or_insert_with(|| RowBuffer::new(batch.schema()))
+    }
+
+    /// Key ids of the rows of `batch`.
+    fn key_ids(&mut self, batch: &RecordBatch) -> Result<Vec<usize>> {
+        let keys = self.core.input_keys(batch);
+        let encoded = self.core.key_rows(&keys, batch.num_rows())?;
+        let index = self.keys.as_mut().expect("always present");
+        let mut ids = Vec::new();
+        index.intern(&encoded, &mut ids);
+        if self.sessions.len() < index.len() {
+            self.sessions.resize_with(index.len(), BTreeMap::new);
+        }
+        Ok(ids)
+    }
+
+    /// Adds a row with interval `[start, end)` to key `key`, merging what it touches.
+    /// Returns false (and adds nothing) if the row is late.
+    fn add(
+        &mut self,
+        key: usize,
+        mut start: i64,
+        mut end: i64,
+        mut rows: Vec<RowRef>,
+        check_late: bool,
+    ) -> bool {
+        let sessions = &mut self.sessions[key];
+        let touching: Vec<i64> = sessions
+            .range(..=end)
+            .rev()
+            .take_while(|(_, s)| s.end >= start)
+            .map(|(s, _)| *s)
+            .collect();
+        if check_late && touching.is_empty() && self.watermark.is_some_and(|w| end - 1 <= w) {
+            return false;
+        }
+        for old_start in touching {
+            let old = sessions.remove(&old_start).expect("listed above");
+            self.by_end.remove(&(old.end, key, old_start));
+            start = start.min(old_start);
+            end = end.max(old.end);
+            rows.extend(old.rows);
+        }
+        self.by_end.insert((end, key, start));
+        sessions.insert(start, Session { end, rows });
+        true
+    }
+}
+
+impl Operator for SessionWindowOperator {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), BoxError> {
+        let time_column = self
+            .core
+            .plan
+            .time_column
+            .expect("session windows have a time column");
+        let times = event_times_ms(&batch, time_column).map_err(crate::OperatorError::from)?;
+        let key_ids = self.key_ids(&batch)?;
+        let batch_id = self.buffer(&batch).next_id();
+        let mut late = Vec::new();
+        for (row, (&time, &key)) in times.iter().zip(&key_ids).enumerate() {
+            let row_ref = RowRef {
+                batch: batch_id,
+                row: row as u32,
+            };
+            if !self.add(
+                key,
+                time,
+                time.saturating_add(self.gap_ms),
+                vec![row_ref],
+                true,
+            ) {
+                late.push(row as u32);
+            }
+        }
+        let kept = batch.num_rows() - late.len();
+        self.core.late_rows(&batch, late, out)?;
+        self.buffer(&batch).add(batch, kept);
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: EventTimeMs, out: &mut Output) -> Result<(), BoxError> {
+        self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
+        let mut starts = Vec::new();
+        let mut ends = Vec::new();
+        let mut rows = Vec::new();
+        let mut first_rows = Vec::new();
+        self.scratch.clear();
+        while let Some(&(end, key, start)) = self.by_end.first() {
+            if end - 1 > watermark {
+                break;
+            }
+            self.by_end.pop_first();
+            let session = self.sessions[key]
+                .remove(&start)
+                .expect("indexed sessions exist");
+            first_rows.push(rows.len() as u32);
+            self.scratch
+                .extend(std::iter::repeat_n(starts.len(), session.rows.len()));
+            rows.extend(session.rows);
+            starts.push(start);
+            ends.push(end);
+        }
+        if starts.is_empty() {
+            return Ok(());
+        }
+        let buffer = self.buffer.as_mut().expect("rows were buffered");
+        let gathered = buffer.gather(&rows)?;
+        buffer.release(&rows);
+        let aggregates = &self.core.plan.aggregates;
+        let mut accumulators = aggregates.accumulators()?;
+        accumulators.update(aggregates, &gathered, &self.scratch, starts.len())?;
+        let first_rows = UInt32Array::from(first_rows);
+        let keys = self
+            .core
+            .input_keys(&gathered)
+            .iter()
+            .map(|k| take(k, &first_rows, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.emit(
+            self.core
+                .output(Some((starts, ends)), keys, accumulators.evaluate()?)?,
+        );
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, state: &mut OperatorState<'_>) -> Result<(), BoxError> {
+        state.clear_owned(SESSIONS_TABLE)?;
+        let Some(buffer) = &self.buffer else {
+            return Ok(());
+        };
+        let mut rows = Vec::new();
+        let mut starts = Vec::new();
+        let mut ends = Vec::new();
+        for (start_end_key, session) in self
+            .by_end
+            .iter()
+            .map(|&(end, key, start)| ((start, end), &self.sessions[key][&start]))
+        {
+            rows.extend_from_slice(&session.rows);
+            starts.extend(std::iter::repeat_n(start_end_key.0, session.rows.len()));
+            ends.extend(std::iter::repeat_n(start_end_key.1, session.rows.len()));
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let gathered = buffer.gather(&rows)?;
+        let mut fields: Vec<Field> = gathered
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(SESSION_START, DataType::Int64, false));
+        fields.push(Field::new(SESSION_END, DataType::Int64, false));
+        let mut columns: Vec<ArrayRef> = gathered.columns().to_vec();
+        columns.push(Arc::new(Int64Array::from(starts)));
+        columns.push(Arc::new(Int64Array::from(ends)));
+        let with_bounds = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        let hasher = weir_engine::partition::KeyHasher::new(
+            &with_bounds.schema(),
+            &self.core.plan.key_names,
+            self.core.state_hasher_key_groups(),
+        )?;
+        for (group, part) in split_by_key_group(&hasher, &with_bounds)? {
+            state.put(SESSIONS_TABLE, group, b"", encode(0, &part)?)?;
+        }
+        Ok(())
+    }
+
+    fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
+        let entries = state.scan_owned(SESSIONS_TABLE)?;
+        let mut parts = Vec::new();
+        for (group, _, value) in entries {
+            parts.push(decode(&value, SESSIONS_TABLE, group)?.1);
+        }
+        let Some(first) = parts.first() else {
+            return Ok(());
+        };
+        let all = concat_batches(&first.schema(), &parts)?;
+        let width = all.num_columns() - 2;
+        let starts = all.column(width).as_primitive::<Int64Type>().clone();
+        let ends = all.column(width + 1).as_primitive::<Int64Type>().clone();
+        let rows = all.project(&(0..width).collect::<Vec<_>>())?;
+        let key_ids = self.key_ids(&rows)?;
+        let batch_id = self.buffer(&rows).next_id();
+        for (row, &key) in key_ids.iter().enumerate() {
+            let (start, end) = (starts.value(row), ends.value(row));
+            let row_ref = RowRef {
+                batch: batch_id,
+                row: row as u32,
+            };
+            match self.sessions[key].get_mut(&start) {
+                Some(session) => session.rows.push(row_ref),
+                None => {
+                    self.add(key, start, end, vec![row_ref], false);
+                }
+            }
+        }
+        let count = rows.num_rows();
+        self.buffer(&rows).add(rows, count);
+        Ok(())
+    }
+}
