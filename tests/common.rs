@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests: building event batches and reading results.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Int64Array, RecordBatch, TimestampMillisecondArray};
+use arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
+
+/// One test event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Event {
+    pub key: i64,
+    pub ts: i64,
+    pub v: Option<i64>,
+}
+
+pub fn event_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+        Field::new("v", DataType::Int64, true),
+    ]))
+}
+
+pub fn batch_of(events: &[Event]) -> RecordBatch {
+    RecordBatch::try_new(
+        event_schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.key))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                events.iter().map(|e| e.ts),
+            )),
+            Arc::new(Int64Array::from_iter(events.iter().map(|e| e.v))),
+        ],
+    )
+    .unwrap()
+}
+
+/// Cuts `events` into batches of the given sizes (cycled).
+pub fn batches_of(events: &[Event], sizes: &[usize]) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    let mut rest = events;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let n = sizes[i % sizes.len()].clamp(1, rest.len());
+        out.push(batch_of(&rest[..n]));
+        rest = &rest[n..];
+        i += 1;
+    }
+    out
+}
+
+/// Reads events back from batches of [`event_schema`].
+pub fn events_of(batches: &[RecordBatch]) -> Vec<Event> {
+    let mut out = Vec::new();
+    for b in batches {
+        let k = b.column(0).as_primitive::<Int64Type>();
+        let ts = b.column(1).as_primitive::<TimestampMillisecondType>();
+        let v = b.column(2).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            out.push(Event {
+                key: k.value(i),
+                ts: ts.value(i),
+                v: v.is_valid(i).then(|| v.value(i)),
+            });
+        }
+    }
+    out
+}
+
+/// Column `name` of `batch` as optional i64 values (timestamps as milliseconds).
+pub fn column_i64(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+    let array = batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"));
+    let array = arrow::compute::cast(array, &DataType::Int64).unwrap();
+    let ints = array.as_primitive::<Int64Type>();
+    (0..ints.len())
+        .map(|i| ints.is_valid(i).then(|| ints.value(i)))
+        .collect()
+}
