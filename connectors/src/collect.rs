@@ -8,7 +8,7 @@ use arrow::record_batch::RecordBatch;
 use weir_engine::operator::SubtaskContext;
 use weir_engine::sink::{SinkFactory, SinkWriter};
 use weir_engine::source::LocalBoxFuture;
-use weir_engine::{BoxError, Watermark};
+use weir_engine::{BoxError, CheckpointId, Watermark};
 
 /// Collects batches from all subtasks into one shared list.
 #[derive(Clone, Default)]
@@ -16,6 +16,7 @@ pub struct CollectSink {
     batches: Arc<Mutex<Vec<RecordBatch>>>,
     finished: Arc<Mutex<usize>>,
     watermarks: Arc<Mutex<Vec<Watermark>>>,
+    barriers: Arc<Mutex<Vec<CheckpointId>>>,
 }
 
 impl CollectSink {
@@ -46,6 +47,14 @@ impl CollectSink {
     /// How many subtasks have seen end of stream.
     pub fn finished_subtasks(&self) -> usize {
         *self.finished.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Barriers received by all subtasks, in arrival order.
+    pub fn barriers(&self) -> Vec<CheckpointId> {
+        self.barriers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Watermarks received by all subtasks, in arrival order.
@@ -81,6 +90,14 @@ impl SinkWriter for CollectSink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(watermark);
+    }
+
+    fn on_barrier(&mut self, checkpoint: CheckpointId) -> LocalBoxFuture<'_, Result<(), BoxError>> {
+        self.barriers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(checkpoint);
+        Box::pin(async { Ok(()) })
     }
 
     fn finish(&mut self) -> LocalBoxFuture<'_, Result<(), BoxError>> {

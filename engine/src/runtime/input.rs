@@ -4,12 +4,13 @@
 //! and whether it is blocked on a barrier. Its rules:
 //!
 //! 1. A batch passes through at once and marks its input active.
-//! 2. The combined watermark is the minimum over inputs that are neither idle nor ended (an
-//!    input that has not sent a watermark yet counts as `i64::MIN`). It is emitted only when it
-//!    rises above the last emitted value, so downstream watermarks never go back.
-//! 3. When every input that has not ended is idle, the gate emits `Idle` once.
-//! 4. End of stream on an input counts as its final watermark; when every input has ended the
-//!    gate emits `Watermark(MAX)` and then `EndOfStream`.
+//! 2. The combined watermark is the minimum over inputs that are not idle; an input that has
+//!    not sent a watermark yet counts as `i64::MIN`, one that has ended as `i64::MAX` (end of
+//!    stream is its final watermark). It is emitted only when it rises above the last emitted
+//!    value, so downstream watermarks never go back.
+//! 3. When every input is idle, the gate emits `Idle` once.
+//! 4. When every input has ended the combined watermark is `MAX`; the gate emits it, then
+//!    `EndOfStream`.
 //! 5. Barrier alignment: after `Barrier(n)` arrives on an input, later messages of that input
 //!    are buffered until `Barrier(n)` has arrived on every input that has not ended; then the
 //!    gate emits `Barrier(n)` once and replays the buffered messages. So everything before
@@ -84,22 +85,22 @@ impl InputGate {
             Message::EndOfStream => {
                 self.inputs[input].ended = true;
                 self.try_align(out);
-                if self.inputs.iter().all(|i| i.ended) {
-                    if !self.finished {
-                        self.finished = true;
-                        out.push(Message::Watermark(Watermark::MAX));
-                        out.push(Message::EndOfStream);
-                    }
-                } else {
-                    self.emit_watermark(out);
+                self.emit_watermark(out);
+                if !self.finished && self.inputs.iter().all(|i| i.ended) {
+                    self.finished = true;
+                    out.push(Message::EndOfStream);
                 }
             }
         }
     }
 
     fn emit_watermark(&mut self, out: &mut Vec<Message>) {
-        let active = self.inputs.iter().filter(|i| !i.ended && !i.idle);
-        match active.map(|i| i.watermark.unwrap_or(i64::MIN)).min() {
+        let counted = self.inputs.iter().filter(|i| i.ended || !i.idle);
+        let watermarks = counted.map(|i| match i.ended {
+            true => i64::MAX,
+            false => i.watermark.unwrap_or(i64::MIN),
+        });
+        match watermarks.min() {
             Some(min) => {
                 if self.emitted_watermark.is_none_or(|w| min > w) && min > i64::MIN {
                     self.emitted_watermark = Some(min);
@@ -108,8 +109,7 @@ impl InputGate {
                 }
             }
             None => {
-                let any_idle = self.inputs.iter().any(|i| !i.ended && i.idle);
-                if any_idle && !self.emitted_idle {
+                if !self.emitted_idle {
                     self.emitted_idle = true;
                     out.push(Message::Watermark(Watermark::Idle));
                 }
@@ -205,6 +205,20 @@ mod tests {
             vec![Watermark::EventTime(7), Watermark::MAX]
         );
         assert!(matches!(out.last(), Some(Message::EndOfStream)));
+    }
+
+    #[test]
+    fn an_ended_input_and_an_idle_input_release_every_window() {
+        let mut gate = InputGate::new(2);
+        let mut out = Vec::new();
+        gate.accept(0, wm(10), &mut out);
+        gate.accept(1, Message::Watermark(Watermark::Idle), &mut out);
+        gate.accept(0, Message::EndOfStream, &mut out);
+        assert_eq!(
+            watermarks(&out),
+            vec![Watermark::EventTime(10), Watermark::MAX]
+        );
+        assert!(!gate.is_finished());
     }
 
     #[test]
