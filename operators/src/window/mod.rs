@@ -29,14 +29,19 @@ use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
 use datafusion_expr::Expr;
+use weir_engine::message::EventTimeMs;
 use weir_engine::metrics::{names, Counter};
 use weir_engine::operator::{Operator, OperatorFactory, Output, SubtaskContext};
-use weir_engine::partition::KeyHasher;
+use weir_engine::partition::{KeyGroup, KeyHasher};
+use weir_engine::state::OperatorState;
 use weir_engine::BoxError;
 
 use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
 use crate::group_index::GroupIndex;
+
+/// State table holding the operator's watermark per key group.
+const WATERMARK_TABLE: &str = "watermark";
 
 /// Name of the window start column.
 pub const WINDOW_START: &str = "window_start";
@@ -376,6 +381,49 @@ impl WindowCore {
             Arc::clone(&self.plan.output_schema),
             columns,
         )?)
+    }
+
+    /// Records the operator's watermark in every key group this subtask owns, so that a
+    /// restored subtask (at any parallelism) knows which windows have fired and which rows are
+    /// late before the first watermark after recovery arrives.
+    pub(crate) fn snapshot_watermark(
+        &self,
+        state: &mut OperatorState<'_>,
+        watermark: Option<EventTimeMs>,
+    ) -> Result<()> {
+        state.clear_owned(WATERMARK_TABLE)?;
+        if let Some(watermark) = watermark {
+            let range = state.key_groups();
+            for group in range.start..range.end {
+                state.put(
+                    WATERMARK_TABLE,
+                    KeyGroup(group),
+                    b"",
+                    watermark.to_le_bytes().to_vec(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The smallest watermark recorded for the key groups this subtask owns.
+    pub(crate) fn restore_watermark(
+        &self,
+        state: &OperatorState<'_>,
+    ) -> Result<Option<EventTimeMs>> {
+        let mut restored: Option<EventTimeMs> = None;
+        for (group, _, value) in state.scan_owned(WATERMARK_TABLE)? {
+            let bytes: [u8; 8] = value.as_slice().try_into().map_err(|_| {
+                weir_engine::state::StateError::Corrupt {
+                    table: WATERMARK_TABLE.into(),
+                    key_group: group.0,
+                    reason: "watermark entry is not 8 bytes".into(),
+                }
+            })?;
+            let watermark = EventTimeMs::from_le_bytes(bytes);
+            restored = Some(restored.map_or(watermark, |w| w.min(watermark)));
+        }
+        Ok(restored)
     }
 
     /// Counts the rows of `batch` at `late` and drops them or sends them to the late output.

@@ -278,6 +278,7 @@ impl Operator for PaneWindowOperator {
 
     fn snapshot_state(&mut self, state: &mut OperatorState<'_>) -> Result<(), BoxError> {
         state.clear_owned(PANES_TABLE)?;
+        self.core.snapshot_watermark(state, self.watermark)?;
         let watermark = self.watermark.unwrap_or(EventTimeMs::MIN);
         for (pane_start, pane) in &mut self.panes {
             Self::freeze(&self.core, pane)?;
@@ -301,6 +302,7 @@ impl Operator for PaneWindowOperator {
     fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
         self.panes.clear();
         self.pending.clear();
+        self.watermark = self.core.restore_watermark(state)?;
         for (group, key, value) in state.scan_owned(PANES_TABLE)? {
             let pane_start = i64::from_be_bytes(key.as_slice().try_into().map_err(|_| {
                 crate::OperatorError::Plan(format!(

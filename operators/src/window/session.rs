@@ -197,6 +197,7 @@ impl Operator for SessionWindowOperator {
 
     fn snapshot_state(&mut self, state: &mut OperatorState<'_>) -> Result<(), BoxError> {
         state.clear_owned(SESSIONS_TABLE)?;
+        self.core.snapshot_watermark(state, self.watermark)?;
         let Some(buffer) = &self.buffer else {
             return Ok(());
         };
@@ -240,6 +241,7 @@ impl Operator for SessionWindowOperator {
     }
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
+        self.watermark = self.core.restore_watermark(state)?;
         let entries = state.scan_owned(SESSIONS_TABLE)?;
         let mut parts = Vec::new();
         for (group, _, value) in entries {
