@@ -481,7 +481,7 @@ fn a_watermark_not_after_a_source_is_a_build_error() {
         .filter(col("k").gt(lit(1)))
         .watermark("ts", Duration::ZERO)
         .sink(CollectSink::new());
-    let error = job.graph().err().expect("build error").to_string();
+    let error = job.graph().expect_err("build error").to_string();
     assert!(
         error.contains("watermark must directly follow a source"),
         "{error}"

@@ -21,6 +21,11 @@ use weir::prelude::*;
 /// count(*), count(v), sum(v), min(v), max(v), count(distinct v).
 type Row = (Option<(i64, i64)>, i64, [Option<i64>; 6]);
 
+/// Reference session state: per key, open sessions `(start, end, values)`.
+type Sessions = BTreeMap<i64, Vec<(i64, i64, Vec<Option<i64>>)>>;
+/// Reference time-window state: `(start, end, key)` -> values.
+type OpenWindows = BTreeMap<(i64, i64, i64), Vec<Option<i64>>>;
+
 fn aggregate(values: &[Option<i64>]) -> [Option<i64>; 6] {
     let present: Vec<i64> = values.iter().flatten().copied().collect();
     let distinct: BTreeSet<i64> = present.iter().copied().collect();
@@ -73,35 +78,33 @@ fn reference(spec: Window, batches: &[Vec<Event>], delay: i64) -> (Vec<Row>, Vec
     let mut max_ts: Option<i64> = None;
     let fired = |end: i64, wm: Option<i64>| wm.is_some_and(|w| end - 1 <= w);
     // Time windows: (start, end, key) -> values.
-    let mut open: BTreeMap<(i64, i64, i64), Vec<Option<i64>>> = BTreeMap::new();
+    let mut open: OpenWindows = BTreeMap::new();
     // Sessions: key -> [(start, end, values)].
-    let mut sessions: BTreeMap<i64, Vec<(i64, i64, Vec<Option<i64>>)>> = BTreeMap::new();
+    let mut sessions: Sessions = BTreeMap::new();
     // Count windows: key -> values.
     let mut counting: BTreeMap<i64, Vec<Option<i64>>> = BTreeMap::new();
 
-    let advance = |wm: Option<i64>,
-                   open: &mut BTreeMap<(i64, i64, i64), Vec<Option<i64>>>,
-                   sessions: &mut BTreeMap<i64, Vec<(i64, i64, Vec<Option<i64>>)>>,
-                   out: &mut Vec<Row>| {
-        open.retain(|&(s, e, k), values| {
-            if fired(e, wm) {
-                out.push((Some((s, e)), k, aggregate(values)));
-                false
-            } else {
-                true
-            }
-        });
-        for (&k, list) in sessions.iter_mut() {
-            list.retain(|(s, e, values)| {
-                if fired(*e, wm) {
-                    out.push((Some((*s, *e)), k, aggregate(values)));
+    let advance =
+        |wm: Option<i64>, open: &mut OpenWindows, sessions: &mut Sessions, out: &mut Vec<Row>| {
+            open.retain(|&(s, e, k), values| {
+                if fired(e, wm) {
+                    out.push((Some((s, e)), k, aggregate(values)));
                     false
                 } else {
                     true
                 }
             });
-        }
-    };
+            for (&k, list) in sessions.iter_mut() {
+                list.retain(|(s, e, values)| {
+                    if fired(*e, wm) {
+                        out.push((Some((*s, *e)), k, aggregate(values)));
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+        };
 
     for batch in batches {
         for e in batch {

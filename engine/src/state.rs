@@ -28,6 +28,14 @@ pub enum StateError {
     },
 }
 
+/// One stored entry, as returned by a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateEntry {
+    pub group: KeyGroup,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
 /// Storage for keyed operator state. Keys are ordered by `(table, key group, key)`.
 pub trait StateBackend: Send {
     fn put(
@@ -40,11 +48,7 @@ pub trait StateBackend: Send {
     fn get(&self, table: &str, group: KeyGroup, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
     fn delete(&mut self, table: &str, group: KeyGroup, key: &[u8]) -> Result<(), StateError>;
     /// Every entry of `table` whose key group is in `range`, in key order.
-    fn scan(
-        &self,
-        table: &str,
-        range: KeyGroupRange,
-    ) -> Result<Vec<(KeyGroup, Vec<u8>, Vec<u8>)>, StateError>;
+    fn scan(&self, table: &str, range: KeyGroupRange) -> Result<Vec<StateEntry>, StateError>;
     /// Removes every entry of `table`.
     fn clear(&mut self, table: &str) -> Result<(), StateError>;
 }
@@ -95,17 +99,17 @@ impl StateBackend for InMemoryStateBackend {
         Ok(())
     }
 
-    fn scan(
-        &self,
-        table: &str,
-        range: KeyGroupRange,
-    ) -> Result<Vec<(KeyGroup, Vec<u8>, Vec<u8>)>, StateError> {
+    fn scan(&self, table: &str, range: KeyGroupRange) -> Result<Vec<StateEntry>, StateError> {
         let from = (table.to_string(), range.start, Vec::new());
         Ok(self
             .entries
             .range(from..)
             .take_while(|((t, g, _), _)| t == table && *g < range.end)
-            .map(|((_, g, k), v)| (KeyGroup(*g), k.clone(), v.clone()))
+            .map(|((_, g, k), v)| StateEntry {
+                group: KeyGroup(*g),
+                key: k.clone(),
+                value: v.clone(),
+            })
             .collect())
     }
 
@@ -168,14 +172,14 @@ impl<'a> OperatorState<'a> {
     /// Replaces the whole content of `table` in this subtask's key groups.
     pub fn clear_owned(&mut self, table: &str) -> Result<(), StateError> {
         let name = self.table(table);
-        for (group, key, _) in self.backend.scan(&name, self.key_groups)? {
-            self.backend.delete(&name, group, &key)?;
+        for entry in self.backend.scan(&name, self.key_groups)? {
+            self.backend.delete(&name, entry.group, &entry.key)?;
         }
         Ok(())
     }
 
     /// Every entry of `table` in this subtask's key groups.
-    pub fn scan_owned(&self, table: &str) -> Result<Vec<(KeyGroup, Vec<u8>, Vec<u8>)>, StateError> {
+    pub fn scan_owned(&self, table: &str) -> Result<Vec<StateEntry>, StateError> {
         self.backend.scan(&self.table(table), self.key_groups)
     }
 }
@@ -194,9 +198,9 @@ mod tests {
         let got = backend
             .scan("a", KeyGroupRange { start: 2, end: 5 })
             .unwrap();
-        let groups: Vec<u16> = got.iter().map(|(g, _, _)| g.0).collect();
+        let groups: Vec<u16> = got.iter().map(|e| e.group.0).collect();
         assert_eq!(groups, vec![2, 3, 4]);
-        assert!(got.iter().all(|(g, _, v)| v == &vec![g.0 as u8]));
+        assert!(got.iter().all(|e| e.value == vec![e.group.0 as u8]));
     }
 
     #[test]

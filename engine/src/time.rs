@@ -58,7 +58,7 @@ pub fn event_times_ms(batch: &RecordBatch, column: usize) -> Result<Vec<EventTim
     let array = batch.column(column);
     let name = || batch.schema().field(column).name().clone();
     let millis = match array.data_type() {
-        DataType::Timestamp(TimeUnit::Millisecond, None) => array.clone(),
+        DataType::Timestamp(TimeUnit::Millisecond, None) => std::sync::Arc::clone(array),
         DataType::Timestamp(_, _) | DataType::Int64 => {
             cast(array, &DataType::Timestamp(TimeUnit::Millisecond, None)).map_err(|_| {
                 TimeError::WrongType {

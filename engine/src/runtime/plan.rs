@@ -16,7 +16,6 @@ use tokio::sync::mpsc;
 
 use crate::error::EngineError;
 use crate::graph::{Exchange, Graph, GraphInfo, NodeId, NodeKind, OutputPort};
-use crate::message::Message;
 use crate::metrics::{names, Metrics};
 use crate::operator::SubtaskContext;
 use crate::partition::{KeyGroupRange, KeyHasher};
@@ -26,7 +25,8 @@ use crate::time::WatermarkGenerator;
 
 use super::input::InputGate;
 use super::task::{
-    Chain, Control, OperatorSlot, OutputChannel, Router, SubtaskRunner, Tail, TaskInput,
+    Chain, Control, Inbox, OperatorSlot, Outbox, OutputChannel, Router, SubtaskRunner, Tail,
+    TaskInput,
 };
 use super::RunOptions;
 
@@ -86,8 +86,10 @@ pub(crate) fn build(
     let head_of_chain = |node: NodeId| chains.iter().position(|c| c[0] == node);
 
     // Step 3: channels of every non-source head, and input numbering.
-    let mut senders: Vec<Option<Vec<mpsc::Sender<(u32, Message)>>>> = vec![None; graph.nodes.len()];
-    let mut receivers: Vec<Vec<Option<(mpsc::Receiver<(u32, Message)>, usize)>>> =
+    // Per chain head: the senders of each subtask's channel, and each subtask's receiver with
+    // its number of inputs.
+    let mut senders: Vec<Option<Vec<Outbox>>> = vec![None; graph.nodes.len()];
+    let mut receivers: Vec<Vec<(Inbox, usize)>> =
         (0..graph.nodes.len()).map(|_| Vec::new()).collect();
     let mut input_base: Vec<usize> = vec![0; graph.edges.len()];
     for chain in &chains {
@@ -108,7 +110,7 @@ pub(crate) fn build(
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..info.parallelism[head.0])
             .map(|_| {
                 let (tx, rx) = mpsc::channel(options.channel_capacity.max(1));
-                (tx, Some((rx, inputs)))
+                (tx, (rx, inputs))
             })
             .unzip();
         senders[head.0] = Some(txs);
@@ -172,6 +174,7 @@ pub(crate) fn build(
         let head = chain[0];
         let tail_node = *chain.last().expect("chains are not empty");
         let parallelism = info.parallelism[head.0];
+        let mut inboxes = std::mem::take(&mut receivers[head.0]).into_iter();
         for subtask in 0..parallelism {
             let context = |node: NodeId| SubtaskContext {
                 operator_id: graph.nodes[node.0].name.clone(),
@@ -205,9 +208,7 @@ pub(crate) fn build(
                     }
                 }
                 _ => {
-                    let (rx, inputs) = receivers[head.0][subtask]
-                        .take()
-                        .expect("one receiver per subtask");
+                    let (rx, inputs) = inboxes.next().expect("one receiver per subtask");
                     TaskInput::Channel {
                         rx,
                         gate: InputGate::new(inputs),

@@ -23,6 +23,11 @@ use crate::time::WatermarkGenerator;
 
 use super::input::InputGate;
 
+/// The receiving end of a subtask's input channel: messages tagged with their input number.
+pub(crate) type Inbox = mpsc::Receiver<(u32, Message)>;
+/// A sending end of a subtask's input channel.
+pub(crate) type Outbox = mpsc::Sender<(u32, Message)>;
+
 /// Commands the job sends to source subtasks.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Control {
@@ -33,7 +38,7 @@ pub(crate) enum Control {
 /// The sending end of one input of a downstream subtask.
 #[derive(Debug, Clone)]
 pub(crate) struct OutputChannel {
-    pub(crate) tx: mpsc::Sender<(u32, Message)>,
+    pub(crate) tx: Outbox,
     /// Index of this channel among the downstream subtask's inputs.
     pub(crate) input: u32,
 }
@@ -267,7 +272,7 @@ pub(crate) enum TaskInput {
         control: mpsc::UnboundedReceiver<Control>,
     },
     Channel {
-        rx: mpsc::Receiver<(u32, Message)>,
+        rx: Inbox,
         gate: InputGate,
     },
 }
@@ -356,7 +361,7 @@ async fn run_source(
 
 /// Feeds the chain from its input channels through the gate until every input has ended.
 async fn run_channel(
-    mut rx: mpsc::Receiver<(u32, Message)>,
+    mut rx: Inbox,
     mut gate: InputGate,
     chain: &mut Chain,
 ) -> Result<(), PushError> {

@@ -124,8 +124,8 @@ impl Operator for CountWindowOperator {
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
         let mut parts = Vec::new();
-        for (group, _, value) in state.scan_owned(OPEN_TABLE)? {
-            parts.push(decode(&value, OPEN_TABLE, group)?.1);
+        for entry in state.scan_owned(OPEN_TABLE)? {
+            parts.push(decode(&entry.value, OPEN_TABLE, entry.group)?.1);
         }
         if let Some(first) = parts.first() {
             let all = concat_batches(&first.schema(), &parts)?;

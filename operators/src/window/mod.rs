@@ -412,11 +412,11 @@ impl WindowCore {
         state: &OperatorState<'_>,
     ) -> Result<Option<EventTimeMs>> {
         let mut restored: Option<EventTimeMs> = None;
-        for (group, _, value) in state.scan_owned(WATERMARK_TABLE)? {
-            let bytes: [u8; 8] = value.as_slice().try_into().map_err(|_| {
+        for entry in state.scan_owned(WATERMARK_TABLE)? {
+            let bytes: [u8; 8] = entry.value.as_slice().try_into().map_err(|_| {
                 weir_engine::state::StateError::Corrupt {
                     table: WATERMARK_TABLE.into(),
-                    key_group: group.0,
+                    key_group: entry.group.0,
                     reason: "watermark entry is not 8 bytes".into(),
                 }
             })?;

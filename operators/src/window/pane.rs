@@ -303,14 +303,14 @@ impl Operator for PaneWindowOperator {
         self.panes.clear();
         self.pending.clear();
         self.watermark = self.core.restore_watermark(state)?;
-        for (group, key, value) in state.scan_owned(PANES_TABLE)? {
-            let pane_start = i64::from_be_bytes(key.as_slice().try_into().map_err(|_| {
+        for entry in state.scan_owned(PANES_TABLE)? {
+            let pane_start = i64::from_be_bytes(entry.key.as_slice().try_into().map_err(|_| {
                 crate::OperatorError::Plan(format!(
                     "pane key of key group {} is not 8 bytes",
-                    group.0
+                    entry.group.0
                 ))
             })?);
-            let (watermark, partial) = decode(&value, PANES_TABLE, group)?;
+            let (watermark, partial) = decode(&entry.value, PANES_TABLE, entry.group)?;
             for (start, end) in self.assigner.windows(pane_start) {
                 if watermark == EventTimeMs::MIN || !fired(end, Some(watermark)) {
                     self.pending.insert((end, start));

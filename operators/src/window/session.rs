@@ -244,8 +244,8 @@ impl Operator for SessionWindowOperator {
         self.watermark = self.core.restore_watermark(state)?;
         let entries = state.scan_owned(SESSIONS_TABLE)?;
         let mut parts = Vec::new();
-        for (group, _, value) in entries {
-            parts.push(decode(&value, SESSIONS_TABLE, group)?.1);
+        for entry in entries {
+            parts.push(decode(&entry.value, SESSIONS_TABLE, entry.group)?.1);
         }
         let Some(first) = parts.first() else {
             return Ok(());
