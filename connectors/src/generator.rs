@@ -1,7 +1,8 @@
 //! A deterministic generator of auction bids, for examples, tests and benchmarks.
 //!
 //! Event `i` is a pure function of `(seed, i)`, so the stream is the same at any parallelism:
-//! split `j` of `P` produces events `[j*n/P, (j+1)*n/P)` in order. Event time advances by one
+//! split `j` of `P` produces events `j, j + P, j + 2P, ...` in order, so every split advances
+//! through event time at the same pace (as Nexmark's generator does). Event time advances by one
 //! millisecond every `events_per_ms` events from `start_ms`, minus a pseudo-random disorder of
 //! up to `max_disorder_ms`. Half of the bids go to a few hot auctions (1% of `auctions`).
 //! Columns: `auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3)`.
@@ -120,21 +121,18 @@ impl SourceFactory for BidGenerator {
     }
 
     fn create_reader(&self, split: SplitContext) -> Result<Box<dyn SourceReader>, BoxError> {
-        let n = self.config.events;
-        let p = split.parallelism as u64;
-        let j = split.index as u64;
-        let first = j * n / p;
-        let end = (j + 1) * n / p;
+        let stride = split.parallelism as u64;
         Ok(Box::new(BidReader {
             config: self.config,
             schema: Arc::clone(&self.schema),
-            next: first,
-            first,
-            end,
+            next: split.index as u64,
+            stride,
+            produced: 0,
+            end: self.config.events,
             split_rate: self
                 .config
                 .rate_per_second
-                .map(|r| (r as f64 / p as f64).max(1.0)),
+                .map(|r| (r as f64 / stride as f64).max(1.0)),
             started: None,
         }))
     }
@@ -143,8 +141,11 @@ impl SourceFactory for BidGenerator {
 struct BidReader {
     config: BidGeneratorConfig,
     schema: SchemaRef,
+    /// Next event index of this split; the split takes every `stride`-th event.
     next: u64,
-    first: u64,
+    stride: u64,
+    /// Events produced so far by this split.
+    produced: u64,
     end: u64,
     split_rate: Option<f64>,
     started: Option<tokio::time::Instant>,
@@ -155,20 +156,21 @@ impl BidReader {
         if self.next >= self.end {
             return Ok(None);
         }
-        let stop = (self.next + self.config.batch_size.max(1) as u64).min(self.end);
-        let len = (stop - self.next) as usize;
+        let remaining = (self.end - self.next).div_ceil(self.stride);
+        let len = remaining.min(self.config.batch_size.max(1) as u64) as usize;
         let mut auction = Vec::with_capacity(len);
         let mut bidder = Vec::with_capacity(len);
         let mut price = Vec::with_capacity(len);
         let mut time = Vec::with_capacity(len);
-        for i in self.next..stop {
-            let (a, b, p, t) = BidGenerator::event(&self.config, i);
+        for k in 0..len as u64 {
+            let (a, b, p, t) = BidGenerator::event(&self.config, self.next + k * self.stride);
             auction.push(a);
             bidder.push(b);
             price.push(p);
             time.push(t);
         }
-        self.next = stop;
+        self.next += len as u64 * self.stride;
+        self.produced += len as u64;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(auction)),
             Arc::new(Int64Array::from(bidder)),
@@ -187,7 +189,7 @@ impl SourceReader for BidReader {
         Box::pin(async move {
             if let Some(rate) = self.split_rate {
                 let started = *self.started.get_or_insert_with(tokio::time::Instant::now);
-                let due = Duration::from_secs_f64((self.next - self.first) as f64 / rate);
+                let due = Duration::from_secs_f64(self.produced as f64 / rate);
                 tokio::time::sleep_until(started + due).await;
             } else {
                 tokio::task::yield_now().await;
@@ -200,6 +202,42 @@ impl SourceReader for BidReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_together_produce_every_event_once() {
+        use weir_engine::source::SourceFactory;
+        let config = BidGeneratorConfig {
+            events: 10_001,
+            batch_size: 333,
+            ..BidGeneratorConfig::default()
+        };
+        let generator = BidGenerator::new(config);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for parallelism in [1, 2, 3] {
+            let mut times = Vec::new();
+            for index in 0..parallelism {
+                let mut reader = generator
+                    .create_reader(SplitContext { index, parallelism })
+                    .unwrap();
+                while let Some(batch) = runtime.block_on(reader.next_batch()).unwrap() {
+                    let column = batch
+                        .column(3)
+                        .as_any()
+                        .downcast_ref::<TimestampMillisecondArray>()
+                        .unwrap();
+                    times.extend(column.values().iter().copied());
+                }
+            }
+            times.sort();
+            let mut expected: Vec<i64> = (0..10_001)
+                .map(|i| BidGenerator::event(&config, i).3)
+                .collect();
+            expected.sort();
+            assert_eq!(times, expected, "parallelism {parallelism}");
+        }
+    }
 
     #[test]
     fn events_are_deterministic_and_within_bounds() {

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use arrow::array::{Array, AsArray};
+use arrow::buffer::ScalarBuffer;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use arrow::record_batch::RecordBatch;
@@ -54,7 +55,10 @@ impl WatermarkStrategy {
 
 /// Event times of column `column` of `batch`, in milliseconds. Accepts TIMESTAMP of any unit
 /// (converted to milliseconds) and BIGINT (taken as milliseconds). NULL is an error.
-pub fn event_times_ms(batch: &RecordBatch, column: usize) -> Result<Vec<EventTimeMs>, TimeError> {
+pub fn event_times_ms(
+    batch: &RecordBatch,
+    column: usize,
+) -> Result<ScalarBuffer<EventTimeMs>, TimeError> {
     let array = batch.column(column);
     let name = || batch.schema().field(column).name().clone();
     let millis = match array.data_type() {
@@ -82,7 +86,7 @@ pub fn event_times_ms(batch: &RecordBatch, column: usize) -> Result<Vec<EventTim
             row,
         });
     }
-    Ok(millis.values().to_vec())
+    Ok(millis.values().clone())
 }
 
 /// Index of the event-time column in a schema, or a clear error.
@@ -183,7 +187,7 @@ mod tests {
             vec![Arc::new(Int64Array::from(vec![1, 2]))],
         )
         .unwrap();
-        assert_eq!(event_times_ms(&ok, 0).unwrap(), vec![1, 2]);
+        assert_eq!(event_times_ms(&ok, 0).unwrap().to_vec(), vec![1, 2]);
         let bad = RecordBatch::try_new(
             schema,
             vec![Arc::new(Int64Array::from(vec![Some(1), None]))],

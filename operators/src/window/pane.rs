@@ -15,7 +15,7 @@
 //! `panes/<key group>/<pane start> = encode(watermark, keys + states)`. On restore the windows
 //! of each pane that had not fired by that watermark become pending again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::UInt32Array;
@@ -232,13 +232,20 @@ impl Operator for PaneWindowOperator {
             .time_column
             .expect("time windows have a time column");
         let times = event_times_ms(&batch, time_column).map_err(crate::OperatorError::from)?;
-        // Row indices per pane.
-        let mut by_pane: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        // Row indices per pane. Rows are mostly in time order, so the pane of the previous
+        // row is tried first; a batch usually spans one or two panes.
+        let mut by_pane: Vec<(i64, Vec<u32>)> = Vec::new();
+        let mut position: HashMap<i64, usize> = HashMap::new();
+        let mut last = 0;
         for (row, &time) in times.iter().enumerate() {
-            by_pane
-                .entry(self.assigner.pane_start(time))
-                .or_default()
-                .push(row as u32);
+            let pane = self.assigner.pane_start(time);
+            if by_pane.get(last).is_none_or(|(p, _)| *p != pane) {
+                last = *position.entry(pane).or_insert_with(|| {
+                    by_pane.push((pane, Vec::new()));
+                    by_pane.len() - 1
+                });
+            }
+            by_pane[last].1.push(row as u32);
         }
         let mut late = Vec::new();
         for (pane, rows) in by_pane {
