@@ -98,6 +98,7 @@ impl Pipeline {
             node,
             port: OutputPort::Main,
             event_time: None,
+            next_exchange: None,
         }
     }
 }
@@ -110,6 +111,9 @@ pub struct Stream {
     port: OutputPort,
     /// The event-time column, once a watermark or `event_time` named it.
     event_time: Option<String>,
+    /// How the next node receives this stream's rows, if the user chose (`rebalance`,
+    /// `broadcast`); otherwise forward (same parallelism) or round-robin.
+    next_exchange: Option<Exchange>,
 }
 
 impl Stream {
@@ -121,7 +125,7 @@ impl Stream {
     ) -> Stream {
         let mut builder = self.builder.borrow_mut();
         let name = builder.unique_name(base);
-        let exchange = builder.exchange_after(self.node, exchange);
+        let exchange = builder.exchange_after(self.node, exchange.or(self.next_exchange.clone()));
         let node = builder.graph.add_operator(name, factory);
         builder
             .graph
@@ -131,6 +135,7 @@ impl Stream {
             node,
             port: OutputPort::Main,
             event_time: self.event_time.clone(),
+            next_exchange: None,
         }
     }
 
@@ -184,6 +189,19 @@ impl Stream {
             .borrow_mut()
             .graph
             .set_parallelism(self.node, parallelism);
+        self
+    }
+
+    /// Deals the batches of this stream round-robin to the subtasks of the next node (Flink's
+    /// `rebalance`): evens out skewed or low-parallelism inputs.
+    pub fn rebalance(mut self) -> Stream {
+        self.next_exchange = Some(Exchange::Rebalance);
+        self
+    }
+
+    /// Sends every row of this stream to every subtask of the next node.
+    pub fn broadcast(mut self) -> Stream {
+        self.next_exchange = Some(Exchange::Broadcast);
         self
     }
 
@@ -253,7 +271,7 @@ impl Stream {
         {
             let mut builder = self.builder.borrow_mut();
             let name = builder.unique_name("sink");
-            let exchange = builder.exchange_after(self.node, None);
+            let exchange = builder.exchange_after(self.node, self.next_exchange.clone());
             let node = builder.graph.add_sink(name, sink);
             builder
                 .graph

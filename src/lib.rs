@@ -34,7 +34,10 @@ pub use weir_operators as operators;
 /// Everything a DSL pipeline usually needs.
 pub mod prelude {
     pub use crate::dsl::{Job, KeyedStream, Pipeline, Stream, WeirError, WindowedStream};
-    pub use datafusion_expr::{col, lit, Expr, ExprFunctionExt};
+    pub use datafusion_common::ScalarValue;
+    pub use datafusion_expr::{
+        col, create_udaf, lit, Accumulator, AggregateUDF, Expr, ExprFunctionExt, Volatility,
+    };
     pub use datafusion_functions_aggregate::count::count_all;
     pub use datafusion_functions_aggregate::expr_fn::{
         approx_distinct, avg, count, count_distinct, max, min, sum,

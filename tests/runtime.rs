@@ -487,3 +487,79 @@ fn a_watermark_not_after_a_source_is_a_build_error() {
         "{error}"
     );
 }
+
+/// Counts rows per sink subtask.
+#[derive(Clone, Default)]
+struct PerSubtaskSink {
+    rows: Arc<std::sync::Mutex<std::collections::BTreeMap<usize, usize>>>,
+}
+
+struct PerSubtaskWriter {
+    index: usize,
+    rows: Arc<std::sync::Mutex<std::collections::BTreeMap<usize, usize>>>,
+}
+
+impl SinkFactory for PerSubtaskSink {
+    fn describe(&self) -> String {
+        "per-subtask counter".into()
+    }
+
+    fn create_writer(&self, context: &SubtaskContext) -> Result<Box<dyn SinkWriter>, BoxError> {
+        Ok(Box::new(PerSubtaskWriter {
+            index: context.index,
+            rows: Arc::clone(&self.rows),
+        }))
+    }
+}
+
+impl SinkWriter for PerSubtaskWriter {
+    fn write_batch(&mut self, batch: RecordBatch) -> LocalBoxFuture<'_, Result<(), BoxError>> {
+        *self.rows.lock().unwrap().entry(self.index).or_default() += batch.num_rows();
+        Box::pin(async { Ok(()) })
+    }
+
+    fn finish(&mut self) -> LocalBoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn one_split_of(events: usize) -> MemorySource {
+    let input: Vec<Event> = (0..events as i64)
+        .map(|i| Event {
+            key: 1,
+            ts: i,
+            v: Some(i),
+        })
+        .collect();
+    MemorySource::new(event_schema(), vec![common::batches_of(&input, &[10])]).unwrap()
+}
+
+#[test]
+fn rebalance_deals_batches_to_every_subtask() {
+    let sink = PerSubtaskSink::default();
+    Pipeline::new("rebalance")
+        .source(one_split_of(1_000))
+        .parallelism(1)
+        .rebalance()
+        .sink(sink.clone())
+        .run(RunOptions::default().shards(2))
+        .unwrap();
+    let rows = sink.rows.lock().unwrap().clone();
+    assert_eq!(rows.values().sum::<usize>(), 1_000);
+    assert_eq!(rows.len(), 2, "both subtasks get batches: {rows:?}");
+    assert!(rows.values().all(|&n| n == 500), "{rows:?}");
+}
+
+#[test]
+fn broadcast_sends_every_row_to_every_subtask() {
+    let sink = PerSubtaskSink::default();
+    Pipeline::new("broadcast")
+        .source(one_split_of(1_000))
+        .parallelism(1)
+        .broadcast()
+        .sink(sink.clone())
+        .run(RunOptions::default().shards(2))
+        .unwrap();
+    let rows = sink.rows.lock().unwrap().clone();
+    assert_eq!(rows, [(0, 1_000), (1, 1_000)].into_iter().collect());
+}

@@ -60,6 +60,16 @@ impl GroupIndex {
         converter.convert_rows(self.keys.iter())
     }
 
+    /// The encoded key of every group, in group order.
+    pub fn keys(&self) -> &Rows {
+        &self.keys
+    }
+
+    /// The encoded keys, giving up the index.
+    pub fn into_keys(self) -> Rows {
+        self.keys
+    }
+
     /// Approximate memory held, in bytes.
     pub fn size(&self) -> usize {
         self.keys.size() + self.table.capacity() * std::mem::size_of::<(u64, usize)>()

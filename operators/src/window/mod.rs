@@ -357,10 +357,15 @@ impl WindowCore {
 
     /// The keys of every group of `index`, as the output's key columns.
     pub(crate) fn group_keys(&self, index: &GroupIndex) -> Result<Vec<ArrayRef>> {
+        self.keys_of(index.keys())
+    }
+
+    /// Decodes keys encoded by [`WindowCore::key_rows`] into the output's key columns.
+    pub(crate) fn keys_of(&self, rows: &Rows) -> Result<Vec<ArrayRef>> {
         if self.plan.key_columns.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(index.key_columns(&self.converter)?)
+        Ok(self.converter.convert_rows(rows.iter())?)
     }
 
     /// Assembles one output batch.

@@ -5,8 +5,8 @@
 //! to. A window is the union of its panes; when it fires, the partial states of its panes are
 //! merged into fresh accumulators and evaluated.
 //!
-//! A pane is `live` (accumulators being updated) and/or has `frozen` partial states (Arrow
-//! batches of keys + state columns). The first window that needs a pane freezes its live part;
+//! A pane is `live` (accumulators being updated) and/or has `frozen` partial states (encoded
+//! keys + Arrow state columns). The first window that needs a pane freezes its live part;
 //! later windows reuse the frozen batch. A row arriving for a pane after that starts a new live
 //! part, which the next window merges as well. A tumbling window owns its single pane and is
 //! evaluated directly, without freezing.
@@ -18,9 +18,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::UInt32Array;
+use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::record_batch::RecordBatch;
+use arrow::row::Rows;
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Operator, Output};
 use weir_engine::state::OperatorState;
@@ -116,11 +117,16 @@ struct LivePane {
     accumulators: Accumulators,
 }
 
+/// Partial states of some groups of a pane, with their keys already encoded for lookup.
+struct FrozenPartial {
+    keys: Rows,
+    states: Vec<ArrayRef>,
+}
+
 #[derive(Default)]
 struct Pane {
     live: Option<LivePane>,
-    /// Partial states: key columns then state columns.
-    frozen: Vec<RecordBatch>,
+    frozen: Vec<FrozenPartial>,
 }
 
 /// A tumbling, hopping or cumulating window subtask. See the module doc.
@@ -172,14 +178,13 @@ impl PaneWindowOperator {
     }
 
     /// Moves the live part of a pane into its frozen partial states.
-    fn freeze(core: &WindowCore, pane: &mut Pane) -> Result<()> {
+    fn freeze(pane: &mut Pane) -> Result<()> {
         if let Some(mut live) = pane.live.take() {
-            let mut columns = core.group_keys(&live.groups)?;
-            columns.extend(live.accumulators.take_state()?);
-            pane.frozen.push(RecordBatch::try_new(
-                Arc::clone(&core.plan.state_schema),
-                columns,
-            )?);
+            let states = live.accumulators.take_state()?;
+            pane.frozen.push(FrozenPartial {
+                keys: live.groups.into_keys(),
+                states,
+            });
         }
         Ok(())
     }
@@ -203,15 +208,12 @@ impl PaneWindowOperator {
         let aggregates = &self.core.plan.aggregates;
         let mut groups = self.core.new_group_index();
         let mut accumulators = aggregates.accumulators()?;
-        let key_count = self.core.plan.key_columns.len();
         for pane_start in pane_starts {
             let pane = self.panes.get_mut(&pane_start).expect("listed above");
-            Self::freeze(&self.core, pane)?;
+            Self::freeze(pane)?;
             for partial in &pane.frozen {
-                let (keys, states) = partial.columns().split_at(key_count);
-                let encoded = self.core.key_rows(keys, partial.num_rows())?;
-                groups.intern(&encoded, &mut self.scratch);
-                accumulators.merge(aggregates, states, &self.scratch, groups.len())?;
+                groups.intern(&partial.keys, &mut self.scratch);
+                accumulators.merge(aggregates, &partial.states, &self.scratch, groups.len())?;
             }
         }
         if groups.is_empty() {
@@ -288,12 +290,20 @@ impl Operator for PaneWindowOperator {
         self.core.snapshot_watermark(state, self.watermark)?;
         let watermark = self.watermark.unwrap_or(EventTimeMs::MIN);
         for (pane_start, pane) in &mut self.panes {
-            Self::freeze(&self.core, pane)?;
+            Self::freeze(pane)?;
             if pane.frozen.is_empty() {
                 continue;
             }
-            let merged = concat_batches(&self.core.plan.state_schema, &pane.frozen)?;
-            pane.frozen = vec![merged.clone()];
+            let mut batches = Vec::with_capacity(pane.frozen.len());
+            for partial in &pane.frozen {
+                let mut columns = self.core.keys_of(&partial.keys)?;
+                columns.extend(partial.states.iter().cloned());
+                batches.push(RecordBatch::try_new(
+                    Arc::clone(&self.core.plan.state_schema),
+                    columns,
+                )?);
+            }
+            let merged = concat_batches(&self.core.plan.state_schema, &batches)?;
             for (group, part) in split_by_key_group(&self.core.state_hasher, &merged)? {
                 state.put(
                     PANES_TABLE,
@@ -323,11 +333,14 @@ impl Operator for PaneWindowOperator {
                     self.pending.insert((end, start));
                 }
             }
+            let (keys, states) = partial.columns().split_at(self.core.plan.key_columns.len());
+            let keys = self.core.key_rows(keys, partial.num_rows())?;
+            let states = states.to_vec();
             self.panes
                 .entry(pane_start)
                 .or_default()
                 .frozen
-                .push(partial);
+                .push(FrozenPartial { keys, states });
         }
         Ok(())
     }

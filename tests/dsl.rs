@@ -1,0 +1,205 @@
+//! The DSL's stateless steps and aggregates beyond the basic ones: expressions with implicit
+//! casts, projections, closures, `avg`, `approx_distinct` and a user-defined aggregate.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, AsArray, Int64Array};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use arrow::record_batch::RecordBatch;
+use common::{batches_of, event_schema, Event};
+use weir::prelude::*;
+
+fn input() -> Vec<Event> {
+    (0..2_000)
+        .map(|i| Event {
+            key: i % 5,
+            ts: i * 10,
+            v: Some((i * 7) % 101),
+        })
+        .collect()
+}
+
+fn source(events: &[Event]) -> MemorySource {
+    MemorySource::new(event_schema(), vec![batches_of(events, &[128])]).unwrap()
+}
+
+#[test]
+fn filter_select_and_map_compose() {
+    let events = input();
+    let sink = CollectSink::new();
+    let doubled = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("v2", DataType::Int64, true),
+        Field::new("v4", DataType::Int64, true),
+    ]));
+    Pipeline::new("stateless")
+        .source(source(&events))
+        // An INT literal against a BIGINT column: coerced, not rejected.
+        .filter(col("v").gt(lit(50)))
+        .select([col("k"), (col("v") * lit(2)).alias("v2")])
+        .map(
+            "append v4",
+            Arc::clone(&doubled),
+            move |batch: RecordBatch| {
+                let v2 = batch.column(1).as_primitive::<Int64Type>();
+                let v4: ArrayRef =
+                    Arc::new(Int64Array::from_iter(v2.iter().map(|v| v.map(|v| v * 2))));
+                Ok(RecordBatch::try_new(
+                    Arc::clone(&doubled),
+                    vec![Arc::clone(batch.column(0)), Arc::clone(batch.column(1)), v4],
+                )?)
+            },
+        )
+        .sink(sink.clone())
+        .run(RunOptions::default().shards(2))
+        .unwrap();
+    let out = sink.concat().unwrap();
+    let mut got: Vec<(i64, i64)> = common::column_i64(&out, "v2")
+        .into_iter()
+        .zip(common::column_i64(&out, "v4"))
+        .map(|(a, b)| (a.unwrap(), b.unwrap()))
+        .collect();
+    got.sort();
+    let mut expected: Vec<(i64, i64)> = events
+        .iter()
+        .filter_map(|e| e.v)
+        .filter(|v| *v > 50)
+        .map(|v| (v * 2, v * 4))
+        .collect();
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+/// `max(v) - min(v)`, as a user-defined aggregate.
+#[derive(Debug, Default)]
+struct Spread {
+    min: Option<i64>,
+    max: Option<i64>,
+}
+
+impl Spread {
+    fn add(&mut self, value: i64) {
+        self.min = Some(self.min.map_or(value, |m| m.min(value)));
+        self.max = Some(self.max.map_or(value, |m| m.max(value)));
+    }
+}
+
+impl Accumulator for Spread {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> datafusion_common::Result<()> {
+        for value in values[0].as_primitive::<Int64Type>().iter().flatten() {
+            self.add(value);
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> datafusion_common::Result<ScalarValue> {
+        Ok(ScalarValue::Int64(
+            self.max.zip(self.min).map(|(a, b)| a - b),
+        ))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+
+    fn state(&mut self) -> datafusion_common::Result<Vec<ScalarValue>> {
+        Ok(vec![
+            ScalarValue::Int64(self.min),
+            ScalarValue::Int64(self.max),
+        ])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion_common::Result<()> {
+        for state in states {
+            for value in state.as_primitive::<Int64Type>().iter().flatten() {
+                self.add(value);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn avg_approx_distinct_and_a_user_defined_aggregate_per_window() {
+    let events = input();
+    let spread = create_udaf(
+        "spread",
+        vec![DataType::Int64],
+        Arc::new(DataType::Int64),
+        Volatility::Immutable,
+        Arc::new(|_| Ok(Box::new(Spread::default()))),
+        Arc::new(vec![DataType::Int64, DataType::Int64]),
+    );
+    let sink = CollectSink::new();
+    Pipeline::new("aggregates")
+        .source(source(&events))
+        .watermark("ts", Duration::ZERO)
+        .key_by(["k"])
+        // Hopping, so partial states of the user-defined aggregate are merged across panes.
+        .window(Window::hop(
+            Duration::from_millis(1_000),
+            Duration::from_millis(500),
+        ))
+        .aggregate([
+            avg(col("v")).alias("mean"),
+            approx_distinct(col("v")).alias("distinct"),
+            spread.call(vec![col("v")]).alias("spread"),
+        ])
+        .sink(sink.clone())
+        .run(RunOptions::default().shards(2))
+        .unwrap();
+
+    let mut expected: BTreeMap<(i64, i64), Vec<i64>> = BTreeMap::new();
+    for e in &events {
+        let last_start = e.ts.div_euclid(500) * 500;
+        for start in [last_start - 500, last_start] {
+            expected
+                .entry((start, e.key))
+                .or_default()
+                .push(e.v.unwrap());
+        }
+    }
+    let out = sink.concat().unwrap();
+    let starts = common::column_i64(&out, "window_start");
+    let keys = common::column_i64(&out, "k");
+    let means = out
+        .column_by_name("mean")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .clone();
+    let distinct = common::column_i64(&out, "distinct");
+    let spreads = common::column_i64(&out, "spread");
+    assert_eq!(out.num_rows(), expected.len());
+    for i in 0..out.num_rows() {
+        let values = &expected[&(starts[i].unwrap(), keys[i].unwrap())];
+        let mean = values.iter().sum::<i64>() as f64 / values.len() as f64;
+        assert!((means.value(i) - mean).abs() < 1e-9);
+        let exact = values
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len() as i64;
+        let estimate = distinct[i].unwrap();
+        assert!(
+            (estimate - exact).abs() <= exact / 20 + 1,
+            "{estimate} vs {exact}"
+        );
+        let spread = values.iter().max().unwrap() - values.iter().min().unwrap();
+        assert_eq!(spreads[i], Some(spread));
+    }
+}
+
+#[test]
+fn two_aggregates_with_the_same_name_are_rejected_with_a_hint() {
+    let job = Pipeline::new("dup")
+        .source(source(&input()))
+        .watermark("ts", Duration::ZERO)
+        .window(Window::tumble(Duration::from_secs(1)))
+        .aggregate([max(col("v")).alias("x"), min(col("v")).alias("x")])
+        .sink(CollectSink::new());
+    let error = job.start(RunOptions::default()).unwrap_err().to_string();
+    assert!(error.contains("two columns named 'x'"), "{error}");
+}
