@@ -1,7 +1,9 @@
-//! Hot items: the number of bids and the top price per auction in 10-second windows that
-//! slide every 2 seconds, over one million generated bids; prints windows with at least 20 bids.
+//! Hot items: per auction and 10-second tumbling window, the number of bids, the average and
+//! top price and the number of distinct bidders, over one million generated bids; prints the
+//! windows of auctions with more than 50 bids.
 //!
 //! Run: `cargo run --release --example hot_items`
+//! (`weir demo` runs a sibling job with hopping windows.)
 
 use std::time::Duration;
 
@@ -15,14 +17,16 @@ fn main() -> Result<(), WeirError> {
     });
     let result = Pipeline::new("hot-items")
         .source(bids)
-        .watermark("date_time", Duration::from_secs(2))
+        .watermark("date_time", Duration::from_secs(1))
         .key_by(["auction"])
-        .window(Window::hop(Duration::from_secs(10), Duration::from_secs(2)))
+        .window(Window::tumble(Duration::from_secs(10)))
         .aggregate([
             count_all().alias("bids"),
+            avg(col("price")).alias("avg_price"),
             max(col("price")).alias("top_price"),
+            count_distinct(col("bidder")).alias("bidders"),
         ])
-        .filter(col("bids").gt_eq(lit(20)))
+        .filter(col("bids").gt(lit(50)))
         .sink(PrintSink::default())
         .run(RunOptions::default())?;
     let late = result

@@ -158,24 +158,27 @@ fn watermark_is_the_minimum_over_source_splits() {
     assert!(matches!(handle.join(), Err(EngineError::Cancelled)));
 }
 
+/// Split 0: one row every 100 ms of event time up to 4,900, then nothing; split 1: nothing
+/// ever. Neither ends.
+fn busy_and_silent_splits() -> ScriptedSource {
+    let script = |batches| Script {
+        batches,
+        pause: Duration::ZERO,
+        hang: true,
+    };
+    ScriptedSource {
+        scripts: vec![
+            script(events(1, (0..50).map(|i| i * 100))),
+            script(Vec::new()),
+        ],
+        produced: Arc::default(),
+    }
+}
+
 #[test]
 fn idle_splits_do_not_hold_back_windows() {
     let sink = CollectSink::new();
-    let source = ScriptedSource {
-        scripts: vec![
-            Script {
-                batches: events(1, (0..50).map(|i| i * 100)),
-                pause: Duration::ZERO,
-                hang: true,
-            },
-            Script {
-                batches: Vec::new(),
-                pause: Duration::ZERO,
-                hang: true,
-            },
-        ],
-        produced: Arc::default(),
-    };
+    let source = busy_and_silent_splits();
     let strategy = WatermarkStrategy::bounded_out_of_orderness("ts", Duration::ZERO)
         .with_idle_timeout(Duration::from_millis(100));
     let handle = tumble_job(source, strategy, &sink)
@@ -197,21 +200,7 @@ fn idle_splits_do_not_hold_back_windows() {
 #[test]
 fn without_idleness_a_silent_split_holds_back_every_window() {
     let sink = CollectSink::new();
-    let source = ScriptedSource {
-        scripts: vec![
-            Script {
-                batches: events(1, (0..50).map(|i| i * 100)),
-                pause: Duration::ZERO,
-                hang: true,
-            },
-            Script {
-                batches: Vec::new(),
-                pause: Duration::ZERO,
-                hang: true,
-            },
-        ],
-        produced: Arc::default(),
-    };
+    let source = busy_and_silent_splits();
     let produced = Arc::clone(&source.produced);
     let strategy = WatermarkStrategy::bounded_out_of_orderness("ts", Duration::ZERO);
     let handle = tumble_job(source, strategy, &sink)

@@ -18,9 +18,14 @@ pub struct GroupIndex {
 
 impl GroupIndex {
     pub fn new(converter: &RowConverter) -> Self {
+        Self::with_capacity(converter, 0)
+    }
+
+    /// An index with room for `groups` groups before it has to grow.
+    pub fn with_capacity(converter: &RowConverter, groups: usize) -> Self {
         GroupIndex {
-            table: HashTable::new(),
-            keys: converter.empty_rows(0, 0),
+            table: HashTable::with_capacity(groups),
+            keys: converter.empty_rows(groups, groups * 8),
         }
     }
 

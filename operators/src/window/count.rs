@@ -9,7 +9,7 @@
 //! `open/<key group> = encode(0, rows)`.
 
 use arrow::array::UInt32Array;
-use arrow::compute::{concat_batches, take};
+use arrow::compute::take;
 use arrow::record_batch::RecordBatch;
 use weir_engine::operator::{Operator, Output};
 use weir_engine::state::OperatorState;
@@ -19,7 +19,6 @@ use super::WindowCore;
 use crate::error::Result;
 use crate::group_index::GroupIndex;
 use crate::row_buffer::{RowBuffer, RowRef};
-use crate::state_codec::{decode, encode, split_by_key_group};
 
 const OPEN_TABLE: &str = "open";
 
@@ -110,27 +109,15 @@ impl Operator for CountWindowOperator {
         if rows.is_empty() {
             return Ok(());
         }
-        let gathered = buffer.gather(&rows)?;
-        let hasher = weir_engine::partition::KeyHasher::new(
-            &gathered.schema(),
-            &self.core.plan.key_names,
-            self.core.state_hasher_key_groups(),
-        )?;
-        for (group, part) in split_by_key_group(&hasher, &gathered)? {
-            state.put(OPEN_TABLE, group, b"", encode(0, &part)?)?;
-        }
+        self.core
+            .snapshot_rows(state, OPEN_TABLE, &buffer.gather(&rows)?)?;
         Ok(())
     }
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
-        let mut parts = Vec::new();
-        for entry in state.scan_owned(OPEN_TABLE)? {
-            parts.push(decode(&entry.value, OPEN_TABLE, entry.group)?.1);
-        }
-        if let Some(first) = parts.first() {
-            let all = concat_batches(&first.schema(), &parts)?;
+        if let Some(rows) = self.core.restore_rows(state, OPEN_TABLE)? {
             // Each key's open window holds fewer than `size` rows, so nothing fires here.
-            self.append(all)?;
+            self.append(rows)?;
         }
         Ok(())
     }

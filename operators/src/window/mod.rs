@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, BooleanArray, TimestampMillisecondArray, UInt32Array};
-use arrow::compute::take_record_batch;
+use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
@@ -39,6 +39,7 @@ use weir_engine::BoxError;
 use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
 use crate::group_index::GroupIndex;
+use crate::state_codec::{decode, encode, split_by_key_group};
 
 /// State table holding the operator's watermark per key group.
 const WATERMARK_TABLE: &str = "watermark";
@@ -328,13 +329,13 @@ impl WindowCore {
         })
     }
 
-    /// Number of key groups of the job.
-    pub(crate) fn state_hasher_key_groups(&self) -> u16 {
-        self.key_groups
-    }
-
     pub(crate) fn new_group_index(&self) -> GroupIndex {
         GroupIndex::new(&self.converter)
+    }
+
+    /// A group index expected to hold about `groups` groups.
+    pub(crate) fn group_index_for(&self, groups: usize) -> GroupIndex {
+        GroupIndex::with_capacity(&self.converter, groups)
     }
 
     /// The key columns of an input batch.
@@ -429,6 +430,37 @@ impl WindowCore {
             restored = Some(restored.map_or(watermark, |w| w.min(watermark)));
         }
         Ok(restored)
+    }
+
+    /// Writes buffered input rows (with any extra columns) per key group as one entry each:
+    /// `table/<key group> = encode(0, rows)`.
+    pub(crate) fn snapshot_rows(
+        &self,
+        state: &mut OperatorState<'_>,
+        table: &str,
+        rows: &RecordBatch,
+    ) -> Result<()> {
+        let hasher = KeyHasher::new(&rows.schema(), &self.plan.key_names, self.key_groups)?;
+        for (group, part) in split_by_key_group(&hasher, rows)? {
+            state.put(table, group, b"", encode(0, &part)?)?;
+        }
+        Ok(())
+    }
+
+    /// Reads back what [`WindowCore::snapshot_rows`] wrote for this subtask's key groups.
+    pub(crate) fn restore_rows(
+        &self,
+        state: &OperatorState<'_>,
+        table: &str,
+    ) -> Result<Option<RecordBatch>> {
+        let mut parts = Vec::new();
+        for entry in state.scan_owned(table)? {
+            parts.push(decode(&entry.value, table, entry.group)?.1);
+        }
+        let Some(first) = parts.first() else {
+            return Ok(None);
+        };
+        Ok(Some(concat_batches(&first.schema(), &parts)?))
     }
 
     /// Counts the rows of `batch` at `late` and drops them or sends them to the late output.

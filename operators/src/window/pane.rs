@@ -137,6 +137,8 @@ pub struct PaneWindowOperator {
     /// Windows `(end, start)` that have rows and have not fired.
     pending: BTreeSet<(i64, i64)>,
     watermark: Option<EventTimeMs>,
+    /// Groups in the most recently frozen or fired pane: the size to expect for new ones.
+    groups_hint: usize,
     scratch: Vec<usize>,
 }
 
@@ -148,6 +150,7 @@ impl PaneWindowOperator {
             panes: BTreeMap::new(),
             pending: BTreeSet::new(),
             watermark: None,
+            groups_hint: 0,
             scratch: Vec::new(),
         }
     }
@@ -162,7 +165,7 @@ impl PaneWindowOperator {
         let live = match &mut pane.live {
             Some(live) => live,
             None => pane.live.insert(LivePane {
-                groups: self.core.new_group_index(),
+                groups: self.core.group_index_for(self.groups_hint),
                 accumulators: self.core.plan.aggregates.accumulators()?,
             }),
         };
@@ -198,6 +201,7 @@ impl PaneWindowOperator {
             let pane = self.panes.get_mut(&only).expect("listed above");
             if sole_window && pane.frozen.is_empty() {
                 if let Some(mut live) = pane.live.take() {
+                    self.groups_hint = live.groups.len();
                     let keys = self.core.group_keys(&live.groups)?;
                     let values = live.accumulators.evaluate()?;
                     out.emit(self.core.output(bounds(live.groups.len()), keys, values)?);
@@ -206,11 +210,20 @@ impl PaneWindowOperator {
             }
         }
         let aggregates = &self.core.plan.aggregates;
-        let mut groups = self.core.new_group_index();
+        let mut upper_bound = 0;
+        for pane_start in &pane_starts {
+            let pane = self.panes.get_mut(pane_start).expect("listed above");
+            if let Some(live) = &pane.live {
+                self.groups_hint = live.groups.len();
+            }
+            Self::freeze(pane)?;
+            upper_bound += pane.frozen.iter().map(|p| p.keys.num_rows()).sum::<usize>();
+        }
+        // Sized for the sum of the panes' groups, so the index never rehashes while merging.
+        let mut groups = self.core.group_index_for(upper_bound);
         let mut accumulators = aggregates.accumulators()?;
         for pane_start in pane_starts {
-            let pane = self.panes.get_mut(&pane_start).expect("listed above");
-            Self::freeze(pane)?;
+            let pane = &self.panes[&pane_start];
             for partial in &pane.frozen {
                 groups.intern(&partial.keys, &mut self.scratch);
                 accumulators.merge(aggregates, &partial.states, &self.scratch, groups.len())?;

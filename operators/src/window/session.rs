@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Int64Array, UInt32Array};
-use arrow::compute::{concat_batches, take};
+use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use arrow::record_batch::RecordBatch;
 use weir_engine::message::EventTimeMs;
@@ -28,7 +28,6 @@ use super::WindowCore;
 use crate::error::Result;
 use crate::group_index::GroupIndex;
 use crate::row_buffer::{RowBuffer, RowRef};
-use crate::state_codec::{decode, encode, split_by_key_group};
 
 const SESSIONS_TABLE: &str = "sessions";
 const SESSION_START: &str = "__weir_session_start";
@@ -229,28 +228,16 @@ impl Operator for SessionWindowOperator {
         columns.push(Arc::new(Int64Array::from(starts)));
         columns.push(Arc::new(Int64Array::from(ends)));
         let with_bounds = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-        let hasher = weir_engine::partition::KeyHasher::new(
-            &with_bounds.schema(),
-            &self.core.plan.key_names,
-            self.core.state_hasher_key_groups(),
-        )?;
-        for (group, part) in split_by_key_group(&hasher, &with_bounds)? {
-            state.put(SESSIONS_TABLE, group, b"", encode(0, &part)?)?;
-        }
+        self.core
+            .snapshot_rows(state, SESSIONS_TABLE, &with_bounds)?;
         Ok(())
     }
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
         self.watermark = self.core.restore_watermark(state)?;
-        let entries = state.scan_owned(SESSIONS_TABLE)?;
-        let mut parts = Vec::new();
-        for entry in entries {
-            parts.push(decode(&entry.value, SESSIONS_TABLE, entry.group)?.1);
-        }
-        let Some(first) = parts.first() else {
+        let Some(all) = self.core.restore_rows(state, SESSIONS_TABLE)? else {
             return Ok(());
         };
-        let all = concat_batches(&first.schema(), &parts)?;
         let width = all.num_columns() - 2;
         let starts = all.column(width).as_primitive::<Int64Type>().clone();
         let ends = all.column(width + 1).as_primitive::<Int64Type>().clone();
