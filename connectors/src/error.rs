@@ -15,6 +15,13 @@ pub enum ConnectorError {
         #[source]
         source: std::io::Error,
     },
+    /// A record could not be decoded and the policy is `fail`.
+    #[error("{source_name}: bad record at {position}: {message}")]
+    BadRecord {
+        source_name: String,
+        position: String,
+        message: String,
+    },
     #[error("{connector}: {source}")]
     Arrow {
         connector: String,

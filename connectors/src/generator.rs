@@ -219,7 +219,7 @@ mod tests {
             let mut times = Vec::new();
             for index in 0..parallelism {
                 let mut reader = generator
-                    .create_reader(SplitContext { index, parallelism })
+                    .create_reader(SplitContext::standalone(index, parallelism))
                     .unwrap();
                 while let Some(batch) = runtime.block_on(reader.next_batch()).unwrap() {
                     let column = batch

@@ -8,9 +8,26 @@
 
 pub mod blackhole;
 pub mod collect;
+pub mod datagen;
 pub mod error;
+pub mod filesystem;
+pub mod format;
 pub mod generator;
 pub mod memory;
+pub mod nexmark;
+pub mod options;
 pub mod print;
+pub mod random;
+pub mod registry;
+
+/// Names of the connectors' metrics.
+pub mod metric_names {
+    /// Records that could not be decoded and were skipped (`format.on-error = skip`).
+    pub const BAD_RECORDS_SKIPPED: &str = "bad_records_skipped";
+    /// Records that could not be decoded and went to the dead-letter file.
+    pub const BAD_RECORDS_DEAD_LETTERED: &str = "bad_records_dead_lettered";
+    /// Bytes a source read.
+    pub const BYTES_READ: &str = "bytes_read";
+}
 
 pub use error::ConnectorError;

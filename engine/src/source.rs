@@ -12,15 +12,31 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::BoxError;
+use crate::metrics::Metrics;
 
 /// A boxed future that runs on one shard (it need not be `Send`).
 pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
-/// Which split a reader reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which split a reader reads, and where it reports.
+#[derive(Debug, Clone)]
 pub struct SplitContext {
     pub index: usize,
     pub parallelism: usize,
+    /// The source node's name (for messages and metrics).
+    pub source_id: String,
+    pub metrics: Metrics,
+}
+
+impl SplitContext {
+    /// A context for split `index` of `parallelism`, outside a running job (tests, tools).
+    pub fn standalone(index: usize, parallelism: usize) -> Self {
+        SplitContext {
+            index,
+            parallelism,
+            source_id: "source".into(),
+            metrics: Metrics::default(),
+        }
+    }
 }
 
 /// Describes a source node and creates its split readers.
@@ -40,4 +56,11 @@ pub trait SourceFactory: Send + Sync {
 pub trait SourceReader: Send {
     /// The next batch of the split, or `None` when the split has ended.
     fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<RecordBatch>, BoxError>>;
+
+    /// Where the split has read up to, as text a person can read (file and offset, Kafka
+    /// partition offsets, generator position); `None` for sources without positions.
+    /// The checkpoint issue turns this into a stored, restorable position.
+    fn position(&self) -> Option<String> {
+        None
+    }
 }

@@ -195,6 +195,8 @@ pub(crate) fn build(
                         .create_reader(SplitContext {
                             index: subtask,
                             parallelism,
+                            source_id: graph.nodes[head.0].name.clone(),
+                            metrics: metrics.clone(),
                         })
                         .map_err(|e| fail(head, e))?;
                     let (tx, control) = mpsc::unbounded_channel();

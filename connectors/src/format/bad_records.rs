@@ -1,0 +1,135 @@
+//! What happens to records that cannot be decoded: fail, skip and count, or dead-letter.
+//!
+//! `format.on-error` = `fail` (default) | `skip` | `dead-letter`, with Flink's per-format
+//! switch `json.ignore-parse-errors` / `csv.ignore-parse-errors` = `true` meaning `skip`.
+//! Dead letters go to a file (`format.dead-letter.path`), one JSON object per line with the
+//! source, the position (file:line), the error and the raw record: nothing is silently lost.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use weir_engine::metrics::Counter;
+
+use crate::error::ConnectorError;
+
+/// A record that could not be decoded, and where it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    /// `file:line`, or `topic/partition/offset`.
+    pub position: String,
+    pub error: String,
+    pub raw: Vec<u8>,
+}
+
+/// The policy for bad records.
+#[derive(Debug, Clone)]
+pub enum BadRecordPolicy {
+    Fail,
+    Skip,
+    DeadLetter(DeadLetterFile),
+}
+
+/// An append-only file of dead letters, shared by the subtasks of a source.
+#[derive(Debug, Clone)]
+pub struct DeadLetterFile {
+    path: PathBuf,
+    file: Arc<Mutex<Option<File>>>,
+}
+
+impl DeadLetterFile {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        DeadLetterFile {
+            path: path.into(),
+            file: Arc::default(),
+        }
+    }
+
+    pub fn path(&self) -> &PathBuf {
+        &self.path
+    }
+
+    fn append(&self, source: &str, record: &BadRecord) -> Result<(), ConnectorError> {
+        let io = |source_error| ConnectorError::Io {
+            connector: format!("dead-letter file {}", self.path.display()),
+            source: source_error,
+        };
+        let mut slot = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(io)?;
+            *slot = Some(file);
+        }
+        let line = format!(
+            "{{\"source\":{},\"position\":{},\"error\":{},\"record\":{}}}\n",
+            json_string(source),
+            json_string(&record.position),
+            json_string(&record.error),
+            json_string(&String::from_utf8_lossy(&record.raw)),
+        );
+        let file = slot.as_mut().expect("opened above");
+        file.write_all(line.as_bytes()).map_err(io)?;
+        file.flush().map_err(io)
+    }
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Applies a policy to the bad records of one chunk.
+#[derive(Debug, Clone)]
+pub struct BadRecordHandler {
+    pub source: String,
+    pub policy: BadRecordPolicy,
+    pub skipped: Counter,
+    pub dead_lettered: Counter,
+}
+
+impl BadRecordHandler {
+    /// Handles `bad`; with `fail`, the first bad record becomes the error.
+    pub fn handle(&self, bad: Vec<BadRecord>) -> Result<(), ConnectorError> {
+        let Some(first) = bad.first() else {
+            return Ok(());
+        };
+        match &self.policy {
+            BadRecordPolicy::Fail => Err(ConnectorError::BadRecord {
+                source_name: self.source.clone(),
+                position: first.position.clone(),
+                message: first.error.clone(),
+            }),
+            BadRecordPolicy::Skip => {
+                self.skipped.add(bad.len() as u64);
+                Ok(())
+            }
+            BadRecordPolicy::DeadLetter(file) => {
+                for record in &bad {
+                    file.append(&self.source, record)?;
+                }
+                self.dead_lettered.add(bad.len() as u64);
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Record formats: JSON lines, CSV, raw lines (and Parquet, which is file-level).
+//!
+//! Line formats decode a chunk of complete lines straight into Arrow builders (arrow-json's
+//! and arrow-csv's vectorised decoders); there is no per-row intermediate value. When a chunk
+//! fails to decode, and only then, it is decoded again line by line to find the bad records,
+//! which the source's [`BadRecordPolicy`] then handles; the good lines of the chunk are kept.
+//!
+//! Encoders write batches as JSON lines or CSV with Flink's SQL timestamp text format
+//! (`yyyy-MM-dd HH:mm:ss.SSS`).
+
+pub mod bad_records;
+pub mod csv;
+pub mod json;
+pub mod raw;
+
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+pub use bad_records::{BadRecord, BadRecordPolicy};
+
+/// Flink's SQL timestamp text format, for writing.
+pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3f";
+
+/// Decodes chunks of complete lines (each ending in `\n`, or the last one without).
+pub trait LineDecoder: Send {
+    /// Decodes every line of `lines` into one batch, or fails on the first bad one.
+    fn decode(&mut self, lines: &[u8]) -> Result<RecordBatch, ArrowError>;
+
+    /// The schema of the batches.
+    fn schema(&self) -> SchemaRef;
+}
+
+/// A decoded chunk: the good rows, and the records that could not be decoded.
+#[derive(Debug)]
+pub struct Decoded {
+    pub batch: RecordBatch,
+    pub bad: Vec<BadRecord>,
+}
+
+/// Decodes `chunk`, whose i-th line is line `line_numbers[i]` of `source` (1-based); bad
+/// lines are returned with their position instead of failing the chunk.
+pub fn decode_chunk(
+    decoder: &mut dyn LineDecoder,
+    chunk: &[u8],
+    source: &str,
+    line_numbers: &[u64],
+) -> Result<Decoded, ArrowError> {
+    match decoder.decode(chunk) {
+        Ok(batch) => Ok(Decoded {
+            batch,
+            bad: Vec::new(),
+        }),
+        Err(_) => {
+            let mut good = Vec::with_capacity(chunk.len());
+            let mut bad = Vec::new();
+            for (i, line) in chunk.split_inclusive(|b| *b == b'\n').enumerate() {
+                if let Err(error) = decoder.decode(line) {
+                    bad.push(BadRecord {
+                        position: format!(
+                            "{source}:{}",
+                            line_numbers.get(i).copied().unwrap_or(i as u64 + 1)
+                        ),
+                        error: error.to_string(),
+                        raw: line.strip_suffix(b"\n").unwrap_or(line).to_vec(),
+                    });
+                } else {
+                    good.extend_from_slice(line);
+                }
+            }
+            let batch = if good.is_empty() {
+                RecordBatch::new_empty(decoder.schema())
+            } else {
+                decoder.decode(&good)?
+            };
+            Ok(Decoded { batch, bad })
+        }
+    }
+}
+
+/// Number of lines in `chunk` (a last line without `\n` counts).
+pub fn count_lines(chunk: &[u8]) -> usize {
+    chunk.split_inclusive(|b| *b == b'\n').count()
+}
