@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the system packages Weir needs to build on Debian/Ubuntu (only what is missing).
-# Today: a C toolchain and pkg-config (zstd's bindings compile C). The RocksDB and Kafka
-# issues add clang/libclang-dev, cmake and libcurl4-openssl-dev here.
+# A C toolchain and pkg-config (zstd's bindings compile C); cmake and libcurl's headers for
+# the bundled librdkafka (Kafka connector). Java 17 and Maven, for the test Kafka broker
+# (scripts/kafka.sh), are expected on the machine. The RocksDB issue adds clang/libclang-dev.
 set -euo pipefail
 
-packages=(build-essential pkg-config)
+packages=(build-essential pkg-config cmake libcurl4-openssl-dev)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -19,4 +20,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
 
+command -v java >/dev/null || echo "note: java not found; scripts/kafka.sh (Kafka tests) needs Java 17 and Maven" >&2
 command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup) first" >&2; exit 1; }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod filesystem;
 pub mod format;
 pub mod generator;
+pub mod kafka;
 pub mod memory;
 pub mod nexmark;
 pub mod options;

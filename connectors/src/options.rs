@@ -5,7 +5,8 @@
 //! an unknown option, a missing required one, or a value of the wrong kind is an error that
 //! names the connector and the option. Getters then read values that are known to parse.
 //! Option names follow Flink's wherever Flink has the same connector. A `#` in a spec's name
-//! matches one dotted segment (`fields.#.kind` matches `fields.price.kind`).
+//! matches one dotted segment (`fields.#.kind` matches `fields.price.kind`); a trailing `.*`
+//! matches any rest (`properties.*` matches `properties.group.id`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -58,6 +59,11 @@ impl OptionSpec {
     }
 
     fn matches(&self, key: &str) -> bool {
+        if let Some(prefix) = self.key.strip_suffix(".*") {
+            return key
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.len() > 1 && rest.starts_with('.'));
+        }
         let pattern: Vec<&str> = self.key.split('.').collect();
         let actual: Vec<&str> = key.split('.').collect();
         pattern.len() == actual.len()
@@ -216,6 +222,19 @@ impl Options {
     pub fn byte(&self, key: &str) -> Option<u8> {
         self.get(key)
             .map(|v| if v == "\\t" { b'\t' } else { v.as_bytes()[0] })
+    }
+
+    /// Every option under `prefix.`, with the prefix removed.
+    pub fn with_prefix(&self, prefix: &str) -> BTreeMap<String, String> {
+        self.values
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.strip_prefix(prefix)?.strip_prefix('.')?.to_string(),
+                    v.clone(),
+                ))
+            })
+            .collect()
     }
 
     /// Keys matching `prefix.#.suffix`, with the `#` segment.

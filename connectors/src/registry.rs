@@ -19,6 +19,9 @@ use crate::filesystem::source::{FileSource, FileSourceConfig};
 use crate::filesystem::FileFormat;
 use crate::format::bad_records::{BadRecordPolicy, DeadLetterFile};
 use crate::format::csv::CsvOptions;
+use crate::kafka::sink::{KafkaSink, KafkaSinkConfig};
+use crate::kafka::source::{KafkaSource, KafkaSourceConfig, MetadataKey, StartupMode};
+use crate::kafka::{KafkaConnection, MessageFormat};
 use crate::options::{OptionKind, OptionSpec, Options};
 use crate::print::PrintSink;
 
@@ -30,6 +33,8 @@ pub struct TableSpec {
     /// All options, including `connector`.
     pub options: BTreeMap<String, String>,
     pub partition_by: Vec<String>,
+    /// Metadata columns: (column, metadata key), e.g. `("part", "partition")` for Kafka.
+    pub metadata: Vec<(String, String)>,
 }
 
 impl TableSpec {
@@ -42,6 +47,7 @@ impl TableSpec {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             partition_by: Vec::new(),
+            metadata: Vec::new(),
         }
     }
 
@@ -61,7 +67,54 @@ impl TableSpec {
 }
 
 /// Names of the built-in connectors.
-pub const CONNECTORS: &[&str] = &["filesystem", "datagen", "nexmark", "print", "blackhole"];
+pub const CONNECTORS: &[&str] = &[
+    "filesystem",
+    "kafka",
+    "datagen",
+    "nexmark",
+    "print",
+    "blackhole",
+];
+
+const KAFKA_SOURCE_OPTIONS: &[OptionSpec] = &[
+    OptionSpec::optional(
+        "scan.startup.mode",
+        OptionKind::Enum(&[
+            "earliest-offset",
+            "latest-offset",
+            "group-offsets",
+            "timestamp",
+            "specific-offsets",
+        ]),
+        "where reading starts (default group-offsets, as Flink)",
+    ),
+    OptionSpec::optional(
+        "scan.startup.timestamp-millis",
+        OptionKind::Integer,
+        "start time for scan.startup.mode = timestamp",
+    ),
+    OptionSpec::optional(
+        "scan.startup.specific-offsets",
+        OptionKind::String,
+        "'partition:0,offset:42;partition:1,offset:300' for scan.startup.mode = specific-offsets",
+    ),
+    OptionSpec::optional(
+        "scan.bounded.mode",
+        OptionKind::Enum(&["unbounded", "latest-offset"]),
+        "stop at the end offsets seen at start (latest-offset) or never (default)",
+    ),
+    OptionSpec::optional(
+        "scan.batch-size",
+        OptionKind::Integer,
+        "messages per batch (default 4096)",
+    ),
+];
+
+const KAFKA_SINK_OPTIONS: &[OptionSpec] = &[OptionSpec::optional(
+    "sink.delivery-guarantee",
+    OptionKind::Enum(&["none", "at-least-once", "exactly-once"]),
+    "at-least-once (default); exactly-once arrives with checkpoints",
+)];
 
 const FORMAT_ERROR_OPTIONS: &[OptionSpec] = &[
     OptionSpec::optional(
@@ -192,6 +245,19 @@ pub fn create_source(table: &TableSpec) -> Result<Arc<dyn SourceFactory>, Connec
                 on_error: bad_record_policy(&options)?,
             })?))
         }
+        "kafka" => {
+            let options = validate(
+                table,
+                "kafka",
+                &[
+                    crate::kafka::COMMON_OPTIONS,
+                    KAFKA_SOURCE_OPTIONS,
+                    FORMAT_ERROR_OPTIONS,
+                ],
+                &options,
+            )?;
+            Ok(Arc::new(kafka_source(table, &options)?))
+        }
         "datagen" => Ok(Arc::new(crate::datagen::DataGen::from_options(
             SchemaRef::clone(&table.schema),
             &validate(table, "datagen", &[crate::datagen::OPTIONS], &options)?,
@@ -224,6 +290,30 @@ pub fn create_sink(table: &TableSpec) -> Result<Arc<dyn SinkFactory>, ConnectorE
             }
             Ok(Arc::new(FileSink::new(config)))
         }
+        "kafka" => {
+            let options = validate(
+                table,
+                "kafka",
+                &[crate::kafka::COMMON_OPTIONS, KAFKA_SINK_OPTIONS],
+                &options,
+            )?;
+            if options.word("sink.delivery-guarantee").as_deref() == Some("exactly-once") {
+                return Err(ConnectorError::Config {
+                    connector: format!("table '{}' (kafka)", table.name),
+                    message: "sink.delivery-guarantee = exactly-once needs checkpoints, which Weir does not have yet; use at-least-once".into(),
+                });
+            }
+            Ok(Arc::new(KafkaSink::new(KafkaSinkConfig {
+                connection: KafkaConnection::from_options(&options),
+                topic: single_topic(&options)?,
+                value_format: value_format(&options),
+                key_fields: options
+                    .get("key.fields")
+                    .map(crate::kafka::list)
+                    .unwrap_or_default(),
+                key_format: MessageFormat::from_options(&options, "key.format"),
+            })))
+        }
         "print" => {
             validate(table, "print", &[], &options)?;
             Ok(Arc::new(PrintSink::default()))
@@ -238,6 +328,99 @@ pub fn create_sink(table: &TableSpec) -> Result<Arc<dyn SinkFactory>, ConnectorE
         }),
         other => Err(unknown(table, other)),
     }
+}
+
+fn value_format(options: &Options) -> MessageFormat {
+    MessageFormat::from_options(options, "value.format")
+        .or_else(|| MessageFormat::from_options(options, "format"))
+        .unwrap_or(MessageFormat::Json)
+}
+
+fn single_topic(options: &Options) -> Result<String, ConnectorError> {
+    match crate::kafka::list(options.require("topic")?).as_slice() {
+        [topic] => Ok(topic.clone()),
+        _ => Err(ConnectorError::Config {
+            connector: "kafka".into(),
+            message: "a Kafka sink writes to exactly one topic".into(),
+        }),
+    }
+}
+
+fn kafka_source(table: &TableSpec, options: &Options) -> Result<KafkaSource, ConnectorError> {
+    let error = |message: String| ConnectorError::Config {
+        connector: format!("table '{}' (kafka)", table.name),
+        message,
+    };
+    let startup = match options.word("scan.startup.mode").as_deref() {
+        Some("earliest-offset") => StartupMode::Earliest,
+        Some("latest-offset") => StartupMode::Latest,
+        Some("timestamp") => StartupMode::Timestamp(
+            options
+                .integer("scan.startup.timestamp-millis")
+                .ok_or_else(|| {
+                    error(
+                        "scan.startup.mode = timestamp needs 'scan.startup.timestamp-millis'"
+                            .into(),
+                    )
+                })?,
+        ),
+        Some("specific-offsets") => {
+            let text = options
+                .get("scan.startup.specific-offsets")
+                .ok_or_else(|| error("scan.startup.mode = specific-offsets needs 'scan.startup.specific-offsets'".into()))?;
+            let mut offsets = std::collections::HashMap::new();
+            for part in crate::kafka::list(text) {
+                let parsed = part
+                    .split(',')
+                    .map(|kv| kv.split_once(':'))
+                    .collect::<Option<Vec<_>>>();
+                let (partition, offset) = match parsed.as_deref() {
+                    Some([("partition", p), ("offset", o)]) => {
+                        (p.trim().parse::<i32>().ok(), o.trim().parse::<i64>().ok())
+                    }
+                    _ => (None, None),
+                };
+                match (partition, offset) {
+                    (Some(p), Some(o)) => offsets.insert(p, o),
+                    _ => {
+                        return Err(error(format!(
+                            "option 'scan.startup.specific-offsets': '{part}' is not 'partition:N,offset:M'"
+                        )))
+                    }
+                };
+            }
+            StartupMode::Specific(offsets)
+        }
+        _ => StartupMode::GroupOffsets,
+    };
+    let metadata = table
+        .metadata
+        .iter()
+        .map(|(column, key)| {
+            MetadataKey::parse(key)
+                .map(|k| (column.clone(), k))
+                .ok_or_else(|| {
+                    error(format!(
+                        "unknown metadata key '{key}' (known: partition, offset, timestamp)"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    KafkaSource::new(KafkaSourceConfig {
+        connection: KafkaConnection::from_options(options),
+        topics: crate::kafka::list(options.require("topic")?),
+        format: value_format(options),
+        schema: SchemaRef::clone(&table.schema),
+        metadata,
+        startup,
+        bounded: options.word("scan.bounded.mode").as_deref() == Some("latest-offset"),
+        on_error: bad_record_policy(options)?,
+        batch_size: options.integer("scan.batch-size").unwrap_or(4096).max(1) as usize,
+    })
+    .map_err(|e| match e {
+        ConnectorError::Config { message, .. } => error(message),
+        other => other,
+    })
 }
 
 fn unknown(table: &TableSpec, connector: &str) -> ConnectorError {

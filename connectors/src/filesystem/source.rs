@@ -303,11 +303,14 @@ impl FileReader {
                 }
                 let source = path.display().to_string();
                 let decoder = self.decoder.as_mut().expect("line formats have a decoder");
-                let decoded = decode_chunk(decoder.as_mut(), &self.chunk, &source, &line_numbers)
-                    .map_err(|e| ConnectorError::Arrow {
-                    connector: format!("{}: file {source}", self.split.source_id),
-                    source: e,
-                })?;
+                let position = |i: usize| format!("{source}:{}", line_numbers[i]);
+                let decoded =
+                    decode_chunk(decoder.as_mut(), &self.chunk, &position).map_err(|e| {
+                        ConnectorError::Arrow {
+                            connector: format!("{}: file {source}", self.split.source_id),
+                            source: e,
+                        }
+                    })?;
                 self.handler.handle(decoded.bad)?;
                 Ok(Some(decoded.batch))
             }

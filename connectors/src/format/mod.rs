@@ -36,34 +36,35 @@ pub trait LineDecoder: Send {
 pub struct Decoded {
     pub batch: RecordBatch,
     pub bad: Vec<BadRecord>,
+    /// Indices (in the chunk) of the bad records, ascending.
+    pub bad_indices: Vec<usize>,
 }
 
-/// Decodes `chunk`, whose i-th line is line `line_numbers[i]` of `source` (1-based); bad
-/// lines are returned with their position instead of failing the chunk.
+/// Decodes `chunk`, one record per line; `position(i)` names record `i` (e.g. `file:line`).
+/// Bad records are returned with their position instead of failing the chunk.
 pub fn decode_chunk(
     decoder: &mut dyn LineDecoder,
     chunk: &[u8],
-    source: &str,
-    line_numbers: &[u64],
+    position: &dyn Fn(usize) -> String,
 ) -> Result<Decoded, ArrowError> {
     match decoder.decode(chunk) {
         Ok(batch) => Ok(Decoded {
             batch,
             bad: Vec::new(),
+            bad_indices: Vec::new(),
         }),
         Err(_) => {
             let mut good = Vec::with_capacity(chunk.len());
             let mut bad = Vec::new();
+            let mut bad_indices = Vec::new();
             for (i, line) in chunk.split_inclusive(|b| *b == b'\n').enumerate() {
                 if let Err(error) = decoder.decode(line) {
                     bad.push(BadRecord {
-                        position: format!(
-                            "{source}:{}",
-                            line_numbers.get(i).copied().unwrap_or(i as u64 + 1)
-                        ),
+                        position: position(i),
                         error: error.to_string(),
                         raw: line.strip_suffix(b"\n").unwrap_or(line).to_vec(),
                     });
+                    bad_indices.push(i);
                 } else {
                     good.extend_from_slice(line);
                 }
@@ -73,7 +74,11 @@ pub fn decode_chunk(
             } else {
                 decoder.decode(&good)?
             };
-            Ok(Decoded { batch, bad })
+            Ok(Decoded {
+                batch,
+                bad,
+                bad_indices,
+            })
         }
     }
 }

@@ -1,0 +1,169 @@
+//! The `kafka` connector (through rdkafka, with a bundled librdkafka).
+//!
+//! Options follow Flink's Kafka connector: `topic` (several separated by `;`),
+//! `properties.bootstrap.servers`, `properties.group.id`, any other `properties.*` handed to
+//! the client unchanged, `scan.startup.mode`, `scan.startup.timestamp-millis`,
+//! `scan.startup.specific-offsets`, `scan.bounded.mode`, `format` / `value.format`,
+//! `key.format`, `key.fields`, `sink.delivery-guarantee`. Metadata columns (`partition`,
+//! `offset`, `timestamp`) come from the table's metadata declarations.
+
+pub mod sink;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use rdkafka::ClientConfig;
+
+use crate::error::ConnectorError;
+use crate::format::csv::{CsvDecoder, CsvOptions};
+use crate::format::json::JsonDecoder;
+use crate::format::raw::RawDecoder;
+use crate::format::LineDecoder;
+use crate::options::{OptionKind, OptionSpec, Options};
+
+const FORMATS: OptionKind = OptionKind::Enum(&["json", "csv", "raw"]);
+
+/// Options shared by the Kafka source and sink.
+pub const COMMON_OPTIONS: &[OptionSpec] = &[
+    OptionSpec::required(
+        "topic",
+        OptionKind::String,
+        "topic name(s), separated by ';'",
+    ),
+    OptionSpec::required(
+        "properties.bootstrap.servers",
+        OptionKind::String,
+        "host:port list of brokers",
+    ),
+    OptionSpec::optional(
+        "properties.*",
+        OptionKind::String,
+        "any librdkafka client property",
+    ),
+    OptionSpec::optional("format", FORMATS, "value format (json, csv or raw)"),
+    OptionSpec::optional("value.format", FORMATS, "value format (same as format)"),
+    OptionSpec::optional("key.format", FORMATS, "format of the message key"),
+    OptionSpec::optional(
+        "key.fields",
+        OptionKind::String,
+        "columns forming the key, separated by ';'",
+    ),
+    OptionSpec::optional(
+        "csv.field-delimiter",
+        OptionKind::Char,
+        "CSV delimiter (default ,)",
+    ),
+    OptionSpec::optional(
+        "csv.quote-character",
+        OptionKind::Char,
+        "CSV quote (default \")",
+    ),
+    OptionSpec::optional(
+        "csv.null-literal",
+        OptionKind::String,
+        "text that means NULL in CSV",
+    ),
+    OptionSpec::optional(
+        "scan.connect-timeout",
+        OptionKind::Duration,
+        "how long to wait for the brokers (default 10s)",
+    ),
+];
+
+/// The format of message values (and keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageFormat {
+    Json,
+    Csv(CsvOptions),
+    Raw,
+}
+
+impl MessageFormat {
+    pub(crate) fn from_options(options: &Options, key: &str) -> Option<Self> {
+        Some(match options.word(key)?.as_str() {
+            "json" => MessageFormat::Json,
+            "raw" => MessageFormat::Raw,
+            _ => MessageFormat::Csv(CsvOptions {
+                delimiter: options.byte("csv.field-delimiter").unwrap_or(b','),
+                quote: options.byte("csv.quote-character").unwrap_or(b'"'),
+                null_literal: options.get("csv.null-literal").map(str::to_string),
+                header: false,
+            }),
+        })
+    }
+
+    pub(crate) fn decoder(
+        &self,
+        schema: SchemaRef,
+    ) -> Result<Box<dyn LineDecoder>, ConnectorError> {
+        let arrow = |source| ConnectorError::Arrow {
+            connector: "kafka".into(),
+            source,
+        };
+        Ok(match self {
+            MessageFormat::Json => Box::new(JsonDecoder::new(schema)),
+            MessageFormat::Csv(options) => {
+                Box::new(CsvDecoder::new(schema, options.clone()).map_err(arrow)?)
+            }
+            MessageFormat::Raw => Box::new(RawDecoder::new(Arc::clone(&schema)).map_err(arrow)?),
+        })
+    }
+}
+
+/// Client settings shared by source and sink.
+#[derive(Debug, Clone)]
+pub struct KafkaConnection {
+    /// `properties.*` without the prefix (includes `bootstrap.servers`).
+    pub properties: BTreeMap<String, String>,
+    pub connect_timeout: Duration,
+}
+
+impl KafkaConnection {
+    pub(crate) fn from_options(options: &Options) -> Self {
+        KafkaConnection {
+            properties: options.with_prefix("properties"),
+            connect_timeout: options
+                .duration("scan.connect-timeout")
+                .unwrap_or(Duration::from_secs(10)),
+        }
+    }
+
+    pub fn bootstrap_servers(&self) -> &str {
+        self.properties
+            .get("bootstrap.servers")
+            .map_or("", String::as_str)
+    }
+
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config.set("log_level", "3");
+        config
+    }
+
+    pub(crate) fn unreachable(&self, what: &str, error: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::Config {
+            connector: "kafka".into(),
+            message: format!(
+                "cannot {what} at {} within {:?}: {error}",
+                self.bootstrap_servers(),
+                self.connect_timeout
+            ),
+        }
+    }
+}
+
+/// Splits a `;`-separated option value.
+pub(crate) fn list(value: &str) -> Vec<String> {
+    value
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}

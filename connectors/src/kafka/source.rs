@@ -1,0 +1,500 @@
+//! The Kafka source: partitions spread over subtasks, offsets kept by the reader.
+//!
+//! The factory lists the topics' partitions once (failing within `scan.connect-timeout`, with
+//! the brokers named, when they cannot be reached) and gives partition `i` of the sorted list
+//! to split `i % P`. Each reader assigns its partitions by hand (no consumer-group
+//! rebalancing, no auto-commit: the engine owns offsets, and the checkpoint issue stores
+//! them), starting as `scan.startup.mode` says. With `scan.bounded.mode = latest-offset` a
+//! reader stops at the partitions' end offsets as of its start, which makes a topic a bounded
+//! input.
+//!
+//! Messages are decoded in chunks, like file lines; a message that cannot be decoded (or has
+//! no value) is a bad record at `topic/partition/offset`. Metadata columns `partition`,
+//! `offset` and `timestamp` are filled from the messages.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, Int32Array, Int64Array, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use weir_engine::source::{LocalBoxFuture, SourceFactory, SourceReader, SplitContext};
+use weir_engine::BoxError;
+
+use super::{KafkaConnection, MessageFormat};
+use crate::error::ConnectorError;
+use crate::format::bad_records::{BadRecord, BadRecordHandler, BadRecordPolicy};
+use crate::format::{decode_chunk, LineDecoder};
+
+/// Where reading starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartupMode {
+    Earliest,
+    Latest,
+    GroupOffsets,
+    Timestamp(i64),
+    /// Per partition; partitions not listed start at the earliest offset.
+    Specific(HashMap<i32, i64>),
+}
+
+/// A metadata column and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataKey {
+    Partition,
+    Offset,
+    Timestamp,
+}
+
+impl MetadataKey {
+    pub fn parse(key: &str) -> Option<Self> {
+        match key {
+            "partition" => Some(MetadataKey::Partition),
+            "offset" => Some(MetadataKey::Offset),
+            "timestamp" => Some(MetadataKey::Timestamp),
+            _ => None,
+        }
+    }
+
+    fn data_type(&self) -> DataType {
+        match self {
+            MetadataKey::Partition => DataType::Int32,
+            MetadataKey::Offset => DataType::Int64,
+            MetadataKey::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
+        }
+    }
+}
+
+/// Configuration of a Kafka source.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    pub connection: KafkaConnection,
+    pub topics: Vec<String>,
+    pub format: MessageFormat,
+    /// The table's columns, metadata columns included.
+    pub schema: SchemaRef,
+    /// Metadata columns by name.
+    pub metadata: Vec<(String, MetadataKey)>,
+    pub startup: StartupMode,
+    /// Stop at the end offsets seen when the reader starts.
+    pub bounded: bool,
+    pub on_error: BadRecordPolicy,
+    pub batch_size: usize,
+}
+
+/// The Kafka source factory.
+#[derive(Debug, Clone)]
+pub struct KafkaSource {
+    config: KafkaSourceConfig,
+    /// Schema of the decoded value columns (the table minus metadata columns).
+    value_schema: SchemaRef,
+    partitions: Vec<(String, i32)>,
+}
+
+impl KafkaSource {
+    /// Checks the schema and lists the partitions of the topics.
+    pub fn new(config: KafkaSourceConfig) -> Result<Self, ConnectorError> {
+        let config_error = |message: String| ConnectorError::Config {
+            connector: "kafka".into(),
+            message,
+        };
+        for (column, key) in &config.metadata {
+            let field = config.schema.field_with_name(column).map_err(|_| {
+                config_error(format!("metadata column '{column}' is not in the table"))
+            })?;
+            if field.data_type() != &key.data_type() {
+                return Err(config_error(format!(
+                    "metadata column '{column}' must have type {}",
+                    key.data_type()
+                )));
+            }
+        }
+        let value_fields: Vec<Field> = config
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| !config.metadata.iter().any(|(c, _)| c == f.name()))
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let value_schema = Arc::new(Schema::new(value_fields));
+        config.format.decoder(Arc::clone(&value_schema))?;
+
+        let consumer: BaseConsumer = config
+            .connection
+            .client_config()
+            .set(
+                "socket.timeout.ms",
+                config
+                    .connection
+                    .connect_timeout
+                    .as_millis()
+                    .max(10)
+                    .to_string(),
+            )
+            .create()
+            .map_err(|e| config.connection.unreachable("create a Kafka client", e))?;
+        let mut partitions = Vec::new();
+        for topic in &config.topics {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), config.connection.connect_timeout)
+                .map_err(|e| {
+                    config
+                        .connection
+                        .unreachable(&format!("read the metadata of topic '{topic}'"), e)
+                })?;
+            let Some(info) = metadata.topics().first() else {
+                return Err(config_error(format!("topic '{topic}' does not exist")));
+            };
+            if let Some(error) = info.error() {
+                return Err(config_error(format!("topic '{topic}': {error:?}")));
+            }
+            if info.partitions().is_empty() {
+                return Err(config_error(format!(
+                    "topic '{topic}' does not exist or has no partitions"
+                )));
+            }
+            partitions.extend(info.partitions().iter().map(|p| (topic.clone(), p.id())));
+        }
+        partitions.sort();
+        Ok(KafkaSource {
+            config,
+            value_schema,
+            partitions,
+        })
+    }
+
+    /// Every (topic, partition) read, in split order.
+    pub fn partitions(&self) -> &[(String, i32)] {
+        &self.partitions
+    }
+}
+
+impl SourceFactory for KafkaSource {
+    fn schema(&self) -> SchemaRef {
+        SchemaRef::clone(&self.config.schema)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "kafka {} ({} partitions at {}{})",
+            self.config.topics.join(";"),
+            self.partitions.len(),
+            self.config.connection.bootstrap_servers(),
+            if self.config.bounded { ", bounded" } else { "" }
+        )
+    }
+
+    fn create_reader(&self, split: SplitContext) -> Result<Box<dyn SourceReader>, BoxError> {
+        let mine: Vec<(String, i32)> = self
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % split.parallelism == split.index)
+            .map(|(_, p)| p.clone())
+            .collect();
+        let mut client = self.config.connection.client_config();
+        client
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false");
+        if !self.config.connection.properties.contains_key("group.id") {
+            client.set("group.id", format!("weir-{}", split.source_id));
+        }
+        if !self
+            .config
+            .connection
+            .properties
+            .contains_key("auto.offset.reset")
+        {
+            client.set("auto.offset.reset", "earliest");
+        }
+        let counter = |name: &str| split.metrics.counter(&split.source_id, name);
+        Ok(Box::new(KafkaReader {
+            handler: BadRecordHandler {
+                source: split.source_id.clone(),
+                policy: self.config.on_error.clone(),
+                skipped: counter(crate::metric_names::BAD_RECORDS_SKIPPED),
+                dead_lettered: counter(crate::metric_names::BAD_RECORDS_DEAD_LETTERED),
+            },
+            decoder: self.config.format.decoder(Arc::clone(&self.value_schema))?,
+            config: self.config.clone(),
+            value_schema: Arc::clone(&self.value_schema),
+            client,
+            consumer: None,
+            positions: mine.iter().map(|p| (p.clone(), None)).collect(),
+            stop: HashMap::new(),
+            assigned: !mine.is_empty(),
+        }))
+    }
+}
+
+/// Reads the partitions of one split.
+pub struct KafkaReader {
+    config: KafkaSourceConfig,
+    value_schema: SchemaRef,
+    decoder: Box<dyn LineDecoder>,
+    handler: BadRecordHandler,
+    /// Settings of the consumer, which is created on the shard (it needs its runtime).
+    client: rdkafka::ClientConfig,
+    consumer: Option<StreamConsumer>,
+    /// Next offset to read per partition (`None` until the first message).
+    positions: BTreeMap<(String, i32), Option<i64>>,
+    /// (low, end) offsets per partition, for a bounded read.
+    stop: HashMap<(String, i32), (i64, i64)>,
+    assigned: bool,
+}
+
+/// The rows of one chunk of messages, before decoding.
+#[derive(Default)]
+struct Chunk {
+    values: Vec<u8>,
+    positions: Vec<String>,
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
+    timestamps: Vec<i64>,
+    empty: Vec<BadRecord>,
+}
+
+impl KafkaReader {
+    /// Offsets the split has read up to: next offset per partition.
+    pub fn offsets(&self) -> &BTreeMap<(String, i32), Option<i64>> {
+        &self.positions
+    }
+
+    fn finished(&self) -> bool {
+        !self.assigned
+            || (self.config.bounded
+                && self.consumer.is_some()
+                && self.stop.iter().all(|(tp, (_, end))| {
+                    self.positions.get(tp).copied().flatten().unwrap_or(0) >= *end
+                }))
+    }
+
+    /// Creates the consumer, assigns the split's partitions at their start offsets, and for a
+    /// bounded read records their end offsets.
+    fn connect(&mut self) -> Result<(), ConnectorError> {
+        let connection = &self.config.connection;
+        let consumer: StreamConsumer = self
+            .client
+            .create()
+            .map_err(|e| connection.unreachable("create a Kafka consumer", e))?;
+        let timeout = connection.connect_timeout;
+        let mut assignment = TopicPartitionList::new();
+        for (topic, partition) in self.positions.keys() {
+            let offset = match &self.config.startup {
+                StartupMode::Earliest => Offset::Beginning,
+                StartupMode::Latest => Offset::End,
+                StartupMode::GroupOffsets => Offset::Stored,
+                StartupMode::Specific(offsets) => offsets
+                    .get(partition)
+                    .map_or(Offset::Beginning, |o| Offset::Offset(*o)),
+                StartupMode::Timestamp(millis) => Offset::Offset(*millis),
+            };
+            let kafka = |e| connection.unreachable(&format!("assign {topic}/{partition}"), e);
+            assignment
+                .add_partition_offset(topic, *partition, offset)
+                .map_err(kafka)?;
+            if self.config.bounded {
+                let (low, high) = consumer
+                    .fetch_watermarks(topic, *partition, timeout)
+                    .map_err(|e| {
+                        connection
+                            .unreachable(&format!("read the end offset of {topic}/{partition}"), e)
+                    })?;
+                self.stop.insert((topic.clone(), *partition), (low, high));
+            }
+        }
+        if let StartupMode::Timestamp(_) = self.config.startup {
+            assignment = consumer
+                .offsets_for_times(assignment, timeout)
+                .map_err(|e| connection.unreachable("look up offsets by timestamp", e))?;
+        }
+        if self.config.bounded {
+            // Where a bounded read starts decides when it is done: a partition whose start is
+            // at or past its end offset has nothing to read.
+            for element in assignment.elements() {
+                let key = (element.topic().to_string(), element.partition());
+                let (low, high) = self.stop.get(&key).copied().unwrap_or((0, 0));
+                let start = match element.offset() {
+                    Offset::Offset(n) => n.max(low),
+                    Offset::End => high,
+                    _ => low,
+                };
+                self.positions.insert(key, Some(start));
+            }
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| connection.unreachable("assign partitions", e))?;
+        self.consumer = Some(consumer);
+        Ok(())
+    }
+
+    async fn next(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
+        if self.assigned && self.consumer.is_none() {
+            self.connect()?;
+        }
+        loop {
+            if self.finished() {
+                return Ok(None);
+            }
+            let chunk = self.poll().await?;
+            if let Some(batch) = self.decode(chunk)? {
+                if batch.num_rows() > 0 {
+                    return Ok(Some(batch));
+                }
+            }
+        }
+    }
+
+    /// Waits for at least one message, then takes what arrives within a short linger.
+    async fn poll(&mut self) -> Result<Chunk, ConnectorError> {
+        let mut chunk = Chunk::default();
+        let Some(consumer) = self.consumer.take() else {
+            return Ok(chunk);
+        };
+        let result = self.poll_from(&consumer, &mut chunk).await;
+        self.consumer = Some(consumer);
+        result.map(|()| chunk)
+    }
+
+    async fn poll_from(
+        &mut self,
+        consumer: &StreamConsumer,
+        chunk: &mut Chunk,
+    ) -> Result<(), ConnectorError> {
+        let linger = Duration::from_millis(5);
+        let mut count = 0;
+        while count < self.config.batch_size {
+            let message = if count == 0 {
+                match tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
+                    Ok(message) => message,
+                    Err(_) => {
+                        if self.finished() {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                match tokio::time::timeout(linger, consumer.recv()).await {
+                    Ok(message) => message,
+                    Err(_) => break,
+                }
+            };
+            let message = message.map_err(|e| ConnectorError::Config {
+                connector: self.handler.source.clone(),
+                message: format!("reading from kafka: {e}"),
+            })?;
+            let (topic, partition, offset) = (
+                message.topic().to_string(),
+                message.partition(),
+                message.offset(),
+            );
+            let key = (topic.clone(), partition);
+            if let Some((_, end)) = self.stop.get(&key) {
+                if offset >= *end {
+                    self.positions.insert(key, Some(offset));
+                    continue;
+                }
+            }
+            self.positions.insert(key, Some(offset + 1));
+            let position = format!("{topic}/{partition}/{offset}");
+            match message.payload() {
+                Some(payload) if !payload.iter().all(u8::is_ascii_whitespace) => {
+                    chunk.values.extend_from_slice(payload);
+                    chunk.values.push(b'\n');
+                    chunk.positions.push(position);
+                    chunk.partitions.push(partition);
+                    chunk.offsets.push(offset);
+                    chunk
+                        .timestamps
+                        .push(message.timestamp().to_millis().unwrap_or(0));
+                }
+                _ => chunk.empty.push(BadRecord {
+                    position,
+                    error: "message has no value".into(),
+                    raw: Vec::new(),
+                }),
+            }
+            count += 1;
+            if self.finished() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn decode(&mut self, chunk: Chunk) -> Result<Option<RecordBatch>, ConnectorError> {
+        self.handler.handle(chunk.empty)?;
+        if chunk.positions.is_empty() {
+            return Ok(None);
+        }
+        let arrow = |source| ConnectorError::Arrow {
+            connector: self.handler.source.clone(),
+            source,
+        };
+        let positions = &chunk.positions;
+        let decoded = decode_chunk(self.decoder.as_mut(), &chunk.values, &|i| {
+            positions[i].clone()
+        })
+        .map_err(arrow)?;
+        let bad = decoded.bad_indices;
+        self.handler.handle(decoded.bad)?;
+        let keep = |values: &[i64]| -> Vec<i64> {
+            values
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bad.binary_search(i).is_err())
+                .map(|(_, v)| *v)
+                .collect()
+        };
+        let partitions: Vec<i64> = chunk.partitions.iter().map(|p| *p as i64).collect();
+        let batch = decoded.batch;
+        let mut columns = Vec::with_capacity(self.config.schema.fields().len());
+        for field in self.config.schema.fields() {
+            let column: ArrayRef =
+                match self.config.metadata.iter().find(|(c, _)| c == field.name()) {
+                    Some((_, MetadataKey::Partition)) => Arc::new(Int32Array::from_iter_values(
+                        keep(&partitions).into_iter().map(|p| p as i32),
+                    )),
+                    Some((_, MetadataKey::Offset)) => {
+                        Arc::new(Int64Array::from(keep(&chunk.offsets)))
+                    }
+                    Some((_, MetadataKey::Timestamp)) => {
+                        Arc::new(TimestampMillisecondArray::from(keep(&chunk.timestamps)))
+                    }
+                    None => {
+                        let index = self.value_schema.index_of(field.name()).map_err(arrow)?;
+                        Arc::clone(batch.column(index))
+                    }
+                };
+            columns.push(column);
+        }
+        RecordBatch::try_new(SchemaRef::clone(&self.config.schema), columns)
+            .map(Some)
+            .map_err(arrow)
+    }
+}
+
+impl SourceReader for KafkaReader {
+    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<RecordBatch>, BoxError>> {
+        Box::pin(async move { Ok(self.next().await?) })
+    }
+
+    fn position(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .positions
+            .iter()
+            .map(|((t, p), o)| {
+                format!(
+                    "{t}/{p}@{}",
+                    o.map_or("start".to_string(), |o| o.to_string())
+                )
+            })
+            .collect();
+        Some(parts.join(", "))
+    }
+}

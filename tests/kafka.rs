@@ -1,0 +1,274 @@
+//! The Kafka connector against a real Apache Kafka broker (started by `scripts/kafka.sh start`,
+//! which `scripts/test.sh` does; `WEIR_KAFKA_BOOTSTRAP` overrides 127.0.0.1:9092).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{AsArray, StringArray};
+use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+use weir::connectors::metric_names;
+use weir::connectors::registry::{create_sink, create_source, TableSpec};
+use weir::prelude::*;
+
+fn bootstrap() -> String {
+    std::env::var("WEIR_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Creates a fresh topic with `partitions` partitions.
+fn topic(name: &str, partitions: i32) -> String {
+    let topic = format!(
+        "weir-{name}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    );
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new(
+                &topic,
+                partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .unwrap_or_else(|e| panic!("is the test broker running (scripts/kafka.sh start)? {e}"));
+    for result in results {
+        result.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+    topic
+}
+
+fn bid_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, false),
+        Field::new("price", DataType::Int64, false),
+    ]))
+}
+
+fn bids(n: i64) -> RecordBatch {
+    RecordBatch::try_new(
+        bid_schema(),
+        vec![
+            Arc::new(arrow::array::Int64Array::from_iter_values(
+                (0..n).map(|i| i % 17),
+            )),
+            Arc::new(arrow::array::Int64Array::from_iter_values(0..n)),
+        ],
+    )
+    .unwrap()
+}
+
+fn write(topic: &str, batches: Vec<RecordBatch>, extra: &[(&str, &str)]) {
+    let schema = batches[0].schema();
+    let bootstrap = bootstrap();
+    let mut options = vec![
+        ("connector", "kafka"),
+        ("topic", topic),
+        ("properties.bootstrap.servers", bootstrap.as_str()),
+    ];
+    options.extend_from_slice(extra);
+    let sink = create_sink(&TableSpec::new("out", Arc::clone(&schema), &options)).unwrap();
+    Pipeline::new("produce")
+        .source(MemorySource::new(schema, vec![batches]).unwrap())
+        .sink_arc(sink)
+        .run(RunOptions::default().shards(1))
+        .unwrap();
+}
+
+fn source_table(topic: &str, schema: SchemaRef, extra: &[(&str, &str)]) -> TableSpec {
+    let bootstrap = bootstrap();
+    let mut options = vec![
+        ("connector", "kafka"),
+        ("topic", topic),
+        ("properties.bootstrap.servers", bootstrap.as_str()),
+        ("scan.bounded.mode", "latest-offset"),
+        ("scan.startup.mode", "earliest-offset"),
+    ];
+    options.extend_from_slice(extra);
+    TableSpec::new("in", schema, &options)
+}
+
+fn read(
+    table: &TableSpec,
+    shards: usize,
+) -> Result<(Option<RecordBatch>, weir::engine::metrics::Metrics), WeirError> {
+    let source = create_source(table).map_err(|e| WeirError::Build {
+        pipeline: "read".into(),
+        message: e.to_string(),
+    })?;
+    let sink = CollectSink::new();
+    let result = Pipeline::new("read")
+        .source_arc(source)
+        .sink(sink.clone())
+        .run(RunOptions::default().shards(shards))?;
+    Ok((sink.concat(), result.metrics))
+}
+
+#[test]
+fn a_four_partition_topic_is_read_by_two_shards_with_keys_and_metadata() {
+    let topic = topic("keyed", 4);
+    write(
+        &topic,
+        vec![bids(500), bids(500)],
+        &[
+            ("format", "json"),
+            ("key.fields", "auction"),
+            ("key.format", "json"),
+        ],
+    );
+    let mut schema = bid_schema().fields().to_vec();
+    schema.push(Arc::new(Field::new("part", DataType::Int32, false)));
+    schema.push(Arc::new(Field::new("off", DataType::Int64, false)));
+    let mut table = source_table(&topic, Arc::new(Schema::new(schema)), &[("format", "json")]);
+    table.metadata = vec![
+        ("part".into(), "partition".into()),
+        ("off".into(), "offset".into()),
+    ];
+    let batch = read(&table, 2).unwrap().0.unwrap();
+    assert_eq!(batch.num_rows(), 1000);
+    let auctions = batch.column(0).as_primitive::<Int64Type>();
+    let parts = batch.column(2).as_primitive::<Int32Type>();
+    let offsets = batch.column(3).as_primitive::<Int64Type>();
+    let mut partition_of: BTreeMap<i64, BTreeSet<i32>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for i in 0..batch.num_rows() {
+        partition_of
+            .entry(auctions.value(i))
+            .or_default()
+            .insert(parts.value(i));
+        assert!(
+            seen.insert((parts.value(i), offsets.value(i))),
+            "each message once"
+        );
+    }
+    assert!(
+        partition_of.values().all(|p| p.len() == 1),
+        "one partition per key: {partition_of:?}"
+    );
+    let used: BTreeSet<i32> = partition_of.values().flatten().copied().collect();
+    assert!(used.len() > 1, "keys spread over partitions: {used:?}");
+}
+
+#[test]
+fn startup_modes_choose_where_reading_begins() {
+    let topic = topic("startup", 1);
+    write(&topic, vec![bids(100)], &[("format", "csv")]);
+    let rows = |extra: &[(&str, &str)]| {
+        read(&source_table(&topic, bid_schema(), extra), 1)
+            .unwrap()
+            .0
+            .map_or(0, |b| b.num_rows())
+    };
+    assert_eq!(rows(&[("format", "csv")]), 100);
+    assert_eq!(
+        rows(&[("format", "csv"), ("scan.startup.mode", "latest-offset")]),
+        0
+    );
+    assert_eq!(
+        rows(&[
+            ("format", "csv"),
+            ("scan.startup.mode", "specific-offsets"),
+            ("scan.startup.specific-offsets", "partition:0,offset:60")
+        ]),
+        40
+    );
+    assert_eq!(
+        rows(&[
+            ("format", "csv"),
+            ("scan.startup.mode", "timestamp"),
+            ("scan.startup.timestamp-millis", "0")
+        ]),
+        100
+    );
+}
+
+#[test]
+fn a_broker_that_is_down_is_reported_within_the_timeout() {
+    let started = Instant::now();
+    let table = TableSpec::new(
+        "in",
+        bid_schema(),
+        &[
+            ("connector", "kafka"),
+            ("topic", "anything"),
+            ("properties.bootstrap.servers", "127.0.0.1:1"),
+            ("scan.connect-timeout", "2s"),
+            ("format", "json"),
+        ],
+    );
+    let error = create_source(&table).map(|_| ()).unwrap_err().to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.contains("127.0.0.1:1") && error.contains("table 'in'"),
+        "{error}"
+    );
+}
+
+#[test]
+fn malformed_messages_follow_the_bad_record_policy() {
+    let topic = topic("malformed", 1);
+    let lines = Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, false)]));
+    let raw = RecordBatch::try_new(
+        Arc::clone(&lines),
+        vec![Arc::new(StringArray::from(vec![
+            "{\"auction\": 1, \"price\": 5}",
+            "not json",
+            "{\"auction\": 2, \"price\": 6}",
+        ]))],
+    )
+    .unwrap();
+    write(&topic, vec![raw], &[("format", "raw")]);
+    let error = read(
+        &source_table(&topic, bid_schema(), &[("format", "json")]),
+        1,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains(&format!("{topic}/0/1")), "{error}");
+    let (batch, metrics) = read(
+        &source_table(
+            &topic,
+            bid_schema(),
+            &[("format", "json"), ("format.on-error", "skip")],
+        ),
+        1,
+    )
+    .unwrap();
+    assert_eq!(batch.unwrap().num_rows(), 2);
+    assert_eq!(metrics.total(metric_names::BAD_RECORDS_SKIPPED), 1);
+    let _ = common::event_schema();
+}
+
+#[test]
+fn exactly_once_is_refused_until_checkpoints_exist() {
+    let table = TableSpec::new(
+        "out",
+        bid_schema(),
+        &[
+            ("connector", "kafka"),
+            ("topic", "t"),
+            ("properties.bootstrap.servers", "127.0.0.1:9092"),
+            ("sink.delivery-guarantee", "exactly-once"),
+        ],
+    );
+    let error = create_sink(&table).map(|_| ()).unwrap_err().to_string();
+    assert!(error.contains("exactly-once needs checkpoints"), "{error}");
+}
