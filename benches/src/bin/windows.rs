@@ -3,9 +3,9 @@
 //! One configuration per process, so that peak memory (VmHWM) belongs to that run alone:
 //!
 //! ```text
-//! cargo run --release -p weir-benches -- --query tumble --events 10000000 --shards 1
-//! cargo run --release -p weir-benches -- --query hop --events 10000000 --shards 2
-//! cargo run --release -p weir-benches -- --query hop --events 5000000 --rate 1000000   # latency
+//! cargo run --release -p weir-benches --bin windows -- --query tumble --events 10000000 --shards 1
+//! cargo run --release -p weir-benches --bin windows -- --query hop --events 10000000 --shards 2
+//! cargo run --release -p weir-benches --bin windows -- --query hop --events 5000000 --rate 1000000   # latency
 //! ```
 //!
 //! Unthrottled runs measure throughput (events/s, events/s per shard). Throttled runs
@@ -27,6 +27,7 @@ use weir::engine::sink::{SinkFactory, SinkWriter};
 use weir::engine::source::LocalBoxFuture;
 use weir::engine::BoxError;
 use weir::prelude::*;
+use weir_benches::peak_rss_mib;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Query {
@@ -125,14 +126,6 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Peak resident memory of this process, from /proc/self/status (Linux).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// Counts result rows and records, per fired window batch, how late it arrived.
