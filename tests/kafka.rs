@@ -272,3 +272,57 @@ fn exactly_once_is_refused_until_checkpoints_exist() {
     let error = create_sink(&table).map(|_| ()).unwrap_err().to_string();
     assert!(error.contains("exactly-once needs checkpoints"), "{error}");
 }
+
+#[test]
+fn a_lagging_partition_holds_the_watermark_so_its_rows_are_not_late() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let topic = topic("lagging", 2);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Partition 0 is far ahead in event time; partition 1 is behind. Both are already written
+    // when the job starts, so whichever the reader meets first, the other is behind it.
+    runtime.block_on(async {
+        for (partition, base) in [(0, 100_000i64), (1, 0)] {
+            for i in 0..500i64 {
+                let value = format!("{{\"auction\": {i}, \"price\": {}}}", base + i);
+                producer
+                    .send(
+                        FutureRecord::<(), _>::to(&topic)
+                            .partition(partition)
+                            .payload(&value),
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let source = create_source(&source_table(&topic, bid_schema(), &[("format", "json")])).unwrap();
+    let sink = CollectSink::new();
+    let result = Pipeline::new("lagging")
+        .source_arc(source)
+        .parallelism(1)
+        .watermark("price", Duration::ZERO)
+        .window(Window::tumble(Duration::from_millis(100)))
+        .aggregate([count_all().alias("c")])
+        .sink(sink.clone())
+        .run(RunOptions::default().shards(1))
+        .unwrap();
+    assert_eq!(
+        result
+            .metrics
+            .total(weir::engine::metrics::names::LATE_ROWS_DROPPED),
+        0
+    );
+    let counted: i64 = common::column_i64(&sink.concat().unwrap(), "c")
+        .into_iter()
+        .flatten()
+        .sum();
+    assert_eq!(counted, 1000);
+}

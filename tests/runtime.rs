@@ -14,7 +14,9 @@ use common::{batch_of, event_schema, Event};
 use weir::engine::error::EngineError;
 use weir::engine::operator::SubtaskContext;
 use weir::engine::sink::{SinkFactory, SinkWriter};
-use weir::engine::source::{LocalBoxFuture, SourceFactory, SourceReader, SplitContext};
+use weir::engine::source::{
+    LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext,
+};
 use weir::engine::time::WatermarkStrategy;
 use weir::engine::{BoxError, CheckpointId, Watermark};
 use weir::prelude::*;
@@ -60,7 +62,7 @@ struct ScriptedReader {
 }
 
 impl SourceReader for ScriptedReader {
-    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<RecordBatch>, BoxError>> {
+    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<SourceBatch>, BoxError>> {
         Box::pin(async move {
             if self.next == self.script.batches.len() {
                 if self.script.hang {
@@ -71,7 +73,7 @@ impl SourceReader for ScriptedReader {
             tokio::time::sleep(self.script.pause).await;
             self.next += 1;
             self.produced.fetch_add(1, Ordering::SeqCst);
-            Ok(Some(self.script.batches[self.next - 1].clone()))
+            Ok(Some(self.script.batches[self.next - 1].clone().into()))
         })
     }
 }

@@ -91,11 +91,11 @@ impl weir::engine::source::SourceReader for BidBatchReader {
         &mut self,
     ) -> weir::engine::source::LocalBoxFuture<
         '_,
-        Result<Option<arrow::record_batch::RecordBatch>, weir::engine::BoxError>,
+        Result<Option<weir::engine::source::SourceBatch>, weir::engine::BoxError>,
     > {
         let rows = (self.end - self.next).min(8192);
         let first = self.next;
         self.next += rows;
-        Box::pin(async move { Ok((rows > 0).then(|| bids(first as i64, rows as usize))) })
+        Box::pin(async move { Ok((rows > 0).then(|| bids(first as i64, rows as usize).into())) })
     }
 }

@@ -23,7 +23,7 @@ use arrow::array::{
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use weir_engine::source::{LocalBoxFuture, SourceFactory, SourceReader, SplitContext};
+use weir_engine::source::{LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext};
 use weir_engine::BoxError;
 
 use crate::error::ConnectorError;
@@ -466,7 +466,7 @@ fn generate(
 }
 
 impl SourceReader for DataGenReader {
-    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<RecordBatch>, BoxError>> {
+    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<SourceBatch>, BoxError>> {
         Box::pin(async move {
             let remaining = self.rows.map_or(u64::MAX, |n| n - self.produced);
             if remaining == 0 {
@@ -482,7 +482,7 @@ impl SourceReader for DataGenReader {
             } else {
                 tokio::task::yield_now().await;
             }
-            self.batch(len).map(Some)
+            self.batch(len).map(|b| Some(b.into()))
         })
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use arrow::array::{ArrayRef, Int64Array, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use weir_engine::source::{LocalBoxFuture, SourceFactory, SourceReader, SplitContext};
+use weir_engine::source::{LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext};
 use weir_engine::BoxError;
 
 /// Parameters of the bid stream.
@@ -185,7 +185,7 @@ impl BidReader {
 }
 
 impl SourceReader for BidReader {
-    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<RecordBatch>, BoxError>> {
+    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<SourceBatch>, BoxError>> {
         Box::pin(async move {
             if let Some(rate) = self.split_rate {
                 let started = *self.started.get_or_insert_with(tokio::time::Instant::now);
@@ -194,7 +194,7 @@ impl SourceReader for BidReader {
             } else {
                 tokio::task::yield_now().await;
             }
-            self.batch()
+            Ok(self.batch()?.map(Into::into))
         })
     }
 }
@@ -221,8 +221,9 @@ mod tests {
                 let mut reader = generator
                     .create_reader(SplitContext::standalone(index, parallelism))
                     .unwrap();
-                while let Some(batch) = runtime.block_on(reader.next_batch()).unwrap() {
-                    let column = batch
+                while let Some(read) = runtime.block_on(reader.next_batch()).unwrap() {
+                    let column = read
+                        .batch
                         .column(3)
                         .as_any()
                         .downcast_ref::<TimestampMillisecondArray>()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use weir_engine::source::{LocalBoxFuture, SourceFactory, SourceReader, SplitContext};
+use weir_engine::source::{LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext};
 use weir_engine::BoxError;
 
 use crate::error::ConnectorError;
@@ -68,12 +68,12 @@ struct MemoryReader {
 }
 
 impl SourceReader for MemoryReader {
-    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<RecordBatch>, BoxError>> {
+    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<SourceBatch>, BoxError>> {
         let next = self.batches.pop_front();
         Box::pin(async move {
             // Let other subtasks of the shard run between batches.
             tokio::task::yield_now().await;
-            Ok(next)
+            Ok(next.map(Into::into))
         })
     }
 }

@@ -26,7 +26,7 @@ use arrow::array::{
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use weir_engine::source::{LocalBoxFuture, SourceFactory, SourceReader, SplitContext};
+use weir_engine::source::{LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext};
 use weir_engine::BoxError;
 
 use crate::error::ConnectorError;
@@ -624,7 +624,7 @@ impl NexmarkReader {
 }
 
 impl SourceReader for NexmarkReader {
-    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<RecordBatch>, BoxError>> {
+    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<SourceBatch>, BoxError>> {
         Box::pin(async move {
             if let Some(rate) = self.split_rate {
                 let started = *self.started.get_or_insert_with(tokio::time::Instant::now);
@@ -633,7 +633,7 @@ impl SourceReader for NexmarkReader {
             } else {
                 tokio::task::yield_now().await;
             }
-            self.batch()
+            Ok(self.batch()?.map(Into::into))
         })
     }
 

@@ -51,11 +51,38 @@ pub trait SourceFactory: Send + Sync {
     fn create_reader(&self, split: SplitContext) -> Result<Box<dyn SourceReader>, BoxError>;
 }
 
+/// A batch read from a split, and the partition of the split it came from.
+///
+/// A split may read several partitions (Kafka partitions of one subtask); watermarks are
+/// generated per partition, so every batch must hold rows of one partition only. Sources
+/// without partitions use partition 0 (`From<RecordBatch>`).
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    pub batch: RecordBatch,
+    pub partition: u32,
+}
+
+impl From<RecordBatch> for SourceBatch {
+    fn from(batch: RecordBatch) -> Self {
+        SourceBatch {
+            batch,
+            partition: 0,
+        }
+    }
+}
+
 /// Reads one split. `next_batch` must be cancel-safe only in the sense that the runtime
 /// never drops a pending call except when the whole job stops.
 pub trait SourceReader: Send {
     /// The next batch of the split, or `None` when the split has ended.
-    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<RecordBatch>, BoxError>>;
+    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<SourceBatch>, BoxError>>;
+
+    /// The partitions this split will read, when known up front (Kafka partitions). Each one
+    /// holds back the split's watermark until it has data or has been idle for the idle
+    /// timeout. Empty: partitions are learned from the batches.
+    fn partitions(&self) -> Vec<u32> {
+        Vec::new()
+    }
 
     /// Where the split has read up to, as text a person can read (file and offset, Kafka
     /// partition offsets, generator position); `None` for sources without positions.

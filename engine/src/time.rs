@@ -5,7 +5,8 @@
 //! A split that delivers nothing for `idle_timeout` is declared [`Watermark::Idle`] so that
 //! downstream minimums ignore it until it produces data again.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray};
 use arrow::buffer::ScalarBuffer;
@@ -99,12 +100,18 @@ pub fn event_time_column(
         .map_err(|_| TimeError::MissingColumn(column.to_string()))
 }
 
-/// Per-split watermark state: the largest event time seen so far.
+/// Per-split watermark state: the largest event time seen per partition of the split.
+///
+/// The split's watermark is the minimum over its partitions of `max time - delay`, leaving
+/// out partitions idle for longer than the idle timeout (so one quiet Kafka partition does
+/// not stall the others). It only moves forward. Splits without partitions have one.
 #[derive(Debug)]
 pub struct WatermarkGenerator {
     strategy: WatermarkStrategy,
     delay_ms: i64,
-    max_event_time: Option<EventTimeMs>,
+    /// Per partition: largest event time seen (none yet for a declared partition without
+    /// data), and when its last batch arrived (or when it was declared).
+    partitions: BTreeMap<u32, (Option<EventTimeMs>, Instant)>,
     last_emitted: Option<EventTimeMs>,
 }
 
@@ -114,7 +121,7 @@ impl WatermarkGenerator {
         WatermarkGenerator {
             strategy,
             delay_ms,
-            max_event_time: None,
+            partitions: BTreeMap::new(),
             last_emitted: None,
         }
     }
@@ -123,17 +130,50 @@ impl WatermarkGenerator {
         &self.strategy
     }
 
-    /// Observes a batch; returns the watermark to emit after it, if the watermark advanced.
-    pub fn on_batch(&mut self, batch: &RecordBatch) -> Result<Option<Watermark>, TimeError> {
+    /// Declares partitions that hold the watermark back until they deliver data or go idle.
+    pub fn declare_partitions(&mut self, partitions: &[u32]) {
+        let now = Instant::now();
+        for partition in partitions {
+            self.partitions.entry(*partition).or_insert((None, now));
+        }
+    }
+
+    /// Observes a batch of one partition; returns the watermark to emit after it, if the
+    /// watermark advanced.
+    pub fn on_batch(
+        &mut self,
+        partition: u32,
+        batch: &RecordBatch,
+    ) -> Result<Option<Watermark>, TimeError> {
+        self.on_batch_at(partition, batch, Instant::now())
+    }
+
+    fn on_batch_at(
+        &mut self,
+        partition: u32,
+        batch: &RecordBatch,
+        now: Instant,
+    ) -> Result<Option<Watermark>, TimeError> {
         if batch.num_rows() == 0 {
             return Ok(None);
         }
         let column = event_time_column(&batch.schema(), &self.strategy.column)?;
         let times = event_times_ms(batch, column)?;
         let batch_max = times.iter().copied().max().unwrap_or(EventTimeMs::MIN);
-        let max = self.max_event_time.map_or(batch_max, |m| m.max(batch_max));
-        self.max_event_time = Some(max);
-        let watermark = max.saturating_sub(self.delay_ms);
+        let entry = self.partitions.entry(partition).or_insert((None, now));
+        *entry = (Some(entry.0.map_or(batch_max, |m| m.max(batch_max))), now);
+        let idle_after = self.strategy.idle_timeout;
+        let active = self
+            .partitions
+            .values()
+            .filter(|(_, seen)| idle_after.is_none_or(|idle| now.duration_since(*seen) < idle));
+        let Some(min_max) = active.map(|(max, _)| max.unwrap_or(EventTimeMs::MIN)).min() else {
+            return Ok(None);
+        };
+        if min_max == EventTimeMs::MIN {
+            return Ok(None);
+        }
+        let watermark = min_max.saturating_sub(self.delay_ms);
         if self.last_emitted.is_some_and(|last| last >= watermark) {
             return Ok(None);
         }
@@ -169,13 +209,74 @@ mod tests {
             Duration::from_millis(100),
         ));
         assert_eq!(
-            generator.on_batch(&batch(vec![500, 1000, 700])).unwrap(),
+            generator.on_batch(0, &batch(vec![500, 1000, 700])).unwrap(),
             Some(Watermark::EventTime(900))
         );
-        assert_eq!(generator.on_batch(&batch(vec![400])).unwrap(), None);
+        assert_eq!(generator.on_batch(0, &batch(vec![400])).unwrap(), None);
         assert_eq!(
-            generator.on_batch(&batch(vec![1500])).unwrap(),
+            generator.on_batch(0, &batch(vec![1500])).unwrap(),
             Some(Watermark::EventTime(1400))
+        );
+    }
+
+    #[test]
+    fn the_slowest_partition_holds_the_watermark_until_it_is_idle() {
+        let strategy = WatermarkStrategy::bounded_out_of_orderness("ts", Duration::ZERO)
+            .with_idle_timeout(Duration::from_secs(10));
+        let mut generator = WatermarkGenerator::new(strategy);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(
+            generator
+                .on_batch_at(0, &batch(vec![5_000]), at(0))
+                .unwrap(),
+            Some(Watermark::EventTime(5_000))
+        );
+        // Partition 1 is behind: it holds the minimum (no watermark goes back).
+        assert_eq!(
+            generator
+                .on_batch_at(1, &batch(vec![1_000]), at(1))
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            generator
+                .on_batch_at(0, &batch(vec![9_000]), at(2))
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            generator
+                .on_batch_at(1, &batch(vec![7_000]), at(3))
+                .unwrap(),
+            Some(Watermark::EventTime(7_000))
+        );
+        // Partition 1 falls silent; after the idle timeout partition 0 alone decides.
+        assert_eq!(
+            generator
+                .on_batch_at(0, &batch(vec![12_000]), at(5))
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            generator
+                .on_batch_at(0, &batch(vec![20_000]), at(14))
+                .unwrap(),
+            Some(Watermark::EventTime(20_000))
+        );
+    }
+
+    #[test]
+    fn a_declared_partition_without_data_holds_the_watermark_back() {
+        let mut generator = WatermarkGenerator::new(WatermarkStrategy::bounded_out_of_orderness(
+            "ts",
+            Duration::ZERO,
+        ));
+        generator.declare_partitions(&[0, 1]);
+        assert_eq!(generator.on_batch(0, &batch(vec![5_000])).unwrap(), None);
+        assert_eq!(
+            generator.on_batch(1, &batch(vec![3_000])).unwrap(),
+            Some(Watermark::EventTime(3_000))
         );
     }
 

@@ -21,7 +21,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchReader};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use weir_engine::metrics::Counter;
-use weir_engine::source::{LocalBoxFuture, SourceFactory, SourceReader, SplitContext};
+use weir_engine::source::{LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext};
 use weir_engine::BoxError;
 
 use super::{list_files, split_of, FileFormat};
@@ -376,10 +376,10 @@ impl FileReader {
 }
 
 impl SourceReader for FileReader {
-    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<RecordBatch>, BoxError>> {
+    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<SourceBatch>, BoxError>> {
         Box::pin(async move {
             tokio::task::yield_now().await;
-            Ok(self.next().await?)
+            Ok(self.next().await?.map(Into::into))
         })
     }
 

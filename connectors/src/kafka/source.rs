@@ -9,20 +9,23 @@
 //! input.
 //!
 //! Messages are decoded in chunks, like file lines; a message that cannot be decoded (or has
-//! no value) is a bad record at `topic/partition/offset`. Metadata columns `partition`,
+//! no value) is a bad record at `topic/partition/offset`. Each returned batch holds one
+//! partition's rows, so the engine keeps a watermark per partition (the split's watermark is
+//! the minimum over its partitions, idle ones left out). Metadata columns `partition`,
 //! `offset` and `timestamp` are filled from the messages.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, Int32Array, Int64Array, TimestampMillisecondArray};
+use arrow::array::{ArrayRef, Int32Array, Int64Array, TimestampMillisecondArray, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use weir_engine::source::{LocalBoxFuture, SourceFactory, SourceReader, SplitContext};
+use weir_engine::source::{LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext};
 use weir_engine::BoxError;
 
 use super::{KafkaConnection, MessageFormat};
@@ -245,6 +248,7 @@ impl SourceFactory for KafkaSource {
                     ((t, *partition), PartitionState::default())
                 })
                 .collect(),
+            ready: VecDeque::new(),
         }))
     }
 }
@@ -272,6 +276,13 @@ pub struct KafkaReader {
     consumer: Option<BaseConsumer>,
     /// (topic index in `config.topics`, partition) -> progress.
     partitions: BTreeMap<(usize, i32), PartitionState>,
+    /// Decoded batches, one partition each, not yet returned.
+    ready: VecDeque<SourceBatch>,
+}
+
+/// The watermark partition of a topic partition: one id per (topic, partition) of the source.
+fn partition_id(topic: usize, partition: i32) -> u32 {
+    ((topic as u32) << 20) | (partition as u32 & 0xF_FFFF)
 }
 
 /// The messages of one chunk, before decoding. Positions are kept as numbers and only
@@ -374,20 +385,19 @@ impl KafkaReader {
         Ok(())
     }
 
-    async fn next(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
+    async fn next(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
         if !self.partitions.is_empty() && self.consumer.is_none() {
             self.connect()?;
         }
         loop {
+            if let Some(batch) = self.ready.pop_front() {
+                return Ok(Some(batch));
+            }
             if self.finished() {
                 return Ok(None);
             }
             let chunk = self.poll().await?;
-            if let Some(batch) = self.decode(chunk)? {
-                if batch.num_rows() > 0 {
-                    return Ok(Some(batch));
-                }
-            }
+            self.decode(chunk)?;
         }
     }
 
@@ -447,10 +457,11 @@ impl KafkaReader {
         Ok(chunk)
     }
 
-    fn decode(&mut self, chunk: Chunk) -> Result<Option<RecordBatch>, ConnectorError> {
+    /// Decodes a chunk into one batch per partition, queued in `ready`.
+    fn decode(&mut self, chunk: Chunk) -> Result<(), ConnectorError> {
         self.handler.handle(chunk.empty)?;
         if chunk.offsets.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         let arrow = |source| ConnectorError::Arrow {
             connector: self.handler.source.clone(),
@@ -500,15 +511,42 @@ impl KafkaReader {
                 };
             columns.push(column);
         }
-        RecordBatch::try_new(SchemaRef::clone(&self.config.schema), columns)
-            .map(Some)
-            .map_err(arrow)
+        let batch =
+            RecordBatch::try_new(SchemaRef::clone(&self.config.schema), columns).map_err(arrow)?;
+        // Split by partition, so that watermarks are tracked per partition.
+        let mut rows: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        let kept = (0..chunk.offsets.len()).filter(|i| bad.binary_search(i).is_err());
+        for (row, i) in kept.enumerate() {
+            rows.entry(partition_id(chunk.topics[i], chunk.partitions[i]))
+                .or_default()
+                .push(row as u32);
+        }
+        if rows.len() == 1 {
+            let partition = *rows.keys().next().expect("one entry");
+            self.ready.push_back(SourceBatch { batch, partition });
+            return Ok(());
+        }
+        for (partition, indices) in rows {
+            let part = take_record_batch(&batch, &UInt32Array::from(indices)).map_err(arrow)?;
+            self.ready.push_back(SourceBatch {
+                batch: part,
+                partition,
+            });
+        }
+        Ok(())
     }
 }
 
 impl SourceReader for KafkaReader {
-    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<RecordBatch>, BoxError>> {
+    fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<SourceBatch>, BoxError>> {
         Box::pin(async move { Ok(self.next().await?) })
+    }
+
+    fn partitions(&self) -> Vec<u32> {
+        self.partitions
+            .keys()
+            .map(|(t, p)| partition_id(*t, *p))
+            .collect()
     }
 
     fn position(&self) -> Option<String> {

@@ -17,7 +17,7 @@ use crate::metrics::Counter;
 use crate::operator::{Operator, Output};
 use crate::partition::{partition_by_key, KeyGroupRange, KeyHasher};
 use crate::sink::SinkWriter;
-use crate::source::SourceReader;
+use crate::source::{SourceBatch, SourceReader};
 use crate::state::{InMemoryStateBackend, OperatorState};
 use crate::time::WatermarkGenerator;
 
@@ -321,6 +321,9 @@ async fn run_source(
     // A year stands for "never" when no idle timeout is set.
     let idle_after = idle_timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     let mut control_open = true;
+    if let Some(generator) = &mut watermarks {
+        generator.declare_partitions(&reader.partitions());
+    }
     loop {
         let next = {
             let read = reader.next_batch();
@@ -343,11 +346,13 @@ async fn run_source(
                 }
             }
         };
-        let Some(batch) = next.map_err(fail)? else {
+        let Some(SourceBatch { batch, partition }) = next.map_err(fail)? else {
             break;
         };
         let watermark = match &mut watermarks {
-            Some(generator) => generator.on_batch(&batch).map_err(|e| fail(Box::new(e)))?,
+            Some(generator) => generator
+                .on_batch(partition, &batch)
+                .map_err(|e| fail(Box::new(e)))?,
             None => None,
         };
         chain.push(Message::Batch(batch)).await?;
