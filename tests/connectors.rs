@@ -15,7 +15,6 @@ use arrow::datatypes::{
 use arrow::record_batch::RecordBatch;
 use weir::connectors::metric_names;
 use weir::connectors::registry::{create_sink, create_source, TableSpec};
-use weir::engine::source::SourceFactory;
 use weir::prelude::*;
 
 fn scratch(name: &str) -> PathBuf {
@@ -27,19 +26,6 @@ fn scratch(name: &str) -> PathBuf {
 
 fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, None)
-}
-
-/// Reads a source to its end at `shards` shards; returns all rows and the job's metrics.
-fn read_all(
-    source: Arc<dyn SourceFactory>,
-    shards: usize,
-) -> Result<(Option<RecordBatch>, weir::engine::metrics::Metrics), WeirError> {
-    let sink = CollectSink::new();
-    let result = Pipeline::new("read")
-        .source_arc(source)
-        .sink(sink.clone())
-        .run(RunOptions::default().shards(shards))?;
-    Ok((sink.concat(), result.metrics))
 }
 
 fn table(schema: SchemaRef, options: &[(&str, &str)]) -> TableSpec {
@@ -82,7 +68,7 @@ fn json_lines_with_nested_objects_and_both_timestamp_formats() {
         ],
     ))
     .unwrap();
-    let batch = read_all(source, 1).unwrap().0.unwrap();
+    let batch = common::read_all(source, 1).unwrap().0.unwrap();
     assert_eq!(
         common::column_i64(&batch, "id"),
         vec![Some(1), Some(2), Some(3)]
@@ -128,7 +114,7 @@ fn csv_with_header_quotes_nulls_and_a_delimiter() {
         ],
     ))
     .unwrap();
-    let batch = read_all(source, 2).unwrap().0.unwrap();
+    let batch = common::read_all(source, 2).unwrap().0.unwrap();
     let names = batch.column(1).as_string::<i32>();
     assert_eq!(names.value(0), "Smith; John");
     assert!(names.is_null(1));
@@ -177,7 +163,7 @@ fn parquet_written_by_the_parquet_crate_is_read_with_only_the_declared_columns()
         ],
     ))
     .unwrap();
-    let batch = read_all(source, 1).unwrap().0.unwrap();
+    let batch = common::read_all(source, 1).unwrap().0.unwrap();
     assert_eq!(batch.num_columns(), 2);
     assert_eq!(
         common::column_i64(&batch, "a"),
@@ -218,7 +204,7 @@ fn a_bad_record_fails_the_job_naming_file_line_and_field() {
         ],
     ))
     .unwrap();
-    let error = read_all(source, 1).unwrap_err().to_string();
+    let error = common::read_all(source, 1).unwrap_err().to_string();
     assert!(error.contains("in.json:2"), "{error}");
     assert!(error.contains("'n'") || error.contains("five"), "{error}");
 }
@@ -237,7 +223,7 @@ fn bad_records_are_skipped_and_counted_or_dead_lettered() {
         ],
     ))
     .unwrap();
-    let (batch, metrics) = read_all(skip, 1).unwrap();
+    let (batch, metrics) = common::read_all(skip, 1).unwrap();
     assert_eq!(
         common::column_i64(&batch.unwrap(), "id"),
         vec![Some(1), Some(4)]
@@ -260,7 +246,7 @@ fn bad_records_are_skipped_and_counted_or_dead_lettered() {
         ],
     ))
     .unwrap();
-    let (batch, metrics) = read_all(dead, 1).unwrap();
+    let (batch, metrics) = common::read_all(dead, 1).unwrap();
     assert_eq!(batch.unwrap().num_rows(), 2);
     assert_eq!(metrics.total(metric_names::BAD_RECORDS_DEAD_LETTERED), 2);
     let text = std::fs::read_to_string(&letters).unwrap();
@@ -420,7 +406,7 @@ fn the_file_sink_rolls_partitions_and_reads_back_in_every_format() {
                 ],
             ))
             .unwrap();
-            let batch = read_all(source, 2).unwrap().0.unwrap();
+            let batch = common::read_all(source, 2).unwrap().0.unwrap();
             let times = common::column_i64(&batch, "ts");
             let values = common::column_i64(&batch, "v");
             back.extend(times.into_iter().zip(values).map(|(t, v)| common::Event {
@@ -503,7 +489,7 @@ fn datagen_sequences_are_complete_and_random_values_stay_in_bounds() {
     ];
     for shards in [1, 2] {
         let source = create_source(&table(Arc::clone(&schema), &options)).unwrap();
-        let batch = read_all(source, shards).unwrap().0.unwrap();
+        let batch = common::read_all(source, shards).unwrap().0.unwrap();
         let mut ids: Vec<i64> = common::column_i64(&batch, "id")
             .into_iter()
             .flatten()
@@ -541,11 +527,11 @@ fn nexmark_table(events: &str) -> TableSpec {
 
 #[test]
 fn nexmark_follows_the_standard_proportions_and_is_the_same_at_any_parallelism() {
-    let one = read_all(create_source(&nexmark_table("10000")).unwrap(), 1)
+    let one = common::read_all(create_source(&nexmark_table("10000")).unwrap(), 1)
         .unwrap()
         .0
         .unwrap();
-    let two = read_all(create_source(&nexmark_table("10000")).unwrap(), 2)
+    let two = common::read_all(create_source(&nexmark_table("10000")).unwrap(), 2)
         .unwrap()
         .0
         .unwrap();

@@ -110,12 +110,7 @@ fn read(
         pipeline: "read".into(),
         message: e.to_string(),
     })?;
-    let sink = CollectSink::new();
-    let result = Pipeline::new("read")
-        .source_arc(source)
-        .sink(sink.clone())
-        .run(RunOptions::default().shards(shards))?;
-    Ok((sink.concat(), result.metrics))
+    common::read_all(source, shards)
 }
 
 #[test]

@@ -14,7 +14,7 @@
 //! the split, so a run is reproducible.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder,
@@ -28,6 +28,7 @@ use weir_engine::BoxError;
 
 use crate::error::ConnectorError;
 use crate::options::{OptionKind, OptionSpec, Options};
+use crate::pace::Pacer;
 use crate::random::SplitMix64;
 
 /// The options `datagen` accepts.
@@ -287,10 +288,7 @@ impl SourceFactory for DataGen {
             produced: 0,
             rows,
             random: SplitMix64::new(0x5EED ^ (j << 32)),
-            split_rate: self
-                .rows_per_second
-                .map(|r| (r as f64 / p as f64).max(1e-3)),
-            started: None,
+            pacer: Pacer::new(self.rows_per_second, split.parallelism),
         }))
     }
 }
@@ -302,8 +300,7 @@ struct DataGenReader {
     produced: u64,
     rows: Option<u64>,
     random: SplitMix64,
-    split_rate: Option<f64>,
-    started: Option<tokio::time::Instant>,
+    pacer: Pacer,
 }
 
 fn now_ms() -> i64 {
@@ -473,15 +470,11 @@ impl SourceReader for DataGenReader {
                 return Ok(None);
             }
             let mut len = remaining.min(self.source.batch_size as u64) as usize;
-            if let Some(rate) = self.split_rate {
+            if let Some(rate) = self.pacer.split_rate() {
                 // Small batches at low rates, so rows arrive spread over time.
                 len = len.min((rate / 10.0).ceil().max(1.0) as usize);
-                let started = *self.started.get_or_insert_with(tokio::time::Instant::now);
-                let due = Duration::from_secs_f64(self.produced as f64 / rate);
-                tokio::time::sleep_until(started + due).await;
-            } else {
-                tokio::task::yield_now().await;
             }
+            self.pacer.wait(self.produced).await;
             self.batch(len).map(|b| Some(b.into()))
         })
     }

@@ -8,13 +8,14 @@
 //! Columns: `auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3)`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::array::{ArrayRef, Int64Array, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use weir_engine::source::{LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext};
 use weir_engine::BoxError;
+
+use crate::pace::Pacer;
 
 /// Parameters of the bid stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,11 +130,7 @@ impl SourceFactory for BidGenerator {
             stride,
             produced: 0,
             end: self.config.events,
-            split_rate: self
-                .config
-                .rate_per_second
-                .map(|r| (r as f64 / stride as f64).max(1.0)),
-            started: None,
+            pacer: Pacer::new(self.config.rate_per_second, split.parallelism),
         }))
     }
 }
@@ -147,8 +144,7 @@ struct BidReader {
     /// Events produced so far by this split.
     produced: u64,
     end: u64,
-    split_rate: Option<f64>,
-    started: Option<tokio::time::Instant>,
+    pacer: Pacer,
 }
 
 impl BidReader {
@@ -187,13 +183,7 @@ impl BidReader {
 impl SourceReader for BidReader {
     fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<SourceBatch>, BoxError>> {
         Box::pin(async move {
-            if let Some(rate) = self.split_rate {
-                let started = *self.started.get_or_insert_with(tokio::time::Instant::now);
-                let due = Duration::from_secs_f64(self.produced as f64 / rate);
-                tokio::time::sleep_until(started + due).await;
-            } else {
-                tokio::task::yield_now().await;
-            }
+            self.pacer.wait(self.produced).await;
             Ok(self.batch()?.map(Into::into))
         })
     }

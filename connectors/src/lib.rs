@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod memory;
 pub mod nexmark;
 pub mod options;
+pub mod pace;
 pub mod print;
 pub mod random;
 pub mod registry;

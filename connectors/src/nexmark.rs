@@ -17,7 +17,6 @@
 //! `person.proportion`, `auction.proportion`, `bid.proportion`, `seed`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::array::{
     ArrayRef, Int32Array, Int64Builder, StringBuilder, StructArray, TimestampMillisecondArray,
@@ -31,6 +30,7 @@ use weir_engine::BoxError;
 
 use crate::error::ConnectorError;
 use crate::options::{OptionKind, OptionSpec, Options};
+use crate::pace::Pacer;
 use crate::random::{mix, SplitMix64};
 
 /// The options `nexmark` accepts.
@@ -386,11 +386,7 @@ impl SourceFactory for NexmarkSource {
             next: split.index as u64,
             stride,
             produced: 0,
-            split_rate: self
-                .config
-                .rows_per_second
-                .map(|r| (r as f64 / stride as f64).max(1e-3)),
-            started: None,
+            pacer: Pacer::new(self.config.rows_per_second, split.parallelism),
         }))
     }
 }
@@ -400,8 +396,7 @@ struct NexmarkReader {
     next: u64,
     stride: u64,
     produced: u64,
-    split_rate: Option<f64>,
-    started: Option<tokio::time::Instant>,
+    pacer: Pacer,
 }
 
 /// Column builders for one batch.
@@ -626,13 +621,7 @@ impl NexmarkReader {
 impl SourceReader for NexmarkReader {
     fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<SourceBatch>, BoxError>> {
         Box::pin(async move {
-            if let Some(rate) = self.split_rate {
-                let started = *self.started.get_or_insert_with(tokio::time::Instant::now);
-                let due = Duration::from_secs_f64(self.produced as f64 / rate);
-                tokio::time::sleep_until(started + due).await;
-            } else {
-                tokio::task::yield_now().await;
-            }
+            self.pacer.wait(self.produced).await;
             Ok(self.batch()?.map(Into::into))
         })
     }

@@ -86,3 +86,18 @@ pub fn column_i64(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
         .map(|i| ints.is_valid(i).then(|| ints.value(i)))
         .collect()
 }
+
+/// Runs `source` to its end at `shards` shards into a collecting sink; returns all rows (if
+/// any) and the job's metrics.
+pub fn read_all(
+    source: std::sync::Arc<dyn weir::engine::source::SourceFactory>,
+    shards: usize,
+) -> Result<(Option<RecordBatch>, weir::engine::metrics::Metrics), weir::WeirError> {
+    use weir::prelude::*;
+    let sink = CollectSink::new();
+    let result = Pipeline::new("read")
+        .source_arc(source)
+        .sink(sink.clone())
+        .run(RunOptions::default().shards(shards))?;
+    Ok((sink.concat(), result.metrics))
+}

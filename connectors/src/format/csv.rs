@@ -67,14 +67,7 @@ impl LineDecoder for CsvDecoder {
             builder = builder.with_null_regex(regex.clone());
         }
         let mut decoder = builder.build_decoder();
-        let mut rest = lines;
-        while !rest.is_empty() {
-            let read = decoder.decode(rest)?;
-            if read == 0 {
-                break;
-            }
-            rest = &rest[read..];
-        }
+        super::feed(lines, |bytes| decoder.decode(bytes))?;
         decoder.decode(&[])?;
         Ok(decoder
             .flush()?

@@ -27,14 +27,7 @@ impl LineDecoder for JsonDecoder {
         let mut decoder = ReaderBuilder::new(SchemaRef::clone(&self.schema))
             .with_batch_size(rows)
             .build_decoder()?;
-        let mut rest = lines;
-        while !rest.is_empty() {
-            let read = decoder.decode(rest)?;
-            if read == 0 {
-                break;
-            }
-            rest = &rest[read..];
-        }
+        super::feed(lines, |bytes| decoder.decode(bytes))?;
         Ok(decoder
             .flush()?
             .unwrap_or_else(|| RecordBatch::new_empty(SchemaRef::clone(&self.schema))))

@@ -83,6 +83,23 @@ pub fn decode_chunk(
     }
 }
 
+/// Feeds all of `bytes` to an Arrow streaming decoder's `decode`, which may take less than
+/// offered per call.
+pub(crate) fn feed(
+    bytes: &[u8],
+    mut decode: impl FnMut(&[u8]) -> Result<usize, ArrowError>,
+) -> Result<(), ArrowError> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let read = decode(rest)?;
+        if read == 0 {
+            break;
+        }
+        rest = &rest[read..];
+    }
+    Ok(())
+}
+
 /// Number of lines in `chunk` (a last line without `\n` counts).
 pub fn count_lines(chunk: &[u8]) -> usize {
     chunk.split_inclusive(|b| *b == b'\n').count()
