@@ -1,4 +1,5 @@
 //! A sink that writes rows to standard output: a table on a terminal, JSON lines otherwise.
+//! Flink's options: `print-identifier` prefixes every line, `standard-error` prints to stderr.
 //!
 //! Each batch is rendered in memory and written with stdout locked, so output of different
 //! subtasks never interleaves within a line and nothing is half-written when a job stops.
@@ -24,15 +25,35 @@ pub enum PrintFormat {
     JsonLines,
 }
 
-/// Prints every row to stdout.
-#[derive(Debug, Clone, Copy)]
+/// Prints every row to stdout (or stderr).
+#[derive(Debug, Clone)]
 pub struct PrintSink {
     format: PrintFormat,
+    /// Prefix of every line, as Flink's `print-identifier` (`id> ...`).
+    identifier: Option<String>,
+    /// Write to standard error instead (Flink's `standard-error`).
+    standard_error: bool,
 }
 
 impl PrintSink {
     pub fn new(format: PrintFormat) -> Self {
-        PrintSink { format }
+        PrintSink {
+            format,
+            identifier: None,
+            standard_error: false,
+        }
+    }
+
+    /// Prefixes every printed line with `identifier> `.
+    pub fn with_identifier(mut self, identifier: impl Into<String>) -> Self {
+        self.identifier = Some(identifier.into());
+        self
+    }
+
+    /// Prints to standard error instead of standard output.
+    pub fn to_standard_error(mut self) -> Self {
+        self.standard_error = true;
+        self
     }
 }
 
@@ -48,17 +69,27 @@ impl SinkFactory for PrintSink {
     }
 
     fn create_writer(&self, _context: &SubtaskContext) -> Result<Box<dyn SinkWriter>, BoxError> {
+        let terminal = match self.standard_error {
+            true => std::io::stderr().is_terminal(),
+            false => std::io::stdout().is_terminal(),
+        };
         let table = match self.format {
-            PrintFormat::Auto => std::io::stdout().is_terminal(),
+            PrintFormat::Auto => terminal,
             PrintFormat::Table => true,
             PrintFormat::JsonLines => false,
         };
-        Ok(Box::new(PrintWriter { table }))
+        Ok(Box::new(PrintWriter {
+            table,
+            prefix: self.identifier.as_ref().map(|id| format!("{id}> ")),
+            standard_error: self.standard_error,
+        }))
     }
 }
 
 struct PrintWriter {
     table: bool,
+    prefix: Option<String>,
+    standard_error: bool,
 }
 
 /// Renders `batch` as text.
@@ -78,13 +109,26 @@ pub fn render(batch: &RecordBatch, table: bool) -> Result<Vec<u8>, ConnectorErro
     }
 }
 
+/// `text` with `prefix` before every line.
+pub fn prefix_lines(text: &[u8], prefix: &str) -> Vec<u8> {
+    text.split_inclusive(|b| *b == b'\n')
+        .flat_map(|line| prefix.as_bytes().iter().chain(line))
+        .copied()
+        .collect()
+}
+
 impl SinkWriter for PrintWriter {
     fn write_batch(&mut self, batch: RecordBatch) -> LocalBoxFuture<'_, Result<(), BoxError>> {
-        let table = self.table;
         Box::pin(async move {
-            let bytes = render(&batch, table)?;
-            let mut stdout = std::io::stdout().lock();
-            match stdout.write_all(&bytes) {
+            let mut bytes = render(&batch, self.table)?;
+            if let Some(prefix) = &self.prefix {
+                bytes = prefix_lines(&bytes, prefix);
+            }
+            let written = match self.standard_error {
+                true => std::io::stderr().lock().write_all(&bytes),
+                false => std::io::stdout().lock().write_all(&bytes),
+            };
+            match written {
                 // A closed pipe (`weir ... | head`) is not a failure of the job.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
                 other => other.map_err(|source| {
@@ -102,5 +146,25 @@ impl SinkWriter for PrintWriter {
             let _ = std::io::stdout().flush();
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn json_lines_with_an_identifier() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+        let text = prefix_lines(&render(&batch, false).unwrap(), "job");
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "job{\"n\":1}\njob{\"n\":2}\n"
+        );
     }
 }

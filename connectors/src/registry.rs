@@ -116,6 +116,19 @@ const KAFKA_SINK_OPTIONS: &[OptionSpec] = &[OptionSpec::optional(
     "at-least-once (default); exactly-once arrives with checkpoints",
 )];
 
+const PRINT_OPTIONS: &[OptionSpec] = &[
+    OptionSpec::optional(
+        "print-identifier",
+        OptionKind::String,
+        "prefix of every printed line",
+    ),
+    OptionSpec::optional(
+        "standard-error",
+        OptionKind::Boolean,
+        "print to standard error",
+    ),
+];
+
 const FORMAT_ERROR_OPTIONS: &[OptionSpec] = &[
     OptionSpec::optional(
         "format.on-error",
@@ -315,8 +328,15 @@ pub fn create_sink(table: &TableSpec) -> Result<Arc<dyn SinkFactory>, ConnectorE
             })))
         }
         "print" => {
-            validate(table, "print", &[], &options)?;
-            Ok(Arc::new(PrintSink::default()))
+            let options = validate(table, "print", &[PRINT_OPTIONS], &options)?;
+            let mut sink = PrintSink::default();
+            if let Some(identifier) = options.get("print-identifier") {
+                sink = sink.with_identifier(identifier);
+            }
+            if options.boolean("standard-error") == Some(true) {
+                sink = sink.to_standard_error();
+            }
+            Ok(Arc::new(sink))
         }
         "blackhole" => {
             validate(table, "blackhole", &[], &options)?;
