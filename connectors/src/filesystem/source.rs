@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::{RecordBatch, RecordBatchReader};
+use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use weir_engine::metrics::Counter;
@@ -259,7 +259,6 @@ impl FileReader {
                     source: e,
                 })?;
                 *rows += batch.num_rows() as u64;
-                let _ = reader.schema();
                 self.conform(batch, &path).map(Some)
             }
             OpenFile::Lines {
@@ -270,7 +269,6 @@ impl FileReader {
             } => {
                 self.chunk.clear();
                 let mut line_numbers = Vec::with_capacity(batch_size);
-                let mut scratch_len;
                 while line_numbers.len() < batch_size {
                     let before = self.chunk.len();
                     let read = reader.read_until(b'\n', &mut self.chunk).map_err(|e| {
@@ -284,8 +282,7 @@ impl FileReader {
                     }
                     *line += 1;
                     *offset += read as u64;
-                    scratch_len = self.chunk.len();
-                    if self.chunk[before..scratch_len]
+                    if self.chunk[before..]
                         .iter()
                         .all(u8::is_ascii_whitespace)
                     {
