@@ -249,6 +249,35 @@ fn malformed_messages_follow_the_bad_record_policy() {
     .unwrap();
     assert_eq!(batch.unwrap().num_rows(), 2);
     assert_eq!(metrics.total(metric_names::BAD_RECORDS_SKIPPED), 1);
+
+    let letters = self::topic("letters", 1);
+    let (batch, metrics) = read(
+        &source_table(
+            &topic,
+            bid_schema(),
+            &[
+                ("format", "json"),
+                ("format.on-error", "dead-letter"),
+                ("format.dead-letter.topic", &letters),
+            ],
+        ),
+        1,
+    )
+    .unwrap();
+    assert_eq!(batch.unwrap().num_rows(), 2);
+    assert_eq!(metrics.total(metric_names::BAD_RECORDS_DEAD_LETTERED), 1);
+    let dead = read(
+        &source_table(&letters, Arc::clone(&lines), &[("format", "raw")]),
+        1,
+    )
+    .unwrap()
+    .0
+    .unwrap();
+    let letter = dead.column(0).as_string::<i32>().value(0).to_string();
+    assert!(
+        letter.contains(&format!("{topic}/0/1")) && letter.contains("not json"),
+        "{letter}"
+    );
     let _ = common::event_schema();
 }
 

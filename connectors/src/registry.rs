@@ -21,7 +21,7 @@ use crate::format::bad_records::{BadRecordPolicy, DeadLetterFile};
 use crate::format::csv::CsvOptions;
 use crate::kafka::sink::{KafkaSink, KafkaSinkConfig};
 use crate::kafka::source::{KafkaSource, KafkaSourceConfig, MetadataKey, StartupMode};
-use crate::kafka::{KafkaConnection, MessageFormat};
+use crate::kafka::{DeadLetterTopic, KafkaConnection, MessageFormat};
 use crate::options::{OptionKind, OptionSpec, Options};
 use crate::print::PrintSink;
 
@@ -141,6 +141,11 @@ const FORMAT_ERROR_OPTIONS: &[OptionSpec] = &[
         "file that receives bad records with format.on-error = dead-letter",
     ),
     OptionSpec::optional(
+        "format.dead-letter.topic",
+        OptionKind::String,
+        "Kafka topic (same brokers) that receives bad records of a Kafka source",
+    ),
+    OptionSpec::optional(
         "json.ignore-parse-errors",
         OptionKind::Boolean,
         "skip bad JSON records",
@@ -206,17 +211,19 @@ pub fn bad_record_policy(options: &Options) -> Result<BadRecordPolicy, Connector
     let ignore = options.boolean("json.ignore-parse-errors") == Some(true)
         || options.boolean("csv.ignore-parse-errors") == Some(true);
     match options.word("format.on-error").as_deref() {
-        Some("dead-letter") => {
-            let path =
-                options
-                    .get("format.dead-letter.path")
-                    .ok_or_else(|| ConnectorError::Config {
-                        connector: options.connector().to_string(),
-                        message: "format.on-error = dead-letter needs 'format.dead-letter.path'"
-                            .into(),
-                    })?;
-            Ok(BadRecordPolicy::DeadLetter(DeadLetterFile::new(path)))
-        }
+        Some("dead-letter") => match (
+            options.get("format.dead-letter.path"),
+            options.get("format.dead-letter.topic"),
+        ) {
+            (Some(path), None) => Ok(BadRecordPolicy::DeadLetter(Arc::new(DeadLetterFile::new(path)))),
+            (None, Some(topic)) if options.connector() == "kafka" => Ok(BadRecordPolicy::DeadLetter(Arc::new(
+                DeadLetterTopic::new(topic, KafkaConnection::from_options(options))?,
+            ))),
+            _ => Err(ConnectorError::Config {
+                connector: options.connector().to_string(),
+                message: "format.on-error = dead-letter needs either 'format.dead-letter.path' or, for a Kafka source, 'format.dead-letter.topic'".into(),
+            }),
+        },
         Some("skip") => Ok(BadRecordPolicy::Skip),
         Some(_) => Ok(BadRecordPolicy::Fail),
         None if ignore => Ok(BadRecordPolicy::Skip),

@@ -282,10 +282,7 @@ impl FileReader {
                     }
                     *line += 1;
                     *offset += read as u64;
-                    if self.chunk[before..]
-                        .iter()
-                        .all(u8::is_ascii_whitespace)
-                    {
+                    if self.chunk[before..].iter().all(u8::is_ascii_whitespace) {
                         self.chunk.truncate(before);
                         continue;
                     }

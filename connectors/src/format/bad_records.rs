@@ -2,8 +2,10 @@
 //!
 //! `format.on-error` = `fail` (default) | `skip` | `dead-letter`, with Flink's per-format
 //! switch `json.ignore-parse-errors` / `csv.ignore-parse-errors` = `true` meaning `skip`.
-//! Dead letters go to a file (`format.dead-letter.path`), one JSON object per line with the
-//! source, the position (file:line), the error and the raw record: nothing is silently lost.
+//! Dead letters go to a file (`format.dead-letter.path`) or, for Kafka sources, to a topic
+//! (`format.dead-letter.topic`): one JSON object per record with the source, the position
+//! (`file:line` or `topic/partition/offset`), the error and the raw record. Nothing is
+//! silently lost.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -28,7 +30,24 @@ pub struct BadRecord {
 pub enum BadRecordPolicy {
     Fail,
     Skip,
-    DeadLetter(DeadLetterFile),
+    DeadLetter(Arc<dyn DeadLetters>),
+}
+
+/// Where dead letters go.
+pub trait DeadLetters: Send + Sync + std::fmt::Debug {
+    /// Stores `records`, found by `source`, durably enough that the job may go on.
+    fn write(&self, source: &str, records: &[BadRecord]) -> Result<(), ConnectorError>;
+}
+
+/// One dead letter as a JSON object (no trailing newline).
+pub fn envelope(source: &str, record: &BadRecord) -> String {
+    format!(
+        "{{\"source\":{},\"position\":{},\"error\":{},\"record\":{}}}",
+        json_string(source),
+        json_string(&record.position),
+        json_string(&record.error),
+        json_string(&String::from_utf8_lossy(&record.raw)),
+    )
 }
 
 /// An append-only file of dead letters, shared by the subtasks of a source.
@@ -49,8 +68,10 @@ impl DeadLetterFile {
     pub fn path(&self) -> &PathBuf {
         &self.path
     }
+}
 
-    fn append(&self, source: &str, record: &BadRecord) -> Result<(), ConnectorError> {
+impl DeadLetters for DeadLetterFile {
+    fn write(&self, source: &str, records: &[BadRecord]) -> Result<(), ConnectorError> {
         let io = |source_error| ConnectorError::Io {
             connector: format!("dead-letter file {}", self.path.display()),
             source: source_error,
@@ -67,15 +88,13 @@ impl DeadLetterFile {
                 .map_err(io)?;
             *slot = Some(file);
         }
-        let line = format!(
-            "{{\"source\":{},\"position\":{},\"error\":{},\"record\":{}}}\n",
-            json_string(source),
-            json_string(&record.position),
-            json_string(&record.error),
-            json_string(&String::from_utf8_lossy(&record.raw)),
-        );
+        let mut lines = String::new();
+        for record in records {
+            lines.push_str(&envelope(source, record));
+            lines.push('\n');
+        }
         let file = slot.as_mut().expect("opened above");
-        file.write_all(line.as_bytes()).map_err(io)?;
+        file.write_all(lines.as_bytes()).map_err(io)?;
         file.flush().map_err(io)
     }
 }
@@ -123,10 +142,8 @@ impl BadRecordHandler {
                 self.skipped.add(bad.len() as u64);
                 Ok(())
             }
-            BadRecordPolicy::DeadLetter(file) => {
-                for record in &bad {
-                    file.append(&self.source, record)?;
-                }
+            BadRecordPolicy::DeadLetter(letters) => {
+                letters.write(&self.source, &bad)?;
                 self.dead_lettered.add(bad.len() as u64);
                 Ok(())
             }

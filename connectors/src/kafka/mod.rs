@@ -167,3 +167,63 @@ pub(crate) fn list(value: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Dead letters written to a Kafka topic (`format.dead-letter.topic`), keyed by position.
+pub struct DeadLetterTopic {
+    topic: String,
+    connection: KafkaConnection,
+    producer: rdkafka::producer::BaseProducer,
+}
+
+impl std::fmt::Debug for DeadLetterTopic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterTopic")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl DeadLetterTopic {
+    pub fn new(
+        topic: impl Into<String>,
+        connection: KafkaConnection,
+    ) -> Result<Self, ConnectorError> {
+        let producer = connection
+            .client_config()
+            .create()
+            .map_err(|e| connection.unreachable("create the dead-letter producer", e))?;
+        Ok(DeadLetterTopic {
+            topic: topic.into(),
+            connection,
+            producer,
+        })
+    }
+}
+
+impl crate::format::bad_records::DeadLetters for DeadLetterTopic {
+    fn write(
+        &self,
+        source: &str,
+        records: &[crate::format::bad_records::BadRecord],
+    ) -> Result<(), ConnectorError> {
+        use rdkafka::producer::{BaseRecord, Producer};
+        let failed = |e: &dyn std::fmt::Display| ConnectorError::Config {
+            connector: format!("dead-letter topic '{}'", self.topic),
+            message: format!("writing at {}: {e}", self.connection.bootstrap_servers()),
+        };
+        for record in records {
+            let value = crate::format::bad_records::envelope(source, record);
+            self.producer
+                .send(
+                    BaseRecord::to(&self.topic)
+                        .payload(&value)
+                        .key(&record.position),
+                )
+                .map_err(|(e, _)| failed(&e))?;
+        }
+        // Dead letters must be stored before the job moves past them.
+        self.producer
+            .flush(self.connection.connect_timeout)
+            .map_err(|e| failed(&e))
+    }
+}
