@@ -350,3 +350,43 @@ fn a_lagging_partition_holds_the_watermark_so_its_rows_are_not_late() {
         .sum();
     assert_eq!(counted, 1000);
 }
+
+#[test]
+fn key_columns_can_live_only_in_the_message_key() {
+    let topic = topic("except-key", 2);
+    let keyed = [
+        ("format", "json"),
+        ("key.fields", "auction"),
+        ("key.format", "json"),
+        ("value.fields-include", "EXCEPT_KEY"),
+    ];
+    write(&topic, vec![bids(200)], &keyed);
+    // The value holds only the price.
+    let lines = Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, false)]));
+    let raw = read(&source_table(&topic, lines, &[("format", "raw")]), 1)
+        .unwrap()
+        .0
+        .unwrap();
+    let value = raw.column(0).as_string::<i32>().value(0).to_string();
+    assert!(
+        value.contains("price") && !value.contains("auction"),
+        "{value}"
+    );
+    // Read back with the key: every row whole again.
+    let batch = read(&source_table(&topic, bid_schema(), &keyed), 2)
+        .unwrap()
+        .0
+        .unwrap();
+    let mut rows: Vec<(i64, i64)> = (0..batch.num_rows())
+        .map(|i| {
+            (
+                batch.column(0).as_primitive::<Int64Type>().value(i),
+                batch.column(1).as_primitive::<Int64Type>().value(i),
+            )
+        })
+        .collect();
+    rows.sort();
+    let mut expected: Vec<(i64, i64)> = (0..200).map(|i| (i % 17, i)).collect();
+    expected.sort();
+    assert_eq!(rows, expected);
+}

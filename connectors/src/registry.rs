@@ -332,6 +332,7 @@ pub fn create_sink(table: &TableSpec) -> Result<Arc<dyn SinkFactory>, ConnectorE
                     .map(crate::kafka::list)
                     .unwrap_or_default(),
                 key_format: MessageFormat::from_options(&options, "key.format"),
+                value_except_key: except_key(&options),
             })))
         }
         "print" => {
@@ -355,6 +356,10 @@ pub fn create_sink(table: &TableSpec) -> Result<Arc<dyn SinkFactory>, ConnectorE
         }),
         other => Err(unknown(table, other)),
     }
+}
+
+fn except_key(options: &Options) -> bool {
+    options.word("value.fields-include").as_deref() == Some("except_key")
 }
 
 fn value_format(options: &Options) -> MessageFormat {
@@ -443,6 +448,23 @@ fn kafka_source(table: &TableSpec, options: &Options) -> Result<KafkaSource, Con
         bounded: options.word("scan.bounded.mode").as_deref() == Some("latest-offset"),
         on_error: bad_record_policy(options)?,
         batch_size: options.integer("scan.batch-size").unwrap_or(4096).max(1) as usize,
+        key: match (except_key(options), options.get("key.fields")) {
+            (true, Some(fields)) => Some((
+                crate::kafka::list(fields),
+                MessageFormat::from_options(options, "key.format").ok_or_else(|| {
+                    error(
+                        "key.fields with value.fields-include = EXCEPT_KEY needs 'key.format'"
+                            .into(),
+                    )
+                })?,
+            )),
+            (true, None) => {
+                return Err(error(
+                    "value.fields-include = EXCEPT_KEY needs 'key.fields'".into(),
+                ))
+            }
+            (false, _) => None,
+        },
     })
     .map_err(|e| match e {
         ConnectorError::Config { message, .. } => error(message),

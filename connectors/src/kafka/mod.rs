@@ -52,6 +52,11 @@ pub const COMMON_OPTIONS: &[OptionSpec] = &[
         "columns forming the key, separated by ';'",
     ),
     OptionSpec::optional(
+        "value.fields-include",
+        OptionKind::Enum(&["ALL", "EXCEPT_KEY"]),
+        "whether the value also holds the key columns (ALL, default) or not (EXCEPT_KEY)",
+    ),
+    OptionSpec::optional(
         "csv.field-delimiter",
         OptionKind::Char,
         "CSV delimiter (default ,)",

@@ -29,6 +29,8 @@ pub struct KafkaSinkConfig {
     pub value_format: MessageFormat,
     pub key_fields: Vec<String>,
     pub key_format: Option<MessageFormat>,
+    /// Leave the key columns out of the value (`value.fields-include = EXCEPT_KEY`).
+    pub value_except_key: bool,
 }
 
 /// The Kafka sink factory.
@@ -87,10 +89,14 @@ impl SinkFactory for KafkaSink {
                     .connection
                     .unreachable("create a Kafka producer", e)
             })?;
+        let value_columns = (0..schema.fields().len())
+            .filter(|i| !(self.config.value_except_key && key_columns.contains(i)))
+            .collect();
         Ok(Box::new(KafkaWriter {
             config: self.config.clone(),
             name: context.operator_id.clone(),
             key_columns,
+            value_columns,
             producer,
         }))
     }
@@ -100,6 +106,7 @@ struct KafkaWriter {
     config: KafkaSinkConfig,
     name: String,
     key_columns: Vec<usize>,
+    value_columns: Vec<usize>,
     producer: FutureProducer,
 }
 
@@ -158,7 +165,10 @@ pub fn encode_rows(batch: &RecordBatch, format: &MessageFormat) -> Result<Vec<Ve
 
 impl KafkaWriter {
     async fn send(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        let values = encode_rows(&batch, &self.config.value_format)?;
+        let values = encode_rows(
+            &batch.project(&self.value_columns)?,
+            &self.config.value_format,
+        )?;
         let keys = match (&self.config.key_format, self.key_columns.is_empty()) {
             (_, true) => None,
             (format, false) => {

@@ -86,14 +86,19 @@ pub struct KafkaSourceConfig {
     pub bounded: bool,
     pub on_error: BadRecordPolicy,
     pub batch_size: usize,
+    /// Key columns read from the message key (`value.fields-include = EXCEPT_KEY`), and the
+    /// key's format. Otherwise every column comes from the value.
+    pub key: Option<(Vec<String>, MessageFormat)>,
 }
 
 /// The Kafka source factory.
 #[derive(Debug, Clone)]
 pub struct KafkaSource {
     config: KafkaSourceConfig,
-    /// Schema of the decoded value columns (the table minus metadata columns).
+    /// Schema of the decoded value columns (the table minus metadata and key columns).
     value_schema: SchemaRef,
+    /// Schema of the columns decoded from the key (empty unless EXCEPT_KEY).
+    key_schema: SchemaRef,
     partitions: Vec<(String, i32)>,
 }
 
@@ -115,15 +120,34 @@ impl KafkaSource {
                 )));
             }
         }
+        let key_fields: &[String] = config.key.as_ref().map_or(&[], |(fields, _)| fields);
+        for key in key_fields {
+            if config.schema.field_with_name(key).is_err() {
+                return Err(config_error(format!(
+                    "key field '{key}' is not in the table"
+                )));
+            }
+        }
         let value_fields: Vec<Field> = config
             .schema
             .fields()
             .iter()
             .filter(|f| !config.metadata.iter().any(|(c, _)| c == f.name()))
+            .filter(|f| !key_fields.contains(f.name()))
             .map(|f| f.as_ref().clone())
             .collect();
         let value_schema = Arc::new(Schema::new(value_fields));
         config.format.decoder(Arc::clone(&value_schema))?;
+        let key_schema = Arc::new(Schema::new(
+            key_fields
+                .iter()
+                .map(|k| config.schema.field_with_name(k).cloned())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| config_error(e.to_string()))?,
+        ));
+        if let Some((_, format)) = &config.key {
+            format.decoder(Arc::clone(&key_schema))?;
+        }
 
         let consumer: BaseConsumer = config
             .connection
@@ -165,6 +189,7 @@ impl KafkaSource {
         Ok(KafkaSource {
             config,
             value_schema,
+            key_schema,
             partitions,
         })
     }
@@ -232,6 +257,10 @@ impl SourceFactory for KafkaSource {
                 dead_lettered: counter(crate::metric_names::BAD_RECORDS_DEAD_LETTERED),
             },
             decoder: self.config.format.decoder(Arc::clone(&self.value_schema))?,
+            key_decoder: match &self.config.key {
+                Some((_, format)) => Some(format.decoder(Arc::clone(&self.key_schema))?),
+                None => None,
+            },
             config: self.config.clone(),
             value_schema: Arc::clone(&self.value_schema),
             client,
@@ -270,6 +299,7 @@ pub struct KafkaReader {
     config: KafkaSourceConfig,
     value_schema: SchemaRef,
     decoder: Box<dyn LineDecoder>,
+    key_decoder: Option<Box<dyn LineDecoder>>,
     handler: BadRecordHandler,
     /// Settings of the consumer, created when reading starts (on the shard).
     client: rdkafka::ClientConfig,
@@ -278,6 +308,28 @@ pub struct KafkaReader {
     partitions: BTreeMap<(usize, i32), PartitionState>,
     /// Decoded batches, one partition each, not yet returned.
     ready: VecDeque<SourceBatch>,
+}
+
+/// The rows of `batch` (decoded from the records of a chunk of `total` that are not in
+/// `own_bad`) whose records are not in `all_bad` either.
+fn surviving(
+    batch: &RecordBatch,
+    total: usize,
+    own_bad: &[usize],
+    all_bad: &[usize],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if own_bad.len() == all_bad.len() {
+        return Ok(batch.clone());
+    }
+    let mut rows = Vec::new();
+    let mut row = 0u32;
+    for record in (0..total).filter(|r| own_bad.binary_search(r).is_err()) {
+        if all_bad.binary_search(&record).is_err() {
+            rows.push(row);
+        }
+        row += 1;
+    }
+    take_record_batch(batch, &UInt32Array::from(rows))
 }
 
 /// The watermark partition of a topic partition: one id per (topic, partition) of the source.
@@ -290,6 +342,8 @@ fn partition_id(topic: usize, partition: i32) -> u32 {
 #[derive(Default)]
 struct Chunk {
     values: Vec<u8>,
+    /// Message keys, when key columns are read from them.
+    keys: Vec<u8>,
     topics: Vec<usize>,
     partitions: Vec<i32>,
     offsets: Vec<i64>,
@@ -432,10 +486,19 @@ impl KafkaReader {
                 continue;
             }
             state.next = Some(offset + 1);
-            match message.payload() {
-                Some(payload) if !payload.iter().all(u8::is_ascii_whitespace) => {
+            let key = match (&self.key_decoder, message.key()) {
+                (None, _) => Some(&[][..]),
+                (Some(_), Some(key)) if !key.iter().all(u8::is_ascii_whitespace) => Some(key),
+                (Some(_), _) => None,
+            };
+            match (message.payload(), key) {
+                (Some(payload), Some(key)) if !payload.iter().all(u8::is_ascii_whitespace) => {
                     chunk.values.extend_from_slice(payload);
                     chunk.values.push(b'\n');
+                    if self.key_decoder.is_some() {
+                        chunk.keys.extend_from_slice(key);
+                        chunk.keys.push(b'\n');
+                    }
                     chunk.topics.push(t);
                     chunk.partitions.push(partition);
                     chunk.offsets.push(offset);
@@ -443,10 +506,15 @@ impl KafkaReader {
                         .timestamps
                         .push(message.timestamp().to_millis().unwrap_or(0));
                 }
-                _ => chunk.empty.push(BadRecord {
+                (payload, key) => chunk.empty.push(BadRecord {
                     position: format!("{}/{partition}/{offset}", self.config.topics[t]),
-                    error: "message has no value".into(),
-                    raw: Vec::new(),
+                    error: if key.is_none() {
+                        "message has no key"
+                    } else {
+                        "message has no value"
+                    }
+                    .into(),
+                    raw: payload.unwrap_or_default().to_vec(),
                 }),
             }
             count += 1;
@@ -474,10 +542,34 @@ impl KafkaReader {
                 topics[chunk.topics[i]], chunk.partitions[i], chunk.offsets[i]
             )
         };
-        let decoded =
-            decode_chunk(self.decoder.as_mut(), &chunk.values, &position).map_err(arrow)?;
-        let bad = decoded.bad_indices;
-        self.handler.handle(decoded.bad)?;
+        let value = decode_chunk(self.decoder.as_mut(), &chunk.values, &position).map_err(arrow)?;
+        let key = match &mut self.key_decoder {
+            Some(decoder) => {
+                Some(decode_chunk(decoder.as_mut(), &chunk.keys, &position).map_err(arrow)?)
+            }
+            None => None,
+        };
+        // A record is bad if its value or its key is; each is reported once.
+        let mut bad = value.bad_indices.clone();
+        let mut reports = value.bad;
+        if let Some(key) = &key {
+            for (i, report) in key.bad_indices.iter().zip(&key.bad) {
+                if bad.binary_search(i).is_err() {
+                    reports.push(report.clone());
+                }
+            }
+            bad.extend(&key.bad_indices);
+            bad.sort_unstable();
+            bad.dedup();
+        }
+        self.handler.handle(reports)?;
+        let total = chunk.offsets.len();
+        let value_batch =
+            surviving(&value.batch, total, &value.bad_indices, &bad).map_err(arrow)?;
+        let key_batch = match &key {
+            Some(key) => Some(surviving(&key.batch, total, &key.bad_indices, &bad).map_err(arrow)?),
+            None => None,
+        };
         let keep = |values: &[i64]| -> Vec<i64> {
             if bad.is_empty() {
                 return values.to_vec();
@@ -490,7 +582,6 @@ impl KafkaReader {
                 .collect()
         };
         let partitions: Vec<i64> = chunk.partitions.iter().map(|p| *p as i64).collect();
-        let batch = decoded.batch;
         let mut columns = Vec::with_capacity(self.config.schema.fields().len());
         for field in self.config.schema.fields() {
             let column: ArrayRef =
@@ -504,10 +595,14 @@ impl KafkaReader {
                     Some((_, MetadataKey::Timestamp)) => {
                         Arc::new(TimestampMillisecondArray::from(keep(&chunk.timestamps)))
                     }
-                    None => {
-                        let index = self.value_schema.index_of(field.name()).map_err(arrow)?;
-                        Arc::clone(batch.column(index))
-                    }
+                    None => match (&key_batch, self.value_schema.index_of(field.name())) {
+                        (_, Ok(index)) => Arc::clone(value_batch.column(index)),
+                        (Some(keys), Err(_)) => {
+                            let index = keys.schema().index_of(field.name()).map_err(arrow)?;
+                            Arc::clone(keys.column(index))
+                        }
+                        (None, Err(e)) => return Err(arrow(e)),
+                    },
                 };
             columns.push(column);
         }
