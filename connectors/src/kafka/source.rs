@@ -321,14 +321,12 @@ fn surviving(
     if own_bad.len() == all_bad.len() {
         return Ok(batch.clone());
     }
-    let mut rows = Vec::new();
-    let mut row = 0u32;
-    for record in (0..total).filter(|r| own_bad.binary_search(r).is_err()) {
-        if all_bad.binary_search(&record).is_err() {
-            rows.push(row);
-        }
-        row += 1;
-    }
+    let rows: Vec<u32> = (0..total)
+        .filter(|r| own_bad.binary_search(r).is_err())
+        .enumerate()
+        .filter(|(_, record)| all_bad.binary_search(record).is_err())
+        .map(|(row, _)| row as u32)
+        .collect();
     take_record_batch(batch, &UInt32Array::from(rows))
 }
 
