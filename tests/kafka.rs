@@ -390,3 +390,54 @@ fn key_columns_can_live_only_in_the_message_key() {
     expected.sort();
     assert_eq!(rows, expected);
 }
+
+#[test]
+fn headers_are_a_metadata_column() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let topic = topic("headers", 1);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "trace",
+                value: Some("abc"),
+            })
+            .insert(Header {
+                key: "empty",
+                value: None::<&str>,
+            });
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic)
+                    .payload("{\"auction\": 1, \"price\": 2}")
+                    .headers(headers),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    });
+    let mut fields = bid_schema().fields().to_vec();
+    fields.push(Arc::new(Field::new(
+        "h",
+        weir::connectors::kafka::source::headers_type(),
+        true,
+    )));
+    let mut table = source_table(&topic, Arc::new(Schema::new(fields)), &[("format", "json")]);
+    table.metadata = vec![("h".into(), "headers".into())];
+    let batch = read(&table, 1).unwrap().0.unwrap();
+    let map = batch.column(2).as_map();
+    let entries = map.value(0);
+    let keys = entries.column(0).as_string::<i32>();
+    let values = entries.column(1).as_binary::<i32>();
+    assert_eq!((keys.value(0), values.value(0)), ("trace", &b"abc"[..]));
+    assert_eq!(keys.value(1), "empty");
+    assert!(arrow::array::Array::is_null(values, 1));
+}

@@ -433,7 +433,7 @@ fn kafka_source(table: &TableSpec, options: &Options) -> Result<KafkaSource, Con
                 .map(|k| (column.clone(), k))
                 .ok_or_else(|| {
                     error(format!(
-                        "unknown metadata key '{key}' (known: partition, offset, timestamp)"
+                        "unknown metadata key '{key}' (known: partition, offset, timestamp, headers)"
                     ))
                 })
         })

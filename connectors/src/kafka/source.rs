@@ -12,18 +12,21 @@
 //! no value) is a bad record at `topic/partition/offset`. Each returned batch holds one
 //! partition's rows, so the engine keeps a watermark per partition (the split's watermark is
 //! the minimum over its partitions, idle ones left out). Metadata columns `partition`,
-//! `offset` and `timestamp` are filled from the messages.
+//! `offset`, `timestamp` and `headers` (`MAP<STRING, BYTES>`) are filled from the messages.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, Int32Array, Int64Array, TimestampMillisecondArray, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, BinaryBuilder, Int32Array, Int64Array, MapBuilder, StringBuilder,
+    TimestampMillisecondArray, UInt32Array,
+};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use weir_engine::source::{LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext};
 use weir_engine::BoxError;
@@ -50,6 +53,8 @@ pub enum MetadataKey {
     Partition,
     Offset,
     Timestamp,
+    /// `MAP<STRING, BYTES>` of the message headers.
+    Headers,
 }
 
 impl MetadataKey {
@@ -58,6 +63,7 @@ impl MetadataKey {
             "partition" => Some(MetadataKey::Partition),
             "offset" => Some(MetadataKey::Offset),
             "timestamp" => Some(MetadataKey::Timestamp),
+            "headers" => Some(MetadataKey::Headers),
             _ => None,
         }
     }
@@ -67,8 +73,18 @@ impl MetadataKey {
             MetadataKey::Partition => DataType::Int32,
             MetadataKey::Offset => DataType::Int64,
             MetadataKey::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
+            MetadataKey::Headers => headers_type(),
         }
     }
+}
+
+/// The type of the `headers` metadata column: `MAP<STRING, BYTES>` as Arrow's map builder
+/// lays it out.
+pub fn headers_type() -> DataType {
+    MapBuilder::new(None, StringBuilder::new(), BinaryBuilder::new())
+        .finish()
+        .data_type()
+        .clone()
 }
 
 /// Configuration of a Kafka source.
@@ -257,6 +273,11 @@ impl SourceFactory for KafkaSource {
                 dead_lettered: counter(crate::metric_names::BAD_RECORDS_DEAD_LETTERED),
             },
             decoder: self.config.format.decoder(Arc::clone(&self.value_schema))?,
+            wants_headers: self
+                .config
+                .metadata
+                .iter()
+                .any(|(_, key)| *key == MetadataKey::Headers),
             key_decoder: match &self.config.key {
                 Some((_, format)) => Some(format.decoder(Arc::clone(&self.key_schema))?),
                 None => None,
@@ -300,6 +321,8 @@ pub struct KafkaReader {
     value_schema: SchemaRef,
     decoder: Box<dyn LineDecoder>,
     key_decoder: Option<Box<dyn LineDecoder>>,
+    /// Whether a metadata column holds the headers (they are copied only then).
+    wants_headers: bool,
     handler: BadRecordHandler,
     /// Settings of the consumer, created when reading starts (on the shard).
     client: rdkafka::ClientConfig,
@@ -346,6 +369,8 @@ struct Chunk {
     partitions: Vec<i32>,
     offsets: Vec<i64>,
     timestamps: Vec<i64>,
+    /// Headers of every message, when a `headers` column wants them.
+    headers: Vec<Vec<(String, Option<Vec<u8>>)>>,
     empty: Vec<BadRecord>,
 }
 
@@ -503,6 +528,16 @@ impl KafkaReader {
                     chunk
                         .timestamps
                         .push(message.timestamp().to_millis().unwrap_or(0));
+                    if self.wants_headers {
+                        chunk
+                            .headers
+                            .push(message.headers().map_or_else(Vec::new, |headers| {
+                                headers
+                                    .iter()
+                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            }));
+                    }
                 }
                 (payload, key) => chunk.empty.push(BadRecord {
                     position: format!("{}/{partition}/{offset}", self.config.topics[t]),
@@ -592,6 +627,21 @@ impl KafkaReader {
                     }
                     Some((_, MetadataKey::Timestamp)) => {
                         Arc::new(TimestampMillisecondArray::from(keep(&chunk.timestamps)))
+                    }
+                    Some((_, MetadataKey::Headers)) => {
+                        let mut builder =
+                            MapBuilder::new(None, StringBuilder::new(), BinaryBuilder::new());
+                        for (i, headers) in chunk.headers.iter().enumerate() {
+                            if bad.binary_search(&i).is_ok() {
+                                continue;
+                            }
+                            for (key, value) in headers {
+                                builder.keys().append_value(key);
+                                builder.values().append_option(value.as_deref());
+                            }
+                            builder.append(true).map_err(arrow)?;
+                        }
+                        Arc::new(builder.finish())
                     }
                     None => match (&key_batch, self.value_schema.index_of(field.name())) {
                         (_, Ok(index)) => Arc::clone(value_batch.column(index)),
