@@ -8,8 +8,6 @@
 //! State at a barrier: the rows of every open window, per key group, in arrival order:
 //! `open/<key group> = encode(0, rows)`.
 
-use arrow::array::UInt32Array;
-use arrow::compute::take;
 use arrow::record_batch::RecordBatch;
 use weir_engine::operator::{Operator, Output};
 use weir_engine::state::OperatorState;
@@ -82,21 +80,12 @@ impl Operator for CountWindowOperator {
         let groups: Vec<usize> = (0..full.len())
             .flat_map(|w| std::iter::repeat_n(w, self.size))
             .collect();
+        let first_rows = (0..full.len()).map(|w| (w * self.size) as u32).collect();
         let buffer = self.buffer.as_mut().expect("rows were buffered");
-        let gathered = buffer.gather(&rows)?;
-        buffer.release(&rows);
-        let aggregates = &self.core.plan.aggregates;
-        let mut accumulators = aggregates.accumulators()?;
-        accumulators.update(aggregates, &gathered, &groups, full.len())?;
-        let first_rows =
-            UInt32Array::from_iter_values((0..full.len()).map(|w| (w * self.size) as u32));
-        let keys = self
+        let (keys, values) = self
             .core
-            .input_keys(&gathered)
-            .iter()
-            .map(|k| take(k, &first_rows, None))
-            .collect::<Result<Vec<_>, _>>()?;
-        out.emit(self.core.output(None, keys, accumulators.evaluate()?)?);
+            .aggregate_buffered(buffer, &rows, &groups, first_rows)?;
+        out.emit(self.core.output(None, keys, values)?);
         Ok(())
     }
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, BooleanArray, TimestampMillisecondArray, UInt32Array};
-use arrow::compute::{concat_batches, take_record_batch};
+use arrow::compute::{concat_batches, take, take_record_batch};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
@@ -39,6 +39,7 @@ use weir_engine::BoxError;
 use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
 use crate::group_index::GroupIndex;
+use crate::row_buffer::{RowBuffer, RowRef};
 use crate::state_codec::{decode, encode, split_by_key_group};
 
 /// State table holding the operator's watermark per key group.
@@ -387,6 +388,30 @@ impl WindowCore {
             Arc::clone(&self.plan.output_schema),
             columns,
         )?)
+    }
+
+    /// Aggregates buffered rows into windows and releases them: `rows` in window order,
+    /// `windows[i]` the window of `rows[i]`, `first_rows[w]` the index in `rows` of a row of
+    /// window `w` (for its key). Returns the key columns and the aggregate columns.
+    pub(crate) fn aggregate_buffered(
+        &self,
+        buffer: &mut RowBuffer,
+        rows: &[RowRef],
+        windows: &[usize],
+        first_rows: Vec<u32>,
+    ) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>)> {
+        let gathered = buffer.gather(rows)?;
+        buffer.release(rows);
+        let aggregates = &self.plan.aggregates;
+        let mut accumulators = aggregates.accumulators()?;
+        accumulators.update(aggregates, &gathered, windows, first_rows.len())?;
+        let first_rows = UInt32Array::from(first_rows);
+        let keys = self
+            .input_keys(&gathered)
+            .iter()
+            .map(|k| take(k, &first_rows, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((keys, accumulators.evaluate()?))
     }
 
     /// Records the operator's watermark in every key group this subtask owns, so that a

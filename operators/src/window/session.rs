@@ -14,8 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, Int64Array, UInt32Array};
-use arrow::compute::take;
+use arrow::array::{ArrayRef, AsArray, Int64Array};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use arrow::record_batch::RecordBatch;
 use weir_engine::message::EventTimeMs;
@@ -175,22 +174,10 @@ impl Operator for SessionWindowOperator {
             return Ok(());
         }
         let buffer = self.buffer.as_mut().expect("rows were buffered");
-        let gathered = buffer.gather(&rows)?;
-        buffer.release(&rows);
-        let aggregates = &self.core.plan.aggregates;
-        let mut accumulators = aggregates.accumulators()?;
-        accumulators.update(aggregates, &gathered, &self.scratch, starts.len())?;
-        let first_rows = UInt32Array::from(first_rows);
-        let keys = self
-            .core
-            .input_keys(&gathered)
-            .iter()
-            .map(|k| take(k, &first_rows, None))
-            .collect::<Result<Vec<_>, _>>()?;
-        out.emit(
+        let (keys, values) =
             self.core
-                .output(Some((starts, ends)), keys, accumulators.evaluate()?)?,
-        );
+                .aggregate_buffered(buffer, &rows, &self.scratch, first_rows)?;
+        out.emit(self.core.output(Some((starts, ends)), keys, values)?);
         Ok(())
     }
 
