@@ -1,7 +1,8 @@
 //! Filter: keeps the rows of each batch for which a predicate is true.
 //!
-//! The predicate is either a DataFusion expression (what SQL generates; the DSL accepts it too)
-//! or a Rust closure over the whole batch returning a boolean mask. NULL counts as false, as in
+//! The predicate is a DataFusion expression (logical, as the DSL writes it, or already
+//! physical, as the SQL planner may hand it over) or a Rust closure over the whole batch
+//! returning a boolean mask. NULL counts as false, as in
 //! SQL. Stateless: no snapshot.
 
 use std::sync::Arc;
@@ -25,7 +26,12 @@ pub type PredicateFn = Arc<dyn Fn(&RecordBatch) -> Result<BooleanArray, BoxError
 #[derive(Clone)]
 pub enum Predicate {
     Expr(Expr),
-    Closure { description: String, f: PredicateFn },
+    /// An expression already planned against the node's input schema (SQL plans these).
+    Physical(Arc<dyn PhysicalExpr>),
+    Closure {
+        description: String,
+        f: PredicateFn,
+    },
 }
 
 /// Describes a filter node.
@@ -41,18 +47,27 @@ impl FilterFactory {
     fn plan(&self, input: &SchemaRef) -> Result<PlannedPredicate> {
         Ok(match &self.predicate {
             Predicate::Expr(expr) => {
-                let physical = physical(expr, input)?;
-                let data_type = physical.data_type(input)?;
-                if data_type != DataType::Boolean {
-                    return Err(OperatorError::Plan(format!(
-                        "filter predicate {expr} has type {data_type}, not BOOLEAN"
-                    )));
-                }
-                PlannedPredicate::Expr(physical)
+                let planned = physical(expr, input)?;
+                check_boolean(&planned, input, &expr.to_string())?;
+                PlannedPredicate::Expr(planned)
+            }
+            Predicate::Physical(planned) => {
+                check_boolean(planned, input, &planned.to_string())?;
+                PlannedPredicate::Expr(Arc::clone(planned))
             }
             Predicate::Closure { f, .. } => PlannedPredicate::Closure(Arc::clone(f)),
         })
     }
+}
+
+fn check_boolean(expr: &Arc<dyn PhysicalExpr>, input: &SchemaRef, text: &str) -> Result<()> {
+    let data_type = expr.data_type(input)?;
+    if data_type != DataType::Boolean {
+        return Err(OperatorError::Plan(format!(
+            "filter predicate {text} has type {data_type}, not BOOLEAN"
+        )));
+    }
+    Ok(())
 }
 
 enum PlannedPredicate {
@@ -69,6 +84,7 @@ impl OperatorFactory for FilterFactory {
     fn describe(&self) -> String {
         match &self.predicate {
             Predicate::Expr(expr) => format!("filter({expr})"),
+            Predicate::Physical(expr) => format!("filter({expr})"),
             Predicate::Closure { description, .. } => format!("filter({description})"),
         }
     }
@@ -119,5 +135,74 @@ impl Operator for FilterOperator {
         }
         out.emit(apply_mask(&batch, &mask)?);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::ProjectFactory;
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{Field, Int64Type, Schema};
+    use datafusion_expr::{col, lit};
+    use weir_engine::metrics::Metrics;
+    use weir_engine::partition::KeyGroupRange;
+
+    fn context(schema: &SchemaRef) -> SubtaskContext {
+        SubtaskContext {
+            operator_id: "op".into(),
+            index: 0,
+            parallelism: 1,
+            key_groups: KeyGroupRange::all(128),
+            max_key_groups: 128,
+            input_schema: Arc::clone(schema),
+            late_output_connected: false,
+            metrics: Metrics::default(),
+        }
+    }
+
+    #[test]
+    fn physical_expressions_filter_and_project_like_logical_ones() {
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from(vec![1, 5, 3]))],
+        )
+        .unwrap();
+        let predicate = physical(&col("a").gt(lit(2)), &schema).unwrap();
+        let filter = FilterFactory::new(Predicate::Physical(predicate));
+        let mut out = Output::default();
+        filter
+            .create(&context(&schema))
+            .unwrap()
+            .process_batch(batch, &mut out)
+            .unwrap();
+        let kept = out.take_batches().remove(0);
+        let doubled = physical(&(col("a") * lit(2)), &schema).unwrap();
+        let project = ProjectFactory::physical(vec![("twice".into(), doubled)]);
+        assert_eq!(
+            project.output_schema(&schema).unwrap().field(0).name(),
+            "twice"
+        );
+        project
+            .create(&context(&schema))
+            .unwrap()
+            .process_batch(kept, &mut out)
+            .unwrap();
+        let values = out.take_batches().remove(0);
+        assert_eq!(
+            values
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec(),
+            vec![10, 6]
+        );
+        let not_boolean = physical(&col("a"), &schema).unwrap();
+        let error = FilterFactory::new(Predicate::Physical(not_boolean))
+            .output_schema(&schema)
+            .unwrap_err();
+        assert!(error.to_string().contains("not BOOLEAN"), "{error}");
     }
 }

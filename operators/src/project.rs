@@ -18,20 +18,45 @@ use crate::expr::physical;
 
 /// Describes a projection node: one output column per expression.
 pub struct ProjectFactory {
-    exprs: Vec<Expr>,
+    exprs: Vec<ProjectedColumn>,
+}
+
+/// One output column of a projection.
+#[derive(Clone)]
+pub enum ProjectedColumn {
+    /// Named by its alias or its text.
+    Expr(Expr),
+    /// Already planned against the node's input schema (SQL plans these), with its name.
+    Physical(String, Arc<dyn PhysicalExpr>),
 }
 
 impl ProjectFactory {
     pub fn new(exprs: Vec<Expr>) -> Self {
-        ProjectFactory { exprs }
+        ProjectFactory {
+            exprs: exprs.into_iter().map(ProjectedColumn::Expr).collect(),
+        }
+    }
+
+    /// A projection of named, already planned expressions.
+    pub fn physical(exprs: Vec<(String, Arc<dyn PhysicalExpr>)>) -> Self {
+        ProjectFactory {
+            exprs: exprs
+                .into_iter()
+                .map(|(name, expr)| ProjectedColumn::Physical(name, expr))
+                .collect(),
+        }
     }
 
     fn plan(&self, input: &SchemaRef) -> Result<(SchemaRef, Vec<Arc<dyn PhysicalExpr>>)> {
         let mut fields = Vec::new();
         let mut physical_exprs = Vec::new();
-        for expr in &self.exprs {
-            let planned = physical(expr, input)?;
-            let name = expr.schema_name().to_string();
+        for column in &self.exprs {
+            let (name, planned) = match column {
+                ProjectedColumn::Expr(expr) => {
+                    (expr.schema_name().to_string(), physical(expr, input)?)
+                }
+                ProjectedColumn::Physical(name, expr) => (name.clone(), Arc::clone(expr)),
+            };
             fields.push(Field::new(
                 name,
                 planned.data_type(input)?,
@@ -49,7 +74,14 @@ impl OperatorFactory for ProjectFactory {
     }
 
     fn describe(&self) -> String {
-        let exprs: Vec<String> = self.exprs.iter().map(|e| e.to_string()).collect();
+        let exprs: Vec<String> = self
+            .exprs
+            .iter()
+            .map(|c| match c {
+                ProjectedColumn::Expr(expr) => expr.to_string(),
+                ProjectedColumn::Physical(name, expr) => format!("{expr} AS {name}"),
+            })
+            .collect();
         format!("project({})", exprs.join(", "))
     }
 
