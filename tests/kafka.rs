@@ -37,14 +37,18 @@ fn topic(name: &str, partitions: i32) -> String {
         .build()
         .unwrap();
     let results = runtime
-        .block_on(admin.create_topics(
-            &[NewTopic::new(
-                &topic,
-                partitions,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        ))
+        .block_on(
+            admin.create_topics(
+                &[NewTopic::new(
+                    &topic,
+                    partitions,
+                    TopicReplication::Fixed(1),
+                )],
+                &AdminOptions::new()
+                    .operation_timeout(Some(Duration::from_secs(10)))
+                    .request_timeout(Some(Duration::from_secs(5))),
+            ),
+        )
         .unwrap_or_else(|e| panic!("is the test broker running (scripts/kafka.sh start)? {e}"));
     for result in results {
         result.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
