@@ -12,6 +12,8 @@ use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef}
 use arrow::record_batch::RecordBatch;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use weir::connectors::metric_names;
 use weir::connectors::registry::{create_sink, create_source, TableSpec};
@@ -32,11 +34,7 @@ fn topic(name: &str, partitions: i32) -> String {
         .set("bootstrap.servers", bootstrap())
         .create()
         .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let results = runtime
+    let results = runtime()
         .block_on(
             admin.create_topics(
                 &[NewTopic::new(
@@ -54,6 +52,35 @@ fn topic(name: &str, partitions: i32) -> String {
         result.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
     }
     topic
+}
+
+/// Writes messages (partition, value, headers) straight to `topic` with rdkafka.
+fn produce(topic: &str, messages: impl IntoIterator<Item = (Option<i32>, String, OwnedHeaders)>) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    runtime().block_on(async {
+        for (partition, value, headers) in messages {
+            let mut record = FutureRecord::<(), _>::to(topic)
+                .payload(&value)
+                .headers(headers);
+            if let Some(partition) = partition {
+                record = record.partition(partition);
+            }
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+    });
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn bid_schema() -> SchemaRef {
@@ -303,34 +330,18 @@ fn exactly_once_is_refused_until_checkpoints_exist() {
 
 #[test]
 fn a_lagging_partition_holds_the_watermark_so_its_rows_are_not_late() {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
     let topic = topic("lagging", 2);
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     // Partition 0 is far ahead in event time; partition 1 is behind. Both are already written
     // when the job starts, so whichever the reader meets first, the other is behind it.
-    runtime.block_on(async {
-        for (partition, base) in [(0, 100_000i64), (1, 0)] {
-            for i in 0..500i64 {
+    let messages = [(0, 100_000i64), (1, 0)]
+        .into_iter()
+        .flat_map(|(partition, base)| {
+            (0..500i64).map(move |i| {
                 let value = format!("{{\"auction\": {i}, \"price\": {}}}", base + i);
-                producer
-                    .send(
-                        FutureRecord::<(), _>::to(&topic)
-                            .partition(partition)
-                            .payload(&value),
-                        Duration::from_secs(10),
-                    )
-                    .await
-                    .unwrap();
-            }
-        }
-    });
+                (Some(partition), value, OwnedHeaders::new())
+            })
+        });
+    produce(&topic, messages);
     let source = create_source(&source_table(&topic, bid_schema(), &[("format", "json")])).unwrap();
     let sink = CollectSink::new();
     let result = Pipeline::new("lagging")
@@ -397,37 +408,20 @@ fn key_columns_can_live_only_in_the_message_key() {
 
 #[test]
 fn headers_are_a_metadata_column() {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
     let topic = topic("headers", 1);
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "trace",
-                value: Some("abc"),
-            })
-            .insert(Header {
-                key: "empty",
-                value: None::<&str>,
-            });
-        producer
-            .send(
-                FutureRecord::<(), _>::to(&topic)
-                    .payload("{\"auction\": 1, \"price\": 2}")
-                    .headers(headers),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
-    });
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "trace",
+            value: Some("abc"),
+        })
+        .insert(Header {
+            key: "empty",
+            value: None::<&str>,
+        });
+    produce(
+        &topic,
+        [(None, "{\"auction\": 1, \"price\": 2}".to_string(), headers)],
+    );
     let mut fields = bid_schema().fields().to_vec();
     fields.push(Arc::new(Field::new(
         "h",

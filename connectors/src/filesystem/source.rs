@@ -248,7 +248,10 @@ impl FileReader {
     /// The next batch of the current file, or `None` at its end.
     fn read(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
         let batch_size = self.config.batch_size.max(1);
-        match self.current.as_mut().expect("a file is open") {
+        let Some(current) = self.current.as_mut() else {
+            return Ok(None);
+        };
+        match current {
             OpenFile::Parquet { path, reader, rows } => {
                 let Some(batch) = reader.next() else {
                     return Ok(None);

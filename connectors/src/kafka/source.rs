@@ -664,13 +664,12 @@ impl KafkaReader {
                 .or_default()
                 .push(row as u32);
         }
-        if rows.len() == 1 {
-            let partition = *rows.keys().next().expect("one entry");
-            self.ready.push_back(SourceBatch { batch, partition });
-            return Ok(());
-        }
         for (partition, indices) in rows {
-            let part = take_record_batch(&batch, &UInt32Array::from(indices)).map_err(arrow)?;
+            let part = if indices.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                take_record_batch(&batch, &UInt32Array::from(indices)).map_err(arrow)?
+            };
             self.ready.push_back(SourceBatch {
                 batch: part,
                 partition,

@@ -41,7 +41,7 @@ struct Session {
 pub struct SessionWindowOperator {
     core: WindowCore,
     gap_ms: i64,
-    keys: Option<GroupIndex>,
+    keys: GroupIndex,
     /// Open sessions per key id, by start.
     sessions: Vec<BTreeMap<i64, Session>>,
     /// Every open session as `(end, key id, start)`, in firing order.
@@ -54,7 +54,7 @@ pub struct SessionWindowOperator {
 impl SessionWindowOperator {
     pub(crate) fn new(core: WindowCore, gap_ms: i64) -> Self {
         SessionWindowOperator {
-            keys: Some(core.new_group_index()),
+            keys: core.new_group_index(),
             core,
             gap_ms,
             sessions: Vec::new(),
@@ -74,7 +74,7 @@ impl SessionWindowOperator {
     fn key_ids(&mut self, batch: &RecordBatch) -> Result<Vec<usize>> {
         let keys = self.core.input_keys(batch);
         let encoded = self.core.key_rows(&keys, batch.num_rows())?;
-        let index = self.keys.as_mut().expect("always present");
+        let index = &mut self.keys;
         let mut ids = Vec::new();
         index.intern(&encoded, &mut ids);
         if self.sessions.len() < index.len() {
