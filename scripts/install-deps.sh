@@ -2,10 +2,11 @@
 # Installs the system packages Weir needs to build on Debian/Ubuntu (only what is missing).
 # A C toolchain and pkg-config (zstd's bindings compile C); cmake and libcurl's headers for
 # the bundled librdkafka (Kafka connector). Java 17 and Maven, for the test Kafka broker
-# (scripts/kafka.sh), are expected on the machine. The RocksDB issue adds clang/libclang-dev.
+# (scripts/kafka.sh), are expected on the machine. clang and libclang-dev: RocksDB's C++ build
+# and the bindgen step of its Rust bindings.
 set -euo pipefail
 
-packages=(build-essential pkg-config cmake libcurl4-openssl-dev)
+packages=(build-essential pkg-config cmake libcurl4-openssl-dev clang libclang-dev)
 
 missing=()
 for package in "${packages[@]}"; do

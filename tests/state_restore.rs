@@ -42,6 +42,7 @@ fn subtasks(factory: &WindowAggregateFactory, parallelism: usize) -> Vec<Box<dyn
                 max_key_groups: KEY_GROUPS,
                 input_schema: event_schema(),
                 late_output_connected: false,
+                checkpointing: false,
                 metrics: Metrics::default(),
             };
             factory.create(&context).unwrap()

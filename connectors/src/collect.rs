@@ -92,12 +92,15 @@ impl SinkWriter for CollectSink {
             .push(watermark);
     }
 
-    fn on_barrier(&mut self, checkpoint: CheckpointId) -> LocalBoxFuture<'_, Result<(), BoxError>> {
+    fn on_barrier(
+        &mut self,
+        checkpoint: CheckpointId,
+    ) -> LocalBoxFuture<'_, Result<Option<String>, BoxError>> {
         self.barriers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(checkpoint);
-        Box::pin(async { Ok(()) })
+        Box::pin(async { Ok(None) })
     }
 
     fn finish(&mut self) -> LocalBoxFuture<'_, Result<(), BoxError>> {

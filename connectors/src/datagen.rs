@@ -23,7 +23,9 @@ use arrow::array::{
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use weir_engine::source::{LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext};
+use weir_engine::source::{
+    LocalBoxFuture, Positions, SourceBatch, SourceFactory, SourceReader, SplitContext,
+};
 use weir_engine::BoxError;
 
 use crate::error::ConnectorError;
@@ -281,13 +283,17 @@ impl SourceFactory for DataGen {
         let p = split.parallelism as u64;
         let j = split.index as u64;
         let rows = self.total_rows().map(|n| n / p + u64::from(j < n % p));
+        let (produced, seed) = match crate::resume::restored(&split, 2)? {
+            Some(numbers) => (numbers[0], numbers[1]),
+            None => (0, 0x5EED ^ (j << 32)),
+        };
         Ok(Box::new(DataGenReader {
             source: self.clone(),
             stride: p,
             first: j,
-            produced: 0,
+            produced,
             rows,
-            random: SplitMix64::new(0x5EED ^ (j << 32)),
+            random: SplitMix64::new(seed),
             pacer: Pacer::new(self.rows_per_second, split.parallelism),
         }))
     }
@@ -479,7 +485,11 @@ impl SourceReader for DataGenReader {
         })
     }
 
-    fn position(&self) -> Option<String> {
-        Some(format!("row {} of split {}", self.produced, self.first))
+    fn positions(&self) -> Positions {
+        crate::resume::positions(
+            self.first,
+            self.stride,
+            &[self.produced, self.random.state()],
+        )
     }
 }

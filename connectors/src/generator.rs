@@ -12,7 +12,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use weir_engine::source::{LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext};
+use weir_engine::source::{
+    LocalBoxFuture, Positions, SourceBatch, SourceFactory, SourceReader, SplitContext,
+};
 use weir_engine::BoxError;
 
 use crate::pace::Pacer;
@@ -123,12 +125,16 @@ impl SourceFactory for BidGenerator {
 
     fn create_reader(&self, split: SplitContext) -> Result<Box<dyn SourceReader>, BoxError> {
         let stride = split.parallelism as u64;
+        let (next, produced) = match crate::resume::restored(&split, 2)? {
+            Some(numbers) => (numbers[0], numbers[1]),
+            None => (split.index as u64, 0),
+        };
         Ok(Box::new(BidReader {
             config: self.config,
             schema: Arc::clone(&self.schema),
-            next: split.index as u64,
+            next,
             stride,
-            produced: 0,
+            produced,
             end: self.config.events,
             pacer: Pacer::new(self.config.rate_per_second, split.parallelism),
         }))
@@ -186,6 +192,14 @@ impl SourceReader for BidReader {
             self.pacer.wait(self.produced).await;
             Ok(self.batch()?.map(Into::into))
         })
+    }
+
+    fn positions(&self) -> Positions {
+        crate::resume::positions(
+            self.next % self.stride,
+            self.stride,
+            &[self.next, self.produced],
+        )
     }
 }
 

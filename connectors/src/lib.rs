@@ -21,6 +21,7 @@ pub mod pace;
 pub mod print;
 pub mod random;
 pub mod registry;
+mod resume;
 
 /// Names of the connectors' metrics.
 pub mod metric_names {

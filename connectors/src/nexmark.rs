@@ -25,7 +25,9 @@ use arrow::array::{
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use weir_engine::source::{LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext};
+use weir_engine::source::{
+    LocalBoxFuture, Positions, SourceBatch, SourceFactory, SourceReader, SplitContext,
+};
 use weir_engine::BoxError;
 
 use crate::error::ConnectorError;
@@ -381,11 +383,15 @@ impl SourceFactory for NexmarkSource {
 
     fn create_reader(&self, split: SplitContext) -> Result<Box<dyn SourceReader>, BoxError> {
         let stride = split.parallelism as u64;
+        let (next, produced) = match crate::resume::restored(&split, 2)? {
+            Some(numbers) => (numbers[0], numbers[1]),
+            None => (split.index as u64, 0),
+        };
         Ok(Box::new(NexmarkReader {
             source: self.clone(),
-            next: split.index as u64,
+            next,
             stride,
-            produced: 0,
+            produced,
             pacer: Pacer::new(self.config.rows_per_second, split.parallelism),
         }))
     }
@@ -626,7 +632,11 @@ impl SourceReader for NexmarkReader {
         })
     }
 
-    fn position(&self) -> Option<String> {
-        Some(format!("next event {}", self.next))
+    fn positions(&self) -> Positions {
+        crate::resume::positions(
+            self.next % self.stride,
+            self.stride,
+            &[self.next, self.produced],
+        )
     }
 }

@@ -33,6 +33,12 @@ pub enum EngineError {
     /// The job was cancelled (Ctrl-C or [`crate::runtime::JobHandle::cancel`]).
     #[error("job cancelled")]
     Cancelled,
+    /// A checkpoint could not be written or committed.
+    #[error("checkpoint failed: {0}")]
+    Checkpoint(String),
+    /// The job cannot resume from the given checkpoint or savepoint.
+    #[error("cannot resume from {path}: {reason}")]
+    Restore { path: String, reason: String },
     /// A shard thread could not be started or its runtime could not be built.
     #[error("shard {shard}: {message}")]
     Shard { shard: usize, message: String },

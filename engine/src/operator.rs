@@ -31,6 +31,8 @@ pub struct SubtaskContext {
     pub input_schema: SchemaRef,
     /// Whether anything consumes the late-row side output; if not, late rows are dropped.
     pub late_output_connected: bool,
+    /// Whether the job takes checkpoints: sinks then make output visible only on commit.
+    pub checkpointing: bool,
     pub metrics: Metrics,
 }
 

@@ -1,9 +1,20 @@
 //! The sink interface: a factory per node, a writer per subtask.
 //!
-//! A writer receives batches in order, then `finish` once the input has ended. `on_barrier`
-//! is where a transactional sink will pre-commit (the checkpoint issue adds commit/abort);
-//! until then it defaults to doing nothing. Writes are asynchronous: a writer that waits
-//! (a slow disk, a full broker) holds back its input channel, which is backpressure.
+//! A writer receives batches in order, then `finish` once the input has ended. Writes are
+//! asynchronous: a writer that waits (a slow disk, a full broker) holds back its input
+//! channel, which is backpressure.
+//!
+//! Exactly-once output is a two-phase commit driven by checkpoints (when the job has them,
+//! [`SubtaskContext::checkpointing`]):
+//! 1. pre-commit: at a barrier, [`SinkWriter::on_barrier`] makes everything written before it
+//!    durable but invisible (staged files, an open transaction) and returns a commit token;
+//! 2. commit: once the checkpoint's manifest is written, the factory's
+//!    [`SinkFactory::commit`] makes the tokens' output visible. It must be idempotent: on
+//!    recovery the tokens of the restored checkpoint are committed again;
+//! 3. abort: before a job starts with checkpoints, [`SinkFactory::abort_uncommitted`] discards
+//!    output staged after the restored checkpoint (it will be written again).
+//!
+//! Without checkpoints a writer makes output visible as it goes (at the latest in `finish`).
 
 use arrow::record_batch::RecordBatch;
 
@@ -19,6 +30,19 @@ pub trait SinkFactory: Send + Sync {
 
     /// Creates the writer of one subtask.
     fn create_writer(&self, context: &SubtaskContext) -> Result<Box<dyn SinkWriter>, BoxError>;
+
+    /// Makes the output behind `tokens` (from [`SinkWriter::on_barrier`], all subtasks)
+    /// visible. Called once per completed checkpoint, and again for the restored one.
+    fn commit(&self, _tokens: &[String]) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Discards output that was pre-committed or staged but belongs to no committed
+    /// checkpoint. Called before a job with checkpoints starts (after `commit` of the restored
+    /// checkpoint's tokens).
+    fn abort_uncommitted(&self) -> Result<(), BoxError> {
+        Ok(())
+    }
 }
 
 /// Writes the rows of one sink subtask.
@@ -28,12 +52,13 @@ pub trait SinkWriter: Send {
     /// The input watermark advanced.
     fn on_watermark(&mut self, _watermark: Watermark) {}
 
-    /// A checkpoint barrier passed: everything before it has been written.
+    /// A checkpoint barrier passed: pre-commit everything written before it and return the
+    /// token [`SinkFactory::commit`] needs to make it visible (`None`: nothing to commit).
     fn on_barrier(
         &mut self,
         _checkpoint: CheckpointId,
-    ) -> LocalBoxFuture<'_, Result<(), BoxError>> {
-        Box::pin(async { Ok(()) })
+    ) -> LocalBoxFuture<'_, Result<Option<String>, BoxError>> {
+        Box::pin(async { Ok(None) })
     }
 
     /// The input ended: flush and close.

@@ -5,8 +5,10 @@
 //! (Kafka, files) does not block the shard; a reader returns `None` once its split is done.
 //! The runtime applies the node's watermark strategy to every batch a reader returns.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -25,7 +27,14 @@ pub struct SplitContext {
     /// The source node's name (for messages and metrics).
     pub source_id: String,
     pub metrics: Metrics,
+    /// Positions to resume from, by partition, as every split of this source stored them
+    /// in the checkpoint being restored (a split picks the partitions it reads). `None`: a
+    /// fresh start.
+    pub restored: Option<Arc<Positions>>,
 }
+
+/// Read positions by partition: file path, Kafka `topic/partition`, generator stream.
+pub type Positions = BTreeMap<String, String>;
 
 impl SplitContext {
     /// A context for split `index` of `parallelism`, outside a running job (tests, tools).
@@ -35,6 +44,7 @@ impl SplitContext {
             parallelism,
             source_id: "source".into(),
             metrics: Metrics::default(),
+            restored: None,
         }
     }
 }
@@ -71,8 +81,12 @@ impl From<RecordBatch> for SourceBatch {
     }
 }
 
-/// Reads one split. `next_batch` must be cancel-safe only in the sense that the runtime
-/// never drops a pending call except when the whole job stops.
+/// Reads one split.
+///
+/// `next_batch` must be cancel-safe: the runtime drops a pending call when a checkpoint
+/// barrier arrives and calls again afterwards, so a dropped call must lose nothing (keep
+/// partial work in the reader, not in the future), and [`SourceReader::positions`] must
+/// cover exactly the batches returned so far.
 pub trait SourceReader: Send {
     /// The next batch of the split, or `None` when the split has ended.
     fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<SourceBatch>, BoxError>>;
@@ -84,10 +98,11 @@ pub trait SourceReader: Send {
         Vec::new()
     }
 
-    /// Where the split has read up to, as text a person can read (file and offset, Kafka
-    /// partition offsets, generator position); `None` for sources without positions.
-    /// The checkpoint issue turns this into a stored, restorable position.
-    fn position(&self) -> Option<String> {
-        None
+    /// Where the split has read up to, by partition: stored at every checkpoint and handed
+    /// back through [`SplitContext::restored`]. Positions are keyed by partition, not by
+    /// split, so a job can resume at another parallelism. Empty for sources that cannot
+    /// resume (they start over).
+    fn positions(&self) -> Positions {
+        Positions::new()
     }
 }

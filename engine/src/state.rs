@@ -6,8 +6,9 @@
 //! operator reads back exactly the key groups its subtask owns, so a snapshot taken at one
 //! parallelism can be restored at another.
 //!
-//! [`InMemoryStateBackend`] is the backend for now; the RocksDB backend (one instance per
-//! shard, key group as key prefix) implements the same trait.
+//! [`InMemoryStateBackend`] serves jobs without checkpoints (and restoring); with checkpoints,
+//! the RocksDB backend of [`crate::checkpoint::store`] (one instance per shard, column family
+//! per operator) implements the same trait.
 
 use std::collections::BTreeMap;
 
@@ -49,6 +50,13 @@ pub trait StateBackend: Send {
     fn delete(&mut self, table: &str, group: KeyGroup, key: &[u8]) -> Result<(), StateError>;
     /// Every entry of `table` whose key group is in `range`, in key order.
     fn scan(&self, table: &str, range: KeyGroupRange) -> Result<Vec<StateEntry>, StateError>;
+    /// Removes every entry of `table` whose key group is in `range`.
+    fn delete_range(&mut self, table: &str, range: KeyGroupRange) -> Result<(), StateError> {
+        for entry in self.scan(table, range)? {
+            self.delete(table, entry.group, &entry.key)?;
+        }
+        Ok(())
+    }
     /// Removes every entry of `table`.
     fn clear(&mut self, table: &str) -> Result<(), StateError>;
 }
@@ -172,10 +180,7 @@ impl<'a> OperatorState<'a> {
     /// Replaces the whole content of `table` in this subtask's key groups.
     pub fn clear_owned(&mut self, table: &str) -> Result<(), StateError> {
         let name = self.table(table);
-        for entry in self.backend.scan(&name, self.key_groups)? {
-            self.backend.delete(&name, entry.group, &entry.key)?;
-        }
-        Ok(())
+        self.backend.delete_range(&name, self.key_groups)
     }
 
     /// Every entry of `table` in this subtask's key groups.

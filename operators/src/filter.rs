@@ -157,6 +157,7 @@ mod tests {
             max_key_groups: 128,
             input_schema: Arc::clone(schema),
             late_output_connected: false,
+            checkpointing: false,
             metrics: Metrics::default(),
         }
     }

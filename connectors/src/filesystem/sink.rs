@@ -5,12 +5,16 @@
 //! not repeated inside the files; NULL goes to `__DEFAULT_PARTITION__`).
 //!
 //! A file is written under a hidden in-progress name (`.part-...inprogress`, which readers
-//! skip) and renamed to its final name only when complete: when it reaches
-//! `sink.rolling-policy.file-size`, when it has been open for
+//! skip) and closed when it reaches `sink.rolling-policy.file-size`, when it has been open for
 //! `sink.rolling-policy.rollover-interval`, or at end of input. Closing and renaming are two
-//! steps ([`PartFile::close`] gives a [`PendingFile`], [`PendingFile::commit`] renames) so the
-//! checkpoint issue can make the sink exactly-once: close at the barrier, commit when the
-//! checkpoint completes.
+//! steps ([`PartFile::close`] gives a [`PendingFile`], [`PendingFile::commit`] renames):
+//! - without checkpoints a closed file is renamed to its final name at once;
+//! - with checkpoints the sink is exactly-once: at a barrier every open file is closed, and
+//!   the closed files stay hidden until the checkpoint completes; the commit token lists
+//!   them, and [`SinkFactory::commit`] renames them (again on recovery: a file already
+//!   renamed is skipped). Before a job with checkpoints starts, hidden files that no completed
+//!   checkpoint owns are deleted ([`SinkFactory::abort_uncommitted`]): they hold rows that
+//!   will be written again.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -29,7 +33,7 @@ use parquet::arrow::ArrowWriter;
 use weir_engine::operator::SubtaskContext;
 use weir_engine::sink::{SinkFactory, SinkWriter};
 use weir_engine::source::LocalBoxFuture;
-use weir_engine::BoxError;
+use weir_engine::{BoxError, CheckpointId};
 
 use super::FileFormat;
 use crate::error::ConnectorError;
@@ -118,6 +122,8 @@ impl SinkFactory for FileSink {
         }
         Ok(Box::new(FileWriter {
             config: self.config.clone(),
+            checkpointing: context.checkpointing,
+            closed: Vec::new(),
             name: context.operator_id.clone(),
             prefix: format!("part-{}-{}", self.run_id, context.index),
             counter: 0,
@@ -127,10 +133,60 @@ impl SinkFactory for FileSink {
             open: HashMap::new(),
         }))
     }
+
+    fn commit(&self, tokens: &[String]) -> Result<(), BoxError> {
+        for token in tokens {
+            let files: Vec<PendingFile> =
+                serde_json::from_str(token).map_err(|e| ConnectorError::Config {
+                    connector: self.describe(),
+                    message: format!("commit token '{token}' is not a list of files: {e}"),
+                })?;
+            for file in files {
+                // Committed before (recovery commits the restored checkpoint again).
+                if !file.in_progress.exists() && file.target.exists() {
+                    continue;
+                }
+                file.commit().map_err(|source| ConnectorError::Io {
+                    connector: format!("{}: commit {}", self.describe(), file.target.display()),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn abort_uncommitted(&self) -> Result<(), BoxError> {
+        remove_in_progress(&self.config.path).map_err(|source| ConnectorError::Io {
+            connector: format!("{}: remove uncommitted files", self.describe()),
+            source,
+        })?;
+        Ok(())
+    }
+}
+
+/// Deletes hidden in-progress part files under `dir` (recursively, for partitions).
+fn remove_in_progress(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if entry.file_type()?.is_dir() {
+            remove_in_progress(&entry.path())?;
+        } else if name.starts_with(".part-") && name.ends_with(".inprogress") {
+            tracing::info!(file = %entry.path().display(), "removing uncommitted part file");
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// A written part file waiting to be renamed to its final name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingFile {
     pub in_progress: PathBuf,
     pub target: PathBuf,
@@ -272,6 +328,9 @@ impl PartFile {
 /// One sink subtask's open part files, by partition directory.
 struct FileWriter {
     config: FileSinkConfig,
+    /// With checkpoints, closed files wait for the checkpoint (in `closed`).
+    checkpointing: bool,
+    closed: Vec<PendingFile>,
     name: String,
     prefix: String,
     counter: u64,
@@ -327,12 +386,23 @@ impl FileWriter {
 
     fn roll(&mut self, dir: &Path) -> Result<(), BoxError> {
         if let Some(file) = self.open.remove(dir) {
-            file.close()?
-                .commit()
-                .map_err(|source| ConnectorError::Io {
+            let pending = file.close()?;
+            if self.checkpointing {
+                self.closed.push(pending);
+            } else {
+                pending.commit().map_err(|source| ConnectorError::Io {
                     connector: self.name.clone(),
                     source,
                 })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn roll_all(&mut self) -> Result<(), BoxError> {
+        let dirs: Vec<PathBuf> = self.open.keys().cloned().collect();
+        for dir in dirs {
+            self.roll(&dir)?;
         }
         Ok(())
     }
@@ -358,13 +428,23 @@ impl SinkWriter for FileWriter {
         })
     }
 
-    fn finish(&mut self) -> LocalBoxFuture<'_, Result<(), BoxError>> {
+    fn on_barrier(
+        &mut self,
+        _checkpoint: CheckpointId,
+    ) -> LocalBoxFuture<'_, Result<Option<String>, BoxError>> {
         Box::pin(async move {
-            let dirs: Vec<PathBuf> = self.open.keys().cloned().collect();
-            for dir in dirs {
-                self.roll(&dir)?;
+            self.roll_all()?;
+            if self.closed.is_empty() {
+                return Ok(None);
             }
-            Ok(())
+            let token = serde_json::to_string(&self.closed)?;
+            self.closed.clear();
+            Ok(Some(token))
         })
+    }
+
+    /// With checkpoints, input ends after a last barrier, so nothing is open any more.
+    fn finish(&mut self) -> LocalBoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async move { self.roll_all() })
     }
 }

@@ -10,7 +10,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,9 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use weir_engine::metrics::Counter;
-use weir_engine::source::{LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext};
+use weir_engine::source::{
+    LocalBoxFuture, Positions, SourceBatch, SourceFactory, SourceReader, SplitContext,
+};
 use weir_engine::BoxError;
 
 use super::{list_files, split_of, FileFormat};
@@ -114,6 +116,7 @@ impl SourceFactory for FileSource {
             current: None,
             listed: false,
             chunk: Vec::new(),
+            finished: Vec::new(),
         }))
     }
 }
@@ -146,17 +149,50 @@ pub struct FileReader {
     current: Option<OpenFile>,
     listed: bool,
     chunk: Vec<u8>,
+    /// Files read to the end.
+    finished: Vec<PathBuf>,
 }
 
+/// Stored position of a file read to the end.
+const DONE: &str = "done";
+
 impl FileReader {
-    /// The file being read and the byte offset and line (or row, for Parquet) reached.
-    pub fn position(&self) -> Option<(PathBuf, u64, u64)> {
+    /// Where reading stands, by file: `done`, `<byte offset> <line>` for line formats, or
+    /// `<rows>` for Parquet. Files not started yet are not listed.
+    pub fn file_positions(&self) -> Positions {
+        let mut positions: Positions = self
+            .finished
+            .iter()
+            .map(|p| (p.display().to_string(), DONE.to_string()))
+            .collect();
         match &self.current {
             Some(OpenFile::Lines {
                 path, line, offset, ..
-            }) => Some((path.clone(), *offset, *line)),
-            Some(OpenFile::Parquet { path, rows, .. }) => Some((path.clone(), 0, *rows)),
+            }) => positions.insert(path.display().to_string(), format!("{offset} {line}")),
+            Some(OpenFile::Parquet { path, rows, .. }) => {
+                positions.insert(path.display().to_string(), rows.to_string())
+            }
             None => None,
+        };
+        positions
+    }
+
+    /// The stored position of `path` when resuming.
+    fn restored(&self, path: &std::path::Path) -> Option<&str> {
+        let positions = self.split.restored.as_deref()?;
+        positions
+            .get(&path.display().to_string())
+            .map(String::as_str)
+    }
+
+    /// A stored position that is not one this reader writes.
+    fn bad_position(&self, path: &std::path::Path, position: &str) -> ConnectorError {
+        ConnectorError::Config {
+            connector: self.split.source_id.clone(),
+            message: format!(
+                "stored position '{position}' of file {} is not a file position",
+                path.display()
+            ),
         }
     }
 
@@ -181,7 +217,11 @@ impl FileReader {
             if split_of(&file, self.split.parallelism) == self.split.index
                 && self.seen.insert(file.clone())
             {
-                self.pending.push_back(file);
+                if self.restored(&file) == Some(DONE) {
+                    self.finished.push(file);
+                } else {
+                    self.pending.push_back(file);
+                }
             }
         }
         Ok(())
@@ -215,15 +255,20 @@ impl FileReader {
                 .iter()
                 .map(|f| f.name().as_str());
             let mask = ProjectionMask::columns(builder.parquet_schema(), names);
+            let skip = match self.restored(&path) {
+                Some(rows) => rows.parse().map_err(|_| self.bad_position(&path, rows))?,
+                None => 0,
+            };
             let reader = builder
                 .with_projection(mask)
+                .with_offset(skip)
                 .with_batch_size(self.config.batch_size)
                 .build()
                 .map_err(parquet_error)?;
             return Ok(OpenFile::Parquet {
                 path,
                 reader,
-                rows: 0,
+                rows: skip as u64,
             });
         }
         let mut reader = BufReader::new(file);
@@ -236,6 +281,15 @@ impl FileReader {
                     .map_err(|e| self.io(&path, e))? as u64;
                 line = 1;
             }
+        }
+        if let Some(position) = self.restored(&path) {
+            let parsed = position
+                .split_once(' ')
+                .and_then(|(o, l)| Some((o.parse::<u64>().ok()?, l.parse::<u64>().ok()?)));
+            (offset, line) = parsed.ok_or_else(|| self.bad_position(&path, position))?;
+            reader
+                .seek(SeekFrom::Start(offset))
+                .map_err(|e| self.io(&path, e))?;
         }
         Ok(OpenFile::Lines {
             path,
@@ -366,7 +420,13 @@ impl FileReader {
             match self.read()? {
                 Some(batch) if batch.num_rows() > 0 => return Ok(Some(batch)),
                 Some(_) => continue,
-                None => self.current = None,
+                None => {
+                    if let Some(OpenFile::Lines { path, .. } | OpenFile::Parquet { path, .. }) =
+                        self.current.take()
+                    {
+                        self.finished.push(path);
+                    }
+                }
             }
         }
     }
@@ -380,8 +440,7 @@ impl SourceReader for FileReader {
         })
     }
 
-    fn position(&self) -> Option<String> {
-        FileReader::position(self)
-            .map(|(path, offset, line)| format!("{}@{offset} (line {line})", path.display()))
+    fn positions(&self) -> Positions {
+        self.file_positions()
     }
 }

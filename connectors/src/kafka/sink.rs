@@ -247,8 +247,9 @@ impl SinkWriter for KafkaWriter {
     fn on_barrier(
         &mut self,
         _checkpoint: CheckpointId,
-    ) -> LocalBoxFuture<'_, Result<(), BoxError>> {
-        Box::pin(async move { self.flush() })
+    ) -> LocalBoxFuture<'_, Result<Option<String>, BoxError>> {
+        // At least once: everything before the barrier is acknowledged by the broker.
+        Box::pin(async move { self.flush().map(|()| None) })
     }
 
     fn finish(&mut self) -> LocalBoxFuture<'_, Result<(), BoxError>> {

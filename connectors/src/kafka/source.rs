@@ -28,7 +28,9 @@ use arrow::record_batch::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use weir_engine::source::{LocalBoxFuture, SourceBatch, SourceFactory, SourceReader, SplitContext};
+use weir_engine::source::{
+    LocalBoxFuture, Positions, SourceBatch, SourceFactory, SourceReader, SplitContext,
+};
 use weir_engine::BoxError;
 
 use super::{KafkaConnection, MessageFormat};
@@ -299,6 +301,9 @@ impl SourceFactory for KafkaSource {
                 })
                 .collect(),
             ready: VecDeque::new(),
+            chunk: Chunk::default(),
+            restored: split.restored.clone(),
+            returned: BTreeMap::new(),
         }))
     }
 }
@@ -329,8 +334,15 @@ pub struct KafkaReader {
     consumer: Option<BaseConsumer>,
     /// (topic index in `config.topics`, partition) -> progress.
     partitions: BTreeMap<(usize, i32), PartitionState>,
-    /// Decoded batches, one partition each, not yet returned.
-    ready: VecDeque<SourceBatch>,
+    /// Decoded batches, one partition each, not yet returned, with the next offsets of the
+    /// partitions they complete.
+    ready: VecDeque<(SourceBatch, Vec<((usize, i32), i64)>)>,
+    /// Messages polled but not decoded yet (kept here, not in the future: cancel-safety).
+    chunk: Chunk,
+    /// Offsets to resume from, when the job resumes.
+    restored: Option<Arc<Positions>>,
+    /// Next offset per partition after the batches returned so far: the stored position.
+    returned: BTreeMap<(usize, i32), i64>,
 }
 
 /// The rows of `batch` (decoded from the records of a chunk of `total` that are not in
@@ -372,6 +384,17 @@ struct Chunk {
     /// Headers of every message, when a `headers` column wants them.
     headers: Vec<Vec<(String, Option<Vec<u8>>)>>,
     empty: Vec<BadRecord>,
+    /// Next offset per partition after every message of the chunk (good, bad or skipped).
+    next: BTreeMap<(usize, i32), i64>,
+    /// When the first message arrived.
+    first_at: Option<std::time::Instant>,
+}
+
+impl Chunk {
+    /// Messages taken (decoded later or bad).
+    fn next_count(&self) -> usize {
+        self.offsets.len() + self.empty.len()
+    }
 }
 
 impl KafkaReader {
@@ -406,14 +429,22 @@ impl KafkaReader {
         let mut low = HashMap::new();
         for ((t, partition), state) in self.partitions.iter_mut() {
             let topic = &self.config.topics[*t];
-            let offset = match &self.config.startup {
-                StartupMode::Earliest => Offset::Beginning,
-                StartupMode::Latest => Offset::End,
-                StartupMode::GroupOffsets => Offset::Stored,
-                StartupMode::Specific(offsets) => offsets
-                    .get(partition)
-                    .map_or(Offset::Beginning, |o| Offset::Offset(*o)),
-                StartupMode::Timestamp(millis) => Offset::Offset(*millis),
+            let stored = self
+                .restored
+                .as_ref()
+                .and_then(|r| r.get(&format!("{topic}/{partition}")))
+                .and_then(|o| o.parse::<i64>().ok());
+            let offset = match (&self.config.startup, stored) {
+                (_, Some(offset)) => Offset::Offset(offset),
+                (startup, None) => match startup {
+                    StartupMode::Earliest => Offset::Beginning,
+                    StartupMode::Latest => Offset::End,
+                    StartupMode::GroupOffsets => Offset::Stored,
+                    StartupMode::Specific(offsets) => offsets
+                        .get(partition)
+                        .map_or(Offset::Beginning, |o| Offset::Offset(*o)),
+                    StartupMode::Timestamp(millis) => Offset::Offset(*millis),
+                },
             };
             assignment
                 .add_partition_offset(topic, *partition, offset)
@@ -467,7 +498,8 @@ impl KafkaReader {
             self.connect()?;
         }
         loop {
-            if let Some(batch) = self.ready.pop_front() {
+            if let Some((batch, completes)) = self.ready.pop_front() {
+                self.returned.extend(completes);
                 return Ok(Some(batch));
             }
             if self.finished() {
@@ -481,20 +513,20 @@ impl KafkaReader {
     /// Takes messages until a batch is full or, once it has some, until [`LINGER`] has passed.
     /// Waiting sleeps 1 ms at a time so the shard's other subtasks run meanwhile.
     async fn poll(&mut self) -> Result<Chunk, ConnectorError> {
-        let mut chunk = Chunk::default();
-        let mut count = 0;
-        let mut first_at = None;
-        while count < self.config.batch_size {
+        while self.chunk.next_count() < self.config.batch_size {
             let consumer = self.consumer.as_ref().expect("connected");
+            let chunk = &mut self.chunk;
             let Some(message) = consumer.poll(Duration::ZERO) else {
-                let lingered = first_at.is_some_and(|t: std::time::Instant| t.elapsed() >= LINGER);
+                let lingered = chunk
+                    .first_at
+                    .is_some_and(|t: std::time::Instant| t.elapsed() >= LINGER);
                 if lingered || self.finished() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
             };
-            first_at.get_or_insert_with(std::time::Instant::now);
+            chunk.first_at.get_or_insert_with(std::time::Instant::now);
             let message = message.map_err(|e| ConnectorError::Config {
                 connector: self.handler.source.clone(),
                 message: format!("reading from kafka: {e}"),
@@ -509,6 +541,7 @@ impl KafkaReader {
                 continue;
             }
             state.next = Some(offset + 1);
+            chunk.next.insert((t, partition), offset + 1);
             let key = match (&self.key_decoder, message.key()) {
                 (None, _) => Some(&[][..]),
                 (Some(_), Some(key)) if !key.iter().all(u8::is_ascii_whitespace) => Some(key),
@@ -550,18 +583,19 @@ impl KafkaReader {
                     raw: payload.unwrap_or_default().to_vec(),
                 }),
             }
-            count += 1;
             if self.finished() {
                 break;
             }
         }
-        Ok(chunk)
+        Ok(std::mem::take(&mut self.chunk))
     }
 
     /// Decodes a chunk into one batch per partition, queued in `ready`.
     fn decode(&mut self, chunk: Chunk) -> Result<(), ConnectorError> {
         self.handler.handle(chunk.empty)?;
+        let mut completes = chunk.next;
         if chunk.offsets.is_empty() {
+            self.returned.extend(completes);
             return Ok(());
         }
         let arrow = |source| ConnectorError::Arrow {
@@ -670,11 +704,26 @@ impl KafkaReader {
             } else {
                 take_record_batch(&batch, &UInt32Array::from(indices)).map_err(arrow)?
             };
-            self.ready.push_back(SourceBatch {
-                batch: part,
-                partition,
-            });
+            // Each batch completes its partition's offsets; the first also those of
+            // partitions whose messages of this chunk were all bad.
+            let (t, p) = ((partition >> 20) as usize, (partition & 0xF_FFFF) as i32);
+            let mut done: Vec<((usize, i32), i64)> = completes
+                .remove(&(t, p))
+                .map(|o| ((t, p), o))
+                .into_iter()
+                .collect();
+            if self.ready.is_empty() {
+                done.extend(std::mem::take(&mut completes));
+            }
+            self.ready.push_back((
+                SourceBatch {
+                    batch: part,
+                    partition,
+                },
+                done,
+            ));
         }
+        self.returned.extend(completes);
         Ok(())
     }
 }
@@ -691,17 +740,16 @@ impl SourceReader for KafkaReader {
             .collect()
     }
 
-    fn position(&self) -> Option<String> {
-        let parts: Vec<String> = self
-            .offsets()
-            .into_iter()
-            .map(|(t, p, o)| {
-                format!(
-                    "{t}/{p}@{}",
-                    o.map_or("start".to_string(), |o| o.to_string())
+    /// `topic/partition` -> the next offset after the rows returned so far.
+    fn positions(&self) -> Positions {
+        self.returned
+            .iter()
+            .map(|((t, p), offset)| {
+                (
+                    format!("{}/{p}", self.config.topics[*t]),
+                    offset.to_string(),
                 )
             })
-            .collect();
-        Some(parts.join(", "))
+            .collect()
     }
 }

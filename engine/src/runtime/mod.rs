@@ -14,12 +14,17 @@
 //!    Hence no hang: every shard thread returns once stop is raised.
 //! 5. [`JobHandle::join`] waits for every shard and reports the first error, or
 //!    [`EngineError::Cancelled`], or success with the job's metrics.
+//! 6. With checkpoints ([`RunOptions::checkpoint`]) a coordinator thread runs next to the
+//!    shards (see [`crate::checkpoint`]); a stop with a savepoint raises the stop signal only
+//!    after the savepoint is complete, and the job then ends successfully.
 
+mod durability;
 mod input;
 mod plan;
-mod task;
+pub(crate) mod task;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -27,6 +32,8 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::checkpoint::coordinator::{Coordinator, Event, JobControl, SourceControl};
+use crate::checkpoint::CheckpointConfig;
 use crate::error::{panic_message, EngineError};
 use crate::graph::Graph;
 use crate::message::CheckpointId;
@@ -44,6 +51,8 @@ pub struct RunOptions {
     pub channel_capacity: usize,
     /// Number of key groups (the maximum useful parallelism of keyed operators).
     pub key_groups: u16,
+    /// Checkpoints, recovery and savepoints; `None`: state lives in memory only.
+    pub checkpoint: Option<CheckpointConfig>,
 }
 
 impl Default for RunOptions {
@@ -52,6 +61,7 @@ impl Default for RunOptions {
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             channel_capacity: 16,
             key_groups: DEFAULT_KEY_GROUPS,
+            checkpoint: None,
         }
     }
 }
@@ -71,12 +81,19 @@ impl RunOptions {
         self.key_groups = key_groups.max(1);
         self
     }
+
+    pub fn checkpoint(mut self, config: CheckpointConfig) -> Self {
+        self.checkpoint = Some(config);
+        self
+    }
 }
 
 /// What a finished job reports.
 #[derive(Debug, Clone)]
 pub struct JobResult {
     pub metrics: Metrics,
+    /// Set when the job was stopped with a savepoint: where it is.
+    pub savepoint: Option<PathBuf>,
 }
 
 /// State shared by the shards of one job.
@@ -84,6 +101,7 @@ struct JobShared {
     error: Mutex<Option<EngineError>>,
     cancelled: AtomicBool,
     stop: watch::Sender<bool>,
+    savepoint: Mutex<Option<PathBuf>>,
 }
 
 impl JobShared {
@@ -95,6 +113,21 @@ impl JobShared {
         }
         drop(slot);
         self.stop.send_replace(true);
+    }
+}
+
+impl JobControl for Arc<JobShared> {
+    fn fail(&self, error: EngineError) {
+        JobShared::fail(self, error);
+    }
+
+    fn stop_after_savepoint(&self, path: PathBuf) {
+        *self.savepoint.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+        self.stop.send_replace(true);
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
     }
 }
 
@@ -120,6 +153,7 @@ pub struct JobHandle {
     shared: Arc<JobShared>,
     threads: Vec<JoinHandle<()>>,
     source_controls: Vec<mpsc::UnboundedSender<Control>>,
+    coordinator: Option<(JoinHandle<()>, std::sync::mpsc::Sender<Event>)>,
     metrics: Metrics,
 }
 
@@ -145,7 +179,34 @@ impl JobHandle {
         self.canceller().cancel();
     }
 
-    /// Asks every source split to inject `Barrier(checkpoint)` before its next batch.
+    /// Takes a savepoint into `path` (a directory that must not hold one yet) and waits for
+    /// it; with `stop`, the job then stops and [`JobHandle::join`] reports the savepoint.
+    pub fn savepoint(&self, path: impl Into<PathBuf>, stop: bool) -> Result<PathBuf, EngineError> {
+        let Some((_, events)) = &self.coordinator else {
+            return Err(EngineError::Checkpoint(
+                "savepoints need a job with checkpoints (a state directory)".into(),
+            ));
+        };
+        let (reply, answer) = std::sync::mpsc::channel();
+        let request = Event::Savepoint {
+            path: path.into(),
+            stop,
+            reply,
+        };
+        let gone = || EngineError::Checkpoint("the job ended before the savepoint".into());
+        events.send(request).map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?
+    }
+
+    /// A handle that can request a savepoint from another thread (a signal handler).
+    pub fn savepoint_requester(&self) -> Option<SavepointRequester> {
+        self.coordinator
+            .as_ref()
+            .map(|(_, events)| SavepointRequester(events.clone()))
+    }
+
+    /// Without checkpoints: asks every source split to inject `Barrier(checkpoint)` before
+    /// its next batch (with checkpoints the coordinator does this).
     pub fn inject_barrier(&self, checkpoint: CheckpointId) {
         for control in &self.source_controls {
             // A split that has already ended no longer needs barriers.
@@ -156,7 +217,11 @@ impl JobHandle {
     /// Waits for the job to end.
     pub fn join(self) -> Result<JobResult, EngineError> {
         drop(self.source_controls);
-        for thread in self.threads {
+        let coordinator = self.coordinator.map(|(thread, events)| {
+            drop(events);
+            thread
+        });
+        for thread in self.threads.into_iter().chain(coordinator) {
             if let Err(payload) = thread.join() {
                 self.shared.fail(EngineError::Shard {
                     shard: usize::MAX,
@@ -170,11 +235,22 @@ impl JobHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        let savepoint = self
+            .shared
+            .savepoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         match error {
             Some(error) => Err(error),
+            None if savepoint.is_some() => Ok(JobResult {
+                metrics: self.metrics,
+                savepoint,
+            }),
             None if self.shared.cancelled.load(Ordering::SeqCst) => Err(EngineError::Cancelled),
             None => Ok(JobResult {
                 metrics: self.metrics,
+                savepoint: None,
             }),
         }
     }
@@ -184,13 +260,35 @@ impl JobHandle {
 pub fn start(graph: &Graph, options: RunOptions) -> Result<JobHandle, EngineError> {
     let info = graph.validate(options.shards)?;
     let metrics = Metrics::default();
-    let plan = plan::build(graph, &info, &options, &metrics)?;
+    let shards = options.shards.max(1);
+    let mut durability = match &options.checkpoint {
+        Some(config) => Some(durability::prepare(
+            graph,
+            &info,
+            config,
+            shards,
+            options.key_groups,
+        )?),
+        None => None,
+    };
+    let mut plan = plan::build(graph, &info, &options, &metrics, durability.as_ref())?;
     let (stop, _) = watch::channel(false);
     let shared = Arc::new(JobShared {
         error: Mutex::new(None),
         cancelled: AtomicBool::new(false),
         stop,
+        savepoint: Mutex::new(None),
     });
+    let coordinator = match durability.as_mut() {
+        Some(durability) => Some(start_coordinator(
+            graph, durability, &mut plan, &options, &shared,
+        )?),
+        None => None,
+    };
+    let source_controls = std::mem::take(&mut plan.source_controls)
+        .into_iter()
+        .map(|(_, control)| control)
+        .collect();
     let mut threads = Vec::new();
     for (shard, subtasks) in plan.shards.into_iter().enumerate() {
         let shared_for_thread = Arc::clone(&shared);
@@ -212,9 +310,97 @@ pub fn start(graph: &Graph, options: RunOptions) -> Result<JobHandle, EngineErro
     Ok(JobHandle {
         shared,
         threads,
-        source_controls: plan.source_controls,
+        source_controls,
+        coordinator,
         metrics,
     })
+}
+
+/// Starts the checkpoint coordinator thread; it takes over the sources' control channels.
+fn start_coordinator(
+    graph: &Graph,
+    durability: &mut durability::Durability,
+    plan: &mut plan::PhysicalPlan,
+    options: &RunOptions,
+    shared: &Arc<JobShared>,
+) -> Result<(JoinHandle<()>, std::sync::mpsc::Sender<Event>), EngineError> {
+    let sinks = graph
+        .nodes
+        .iter()
+        .filter_map(|node| match &node.kind {
+            crate::graph::NodeKind::Sink(factory) => Some((node.name.clone(), Arc::clone(factory))),
+            _ => None,
+        })
+        .collect();
+    let resume = durability.resume.as_ref();
+    let coordinator = Coordinator {
+        config: durability.config.clone(),
+        stores: durability.stores.clone(),
+        sources: std::mem::take(&mut plan.source_controls)
+            .into_iter()
+            .map(|(task, control)| SourceControl { task, control })
+            .collect(),
+        sinks,
+        operators: durability.fingerprints.clone(),
+        key_groups: options.key_groups,
+        tasks: plan.tasks,
+        next_id: resume
+            .map_or(1, |r| r.manifest.checkpoint + 1)
+            .max(next_checkpoint_id(&durability.config)),
+        restored_sources: resume
+            .map(|r| r.manifest.sources.clone())
+            .unwrap_or_default(),
+    };
+    let events = durability
+        .receiver
+        .take()
+        .ok_or_else(|| EngineError::Checkpoint("coordinator already started".into()))?;
+    let job = Arc::clone(shared);
+    let thread = std::thread::Builder::new()
+        .name("weir-checkpoints".into())
+        .spawn(move || coordinator.run(events, &job))
+        .map_err(|e| EngineError::Checkpoint(format!("cannot start the coordinator: {e}")))?;
+    Ok((thread, durability.events.clone()))
+}
+
+/// One past the highest checkpoint number in the state directory, so a new checkpoint never
+/// reuses the directory of an old (possibly incomplete) one.
+fn next_checkpoint_id(config: &CheckpointConfig) -> u64 {
+    crate::checkpoint::checkpoint_dirs(&config.checkpoints_dir())
+        .last()
+        .and_then(|d| {
+            d.file_name()?
+                .to_str()?
+                .strip_prefix("chk-")?
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(1, |id| id + 1)
+}
+
+/// Requests a savepoint from any thread; see [`JobHandle::savepoint`].
+#[derive(Clone)]
+pub struct SavepointRequester(std::sync::mpsc::Sender<Event>);
+
+impl std::fmt::Debug for SavepointRequester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SavepointRequester")
+    }
+}
+
+impl SavepointRequester {
+    /// Asks for a savepoint into `path` followed by a stop, without waiting. Returns false
+    /// when the job has already ended.
+    pub fn stop_with_savepoint(&self, path: impl Into<PathBuf>) -> bool {
+        let (reply, _) = std::sync::mpsc::channel();
+        self.0
+            .send(Event::Savepoint {
+                path: path.into(),
+                stop: true,
+                reply,
+            })
+            .is_ok()
+    }
 }
 
 /// Runs `graph` to completion.

@@ -9,6 +9,9 @@
 //!    for a forward edge).
 //! 4. Every edge that leaves a chain becomes one router per upstream subtask, holding senders
 //!    to the downstream subtasks with their input numbers.
+//! 5. With checkpoints, each operator subtask stores its state in its shard's RocksDB store
+//!    and, when resuming, starts from the state of its key groups; each source split gets the
+//!    stored positions; each subtask reports to the coordinator under a task number.
 
 use std::sync::Arc;
 
@@ -20,20 +23,24 @@ use crate::metrics::{names, Metrics};
 use crate::operator::SubtaskContext;
 use crate::partition::{KeyGroupRange, KeyHasher};
 use crate::source::SplitContext;
-use crate::state::InMemoryStateBackend;
+use crate::state::{InMemoryStateBackend, OperatorState, StateBackend};
 use crate::time::WatermarkGenerator;
 
+use super::durability::Durability;
 use super::input::InputGate;
 use super::task::{
-    Chain, Control, Inbox, OperatorSlot, Outbox, OutputChannel, Router, SubtaskRunner, Tail,
-    TaskInput,
+    Chain, Control, Inbox, OperatorSlot, Outbox, OutputChannel, Reporter, Router, SubtaskRunner,
+    Tail, TaskInput,
 };
 use super::RunOptions;
 
 /// Subtasks grouped by shard, and the control senders of every source subtask.
 pub(crate) struct PhysicalPlan {
     pub(crate) shards: Vec<Vec<SubtaskRunner>>,
-    pub(crate) source_controls: Vec<mpsc::UnboundedSender<Control>>,
+    /// (task number, control sender) of every source split.
+    pub(crate) source_controls: Vec<(usize, mpsc::UnboundedSender<Control>)>,
+    /// Number of subtasks (tasks are numbered `0..tasks`).
+    pub(crate) tasks: usize,
 }
 
 /// The nodes of each chain, in order.
@@ -81,6 +88,7 @@ pub(crate) fn build(
     info: &GraphInfo,
     options: &RunOptions,
     metrics: &Metrics,
+    durability: Option<&Durability>,
 ) -> Result<PhysicalPlan, EngineError> {
     let chains = chains(graph, info);
     let head_of_chain = |node: NodeId| chains.iter().position(|c| c[0] == node);
@@ -169,6 +177,7 @@ pub(crate) fn build(
     let mut plan = PhysicalPlan {
         shards: (0..shards).map(|_| Vec::new()).collect(),
         source_controls: Vec::new(),
+        tasks: 0,
     };
     for chain in &chains {
         let head = chain[0];
@@ -176,6 +185,8 @@ pub(crate) fn build(
         let parallelism = info.parallelism[head.0];
         let mut inboxes = std::mem::take(&mut receivers[head.0]).into_iter();
         for subtask in 0..parallelism {
+            let task = plan.tasks;
+            plan.tasks += 1;
             let context = |node: NodeId| SubtaskContext {
                 operator_id: graph.nodes[node.0].name.clone(),
                 index: subtask,
@@ -184,6 +195,7 @@ pub(crate) fn build(
                 max_key_groups: options.key_groups,
                 input_schema: Arc::clone(&info.input_schemas[node.0]),
                 late_output_connected: graph.outputs(node).any(|e| e.port == OutputPort::Late),
+                checkpointing: durability.is_some(),
                 metrics: metrics.clone(),
             };
             let fail =
@@ -197,10 +209,12 @@ pub(crate) fn build(
                             parallelism,
                             source_id: graph.nodes[head.0].name.clone(),
                             metrics: metrics.clone(),
+                            restored: durability
+                                .and_then(|d| d.restored_positions(&graph.nodes[head.0].name)),
                         })
                         .map_err(|e| fail(head, e))?;
                     let (tx, control) = mpsc::unbounded_channel();
-                    plan.source_controls.push(tx);
+                    plan.source_controls.push((task, tx));
                     TaskInput::Source {
                         name: graph.nodes[head.0].name.clone(),
                         reader,
@@ -225,7 +239,25 @@ pub(crate) fn build(
                     NodeKind::Source { .. } => {}
                     NodeKind::Operator(factory) => {
                         let ctx = context(node);
-                        let operator = factory.create(&ctx).map_err(|e| fail(node, e))?;
+                        let mut operator = factory.create(&ctx).map_err(|e| fail(node, e))?;
+                        let state: Box<dyn StateBackend> = match durability {
+                            Some(durability) => {
+                                if let Some(mut restored) =
+                                    durability.restored_state(&ctx.operator_id, ctx.key_groups)?
+                                {
+                                    let view = OperatorState::new(
+                                        &mut restored,
+                                        &ctx.operator_id,
+                                        ctx.key_groups,
+                                    );
+                                    operator.restore_state(&view).map_err(|e| fail(node, e))?;
+                                }
+                                Box::new(
+                                    durability.store(subtask % shards).backend(&ctx.operator_id),
+                                )
+                            }
+                            None => Box::new(InMemoryStateBackend::new()),
+                        };
                         let late_routers = edges_from(node, OutputPort::Late)
                             .into_iter()
                             .map(|e| routers_for(e, subtask))
@@ -234,7 +266,7 @@ pub(crate) fn build(
                             name: ctx.operator_id.clone(),
                             operator,
                             late_routers,
-                            state: InMemoryStateBackend::new(),
+                            state,
                             key_groups: ctx.key_groups,
                             rows_in: metrics.counter(&ctx.operator_id, names::ROWS_IN),
                         });
@@ -272,6 +304,12 @@ pub(crate) fn build(
                     subtask,
                     operators,
                     tail,
+                    reporter: durability.map(|d| Reporter {
+                        task,
+                        events: d.events.clone(),
+                    }),
+                    source_positions: None,
+                    sink_token: None,
                 },
             });
         }

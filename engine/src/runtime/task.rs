@@ -11,14 +11,15 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::checkpoint::coordinator::Event;
 use crate::error::{panic_message, BoxError, EngineError};
 use crate::message::{CheckpointId, Message, Watermark};
 use crate::metrics::Counter;
 use crate::operator::{Operator, Output};
 use crate::partition::{partition_by_key, KeyGroupRange, KeyHasher};
 use crate::sink::SinkWriter;
-use crate::source::{SourceBatch, SourceReader};
-use crate::state::{InMemoryStateBackend, OperatorState};
+use crate::source::{Positions, SourceBatch, SourceReader};
+use crate::state::{OperatorState, StateBackend};
 use crate::time::WatermarkGenerator;
 
 use super::input::InputGate;
@@ -135,7 +136,9 @@ pub(crate) struct OperatorSlot {
     pub(crate) name: String,
     pub(crate) operator: Box<dyn Operator>,
     pub(crate) late_routers: Vec<Router>,
-    pub(crate) state: InMemoryStateBackend,
+    /// Where the operator's state goes at a barrier: the shard's RocksDB store when the job
+    /// checkpoints, memory otherwise.
+    pub(crate) state: Box<dyn StateBackend>,
     pub(crate) key_groups: KeyGroupRange,
     pub(crate) rows_in: Counter,
 }
@@ -165,7 +168,8 @@ impl OperatorSlot {
                 guarded(&self.name, subtask, || operator.on_watermark(t, &mut out))?
             }
             Message::Barrier(_) => {
-                let mut state = OperatorState::new(&mut self.state, &self.name, self.key_groups);
+                let mut state =
+                    OperatorState::new(self.state.as_mut(), &self.name, self.key_groups);
                 guarded(&self.name, subtask, || operator.snapshot_state(&mut state))?
             }
             Message::Watermark(Watermark::Idle) | Message::EndOfStream => Ok(()),
@@ -205,17 +209,41 @@ pub(crate) enum Tail {
     },
 }
 
+/// How a subtask reports to the checkpoint coordinator.
+#[derive(Clone)]
+pub(crate) struct Reporter {
+    pub(crate) task: usize,
+    pub(crate) events: std::sync::mpsc::Sender<Event>,
+}
+
+impl Reporter {
+    pub(crate) fn send(&self, event: Event) {
+        // The coordinator is gone only when the job is stopping.
+        let _ = self.events.send(event);
+    }
+}
+
 /// The fused operators of one subtask and their tail.
 pub(crate) struct Chain {
     pub(crate) subtask: usize,
     pub(crate) operators: Vec<OperatorSlot>,
     pub(crate) tail: Tail,
+    /// Set when the job checkpoints.
+    pub(crate) reporter: Option<Reporter>,
+    /// A source's positions at the barrier being pushed: (source name, positions).
+    pub(crate) source_positions: Option<(String, Positions)>,
+    /// The sink's commit token from the barrier being pushed.
+    pub(crate) sink_token: Option<String>,
 }
 
 impl Chain {
     /// Pushes one message through every operator and out of the tail.
     async fn push(&mut self, message: Message) -> Result<(), PushError> {
         let subtask = self.subtask;
+        let barrier = match &message {
+            Message::Barrier(id) => Some(*id),
+            _ => None,
+        };
         let mut current = vec![message];
         let mut late = Vec::new();
         for slot in &mut self.operators {
@@ -232,7 +260,28 @@ impl Chain {
         for message in current {
             self.deliver(message).await?;
         }
+        if let Some(id) = barrier {
+            self.acknowledge(id);
+        }
         Ok(())
+    }
+
+    /// The barrier has passed the whole chain: operators' state is stored, the sink has
+    /// pre-committed.
+    fn acknowledge(&mut self, id: CheckpointId) {
+        let Some(reporter) = &self.reporter else {
+            return;
+        };
+        let sink = match &self.tail {
+            Tail::Sink { name, .. } => Some((name.clone(), self.sink_token.take())),
+            Tail::Routers { .. } => None,
+        };
+        reporter.send(Event::Ack {
+            task: reporter.task,
+            checkpoint: id.0,
+            source: self.source_positions.take(),
+            sink,
+        });
     }
 
     async fn deliver(&mut self, message: Message) -> Result<(), PushError> {
@@ -253,7 +302,9 @@ impl Chain {
                         writer.on_watermark(w);
                         Ok(())
                     }
-                    Message::Barrier(id) => writer.on_barrier(id).await,
+                    Message::Barrier(id) => writer.on_barrier(id).await.map(|token| {
+                        self.sink_token = token;
+                    }),
                     Message::EndOfStream => writer.finish().await,
                 };
                 result.map_err(|e| PushError::Failed(EngineError::operator(name, subtask, e)))
@@ -300,11 +351,22 @@ impl SubtaskRunner {
             } => run_source(&name, reader, watermarks, idle_timeout, control, &mut chain).await,
             TaskInput::Channel { rx, gate } => run_channel(rx, gate, &mut chain).await,
         };
+        if let Some(reporter) = &chain.reporter {
+            reporter.send(Event::Finished {
+                task: reporter.task,
+            });
+        }
         match result {
             Ok(()) | Err(PushError::DownstreamGone) => Ok(()),
             Err(PushError::Failed(e)) => Err(e),
         }
     }
+}
+
+/// What woke a source subtask up.
+enum Step {
+    Barrier(CheckpointId),
+    Read(Result<Option<SourceBatch>, BoxError>),
 }
 
 /// Reads a split until it ends, stamping watermarks and injecting barriers on request.
@@ -325,7 +387,7 @@ async fn run_source(
         generator.declare_partitions(&reader.partitions());
     }
     loop {
-        let next = {
+        let step = {
             let read = reader.next_batch();
             tokio::pin!(read);
             let idle = tokio::time::sleep(idle_after);
@@ -335,16 +397,25 @@ async fn run_source(
                 tokio::select! {
                     biased;
                     command = control.recv(), if control_open => match command {
-                        Some(Control::Barrier(id)) => chain.push(Message::Barrier(id)).await?,
+                        // Readers are cancel-safe: the pending read is dropped and started again.
+                        Some(Control::Barrier(id)) => break Step::Barrier(id),
                         None => control_open = false,
                     },
-                    result = &mut read => break result,
+                    result = &mut read => break Step::Read(result),
                     () = &mut idle, if !marked_idle => {
                         marked_idle = true;
                         chain.push(Message::Watermark(Watermark::Idle)).await?;
                     }
                 }
             }
+        };
+        let next = match step {
+            Step::Barrier(id) => {
+                chain.source_positions = Some((name.to_string(), reader.positions()));
+                chain.push(Message::Barrier(id)).await?;
+                continue;
+            }
+            Step::Read(next) => next,
         };
         let Some(SourceBatch { batch, partition }) = next.map_err(fail)? else {
             break;
@@ -361,6 +432,17 @@ async fn run_source(
         }
     }
     chain.push(Message::Watermark(Watermark::MAX)).await?;
+    // With checkpoints, a last barrier after all input lets sinks commit everything (and
+    // stores the final positions) before the split ends.
+    if let Some(reporter) = chain.reporter.clone() {
+        reporter.send(Event::SourceDone {
+            task: reporter.task,
+        });
+        if let Some(Control::Barrier(id)) = control.recv().await {
+            chain.source_positions = Some((name.to_string(), reader.positions()));
+            chain.push(Message::Barrier(id)).await?;
+        }
+    }
     chain.push(Message::EndOfStream).await
 }
 

@@ -1,0 +1,232 @@
+//! Checkpoints and savepoints: configuration, the manifest, and the layout on disk.
+//!
+//! ```text
+//! <state-dir>/live/shard-<k>/                 the live RocksDB store of shard k
+//! <state-dir>/checkpoints/chk-<n>/shard-<k>/  RocksDB checkpoint of shard k (hard links)
+//! <state-dir>/checkpoints/chk-<n>/MANIFEST.json
+//! <savepoint>/shard-<k>/, <savepoint>/MANIFEST.json
+//! ```
+//!
+//! A checkpoint exists only once its manifest does: the manifest is written last, to a
+//! temporary name, synced and renamed into place. A directory without a readable manifest
+//! (a crash while it was written) is ignored on recovery and removed by retention.
+//! See `docs/architecture.md` ("Checkpoints") for the protocol.
+
+pub(crate) mod coordinator;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+
+/// File name of a checkpoint's manifest.
+pub const MANIFEST: &str = "MANIFEST.json";
+/// Version of the manifest format.
+const MANIFEST_FORMAT: u32 = 1;
+
+/// How a job checkpoints and where it resumes from.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    /// Live stores and checkpoints go here.
+    pub state_dir: PathBuf,
+    /// Time between checkpoints (`execution.checkpointing.interval`); `None`: only a final
+    /// checkpoint when bounded input ends, and savepoints on request.
+    pub interval: Option<Duration>,
+    /// Completed checkpoints kept (`state.checkpoints.num-retained`).
+    pub retained: usize,
+    /// Resume from this checkpoint or savepoint directory instead of the latest checkpoint
+    /// in `state_dir`.
+    pub from_savepoint: Option<PathBuf>,
+}
+
+impl CheckpointConfig {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        CheckpointConfig {
+            state_dir: state_dir.into(),
+            interval: None,
+            retained: 2,
+            from_savepoint: None,
+        }
+    }
+
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = Some(interval);
+        self
+    }
+
+    pub fn from_savepoint(mut self, path: impl Into<PathBuf>) -> Self {
+        self.from_savepoint = Some(path.into());
+        self
+    }
+
+    pub fn retained(mut self, retained: usize) -> Self {
+        self.retained = retained.max(1);
+        self
+    }
+
+    pub(crate) fn live_dir(&self, shard: usize) -> PathBuf {
+        self.state_dir.join("live").join(format!("shard-{shard}"))
+    }
+
+    pub(crate) fn checkpoints_dir(&self) -> PathBuf {
+        self.state_dir.join("checkpoints")
+    }
+
+    pub(crate) fn checkpoint_dir(&self, id: u64) -> PathBuf {
+        self.checkpoints_dir().join(format!("chk-{id:010}"))
+    }
+
+    /// The checkpoint or savepoint to resume from, if any: the explicit savepoint, else the
+    /// newest checkpoint in the state directory whose manifest is complete.
+    pub fn resume_point(&self) -> Result<Option<(PathBuf, Manifest)>, EngineError> {
+        if let Some(path) = &self.from_savepoint {
+            return Manifest::read(path).map(|m| Some((path.clone(), m)));
+        }
+        for dir in checkpoint_dirs(&self.checkpoints_dir()).into_iter().rev() {
+            match Manifest::read(&dir) {
+                Ok(manifest) => return Ok(Some((dir, manifest))),
+                Err(error) => tracing::warn!(%error, "ignoring incomplete checkpoint"),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The `chk-*` directories under `dir`, oldest first.
+pub(crate) fn checkpoint_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("chk-"))
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// What a completed checkpoint holds besides the shards' stores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub checkpoint: u64,
+    /// Taken on request and never removed by retention.
+    pub savepoint: bool,
+    pub created_unix_ms: u64,
+    /// Number of `shard-<k>` stores in the checkpoint.
+    pub shards: usize,
+    pub key_groups: u16,
+    /// Stateful operator name -> fingerprint of its logic and input schema. Resuming checks
+    /// that each one still exists with the same fingerprint.
+    pub operators: BTreeMap<String, String>,
+    /// Source name -> partition (file, topic/partition, generator stream) -> position.
+    pub sources: BTreeMap<String, BTreeMap<String, String>>,
+    /// Sink name -> commit tokens the sink must commit when this checkpoint completes.
+    pub sinks: BTreeMap<String, Vec<String>>,
+    /// Lowest watermark among sources at the barrier (informational), ms since the epoch.
+    pub source_watermark: Option<i64>,
+}
+
+impl Manifest {
+    pub(crate) fn new(checkpoint: u64, savepoint: bool, shards: usize, key_groups: u16) -> Self {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            checkpoint,
+            savepoint,
+            created_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            shards,
+            key_groups,
+            operators: BTreeMap::new(),
+            sources: BTreeMap::new(),
+            sinks: BTreeMap::new(),
+            source_watermark: None,
+        }
+    }
+
+    /// Reads the manifest of the checkpoint or savepoint in `dir`.
+    pub fn read(dir: &Path) -> Result<Self, EngineError> {
+        let fail = |reason: String| EngineError::Restore {
+            path: dir.display().to_string(),
+            reason,
+        };
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            fail(format!(
+                "no complete checkpoint here ({}: {e})",
+                path.display()
+            ))
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| fail(format!("{} is torn or not a manifest: {e}", path.display())))?;
+        if manifest.format != MANIFEST_FORMAT {
+            return Err(fail(format!(
+                "manifest format {} is not supported (this build reads {MANIFEST_FORMAT})",
+                manifest.format
+            )));
+        }
+        Ok(manifest)
+    }
+
+    /// Writes the manifest into `dir` atomically: temporary file, fsync, rename, fsync of
+    /// the directory.
+    pub(crate) fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        let temporary = dir.join(format!("{MANIFEST}.tmp"));
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(&text)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temporary, dir.join(MANIFEST))?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    /// The directory of shard `shard`'s store inside the checkpoint in `dir`.
+    pub fn shard_dir(dir: &Path, shard: usize) -> PathBuf {
+        dir.join(format!("shard-{shard}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_complete_checkpoint_wins_and_torn_ones_are_ignored() {
+        let dir = std::env::temp_dir().join(format!("weir-manifest-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = CheckpointConfig::new(&dir);
+        for id in [1, 2, 3] {
+            std::fs::create_dir_all(config.checkpoint_dir(id)).unwrap();
+        }
+        Manifest::new(1, false, 2, 128)
+            .write(&config.checkpoint_dir(1))
+            .unwrap();
+        Manifest::new(2, false, 2, 128)
+            .write(&config.checkpoint_dir(2))
+            .unwrap();
+        // 3 was torn: half a manifest.
+        std::fs::write(
+            config.checkpoint_dir(3).join(MANIFEST),
+            "{\"format\": 1, \"check",
+        )
+        .unwrap();
+        let (path, manifest) = config.resume_point().unwrap().unwrap();
+        assert_eq!(manifest.checkpoint, 2);
+        assert_eq!(path, config.checkpoint_dir(2));
+        let missing = CheckpointConfig::new(&dir).from_savepoint(dir.join("nope"));
+        let error = missing.resume_point().unwrap_err().to_string();
+        assert!(error.contains("no complete checkpoint"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,223 @@
+//! Setting up a job that checkpoints: the shards' stores, and resuming from a checkpoint or
+//! savepoint (compatibility check, sink recovery, operator state and source positions).
+//!
+//! Resuming, in order:
+//! 1. find the checkpoint: `--from-savepoint`, else the newest complete checkpoint in the
+//!    state directory (an incomplete one, without a readable manifest, is skipped);
+//! 2. check that it fits the job: same number of key groups, and every operator that has
+//!    state in it still exists with the same logic and input (its fingerprint);
+//! 3. sinks commit the checkpoint's tokens again (idempotent) and then discard anything
+//!    staged after it;
+//! 4. each operator subtask reads its key groups from every old shard's store (so the shard
+//!    count may differ), each source split gets the stored positions.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use crate::checkpoint::coordinator::Event;
+use crate::checkpoint::store::{ShardStore, SnapshotReader};
+use crate::checkpoint::{CheckpointConfig, Manifest};
+use crate::error::EngineError;
+use crate::graph::{column_list, Graph, GraphInfo, NodeKind};
+use crate::partition::KeyGroupRange;
+use crate::source::Positions;
+use crate::state::{InMemoryStateBackend, StateBackend};
+
+/// The checkpoint or savepoint a job resumes from.
+pub(crate) struct Resume {
+    pub(crate) path: PathBuf,
+    pub(crate) manifest: Manifest,
+    readers: Vec<SnapshotReader>,
+}
+
+/// Everything a checkpointing job needs besides its plan.
+pub(crate) struct Durability {
+    pub(crate) config: CheckpointConfig,
+    pub(crate) stores: Vec<Arc<ShardStore>>,
+    pub(crate) resume: Option<Resume>,
+    /// Operator name -> fingerprint.
+    pub(crate) fingerprints: BTreeMap<String, String>,
+    pub(crate) events: Sender<Event>,
+    pub(crate) receiver: Option<Receiver<Event>>,
+}
+
+impl Durability {
+    pub(crate) fn store(&self, shard: usize) -> &Arc<ShardStore> {
+        &self.stores[shard % self.stores.len()]
+    }
+
+    pub(crate) fn restored_positions(&self, source: &str) -> Option<Arc<Positions>> {
+        let resume = self.resume.as_ref()?;
+        Some(Arc::new(
+            resume
+                .manifest
+                .sources
+                .get(source)
+                .cloned()
+                .unwrap_or_default(),
+        ))
+    }
+
+    /// The stored state of `operator` in `range`, gathered from every old shard; `None` when
+    /// not resuming.
+    pub(crate) fn restored_state(
+        &self,
+        operator: &str,
+        range: KeyGroupRange,
+    ) -> Result<Option<InMemoryStateBackend>, EngineError> {
+        let Some(resume) = &self.resume else {
+            return Ok(None);
+        };
+        let fail = |e: crate::state::StateError| resume.error(e.to_string());
+        let mut state = InMemoryStateBackend::new();
+        for reader in &resume.readers {
+            for table in reader.tables(operator).map_err(fail)? {
+                for entry in reader.scan(operator, &table, range).map_err(fail)? {
+                    state
+                        .put(&table, entry.group, &entry.key, entry.value)
+                        .map_err(fail)?;
+                }
+            }
+        }
+        Ok(Some(state))
+    }
+}
+
+impl Resume {
+    fn error(&self, reason: String) -> EngineError {
+        EngineError::Restore {
+            path: self.path.display().to_string(),
+            reason,
+        }
+    }
+}
+
+/// What identifies an operator's state layout: its logic and its input columns.
+pub(crate) fn fingerprints(graph: &Graph, info: &GraphInfo) -> BTreeMap<String, String> {
+    graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, node)| match &node.kind {
+            NodeKind::Operator(factory) => Some((
+                node.name.clone(),
+                format!(
+                    "{} over ({})",
+                    factory.describe(),
+                    column_list(&info.input_schemas[i])
+                ),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Opens the stores and, when there is a checkpoint to resume from, checks it and recovers
+/// the sinks (steps 1-3 of the module doc).
+pub(crate) fn prepare(
+    graph: &Graph,
+    info: &GraphInfo,
+    config: &CheckpointConfig,
+    shards: usize,
+    key_groups: u16,
+) -> Result<Durability, EngineError> {
+    let fingerprints = fingerprints(graph, info);
+    let resume = match config.resume_point()? {
+        Some((path, manifest)) => {
+            let mut readers = Vec::new();
+            for shard in 0..manifest.shards {
+                let dir = Manifest::shard_dir(&path, shard);
+                readers.push(
+                    SnapshotReader::open(&dir).map_err(|e| EngineError::Restore {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?,
+                );
+            }
+            let resume = Resume {
+                path,
+                manifest,
+                readers,
+            };
+            check_compatible(&resume, &fingerprints, key_groups)?;
+            tracing::info!(
+                checkpoint = resume.manifest.checkpoint,
+                path = %resume.path.display(),
+                shards_before = resume.manifest.shards,
+                shards_now = shards,
+                "resuming"
+            );
+            Some(resume)
+        }
+        None => None,
+    };
+    for node in &graph.nodes {
+        if let NodeKind::Sink(factory) = &node.kind {
+            let fail = |e: crate::error::BoxError| {
+                EngineError::Checkpoint(format!("sink '{}' could not recover: {e}", node.name))
+            };
+            if let Some(tokens) = resume
+                .as_ref()
+                .and_then(|r| r.manifest.sinks.get(&node.name))
+            {
+                factory.commit(tokens).map_err(fail)?;
+            }
+            factory.abort_uncommitted().map_err(fail)?;
+        }
+    }
+    let operators: Vec<String> = fingerprints.keys().cloned().collect();
+    let stores = (0..shards)
+        .map(|shard| {
+            ShardStore::create(&config.live_dir(shard), &operators)
+                .map_err(|e| EngineError::Checkpoint(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (events, receiver) = std::sync::mpsc::channel();
+    Ok(Durability {
+        config: config.clone(),
+        stores,
+        resume,
+        fingerprints,
+        events,
+        receiver: Some(receiver),
+    })
+}
+
+fn check_compatible(
+    resume: &Resume,
+    fingerprints: &BTreeMap<String, String>,
+    key_groups: u16,
+) -> Result<(), EngineError> {
+    if resume.manifest.key_groups != key_groups {
+        return Err(resume.error(format!(
+            "it was taken with {} key groups, the job now has {key_groups}",
+            resume.manifest.key_groups
+        )));
+    }
+    for (operator, before) in &resume.manifest.operators {
+        let has_state = resume
+            .readers
+            .iter()
+            .any(|r| r.tables(operator).is_ok_and(|t| !t.is_empty()));
+        if !has_state {
+            continue;
+        }
+        match fingerprints.get(operator) {
+            None => {
+                return Err(resume.error(format!(
+                    "operator '{operator}' has state in it but is not in the job any more"
+                )))
+            }
+            Some(now) if now != before => {
+                return Err(resume.error(format!(
+                    "the state of operator '{operator}' no longer fits: it was `{before}`, \
+                     it is now `{now}`"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
