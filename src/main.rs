@@ -3,13 +3,19 @@
 //! `weir demo` runs the built-in "hot items" pipeline (bids from the embedded generator,
 //! counted per auction in hopping windows) and prints its results. SQL subcommands
 //! (`run`, `explain`) arrive with the SQL front end.
-//! Ctrl-C stops a running job cleanly and exits with code 130.
+//! Ctrl-C (or SIGTERM) stops a running job cleanly and exits with code 130; with
+//! `--savepoint-dir` it first takes a savepoint there and exits 0 (a second Ctrl-C cancels).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use weir::connectors::filesystem::sink::{FileSink, FileSinkConfig};
+use weir::connectors::filesystem::FileFormat;
+use weir::engine::checkpoint::CheckpointConfig;
 use weir::engine::EngineError;
 use weir::prelude::*;
 
@@ -37,10 +43,96 @@ enum Command {
         /// Bids per second (default: as fast as possible).
         #[arg(long)]
         rate: Option<u64>,
+        /// Write the results as CSV part files into this directory instead of printing them.
+        #[arg(long)]
+        output: Option<PathBuf>,
         /// Print the dataflow graph instead of running it.
         #[arg(long)]
         explain: bool,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
     },
+}
+
+/// Checkpoint, recovery and savepoint options of a job.
+#[derive(clap::Args)]
+struct CheckpointArgs {
+    /// Keep state and checkpoints here; a job started again with the same directory resumes
+    /// from its last complete checkpoint.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Time between checkpoints, e.g. 200ms, 10s, 5m (needs --state-dir).
+    #[arg(long, value_parser = parse_duration)]
+    checkpoint_interval: Option<Duration>,
+    /// Start from this savepoint (or checkpoint) directory.
+    #[arg(long)]
+    from_savepoint: Option<PathBuf>,
+    /// On Ctrl-C or SIGTERM, stop with a savepoint written into this directory.
+    #[arg(long)]
+    savepoint_dir: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    weir::connectors::options::parse_duration(text)
+        .ok_or_else(|| format!("'{text}' is not a duration (e.g. 200ms, 10s, 5m)"))
+}
+
+impl CheckpointArgs {
+    /// The job's checkpoint configuration; a temporary state directory when only a savepoint
+    /// is involved.
+    fn config(&self) -> anyhow::Result<Option<CheckpointConfig>> {
+        let wanted = self.state_dir.is_some()
+            || self.checkpoint_interval.is_some()
+            || self.from_savepoint.is_some()
+            || self.savepoint_dir.is_some();
+        if !wanted {
+            return Ok(None);
+        }
+        let state_dir = match &self.state_dir {
+            Some(dir) => dir.clone(),
+            None if self.checkpoint_interval.is_some() => {
+                anyhow::bail!("--checkpoint-interval needs --state-dir (where checkpoints go)")
+            }
+            None => std::env::temp_dir().join(format!("weir-state-{}", std::process::id())),
+        };
+        let mut config = CheckpointConfig::new(state_dir);
+        config.interval = self.checkpoint_interval;
+        config.from_savepoint = self.from_savepoint.clone();
+        Ok(Some(config))
+    }
+}
+
+/// Runs a started job to its end, handling Ctrl-C / SIGTERM (savepoint first when asked).
+fn supervise(
+    handle: JobHandle,
+    savepoint_dir: Option<PathBuf>,
+) -> anyhow::Result<Option<JobResult>> {
+    let canceller = handle.canceller();
+    let requester = handle.savepoint_requester();
+    let asked = AtomicBool::new(false);
+    ctrlc::set_handler(move || match (&savepoint_dir, &requester) {
+        (Some(dir), Some(requester)) if !asked.swap(true, Ordering::SeqCst) => {
+            eprintln!(
+                "stopping with a savepoint in {} (Ctrl-C again to cancel)",
+                dir.display()
+            );
+            if !requester.stop_with_savepoint(dir.clone()) {
+                canceller.cancel();
+            }
+        }
+        _ => canceller.cancel(),
+    })
+    .context("cannot install Ctrl-C handler")?;
+    match handle.join() {
+        Ok(result) => {
+            if let Some(path) = &result.savepoint {
+                eprintln!("savepoint written to {}", path.display());
+            }
+            Ok(Some(result))
+        }
+        Err(EngineError::Cancelled) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -68,19 +160,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             auctions,
             shards,
             rate,
+            output,
             explain,
+            checkpoints,
         } => {
             let mut options = RunOptions::default();
             if let Some(shards) = shards {
                 options = options.shards(shards);
             }
+            options.checkpoint = checkpoints.config()?;
             let generator = BidGenerator::new(BidGeneratorConfig {
                 events,
                 auctions,
                 rate_per_second: rate,
                 ..BidGeneratorConfig::default()
             });
-            let job = Pipeline::new("hot-items")
+            let stream = Pipeline::new("hot-items")
                 .source(generator)
                 .watermark("date_time", Duration::from_secs(2))
                 .key_by(["auction"])
@@ -89,29 +184,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     count_all().alias("bids"),
                     max(col("price")).alias("top_price"),
                 ])
-                .filter(col("bids").gt_eq(lit(20)))
-                .sink(PrintSink::default());
+                .filter(col("bids").gt_eq(lit(20)));
+            let job = match output {
+                Some(dir) => stream.sink(FileSink::new(FileSinkConfig::new(
+                    dir,
+                    FileFormat::Csv(Default::default()),
+                ))),
+                None => stream.sink(PrintSink::default()),
+            };
             if explain {
                 print!("{}", job.explain(&options)?);
                 return Ok(ExitCode::SUCCESS);
             }
             let handle = job.start(options).context("cannot start the demo job")?;
-            let canceller = handle.canceller();
-            ctrlc::set_handler(move || canceller.cancel())
-                .context("cannot install Ctrl-C handler")?;
-            match handle.join() {
-                Ok(result) => {
+            match supervise(handle, checkpoints.savepoint_dir)? {
+                Some(result) if result.savepoint.is_some() => Ok(ExitCode::SUCCESS),
+                Some(result) => {
                     let late = result
                         .metrics
                         .total(weir::engine::metrics::names::LATE_ROWS_DROPPED);
                     eprintln!("done: {events} bids, {late} late rows dropped");
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(EngineError::Cancelled) => {
+                None => {
                     eprintln!("cancelled");
                     Ok(ExitCode::from(130))
                 }
-                Err(error) => Err(error.into()),
             }
         }
     }
