@@ -101,7 +101,7 @@ fn killed_and_restarted_job_writes_exactly_what_an_uninterrupted_run_writes() {
     let mut kills = 0;
     for attempt in 0..5 {
         let mut child = demo(&output, &checkpointed).spawn().unwrap();
-        let delay = Duration::from_millis(300 + next(&mut random) % 1200);
+        let delay = Duration::from_millis(200 + next(&mut random) % 800);
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -163,8 +163,10 @@ fn window_job(input: &Path, output: &Path, window: Duration) -> Job {
             false,
         ),
     ]));
-    let mut csv = weir::connectors::format::csv::CsvOptions::default();
-    csv.header = false;
+    let csv = weir::connectors::format::csv::CsvOptions {
+        header: false,
+        ..Default::default()
+    };
     let source = FileSource::new(FileSourceConfig {
         path: input.display().to_string(),
         format: FileFormat::Csv(csv),

@@ -313,19 +313,179 @@ fn malformed_messages_follow_the_bad_record_policy() {
 }
 
 #[test]
-fn exactly_once_is_refused_until_checkpoints_exist() {
+fn exactly_once_needs_a_job_with_checkpoints() {
+    let topic = topic("eo-refused", 1);
+    let bootstrap = bootstrap();
     let table = TableSpec::new(
         "out",
         bid_schema(),
         &[
             ("connector", "kafka"),
-            ("topic", "t"),
-            ("properties.bootstrap.servers", "127.0.0.1:9092"),
+            ("topic", topic.as_str()),
+            ("properties.bootstrap.servers", bootstrap.as_str()),
             ("sink.delivery-guarantee", "exactly-once"),
         ],
     );
-    let error = create_sink(&table).map(|_| ()).unwrap_err().to_string();
-    assert!(error.contains("exactly-once needs checkpoints"), "{error}");
+    let sink = create_sink(&table).unwrap();
+    let error = Pipeline::new("no-checkpoints")
+        .source(MemorySource::new(bid_schema(), vec![vec![bids(10)]]).unwrap())
+        .sink_arc(sink)
+        .run(RunOptions::default().shards(1))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("this job has none"), "{error}");
+}
+
+/// Every committed message of `topic` (all partitions, from the start), as `key|value`,
+/// sorted; read with `isolation.level = read_committed` until nothing arrives for 2 s.
+fn committed_messages(topic: &str) -> Vec<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", format!("verify-{topic}"))
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut messages = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < Duration::from_secs(2) {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+            messages.push(format!("{key}|{value}"));
+            last = Instant::now();
+        }
+    }
+    messages.sort();
+    messages
+}
+
+/// The `exactly_once_kafka` example, built next to the `weir` binary by `cargo test`.
+fn exactly_once_job(input: &str, output: &str, state: &std::path::Path) -> std::process::Command {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_weir"));
+    let example = bin
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("exactly_once_kafka");
+    assert!(
+        example.exists(),
+        "{} is built by cargo test",
+        example.display()
+    );
+    let mut command = std::process::Command::new(example);
+    command
+        .args(["--input", input, "--output", output, "--shards", "2"])
+        .args(["--interval-ms", "100", "--brokers", &bootstrap()])
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+#[test]
+fn kafka_windows_kafka_is_exactly_once_across_kill_and_restart() {
+    let input = topic("eo-in", 4);
+    let generator = BidGenerator::new(BidGeneratorConfig {
+        events: 400_000,
+        auctions: 50,
+        ..BidGeneratorConfig::default()
+    });
+    let bootstrap = bootstrap();
+    let sink = create_sink(&TableSpec::new(
+        "bids",
+        weir::engine::source::SourceFactory::schema(&generator),
+        &[
+            ("connector", "kafka"),
+            ("topic", input.as_str()),
+            ("properties.bootstrap.servers", bootstrap.as_str()),
+            ("format", "json"),
+        ],
+    ))
+    .unwrap();
+    // One shard: each partition gets its bids in time order.
+    Pipeline::new("fill")
+        .source(generator)
+        .sink_arc(sink)
+        .run(RunOptions::default().shards(1))
+        .unwrap();
+
+    let dir = std::env::temp_dir().join(format!("weir-kafka-eo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let clean_topic = topic("eo-clean", 4);
+    let started = Instant::now();
+    let clean = exactly_once_job(&input, &clean_topic, &dir.join("clean"))
+        .output()
+        .unwrap();
+    let run_time = started.elapsed();
+    eprintln!("uninterrupted run: {run_time:?}");
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    let expected = committed_messages(&clean_topic);
+    assert!(expected.len() > 1000, "{} window results", expected.len());
+
+    let output = topic("eo-crash", 4);
+    let state = dir.join("crash");
+    let mut random = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill schedule seed: {random}");
+    let mut kills = 0;
+    for _ in 0..4 {
+        random = random
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // Somewhere between a fifth and nine tenths of an uninterrupted run.
+        let delay = run_time.mul_f64(0.2 + ((random >> 33) % 1000) as f64 / 1000.0 * 0.7);
+        let mut child = exactly_once_job(&input, &output, &state).spawn().unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    let last = exactly_once_job(&input, &output, &state).output().unwrap();
+    assert!(
+        last.status.success(),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    assert!(
+        kills >= 1,
+        "the job was killed while running ({kills} kills)"
+    );
+    let got = committed_messages(&output);
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "committed results after {kills} kills"
+    );
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|m| !got.contains(m))
+        .take(5)
+        .collect();
+    let extra: Vec<&String> = got
+        .iter()
+        .filter(|m| !expected.contains(m))
+        .take(5)
+        .collect();
+    assert!(
+        got == expected,
+        "results differ from the uninterrupted run: missing {missing:?}, unexpected {extra:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

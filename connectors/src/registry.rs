@@ -110,11 +110,19 @@ const KAFKA_SOURCE_OPTIONS: &[OptionSpec] = &[
     ),
 ];
 
-const KAFKA_SINK_OPTIONS: &[OptionSpec] = &[OptionSpec::optional(
-    "sink.delivery-guarantee",
-    OptionKind::Enum(&["none", "at-least-once", "exactly-once"]),
-    "at-least-once (default); exactly-once arrives with checkpoints",
-)];
+const KAFKA_SINK_OPTIONS: &[OptionSpec] = &[
+    OptionSpec::optional(
+        "sink.delivery-guarantee",
+        OptionKind::Enum(&["none", "at-least-once", "exactly-once"]),
+        "at-least-once (default); exactly-once: one transaction per checkpoint (needs checkpoints)",
+    ),
+    OptionSpec::optional(
+        "sink.transactional-id-prefix",
+        OptionKind::String,
+        "prefix of the transactional ids of an exactly-once sink (default weir-<table>); \
+         unique per job",
+    ),
+];
 
 const PRINT_OPTIONS: &[OptionSpec] = &[
     OptionSpec::optional(
@@ -317,12 +325,13 @@ pub fn create_sink(table: &TableSpec) -> Result<Arc<dyn SinkFactory>, ConnectorE
                 &[crate::kafka::COMMON_OPTIONS, KAFKA_SINK_OPTIONS],
                 &options,
             )?;
-            if options.word("sink.delivery-guarantee").as_deref() == Some("exactly-once") {
-                return Err(ConnectorError::Config {
-                    connector: format!("table '{}' (kafka)", table.name),
-                    message: "sink.delivery-guarantee = exactly-once needs checkpoints, which Weir does not have yet; use at-least-once".into(),
-                });
-            }
+            let exactly_once =
+                options.word("sink.delivery-guarantee").as_deref() == Some("exactly-once");
+            let transactional_id_prefix = exactly_once.then(|| {
+                options
+                    .get("sink.transactional-id-prefix")
+                    .map_or_else(|| format!("weir-{}", table.name), str::to_string)
+            });
             Ok(Arc::new(KafkaSink::new(KafkaSinkConfig {
                 connection: KafkaConnection::from_options(&options),
                 topic: single_topic(&options)?,
@@ -333,6 +342,7 @@ pub fn create_sink(table: &TableSpec) -> Result<Arc<dyn SinkFactory>, ConnectorE
                     .unwrap_or_default(),
                 key_format: MessageFormat::from_options(&options, "key.format"),
                 value_except_key: except_key(&options),
+                transactional_id_prefix,
             })))
         }
         "print" => {

@@ -14,6 +14,12 @@
 //! 3. abort: before a job starts with checkpoints, [`SinkFactory::abort_uncommitted`] discards
 //!    output staged after the restored checkpoint (it will be written again).
 //!
+//! A sink whose pre-committed output cannot be committed again by a new process (Kafka
+//! transactions: a new producer aborts what the old one left open) reports instead which
+//! checkpoint it last committed ([`SinkFactory::recover_committed`]); the job then resumes
+//! from that checkpoint, which may be older than the newest one. The coordinator commits such
+//! sinks before the others, so the others never committed past it.
+//!
 //! Without checkpoints a writer makes output visible as it goes (at the latest in `finish`).
 
 use arrow::record_batch::RecordBatch;
@@ -33,8 +39,15 @@ pub trait SinkFactory: Send + Sync {
 
     /// Makes the output behind `tokens` (from [`SinkWriter::on_barrier`], all subtasks)
     /// visible. Called once per completed checkpoint, and again for the restored one.
-    fn commit(&self, _tokens: &[String]) -> Result<(), BoxError> {
+    fn commit(&self, _checkpoint: u64, _tokens: &[String]) -> Result<(), BoxError> {
         Ok(())
+    }
+
+    /// For sinks that cannot finish another process's commit: aborts whatever a previous
+    /// run left open and returns the last checkpoint whose output is committed (`Some(0)`:
+    /// none). `None`: the sink can always commit again (the default).
+    fn recover_committed(&self) -> Result<Option<u64>, BoxError> {
+        Ok(None)
     }
 
     /// Discards output that was pre-committed or staged but belongs to no committed

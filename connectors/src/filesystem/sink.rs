@@ -134,7 +134,7 @@ impl SinkFactory for FileSink {
         }))
     }
 
-    fn commit(&self, tokens: &[String]) -> Result<(), BoxError> {
+    fn commit(&self, _checkpoint: u64, tokens: &[String]) -> Result<(), BoxError> {
         for token in tokens {
             let files: Vec<PendingFile> =
                 serde_json::from_str(token).map_err(|e| ConnectorError::Config {

@@ -1,17 +1,32 @@
-//! The Kafka sink: one producer per subtask, at-least-once.
+//! The Kafka sink: at-least-once with a producer per subtask, or exactly-once with
+//! transactions per checkpoint.
 //!
 //! Each batch is encoded column-wise (JSON lines or CSV, whole batch at once) and split into
 //! one message per row; the key is the `key.fields` columns in `key.format`. All messages of a
 //! batch are handed to the producer, then their delivery reports are awaited, so a failed
-//! delivery fails the job (naming the topic) and a slow broker slows the job. At a barrier and
-//! at the end the producer is flushed. `sink.delivery-guarantee = exactly-once` needs
-//! checkpoints (transactions per checkpoint epoch) and is refused until they exist.
+//! delivery fails the job (naming the topic) and a slow broker slows the job.
+//!
+//! Exactly-once (`sink.delivery-guarantee = exactly-once`, needs checkpoints): the rows
+//! between two barriers form one Kafka transaction for the whole sink (all subtasks write into
+//! it through one shared producer). Two transactional producers,
+//! `<sink.transactional-id-prefix>-0` and `-1`, take turns: epoch `n` (the rows before barrier
+//! `n`) uses producer `n % 2`, so subtasks past barrier `n` already write epoch `n + 1` with
+//! the other producer while epoch `n` waits for its checkpoint. When checkpoint `n` completes,
+//! its transaction commits, together with a marker (the offset `n` of consumer group
+//! `<prefix>-commits` on partition 0 of the topic, `send_offsets_to_transaction`). A new process
+//! cannot commit a transaction an old one left open (librdkafka cannot resume it); so on
+//! recovery the producers abort what is open and the marker says which checkpoint last
+//! committed: the job resumes from that one (see `SinkFactory::recover_committed`). Readers
+//! use `isolation.level = read_committed`.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 use weir_engine::operator::SubtaskContext;
 use weir_engine::sink::{SinkFactory, SinkWriter};
 use weir_engine::source::LocalBoxFuture;
@@ -31,27 +46,178 @@ pub struct KafkaSinkConfig {
     pub key_format: Option<MessageFormat>,
     /// Leave the key columns out of the value (`value.fields-include = EXCEPT_KEY`).
     pub value_except_key: bool,
+    /// Exactly-once with this transactional id prefix (`sink.transactional-id-prefix`);
+    /// `None`: at-least-once.
+    pub transactional_id_prefix: Option<String>,
 }
 
 /// The Kafka sink factory.
 #[derive(Debug, Clone)]
 pub struct KafkaSink {
     config: KafkaSinkConfig,
+    /// Exactly-once: the shared transactional producers, created on first use.
+    transactions: Arc<Mutex<Option<Arc<Transactions>>>>,
 }
 
 impl KafkaSink {
     pub fn new(config: KafkaSinkConfig) -> Self {
-        KafkaSink { config }
+        KafkaSink {
+            config,
+            transactions: Arc::default(),
+        }
+    }
+
+    /// The transactional producers (exactly-once only), created and initialised once:
+    /// initialising aborts whatever a previous run left open under the same ids.
+    fn transactions(&self) -> Result<Option<Arc<Transactions>>, BoxError> {
+        let Some(prefix) = &self.config.transactional_id_prefix else {
+            return Ok(None);
+        };
+        let mut slot = self.transactions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(transactions) = slot.as_ref() {
+            return Ok(Some(Arc::clone(transactions)));
+        }
+        let connection = &self.config.connection;
+        let producer = |parity: usize| -> Result<FutureProducer, BoxError> {
+            let id = format!("{prefix}-{parity}");
+            let producer: FutureProducer = connection
+                .client_config()
+                .set("transactional.id", &id)
+                .set("transaction.timeout.ms", "60000")
+                .create()
+                .map_err(|e| connection.unreachable("create a transactional Kafka producer", e))?;
+            producer
+                .init_transactions(connection.connect_timeout)
+                .map_err(|e| {
+                    connection.unreachable(&format!("initialise transactions of '{id}'"), e)
+                })?;
+            Ok(producer)
+        };
+        let marker_group = format!("{prefix}-commits");
+        let marker: BaseConsumer = connection
+            .client_config()
+            .set("group.id", &marker_group)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .map_err(|e| connection.unreachable("create a Kafka consumer", e))?;
+        let transactions = Arc::new(Transactions {
+            producers: [producer(0)?, producer(1)?],
+            open: Mutex::new([false, false]),
+            marker,
+            topic: self.config.topic.clone(),
+            timeout: connection.connect_timeout,
+        });
+        *slot = Some(Arc::clone(&transactions));
+        Ok(Some(transactions))
+    }
+}
+
+impl std::fmt::Debug for Transactions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transactions")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+/// The two transactional producers of an exactly-once sink and the commit marker.
+struct Transactions {
+    producers: [FutureProducer; 2],
+    /// Whether each producer has an open transaction.
+    open: Mutex<[bool; 2]>,
+    /// A consumer of the marker group, for its group metadata and committed offset.
+    marker: BaseConsumer,
+    topic: String,
+    timeout: Duration,
+}
+
+impl Transactions {
+    /// Opens the transaction of `parity` if it is not open yet.
+    fn ensure_open(&self, parity: usize) -> rdkafka::error::KafkaResult<()> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if !open[parity] {
+            self.producers[parity].begin_transaction()?;
+            open[parity] = true;
+        }
+        Ok(())
+    }
+
+    fn marker_partition(&self, offset: Offset) -> rdkafka::error::KafkaResult<TopicPartitionList> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(&self.topic, 0, offset)?;
+        Ok(list)
+    }
+
+    /// Commits the transaction of `parity` as checkpoint `checkpoint`, with the marker.
+    fn commit(&self, parity: usize, checkpoint: u64) -> rdkafka::error::KafkaResult<()> {
+        self.ensure_open(parity)?;
+        let producer = &self.producers[parity];
+        let metadata = self.marker.group_metadata().ok_or_else(|| {
+            rdkafka::error::KafkaError::ClientCreation(
+                "the marker consumer has no group metadata".into(),
+            )
+        })?;
+        producer.send_offsets_to_transaction(
+            &self.marker_partition(Offset::Offset(checkpoint as i64))?,
+            &metadata,
+            self.timeout,
+        )?;
+        producer.commit_transaction(self.timeout)?;
+        self.open.lock().unwrap_or_else(|e| e.into_inner())[parity] = false;
+        Ok(())
+    }
+
+    /// The checkpoint the marker says committed last (0: none).
+    fn last_committed(&self) -> rdkafka::error::KafkaResult<u64> {
+        let committed = self
+            .marker
+            .committed_offsets(self.marker_partition(Offset::Invalid)?, self.timeout)?;
+        Ok(committed
+            .elements()
+            .first()
+            .and_then(|e| match e.offset() {
+                Offset::Offset(n) if n > 0 => Some(n as u64),
+                _ => None,
+            })
+            .unwrap_or(0))
     }
 }
 
 impl SinkFactory for KafkaSink {
     fn describe(&self) -> String {
         format!(
-            "kafka {} at {} (at-least-once)",
+            "kafka {} at {} ({})",
             self.config.topic,
-            self.config.connection.bootstrap_servers()
+            self.config.connection.bootstrap_servers(),
+            match self.config.transactional_id_prefix {
+                Some(_) => "exactly-once",
+                None => "at-least-once",
+            }
         )
+    }
+
+    fn commit(&self, checkpoint: u64, tokens: &[String]) -> Result<(), BoxError> {
+        let Some(transactions) = self.transactions()? else {
+            return Ok(());
+        };
+        // Every subtask reports the parity it wrote the epoch with; they agree.
+        let Some(parity) = tokens.first().and_then(|t| t.parse::<usize>().ok()) else {
+            return Ok(());
+        };
+        transactions
+            .commit(parity % 2, checkpoint)
+            .map_err(|e| self.failed_transaction("commit the transaction", e))
+    }
+
+    fn recover_committed(&self) -> Result<Option<u64>, BoxError> {
+        match self.transactions()? {
+            Some(transactions) => transactions
+                .last_committed()
+                .map(Some)
+                .map_err(|e| self.failed_transaction("read the commit marker", e)),
+            None => Ok(None),
+        }
     }
 
     fn create_writer(&self, context: &SubtaskContext) -> Result<Box<dyn SinkWriter>, BoxError> {
@@ -92,13 +258,34 @@ impl SinkFactory for KafkaSink {
         let value_columns = (0..schema.fields().len())
             .filter(|i| !(self.config.value_except_key && key_columns.contains(i)))
             .collect();
+        let transactions = self.transactions()?;
+        if transactions.is_some() && !context.checkpointing {
+            return Err(Box::new(ConnectorError::Config {
+                connector: context.operator_id.clone(),
+                message: "sink.delivery-guarantee = exactly-once commits at checkpoints, and \
+                          this job has none: give it a state directory (--state-dir) and a \
+                          checkpoint interval, or use at-least-once"
+                    .into(),
+            }));
+        }
         Ok(Box::new(KafkaWriter {
             config: self.config.clone(),
             name: context.operator_id.clone(),
             key_columns,
             value_columns,
             producer,
+            transactions,
+            parity: 0,
         }))
+    }
+}
+
+impl KafkaSink {
+    fn failed_transaction(&self, what: &str, error: rdkafka::error::KafkaError) -> BoxError {
+        Box::new(ConnectorError::Config {
+            connector: self.describe(),
+            message: format!("cannot {what}: {error}"),
+        })
     }
 }
 
@@ -108,6 +295,9 @@ struct KafkaWriter {
     key_columns: Vec<usize>,
     value_columns: Vec<usize>,
     producer: FutureProducer,
+    /// Exactly-once: the shared producers, and which one the current epoch uses.
+    transactions: Option<Arc<Transactions>>,
+    parity: usize,
 }
 
 /// One encoded value per row of `batch`.
@@ -179,6 +369,15 @@ impl KafkaWriter {
                 )?)
             }
         };
+        let producer = match &self.transactions {
+            Some(transactions) => {
+                transactions
+                    .ensure_open(self.parity)
+                    .map_err(|e| self.failed(e))?;
+                &transactions.producers[self.parity]
+            }
+            None => &self.producer,
+        };
         let mut deliveries = Vec::with_capacity(values.len());
         for (i, value) in values.iter().enumerate() {
             let mut record = FutureRecord::to(&self.config.topic).payload(value);
@@ -186,7 +385,7 @@ impl KafkaWriter {
                 record = record.key(&keys[i]);
             }
             loop {
-                match self.producer.send_result(record) {
+                match producer.send_result(record) {
                     Ok(delivery) => {
                         deliveries.push(delivery);
                         break;
@@ -248,8 +447,17 @@ impl SinkWriter for KafkaWriter {
         &mut self,
         _checkpoint: CheckpointId,
     ) -> LocalBoxFuture<'_, Result<Option<String>, BoxError>> {
-        // At least once: everything before the barrier is acknowledged by the broker.
-        Box::pin(async move { self.flush().map(|()| None) })
+        Box::pin(async move {
+            // Every batch's deliveries were awaited: all rows before the barrier are in the
+            // broker (at-least-once: acknowledged; exactly-once: in the open transaction).
+            if self.transactions.is_none() {
+                self.flush()?;
+                return Ok(None);
+            }
+            let token = self.parity.to_string();
+            self.parity ^= 1;
+            Ok(Some(token))
+        })
     }
 
     fn finish(&mut self) -> LocalBoxFuture<'_, Result<(), BoxError>> {

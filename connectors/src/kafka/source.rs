@@ -336,7 +336,7 @@ pub struct KafkaReader {
     partitions: BTreeMap<(usize, i32), PartitionState>,
     /// Decoded batches, one partition each, not yet returned, with the next offsets of the
     /// partitions they complete.
-    ready: VecDeque<(SourceBatch, Vec<((usize, i32), i64)>)>,
+    ready: VecDeque<(SourceBatch, Vec<(TopicPartition, i64)>)>,
     /// Messages polled but not decoded yet (kept here, not in the future: cancel-safety).
     chunk: Chunk,
     /// Offsets to resume from, when the job resumes.
@@ -364,6 +364,9 @@ fn surviving(
         .collect();
     take_record_batch(batch, &UInt32Array::from(rows))
 }
+
+/// (topic index in the source's topic list, partition).
+type TopicPartition = (usize, i32);
 
 /// The watermark partition of a topic partition: one id per (topic, partition) of the source.
 fn partition_id(topic: usize, partition: i32) -> u32 {
@@ -698,6 +701,7 @@ impl KafkaReader {
                 .or_default()
                 .push(row as u32);
         }
+        let with_rows: Vec<u32> = rows.keys().copied().collect();
         for (partition, indices) in rows {
             let part = if indices.len() == batch.num_rows() {
                 batch.clone()
@@ -707,13 +711,22 @@ impl KafkaReader {
             // Each batch completes its partition's offsets; the first also those of
             // partitions whose messages of this chunk were all bad.
             let (t, p) = ((partition >> 20) as usize, (partition & 0xF_FFFF) as i32);
-            let mut done: Vec<((usize, i32), i64)> = completes
+            let mut done: Vec<(TopicPartition, i64)> = completes
                 .remove(&(t, p))
                 .map(|o| ((t, p), o))
                 .into_iter()
                 .collect();
             if self.ready.is_empty() {
-                done.extend(std::mem::take(&mut completes));
+                let without_rows: Vec<TopicPartition> = completes
+                    .keys()
+                    .filter(|(t, p)| !with_rows.contains(&partition_id(*t, *p)))
+                    .copied()
+                    .collect();
+                for key in without_rows {
+                    if let Some(offset) = completes.remove(&key) {
+                        done.push((key, offset));
+                    }
+                }
             }
             self.ready.push_back((
                 SourceBatch {

@@ -41,15 +41,21 @@ pub(crate) enum Event {
         sink: Option<(String, Option<String>)>,
     },
     /// Source split `task` has read all its input and waits for a last barrier.
-    SourceDone { task: usize },
-    /// Subtask `task` ended.
-    Finished { task: usize },
-    /// Take a savepoint into `path`; stop the job after it when `stop`.
-    Savepoint {
-        path: PathBuf,
-        stop: bool,
-        reply: Sender<Result<PathBuf, EngineError>>,
+    SourceDone {
+        task: usize,
     },
+    /// Subtask `task` ended.
+    Finished {
+        task: usize,
+    },
+    Savepoint(SavepointRequest),
+}
+
+/// Take a savepoint into `path`; stop the job after it when `stop`; answer on `reply`.
+pub(crate) struct SavepointRequest {
+    pub(crate) path: PathBuf,
+    pub(crate) stop: bool,
+    pub(crate) reply: Sender<Result<PathBuf, EngineError>>,
 }
 
 /// What the coordinator does to the job.
@@ -86,7 +92,7 @@ struct InFlight {
     started: Instant,
     waiting: HashSet<usize>,
     tokens: BTreeMap<String, Vec<String>>,
-    savepoint: Option<(PathBuf, bool, Sender<Result<PathBuf, EngineError>>)>,
+    savepoint: Option<SavepointRequest>,
 }
 
 impl Coordinator {
@@ -97,7 +103,7 @@ impl Coordinator {
         let mut positions: BTreeMap<usize, (String, BTreeMap<String, String>)> = BTreeMap::new();
         let mut carried: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut in_flight: Option<InFlight> = None;
-        let mut requested: Option<(PathBuf, bool, Sender<Result<PathBuf, EngineError>>)> = None;
+        let mut requested: Option<SavepointRequest> = None;
         let mut next_due = self.config.interval.map(|i| Instant::now() + i);
         loop {
             let wait = next_due.map_or(Duration::from_millis(100), |due| {
@@ -130,7 +136,7 @@ impl Coordinator {
                         flight.waiting.remove(&task);
                     }
                 }
-                Ok(Event::Savepoint { path, stop, reply }) => requested = Some((path, stop, reply)),
+                Ok(Event::Savepoint(request)) => requested = Some(request),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -145,7 +151,7 @@ impl Coordinator {
                 }
                 let savepoint = flight.savepoint;
                 let target = match &savepoint {
-                    Some((path, _, _)) => path.clone(),
+                    Some(request) => request.path.clone(),
                     None => self.config.checkpoint_dir(flight.id),
                 };
                 let completed =
@@ -167,10 +173,10 @@ impl Coordinator {
                         if savepoint.is_none() {
                             self.retain();
                         }
-                        if let Some((path, stop, reply)) = savepoint {
-                            let _ = reply.send(Ok(path.clone()));
-                            if stop {
-                                job.stop_after_savepoint(path);
+                        if let Some(request) = savepoint {
+                            let _ = request.reply.send(Ok(request.path.clone()));
+                            if request.stop {
+                                job.stop_after_savepoint(request.path);
                                 break;
                             }
                         }
@@ -179,8 +185,8 @@ impl Coordinator {
                         tracing::warn!(checkpoint = flight.id, %error, "checkpoint failed");
                         // Pre-committed output waits for the next checkpoint.
                         carried = tokens;
-                        if let Some((_, _, reply)) = savepoint {
-                            let _ = reply.send(Err(error));
+                        if let Some(request) = savepoint {
+                            let _ = request.reply.send(Err(error));
                         }
                     }
                 }
@@ -219,8 +225,8 @@ impl Coordinator {
                 next_due = None;
             }
         }
-        if let Some((_, _, reply)) = requested.or(in_flight.and_then(|f| f.savepoint)) {
-            let _ = reply.send(Err(EngineError::Checkpoint(
+        if let Some(request) = requested.or(in_flight.and_then(|f| f.savepoint)) {
+            let _ = request.reply.send(Err(EngineError::Checkpoint(
                 "the job ended before the savepoint completed".into(),
             )));
         }
@@ -276,7 +282,7 @@ impl Coordinator {
     fn commit(&self, id: u64, tokens: &BTreeMap<String, Vec<String>>) -> Result<(), EngineError> {
         for (name, sink) in &self.sinks {
             let list = tokens.get(name).map_or(&[][..], Vec::as_slice);
-            sink.commit(list).map_err(|e| {
+            sink.commit(id, list).map_err(|e| {
                 EngineError::Checkpoint(format!(
                     "sink '{name}' could not commit checkpoint {id}: {e}"
                 ))

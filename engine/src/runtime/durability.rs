@@ -3,7 +3,9 @@
 //!
 //! Resuming, in order:
 //! 1. find the checkpoint: `--from-savepoint`, else the newest complete checkpoint in the
-//!    state directory (an incomplete one, without a readable manifest, is skipped);
+//!    state directory (an incomplete one, without a readable manifest, is skipped) - or an
+//!    older one when a sink that cannot commit again (Kafka transactions) last committed
+//!    that one;
 //! 2. check that it fits the job: same number of key groups, and every operator that has
 //!    state in it still exists with the same logic and input (its fingerprint);
 //! 3. sinks commit the checkpoint's tokens again (idempotent) and then discard anything
@@ -22,6 +24,7 @@ use crate::checkpoint::{CheckpointConfig, Manifest};
 use crate::error::EngineError;
 use crate::graph::{column_list, Graph, GraphInfo, NodeKind};
 use crate::partition::KeyGroupRange;
+use crate::sink::SinkFactory;
 use crate::source::Positions;
 use crate::state::{InMemoryStateBackend, StateBackend};
 
@@ -39,6 +42,8 @@ pub(crate) struct Durability {
     pub(crate) resume: Option<Resume>,
     /// Operator name -> fingerprint.
     pub(crate) fingerprints: BTreeMap<String, String>,
+    /// Every sink (the committers), those that cannot commit again first.
+    pub(crate) sinks: Vec<(String, Arc<dyn SinkFactory>)>,
     pub(crate) events: Sender<Event>,
     pub(crate) receiver: Option<Receiver<Event>>,
 }
@@ -124,7 +129,50 @@ pub(crate) fn prepare(
     key_groups: u16,
 ) -> Result<Durability, EngineError> {
     let fingerprints = fingerprints(graph, info);
-    let resume = match config.resume_point()? {
+    let mut sinks = Vec::new();
+    let mut committed = None;
+    for node in &graph.nodes {
+        if let NodeKind::Sink(factory) = &node.kind {
+            let last = factory.recover_committed().map_err(|e| {
+                EngineError::Checkpoint(format!("sink '{}' could not recover: {e}", node.name))
+            })?;
+            match (last, &committed) {
+                (Some(_), Some((other, _))) => {
+                    return Err(EngineError::InvalidGraph(format!(
+                        "sinks '{other}' and '{}' both use transactions that only the process \
+                         that opened them can commit; a job can have one such sink \
+                         (exactly-once Kafka)",
+                        node.name
+                    )))
+                }
+                (Some(last), None) => {
+                    committed = Some((node.name.clone(), last));
+                    sinks.insert(0, (node.name.clone(), Arc::clone(factory)));
+                }
+                (None, _) => sinks.push((node.name.clone(), Arc::clone(factory))),
+            }
+        }
+    }
+    let mut point = config.resume_point()?;
+    if let (Some((sink, last)), Some((_, manifest))) = (&committed, &point) {
+        if *last < manifest.checkpoint && config.from_savepoint.is_none() {
+            tracing::warn!(
+                sink = %sink,
+                newest = manifest.checkpoint,
+                committed = *last,
+                "the newest checkpoint's transaction did not commit; resuming from the one before"
+            );
+            point = match *last {
+                0 => None,
+                id => {
+                    let dir = config.checkpoint_dir(id);
+                    let manifest = Manifest::read(&dir)?;
+                    Some((dir, manifest))
+                }
+            };
+        }
+    }
+    let resume = match point {
         Some((path, manifest)) => {
             let mut readers = Vec::new();
             for shard in 0..manifest.shards {
@@ -153,19 +201,18 @@ pub(crate) fn prepare(
         }
         None => None,
     };
-    for node in &graph.nodes {
-        if let NodeKind::Sink(factory) = &node.kind {
-            let fail = |e: crate::error::BoxError| {
-                EngineError::Checkpoint(format!("sink '{}' could not recover: {e}", node.name))
-            };
-            if let Some(tokens) = resume
-                .as_ref()
-                .and_then(|r| r.manifest.sinks.get(&node.name))
-            {
-                factory.commit(tokens).map_err(fail)?;
+    for (name, factory) in &sinks {
+        let fail = |e: crate::error::BoxError| {
+            EngineError::Checkpoint(format!("sink '{name}' could not recover: {e}"))
+        };
+        if let Some(resume) = &resume {
+            if let Some(tokens) = resume.manifest.sinks.get(name) {
+                factory
+                    .commit(resume.manifest.checkpoint, tokens)
+                    .map_err(fail)?;
             }
-            factory.abort_uncommitted().map_err(fail)?;
         }
+        factory.abort_uncommitted().map_err(fail)?;
     }
     let operators: Vec<String> = fingerprints.keys().cloned().collect();
     let stores = (0..shards)
@@ -180,6 +227,7 @@ pub(crate) fn prepare(
         stores,
         resume,
         fingerprints,
+        sinks,
         events,
         receiver: Some(receiver),
     })

@@ -32,7 +32,9 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::checkpoint::coordinator::{Coordinator, Event, JobControl, SourceControl};
+use crate::checkpoint::coordinator::{
+    Coordinator, Event, JobControl, SavepointRequest, SourceControl,
+};
 use crate::checkpoint::CheckpointConfig;
 use crate::error::{panic_message, EngineError};
 use crate::graph::Graph;
@@ -188,11 +190,11 @@ impl JobHandle {
             ));
         };
         let (reply, answer) = std::sync::mpsc::channel();
-        let request = Event::Savepoint {
+        let request = Event::Savepoint(SavepointRequest {
             path: path.into(),
             stop,
             reply,
-        };
+        });
         let gone = || EngineError::Checkpoint("the job ended before the savepoint".into());
         events.send(request).map_err(|_| gone())?;
         answer.recv().map_err(|_| gone())?
@@ -280,9 +282,7 @@ pub fn start(graph: &Graph, options: RunOptions) -> Result<JobHandle, EngineErro
         savepoint: Mutex::new(None),
     });
     let coordinator = match durability.as_mut() {
-        Some(durability) => Some(start_coordinator(
-            graph, durability, &mut plan, &options, &shared,
-        )?),
+        Some(durability) => Some(start_coordinator(durability, &mut plan, &options, &shared)?),
         None => None,
     };
     let source_controls = std::mem::take(&mut plan.source_controls)
@@ -318,20 +318,11 @@ pub fn start(graph: &Graph, options: RunOptions) -> Result<JobHandle, EngineErro
 
 /// Starts the checkpoint coordinator thread; it takes over the sources' control channels.
 fn start_coordinator(
-    graph: &Graph,
     durability: &mut durability::Durability,
     plan: &mut plan::PhysicalPlan,
     options: &RunOptions,
     shared: &Arc<JobShared>,
 ) -> Result<(JoinHandle<()>, std::sync::mpsc::Sender<Event>), EngineError> {
-    let sinks = graph
-        .nodes
-        .iter()
-        .filter_map(|node| match &node.kind {
-            crate::graph::NodeKind::Sink(factory) => Some((node.name.clone(), Arc::clone(factory))),
-            _ => None,
-        })
-        .collect();
     let resume = durability.resume.as_ref();
     let coordinator = Coordinator {
         config: durability.config.clone(),
@@ -340,7 +331,7 @@ fn start_coordinator(
             .into_iter()
             .map(|(task, control)| SourceControl { task, control })
             .collect(),
-        sinks,
+        sinks: durability.sinks.clone(),
         operators: durability.fingerprints.clone(),
         key_groups: options.key_groups,
         tasks: plan.tasks,
@@ -394,11 +385,11 @@ impl SavepointRequester {
     pub fn stop_with_savepoint(&self, path: impl Into<PathBuf>) -> bool {
         let (reply, _) = std::sync::mpsc::channel();
         self.0
-            .send(Event::Savepoint {
+            .send(Event::Savepoint(SavepointRequest {
                 path: path.into(),
                 stop: true,
                 reply,
-            })
+            }))
             .is_ok()
     }
 }
