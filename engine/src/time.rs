@@ -130,6 +130,11 @@ impl WatermarkGenerator {
         &self.strategy
     }
 
+    /// The last watermark generated, if any.
+    pub fn current(&self) -> Option<EventTimeMs> {
+        self.last_emitted
+    }
+
     /// Declares partitions that hold the watermark back until they deliver data or go idle.
     pub fn declare_partitions(&mut self, partitions: &[u32]) {
         let now = Instant::now();

@@ -28,6 +28,7 @@ use crate::error::EngineError;
 use crate::message::CheckpointId;
 use crate::runtime::task::Control;
 use crate::sink::SinkFactory;
+use crate::source::Positions;
 
 /// What subtasks and the job handle tell the coordinator.
 pub(crate) enum Event {
@@ -35,8 +36,8 @@ pub(crate) enum Event {
     Ack {
         task: usize,
         checkpoint: u64,
-        /// A source split's positions: (source name, partition -> position).
-        source: Option<(String, BTreeMap<String, String>)>,
+        /// A source split's progress.
+        source: Option<SourceProgress>,
         /// A sink subtask's pre-commit: (sink name, commit token).
         sink: Option<(String, Option<String>)>,
     },
@@ -49,6 +50,14 @@ pub(crate) enum Event {
         task: usize,
     },
     Savepoint(SavepointRequest),
+}
+
+/// Where a source split stands at a barrier.
+pub(crate) struct SourceProgress {
+    pub(crate) source: String,
+    pub(crate) positions: Positions,
+    /// The split's watermark (`None` before its first one).
+    pub(crate) watermark: Option<i64>,
 }
 
 /// Take a savepoint into `path`; stop the job after it when `stop`; answer on `reply`.
@@ -100,7 +109,7 @@ impl Coordinator {
     pub(crate) fn run(mut self, events: Receiver<Event>, job: &dyn JobControl) {
         let mut finished = HashSet::new();
         let mut sources_done = HashSet::new();
-        let mut positions: BTreeMap<usize, (String, BTreeMap<String, String>)> = BTreeMap::new();
+        let mut positions: BTreeMap<usize, SourceProgress> = BTreeMap::new();
         let mut carried: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut in_flight: Option<InFlight> = None;
         let mut requested: Option<SavepointRequest> = None;
@@ -238,7 +247,7 @@ impl Coordinator {
         id: u64,
         target: &Path,
         savepoint: bool,
-        positions: &BTreeMap<usize, (String, BTreeMap<String, String>)>,
+        positions: &BTreeMap<usize, SourceProgress>,
         tokens: &BTreeMap<String, Vec<String>>,
     ) -> Result<(), EngineError> {
         let fail = |what: String| EngineError::Checkpoint(format!("checkpoint {id}: {what}"));
@@ -262,13 +271,14 @@ impl Coordinator {
         let mut manifest = Manifest::new(id, savepoint, self.stores.len(), self.key_groups);
         manifest.operators = self.operators.clone();
         manifest.sources = self.restored_sources.clone();
-        for (name, partitions) in positions.values() {
+        for progress in positions.values() {
             manifest
                 .sources
-                .entry(name.clone())
+                .entry(progress.source.clone())
                 .or_default()
-                .extend(partitions.iter().map(|(k, v)| (k.clone(), v.clone())));
+                .extend(progress.positions.clone());
         }
+        manifest.source_watermark = positions.values().filter_map(|p| p.watermark).min();
         manifest.sinks = tokens.clone();
         manifest.write(target).map_err(|e| {
             fail(format!(

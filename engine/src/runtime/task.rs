@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::checkpoint::coordinator::Event;
+use crate::checkpoint::coordinator::{Event, SourceProgress};
 use crate::error::{panic_message, BoxError, EngineError};
 use crate::message::{CheckpointId, Message, Watermark};
 use crate::metrics::Counter;
 use crate::operator::{Operator, Output};
 use crate::partition::{partition_by_key, KeyGroupRange, KeyHasher};
 use crate::sink::SinkWriter;
-use crate::source::{Positions, SourceBatch, SourceReader};
+use crate::source::{SourceBatch, SourceReader};
 use crate::state::{OperatorState, StateBackend};
 use crate::time::WatermarkGenerator;
 
@@ -231,7 +231,7 @@ pub(crate) struct Chain {
     /// Set when the job checkpoints.
     pub(crate) reporter: Option<Reporter>,
     /// A source's positions at the barrier being pushed: (source name, positions).
-    pub(crate) source_positions: Option<(String, Positions)>,
+    pub(crate) source_positions: Option<SourceProgress>,
     /// The sink's commit token from the barrier being pushed.
     pub(crate) sink_token: Option<String>,
 }
@@ -363,6 +363,19 @@ impl SubtaskRunner {
     }
 }
 
+/// A source split's positions and watermark, for the checkpoint.
+fn progress(
+    name: &str,
+    reader: &dyn SourceReader,
+    watermarks: Option<&WatermarkGenerator>,
+) -> SourceProgress {
+    SourceProgress {
+        source: name.to_string(),
+        positions: reader.positions(),
+        watermark: watermarks.and_then(WatermarkGenerator::current),
+    }
+}
+
 /// What woke a source subtask up.
 enum Step {
     Barrier(CheckpointId),
@@ -411,7 +424,7 @@ async fn run_source(
         };
         let next = match step {
             Step::Barrier(id) => {
-                chain.source_positions = Some((name.to_string(), reader.positions()));
+                chain.source_positions = Some(progress(name, reader.as_ref(), watermarks.as_ref()));
                 chain.push(Message::Barrier(id)).await?;
                 continue;
             }
@@ -439,7 +452,7 @@ async fn run_source(
             task: reporter.task,
         });
         if let Some(Control::Barrier(id)) = control.recv().await {
-            chain.source_positions = Some((name.to_string(), reader.positions()));
+            chain.source_positions = Some(progress(name, reader.as_ref(), watermarks.as_ref()));
             chain.push(Message::Barrier(id)).await?;
         }
     }
