@@ -210,3 +210,35 @@ fn a_snapshot_without_a_live_job_is_empty_and_harmless() {
     finish(&mut restored, &mut out);
     assert!(out.is_empty());
 }
+
+#[test]
+fn snapshots_taken_while_running_do_not_change_results() {
+    let windows = [
+        Window::tumble(Duration::from_millis(250)),
+        Window::hop(Duration::from_millis(300), Duration::from_millis(100)),
+        Window::cumulate(Duration::from_millis(100), Duration::from_millis(400)),
+        Window::session(Duration::from_millis(40)),
+        Window::count(7),
+    ];
+    for window in windows {
+        let factory = factory(window);
+        let batches = input(11);
+        let mut expected = Vec::new();
+        let mut whole = subtasks(&factory, 2);
+        feed(&mut whole, &batches, 60, &mut expected);
+        finish(&mut whole, &mut expected);
+
+        // A snapshot after every batch, as checkpoints at a short interval do.
+        let mut got = Vec::new();
+        let mut running = subtasks(&factory, 2);
+        for batch in &batches {
+            feed(&mut running, std::slice::from_ref(batch), 60, &mut got);
+            snapshot(&mut running, &mut InMemoryStateBackend::new());
+        }
+        finish(&mut running, &mut got);
+        assert!(
+            rows(&got) == rows(&expected),
+            "{window:?}: snapshots changed the results"
+        );
+    }
+}

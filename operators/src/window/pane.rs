@@ -192,6 +192,32 @@ impl PaneWindowOperator {
         Ok(())
     }
 
+    /// Turns a pane's frozen partial states back into one live pane. A snapshot freezes every
+    /// pane to write it; thawing afterwards keeps a long window from collecting one partial
+    /// per checkpoint (memory and snapshot size would grow with every checkpoint).
+    fn thaw(core: &WindowCore, pane: &mut Pane, scratch: &mut Vec<usize>) -> Result<()> {
+        if pane.live.is_some() || pane.frozen.is_empty() {
+            return Ok(());
+        }
+        let rows = pane.frozen.iter().map(|p| p.keys.num_rows()).sum();
+        let mut groups = core.group_index_for(rows);
+        let mut accumulators = core.plan.aggregates.accumulators()?;
+        for partial in pane.frozen.drain(..) {
+            groups.intern(&partial.keys, scratch);
+            accumulators.merge(
+                &core.plan.aggregates,
+                &partial.states,
+                scratch,
+                groups.len(),
+            )?;
+        }
+        pane.live = Some(LivePane {
+            groups,
+            accumulators,
+        });
+        Ok(())
+    }
+
     fn fire(&mut self, start: i64, end: i64, out: &mut Output) -> Result<()> {
         let pane_starts: Vec<i64> = self.panes.range(start..end).map(|(p, _)| *p).collect();
         let bounds = |n: usize| Some((vec![start; n], vec![end; n]));
@@ -325,6 +351,9 @@ impl Operator for PaneWindowOperator {
                     encode(watermark, &part)?,
                 )?;
             }
+        }
+        for pane in self.panes.values_mut() {
+            Self::thaw(&self.core, pane, &mut self.scratch)?;
         }
         Ok(())
     }
