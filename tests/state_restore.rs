@@ -181,16 +181,19 @@ fn check(window: Window, before: usize, after: usize) {
     }
 }
 
-#[test]
-fn every_window_kind_restores_onto_more_and_fewer_subtasks() {
-    let windows = [
+fn every_window_kind() -> [Window; 5] {
+    [
         Window::tumble(Duration::from_millis(250)),
         Window::hop(Duration::from_millis(300), Duration::from_millis(100)),
         Window::cumulate(Duration::from_millis(100), Duration::from_millis(400)),
         Window::session(Duration::from_millis(40)),
         Window::count(7),
-    ];
-    for window in windows {
+    ]
+}
+
+#[test]
+fn every_window_kind_restores_onto_more_and_fewer_subtasks() {
+    for window in every_window_kind() {
         for (before, after) in [(1, 1), (2, 3), (2, 1), (4, 2)] {
             check(window, before, after);
         }
@@ -213,14 +216,7 @@ fn a_snapshot_without_a_live_job_is_empty_and_harmless() {
 
 #[test]
 fn snapshots_taken_while_running_do_not_change_results() {
-    let windows = [
-        Window::tumble(Duration::from_millis(250)),
-        Window::hop(Duration::from_millis(300), Duration::from_millis(100)),
-        Window::cumulate(Duration::from_millis(100), Duration::from_millis(400)),
-        Window::session(Duration::from_millis(40)),
-        Window::count(7),
-    ];
-    for window in windows {
+    for window in every_window_kind() {
         let factory = factory(window);
         let batches = input(11);
         let mut expected = Vec::new();

@@ -167,18 +167,7 @@ fn state_job(keys: u64) -> Job {
 }
 
 fn dir_mib(dir: &Path) -> f64 {
-    fn size(dir: &Path) -> u64 {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| match e.file_type() {
-                Ok(t) if t.is_dir() => size(&e.path()),
-                _ => e.metadata().map_or(0, |m| m.len()),
-            })
-            .sum()
-    }
-    size(dir) as f64 / (1 << 20) as f64
+    weir::engine::checkpoint::dir_size(dir) as f64 / (1 << 20) as f64
 }
 
 fn state(keys: u64, shards: usize) -> anyhow::Result<()> {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::store::ShardStore;
-use super::{checkpoint_dirs, CheckpointConfig, Manifest};
+use super::{checkpoint_dirs, dir_size, CheckpointConfig, Manifest};
 use crate::error::EngineError;
 use crate::message::CheckpointId;
 use crate::runtime::task::Control;
@@ -319,19 +319,4 @@ impl Coordinator {
             }
         }
     }
-}
-
-/// Total size of the files under `dir` (hard-linked files count in full).
-pub(crate) fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(_) => e.metadata().map_or(0, |m| m.len()),
-            Err(_) => 0,
-        })
-        .sum()
 }

@@ -114,6 +114,21 @@ pub(crate) fn checkpoint_dirs(dir: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// Total size in bytes of the files under `dir` (a hard-linked file counts in full).
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// What a completed checkpoint holds besides the shards' stores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
