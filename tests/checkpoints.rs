@@ -107,7 +107,12 @@ fn killed_and_restarted_job_writes_exactly_what_an_uninterrupted_run_writes() {
             child.kill().unwrap(); // SIGKILL
             kills += 1;
         }
-        child.wait().unwrap();
+        let ended = child.wait_with_output().unwrap();
+        assert!(
+            ended.status.success() || ended.status.code().is_none(),
+            "a run that was not killed failed: {}",
+            String::from_utf8_lossy(&ended.stderr)
+        );
         if attempt == 1 {
             // A checkpoint that was being written when the process died: a directory whose
             // manifest is torn. It must be ignored.

@@ -3,8 +3,9 @@
 //! The factory lists the topics' partitions once (failing within `scan.connect-timeout`, with
 //! the brokers named, when they cannot be reached) and gives partition `i` of the sorted list
 //! to split `i % P`. Each reader assigns its partitions by hand (no consumer-group
-//! rebalancing, no auto-commit: the engine owns offsets, and the checkpoint issue stores
-//! them), starting as `scan.startup.mode` says. With `scan.bounded.mode = latest-offset` a
+//! rebalancing, no auto-commit: the engine owns offsets and checkpoints store them, as
+//! `topic/partition -> next offset` after the rows returned so far), starting as
+//! `scan.startup.mode` says, or at the stored offsets when the job resumes. With `scan.bounded.mode = latest-offset` a
 //! reader stops at the partitions' end offsets as of its start, which makes a topic a bounded
 //! input.
 //!
@@ -449,6 +450,16 @@ impl KafkaReader {
                     StartupMode::Timestamp(millis) => Offset::Offset(*millis),
                 },
             };
+            // Where reading starts, when known now, is the position until rows are returned
+            // (a checkpoint before the first row must not fall back to the startup mode).
+            let known = match (&self.config.startup, stored) {
+                (_, Some(offset)) => Some(offset),
+                (StartupMode::Specific(offsets), None) => offsets.get(partition).copied(),
+                _ => None,
+            };
+            if let Some(offset) = known {
+                self.returned.entry((*t, *partition)).or_insert(offset);
+            }
             assignment
                 .add_partition_offset(topic, *partition, offset)
                 .map_err(|e| connection.unreachable(&format!("assign {topic}/{partition}"), e))?;
@@ -486,6 +497,9 @@ impl KafkaReader {
                 };
                 if let Some(state) = self.partitions.get_mut(&(t, element.partition())) {
                     state.next = Some(start);
+                    self.returned
+                        .entry((t, element.partition()))
+                        .or_insert(start);
                 }
             }
         }
