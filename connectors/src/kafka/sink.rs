@@ -236,46 +236,41 @@ impl SinkFactory for KafkaSink {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let producer: FutureProducer = self
-            .config
-            .connection
-            .client_config()
-            .set(
-                "message.timeout.ms",
-                self.config
-                    .connection
-                    .connect_timeout
-                    .as_millis()
-                    .max(1000)
-                    .to_string(),
-            )
-            .create()
-            .map_err(|e| {
-                self.config
-                    .connection
-                    .unreachable("create a Kafka producer", e)
-            })?;
         let value_columns = (0..schema.fields().len())
             .filter(|i| !(self.config.value_except_key && key_columns.contains(i)))
             .collect();
-        let transactions = self.transactions()?;
-        if transactions.is_some() && !context.checkpointing {
-            return Err(Box::new(ConnectorError::Config {
-                connector: context.operator_id.clone(),
-                message: "sink.delivery-guarantee = exactly-once commits at checkpoints, and \
-                          this job has none: give it a state directory (--state-dir) and a \
-                          checkpoint interval, or use at-least-once"
-                    .into(),
-            }));
-        }
+        let delivery = match self.transactions()? {
+            Some(_) if !context.checkpointing => {
+                return Err(Box::new(ConnectorError::Config {
+                    connector: context.operator_id.clone(),
+                    message: "sink.delivery-guarantee = exactly-once commits at checkpoints, \
+                              and this job has none: give it a state directory (--state-dir) \
+                              and a checkpoint interval, or use at-least-once"
+                        .into(),
+                }))
+            }
+            Some(transactions) => Delivery::ExactlyOnce {
+                transactions,
+                parity: 0,
+            },
+            None => {
+                let connection = &self.config.connection;
+                let timeout = connection.connect_timeout.as_millis().max(1000);
+                Delivery::AtLeastOnce(
+                    connection
+                        .client_config()
+                        .set("message.timeout.ms", timeout.to_string())
+                        .create()
+                        .map_err(|e| connection.unreachable("create a Kafka producer", e))?,
+                )
+            }
+        };
         Ok(Box::new(KafkaWriter {
             config: self.config.clone(),
             name: context.operator_id.clone(),
             key_columns,
             value_columns,
-            producer,
-            transactions,
-            parity: 0,
+            delivery,
         }))
     }
 }
@@ -294,10 +289,18 @@ struct KafkaWriter {
     name: String,
     key_columns: Vec<usize>,
     value_columns: Vec<usize>,
-    producer: FutureProducer,
-    /// Exactly-once: the shared producers, and which one the current epoch uses.
-    transactions: Option<Arc<Transactions>>,
-    parity: usize,
+    delivery: Delivery,
+}
+
+/// How a writer delivers.
+enum Delivery {
+    /// Its own producer; everything before a barrier is acknowledged at the barrier.
+    AtLeastOnce(FutureProducer),
+    /// The sink's shared transactional producers; the current epoch uses `parity`.
+    ExactlyOnce {
+        transactions: Arc<Transactions>,
+        parity: usize,
+    },
 }
 
 /// One encoded value per row of `batch`.
@@ -369,14 +372,17 @@ impl KafkaWriter {
                 )?)
             }
         };
-        let producer = match &self.transactions {
-            Some(transactions) => {
+        let producer = match &self.delivery {
+            Delivery::ExactlyOnce {
+                transactions,
+                parity,
+            } => {
                 transactions
-                    .ensure_open(self.parity)
+                    .ensure_open(*parity)
                     .map_err(|e| self.failed(e))?;
-                &transactions.producers[self.parity]
+                &transactions.producers[*parity]
             }
-            None => &self.producer,
+            Delivery::AtLeastOnce(producer) => producer,
         };
         let mut deliveries = Vec::with_capacity(values.len());
         for (i, value) in values.iter().enumerate() {
@@ -431,10 +437,15 @@ impl KafkaWriter {
         })
     }
 
+    /// At-least-once: waits until the broker has everything (exactly-once writers have
+    /// awaited every delivery already; their transactions commit with checkpoints).
     fn flush(&self) -> Result<(), BoxError> {
-        self.producer
-            .flush(self.config.connection.connect_timeout)
-            .map_err(|e| self.failed(e))
+        match &self.delivery {
+            Delivery::AtLeastOnce(producer) => producer
+                .flush(self.config.connection.connect_timeout)
+                .map_err(|e| self.failed(e)),
+            Delivery::ExactlyOnce { .. } => Ok(()),
+        }
     }
 }
 
@@ -450,13 +461,14 @@ impl SinkWriter for KafkaWriter {
         Box::pin(async move {
             // Every batch's deliveries were awaited: all rows before the barrier are in the
             // broker (at-least-once: acknowledged; exactly-once: in the open transaction).
-            if self.transactions.is_none() {
-                self.flush()?;
-                return Ok(None);
+            match &mut self.delivery {
+                Delivery::AtLeastOnce(_) => self.flush().map(|()| None),
+                Delivery::ExactlyOnce { parity, .. } => {
+                    let token = parity.to_string();
+                    *parity ^= 1;
+                    Ok(Some(token))
+                }
             }
-            let token = self.parity.to_string();
-            self.parity ^= 1;
-            Ok(Some(token))
         })
     }
 

@@ -152,8 +152,7 @@ impl Coordinator {
             if job.stopping() {
                 break;
             }
-            if in_flight.as_ref().is_some_and(|f| f.waiting.is_empty()) {
-                let flight = in_flight.take().expect("checked above");
+            if let Some(flight) = in_flight.take_if(|f| f.waiting.is_empty()) {
                 let mut tokens = std::mem::take(&mut carried);
                 for (sink, list) in flight.tokens {
                     tokens.entry(sink).or_default().extend(list);
