@@ -19,7 +19,8 @@ use weir_engine::state::StateError;
 use crate::error::Result;
 
 /// Format version of state written by this build.
-pub const STATE_FORMAT_VERSION: u8 = 1;
+/// 2: pane windows store all panes of a key group in one entry.
+pub const STATE_FORMAT_VERSION: u8 = 2;
 
 /// `[version][metadata i64 LE][Arrow IPC stream of batch]`.
 pub fn encode(metadata: i64, batch: &RecordBatch) -> Result<Vec<u8>> {

@@ -11,15 +11,18 @@
 //! part, which the next window merges as well. A tumbling window owns its single pane and is
 //! evaluated directly, without freezing.
 //!
-//! State at a barrier: every pane is frozen and written per key group as
-//! `panes/<key group>/<pane start> = encode(watermark, keys + states)`. On restore the windows
-//! of each pane that had not fired by that watermark become pending again.
+//! State at a barrier: every pane is frozen and all panes are written in one entry per key
+//! group, `panes/<key group> = encode(watermark, keys + states + pane start)` (one Arrow IPC
+//! message per key group, not per pane: with many small panes the per-message header would
+//! dominate). After the snapshot the panes are thawed back into live accumulators. On restore
+//! the windows of each pane that had not fired by that watermark become pending again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, UInt32Array};
+use arrow::array::{ArrayRef, AsArray, Int64Array, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::Rows;
 use weir_engine::message::EventTimeMs;
@@ -35,6 +38,8 @@ use crate::group_index::GroupIndex;
 use crate::state_codec::{decode, encode, split_by_key_group};
 
 const PANES_TABLE: &str = "panes";
+/// The column of the stored panes that says which pane a row belongs to.
+const PANE_START_COLUMN: &str = "__pane_start";
 
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 {
@@ -140,11 +145,22 @@ pub struct PaneWindowOperator {
     /// Groups in the most recently frozen or fired pane: the size to expect for new ones.
     groups_hint: usize,
     scratch: Vec<usize>,
+    /// Schema of the stored panes: the window's state columns and the pane start.
+    stored_schema: SchemaRef,
 }
 
 impl PaneWindowOperator {
     pub(crate) fn new(core: WindowCore, assigner: PaneAssigner) -> Self {
+        let mut fields: Vec<Field> = core
+            .plan
+            .state_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(PANE_START_COLUMN, DataType::Int64, false));
         PaneWindowOperator {
+            stored_schema: Arc::new(Schema::new(fields)),
             core,
             assigner,
             panes: BTreeMap::new(),
@@ -328,28 +344,26 @@ impl Operator for PaneWindowOperator {
         state.clear_owned(PANES_TABLE)?;
         self.core.snapshot_watermark(state, self.watermark)?;
         let watermark = self.watermark.unwrap_or(EventTimeMs::MIN);
+        let mut batches = Vec::new();
         for (pane_start, pane) in &mut self.panes {
             Self::freeze(pane)?;
-            if pane.frozen.is_empty() {
-                continue;
-            }
-            let mut batches = Vec::with_capacity(pane.frozen.len());
             for partial in &pane.frozen {
                 let mut columns = self.core.keys_of(&partial.keys)?;
                 columns.extend(partial.states.iter().cloned());
+                columns.push(Arc::new(Int64Array::from_value(
+                    *pane_start,
+                    partial.keys.num_rows(),
+                )));
                 batches.push(RecordBatch::try_new(
-                    Arc::clone(&self.core.plan.state_schema),
+                    Arc::clone(&self.stored_schema),
                     columns,
                 )?);
             }
-            let merged = concat_batches(&self.core.plan.state_schema, &batches)?;
+        }
+        if !batches.is_empty() {
+            let merged = concat_batches(&self.stored_schema, &batches)?;
             for (group, part) in split_by_key_group(&self.core.state_hasher, &merged)? {
-                state.put(
-                    PANES_TABLE,
-                    group,
-                    &pane_start.to_be_bytes(),
-                    encode(watermark, &part)?,
-                )?;
+                state.put(PANES_TABLE, group, b"", encode(watermark, &part)?)?;
             }
         }
         for pane in self.panes.values_mut() {
@@ -363,26 +377,35 @@ impl Operator for PaneWindowOperator {
         self.pending.clear();
         self.watermark = self.core.restore_watermark(state)?;
         for entry in state.scan_owned(PANES_TABLE)? {
-            let pane_start = i64::from_be_bytes(entry.key.as_slice().try_into().map_err(|_| {
-                crate::OperatorError::Plan(format!(
-                    "pane key of key group {} is not 8 bytes",
-                    entry.group.0
-                ))
-            })?);
-            let (watermark, partial) = decode(&entry.value, PANES_TABLE, entry.group)?;
-            for (start, end) in self.assigner.windows(pane_start) {
-                if watermark == EventTimeMs::MIN || !fired(end, Some(watermark)) {
-                    self.pending.insert((end, start));
-                }
+            let (watermark, stored) = decode(&entry.value, PANES_TABLE, entry.group)?;
+            let pane_column = stored.num_columns() - 1;
+            let mut rows_by_pane: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+            let starts = stored.column(pane_column).as_primitive::<Int64Type>();
+            for (row, pane_start) in starts.values().iter().enumerate() {
+                rows_by_pane
+                    .entry(*pane_start)
+                    .or_default()
+                    .push(row as u32);
             }
-            let (keys, states) = partial.columns().split_at(self.core.plan.key_columns.len());
-            let keys = self.core.key_rows(keys, partial.num_rows())?;
-            let states = states.to_vec();
-            self.panes
-                .entry(pane_start)
-                .or_default()
-                .frozen
-                .push(FrozenPartial { keys, states });
+            for (pane_start, rows) in rows_by_pane {
+                for (start, end) in self.assigner.windows(pane_start) {
+                    if watermark == EventTimeMs::MIN || !fired(end, Some(watermark)) {
+                        self.pending.insert((end, start));
+                    }
+                }
+                let partial = take_record_batch(&stored, &UInt32Array::from(rows))?;
+                let columns = &partial.columns()[..pane_column];
+                let (keys, states) = columns.split_at(self.core.plan.key_columns.len());
+                let keys = self.core.key_rows(keys, partial.num_rows())?;
+                self.panes
+                    .entry(pane_start)
+                    .or_default()
+                    .frozen
+                    .push(FrozenPartial {
+                        keys,
+                        states: states.to_vec(),
+                    });
+            }
         }
         Ok(())
     }
