@@ -9,7 +9,9 @@ use tokio::time::Instant;
 pub struct Pacer {
     /// Rows per second for this split; `None` is unthrottled.
     split_rate: Option<f64>,
-    started: Option<Instant>,
+    /// When pacing began, and the rows produced before it (a split resumed from a
+    /// checkpoint starts with rows already produced; they are not due again).
+    started: Option<(Instant, u64)>,
 }
 
 impl Pacer {
@@ -30,9 +32,9 @@ impl Pacer {
     pub async fn wait(&mut self, produced: u64) {
         match self.split_rate {
             Some(rate) => {
-                let started = *self.started.get_or_insert_with(Instant::now);
-                tokio::time::sleep_until(started + Duration::from_secs_f64(produced as f64 / rate))
-                    .await;
+                let (started, before) = *self.started.get_or_insert((Instant::now(), produced));
+                let due = produced.saturating_sub(before) as f64 / rate;
+                tokio::time::sleep_until(started + Duration::from_secs_f64(due)).await;
             }
             None => tokio::task::yield_now().await,
         }

@@ -312,7 +312,11 @@ impl Coordinator {
         let Some(oldest_kept) = complete.get(keep_from) else {
             return;
         };
-        for dir in dirs.iter().filter(|d| d < oldest_kept) {
+        let keep_from_id = super::checkpoint_id(oldest_kept).unwrap_or(0);
+        for dir in dirs
+            .iter()
+            .filter(|d| super::checkpoint_id(d).is_some_and(|id| id < keep_from_id))
+        {
             if let Err(error) = std::fs::remove_dir_all(dir) {
                 tracing::warn!(path = %dir.display(), %error, "cannot remove old checkpoint");
             }

@@ -97,21 +97,26 @@ impl CheckpointConfig {
     }
 }
 
-/// The `chk-*` directories under `dir`, oldest first.
+/// The id of a `chk-<id>` directory.
+pub(crate) fn checkpoint_id(dir: &Path) -> Option<u64> {
+    dir.file_name()?
+        .to_str()?
+        .strip_prefix("chk-")?
+        .parse()
+        .ok()
+}
+
+/// The `chk-<id>` directories under `dir`, oldest (lowest id) first.
 pub(crate) fn checkpoint_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut dirs: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("chk-"))
-        })
+        .filter_map(|p| Some((checkpoint_id(&p)?, p)))
         .collect();
     dirs.sort();
-    dirs
+    dirs.into_iter().map(|(_, p)| p).collect()
 }
 
 /// Total size in bytes of the files under `dir` (a hard-linked file counts in full).
@@ -239,6 +244,15 @@ mod tests {
         let (path, manifest) = config.resume_point().unwrap().unwrap();
         assert_eq!(manifest.checkpoint, 2);
         assert_eq!(path, config.checkpoint_dir(2));
+        // Ids, not names, order checkpoints: chk-10000000000 is newer than chk-9999999999.
+        for id in [9_999_999_999, 10_000_000_000] {
+            std::fs::create_dir_all(config.checkpoint_dir(id)).unwrap();
+        }
+        Manifest::new(10_000_000_000, false, 2, 128)
+            .write(&config.checkpoint_dir(10_000_000_000))
+            .unwrap();
+        let (_, manifest) = config.resume_point().unwrap().unwrap();
+        assert_eq!(manifest.checkpoint, 10_000_000_000);
         let missing = CheckpointConfig::new(&dir).from_savepoint(dir.join("nope"));
         let error = missing.resume_point().unwrap_err().to_string();
         assert!(error.contains("no complete checkpoint"), "{error}");

@@ -359,13 +359,7 @@ fn start_coordinator(
 fn next_checkpoint_id(config: &CheckpointConfig) -> u64 {
     crate::checkpoint::checkpoint_dirs(&config.checkpoints_dir())
         .last()
-        .and_then(|d| {
-            d.file_name()?
-                .to_str()?
-                .strip_prefix("chk-")?
-                .parse::<u64>()
-                .ok()
-        })
+        .and_then(|d| crate::checkpoint::checkpoint_id(d))
         .map_or(1, |id| id + 1)
 }
 
