@@ -30,6 +30,7 @@ pub use dsl::{Job, KeyedStream, Pipeline, Stream, WeirError, WindowedStream};
 pub use weir_connectors as connectors;
 pub use weir_engine as engine;
 pub use weir_operators as operators;
+pub use weir_sql as sql;
 
 /// Everything a DSL pipeline usually needs.
 pub mod prelude {

@@ -13,11 +13,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
 use weir::connectors::filesystem::sink::{FileSink, FileSinkConfig};
 use weir::connectors::filesystem::FileFormat;
 use weir::engine::checkpoint::CheckpointConfig;
+
 use weir::engine::EngineError;
 use weir::prelude::*;
+use weir::sql::{Action, Session, SqlError};
 
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Weir: a stream processing engine")]
@@ -28,6 +31,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a SQL job: CREATE TABLE / VIEW, SET, then INSERT INTO (all INSERTs form one job)
+    /// or a SELECT (its rows are printed). Exits once bounded inputs are done.
+    Run {
+        #[command(flatten)]
+        sql: SqlArgs,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
+    },
+    /// Print the dataflow graph of a SQL job without running it.
+    Explain {
+        #[command(flatten)]
+        sql: SqlArgs,
+    },
     /// Run the built-in demo job: top bids per auction in 10 s windows sliding every 2 s,
     /// over generated bids, printed to stdout.
     Demo {
@@ -52,6 +68,31 @@ enum Command {
         #[command(flatten)]
         checkpoints: CheckpointArgs,
     },
+}
+
+/// Where a SQL job comes from, and its shards.
+#[derive(clap::Args)]
+struct SqlArgs {
+    /// The SQL file to run.
+    #[arg(required_unless_present = "execute", conflicts_with = "execute")]
+    file: Option<PathBuf>,
+    /// SQL text to run instead of a file.
+    #[arg(short = 'e', long = "execute")]
+    execute: Option<String>,
+    /// Number of shard threads (default: `SET 'parallelism.default'`, else the number of cores).
+    #[arg(long)]
+    shards: Option<usize>,
+}
+
+impl SqlArgs {
+    fn text(&self) -> anyhow::Result<String> {
+        match (&self.execute, &self.file) {
+            (Some(text), _) => Ok(text.clone()),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read SQL file {}", path.display())),
+            (None, None) => anyhow::bail!("give a SQL file or -e \"SQL\""),
+        }
+    }
 }
 
 /// Checkpoint, recovery and savepoint options of a job.
@@ -144,17 +185,78 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match run(cli) {
+    let result = match cli.command {
+        Command::Run { sql, checkpoints } => run_sql(&sql, Some(&checkpoints)),
+        Command::Explain { sql } => run_sql(&sql, None),
+        command => run(command),
+    };
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            // A mistake in the SQL exits 2, a failed job 1.
+            match error.downcast_ref::<SqlError>() {
+                Some(sql) => ExitCode::from(sql.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+/// `weir run` (with checkpoint options) or `weir explain` (without).
+fn run_sql(args: &SqlArgs, checkpoints: Option<&CheckpointArgs>) -> anyhow::Result<ExitCode> {
+    let text = args.text()?;
+    let mut session = Session::new();
+    let actions = session.execute(&text, &|_| Arc::new(PrintSink::default()))?;
+    let mut options = RunOptions::default();
+    if let Some(shards) = args.shards.or(session.settings.parallelism) {
+        options = options.shards(shards);
+    }
+    if let Some(checkpoints) = checkpoints {
+        options.checkpoint = checkpoints.config()?;
+        if let (Some(config), Some(interval)) = (
+            options.checkpoint.as_mut(),
+            session.settings.checkpoint_interval,
+        ) {
+            config.interval = config.interval.or(Some(interval));
+        }
+    }
+    let explain = checkpoints.is_none();
+    let insert = session.take_insert_job();
+    let jobs = actions
+        .into_iter()
+        .map(|action| match action {
+            Action::Query(job) => (job, explain),
+            Action::Explain(job) => (job, true),
+        })
+        .chain(insert.map(|job| (job, explain)));
+    let mut ran = false;
+    for (job, only_explain) in jobs {
+        ran = true;
+        if only_explain {
+            print!(
+                "{}",
+                weir::engine::runtime::explain(&job.graph, &options).map_err(SqlError::from)?
+            );
+            continue;
+        }
+        let handle =
+            weir::engine::runtime::start(&job.graph, options.clone()).map_err(SqlError::from)?;
+        let savepoint_dir = checkpoints.and_then(|c| c.savepoint_dir.clone());
+        if supervise(handle, savepoint_dir)?.is_none() {
+            eprintln!("cancelled");
+            return Ok(ExitCode::from(130));
+        }
+    }
+    if !ran {
+        eprintln!("nothing to run: the SQL has no INSERT INTO, SELECT or EXPLAIN");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { .. } | Command::Explain { .. } => unreachable!("handled by run_sql"),
         Command::Demo {
             events,
             auctions,

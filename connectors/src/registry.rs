@@ -253,6 +253,27 @@ fn file_format(options: &Options) -> Result<FileFormat, ConnectorError> {
     })
 }
 
+/// Checks `table`'s options against everything its connector accepts as a source or a sink
+/// (SQL checks at `CREATE TABLE`, before it knows how the table will be used).
+pub fn check_options(table: &TableSpec) -> Result<(), ConnectorError> {
+    let (connector, options) = table.connector()?;
+    let specs: &[&[OptionSpec]] = match connector.as_str() {
+        "filesystem" => &[FILESYSTEM_OPTIONS, FORMAT_ERROR_OPTIONS],
+        "kafka" => &[
+            crate::kafka::COMMON_OPTIONS,
+            KAFKA_SOURCE_OPTIONS,
+            KAFKA_SINK_OPTIONS,
+            FORMAT_ERROR_OPTIONS,
+        ],
+        "datagen" => &[crate::datagen::OPTIONS],
+        "nexmark" => &[crate::nexmark::OPTIONS],
+        "print" => &[PRINT_OPTIONS],
+        "blackhole" => &[],
+        other => return Err(unknown(table, other)),
+    };
+    validate(table, &connector, specs, &options).map(|_| ())
+}
+
 /// Builds the source `table` declares.
 pub fn create_source(table: &TableSpec) -> Result<Arc<dyn SourceFactory>, ConnectorError> {
     let (connector, options) = table.connector()?;

@@ -1,16 +1,21 @@
-//! # weir-sql: the SQL front end (skeleton)
+//! # weir-sql: Flink-style SQL jobs
 //!
-//! This crate will turn Flink-style SQL (DDL with `WATERMARK FOR` and `WITH (...)`, window
-//! table-valued functions, `INSERT INTO ... SELECT`) into the same
-//! [`weir_engine::graph::Graph`] the Rust DSL builds: sqlparser for the text, DataFusion's
-//! planner for `LogicalPlan`s, then a rewrite into Weir nodes (window TVFs become
-//! `weir_operators::window::WindowAggregateFactory`, grouping keys become hash exchanges,
-//! projections and filters become `ProjectFactory`/`FilterFactory` over DataFusion expressions,
-//! tables become connectors from `weir_connectors`).
-//!
-//! Nothing is implemented yet; the SQL issue owns it. The crate exists so that the dependency
-//! direction `engine <- operators <- connectors <- sql <- weir` is fixed from the start.
+//! A script (`CREATE TABLE`, `CREATE VIEW`, `SET`, `INSERT INTO`, `SELECT`, `EXPLAIN`, statement
+//! sets) is split into statements ([`script`]); Flink's DDL is read by [`ddl`]; window
+//! table-valued functions are taken out of the token stream ([`window_tvf`]) so sqlparser can
+//! read the rest; DataFusion's `SqlToRel` plans each query into a `LogicalPlan` over the
+//! session's tables ([`catalog`]); [`translate`] turns that plan into Weir's dataflow graph.
+//! [`session::Session`] drives it all.
 
-pub use weir_connectors as connectors;
-pub use weir_engine as engine;
-pub use weir_operators as operators;
+pub mod catalog;
+pub mod ddl;
+pub mod error;
+pub mod flink_functions;
+pub mod script;
+pub mod session;
+pub mod source;
+pub mod translate;
+pub mod window_tvf;
+
+pub use error::{Location, SqlError, UserError};
+pub use session::{Action, Session, Settings, SqlJob};

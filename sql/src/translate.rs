@@ -1,0 +1,650 @@
+//! DataFusion `LogicalPlan` -> Weir dataflow [`Graph`].
+//!
+//! Table scans become sources (with the table's watermark), projections and filters become
+//! project and filter operators running DataFusion expressions, a window TVF followed by
+//! `GROUP BY window_start, window_end, keys` becomes a window operator behind a hash exchange
+//! on the keys, `UNION ALL` joins streams into one node, `VALUES` becomes an in-memory source.
+//! What a stream cannot do yet is refused with a message naming the construct.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::ArrayRef;
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion_common::tree_node::{Transformed, TreeNode};
+use datafusion_common::{Column, DFSchemaRef, ScalarValue};
+use datafusion_expr::logical_plan::{Aggregate, Projection, TableScan};
+use datafusion_expr::{col, lit, Expr, LogicalPlan};
+use weir_connectors::memory::MemorySource;
+use weir_connectors::registry;
+use weir_engine::graph::{Exchange, Graph, NodeId};
+use weir_engine::sink::SinkFactory;
+use weir_engine::source::SourceFactory;
+use weir_operators::filter::{FilterFactory, Predicate};
+use weir_operators::project::ProjectFactory;
+use weir_operators::window::{
+    WindowAggregateConfig, WindowAggregateFactory, WindowSpec, WINDOW_END, WINDOW_START,
+};
+
+use crate::catalog::{Table, TableRef};
+use crate::error::{user, Result};
+use crate::source::{ColumnSource, ComputedColumnsSource};
+use crate::window_tvf::{WindowTvfNode, WINDOW_TIME};
+
+/// Job-wide settings the translation needs.
+#[derive(Debug, Clone, Default)]
+pub struct TranslateOptions {
+    /// `table.exec.source.idle-timeout`.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Builds one job's graph from any number of statements (a statement set).
+pub struct GraphBuilder {
+    pub graph: Graph,
+    names: HashSet<String>,
+    options: TranslateOptions,
+}
+
+/// The output of a translated plan node.
+#[derive(Clone)]
+struct Stream {
+    node: NodeId,
+}
+
+/// A window TVF's rows, waiting for their `GROUP BY window_start, window_end, ...`.
+#[derive(Clone)]
+struct Windowed {
+    rows: Stream,
+    /// Columns of `rows` (the TVF's input after row-wise steps), by name.
+    columns: Vec<String>,
+    spec: WindowSpec,
+    time_column: String,
+    partition_by: Vec<String>,
+}
+
+enum Flow {
+    Rows(Stream),
+    Windowed(Windowed),
+}
+
+fn unsupported(what: &str) -> crate::error::UserError {
+    user(format!("{what} is not supported yet"))
+}
+
+/// `expr` with column references stripped of their table qualifiers (Weir's streams have
+/// plain column names).
+fn unqualify(expr: &Expr) -> Expr {
+    expr.clone()
+        .transform(|e| {
+            Ok(match e {
+                Expr::Column(c) if c.relation.is_some() => {
+                    Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
+                }
+                other => Transformed::no(other),
+            })
+        })
+        .map(|t| t.data)
+        .unwrap_or_else(|_| expr.clone())
+}
+
+/// `expr` named `name` (replacing an alias it has).
+fn named(expr: Expr, name: &str) -> Expr {
+    match expr {
+        Expr::Alias(alias) => alias.expr.alias(name),
+        other => other.alias(name),
+    }
+}
+
+fn is_window_column(name: &str) -> bool {
+    name == WINDOW_START || name == WINDOW_END || name == WINDOW_TIME
+}
+
+fn column_refs(expr: &Expr) -> Vec<String> {
+    expr.column_refs()
+        .into_iter()
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+impl GraphBuilder {
+    pub fn new(options: TranslateOptions) -> Self {
+        GraphBuilder {
+            graph: Graph::new(),
+            names: HashSet::new(),
+            options,
+        }
+    }
+
+    fn name(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut i = 2;
+        while !self.names.insert(name.clone()) {
+            name = format!("{base}-{i}");
+            i += 1;
+        }
+        name
+    }
+
+    fn operator(
+        &mut self,
+        base: &str,
+        factory: Arc<dyn weir_engine::operator::OperatorFactory>,
+        input: &Stream,
+        exchange: Exchange,
+    ) -> Stream {
+        let name = self.name(base);
+        let node = self.graph.add_operator(name, factory);
+        self.graph.connect(input.node, node, exchange);
+        Stream { node }
+    }
+
+    /// Adds `plan`'s rows to the graph, ending in `sink`.
+    pub fn sink(
+        &mut self,
+        plan: &LogicalPlan,
+        name: &str,
+        sink: Arc<dyn SinkFactory>,
+        columns: Option<&SchemaRef>,
+    ) -> Result<()> {
+        let mut stream = self.rows(plan)?;
+        if let Some(columns) = columns {
+            // Only the connector's columns go to a table sink, cast to its types.
+            let exprs = columns
+                .fields()
+                .iter()
+                .map(|f| {
+                    Expr::Cast(datafusion_expr::Cast::new(
+                        Box::new(col(Column::new_unqualified(f.name()))),
+                        f.data_type().clone(),
+                    ))
+                    .alias(f.name())
+                })
+                .collect();
+            stream = self.operator(
+                "sink-columns",
+                Arc::new(ProjectFactory::new(exprs)),
+                &stream,
+                Exchange::Forward,
+            );
+        }
+        let sink_name = self.name(&format!("sink-{name}"));
+        let node = self.graph.add_sink(sink_name, sink);
+        self.graph.connect(stream.node, node, Exchange::Forward);
+        Ok(())
+    }
+
+    fn rows(&mut self, plan: &LogicalPlan) -> Result<Stream> {
+        match self.translate(plan)? {
+            Flow::Rows(stream) => Ok(stream),
+            Flow::Windowed(_) => Err(user(
+                "a window TVF must be aggregated: GROUP BY window_start, window_end[, keys]",
+            )
+            .hint(
+                "selecting the rows of a window TVF without aggregating them is not supported yet",
+            )),
+        }
+    }
+
+    fn translate(&mut self, plan: &LogicalPlan) -> Result<Flow> {
+        match plan {
+            LogicalPlan::TableScan(scan) => self.scan(scan).map(Flow::Rows),
+            LogicalPlan::SubqueryAlias(alias) => self.translate(&alias.input),
+            LogicalPlan::Projection(projection) => self.projection(projection),
+            LogicalPlan::Filter(filter) => {
+                let predicate = unqualify(&filter.predicate);
+                match self.translate(&filter.input)? {
+                    Flow::Rows(input) => Ok(Flow::Rows(self.filter(&input, predicate))),
+                    Flow::Windowed(mut windowed) => {
+                        if column_refs(&predicate).iter().any(|c| is_window_column(c)) {
+                            return Err(unsupported(
+                                "filtering on window_start, window_end or window_time before the window aggregation",
+                            ));
+                        }
+                        windowed.rows = self.filter(&windowed.rows, predicate);
+                        Ok(Flow::Windowed(windowed))
+                    }
+                }
+            }
+            LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate).map(Flow::Rows),
+            LogicalPlan::Extension(extension) => {
+                let Some(tvf) = extension.node.as_any().downcast_ref::<WindowTvfNode>() else {
+                    return Err(unsupported(&format!("plan node {}", extension.node.name())));
+                };
+                let rows = self.rows(&tvf.input)?;
+                Ok(Flow::Windowed(Windowed {
+                    rows,
+                    columns: tvf
+                        .input
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect(),
+                    spec: tvf.spec(),
+                    time_column: tvf.time_column.clone(),
+                    partition_by: tvf.partition_by.clone(),
+                }))
+            }
+            LogicalPlan::Union(union) => {
+                let names: Vec<String> = union
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                let factory = Arc::new(ProjectFactory::new(
+                    names
+                        .iter()
+                        .map(|n| col(Column::new_unqualified(n)))
+                        .collect(),
+                ));
+                let node_name = self.name("union");
+                let node = self.graph.add_operator(node_name, factory);
+                for input in &union.inputs {
+                    let stream = self.rows(input)?;
+                    // Inputs take the union's column names and types.
+                    let exprs = input
+                        .schema()
+                        .fields()
+                        .iter()
+                        .zip(union.schema.fields())
+                        .map(|(from, to)| {
+                            let column = col(Column::new_unqualified(from.name()));
+                            let column = if from.data_type() == to.data_type() {
+                                column
+                            } else {
+                                Expr::Cast(datafusion_expr::Cast::new(
+                                    Box::new(column),
+                                    to.data_type().clone(),
+                                ))
+                            };
+                            column.alias(to.name())
+                        })
+                        .collect();
+                    let renamed = self.operator(
+                        "union-input",
+                        Arc::new(ProjectFactory::new(exprs)),
+                        &stream,
+                        Exchange::Forward,
+                    );
+                    self.graph.connect(renamed.node, node, Exchange::Forward);
+                }
+                Ok(Flow::Rows(Stream { node }))
+            }
+            LogicalPlan::Values(values) => {
+                self.values(&values.values, &values.schema).map(Flow::Rows)
+            }
+            LogicalPlan::EmptyRelation(empty) => {
+                // `SELECT 1`: one row of a placeholder column the projection above ignores.
+                let schema = Arc::new(Schema::new(vec![arrow::datatypes::Field::new(
+                    "__row",
+                    arrow::datatypes::DataType::Int32,
+                    true,
+                )]));
+                let rows =
+                    arrow::array::Int32Array::from(vec![1; usize::from(empty.produce_one_row)]);
+                let batch = RecordBatch::try_new(SchemaRef::clone(&schema), vec![Arc::new(rows)])
+                    .map_err(|e| user(e.to_string()))?;
+                self.memory(schema, batch).map(Flow::Rows)
+            }
+            LogicalPlan::Join(_) => Err(unsupported("JOIN")),
+            LogicalPlan::Sort(_) => Err(unsupported("ORDER BY on a stream")
+                .hint("sort the output where it is read, or use a window aggregation")),
+            LogicalPlan::Limit(_) => Err(unsupported("LIMIT on a stream")),
+            LogicalPlan::Distinct(_) => Err(unsupported("SELECT DISTINCT (an updating result)")),
+            LogicalPlan::Window(_) => Err(unsupported("OVER windows")),
+            other => Err(unsupported(&format!("'{}'", other.display()))),
+        }
+    }
+
+    fn filter(&mut self, input: &Stream, predicate: Expr) -> Stream {
+        self.operator(
+            "filter",
+            Arc::new(FilterFactory::new(Predicate::Expr(predicate))),
+            input,
+            Exchange::Forward,
+        )
+    }
+
+    fn project(&mut self, input: &Stream, exprs: &[Expr], schema: &DFSchemaRef) -> Stream {
+        let exprs = exprs
+            .iter()
+            .zip(schema.fields())
+            .map(|(e, f)| named(unqualify(e), f.name()))
+            .collect();
+        self.operator(
+            "project",
+            Arc::new(ProjectFactory::new(exprs)),
+            input,
+            Exchange::Forward,
+        )
+    }
+
+    fn projection(&mut self, projection: &Projection) -> Result<Flow> {
+        match self.translate(&projection.input)? {
+            Flow::Rows(input) => Ok(Flow::Rows(self.project(
+                &input,
+                &projection.expr,
+                &projection.schema,
+            ))),
+            Flow::Windowed(mut windowed) => {
+                // Row-wise columns pass through; window columns must stay as they are.
+                let mut exprs = Vec::new();
+                let mut names = Vec::new();
+                for (expr, field) in projection.expr.iter().zip(projection.schema.fields()) {
+                    let expr = unqualify(expr);
+                    let refs = column_refs(&expr);
+                    if refs.iter().any(|c| is_window_column(c)) {
+                        let passthrough =
+                            matches!(&expr, Expr::Column(c) if c.name == *field.name());
+                        if !passthrough {
+                            return Err(unsupported(
+                                "computing with window_start, window_end or window_time before the window aggregation",
+                            ));
+                        }
+                        continue;
+                    }
+                    names.push(field.name().clone());
+                    exprs.push(named(expr, field.name()));
+                }
+                // The window needs its time column and partition keys even if the query does not.
+                for needed in std::iter::once(&windowed.time_column).chain(&windowed.partition_by) {
+                    if !names.contains(needed) {
+                        if !windowed.columns.contains(needed) {
+                            return Err(user(format!(
+                                "the window's column '{needed}' was projected away before the window aggregation"
+                            )));
+                        }
+                        names.push(needed.clone());
+                        exprs.push(col(Column::new_unqualified(needed)));
+                    }
+                }
+                windowed.rows = self.operator(
+                    "project",
+                    Arc::new(ProjectFactory::new(exprs)),
+                    &windowed.rows,
+                    Exchange::Forward,
+                );
+                windowed.columns = names;
+                Ok(Flow::Windowed(windowed))
+            }
+        }
+    }
+
+    fn aggregate(&mut self, aggregate: &Aggregate) -> Result<Stream> {
+        let Flow::Windowed(windowed) = self.translate(&aggregate.input)? else {
+            return Err(unsupported(
+                "GROUP BY without a window (an updating result)",
+            )
+            .hint("group by a window TVF: FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) ... GROUP BY window_start, window_end, ..."));
+        };
+        let group_fields = &aggregate.schema.fields()[..aggregate.group_expr.len()];
+        let mut window_columns = Vec::new();
+        let mut keys = Vec::new();
+        let mut key_exprs = Vec::new();
+        for (expr, field) in aggregate.group_expr.iter().zip(group_fields) {
+            let expr = unqualify(expr);
+            match &expr {
+                Expr::Column(c) if is_window_column(&c.name) => window_columns.push(c.name.clone()),
+                _ if column_refs(&expr).iter().any(|c| is_window_column(c)) => {
+                    return Err(unsupported(
+                        "grouping by an expression of window_start, window_end or window_time",
+                    ))
+                }
+                Expr::Column(c) => {
+                    keys.push(c.name.clone());
+                    key_exprs.push(None);
+                }
+                _ => {
+                    keys.push(field.name().clone());
+                    key_exprs.push(Some(named(expr, field.name())));
+                }
+            }
+        }
+        if !(window_columns.iter().any(|c| c == WINDOW_START)
+            && window_columns.iter().any(|c| c == WINDOW_END))
+        {
+            return Err(
+                user("a window TVF aggregation must GROUP BY window_start and window_end")
+                    .hint("GROUP BY window_start, window_end, <keys>"),
+            );
+        }
+        if let WindowSpec::Session { .. } = windowed.spec {
+            let partition: HashSet<&String> = windowed.partition_by.iter().collect();
+            let grouped: HashSet<&String> = keys.iter().collect();
+            if partition != grouped {
+                return Err(unsupported(&format!(
+                    "a SESSION window grouped by other columns than its PARTITION BY ({})",
+                    windowed.partition_by.join(", ")
+                ))
+                .hint("partition the session by exactly the GROUP BY keys: SESSION(TABLE t PARTITION BY k, ...) ... GROUP BY window_start, window_end, k"));
+            }
+        }
+        let mut rows = windowed.rows.clone();
+        if key_exprs.iter().any(Option::is_some) {
+            // Computed grouping keys become columns before the exchange.
+            let exprs: Vec<Expr> = windowed
+                .columns
+                .iter()
+                .map(|c| col(Column::new_unqualified(c)))
+                .chain(key_exprs.into_iter().flatten())
+                .collect();
+            rows = self.operator(
+                "group-keys",
+                Arc::new(ProjectFactory::new(exprs)),
+                &rows,
+                Exchange::Forward,
+            );
+        }
+        let aggregate_fields = &aggregate.schema.fields()[aggregate.group_expr.len()..];
+        let aggregates = aggregate
+            .aggr_expr
+            .iter()
+            .zip(aggregate_fields)
+            .map(|(e, f)| {
+                let e = unqualify(e);
+                if column_refs(&e).iter().any(|c| is_window_column(c)) {
+                    return Err(unsupported(
+                        "aggregating window_start, window_end or window_time",
+                    ));
+                }
+                Ok(named(e, f.name()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let config = WindowAggregateConfig {
+            window: windowed.spec,
+            time_column: windowed.time_column.clone(),
+            keys: keys.clone(),
+            aggregates,
+        };
+        let output = self.operator(
+            "window",
+            Arc::new(WindowAggregateFactory::new(config)),
+            &rows,
+            Exchange::Hash(keys.clone()),
+        );
+        // The window operator emits window_start, window_end, keys, aggregates; the plan
+        // expects the GROUP BY order, then the aggregates.
+        let mut exprs = Vec::new();
+        let mut key_iter = keys.iter();
+        for expr in &aggregate.group_expr {
+            let expr = unqualify(expr);
+            match &expr {
+                Expr::Column(c) if c.name == WINDOW_TIME => exprs.push(
+                    (col(WINDOW_END) - lit(ScalarValue::new_interval_mdn(0, 0, 1_000_000)))
+                        .alias(WINDOW_TIME),
+                ),
+                Expr::Column(c) if is_window_column(&c.name) => {
+                    exprs.push(col(Column::new_unqualified(&c.name)))
+                }
+                _ => {
+                    let key = key_iter
+                        .next()
+                        .expect("one key per non-window group expression");
+                    exprs.push(col(Column::new_unqualified(key)));
+                }
+            }
+        }
+        exprs.extend(
+            aggregate_fields
+                .iter()
+                .map(|f| col(Column::new_unqualified(f.name()))),
+        );
+        Ok(self.operator(
+            "window-columns",
+            Arc::new(ProjectFactory::new(exprs)),
+            &output,
+            Exchange::Forward,
+        ))
+    }
+
+    fn scan(&mut self, scan: &TableScan) -> Result<Stream> {
+        let source: &dyn std::any::Any = scan.source.as_ref();
+        let Some(table) = source.downcast_ref::<TableRef>() else {
+            return Err(unsupported(&format!("reading '{}'", scan.table_name)));
+        };
+        let table = &table.table;
+        let factory = self.source_factory(table)?;
+        let watermark = table
+            .watermark
+            .as_ref()
+            .map(|w| match self.options.idle_timeout {
+                Some(timeout) => w.clone().with_idle_timeout(timeout),
+                None => w.clone(),
+            });
+        let name = self.name(&format!("source-{}", table.spec.name));
+        let node = self.graph.add_source(name, factory, watermark);
+        let stream = Stream { node };
+        match &scan.projection {
+            Some(indices)
+                if indices.len() != table.schema.fields().len()
+                    || indices.iter().enumerate().any(|(i, &j)| i != j) =>
+            {
+                let exprs = indices
+                    .iter()
+                    .map(|&i| col(Column::new_unqualified(table.schema.field(i).name())))
+                    .collect();
+                Ok(self.operator(
+                    "project",
+                    Arc::new(ProjectFactory::new(exprs)),
+                    &stream,
+                    Exchange::Forward,
+                ))
+            }
+            _ => Ok(stream),
+        }
+    }
+
+    fn source_factory(&self, table: &Table) -> Result<Arc<dyn SourceFactory>> {
+        let inner = registry::create_source(&table.spec).map_err(|e| user(e.to_string()))?;
+        if table.computed.is_empty() {
+            return Ok(inner);
+        }
+        let read = table.spec.schema.as_ref();
+        let columns = table
+            .schema
+            .fields()
+            .iter()
+            .map(|f| match read.index_of(f.name()) {
+                Ok(i) => Ok(ColumnSource::Read(i)),
+                Err(_) => {
+                    let (_, expr) = table
+                        .computed
+                        .iter()
+                        .find(|(name, _)| name == f.name())
+                        .ok_or_else(|| user(format!("column '{}' has no source", f.name())))?;
+                    weir_operators::expr::physical(expr, read)
+                        .map(ColumnSource::Computed)
+                        .map_err(|e| user(format!("computed column '{}': {e}", f.name())))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let description = table
+            .computed
+            .iter()
+            .map(|(name, expr)| format!("{name} AS {expr}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(Arc::new(ComputedColumnsSource::new(
+            inner,
+            SchemaRef::clone(&table.schema),
+            columns,
+            description,
+        )))
+    }
+
+    fn values(&mut self, rows: &[Vec<Expr>], schema: &DFSchemaRef) -> Result<Stream> {
+        let schema: SchemaRef = Arc::new(schema.as_arrow().clone());
+        let empty = Arc::new(Schema::empty());
+        let one_row = RecordBatch::try_new_with_options(
+            SchemaRef::clone(&empty),
+            vec![],
+            &RecordBatchOptions::new().with_row_count(Some(1)),
+        )
+        .map_err(|e| user(e.to_string()))?;
+        let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::new(); schema.fields().len()];
+        for row in rows {
+            for (i, expr) in row.iter().enumerate() {
+                let physical = weir_operators::expr::physical(expr, &empty)
+                    .map_err(|e| user(format!("VALUES: {e}")))?;
+                let value = physical
+                    .evaluate(&one_row)
+                    .and_then(|v| v.into_array(1))
+                    .map_err(|e| user(format!("VALUES: {e}")))?;
+                let value = arrow::compute::cast(&value, schema.field(i).data_type())
+                    .map_err(|e| user(format!("VALUES: {e}")))?;
+                columns[i].push(value);
+            }
+        }
+        let arrays = columns
+            .iter()
+            .map(|parts| {
+                let parts: Vec<&dyn arrow::array::Array> =
+                    parts.iter().map(|a| a.as_ref()).collect();
+                arrow::compute::concat(&parts)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| user(e.to_string()))?;
+        // VALUES columns are nullable as far as the stream is concerned.
+        let schema = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        let batch = RecordBatch::try_new(SchemaRef::clone(&schema), arrays)
+            .map_err(|e| user(e.to_string()))?;
+        self.memory(schema, batch)
+    }
+
+    fn memory(&mut self, schema: SchemaRef, batch: RecordBatch) -> Result<Stream> {
+        let source =
+            MemorySource::new(schema, vec![vec![batch]]).map_err(|e| user(e.to_string()))?;
+        let name = self.name("values");
+        let node = self.graph.add_source(name, Arc::new(source), None);
+        self.graph.set_parallelism(node, 1);
+        // One split; spread its rows to the default parallelism downstream.
+        let spread = self.name("values-rebalance");
+        let spread = self.graph.add_operator(
+            spread,
+            Arc::new(ProjectFactory::new(self.graph_schema_columns(node))),
+        );
+        self.graph.connect(node, spread, Exchange::Rebalance);
+        Ok(Stream { node: spread })
+    }
+
+    fn graph_schema_columns(&self, node: NodeId) -> Vec<Expr> {
+        match &self.graph.nodes[node.0].kind {
+            weir_engine::graph::NodeKind::Source { factory, .. } => factory
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| col(Column::new_unqualified(f.name())))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
