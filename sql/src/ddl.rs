@@ -274,9 +274,15 @@ pub(crate) fn parse_error(
             },
         ))
     });
-    match located {
-        Some((i, at)) => user(text[..i].to_string()).at(at),
-        None => match tokens.first() {
+    // An error at the end of the input points just past the last token.
+    let end = tokens.last().map(|t| crate::error::Location {
+        line: t.span.end.line,
+        column: t.span.end.column,
+    });
+    match (located, end) {
+        (Some((i, at)), _) => user(text[..i].to_string()).at(at),
+        (None, Some(end)) if text.ends_with("EOF") => user(text).at(end),
+        (None, _) => match tokens.first() {
             Some(token) => user(text).at(location(token)),
             None => user(text),
         },

@@ -170,7 +170,10 @@ fn plan_error(error: DataFusionError) -> UserError {
             message = rest.to_string();
         }
     }
-    let mut error = user(message.replace("Error during planning: ", ""));
+    let message = message
+        .replace("Error during planning: ", "")
+        .replace('\n', " ");
+    let mut error = user(message.trim_end_matches('.').to_string());
     if let Some(location) = location.filter(|l| l.line > 0) {
         error = error.at(location);
     }

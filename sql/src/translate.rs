@@ -90,11 +90,11 @@ fn unqualify(expr: &Expr) -> Expr {
 }
 
 /// `expr` named `name` (replacing an alias it has).
-fn named(expr: Expr, name: &str) -> Expr {
-    match expr {
-        Expr::Alias(alias) => alias.expr.alias(name),
-        other => other.alias(name),
+fn named(mut expr: Expr, name: &str) -> Expr {
+    while let Expr::Alias(alias) = expr {
+        expr = *alias.expr;
     }
+    expr.alias(name)
 }
 
 fn is_window_column(name: &str) -> bool {
