@@ -105,7 +105,7 @@ proptest! {
         sizes in prop::collection::vec(1usize..50, 1..4),
     ) {
         let split_batches = split_into(&input, splits, &sizes);
-        let (expected, late) = reference(spec, &[input.clone()], 100);
+        let (expected, late) = reference(spec, std::slice::from_ref(&input), 100);
         prop_assert!(late.is_empty());
         let dir = std::env::temp_dir().join(format!(
             "weir-sql-windows-{}-{}",

@@ -21,7 +21,7 @@ pub enum ColumnKind {
     /// Read from the connector.
     Physical,
     /// `name AS expr`: computed from the other columns of each row.
-    Computed(ast::Expr),
+    Computed(Box<ast::Expr>),
     /// `name TYPE METADATA [FROM 'key']`: the connector's metadata (Kafka partition, ...).
     Metadata { key: String },
 }
@@ -191,6 +191,11 @@ impl<'a> Cursor<'a> {
             }
             _ => Err(self.expected(what)),
         }
+    }
+
+    /// A `.` (in dotted option keys).
+    pub(crate) fn dot(&mut self) -> Result<String> {
+        self.expect(&Token::Period).map(|_| ".".to_string())
     }
 
     pub(crate) fn at_end(&self) -> bool {
@@ -373,7 +378,7 @@ fn parse_element(cursor: &mut Cursor, table: &mut CreateTable) -> Result<()> {
         table.columns.push(ColumnDef {
             name,
             field: None,
-            kind: ColumnKind::Computed(expr),
+            kind: ColumnKind::Computed(Box::new(expr)),
         });
         return Ok(());
     }

@@ -25,7 +25,7 @@ impl Statement {
     pub fn location(&self) -> Location {
         self.tokens
             .first()
-            .map(|t| location(t))
+            .map(location)
             .unwrap_or(Location { line: 1, column: 1 })
     }
 }

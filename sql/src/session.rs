@@ -297,15 +297,11 @@ impl Session {
     fn dml(&mut self, statement: &Statement, query_sink: QuerySinkFn) -> Result<Option<Action>> {
         let tokens = &statement.tokens;
         let first = |i: usize, w: &str| tokens.get(i).is_some_and(|t| is_word(&t.token, w));
-        let set_body =
-            if first(0, "EXECUTE") && first(1, "STATEMENT") && first(2, "SET") && first(3, "BEGIN")
-            {
-                Some(4)
-            } else if first(0, "BEGIN") && first(1, "STATEMENT") && first(2, "SET") {
-                Some(4) // BEGIN STATEMENT SET ;
-            } else {
-                None
-            };
+        // `EXECUTE STATEMENT SET BEGIN ...` or `BEGIN STATEMENT SET; ...`: four tokens, then INSERTs.
+        let is_set =
+            (first(0, "EXECUTE") && first(1, "STATEMENT") && first(2, "SET") && first(3, "BEGIN"))
+                || (first(0, "BEGIN") && first(1, "STATEMENT") && first(2, "SET"));
+        let set_body = is_set.then_some(4);
         if let Some(start) = set_body {
             let end = tokens.len().saturating_sub(1);
             if !tokens.last().is_some_and(|t| is_word(&t.token, "END")) {
@@ -451,15 +447,13 @@ impl Session {
         cursor.expect_word("SET")?;
         let key = match cursor.peek() {
             Some(Token::SingleQuotedString(_)) => cursor.string("an option key")?,
+            // SET a.b.c = value (unquoted, as Flink's SQL client also accepts).
             _ => {
-                // SET a.b.c = value (unquoted, as Flink's SQL client also accepts).
                 let mut key = cursor.ident("an option key")?;
                 while cursor.peek() == Some(&Token::Period) {
-                    cursor.expect_word(".").ok();
-                    let _ = cursor.peek();
-                    break;
+                    key.push_str(&cursor.dot()?);
+                    key.push_str(&cursor.ident("an option key")?);
                 }
-                key.push_str("");
                 key
             }
         };
@@ -508,7 +502,7 @@ impl Session {
                     let mut sql = sql.clone();
                     crate::flink_functions::rewrite(&mut sql);
                     let expr = planner
-                        .sql_to_expr(sql, &df_read, &mut PlannerContext::new())
+                        .sql_to_expr(*sql, &df_read, &mut PlannerContext::new())
                         .map_err(|e| {
                             plan_error(e).hint(format!("computed column '{}'", column.name))
                         })?;
