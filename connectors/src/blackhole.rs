@@ -26,6 +26,10 @@ impl BlackholeSink {
 }
 
 impl SinkFactory for BlackholeSink {
+    fn accepts_changelog(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         "blackhole".into()
     }

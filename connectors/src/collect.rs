@@ -67,6 +67,10 @@ impl CollectSink {
 }
 
 impl SinkFactory for CollectSink {
+    fn accepts_changelog(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         "collect (in memory)".into()
     }

@@ -64,6 +64,10 @@ impl Default for PrintSink {
 }
 
 impl SinkFactory for PrintSink {
+    fn accepts_changelog(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!("print ({:?})", self.format)
     }

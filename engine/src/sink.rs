@@ -34,6 +34,12 @@ pub trait SinkFactory: Send + Sync {
     /// One line for `EXPLAIN`.
     fn describe(&self) -> String;
 
+    /// Whether the sink can take a changelog (an updating result, whose `op` column says
+    /// `+I`, `-U`, `+U` or `-D`) rather than only appended rows.
+    fn accepts_changelog(&self) -> bool {
+        false
+    }
+
     /// Creates the writer of one subtask.
     fn create_writer(&self, context: &SubtaskContext) -> Result<Box<dyn SinkWriter>, BoxError>;
 

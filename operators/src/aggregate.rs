@@ -120,7 +120,20 @@ impl Aggregates {
             .join(", ")
     }
 
-    fn inputs(&self, batch: &RecordBatch) -> Result<Vec<(Vec<ArrayRef>, Option<BooleanArray>)>> {
+    /// One row-at-a-time accumulator per aggregate (for updating aggregations, which read a
+    /// group's current value after every batch).
+    pub fn row_accumulators(&self) -> Result<Vec<Box<dyn datafusion_expr::Accumulator>>> {
+        self.planned
+            .iter()
+            .map(|p| Ok(p.function.create_accumulator()?))
+            .collect()
+    }
+
+    /// Each aggregate's argument columns over `batch`, and its `FILTER (WHERE ...)` mask.
+    pub fn inputs(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<Vec<(Vec<ArrayRef>, Option<BooleanArray>)>> {
         let rows = batch.num_rows();
         self.planned
             .iter()

@@ -18,6 +18,7 @@ pub mod group_index;
 pub mod project;
 pub mod row_buffer;
 pub mod state_codec;
+pub mod updating;
 pub mod window;
 
 pub use error::OperatorError;

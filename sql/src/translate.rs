@@ -3,7 +3,9 @@
 //! Table scans become sources (with the table's watermark), projections and filters become
 //! project and filter operators running DataFusion expressions, a window TVF followed by
 //! `GROUP BY window_start, window_end, keys` becomes a window operator behind a hash exchange
-//! on the keys, `UNION ALL` joins streams into one node, `VALUES` becomes an in-memory source.
+//! on the keys, a `GROUP BY` without a window becomes an updating aggregation whose output is
+//! a changelog (an `op` column first: `+I`, `-U`, `+U`, `-D`), `UNION ALL` joins streams into
+//! one node, `VALUES` becomes an in-memory source.
 //! What a stream cannot do yet is refused with a message naming the construct.
 
 use std::collections::HashSet;
@@ -24,6 +26,7 @@ use weir_engine::sink::SinkFactory;
 use weir_engine::source::SourceFactory;
 use weir_operators::filter::{FilterFactory, Predicate};
 use weir_operators::project::ProjectFactory;
+use weir_operators::updating::{UpdatingAggregateFactory, CHANGELOG_OP};
 use weir_operators::window::{
     WindowAggregateConfig, WindowAggregateFactory, WindowSpec, WINDOW_END, WINDOW_START,
 };
@@ -51,6 +54,8 @@ pub struct GraphBuilder {
 #[derive(Clone)]
 struct Stream {
     node: NodeId,
+    /// A changelog (first column `op`) rather than appended rows.
+    updating: bool,
 }
 
 /// A window TVF's rows, waiting for their `GROUP BY window_start, window_end, ...`.
@@ -137,7 +142,10 @@ impl GraphBuilder {
         let name = self.name(base);
         let node = self.graph.add_operator(name, factory);
         self.graph.connect(input.node, node, exchange);
-        Stream { node }
+        Stream {
+            node,
+            updating: input.updating,
+        }
     }
 
     /// Adds `plan`'s rows to the graph, ending in `sink`.
@@ -149,18 +157,26 @@ impl GraphBuilder {
         columns: Option<&SchemaRef>,
     ) -> Result<()> {
         let mut stream = self.rows(plan)?;
+        if stream.updating && !sink.accepts_changelog() {
+            return Err(user(format!(
+                "'{name}' cannot take an updating result (the changelog of a GROUP BY without a window): its connector only appends rows"
+            ))
+            .hint("write it to a 'print' or 'blackhole' table, or group by a window TVF for final, append-only rows (upsert Kafka and 'debezium-json' are not available yet)"));
+        }
         if let Some(columns) = columns {
             // Only the connector's columns go to a table sink, cast to its types.
-            let exprs = columns
-                .fields()
-                .iter()
-                .map(|f| {
+            let op = stream
+                .updating
+                .then(|| col(Column::new_unqualified(CHANGELOG_OP)));
+            let exprs = op
+                .into_iter()
+                .chain(columns.fields().iter().map(|f| {
                     Expr::Cast(datafusion_expr::Cast::new(
                         Box::new(col(Column::new_unqualified(f.name()))),
                         f.data_type().clone(),
                     ))
                     .alias(f.name())
-                })
+                }))
                 .collect();
             stream = self.operator(
                 "sink-columns",
@@ -213,6 +229,12 @@ impl GraphBuilder {
                     return Err(unsupported(&format!("plan node {}", extension.node.name())));
                 };
                 let rows = self.rows(&tvf.input)?;
+                if rows.updating {
+                    return Err(unsupported(&format!(
+                        "{} windows over an updating input (the result of a GROUP BY without a window)",
+                        tvf.kind.name()
+                    )));
+                }
                 Ok(Flow::Windowed(Windowed {
                     rows,
                     columns: tvf
@@ -244,6 +266,9 @@ impl GraphBuilder {
                 let node = self.graph.add_operator(node_name, factory);
                 for input in &union.inputs {
                     let stream = self.rows(input)?;
+                    if stream.updating {
+                        return Err(unsupported("UNION ALL of an updating result"));
+                    }
                     // Inputs take the union's column names and types.
                     let exprs = input
                         .schema()
@@ -271,7 +296,10 @@ impl GraphBuilder {
                     );
                     self.graph.connect(renamed.node, node, Exchange::Forward);
                 }
-                Ok(Flow::Rows(Stream { node }))
+                Ok(Flow::Rows(Stream {
+                    node,
+                    updating: false,
+                }))
             }
             LogicalPlan::Values(values) => {
                 self.values(&values.values, &values.schema).map(Flow::Rows)
@@ -309,10 +337,17 @@ impl GraphBuilder {
     }
 
     fn project(&mut self, input: &Stream, exprs: &[Expr], schema: &DFSchemaRef) -> Stream {
-        let exprs = exprs
-            .iter()
-            .zip(schema.fields())
-            .map(|(e, f)| named(unqualify(e), f.name()))
+        let op = input
+            .updating
+            .then(|| col(Column::new_unqualified(CHANGELOG_OP)));
+        let exprs = op
+            .into_iter()
+            .chain(
+                exprs
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(e, f)| named(unqualify(e), f.name())),
+            )
             .collect();
         self.operator(
             "project",
@@ -374,35 +409,18 @@ impl GraphBuilder {
     }
 
     fn aggregate(&mut self, aggregate: &Aggregate) -> Result<Stream> {
-        let Flow::Windowed(windowed) = self.translate(&aggregate.input)? else {
-            return Err(unsupported(
-                "GROUP BY without a window (an updating result)",
-            )
-            .hint("group by a window TVF: FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) ... GROUP BY window_start, window_end, ..."));
+        let windowed = match self.translate(&aggregate.input)? {
+            Flow::Windowed(windowed) => windowed,
+            Flow::Rows(rows) => return self.updating_aggregate(aggregate, rows),
         };
-        let group_fields = &aggregate.schema.fields()[..aggregate.group_expr.len()];
-        let mut window_columns = Vec::new();
-        let mut keys = Vec::new();
-        let mut key_exprs = Vec::new();
-        for (expr, field) in aggregate.group_expr.iter().zip(group_fields) {
-            let expr = unqualify(expr);
-            match &expr {
-                Expr::Column(c) if is_window_column(&c.name) => window_columns.push(c.name.clone()),
-                _ if column_refs(&expr).iter().any(|c| is_window_column(c)) => {
-                    return Err(unsupported(
-                        "grouping by an expression of window_start, window_end or window_time",
-                    ))
-                }
-                Expr::Column(c) => {
-                    keys.push(c.name.clone());
-                    key_exprs.push(None);
-                }
-                _ => {
-                    keys.push(field.name().clone());
-                    key_exprs.push(Some(named(expr, field.name())));
-                }
-            }
-        }
+        let window_columns: Vec<String> = aggregate
+            .group_expr
+            .iter()
+            .filter_map(|e| match unqualify(e) {
+                Expr::Column(c) if is_window_column(&c.name) => Some(c.name),
+                _ => None,
+            })
+            .collect();
         if !(window_columns.iter().any(|c| c == WINDOW_START)
             && window_columns.iter().any(|c| c == WINDOW_END))
         {
@@ -411,6 +429,8 @@ impl GraphBuilder {
                     .hint("GROUP BY window_start, window_end, <keys>"),
             );
         }
+        let (rows, keys, aggregates) =
+            self.grouping(aggregate, windowed.rows.clone(), &windowed.columns)?;
         if let WindowSpec::Session { .. } = windowed.spec {
             let partition: HashSet<&String> = windowed.partition_by.iter().collect();
             let grouped: HashSet<&String> = keys.iter().collect();
@@ -422,37 +442,6 @@ impl GraphBuilder {
                 .hint("partition the session by exactly the GROUP BY keys: SESSION(TABLE t PARTITION BY k, ...) ... GROUP BY window_start, window_end, k"));
             }
         }
-        let mut rows = windowed.rows.clone();
-        if key_exprs.iter().any(Option::is_some) {
-            // Computed grouping keys become columns before the exchange.
-            let exprs: Vec<Expr> = windowed
-                .columns
-                .iter()
-                .map(|c| col(Column::new_unqualified(c)))
-                .chain(key_exprs.into_iter().flatten())
-                .collect();
-            rows = self.operator(
-                "group-keys",
-                Arc::new(ProjectFactory::new(exprs)),
-                &rows,
-                Exchange::Forward,
-            );
-        }
-        let aggregate_fields = &aggregate.schema.fields()[aggregate.group_expr.len()..];
-        let aggregates = aggregate
-            .aggr_expr
-            .iter()
-            .zip(aggregate_fields)
-            .map(|(e, f)| {
-                let e = unqualify(e);
-                if column_refs(&e).iter().any(|c| is_window_column(c)) {
-                    return Err(unsupported(
-                        "aggregating window_start, window_end or window_time",
-                    ));
-                }
-                Ok(named(e, f.name()))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let config = WindowAggregateConfig {
             window: windowed.spec,
             time_column: windowed.time_column.clone(),
@@ -488,7 +477,7 @@ impl GraphBuilder {
             }
         }
         exprs.extend(
-            aggregate_fields
+            aggregate.schema.fields()[aggregate.group_expr.len()..]
                 .iter()
                 .map(|f| col(Column::new_unqualified(f.name()))),
         );
@@ -498,6 +487,113 @@ impl GraphBuilder {
             &output,
             Exchange::Forward,
         ))
+    }
+
+    /// `GROUP BY` without a window: an updating aggregation, then the plan's column order
+    /// with the changelog column first.
+    fn updating_aggregate(&mut self, aggregate: &Aggregate, rows: Stream) -> Result<Stream> {
+        if rows.updating {
+            return Err(unsupported(
+                "aggregating an updating result (a GROUP BY over the result of a GROUP BY without a window)",
+            ));
+        }
+        let (rows, keys, aggregates) = self.grouping(aggregate, rows, &[])?;
+        let output = self.operator(
+            "group-aggregate",
+            Arc::new(UpdatingAggregateFactory::new(keys.clone(), aggregates)),
+            &rows,
+            Exchange::Hash(keys.clone()),
+        );
+        let output = Stream {
+            updating: true,
+            ..output
+        };
+        let exprs: Vec<Expr> = std::iter::once(col(CHANGELOG_OP))
+            .chain(
+                aggregate
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| col(Column::new_unqualified(f.name()))),
+            )
+            .collect();
+        Ok(self.operator(
+            "changelog-columns",
+            Arc::new(ProjectFactory::new(exprs)),
+            &output,
+            Exchange::Forward,
+        ))
+    }
+
+    /// The grouping keys (computed into columns of `rows` when they are expressions) and the
+    /// aggregates, named as `aggregate`'s output. `window_columns` are skipped group columns.
+    fn grouping(
+        &mut self,
+        aggregate: &Aggregate,
+        rows: Stream,
+        columns: &[String],
+    ) -> Result<(Stream, Vec<String>, Vec<Expr>)> {
+        let group_fields = &aggregate.schema.fields()[..aggregate.group_expr.len()];
+        let mut keys = Vec::new();
+        let mut key_exprs = Vec::new();
+        for (expr, field) in aggregate.group_expr.iter().zip(group_fields) {
+            let expr = unqualify(expr);
+            match &expr {
+                Expr::Column(c) if is_window_column(&c.name) => {}
+                _ if column_refs(&expr).iter().any(|c| is_window_column(c)) => {
+                    return Err(unsupported(
+                        "grouping by an expression of window_start, window_end or window_time",
+                    ))
+                }
+                Expr::Column(c) => keys.push(c.name.clone()),
+                _ => {
+                    keys.push(field.name().clone());
+                    key_exprs.push(named(expr, field.name()));
+                }
+            }
+        }
+        let mut rows = rows;
+        if !key_exprs.is_empty() {
+            // Computed grouping keys become columns before the exchange.
+            let input_columns: Vec<String> = if columns.is_empty() {
+                aggregate
+                    .input
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect()
+            } else {
+                columns.to_vec()
+            };
+            let exprs: Vec<Expr> = input_columns
+                .iter()
+                .map(|c| col(Column::new_unqualified(c)))
+                .chain(key_exprs)
+                .collect();
+            rows = self.operator(
+                "group-keys",
+                Arc::new(ProjectFactory::new(exprs)),
+                &rows,
+                Exchange::Forward,
+            );
+        }
+        let aggregate_fields = &aggregate.schema.fields()[aggregate.group_expr.len()..];
+        let aggregates = aggregate
+            .aggr_expr
+            .iter()
+            .zip(aggregate_fields)
+            .map(|(e, f)| {
+                let e = unqualify(e);
+                if column_refs(&e).iter().any(|c| is_window_column(c)) {
+                    return Err(unsupported(
+                        "aggregating window_start, window_end or window_time",
+                    ));
+                }
+                Ok(named(e, f.name()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((rows, keys, aggregates))
     }
 
     fn scan(&mut self, scan: &TableScan) -> Result<Stream> {
@@ -516,7 +612,10 @@ impl GraphBuilder {
             });
         let name = self.name(&format!("source-{}", table.spec.name));
         let node = self.graph.add_source(name, factory, watermark);
-        let stream = Stream { node };
+        let stream = Stream {
+            node,
+            updating: false,
+        };
         match &scan.projection {
             Some(indices)
                 if indices.len() != table.schema.fields().len()
@@ -633,7 +732,10 @@ impl GraphBuilder {
             Arc::new(ProjectFactory::new(self.graph_schema_columns(node))),
         );
         self.graph.connect(node, spread, Exchange::Rebalance);
-        Ok(Stream { node: spread })
+        Ok(Stream {
+            node: spread,
+            updating: false,
+        })
     }
 
     fn graph_schema_columns(&self, node: NodeId) -> Vec<Expr> {

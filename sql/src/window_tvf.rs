@@ -51,6 +51,16 @@ impl TvfKind {
         }
     }
 
+    /// The function's name, as written in SQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            TvfKind::Tumble => "TUMBLE",
+            TvfKind::Hop => "HOP",
+            TvfKind::Cumulate => "CUMULATE",
+            TvfKind::Session => "SESSION",
+        }
+    }
+
     /// Names of the duration arguments, in positional order.
     fn durations(self) -> &'static [&'static str] {
         match self {

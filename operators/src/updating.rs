@@ -1,0 +1,381 @@
+//! Non-windowed `GROUP BY`: an updating aggregation that emits a changelog.
+//!
+//! Each input batch updates the groups it touches; then, per touched group, the operator emits
+//! `+I` (first result of a new group) or `-U` (the result emitted before) followed by `+U` (the
+//! new result), like Flink's group aggregation with mini-batches: a group touched by several
+//! rows of one batch changes once. A group whose result did not change emits nothing.
+//! Output: the key columns, the aggregates, then [`CHANGELOG_OP`] (`+I`, `-U`, `+U`, `-D`).
+//!
+//! State: per group, one row accumulator per aggregate (DataFusion's `Accumulator`, which can
+//! report its current value without being consumed). Snapshots store, per key group, the keys
+//! and every accumulator's partial state; restore merges them back into fresh accumulators.
+//! State is kept for the job's lifetime (no TTL yet).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, StringArray, UInt32Array};
+use arrow::compute::{filter, take};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use datafusion_common::ScalarValue;
+use datafusion_expr::{Accumulator, Expr};
+use weir_engine::operator::{Operator, OperatorFactory, Output, SubtaskContext};
+use weir_engine::partition::KeyHasher;
+use weir_engine::state::OperatorState;
+use weir_engine::BoxError;
+
+use crate::aggregate::Aggregates;
+use crate::error::{OperatorError, Result};
+use crate::group_index::GroupIndex;
+use crate::state_codec::{decode, encode, split_by_key_group};
+
+/// Name of the changelog column of an updating stream.
+pub const CHANGELOG_OP: &str = "op";
+
+/// Flink's row kinds, as written in [`CHANGELOG_OP`].
+pub mod ops {
+    pub const INSERT: &str = "+I";
+    pub const UPDATE_BEFORE: &str = "-U";
+    pub const UPDATE_AFTER: &str = "+U";
+    pub const DELETE: &str = "-D";
+}
+
+const GROUPS_TABLE: &str = "groups";
+
+/// Describes an updating aggregation: grouping key columns and aggregate expressions.
+#[derive(Debug, Clone)]
+pub struct UpdatingAggregateFactory {
+    keys: Vec<String>,
+    aggregates: Vec<Expr>,
+}
+
+impl UpdatingAggregateFactory {
+    pub fn new(keys: Vec<String>, aggregates: Vec<Expr>) -> Self {
+        UpdatingAggregateFactory { keys, aggregates }
+    }
+}
+
+/// The aggregation planned against its input.
+#[derive(Debug, Clone)]
+struct Plan {
+    key_columns: Vec<usize>,
+    key_fields: Vec<FieldRef>,
+    aggregates: Aggregates,
+    output: SchemaRef,
+}
+
+impl UpdatingAggregateFactory {
+    fn plan(&self, input: &SchemaRef) -> Result<Plan> {
+        let key_columns = self
+            .keys
+            .iter()
+            .map(|k| {
+                input.index_of(k).map_err(|_| {
+                    OperatorError::Plan(format!(
+                        "group key '{k}' not found; the input has ({})",
+                        weir_engine::graph::column_list(input)
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let key_fields: Vec<FieldRef> = key_columns
+            .iter()
+            .map(|&i| Arc::new(input.field(i).clone()))
+            .collect();
+        let aggregates = Aggregates::plan(&self.aggregates, input)?;
+        let mut fields = key_fields.clone();
+        fields.extend(
+            aggregates
+                .output_fields()
+                .iter()
+                .map(|f| Arc::new(f.as_ref().clone().with_nullable(true))),
+        );
+        if fields.iter().any(|f| f.name() == CHANGELOG_OP) {
+            return Err(OperatorError::Plan(format!(
+                "an updating aggregation adds the changelog column '{CHANGELOG_OP}'; rename the column called '{CHANGELOG_OP}'"
+            )));
+        }
+        fields.push(Arc::new(Field::new(CHANGELOG_OP, DataType::Utf8, false)));
+        Ok(Plan {
+            key_columns,
+            key_fields,
+            aggregates,
+            output: Arc::new(Schema::new(fields)),
+        })
+    }
+}
+
+impl OperatorFactory for UpdatingAggregateFactory {
+    fn output_schema(&self, input: &SchemaRef) -> std::result::Result<SchemaRef, BoxError> {
+        Ok(self.plan(input)?.output)
+    }
+
+    fn describe(&self) -> String {
+        let aggregates: Vec<String> = self.aggregates.iter().map(|a| a.to_string()).collect();
+        format!(
+            "updating aggregate, keys [{}]: [{}] -> changelog",
+            self.keys.join(", "),
+            aggregates.join(", ")
+        )
+    }
+
+    fn create(&self, context: &SubtaskContext) -> std::result::Result<Box<dyn Operator>, BoxError> {
+        let plan = self.plan(&context.input_schema)?;
+        let sort_fields: Vec<SortField> = if plan.key_fields.is_empty() {
+            vec![SortField::new(DataType::Boolean)]
+        } else {
+            plan.key_fields
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect()
+        };
+        let converter = RowConverter::new(sort_fields)?;
+        let key_names: Vec<String> = plan.key_fields.iter().map(|f| f.name().clone()).collect();
+        let mut state_fields = plan.key_fields.clone();
+        state_fields.extend(plan.aggregates.state_fields().iter().cloned());
+        let state_schema = Arc::new(Schema::new(state_fields));
+        Ok(Box::new(UpdatingAggregate {
+            index: GroupIndex::new(&converter),
+            hasher: KeyHasher::new(&state_schema, &key_names, context.max_key_groups)?,
+            converter,
+            groups: Vec::new(),
+            state_schema,
+            plan,
+        }))
+    }
+}
+
+/// One group's accumulators and the result last emitted for it.
+struct Group {
+    accumulators: Vec<Box<dyn Accumulator>>,
+    emitted: Option<Vec<ScalarValue>>,
+}
+
+pub struct UpdatingAggregate {
+    plan: Plan,
+    converter: RowConverter,
+    index: GroupIndex,
+    groups: Vec<Group>,
+    hasher: KeyHasher,
+    state_schema: SchemaRef,
+}
+
+impl UpdatingAggregate {
+    fn key_rows(&self, keys: &[ArrayRef], rows: usize) -> Result<arrow::row::Rows> {
+        if keys.is_empty() {
+            let constant: ArrayRef = Arc::new(BooleanArray::from(vec![true; rows]));
+            return Ok(self.converter.convert_columns(&[constant])?);
+        }
+        Ok(self.converter.convert_columns(keys)?)
+    }
+
+    fn new_group(&self) -> Result<Group> {
+        Ok(Group {
+            accumulators: self.plan.aggregates.row_accumulators()?,
+            emitted: None,
+        })
+    }
+
+    /// The changelog rows of the touched groups: keys from `key_source` rows.
+    fn emit(
+        &mut self,
+        touched: &[(usize, u32)],
+        keys: &[ArrayRef],
+        out: &mut Output,
+    ) -> Result<()> {
+        let mut key_rows: Vec<u32> = Vec::new();
+        let mut values: Vec<Vec<ScalarValue>> =
+            vec![Vec::new(); self.plan.aggregates.output_fields().len()];
+        let mut op: Vec<&str> = Vec::new();
+        for &(group, key_row) in touched {
+            let state = &mut self.groups[group];
+            let new = state
+                .accumulators
+                .iter_mut()
+                .map(|a| a.evaluate())
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            match state.emitted.replace(new.clone()) {
+                Some(old) if old == new => continue,
+                Some(old) => {
+                    key_rows.push(key_row);
+                    op.push(ops::UPDATE_BEFORE);
+                    for (column, value) in values.iter_mut().zip(old) {
+                        column.push(value);
+                    }
+                    key_rows.push(key_row);
+                    op.push(ops::UPDATE_AFTER);
+                }
+                None => {
+                    key_rows.push(key_row);
+                    op.push(ops::INSERT);
+                }
+            }
+            for (column, value) in values.iter_mut().zip(new) {
+                column.push(value);
+            }
+        }
+        if key_rows.is_empty() {
+            return Ok(());
+        }
+        let indices = UInt32Array::from(key_rows);
+        let mut columns: Vec<ArrayRef> = keys
+            .iter()
+            .map(|k| take(k.as_ref(), &indices, None))
+            .collect::<std::result::Result<_, _>>()?;
+        for (column, field) in values.into_iter().zip(self.plan.aggregates.output_fields()) {
+            let array = ScalarValue::iter_to_array(column)?;
+            columns.push(if array.data_type() == field.data_type() {
+                array
+            } else {
+                arrow::compute::cast(&array, field.data_type())?
+            });
+        }
+        columns.push(Arc::new(StringArray::from(op)));
+        out.emit(RecordBatch::try_new(
+            Arc::clone(&self.plan.output),
+            columns,
+        )?);
+        Ok(())
+    }
+}
+
+impl Operator for UpdatingAggregate {
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        out: &mut Output,
+    ) -> std::result::Result<(), BoxError> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        let keys: Vec<ArrayRef> = self
+            .plan
+            .key_columns
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect();
+        let encoded = self.key_rows(&keys, rows)?;
+        let mut group_of_row = Vec::with_capacity(rows);
+        self.index.intern(&encoded, &mut group_of_row);
+        while self.groups.len() < self.index.len() {
+            let group = self.new_group()?;
+            self.groups.push(group);
+        }
+        // Rows of each touched group, groups in order of first appearance.
+        let mut order: Vec<(usize, u32)> = Vec::new();
+        let mut rows_of: HashMap<usize, Vec<u32>> = HashMap::new();
+        for (row, &group) in group_of_row.iter().enumerate() {
+            rows_of
+                .entry(group)
+                .or_insert_with(|| {
+                    order.push((group, row as u32));
+                    Vec::new()
+                })
+                .push(row as u32);
+        }
+        let inputs = self.plan.aggregates.inputs(&batch)?;
+        for &(group, _) in &order {
+            let indices = UInt32Array::from(rows_of.remove(&group).unwrap_or_default());
+            for (accumulator, (values, mask)) in
+                self.groups[group].accumulators.iter_mut().zip(&inputs)
+            {
+                let mut taken: Vec<ArrayRef> = values
+                    .iter()
+                    .map(|v| take(v.as_ref(), &indices, None))
+                    .collect::<std::result::Result<_, _>>()?;
+                if let Some(mask) = mask {
+                    let mask = take(mask, &indices, None)?;
+                    let mask = mask
+                        .as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .expect("boolean mask");
+                    taken = taken
+                        .iter()
+                        .map(|v| filter(v.as_ref(), mask))
+                        .collect::<std::result::Result<_, _>>()?;
+                }
+                accumulator.update_batch(&taken)?;
+            }
+        }
+        self.emit(&order, &keys, out)?;
+        Ok(())
+    }
+
+    fn snapshot_state(
+        &mut self,
+        state: &mut OperatorState<'_>,
+    ) -> std::result::Result<(), BoxError> {
+        state.clear_owned(GROUPS_TABLE)?;
+        if self.groups.is_empty() {
+            return Ok(());
+        }
+        let mut columns: Vec<ArrayRef> = if self.plan.key_columns.is_empty() {
+            Vec::new()
+        } else {
+            self.converter.convert_rows(self.index.keys().iter())?
+        };
+        let width = self.plan.aggregates.state_fields().len();
+        let mut states: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(self.groups.len()); width];
+        for group in &mut self.groups {
+            let mut column = 0;
+            for accumulator in &mut group.accumulators {
+                for value in accumulator.state()? {
+                    states[column].push(value);
+                    column += 1;
+                }
+            }
+        }
+        for (values, field) in states.into_iter().zip(self.plan.aggregates.state_fields()) {
+            let array = ScalarValue::iter_to_array(values)?;
+            columns.push(if array.data_type() == field.data_type() {
+                array
+            } else {
+                arrow::compute::cast(&array, field.data_type())?
+            });
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.state_schema), columns)?;
+        for (group, part) in split_by_key_group(&self.hasher, &batch)? {
+            state.put(GROUPS_TABLE, group, b"", encode(0, &part)?)?;
+        }
+        Ok(())
+    }
+
+    fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
+        for entry in state.scan_owned(GROUPS_TABLE)? {
+            let (_, batch) = decode(&entry.value, GROUPS_TABLE, entry.group)?;
+            let key_count = self.plan.key_columns.len();
+            let keys: Vec<ArrayRef> = batch.columns()[..key_count].to_vec();
+            let encoded = self.key_rows(&keys, batch.num_rows())?;
+            let mut group_of_row = Vec::new();
+            self.index.intern(&encoded, &mut group_of_row);
+            for (row, &group) in group_of_row.iter().enumerate() {
+                while self.groups.len() <= group {
+                    let fresh = self.new_group()?;
+                    self.groups.push(fresh);
+                }
+                let mut column = key_count;
+                let target = &mut self.groups[group];
+                for accumulator in &mut target.accumulators {
+                    let width = accumulator.state()?.len();
+                    let slice: Vec<ArrayRef> = (column..column + width)
+                        .map(|c| batch.column(c).slice(row, 1))
+                        .collect();
+                    accumulator.merge_batch(&slice)?;
+                    column += width;
+                }
+                // What was emitted before the snapshot is the restored value.
+                target.emitted = Some(
+                    target
+                        .accumulators
+                        .iter_mut()
+                        .map(|a| a.evaluate())
+                        .collect::<std::result::Result<_, _>>()?,
+                );
+            }
+        }
+        Ok(())
+    }
+}
