@@ -77,7 +77,7 @@ struct SqlArgs {
     #[arg(required_unless_present = "execute", conflicts_with = "execute")]
     file: Option<PathBuf>,
     /// SQL text to run instead of a file.
-    #[arg(short = 'e', long = "execute")]
+    #[arg(short = 'e', long = "execute", allow_hyphen_values = true)]
     execute: Option<String>,
     /// Number of shard threads (default: `SET 'parallelism.default'`, else the number of cores).
     #[arg(long)]
