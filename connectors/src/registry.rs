@@ -19,7 +19,7 @@ use crate::filesystem::source::{FileSource, FileSourceConfig};
 use crate::filesystem::FileFormat;
 use crate::format::bad_records::{BadRecordPolicy, DeadLetterFile};
 use crate::format::csv::CsvOptions;
-use crate::kafka::sink::{KafkaSink, KafkaSinkConfig};
+use crate::kafka::sink::{Changelog, KafkaSink, KafkaSinkConfig};
 use crate::kafka::source::{KafkaSource, KafkaSourceConfig, MetadataKey, StartupMode};
 use crate::kafka::{DeadLetterTopic, KafkaConnection, MessageFormat};
 use crate::options::{OptionKind, OptionSpec, Options};
@@ -35,6 +35,8 @@ pub struct TableSpec {
     pub partition_by: Vec<String>,
     /// Metadata columns: (column, metadata key), e.g. `("part", "partition")` for Kafka.
     pub metadata: Vec<(String, String)>,
+    /// `PRIMARY KEY (...) NOT ENFORCED`: the key of an upsert sink.
+    pub primary_key: Vec<String>,
 }
 
 impl TableSpec {
@@ -48,6 +50,7 @@ impl TableSpec {
                 .collect(),
             partition_by: Vec::new(),
             metadata: Vec::new(),
+            primary_key: Vec::new(),
         }
     }
 
@@ -70,6 +73,7 @@ impl TableSpec {
 pub const CONNECTORS: &[&str] = &[
     "filesystem",
     "kafka",
+    "upsert-kafka",
     "datagen",
     "nexmark",
     "print",
@@ -265,6 +269,7 @@ pub fn check_options(table: &TableSpec) -> Result<(), ConnectorError> {
             KAFKA_SINK_OPTIONS,
             FORMAT_ERROR_OPTIONS,
         ],
+        "upsert-kafka" => &[crate::kafka::COMMON_OPTIONS, KAFKA_SINK_OPTIONS],
         "datagen" => &[crate::datagen::OPTIONS],
         "nexmark" => &[crate::nexmark::OPTIONS],
         "print" => &[PRINT_OPTIONS],
@@ -305,8 +310,21 @@ pub fn create_source(table: &TableSpec) -> Result<Arc<dyn SourceFactory>, Connec
                 ],
                 &options,
             )?;
+            if ["format", "value.format"]
+                .iter()
+                .any(|k| options.word(k).as_deref() == Some("debezium-json"))
+            {
+                return Err(ConnectorError::Config {
+                    connector: format!("table '{}' (kafka)", table.name),
+                    message: "reading 'debezium-json' (a changelog) is not supported yet; it can be written".into(),
+                });
+            }
             Ok(Arc::new(kafka_source(table, &options)?))
         }
+        "upsert-kafka" => Err(ConnectorError::Config {
+            connector: format!("table '{}' (upsert-kafka)", table.name),
+            message: "reading an upsert-kafka table (a changelog) is not supported yet; read the topic with the 'kafka' connector".into(),
+        }),
         "datagen" => Ok(Arc::new(crate::datagen::DataGen::from_options(
             SchemaRef::clone(&table.schema),
             &validate(table, "datagen", &[crate::datagen::OPTIONS], &options)?,
@@ -339,10 +357,10 @@ pub fn create_sink(table: &TableSpec) -> Result<Arc<dyn SinkFactory>, ConnectorE
             }
             Ok(Arc::new(FileSink::new(config)))
         }
-        "kafka" => {
+        "kafka" | "upsert-kafka" => {
             let options = validate(
                 table,
-                "kafka",
+                &connector,
                 &[crate::kafka::COMMON_OPTIONS, KAFKA_SINK_OPTIONS],
                 &options,
             )?;
@@ -353,17 +371,50 @@ pub fn create_sink(table: &TableSpec) -> Result<Arc<dyn SinkFactory>, ConnectorE
                     .get("sink.transactional-id-prefix")
                     .map_or_else(|| format!("weir-{}", table.name), str::to_string)
             });
+            let debezium = ["format", "value.format"]
+                .iter()
+                .any(|k| options.word(k).as_deref() == Some("debezium-json"));
+            let (changelog, key_fields, key_format) = if connector == "upsert-kafka" {
+                if table.primary_key.is_empty() {
+                    return Err(ConnectorError::Config {
+                        connector: format!("table '{}' (upsert-kafka)", table.name),
+                        message:
+                            "upsert-kafka writes by key: declare PRIMARY KEY (...) NOT ENFORCED"
+                                .into(),
+                    });
+                }
+                let key_format = MessageFormat::from_options(&options, "key.format")
+                    .unwrap_or(MessageFormat::Json);
+                (
+                    Changelog::Upsert,
+                    table.primary_key.clone(),
+                    Some(key_format),
+                )
+            } else {
+                let key_fields = options
+                    .get("key.fields")
+                    .map(crate::kafka::list)
+                    .unwrap_or_default();
+                let changelog = if debezium {
+                    Changelog::Debezium
+                } else {
+                    Changelog::AppendOnly
+                };
+                (
+                    changelog,
+                    key_fields,
+                    MessageFormat::from_options(&options, "key.format"),
+                )
+            };
             Ok(Arc::new(KafkaSink::new(KafkaSinkConfig {
                 connection: KafkaConnection::from_options(&options),
                 topic: single_topic(&options)?,
                 value_format: value_format(&options),
-                key_fields: options
-                    .get("key.fields")
-                    .map(crate::kafka::list)
-                    .unwrap_or_default(),
-                key_format: MessageFormat::from_options(&options, "key.format"),
+                key_fields,
+                key_format,
                 value_except_key: except_key(&options),
                 transactional_id_prefix,
+                changelog,
             })))
         }
         "print" => {

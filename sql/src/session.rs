@@ -567,6 +567,7 @@ impl Session {
         let mut spec = TableSpec::new(&table.name, read_schema, &[]);
         spec.options = table.options.iter().cloned().collect();
         spec.partition_by = table.partitioned_by.clone();
+        spec.primary_key = table.primary_key.clone();
         spec.metadata = table
             .columns
             .iter()

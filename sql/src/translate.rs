@@ -161,7 +161,7 @@ impl GraphBuilder {
             return Err(user(format!(
                 "'{name}' cannot take an updating result (the changelog of a GROUP BY without a window): its connector only appends rows"
             ))
-            .hint("write it to a 'print' or 'blackhole' table, or group by a window TVF for final, append-only rows (upsert Kafka and 'debezium-json' are not available yet)"));
+            .hint("write it to an 'upsert-kafka' table with a PRIMARY KEY, a 'kafka' table with 'value.format' = 'debezium-json', or a 'print' or 'blackhole' table; or group by a window TVF for final, append-only rows"));
         }
         if let Some(columns) = columns {
             // Only the connector's columns go to a table sink, cast to its types.

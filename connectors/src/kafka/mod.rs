@@ -24,7 +24,7 @@ use crate::format::raw::RawDecoder;
 use crate::format::LineDecoder;
 use crate::options::{OptionKind, OptionSpec, Options};
 
-const FORMATS: OptionKind = OptionKind::Enum(&["json", "csv", "raw"]);
+const FORMATS: OptionKind = OptionKind::Enum(&["json", "csv", "raw", "debezium-json"]);
 
 /// Options shared by the Kafka source and sink.
 pub const COMMON_OPTIONS: &[OptionSpec] = &[
@@ -43,7 +43,11 @@ pub const COMMON_OPTIONS: &[OptionSpec] = &[
         OptionKind::String,
         "any librdkafka client property",
     ),
-    OptionSpec::optional("format", FORMATS, "value format (json, csv or raw)"),
+    OptionSpec::optional(
+        "format",
+        FORMATS,
+        "value format (json, csv, raw; debezium-json for a sink of an updating result)",
+    ),
     OptionSpec::optional("value.format", FORMATS, "value format (same as format)"),
     OptionSpec::optional("key.format", FORMATS, "format of the message key"),
     OptionSpec::optional(
@@ -89,7 +93,7 @@ pub enum MessageFormat {
 impl MessageFormat {
     pub(crate) fn from_options(options: &Options, key: &str) -> Option<Self> {
         Some(match options.word(key)?.as_str() {
-            "json" => MessageFormat::Json,
+            "json" | "debezium-json" => MessageFormat::Json,
             "raw" => MessageFormat::Raw,
             _ => MessageFormat::Csv(CsvOptions {
                 delimiter: options.byte("csv.field-delimiter").unwrap_or(b','),

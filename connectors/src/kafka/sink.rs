@@ -22,6 +22,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arrow::array::AsArray;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -49,7 +50,28 @@ pub struct KafkaSinkConfig {
     /// Exactly-once with this transactional id prefix (`sink.transactional-id-prefix`);
     /// `None`: at-least-once.
     pub transactional_id_prefix: Option<String>,
+    /// How an updating input (a changelog with an `op` column) is written.
+    pub changelog: Changelog,
 }
+
+/// How a Kafka sink writes a changelog: the rows of an updating result, whose `op` column
+/// says `+I`, `-U`, `+U` or `-D`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Changelog {
+    /// Appended rows only (the `kafka` connector with a plain format).
+    #[default]
+    AppendOnly,
+    /// `value.format = debezium-json`: each change in Debezium's envelope,
+    /// `{"before": null, "after": row, "op": "c"}` for `+I`/`+U` and
+    /// `{"before": row, "after": null, "op": "d"}` for `-U`/`-D` (as Flink writes it).
+    Debezium,
+    /// `upsert-kafka`: keyed by the primary key; `+I`/`+U` write the row, `-D` a tombstone
+    /// (no value), `-U` nothing (the `+U` that follows replaces it).
+    Upsert,
+}
+
+/// The `op` column of an updating input.
+const CHANGELOG_OP: &str = "op";
 
 /// The Kafka sink factory.
 #[derive(Debug, Clone)]
@@ -185,6 +207,10 @@ impl Transactions {
 }
 
 impl SinkFactory for KafkaSink {
+    fn accepts_changelog(&self) -> bool {
+        self.config.changelog != Changelog::AppendOnly
+    }
+
     fn describe(&self) -> String {
         format!(
             "kafka {} at {} ({})",
@@ -236,8 +262,13 @@ impl SinkFactory for KafkaSink {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let op_column = match self.config.changelog {
+            Changelog::AppendOnly => None,
+            Changelog::Debezium | Changelog::Upsert => schema.index_of(CHANGELOG_OP).ok(),
+        };
         let value_columns = (0..schema.fields().len())
             .filter(|i| !(self.config.value_except_key && key_columns.contains(i)))
+            .filter(|i| Some(*i) != op_column)
             .collect();
         let delivery = match self.transactions()? {
             Some(_) if !context.checkpointing => {
@@ -270,6 +301,7 @@ impl SinkFactory for KafkaSink {
             name: context.operator_id.clone(),
             key_columns,
             value_columns,
+            op_column,
             delivery,
         }))
     }
@@ -289,6 +321,8 @@ struct KafkaWriter {
     name: String,
     key_columns: Vec<usize>,
     value_columns: Vec<usize>,
+    /// The `op` column of a changelog input, for a sink that writes changelogs.
+    op_column: Option<usize>,
     delivery: Delivery,
 }
 
@@ -357,11 +391,48 @@ pub fn encode_rows(batch: &RecordBatch, format: &MessageFormat) -> Result<Vec<Ve
 }
 
 impl KafkaWriter {
-    async fn send(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        let values = encode_rows(
+    /// Each row's message value: `None` for a tombstone; rows to skip are left out of
+    /// `skip`'s complement.
+    fn values(&self, batch: &RecordBatch) -> Result<(Vec<Option<Vec<u8>>>, Vec<bool>), BoxError> {
+        let encoded = encode_rows(
             &batch.project(&self.value_columns)?,
             &self.config.value_format,
         )?;
+        let Some(op_column) = self.op_column else {
+            let skip = vec![false; encoded.len()];
+            return Ok((encoded.into_iter().map(Some).collect(), skip));
+        };
+        let ops = arrow::compute::cast(batch.column(op_column), &arrow::datatypes::DataType::Utf8)?;
+        let ops = ops.as_string::<i32>();
+        let mut values = Vec::with_capacity(encoded.len());
+        let mut skip = Vec::with_capacity(encoded.len());
+        for (i, row) in encoded.into_iter().enumerate() {
+            let retraction = matches!(ops.value(i), "-U" | "-D");
+            let (value, skipped) = match self.config.changelog {
+                Changelog::Debezium => {
+                    let row = String::from_utf8_lossy(&row);
+                    let envelope = if retraction {
+                        format!(r#"{{"before":{row},"after":null,"op":"d"}}"#)
+                    } else {
+                        format!(r#"{{"before":null,"after":{row},"op":"c"}}"#)
+                    };
+                    (Some(envelope.into_bytes()), false)
+                }
+                Changelog::Upsert => match ops.value(i) {
+                    "-U" => (None, true),
+                    "-D" => (None, false),
+                    _ => (Some(row), false),
+                },
+                Changelog::AppendOnly => (Some(row), false),
+            };
+            values.push(value);
+            skip.push(skipped);
+        }
+        Ok((values, skip))
+    }
+
+    async fn send(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        let (values, skip) = self.values(&batch)?;
         let keys = match (&self.config.key_format, self.key_columns.is_empty()) {
             (_, true) => None,
             (format, false) => {
@@ -386,9 +457,15 @@ impl KafkaWriter {
         };
         let mut deliveries = Vec::with_capacity(values.len());
         for (i, value) in values.iter().enumerate() {
-            let mut record = FutureRecord::to(&self.config.topic).payload(value);
+            if skip[i] {
+                continue;
+            }
+            let mut record = FutureRecord::<[u8], [u8]>::to(&self.config.topic);
+            if let Some(value) = value {
+                record = record.payload(value.as_slice());
+            }
             if let Some(keys) = &keys {
-                record = record.key(&keys[i]);
+                record = record.key(keys[i].as_slice());
             }
             loop {
                 match producer.send_result(record) {
