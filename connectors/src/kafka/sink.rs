@@ -70,6 +70,15 @@ pub enum Changelog {
     Upsert,
 }
 
+/// What one row becomes in the topic.
+enum Outgoing {
+    Value(Vec<u8>),
+    /// A message without a value: the key was deleted (upsert).
+    Tombstone,
+    /// No message (an upsert's `-U`, replaced by the `+U` that follows).
+    Nothing,
+}
+
 /// The `op` column of an updating input.
 const CHANGELOG_OP: &str = "op";
 
@@ -391,48 +400,42 @@ pub fn encode_rows(batch: &RecordBatch, format: &MessageFormat) -> Result<Vec<Ve
 }
 
 impl KafkaWriter {
-    /// Each row's message value: `None` for a tombstone; rows to skip are left out of
-    /// `skip`'s complement.
-    fn values(&self, batch: &RecordBatch) -> Result<(Vec<Option<Vec<u8>>>, Vec<bool>), BoxError> {
+    /// What each row of `batch` becomes.
+    fn messages(&self, batch: &RecordBatch) -> Result<Vec<Outgoing>, BoxError> {
         let encoded = encode_rows(
             &batch.project(&self.value_columns)?,
             &self.config.value_format,
         )?;
         let Some(op_column) = self.op_column else {
-            let skip = vec![false; encoded.len()];
-            return Ok((encoded.into_iter().map(Some).collect(), skip));
+            return Ok(encoded.into_iter().map(Outgoing::Value).collect());
         };
         let ops = arrow::compute::cast(batch.column(op_column), &arrow::datatypes::DataType::Utf8)?;
         let ops = ops.as_string::<i32>();
-        let mut values = Vec::with_capacity(encoded.len());
-        let mut skip = Vec::with_capacity(encoded.len());
-        for (i, row) in encoded.into_iter().enumerate() {
-            let retraction = matches!(ops.value(i), "-U" | "-D");
-            let (value, skipped) = match self.config.changelog {
-                Changelog::Debezium => {
+        Ok(encoded
+            .into_iter()
+            .enumerate()
+            .map(|(i, row)| match (self.config.changelog, ops.value(i)) {
+                (Changelog::Debezium, "-U" | "-D") => {
                     let row = String::from_utf8_lossy(&row);
-                    let envelope = if retraction {
-                        format!(r#"{{"before":{row},"after":null,"op":"d"}}"#)
-                    } else {
-                        format!(r#"{{"before":null,"after":{row},"op":"c"}}"#)
-                    };
-                    (Some(envelope.into_bytes()), false)
+                    Outgoing::Value(
+                        format!(r#"{{"before":{row},"after":null,"op":"d"}}"#).into_bytes(),
+                    )
                 }
-                Changelog::Upsert => match ops.value(i) {
-                    "-U" => (None, true),
-                    "-D" => (None, false),
-                    _ => (Some(row), false),
-                },
-                Changelog::AppendOnly => (Some(row), false),
-            };
-            values.push(value);
-            skip.push(skipped);
-        }
-        Ok((values, skip))
+                (Changelog::Debezium, _) => {
+                    let row = String::from_utf8_lossy(&row);
+                    Outgoing::Value(
+                        format!(r#"{{"before":null,"after":{row},"op":"c"}}"#).into_bytes(),
+                    )
+                }
+                (Changelog::Upsert, "-U") => Outgoing::Nothing,
+                (Changelog::Upsert, "-D") => Outgoing::Tombstone,
+                _ => Outgoing::Value(row),
+            })
+            .collect())
     }
 
     async fn send(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
-        let (values, skip) = self.values(&batch)?;
+        let messages = self.messages(&batch)?;
         let keys = match (&self.config.key_format, self.key_columns.is_empty()) {
             (_, true) => None,
             (format, false) => {
@@ -455,14 +458,13 @@ impl KafkaWriter {
             }
             Delivery::AtLeastOnce(producer) => producer,
         };
-        let mut deliveries = Vec::with_capacity(values.len());
-        for (i, value) in values.iter().enumerate() {
-            if skip[i] {
-                continue;
-            }
+        let mut deliveries = Vec::with_capacity(messages.len());
+        for (i, message) in messages.iter().enumerate() {
             let mut record = FutureRecord::<[u8], [u8]>::to(&self.config.topic);
-            if let Some(value) = value {
-                record = record.payload(value.as_slice());
+            match message {
+                Outgoing::Value(value) => record = record.payload(value.as_slice()),
+                Outgoing::Tombstone => {}
+                Outgoing::Nothing => continue,
             }
             if let Some(keys) = &keys {
                 record = record.key(keys[i].as_slice());
