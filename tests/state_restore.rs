@@ -1,6 +1,6 @@
-//! Snapshot and restore of every stateful window operator, including onto a different
-//! parallelism: a run cut by a snapshot at 2 subtasks and resumed at 3 (and at 1) must emit
-//! exactly the rows of an uninterrupted run.
+//! Snapshot and restore of every stateful window operator and of the updating (non-windowed)
+//! aggregation, including onto a different parallelism: a run cut by a snapshot at 2 subtasks
+//! and resumed at 3 (and at 1) must emit exactly the rows of an uninterrupted run.
 
 mod common;
 
@@ -12,6 +12,7 @@ use weir::engine::metrics::Metrics;
 use weir::engine::operator::{Operator, OperatorFactory, Output, SubtaskContext};
 use weir::engine::partition::{partition_by_key, KeyGroupRange, KeyHasher};
 use weir::engine::state::{InMemoryStateBackend, OperatorState};
+use weir::operators::updating::UpdatingAggregateFactory;
 use weir::operators::window::{WindowAggregateConfig, WindowAggregateFactory};
 use weir::prelude::*;
 
@@ -31,7 +32,7 @@ fn factory(window: Window) -> WindowAggregateFactory {
     })
 }
 
-fn subtasks(factory: &WindowAggregateFactory, parallelism: usize) -> Vec<Box<dyn Operator>> {
+fn subtasks(factory: &dyn OperatorFactory, parallelism: usize) -> Vec<Box<dyn Operator>> {
     (0..parallelism)
         .map(|index| {
             let context = SubtaskContext {
@@ -235,6 +236,78 @@ fn snapshots_taken_while_running_do_not_change_results() {
         assert!(
             rows(&got) == rows(&expected),
             "{window:?}: snapshots changed the results"
+        );
+    }
+}
+
+/// The updating aggregation's changelog, with `op` as a number (+I 0, -U 1, +U 2, -D 3) so
+/// rows compare as integers.
+fn changelog_rows(batches: &[RecordBatch]) -> Vec<Vec<Option<i64>>> {
+    use arrow::array::{Array, AsArray, Int64Array};
+    let numbered: Vec<RecordBatch> = batches
+        .iter()
+        .map(|batch| {
+            let index = batch.schema().index_of("op").unwrap();
+            let ops = batch.column(index).as_string::<i32>();
+            let codes: Int64Array = (0..ops.len())
+                .map(|i| {
+                    ["+I", "-U", "+U", "-D"]
+                        .iter()
+                        .position(|o| *o == ops.value(i))
+                        .map(|p| p as i64)
+                })
+                .collect();
+            let mut columns = batch.columns().to_vec();
+            columns[index] = std::sync::Arc::new(codes);
+            let mut fields: Vec<arrow::datatypes::Field> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields[index] =
+                arrow::datatypes::Field::new("op", arrow::datatypes::DataType::Int64, true);
+            RecordBatch::try_new(
+                std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+                columns,
+            )
+            .unwrap()
+        })
+        .collect();
+    rows(&numbered)
+}
+
+#[test]
+fn the_updating_aggregation_restores_onto_more_and_fewer_subtasks() {
+    let factory = UpdatingAggregateFactory::new(
+        vec!["k".into()],
+        vec![
+            count_all().alias("c"),
+            sum(col("v")).alias("s"),
+            max(col("v")).alias("mx"),
+            count_distinct(col("v")).alias("d"),
+        ],
+    );
+    let batches = input(11);
+    let mut expected = Vec::new();
+    feed(&mut subtasks(&factory, 1), &batches, 0, &mut expected);
+    let expected = changelog_rows(&expected);
+    assert!(expected.len() > batches.len());
+    for (before, after) in [(1, 1), (2, 3), (2, 1), (4, 2)] {
+        let cut = batches.len() / 2;
+        let mut got = Vec::new();
+        let mut first = subtasks(&factory, before);
+        feed(&mut first, &batches[..cut], 0, &mut got);
+        let mut backend = InMemoryStateBackend::new();
+        snapshot(&mut first, &mut backend);
+        drop(first);
+        let mut second = subtasks(&factory, after);
+        restore(&mut second, &mut backend);
+        feed(&mut second, &batches[cut..], 0, &mut got);
+        assert_eq!(
+            changelog_rows(&got),
+            expected,
+            "{before} -> {after} subtasks"
         );
     }
 }
