@@ -243,14 +243,26 @@ fn parse_call(kind: TvfKind, tokens: &[TokenWithSpan]) -> Result<WindowCall> {
     })
 }
 
-/// `TABLE name [PARTITION BY col | PARTITION BY (col, ...)]`.
+/// `TABLE name [PARTITION BY col | PARTITION BY (col, ...)]`, or a subquery in parentheses
+/// instead of `TABLE name`. A subquery is returned as its text in parentheses.
 fn parse_data(tokens: &[TokenWithSpan]) -> Result<(String, Vec<String>)> {
-    let bad = || user("expected TABLE <name> as the window function's first argument");
-    if !tokens.first().is_some_and(|t| is_word(&t.token, "TABLE")) {
-        return Err(bad());
-    }
-    let name = ident(tokens.get(1)).ok_or_else(bad)?;
-    let rest = &tokens[2..];
+    let bad =
+        || user("expected TABLE <name> or (SELECT ...) as the window function's first argument");
+    let (name, rest) = match tokens.first().map(|t| &t.token) {
+        Some(Token::LParen) => {
+            let close = matching_paren(tokens, 0).ok_or_else(bad)?;
+            let text: Vec<String> = tokens[..=close]
+                .iter()
+                .map(|t| t.token.to_string())
+                .collect();
+            (text.join(" "), &tokens[close + 1..])
+        }
+        Some(token) if is_word(token, "TABLE") => {
+            let name = ident(tokens.get(1)).ok_or_else(bad)?;
+            (name, &tokens[2..])
+        }
+        _ => return Err(bad()),
+    };
     if rest.is_empty() {
         return Ok((name, Vec::new()));
     }
@@ -503,9 +515,13 @@ impl RelationPlanner for WindowTvfPlanner {
     }
 }
 
-/// `name` as a table factor, by parsing `SELECT * FROM name`.
+/// `name` (or a parenthesized subquery) as a table factor, by parsing `SELECT * FROM name`.
 fn table_factor(name: &str) -> DfResult<TableFactor> {
-    let sql = format!("SELECT * FROM {}", quote(name));
+    let sql = if name.starts_with('(') {
+        format!("SELECT * FROM {name} AS __weir_window_input")
+    } else {
+        format!("SELECT * FROM {}", quote(name))
+    };
     let statement = Parser::new(&DIALECT)
         .try_with_sql(&sql)
         .and_then(|mut p| p.parse_statement())
