@@ -1,8 +1,8 @@
 //! The `weir` command-line tool.
 //!
-//! `weir demo` runs the built-in "hot items" pipeline (bids from the embedded generator,
-//! counted per auction in hopping windows) and prints its results. SQL subcommands
-//! (`run`, `explain`) arrive with the SQL front end.
+//! `weir run job.sql` (or `-e "SQL"`) runs a SQL script; `weir explain` prints its dataflow
+//! graph; `weir demo` runs the built-in "hot items" pipeline written with the DSL. A mistake in
+//! the SQL exits 2, a failed job 1.
 //! Ctrl-C (or SIGTERM) stops a running job cleanly and exits with code 130; with
 //! `--savepoint-dir` it first takes a savepoint there and exits 0 (a second Ctrl-C cancels).
 
