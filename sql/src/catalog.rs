@@ -91,6 +91,10 @@ impl Default for SessionContext {
                 aggregate.insert(name.to_ascii_lowercase(), Arc::clone(&f));
             }
         }
+        // Flink's name for DataFusion's approx_distinct.
+        if let Some(f) = aggregate.get("approx_distinct").cloned() {
+            aggregate.insert("approx_count_distinct".into(), f);
+        }
         let expr_planners: Vec<Arc<dyn ExprPlanner>> = vec![
             Arc::new(datafusion_functions::core::planner::CoreFunctionPlanner::default()),
             Arc::new(datafusion_functions::datetime::planner::DatetimeFunctionPlanner),
