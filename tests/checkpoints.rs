@@ -67,40 +67,19 @@ fn demo(output: &Path, extra: &[&str]) -> Command {
     command
 }
 
-/// A small deterministic pseudo-random sequence (the test prints its seed).
-fn next(state: &mut u64) -> u64 {
-    *state = state
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    *state >> 33
-}
-
-#[test]
-fn killed_and_restarted_job_writes_exactly_what_an_uninterrupted_run_writes() {
-    let dir = scratch("crash");
-    let clean = dir.join("clean");
-    let status = demo(&clean, &[]).status().unwrap();
-    assert!(status.success());
-    let expected = committed_rows(&clean, "auction");
-    assert!(
-        expected.len() > 100,
-        "the demo writes rows: {}",
-        expected.len()
-    );
-
+/// Starts `job` five times on the same state directory, killing it with SIGKILL at random
+/// moments (the seed is printed), and plants a torn checkpoint after the second start; at
+/// least three runs must have been killed while running.
+fn kill_and_restart(job: &dyn Fn() -> Command, state: &Path) {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
     eprintln!("kill schedule seed: {seed}");
     let mut random = seed;
-    let output = dir.join("out");
-    let state = dir.join("state");
-    let state_arg = state.to_str().unwrap().to_string();
-    let checkpointed = ["--state-dir", &state_arg, "--checkpoint-interval", "100ms"];
     let mut kills = 0;
     for attempt in 0..5 {
-        let mut child = demo(&output, &checkpointed).spawn().unwrap();
+        let mut child = job().spawn().unwrap();
         let delay = Duration::from_millis(200 + next(&mut random) % 800);
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
@@ -125,6 +104,105 @@ fn killed_and_restarted_job_writes_exactly_what_an_uninterrupted_run_writes() {
         kills >= 3,
         "the job was killed while running ({kills} kills)"
     );
+}
+
+/// A SQL job (`weir run`): Flink's Nexmark DDL over the generator (throttled), a statement
+/// set with a hopping-window and a session-window aggregation into two CSV tables.
+fn sql_job(output: &Path, extra: &[&str]) -> Command {
+    let sql = format!(
+        "CREATE TABLE nexmark (
+            event_type INT,
+            bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
+            `dateTime` TIMESTAMP(3),
+            WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
+        ) WITH ('connector' = 'nexmark', 'events.num' = '300000', 'rows-per-second' = '100000',
+                'first-event.rate' = '2000');
+        CREATE VIEW bids AS
+          SELECT bid.auction, bid.bidder, bid.price, `dateTime` FROM nexmark WHERE event_type = 2;
+        CREATE TABLE hot (window_start TIMESTAMP(3), auction BIGINT, bids BIGINT, top BIGINT)
+          WITH ('connector' = 'filesystem', 'path' = '{0}/hot', 'format' = 'csv');
+        CREATE TABLE sessions (bidder BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), bids BIGINT)
+          WITH ('connector' = 'filesystem', 'path' = '{0}/sessions', 'format' = 'csv');
+        EXECUTE STATEMENT SET BEGIN
+          INSERT INTO hot
+            SELECT window_start, auction, COUNT(*), MAX(price)
+            FROM TABLE(HOP(TABLE bids, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+            GROUP BY window_start, window_end, auction;
+          INSERT INTO sessions
+            SELECT bidder, window_start, window_end, COUNT(*)
+            FROM TABLE(SESSION(TABLE bids PARTITION BY bidder, DESCRIPTOR(`dateTime`), INTERVAL '1' SECOND))
+            GROUP BY bidder, window_start, window_end;
+        END;",
+        output.display()
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .args(["run", "--shards", "2", "-e", &sql])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+#[test]
+fn killed_and_restarted_sql_job_writes_exactly_what_an_uninterrupted_run_writes() {
+    let dir = scratch("sql-crash");
+    let clean = dir.join("clean");
+    let status = sql_job(&clean, &[]).output().unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let expected = committed_rows(&clean, "window_start");
+    assert!(
+        expected.len() > 1000,
+        "the job writes rows: {}",
+        expected.len()
+    );
+    let output = dir.join("out");
+    let state = dir.join("state");
+    let state_arg = state.to_str().unwrap().to_string();
+    let checkpointed = ["--state-dir", &state_arg, "--checkpoint-interval", "100ms"];
+    kill_and_restart(&|| sql_job(&output, &checkpointed), &state);
+    let last = sql_job(&output, &checkpointed).output().unwrap();
+    assert!(
+        last.status.success(),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    let got = committed_rows(&output, "window_start");
+    assert_eq!(got.len(), expected.len(), "row count");
+    assert!(got == expected, "rows differ from the uninterrupted run");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A small deterministic pseudo-random sequence (the test prints its seed).
+fn next(state: &mut u64) -> u64 {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *state >> 33
+}
+
+#[test]
+fn killed_and_restarted_job_writes_exactly_what_an_uninterrupted_run_writes() {
+    let dir = scratch("crash");
+    let clean = dir.join("clean");
+    let status = demo(&clean, &[]).status().unwrap();
+    assert!(status.success());
+    let expected = committed_rows(&clean, "auction");
+    assert!(
+        expected.len() > 100,
+        "the demo writes rows: {}",
+        expected.len()
+    );
+
+    let output = dir.join("out");
+    let state = dir.join("state");
+    let state_arg = state.to_str().unwrap().to_string();
+    let checkpointed = ["--state-dir", &state_arg, "--checkpoint-interval", "100ms"];
+    kill_and_restart(&|| demo(&output, &checkpointed), &state);
     let last = demo(&output, &checkpointed).output().unwrap();
     assert!(
         last.status.success(),
@@ -132,7 +210,7 @@ fn killed_and_restarted_job_writes_exactly_what_an_uninterrupted_run_writes() {
         String::from_utf8_lossy(&last.stderr)
     );
     let got = committed_rows(&output, "auction");
-    assert_eq!(got.len(), expected.len(), "row count after {kills} kills");
+    assert_eq!(got.len(), expected.len(), "row count");
     assert!(got == expected, "rows differ from the uninterrupted run");
     let _ = std::fs::remove_dir_all(&dir);
 }
