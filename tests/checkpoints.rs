@@ -3,7 +3,7 @@
 //! - The real `weir` binary is killed with SIGKILL at random moments while it checkpoints,
 //!   restarted on the same state directory each time (once with a torn checkpoint left
 //!   behind), and its final file-sink output must equal an uninterrupted run's: no row lost,
-//!   none duplicated.
+//!   none duplicated. Once with the DSL demo job, once with a SQL job (`weir run`).
 //! - A job stopped with a savepoint at 2 shards and resumed at 1 and at 4 shards gives the
 //!   same rows as a job that ran through.
 //! - Resuming with a changed window fails and names the operator; a changed sink resumes.

@@ -339,28 +339,10 @@ fn exactly_once_needs_a_job_with_checkpoints() {
 /// Every committed message of `topic` (all partitions, from the start), as `key|value`,
 /// sorted; read with `isolation.level = read_committed` until nothing arrives for 2 s.
 fn committed_messages(topic: &str) -> Vec<String> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::Message;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", format!("verify-{topic}"))
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut messages = Vec::new();
-    let mut last = Instant::now();
-    while last.elapsed() < Duration::from_secs(2) {
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.unwrap();
-            let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
-            messages.push(format!("{key}|{value}"));
-            last = Instant::now();
-        }
-    }
+    let mut messages: Vec<String> = read_topic(topic, true)
+        .into_iter()
+        .map(|(key, value)| format!("{key}|{}", value.unwrap_or_default()))
+        .collect();
     messages.sort();
     messages
 }
@@ -676,20 +658,28 @@ fn the_sql_kafka_example_runs_exactly_once() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
-/// Every message of a one-partition `topic` in order: (key, value; `None` for a tombstone).
-fn messages_in_order(topic: &str) -> Vec<(String, Option<String>)> {
+/// Every message of `topic` (in order, for a one-partition topic) until it is quiet for two
+/// seconds: (key, value; `None` for a tombstone); only committed ones with `read_committed`.
+fn read_topic(topic: &str, read_committed: bool) -> Vec<(String, Option<String>)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
+    let isolation = if read_committed {
+        "read_committed"
+    } else {
+        "read_uncommitted"
+    };
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", format!("verify-{topic}"))
+        .set("isolation.level", isolation)
         .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
     let mut messages = Vec::new();
-    let mut idle = Instant::now();
-    while idle.elapsed() < Duration::from_secs(3) {
+    let mut last = Instant::now();
+    while last.elapsed() < Duration::from_secs(2) {
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message.unwrap();
             let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -697,7 +687,7 @@ fn messages_in_order(topic: &str) -> Vec<(String, Option<String>)> {
                 text(message.key().unwrap_or_default()),
                 message.payload().map(text),
             ));
-            idle = Instant::now();
+            last = Instant::now();
         }
     }
     messages
@@ -759,7 +749,7 @@ fn updating_results_go_to_upsert_kafka_and_debezium_json() {
         .collect();
     // Upsert: the last value per key; no message is a retraction.
     let mut last = std::collections::BTreeMap::new();
-    let upserts = messages_in_order(&upsert);
+    let upserts = read_topic(&upsert, false);
     assert!(
         upserts.len() > 10,
         "batches of 16 rows update each auction several times"
@@ -770,7 +760,7 @@ fn updating_results_go_to_upsert_kafka_and_debezium_json() {
     assert_eq!(last, expected);
     // Debezium: replaying the envelopes leaves the final rows.
     let mut rows = std::collections::BTreeSet::new();
-    for (_, value) in messages_in_order(&debezium) {
+    for (_, value) in read_topic(&debezium, false) {
         let value = value.expect("a value");
         let row = |field: &str| {
             let rest = value.split(&format!(r#""{field}":"#)).nth(1)?;

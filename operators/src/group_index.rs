@@ -1,14 +1,64 @@
-//! Group index: maps the key of each row to a dense group number.
+//! Group index: maps the key of each row to a dense group number; and [`KeyEncoder`], which
+//! turns grouping key columns into that row format and back.
 //!
 //! Keys are encoded once per batch with Arrow's row format; each encoded row is looked up in a
 //! hash table of group numbers whose keys live in one `Rows` buffer, so a new group costs one
 //! append and a known group costs one hash and one byte comparison, with no allocation.
 
-use arrow::array::ArrayRef;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray};
+use arrow::datatypes::{DataType, FieldRef};
 use arrow::error::ArrowError;
-use arrow::row::{RowConverter, Rows};
+use arrow::row::{RowConverter, Rows, SortField};
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_64;
+
+/// Encodes grouping key columns as Arrow rows for a [`GroupIndex`], and decodes them. With no
+/// key columns (one global group) a constant column stands in.
+pub struct KeyEncoder {
+    converter: RowConverter,
+    keyless: bool,
+}
+
+impl KeyEncoder {
+    pub fn new(key_fields: &[FieldRef]) -> Result<Self, ArrowError> {
+        let sort_fields = if key_fields.is_empty() {
+            vec![SortField::new(DataType::Boolean)]
+        } else {
+            key_fields
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect()
+        };
+        Ok(KeyEncoder {
+            converter: RowConverter::new(sort_fields)?,
+            keyless: key_fields.is_empty(),
+        })
+    }
+
+    /// An empty group index for these keys, with room for `groups` groups.
+    pub fn group_index(&self, groups: usize) -> GroupIndex {
+        GroupIndex::with_capacity(&self.converter, groups)
+    }
+
+    /// Encodes key columns of `num_rows` rows.
+    pub fn encode(&self, keys: &[ArrayRef], num_rows: usize) -> Result<Rows, ArrowError> {
+        if self.keyless {
+            let constant: ArrayRef = Arc::new(BooleanArray::from(vec![true; num_rows]));
+            return self.converter.convert_columns(&[constant]);
+        }
+        self.converter.convert_columns(keys)
+    }
+
+    /// Decodes encoded keys into key columns (none when there are no keys).
+    pub fn decode(&self, rows: &Rows) -> Result<Vec<ArrayRef>, ArrowError> {
+        if self.keyless {
+            return Ok(Vec::new());
+        }
+        self.converter.convert_rows(rows.iter())
+    }
+}
 
 /// Dense numbering of the distinct keys seen.
 pub struct GroupIndex {

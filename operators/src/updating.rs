@@ -18,7 +18,6 @@ use arrow::array::{Array, ArrayRef, BooleanArray, StringArray, UInt32Array};
 use arrow::compute::{filter, take};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
 use datafusion_common::ScalarValue;
 use datafusion_expr::{Accumulator, Expr};
 use weir_engine::operator::{Operator, OperatorFactory, Output, SubtaskContext};
@@ -28,7 +27,7 @@ use weir_engine::BoxError;
 
 use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
-use crate::group_index::GroupIndex;
+use crate::group_index::{GroupIndex, KeyEncoder};
 use crate::state_codec::{decode, encode, split_by_key_group};
 
 /// Name of the changelog column of an updating stream.
@@ -123,23 +122,15 @@ impl OperatorFactory for UpdatingAggregateFactory {
 
     fn create(&self, context: &SubtaskContext) -> std::result::Result<Box<dyn Operator>, BoxError> {
         let plan = self.plan(&context.input_schema)?;
-        let sort_fields: Vec<SortField> = if plan.key_fields.is_empty() {
-            vec![SortField::new(DataType::Boolean)]
-        } else {
-            plan.key_fields
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect()
-        };
-        let converter = RowConverter::new(sort_fields)?;
+        let keys = KeyEncoder::new(&plan.key_fields)?;
         let key_names: Vec<String> = plan.key_fields.iter().map(|f| f.name().clone()).collect();
         let mut state_fields = plan.key_fields.clone();
         state_fields.extend(plan.aggregates.state_fields().iter().cloned());
         let state_schema = Arc::new(Schema::new(state_fields));
         Ok(Box::new(UpdatingAggregate {
-            index: GroupIndex::new(&converter),
+            index: keys.group_index(0),
             hasher: KeyHasher::new(&state_schema, &key_names, context.max_key_groups)?,
-            converter,
+            keys,
             groups: Vec::new(),
             state_schema,
             plan,
@@ -155,7 +146,7 @@ struct Group {
 
 pub struct UpdatingAggregate {
     plan: Plan,
-    converter: RowConverter,
+    keys: KeyEncoder,
     index: GroupIndex,
     groups: Vec<Group>,
     hasher: KeyHasher,
@@ -163,14 +154,6 @@ pub struct UpdatingAggregate {
 }
 
 impl UpdatingAggregate {
-    fn key_rows(&self, keys: &[ArrayRef], rows: usize) -> Result<arrow::row::Rows> {
-        if keys.is_empty() {
-            let constant: ArrayRef = Arc::new(BooleanArray::from(vec![true; rows]));
-            return Ok(self.converter.convert_columns(&[constant])?);
-        }
-        Ok(self.converter.convert_columns(keys)?)
-    }
-
     fn new_group(&self) -> Result<Group> {
         Ok(Group {
             accumulators: self.plan.aggregates.row_accumulators()?,
@@ -257,7 +240,7 @@ impl Operator for UpdatingAggregate {
             .iter()
             .map(|&i| Arc::clone(batch.column(i)))
             .collect();
-        let encoded = self.key_rows(&keys, rows)?;
+        let encoded = self.keys.encode(&keys, rows)?;
         let mut group_of_row = Vec::with_capacity(rows);
         self.index.intern(&encoded, &mut group_of_row);
         while self.groups.len() < self.index.len() {
@@ -312,11 +295,7 @@ impl Operator for UpdatingAggregate {
         if self.groups.is_empty() {
             return Ok(());
         }
-        let mut columns: Vec<ArrayRef> = if self.plan.key_columns.is_empty() {
-            Vec::new()
-        } else {
-            self.converter.convert_rows(self.index.keys().iter())?
-        };
+        let mut columns: Vec<ArrayRef> = self.keys.decode(self.index.keys())?;
         let width = self.plan.aggregates.state_fields().len();
         let mut states: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(self.groups.len()); width];
         for group in &mut self.groups {
@@ -348,7 +327,7 @@ impl Operator for UpdatingAggregate {
             let (_, batch) = decode(&entry.value, GROUPS_TABLE, entry.group)?;
             let key_count = self.plan.key_columns.len();
             let keys: Vec<ArrayRef> = batch.columns()[..key_count].to_vec();
-            let encoded = self.key_rows(&keys, batch.num_rows())?;
+            let encoded = self.keys.encode(&keys, batch.num_rows())?;
             let mut group_of_row = Vec::new();
             self.index.intern(&encoded, &mut group_of_row);
             for (row, &group) in group_of_row.iter().enumerate() {

@@ -23,11 +23,11 @@ pub mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, BooleanArray, TimestampMillisecondArray, UInt32Array};
+use arrow::array::{ArrayRef, TimestampMillisecondArray, UInt32Array};
 use arrow::compute::{concat_batches, take, take_record_batch};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, Rows, SortField};
+use arrow::row::Rows;
 use datafusion_expr::Expr;
 use weir_engine::message::EventTimeMs;
 use weir_engine::metrics::{names, Counter};
@@ -38,7 +38,7 @@ use weir_engine::BoxError;
 
 use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
-use crate::group_index::GroupIndex;
+use crate::group_index::{GroupIndex, KeyEncoder};
 use crate::row_buffer::{RowBuffer, RowRef};
 use crate::state_codec::{decode, encode, split_by_key_group};
 
@@ -293,8 +293,8 @@ impl WindowPlan {
 /// What every window operator shares: key encoding, aggregates, output assembly, late rows.
 pub(crate) struct WindowCore {
     pub(crate) plan: WindowPlan,
-    /// Encodes keys for group lookup; a constant column stands in when there are no keys.
-    converter: RowConverter,
+    /// Encodes keys for group lookup.
+    keys: KeyEncoder,
     /// Key groups of keys, for splitting state.
     pub(crate) state_hasher: KeyHasher,
     key_groups: u16,
@@ -305,18 +305,10 @@ pub(crate) struct WindowCore {
 
 impl WindowCore {
     fn new(plan: WindowPlan, context: &SubtaskContext) -> Result<Self> {
-        let sort_fields = if plan.key_fields.is_empty() {
-            vec![SortField::new(DataType::Boolean)]
-        } else {
-            plan.key_fields
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect()
-        };
         let state_hasher =
             KeyHasher::new(&plan.state_schema, &plan.key_names, context.max_key_groups)?;
         Ok(WindowCore {
-            converter: RowConverter::new(sort_fields)?,
+            keys: KeyEncoder::new(&plan.key_fields)?,
             state_hasher,
             key_groups: context.max_key_groups,
             late_connected: context.late_output_connected,
@@ -331,12 +323,12 @@ impl WindowCore {
     }
 
     pub(crate) fn new_group_index(&self) -> GroupIndex {
-        GroupIndex::new(&self.converter)
+        self.keys.group_index(0)
     }
 
     /// A group index expected to hold about `groups` groups.
     pub(crate) fn group_index_for(&self, groups: usize) -> GroupIndex {
-        GroupIndex::with_capacity(&self.converter, groups)
+        self.keys.group_index(groups)
     }
 
     /// The key columns of an input batch.
@@ -350,11 +342,7 @@ impl WindowCore {
 
     /// Encodes key columns (`num_rows` rows) for group lookup.
     pub(crate) fn key_rows(&self, keys: &[ArrayRef], num_rows: usize) -> Result<Rows> {
-        if keys.is_empty() {
-            let constant: ArrayRef = Arc::new(BooleanArray::from(vec![true; num_rows]));
-            return Ok(self.converter.convert_columns(&[constant])?);
-        }
-        Ok(self.converter.convert_columns(keys)?)
+        Ok(self.keys.encode(keys, num_rows)?)
     }
 
     /// The keys of every group of `index`, as the output's key columns.
@@ -364,10 +352,7 @@ impl WindowCore {
 
     /// Decodes keys encoded by [`WindowCore::key_rows`] into the output's key columns.
     pub(crate) fn keys_of(&self, rows: &Rows) -> Result<Vec<ArrayRef>> {
-        if self.plan.key_columns.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(self.converter.convert_rows(rows.iter())?)
+        Ok(self.keys.decode(rows)?)
     }
 
     /// Assembles one output batch.
