@@ -274,7 +274,7 @@ impl Operator for UpdatingAggregate {
                     let mask = mask
                         .as_any()
                         .downcast_ref::<BooleanArray>()
-                        .expect("boolean mask");
+                        .ok_or("an aggregate's FILTER (WHERE ...) is not a boolean")?;
                     taken = taken
                         .iter()
                         .map(|v| filter(v.as_ref(), mask))

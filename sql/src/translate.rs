@@ -458,6 +458,7 @@ impl GraphBuilder {
         // expects the GROUP BY order, then the aggregates.
         let mut exprs = Vec::new();
         let mut key_iter = keys.iter();
+        // `grouping` returned one key per group expression that is not a window column.
         for expr in &aggregate.group_expr {
             let expr = unqualify(expr);
             match &expr {
@@ -469,10 +470,9 @@ impl GraphBuilder {
                     exprs.push(col(Column::new_unqualified(&c.name)))
                 }
                 _ => {
-                    let key = key_iter
-                        .next()
-                        .expect("one key per non-window group expression");
-                    exprs.push(col(Column::new_unqualified(key)));
+                    if let Some(key) = key_iter.next() {
+                        exprs.push(col(Column::new_unqualified(key)));
+                    }
                 }
             }
         }

@@ -90,20 +90,26 @@ pub fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, Vec<Wind
     let mut calls = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
-        let is_call = is_word(&tokens[i].token, "TABLE")
-            && matches!(tokens.get(i + 1).map(|t| &t.token), Some(Token::LParen))
-            && matches!(tokens.get(i + 2).map(|t| &t.token), Some(Token::Word(w)) if TvfKind::parse(&w.value).is_some())
-            && matches!(tokens.get(i + 3).map(|t| &t.token), Some(Token::LParen));
-        if !is_call {
+        // `TABLE ( <window function> (`
+        let call = match (tokens.get(i + 1), tokens.get(i + 2), tokens.get(i + 3)) {
+            (Some(open), Some(function), Some(args))
+                if is_word(&tokens[i].token, "TABLE")
+                    && open.token == Token::LParen
+                    && args.token == Token::LParen =>
+            {
+                match &function.token {
+                    Token::Word(name) => TvfKind::parse(&name.value).map(|kind| (kind, name)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let Some((kind, name)) = call else {
             out.push(tokens[i].clone());
             i += 1;
             continue;
-        }
-        let at = location(&tokens[i]);
-        let Token::Word(name) = &tokens[i + 2].token else {
-            unreachable!("checked above")
         };
-        let kind = TvfKind::parse(&name.value).expect("checked above");
+        let at = location(&tokens[i]);
         let close = matching_paren(tokens, i + 3)
             .ok_or_else(|| user(format!("{} call is not closed with ')'", name.value)).at(at))?;
         if !matches!(tokens.get(close + 1).map(|t| &t.token), Some(Token::RParen)) {
