@@ -85,6 +85,12 @@ impl Default for SessionContext {
                 scalar.insert(name.to_ascii_lowercase(), Arc::clone(&f));
             }
         }
+        // Streaming CURRENT_TIMESTAMP instead of DataFusion's plan-time constant.
+        let clock = crate::clock::WallClock::udf();
+        for name in std::iter::once(clock.name()).chain(clock.aliases().iter().map(|a| a.as_str()))
+        {
+            scalar.insert(name.to_ascii_lowercase(), Arc::clone(&clock));
+        }
         let mut aggregate = HashMap::new();
         for f in datafusion_functions_aggregate::all_default_aggregate_functions() {
             for name in std::iter::once(f.name()).chain(f.aliases().iter().map(|a| a.as_str())) {

@@ -8,6 +8,7 @@
 //! [`session::Session`] drives it all.
 
 pub mod catalog;
+pub mod clock;
 pub mod ddl;
 pub mod error;
 pub mod flink_functions;
