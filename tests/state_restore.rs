@@ -311,3 +311,70 @@ fn the_updating_aggregation_restores_onto_more_and_fewer_subtasks() {
         );
     }
 }
+
+/// With a state TTL, a group not updated for longer than the TTL starts over (`+I`), as in
+/// Flink; one updated in time is updated (`-U`/`+U`); expired groups are left out of snapshots.
+#[test]
+fn the_updating_aggregation_forgets_groups_after_the_state_ttl() {
+    let factory = UpdatingAggregateFactory::new(vec!["k".into()], vec![count_all().alias("c")])
+        .with_state_ttl(Some(Duration::from_millis(400)));
+    let mut operator = subtasks(&factory, 1);
+    let event = |key| Event {
+        key,
+        ts: 0,
+        v: Some(1),
+    };
+    let mut out = Vec::new();
+    feed(
+        &mut operator,
+        &[batch_of(&[event(1), event(2)])],
+        0,
+        &mut out,
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    feed(&mut operator, &[batch_of(&[event(2)])], 0, &mut out);
+    std::thread::sleep(Duration::from_millis(300));
+    // Key 1 was last updated 500 ms ago (expired); key 2 300 ms ago (kept). The margins leave
+    // 100 ms for a slow machine.
+    feed(
+        &mut operator,
+        &[batch_of(&[event(1), event(2)])],
+        0,
+        &mut out,
+    );
+    let rows = changelog_rows(&out);
+    // (k, c, op): +I 0, -U 1, +U 2.
+    let expected = vec![
+        vec![Some(1), Some(1), Some(0)],
+        vec![Some(1), Some(1), Some(0)],
+        vec![Some(2), Some(1), Some(0)],
+        vec![Some(2), Some(1), Some(1)],
+        vec![Some(2), Some(2), Some(1)],
+        vec![Some(2), Some(2), Some(2)],
+        vec![Some(2), Some(3), Some(2)],
+    ];
+    assert_eq!(rows, expected);
+    // Only live groups are snapshotted.
+    std::thread::sleep(Duration::from_millis(450));
+    feed(&mut operator, &[batch_of(&[event(3)])], 0, &mut out);
+    let mut backend = InMemoryStateBackend::new();
+    snapshot(&mut operator, &mut backend);
+    let mut restored = subtasks(&factory, 1);
+    restore(&mut restored, &mut backend);
+    let mut after = Vec::new();
+    feed(
+        &mut restored,
+        &[batch_of(&[event(2), event(3)])],
+        0,
+        &mut after,
+    );
+    // Key 2 expired before the snapshot (+I again); key 3 was live (-U/+U).
+    assert_eq!(
+        changelog_rows(&after),
+        vec![
+            vec![Some(2), Some(1), Some(0)],
+            vec![Some(3), Some(1), Some(1)],
+            vec![Some(3), Some(2), Some(2)],
+        ]
+    );
+}

@@ -9,10 +9,13 @@
 //! State: per group, one row accumulator per aggregate (DataFusion's `Accumulator`, which can
 //! report its current value without being consumed). Snapshots store, per key group, the keys
 //! and every accumulator's partial state; restore merges them back into fresh accumulators.
-//! State is kept for the job's lifetime (no TTL yet).
+//! With a state TTL (Flink's `table.exec.state.ttl`), a group not updated for that long (wall
+//! clock) loses its accumulators; its next row starts it again with `+I`, as in Flink. The
+//! group's encoded key stays in the index (a few bytes per key).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayRef, BooleanArray, StringArray, UInt32Array};
 use arrow::compute::{filter, take};
@@ -48,11 +51,22 @@ const GROUPS_TABLE: &str = "groups";
 pub struct UpdatingAggregateFactory {
     keys: Vec<String>,
     aggregates: Vec<Expr>,
+    state_ttl: Option<Duration>,
 }
 
 impl UpdatingAggregateFactory {
     pub fn new(keys: Vec<String>, aggregates: Vec<Expr>) -> Self {
-        UpdatingAggregateFactory { keys, aggregates }
+        UpdatingAggregateFactory {
+            keys,
+            aggregates,
+            state_ttl: None,
+        }
+    }
+
+    /// Forgets groups not updated for `ttl` (none: keep every group for the job's lifetime).
+    pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.state_ttl = ttl;
+        self
     }
 }
 
@@ -113,8 +127,11 @@ impl OperatorFactory for UpdatingAggregateFactory {
 
     fn describe(&self) -> String {
         let aggregates: Vec<String> = self.aggregates.iter().map(|a| a.to_string()).collect();
+        let ttl = self
+            .state_ttl
+            .map_or(String::new(), |t| format!(", state TTL {t:?}"));
         format!(
-            "updating aggregate, keys [{}]: [{}] -> changelog",
+            "updating aggregate, keys [{}]: [{}] -> changelog{ttl}",
             self.keys.join(", "),
             aggregates.join(", ")
         )
@@ -134,14 +151,18 @@ impl OperatorFactory for UpdatingAggregateFactory {
             groups: Vec::new(),
             state_schema,
             plan,
+            state_ttl: self.state_ttl,
+            last_sweep: Instant::now(),
         }))
     }
 }
 
 /// One group's accumulators and the result last emitted for it.
 struct Group {
+    /// Empty once the group has expired (state TTL).
     accumulators: Vec<Box<dyn Accumulator>>,
     emitted: Option<Vec<ScalarValue>>,
+    last_update: Instant,
 }
 
 pub struct UpdatingAggregate {
@@ -151,6 +172,8 @@ pub struct UpdatingAggregate {
     groups: Vec<Group>,
     hasher: KeyHasher,
     state_schema: SchemaRef,
+    state_ttl: Option<Duration>,
+    last_sweep: Instant,
 }
 
 impl UpdatingAggregate {
@@ -158,7 +181,25 @@ impl UpdatingAggregate {
         Ok(Group {
             accumulators: self.plan.aggregates.row_accumulators()?,
             emitted: None,
+            last_update: Instant::now(),
         })
+    }
+
+    /// Drops the state of groups not updated for the state TTL (at most twice per TTL).
+    fn expire(&mut self, now: Instant) {
+        let Some(ttl) = self.state_ttl else {
+            return;
+        };
+        if now.duration_since(self.last_sweep) < ttl / 2 {
+            return;
+        }
+        self.last_sweep = now;
+        for group in &mut self.groups {
+            if !group.accumulators.is_empty() && now.duration_since(group.last_update) > ttl {
+                group.accumulators = Vec::new();
+                group.emitted = None;
+            }
+        }
     }
 
     /// The changelog rows of the touched groups: keys from `key_source` rows.
@@ -260,7 +301,18 @@ impl Operator for UpdatingAggregate {
                 .push(row as u32);
         }
         let inputs = self.plan.aggregates.inputs(&batch)?;
+        let now = Instant::now();
         for &(group, _) in &order {
+            let state = &mut self.groups[group];
+            let expired = self
+                .state_ttl
+                .is_some_and(|ttl| now.duration_since(state.last_update) > ttl);
+            if expired || state.accumulators.is_empty() {
+                // Past its TTL (swept or not yet): the group starts over.
+                state.accumulators = self.plan.aggregates.row_accumulators()?;
+                state.emitted = None;
+            }
+            state.last_update = now;
             let indices = UInt32Array::from(rows_of.remove(&group).unwrap_or_default());
             for (accumulator, (values, mask)) in
                 self.groups[group].accumulators.iter_mut().zip(&inputs)
@@ -284,6 +336,7 @@ impl Operator for UpdatingAggregate {
             }
         }
         self.emit(&order, &keys, out)?;
+        self.expire(now);
         Ok(())
     }
 
@@ -295,10 +348,23 @@ impl Operator for UpdatingAggregate {
         if self.groups.is_empty() {
             return Ok(());
         }
-        let mut columns: Vec<ArrayRef> = self.keys.decode(self.index.keys())?;
+        let live: Vec<u32> = (0..self.groups.len() as u32)
+            .filter(|&g| !self.groups[g as usize].accumulators.is_empty())
+            .collect();
+        let live_indices = UInt32Array::from(live);
+        let mut columns: Vec<ArrayRef> = self
+            .keys
+            .decode(self.index.keys())?
+            .iter()
+            .map(|k| take(k.as_ref(), &live_indices, None))
+            .collect::<std::result::Result<_, _>>()?;
         let width = self.plan.aggregates.state_fields().len();
-        let mut states: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(self.groups.len()); width];
-        for group in &mut self.groups {
+        let mut states: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(live_indices.len()); width];
+        for group in self
+            .groups
+            .iter_mut()
+            .filter(|g| !g.accumulators.is_empty())
+        {
             let mut column = 0;
             for accumulator in &mut group.accumulators {
                 for value in accumulator.state()? {

@@ -35,6 +35,8 @@ pub struct Settings {
     pub checkpoint_interval: Option<Duration>,
     /// `table.exec.source.idle-timeout`.
     pub idle_timeout: Option<Duration>,
+    /// `table.exec.state.ttl`: how long an updating aggregation keeps a group not updated.
+    pub state_ttl: Option<Duration>,
     /// `pipeline.name`.
     pub job_name: Option<String>,
     /// Every key set, as written.
@@ -51,6 +53,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
     (
         "table.exec.source.idle-timeout",
         "a source partition without rows for this long stops holding back the watermark",
+    ),
+    (
+        "table.exec.state.ttl",
+        "an updating (non-windowed) aggregation forgets a group not updated for this long",
     ),
     ("pipeline.name", "the job's name (logs, EXPLAIN)"),
     (
@@ -91,7 +97,8 @@ impl Settings {
             }
             "sql-client.execution.result-mode" if ["tableau", "changelog"].contains(&value.to_ascii_lowercase().as_str()) => {}
             "table.exec.state.ttl" => {
-                return Err(unsupported_setting(key, "state TTL applies to updating (non-windowed) aggregations, which Weir does not run yet; window state is dropped when windows fire"))
+                let ttl = duration(value)?;
+                self.state_ttl = (!ttl.is_zero()).then_some(ttl);
             }
             _ => {
                 return Err(user(format!("unknown or unsupported option '{key}'")).hint(format!(
@@ -103,10 +110,6 @@ impl Settings {
         self.raw.insert(key.to_string(), value.to_string());
         Ok(())
     }
-}
-
-fn unsupported_setting(key: &str, why: &str) -> UserError {
-    user(format!("option '{key}' is not supported yet: {why}"))
 }
 
 /// A job planned from SQL.
@@ -216,6 +219,7 @@ impl Session {
     fn translate_options(&self) -> TranslateOptions {
         TranslateOptions {
             idle_timeout: self.settings.idle_timeout,
+            state_ttl: self.settings.state_ttl,
         }
     }
 

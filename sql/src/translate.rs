@@ -41,6 +41,8 @@ use crate::window_tvf::{WindowTvfNode, WINDOW_TIME};
 pub struct TranslateOptions {
     /// `table.exec.source.idle-timeout`.
     pub idle_timeout: Option<Duration>,
+    /// `table.exec.state.ttl`, for updating aggregations.
+    pub state_ttl: Option<Duration>,
 }
 
 /// Builds one job's graph from any number of statements (a statement set).
@@ -500,7 +502,10 @@ impl GraphBuilder {
         let (rows, keys, aggregates) = self.grouping(aggregate, rows, &[])?;
         let output = self.operator(
             "group-aggregate",
-            Arc::new(UpdatingAggregateFactory::new(keys.clone(), aggregates)),
+            Arc::new(
+                UpdatingAggregateFactory::new(keys.clone(), aggregates)
+                    .with_state_ttl(self.options.state_ttl),
+            ),
             &rows,
             Exchange::Hash(keys.clone()),
         );
