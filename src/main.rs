@@ -230,6 +230,18 @@ fn run_sql(args: &SqlArgs, checkpoints: Option<&CheckpointArgs>) -> anyhow::Resu
             Action::Explain(job) => (job, true),
         })
         .chain(insert.map(|job| (job, explain)));
+    let jobs: Vec<_> = jobs.collect();
+    let running = jobs
+        .iter()
+        .filter(|(_, only_explain)| !only_explain)
+        .count();
+    if running > 1 && options.checkpoint.is_some() {
+        return Err(SqlError::from(weir::sql::UserError::new(format!(
+            "this script runs {running} jobs (each SELECT is one, all INSERTs together another), \
+             but a state directory holds the checkpoints of one job"
+        )))
+        .into());
+    }
     let mut ran = false;
     for (job, only_explain) in jobs {
         ran = true;

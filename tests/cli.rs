@@ -1,4 +1,5 @@
-//! The real `weir` binary: help, version, and Ctrl-C stopping a running job cleanly.
+//! The real `weir` binary: help, version, Ctrl-C stopping a running job cleanly, and the exit
+//! codes of SQL jobs (0 done, 1 failed, 2 a mistake in the SQL).
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -79,4 +80,56 @@ fn a_finished_demo_exits_zero() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("done: 100000 bids"));
+}
+
+#[test]
+fn sql_exit_codes_say_what_went_wrong() {
+    let run = |args: &[&str]| weir().args(args).output().unwrap();
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    let ok = run(&["run", "-e", "SELECT 1 + 1 AS two"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), r#"{"two":2}"#);
+
+    // A mistake in the SQL: exit 2, one message with line and column, no panic or backtrace.
+    let mistake = run(&["run", "-e", "SELECT 1;\nSELECT nope FROM missing"]);
+    assert_eq!(mistake.status.code(), Some(2));
+    let message = stderr(&mistake);
+    assert!(
+        message.starts_with("error: line 2, column 18: table or view 'missing' does not exist"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("panicked") && !message.contains("backtrace"),
+        "{message}"
+    );
+
+    // A job that fails while running (a bad record under the default 'fail' policy): exit 1.
+    let dir = std::env::temp_dir().join(format!("weir-cli-sql-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bad.csv"), "1\nnot a number\n").unwrap();
+    let sql = format!(
+        "CREATE TABLE t (a BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv'); SELECT a FROM t",
+        dir.join("bad.csv").display()
+    );
+    let failed = run(&["run", "-e", &sql]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("bad.csv:2"),
+        "names the file and line: {}",
+        stderr(&failed)
+    );
+
+    // One state directory holds one job's checkpoints.
+    let state = dir.join("state");
+    let two = run(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "-e",
+        "SELECT 1 AS a; SELECT 2 AS b",
+    ]);
+    assert_eq!(two.status.code(), Some(2));
+    assert!(stderr(&two).contains("runs 2 jobs"), "{}", stderr(&two));
+    let _ = std::fs::remove_dir_all(&dir);
 }
