@@ -167,6 +167,11 @@ const FORMAT_ERROR_OPTIONS: &[OptionSpec] = &[
         OptionKind::Boolean,
         "skip bad CSV records",
     ),
+    OptionSpec::optional(
+        "json.timestamp-format.standard",
+        OptionKind::Enum(&["SQL"]),
+        "timestamp text of JSON: SQL (yyyy-MM-dd HH:mm:ss.SSS; ISO-8601 text is read too)",
+    ),
 ];
 
 const FILESYSTEM_OPTIONS: &[OptionSpec] = &[
@@ -216,6 +221,11 @@ fn validate(
         },
         other => other,
     })
+}
+
+/// A filesystem `path` option as a local path: Flink's `file://` scheme is accepted.
+fn local_path(path: &str) -> String {
+    path.strip_prefix("file://").unwrap_or(path).to_string()
 }
 
 /// The bad-record policy the options ask for.
@@ -291,7 +301,7 @@ pub fn create_source(table: &TableSpec) -> Result<Arc<dyn SourceFactory>, Connec
                 &options,
             )?;
             Ok(Arc::new(FileSource::new(FileSourceConfig {
-                path: options.require("path")?.to_string(),
+                path: local_path(options.require("path")?),
                 format: file_format(&options)?,
                 schema: SchemaRef::clone(&table.schema),
                 monitor_interval: options.duration("source.monitor-interval"),
@@ -347,7 +357,7 @@ pub fn create_sink(table: &TableSpec) -> Result<Arc<dyn SinkFactory>, ConnectorE
     match connector.as_str() {
         "filesystem" => {
             let options = validate(table, "filesystem", &[FILESYSTEM_OPTIONS], &options)?;
-            let mut config = FileSinkConfig::new(options.require("path")?, file_format(&options)?);
+            let mut config = FileSinkConfig::new(local_path(options.require("path")?), file_format(&options)?);
             config.partition_by = table.partition_by.clone();
             if let Some(size) = options.memory_size("sink.rolling-policy.file-size") {
                 config.file_size = size;
