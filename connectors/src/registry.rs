@@ -357,7 +357,8 @@ pub fn create_sink(table: &TableSpec) -> Result<Arc<dyn SinkFactory>, ConnectorE
     match connector.as_str() {
         "filesystem" => {
             let options = validate(table, "filesystem", &[FILESYSTEM_OPTIONS], &options)?;
-            let mut config = FileSinkConfig::new(local_path(options.require("path")?), file_format(&options)?);
+            let mut config =
+                FileSinkConfig::new(local_path(options.require("path")?), file_format(&options)?);
             config.partition_by = table.partition_by.clone();
             if let Some(size) = options.memory_size("sink.rolling-policy.file-size") {
                 config.file_size = size;

@@ -153,6 +153,9 @@ pub struct FileReader {
     finished: Vec<PathBuf>,
 }
 
+/// Bytes read from a file at a time.
+const READ_BUFFER: usize = 1 << 20;
+
 /// Stored position of a file read to the end.
 const DONE: &str = "done";
 
@@ -271,7 +274,7 @@ impl FileReader {
                 rows: skip as u64,
             });
         }
-        let mut reader = BufReader::new(file);
+        let mut reader = BufReader::with_capacity(READ_BUFFER, file);
         let (mut line, mut offset) = (0, 0);
         if let FileFormat::Csv(options) = &self.config.format {
             if options.header {
@@ -326,17 +329,40 @@ impl FileReader {
             } => {
                 self.chunk.clear();
                 let mut line_numbers = Vec::with_capacity(batch_size);
+                let io = |source| ConnectorError::Io {
+                    connector: format!("{}: file {}", self.split.source_id, path.display()),
+                    source,
+                };
                 while line_numbers.len() < batch_size {
-                    let before = self.chunk.len();
-                    let read = reader.read_until(b'\n', &mut self.chunk).map_err(|e| {
-                        ConnectorError::Io {
-                            connector: format!("{}: file {}", self.split.source_id, path.display()),
-                            source: e,
-                        }
-                    })?;
-                    if read == 0 {
+                    let buffer = reader.fill_buf().map_err(io)?;
+                    if buffer.is_empty() {
                         break;
                     }
+                    // Whole lines of the buffer, copied in runs between blank lines.
+                    let (mut consumed, mut run_start) = (0, 0);
+                    for end in memchr::memchr_iter(b'\n', buffer) {
+                        *line += 1;
+                        if buffer[consumed..end].iter().all(u8::is_ascii_whitespace) {
+                            self.chunk.extend_from_slice(&buffer[run_start..consumed]);
+                            run_start = end + 1;
+                        } else {
+                            line_numbers.push(*line);
+                        }
+                        consumed = end + 1;
+                        if line_numbers.len() == batch_size {
+                            break;
+                        }
+                    }
+                    self.chunk.extend_from_slice(&buffer[run_start..consumed]);
+                    if consumed > 0 {
+                        reader.consume(consumed);
+                        *offset += consumed as u64;
+                        continue;
+                    }
+                    // No complete line buffered: a line longer than the buffer, or a last
+                    // line without `\n`.
+                    let before = self.chunk.len();
+                    let read = reader.read_until(b'\n', &mut self.chunk).map_err(io)?;
                     *line += 1;
                     *offset += read as u64;
                     if self.chunk[before..].iter().all(u8::is_ascii_whitespace) {

@@ -14,16 +14,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, PrimitiveBuilder, RecordBatch, StringBuilder,
-};
+use arrow::array::{ArrayRef, BooleanBuilder, PrimitiveBuilder, RecordBatch, StringBuilder};
 use arrow::compute::kernels::cast_utils::Parser;
 use arrow::csv::ReaderBuilder;
 use arrow::datatypes::{
     ArrowPrimitiveType, ArrowTimestampType, DataType, Date32Type, Float32Type, Float64Type,
     Int16Type, Int32Type, Int64Type, Int8Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type,
-    UInt32Type, UInt64Type, UInt8Type,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
 };
 use arrow::error::ArrowError;
 
@@ -261,19 +259,21 @@ impl<T: ArrowPrimitiveType + Parser> FieldColumn for Parsed<T> {
 /// other text by arrow's timestamp parser.
 struct Timestamp<T: ArrowTimestampType> {
     builder: PrimitiveBuilder<T>,
+    parser: SqlTimestampParser,
 }
 
 impl<T: ArrowTimestampType> Default for Timestamp<T> {
     fn default() -> Self {
         Timestamp {
             builder: PrimitiveBuilder::new(),
+            parser: SqlTimestampParser::default(),
         }
     }
 }
 
 impl<T: ArrowTimestampType + Parser<Native = i64>> FieldColumn for Timestamp<T> {
     fn push(&mut self, text: &str) -> Result<(), &'static str> {
-        let value = match parse_sql_timestamp_nanos(text.as_bytes()) {
+        let value = match self.parser.parse_nanos(text.as_bytes()) {
             Some(nanos) => match T::UNIT {
                 TimeUnit::Second => nanos.div_euclid(1_000_000_000),
                 TimeUnit::Millisecond => nanos.div_euclid(1_000_000),
@@ -332,14 +332,57 @@ impl FieldColumn for StringBuilder {
     }
 }
 
-/// Nanoseconds since the epoch of exactly `yyyy-MM-dd[ T]HH:mm:ss[.f{1,9}]` (UTC), or `None`
-/// for any other text (which the general parser then reads or rejects).
-pub fn parse_sql_timestamp_nanos(text: &[u8]) -> Option<i64> {
-    if text.len() < 19 || text[4] != b'-' || text[7] != b'-' || !matches!(text[10], b' ' | b'T')
-    {
-        return None;
+/// Reads `yyyy-MM-dd[ T]HH:mm:ss[.f{1,9}]` (UTC) to nanoseconds since the epoch, remembering
+/// the last date (consecutive rows mostly share it).
+#[derive(Debug, Default)]
+pub struct SqlTimestampParser {
+    last_date: Option<([u8; 10], i64)>,
+}
+
+impl SqlTimestampParser {
+    /// The timestamp, or `None` for any other text (which the general parser then reads or
+    /// rejects).
+    pub fn parse_nanos(&mut self, text: &[u8]) -> Option<i64> {
+        if text.len() < 19
+            || !matches!(text[10], b' ' | b'T')
+            || text[13] != b':'
+            || text[16] != b':'
+        {
+            return None;
+        }
+        let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+            text[range].iter().try_fold(0i64, |value, &b| {
+                b.is_ascii_digit().then(|| value * 10 + i64::from(b - b'0'))
+            })
+        };
+        let date: [u8; 10] = text[..10].try_into().ok()?;
+        let days = match self.last_date {
+            Some((last, days)) if last == date => days,
+            _ => {
+                let days = parse_date(&date)?;
+                self.last_date = Some((date, days));
+                days
+            }
+        };
+        let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+        let fraction = match &text[19..] {
+            [] => 0,
+            [b'.', rest @ ..] if (1..=9).contains(&rest.len()) => {
+                digits(20..text.len())? * 10i64.pow(9 - rest.len() as u32)
+            }
+            _ => return None,
+        };
+        if hour > 23 || minute > 59 || second > 59 {
+            return None;
+        }
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+        Some(seconds * 1_000_000_000 + fraction)
     }
-    if text[13] != b':' || text[16] != b':' {
+}
+
+/// Days since the epoch of `yyyy-MM-dd`, if it is a valid date.
+fn parse_date(text: &[u8; 10]) -> Option<i64> {
+    if text[4] != b'-' || text[7] != b'-' {
         return None;
     }
     let digits = |range: std::ops::Range<usize>| -> Option<i64> {
@@ -348,14 +391,6 @@ pub fn parse_sql_timestamp_nanos(text: &[u8]) -> Option<i64> {
         })
     };
     let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    let fraction = match &text[19..] {
-        [] => 0,
-        [b'.', rest @ ..] if (1..=9).contains(&rest.len()) => {
-            digits(20..text.len())? * 10i64.pow(9 - rest.len() as u32)
-        }
-        _ => return None,
-    };
     let days_in_month = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
@@ -363,11 +398,9 @@ pub fn parse_sql_timestamp_nanos(text: &[u8]) -> Option<i64> {
         2 => 28,
         _ => return None,
     };
-    if day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
-    Some(seconds * 1_000_000_000 + fraction)
+    (1..=days_in_month)
+        .contains(&day)
+        .then(|| days_from_civil(year, month, day))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -435,10 +468,16 @@ mod tests {
     fn errors_name_the_column_and_value() {
         let mut decoder = CsvDecoder::new(schema(), CsvOptions::default()).unwrap();
         let error = decoder.decode(b"1,a,x,true,,,1\n").unwrap_err().to_string();
-        assert!(error.contains("value 'x' of column 'score' is not a DOUBLE"), "{error}");
+        assert!(
+            error.contains("value 'x' of column 'score' is not a DOUBLE"),
+            "{error}"
+        );
         let error = decoder.decode(b"1,a\n").unwrap_err().to_string();
         assert!(error.contains("has 2 fields, expected 7"), "{error}");
-        let error = decoder.decode(b"1,a,1,true,,,1,9\n").unwrap_err().to_string();
+        let error = decoder
+            .decode(b"1,a,1,true,,,1,9\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("more than fields"), "{error}");
         // The decoder is usable after an error.
         assert_eq!(decoder.decode(b"1,a,1,true,,,1\n").unwrap().num_rows(), 1);
@@ -446,7 +485,8 @@ mod tests {
 
     #[test]
     fn sql_timestamps() {
-        let parse = |s: &str| parse_sql_timestamp_nanos(s.as_bytes());
+        let mut parser = SqlTimestampParser::default();
+        let mut parse = |s: &str| parser.parse_nanos(s.as_bytes());
         assert_eq!(parse("1970-01-01 00:00:00"), Some(0));
         assert_eq!(parse("1970-01-01 00:00:01.5"), Some(1_500_000_000));
         assert_eq!(parse("1969-12-31 23:59:59.999"), Some(-1_000_000));
@@ -456,14 +496,22 @@ mod tests {
         );
         assert_eq!(parse("2024-02-30 00:00:00"), None);
         assert_eq!(parse("2023-02-29 00:00:00"), None);
-        assert_eq!(parse("2024-01-01 00:00:00+01:00"), None, "left to the general parser");
+        assert_eq!(
+            parse("2024-01-01 00:00:00+01:00"),
+            None,
+            "left to the general parser"
+        );
         assert_eq!(parse("2024-01-01 24:00:00"), None);
         // Every day for 30 years agrees with arrow's parser.
         for day in (-5_000..6_000).step_by(7) {
             let seconds = day * 86_400 + 3_723;
             let text = arrow::array::TimestampSecondArray::from(vec![seconds]);
             let formatted = arrow::util::display::array_value_to_string(&text, 0).unwrap();
-            assert_eq!(parse(&formatted), Some(seconds * 1_000_000_000), "{formatted}");
+            assert_eq!(
+                parse(&formatted),
+                Some(seconds * 1_000_000_000),
+                "{formatted}"
+            );
         }
     }
 }
