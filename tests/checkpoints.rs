@@ -257,6 +257,8 @@ fn window_job(input: &Path, output: &Path, window: Duration) -> Job {
         monitor_interval: None,
         batch_size: 100,
         on_error: BadRecordPolicy::Fail,
+        // Small blocks: each file is read by several splits, resumed at other parallelisms.
+        block_size: 2_000,
     })
     .unwrap();
     Pipeline::new("spend")

@@ -583,3 +583,79 @@ fn nexmark_follows_the_standard_proportions_and_is_the_same_at_any_parallelism()
     assert_eq!(ids, (1000..1200).collect::<Vec<_>>());
     let _: &Int64Array = people.column(0).as_primitive::<Int64Type>();
 }
+
+/// A CSV file of `rows` lines `i,text` (text of varying length), some blank lines among them.
+fn numbered_csv(path: &Path, rows: i64) {
+    let mut text = String::new();
+    for i in 0..rows {
+        text.push_str(&format!("{i},{}\n", "x".repeat((i % 37) as usize)));
+        if i % 1000 == 999 {
+            text.push('\n');
+        }
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn numbered_source(
+    path: &Path,
+    block_size: u64,
+) -> weir::connectors::filesystem::source::FileSource {
+    use weir::connectors::filesystem::source::{FileSource, FileSourceConfig};
+    use weir::connectors::filesystem::FileFormat;
+    use weir::connectors::format::BadRecordPolicy;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("i", DataType::Int64, false),
+        Field::new("text", DataType::Utf8, true),
+    ]));
+    FileSource::new(FileSourceConfig {
+        path: path.display().to_string(),
+        format: FileFormat::Csv(Default::default()),
+        schema,
+        monitor_interval: None,
+        batch_size: 500,
+        on_error: BadRecordPolicy::Fail,
+        block_size,
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_large_file_is_read_in_blocks_by_every_shard_each_line_once() {
+    let dir = scratch("blocks");
+    let path = dir.join("big.csv");
+    numbered_csv(&path, 50_000);
+    for (block_size, shards) in [(u64::MAX, 1), (10_000, 1), (10_000, 2), (7_777, 3), (64, 4)] {
+        let source = Arc::new(numbered_source(&path, block_size));
+        let (batch, _) = common::read_all(source, shards).unwrap();
+        let batch = batch.unwrap();
+        let ids = batch.column(0).as_primitive::<Int64Type>();
+        let mut ids: Vec<i64> = ids.values().to_vec();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            (0..50_000).collect::<Vec<_>>(),
+            "blocks of {block_size} bytes at {shards} shards"
+        );
+    }
+}
+
+#[test]
+fn a_bad_record_in_a_later_block_is_named_by_block_and_line() {
+    let dir = scratch("blocks-bad");
+    let path = dir.join("big.csv");
+    numbered_csv(&path, 5_000);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("oops,1\n");
+    std::fs::write(&path, &text).unwrap();
+    let source = Arc::new(numbered_source(&path, 10_000));
+    let error = common::read_all(source, 2).unwrap_err().to_string();
+    let last_block = (text.len() as u64 - 1) / 10_000 * 10_000;
+    assert!(
+        error.contains(&format!("of the block at byte {last_block})")),
+        "{error}"
+    );
+    assert!(
+        error.contains("value 'oops' of column 'i' is not a BIGINT"),
+        "{error}"
+    );
+}

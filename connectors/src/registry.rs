@@ -15,7 +15,7 @@ use weir_engine::source::SourceFactory;
 use crate::blackhole::BlackholeSink;
 use crate::error::ConnectorError;
 use crate::filesystem::sink::{FileSink, FileSinkConfig};
-use crate::filesystem::source::{FileSource, FileSourceConfig};
+use crate::filesystem::source::{FileSource, FileSourceConfig, BLOCK_SIZE};
 use crate::filesystem::FileFormat;
 use crate::format::bad_records::{BadRecordPolicy, DeadLetterFile};
 use crate::format::csv::CsvOptions;
@@ -307,6 +307,7 @@ pub fn create_source(table: &TableSpec) -> Result<Arc<dyn SourceFactory>, Connec
                 monitor_interval: options.duration("source.monitor-interval"),
                 batch_size: options.integer("scan.batch-size").unwrap_or(4096).max(1) as usize,
                 on_error: bad_record_policy(&options)?,
+                block_size: BLOCK_SIZE,
             })?))
         }
         "kafka" => {

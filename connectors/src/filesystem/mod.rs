@@ -2,9 +2,10 @@
 //!
 //! `path` is a file, a directory (read recursively; names starting with `.` or `_` are
 //! skipped, as Flink skips in-progress and metadata files) or a glob in its last segment
-//! (`data/*.csv`). Each file belongs to one split, chosen by a hash of its path, so that a
-//! file keeps its split when a watched directory is listed again.
+//! (`data/*.csv`). A file, or a block of a large file, belongs to one split, chosen by a hash
+//! of its path, so that it keeps its split when a watched directory is listed again.
 
+pub mod lines;
 pub mod sink;
 pub mod source;
 
@@ -116,9 +117,11 @@ pub fn list_files(path: &str) -> Result<Vec<PathBuf>, ConnectorError> {
     Ok(files)
 }
 
-/// The split that reads `file`.
-pub fn split_of(file: &Path, parallelism: usize) -> usize {
-    (xxh3_64(file.to_string_lossy().as_bytes()) % parallelism.max(1) as u64) as usize
+/// The split that reads block `block` of `file` (block 0 for a whole file): consecutive blocks
+/// go to consecutive splits, from one chosen by a hash of the path.
+pub fn split_of(file: &Path, block: u64, parallelism: usize) -> usize {
+    let first = xxh3_64(file.to_string_lossy().as_bytes());
+    (first.wrapping_add(block) % parallelism.max(1) as u64) as usize
 }
 
 #[cfg(test)]

@@ -1,16 +1,22 @@
 //! The `filesystem` source: reads the files a path names, split across subtasks.
 //!
-//! Line formats are read in chunks of `batch_size` lines and decoded in one pass per chunk;
-//! bad records go through the source's [`BadRecordHandler`] with their `file:line`. Parquet
-//! files are read with only the declared columns (projection pushdown), cast to the declared
-//! types. Bounded by default: a split ends after its last file. With a monitor interval the
-//! split keeps listing the path and reads every new file once; it never ends.
+//! The unit of work is a file, or for line formats a block (32 MiB by default) of a larger
+//! file (its lines are those that start in the block), so one big file is read by every
+//! subtask. Units are dealt to splits by a hash of the path (consecutive blocks of a file go
+//! to consecutive splits) and keep their split when a watched directory is listed again.
 //!
-//! [`FileReader::position`] tells the file, byte offset and line reached.
+//! Line formats are read in chunks of `batch_size` lines and decoded in one pass per chunk;
+//! bad records go through the source's [`BadRecordHandler`] with their `file:line` (in blocks
+//! after the first: the line counted from the block's first byte). Parquet files are read
+//! whole, with only the declared columns (projection pushdown), cast to the declared types.
+//! Bounded by default: a split ends after its last unit. With a monitor interval the split
+//! keeps listing the path and reads every new file once; it never ends.
+//!
+//! [`FileReader::file_positions`] tells, per unit, the byte offset and line reached.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +32,7 @@ use weir_engine::source::{
 };
 use weir_engine::BoxError;
 
+use super::lines::LineReader;
 use super::{list_files, split_of, FileFormat};
 use crate::error::ConnectorError;
 use crate::format::bad_records::{BadRecordHandler, BadRecordPolicy};
@@ -44,6 +51,9 @@ pub struct FileSourceConfig {
     pub monitor_interval: Option<Duration>,
     pub batch_size: usize,
     pub on_error: BadRecordPolicy,
+    /// Line-format files larger than this are read in blocks of this many bytes, each by one
+    /// split ([`BLOCK_SIZE`] by default).
+    pub block_size: u64,
 }
 
 /// The filesystem source factory.
@@ -115,23 +125,56 @@ impl SourceFactory for FileSource {
             seen: HashSet::new(),
             current: None,
             listed: false,
-            chunk: Vec::new(),
             finished: Vec::new(),
         }))
     }
 }
 
-/// An open file and how far it has been read.
+/// The default block size: line-format files larger than this are read in blocks of this
+/// size, each by one split.
+pub const BLOCK_SIZE: u64 = 32 << 20;
+
+/// What one split reads at a time: a whole file, or one block of a large file.
+#[derive(Debug, Clone)]
+struct FileUnit {
+    path: PathBuf,
+    /// Block number and its byte range; `None` for a whole file.
+    block: Option<(u64, u64, u64)>,
+}
+
+impl FileUnit {
+    /// The unit's name in stored positions: the path, plus `#block` for blocks.
+    fn key(&self) -> String {
+        match self.block {
+            None => self.path.display().to_string(),
+            Some((block, ..)) => format!("{}#{block}", self.path.display()),
+        }
+    }
+
+    /// Where record `line` of this unit is, for messages.
+    fn position(&self, line: u64) -> String {
+        match self.block {
+            Some((_, start, _)) if start > 0 => {
+                format!(
+                    "{} (line {line} of the block at byte {start})",
+                    self.path.display()
+                )
+            }
+            _ => format!("{}:{line}", self.path.display()),
+        }
+    }
+}
+
+/// An open unit and how far it has been read.
 enum OpenFile {
     Lines {
-        path: PathBuf,
-        reader: BufReader<File>,
+        unit: FileUnit,
+        reader: LineReader<File>,
         /// Lines consumed so far (the next line is `line + 1`).
         line: u64,
-        offset: u64,
     },
     Parquet {
-        path: PathBuf,
+        unit: FileUnit,
         reader: ParquetRecordBatchReader,
         rows: u64,
     },
@@ -144,48 +187,44 @@ pub struct FileReader {
     handler: BadRecordHandler,
     bytes_read: Counter,
     split: SplitContext,
-    pending: VecDeque<PathBuf>,
-    seen: HashSet<PathBuf>,
+    pending: VecDeque<FileUnit>,
+    /// Keys of the units listed so far.
+    seen: HashSet<String>,
     current: Option<OpenFile>,
     listed: bool,
-    chunk: Vec<u8>,
-    /// Files read to the end.
-    finished: Vec<PathBuf>,
+    /// Keys of the units read to the end.
+    finished: Vec<String>,
 }
-
-/// Bytes read from a file at a time.
-const READ_BUFFER: usize = 1 << 20;
 
 /// Stored position of a file read to the end.
 const DONE: &str = "done";
 
 impl FileReader {
-    /// Where reading stands, by file: `done`, `<byte offset> <line>` for line formats, or
-    /// `<rows>` for Parquet. Files not started yet are not listed.
+    /// Where reading stands, by unit (file path, `path#block` for blocks): `done`,
+    /// `<byte offset> <line>` for line formats, or `<rows>` for Parquet. Units not started yet
+    /// are not listed.
     pub fn file_positions(&self) -> Positions {
         let mut positions: Positions = self
             .finished
             .iter()
-            .map(|p| (p.display().to_string(), DONE.to_string()))
+            .map(|key| (key.clone(), DONE.to_string()))
             .collect();
         match &self.current {
-            Some(OpenFile::Lines {
-                path, line, offset, ..
-            }) => positions.insert(path.display().to_string(), format!("{offset} {line}")),
-            Some(OpenFile::Parquet { path, rows, .. }) => {
-                positions.insert(path.display().to_string(), rows.to_string())
+            Some(OpenFile::Lines { unit, reader, line }) => {
+                positions.insert(unit.key(), format!("{} {line}", reader.offset()))
+            }
+            Some(OpenFile::Parquet { unit, rows, .. }) => {
+                positions.insert(unit.key(), rows.to_string())
             }
             None => None,
         };
         positions
     }
 
-    /// The stored position of `path` when resuming.
-    fn restored(&self, path: &std::path::Path) -> Option<&str> {
+    /// The stored position of the unit named `key` when resuming.
+    fn restored(&self, key: &str) -> Option<&str> {
         let positions = self.split.restored.as_deref()?;
-        positions
-            .get(&path.display().to_string())
-            .map(String::as_str)
+        positions.get(key).map(String::as_str)
     }
 
     /// A stored position that is not one this reader writes.
@@ -217,21 +256,50 @@ impl FileReader {
             Err(e) => return Err(e),
         };
         for file in files {
-            if split_of(&file, self.split.parallelism) == self.split.index
-                && self.seen.insert(file.clone())
-            {
-                if self.restored(&file) == Some(DONE) {
-                    self.finished.push(file);
+            let size = match self.config.format {
+                FileFormat::Parquet => 0,
+                _ => std::fs::metadata(&file)
+                    .map_err(|e| self.io(&file, e))?
+                    .len(),
+            };
+            let block_size = self.config.block_size.max(1);
+            let units: Vec<FileUnit> = if size > block_size {
+                (0..size.div_ceil(block_size))
+                    .map(|block| FileUnit {
+                        path: file.clone(),
+                        block: Some((
+                            block,
+                            block * block_size,
+                            ((block + 1) * block_size).min(size),
+                        )),
+                    })
+                    .collect()
+            } else {
+                vec![FileUnit {
+                    path: file.clone(),
+                    block: None,
+                }]
+            };
+            for unit in units {
+                let block = unit.block.map_or(0, |(block, ..)| block);
+                if split_of(&file, block, self.split.parallelism) != self.split.index
+                    || !self.seen.insert(unit.key())
+                {
+                    continue;
+                }
+                if self.restored(&unit.key()) == Some(DONE) {
+                    self.finished.push(unit.key());
                 } else {
-                    self.pending.push_back(file);
+                    self.pending.push_back(unit);
                 }
             }
         }
         Ok(())
     }
 
-    fn open(&self, path: PathBuf) -> Result<OpenFile, ConnectorError> {
-        let file = File::open(&path).map_err(|e| self.io(&path, e))?;
+    fn open(&self, unit: FileUnit) -> Result<OpenFile, ConnectorError> {
+        let path = &unit.path;
+        let mut file = File::open(path).map_err(|e| self.io(path, e))?;
         if self.config.format == FileFormat::Parquet {
             let parquet_error = |e: parquet::errors::ParquetError| ConnectorError::Config {
                 connector: self.split.source_id.clone(),
@@ -258,8 +326,8 @@ impl FileReader {
                 .iter()
                 .map(|f| f.name().as_str());
             let mask = ProjectionMask::columns(builder.parquet_schema(), names);
-            let skip = match self.restored(&path) {
-                Some(rows) => rows.parse().map_err(|_| self.bad_position(&path, rows))?,
+            let skip = match self.restored(&unit.key()) {
+                Some(rows) => rows.parse().map_err(|_| self.bad_position(path, rows))?,
                 None => 0,
             };
             let reader = builder
@@ -269,37 +337,46 @@ impl FileReader {
                 .build()
                 .map_err(parquet_error)?;
             return Ok(OpenFile::Parquet {
-                path,
+                unit,
                 reader,
                 rows: skip as u64,
             });
         }
-        let mut reader = BufReader::with_capacity(READ_BUFFER, file);
-        let (mut line, mut offset) = (0, 0);
-        if let FileFormat::Csv(options) = &self.config.format {
-            if options.header {
-                let mut header = Vec::new();
-                offset = reader
-                    .read_until(b'\n', &mut header)
-                    .map_err(|e| self.io(&path, e))? as u64;
-                line = 1;
-            }
-        }
-        if let Some(position) = self.restored(&path) {
+        let (start, end) = unit
+            .block
+            .map_or((0, u64::MAX), |(_, start, end)| (start, end));
+        let size = file.metadata().map_err(|e| self.io(path, e))?.len();
+        // The bytes from `offset` to the end of the unit (and the tail of its last line).
+        let expected = |offset: u64| end.min(size).saturating_sub(offset) + 4096;
+        let seek = |file: &mut File, offset: u64| {
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| self.io(path, e))
+        };
+        let reader = if let Some(position) = self.restored(&unit.key()) {
             let parsed = position
                 .split_once(' ')
                 .and_then(|(o, l)| Some((o.parse::<u64>().ok()?, l.parse::<u64>().ok()?)));
-            (offset, line) = parsed.ok_or_else(|| self.bad_position(&path, position))?;
-            reader
-                .seek(SeekFrom::Start(offset))
-                .map_err(|e| self.io(&path, e))?;
-        }
-        Ok(OpenFile::Lines {
-            path,
-            reader,
-            line,
-            offset,
-        })
+            let (offset, line) = parsed.ok_or_else(|| self.bad_position(path, position))?;
+            seek(&mut file, offset)?;
+            (LineReader::new(file, offset, end, expected(offset)), line)
+        } else if start > 0 {
+            // The line running into the block belongs to the previous one: start one byte
+            // early and skip through the first newline.
+            seek(&mut file, start - 1)?;
+            let mut reader = LineReader::new(file, start - 1, end, expected(start));
+            reader.skip_line().map_err(|e| self.io(path, e))?;
+            (reader, 0)
+        } else {
+            let mut reader = LineReader::new(file, 0, end, expected(0));
+            let mut line = 0;
+            if matches!(&self.config.format, FileFormat::Csv(options) if options.header) {
+                reader.skip_line().map_err(|e| self.io(path, e))?;
+                line = 1;
+            }
+            (reader, line)
+        };
+        let (reader, line) = reader;
+        Ok(OpenFile::Lines { unit, reader, line })
     }
 
     /// The next batch of the current file, or `None` at its end.
@@ -309,11 +386,11 @@ impl FileReader {
             return Ok(None);
         };
         match current {
-            OpenFile::Parquet { path, reader, rows } => {
+            OpenFile::Parquet { unit, reader, rows } => {
                 let Some(batch) = reader.next() else {
                     return Ok(None);
                 };
-                let path = path.clone();
+                let path = unit.path.clone();
                 let batch = batch.map_err(|e| ConnectorError::Arrow {
                     connector: format!("{}: file {}", self.split.source_id, path.display()),
                     source: e,
@@ -321,68 +398,23 @@ impl FileReader {
                 *rows += batch.num_rows() as u64;
                 self.conform(batch, &path).map(Some)
             }
-            OpenFile::Lines {
-                path,
-                reader,
-                line,
-                offset,
-            } => {
-                self.chunk.clear();
-                let mut line_numbers = Vec::with_capacity(batch_size);
-                let io = |source| ConnectorError::Io {
-                    connector: format!("{}: file {}", self.split.source_id, path.display()),
-                    source,
-                };
-                while line_numbers.len() < batch_size {
-                    let buffer = reader.fill_buf().map_err(io)?;
-                    if buffer.is_empty() {
-                        break;
-                    }
-                    // Whole lines of the buffer, copied in runs between blank lines.
-                    let (mut consumed, mut run_start) = (0, 0);
-                    for end in memchr::memchr_iter(b'\n', buffer) {
-                        *line += 1;
-                        if buffer[consumed..end].iter().all(u8::is_ascii_whitespace) {
-                            self.chunk.extend_from_slice(&buffer[run_start..consumed]);
-                            run_start = end + 1;
-                        } else {
-                            line_numbers.push(*line);
-                        }
-                        consumed = end + 1;
-                        if line_numbers.len() == batch_size {
-                            break;
-                        }
-                    }
-                    self.chunk.extend_from_slice(&buffer[run_start..consumed]);
-                    if consumed > 0 {
-                        reader.consume(consumed);
-                        *offset += consumed as u64;
-                        continue;
-                    }
-                    // No complete line buffered: a line longer than the buffer, or a last
-                    // line without `\n`.
-                    let before = self.chunk.len();
-                    let read = reader.read_until(b'\n', &mut self.chunk).map_err(io)?;
-                    *line += 1;
-                    *offset += read as u64;
-                    if self.chunk[before..].iter().all(u8::is_ascii_whitespace) {
-                        self.chunk.truncate(before);
-                        continue;
-                    }
-                    if self.chunk.last() != Some(&b'\n') {
-                        self.chunk.push(b'\n');
-                    }
-                    line_numbers.push(*line);
-                }
-                self.bytes_read.add(self.chunk.len() as u64);
-                if line_numbers.is_empty() {
+            OpenFile::Lines { unit, reader, line } => {
+                let source = unit.path.display().to_string();
+                let chunk =
+                    reader
+                        .next_chunk(batch_size, line)
+                        .map_err(|e| ConnectorError::Io {
+                            connector: format!("{}: file {source}", self.split.source_id),
+                            source: e,
+                        })?;
+                let Some(chunk) = chunk else {
                     return Ok(None);
-                }
-                let source = path.display().to_string();
+                };
+                self.bytes_read.add(chunk.bytes.len() as u64);
                 let decoder = self.decoder.as_mut().expect("line formats have a decoder");
-                let position = |i: usize| format!("{source}:{}", line_numbers[i]);
+                let position = |i: usize| unit.position(chunk.lines[i]);
                 let decoded =
-                    decode_chunk(decoder.as_mut(), &self.chunk, &position).map_err(|e| {
+                    decode_chunk(decoder.as_mut(), chunk.bytes, &position).map_err(|e| {
                         ConnectorError::Arrow {
                             connector: format!("{}: file {source}", self.split.source_id),
                             source: e,
@@ -447,10 +479,10 @@ impl FileReader {
                 Some(batch) if batch.num_rows() > 0 => return Ok(Some(batch)),
                 Some(_) => continue,
                 None => {
-                    if let Some(OpenFile::Lines { path, .. } | OpenFile::Parquet { path, .. }) =
+                    if let Some(OpenFile::Lines { unit, .. } | OpenFile::Parquet { unit, .. }) =
                         self.current.take()
                     {
-                        self.finished.push(path);
+                        self.finished.push(unit.key());
                     }
                 }
             }
