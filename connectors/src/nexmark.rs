@@ -14,8 +14,12 @@
 //!
 //! Options: `events.num` (default unbounded), `first-event.rate` (event-time spacing, events per
 //! second, default 10,000,000), `rows-per-second` (throttle; default unthrottled),
-//! `person.proportion`, `auction.proportion`, `bid.proportion`, `seed`.
+//! `person.proportion`, `auction.proportion`, `bid.proportion`, `seed`, `base-time` (the time of
+//! event 0: epoch milliseconds, or `now` for the wall clock when each split starts, which
+//! with `rows-per-second` equal to `first-event.rate` makes an event's time the moment it is
+//! due, as in Flink's Nexmark generator: how latency is measured from event time).
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -76,6 +80,11 @@ pub const OPTIONS: &[OptionSpec] = &[
         "seed",
         OptionKind::Integer,
         "seed of the generator (default 0)",
+    ),
+    OptionSpec::optional(
+        "base-time",
+        OptionKind::String,
+        "time of event 0: epoch milliseconds (default 2024-01-01T00:00:00Z) or 'now'",
     ),
 ];
 
@@ -179,6 +188,8 @@ pub struct NexmarkConfig {
     pub bid_proportion: u64,
     pub seed: u64,
     pub batch_size: usize,
+    /// Time of event 0 in epoch milliseconds; `None`: the wall clock when a split starts.
+    pub base_time_ms: Option<i64>,
 }
 
 impl Default for NexmarkConfig {
@@ -192,6 +203,7 @@ impl Default for NexmarkConfig {
             bid_proportion: 46,
             seed: 0,
             batch_size: 4096,
+            base_time_ms: Some(BASE_TIME_MS),
         }
     }
 }
@@ -203,7 +215,12 @@ impl NexmarkConfig {
 
     /// Event time of event `n`, in milliseconds.
     pub fn timestamp(&self, n: u64) -> i64 {
-        BASE_TIME_MS + (n as u128 * 1000 / self.first_event_rate.max(1) as u128) as i64
+        let rate = self.first_event_rate.max(1);
+        let offset = match n.checked_mul(1000) {
+            Some(ms) => ms / rate,
+            None => (n as u128 * 1000 / rate as u128) as u64,
+        };
+        self.base_time_ms.unwrap_or(BASE_TIME_MS) + offset as i64
     }
 
     /// 0 person, 1 auction, 2 bid.
@@ -256,7 +273,7 @@ impl NexmarkConfig {
 
     fn auction_length_ms(&self, random: &mut SplitMix64) -> i64 {
         let events = NUM_IN_FLIGHT_AUCTIONS as u64 * self.total() / self.auction_proportion.max(1);
-        let horizon = (self.timestamp(events) - BASE_TIME_MS).max(1);
+        let horizon = (self.timestamp(events) - self.timestamp(0)).max(1);
         1 + random.below(horizon as u64 * 2) as i64
     }
 }
@@ -265,10 +282,31 @@ fn price(random: &mut SplitMix64) -> i64 {
     (10f64.powf(random.unit() * 6.0) * 100.0).round() as i64
 }
 
-fn text(random: &mut SplitMix64, len: usize) -> String {
-    (0..len)
-        .map(|_| (b'a' + random.below(26) as u8) as char)
-        .collect()
+/// Up to 100 random lowercase letters, 13 from each random number.
+struct Letters {
+    bytes: [u8; 100],
+    len: usize,
+}
+
+impl Letters {
+    fn new(random: &mut SplitMix64, len: usize) -> Self {
+        let mut letters = Letters {
+            bytes: [b'a'; 100],
+            len: len.min(100),
+        };
+        for chunk in letters.bytes[..letters.len].chunks_mut(13) {
+            let mut bits = random.next_u64();
+            for letter in chunk {
+                *letter = b'a' + (bits % 26) as u8;
+                bits /= 26;
+            }
+        }
+        letters
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
 }
 
 /// The nexmark source factory.
@@ -361,6 +399,16 @@ impl NexmarkSource {
             bid_proportion: positive("bid.proportion", defaults.bid_proportion)?,
             seed: positive("seed", 0)?,
             batch_size: defaults.batch_size,
+            base_time_ms: match options.get("base-time") {
+                None => defaults.base_time_ms,
+                Some("now") => None,
+                Some(text) => Some(text.parse().map_err(|_| ConnectorError::Config {
+                    connector: "nexmark".into(),
+                    message: format!(
+                        "option 'base-time' must be epoch milliseconds or 'now', not '{text}'"
+                    ),
+                })?),
+            },
         };
         NexmarkSource::new(schema, config)
     }
@@ -387,12 +435,22 @@ impl SourceFactory for NexmarkSource {
             Some(numbers) => (numbers[0], numbers[1]),
             None => (split.index as u64, 0),
         };
+        let mut source = self.clone();
+        let mut pacer = Pacer::new(self.config.rows_per_second, split.parallelism);
+        if source.config.base_time_ms.is_none() {
+            // Event time follows the wall clock from now on; pacing starts at the same moment.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            source.config.base_time_ms = Some(now);
+            pacer.start(produced);
+        }
         Ok(Box::new(NexmarkReader {
-            source: self.clone(),
+            source,
             next,
             stride,
             produced,
-            pacer: Pacer::new(self.config.rows_per_second, split.parallelism),
+            pacer,
         }))
     }
 }
@@ -533,26 +591,30 @@ impl NexmarkReader {
         // Person columns.
         if kind == 0 {
             i0.append_value(config.last_base0_person_id(n) + FIRST_PERSON_ID);
-            p_name.append_value(format!(
+            // Composite strings are written into the builders (no allocation per value).
+            let _ = write!(
+                p_name,
                 "{} {}",
                 FIRST_NAMES[random.below(FIRST_NAMES.len() as u64) as usize],
                 LAST_NAMES[random.below(LAST_NAMES.len() as u64) as usize]
-            ));
-            p_email.append_value(format!(
-                "{}@{}.com",
-                text(&mut random, 7),
-                text(&mut random, 5)
-            ));
-            p_card.append_value(
-                (0..4)
-                    .map(|_| format!("{:04}", random.below(10_000)))
-                    .collect::<Vec<_>>()
-                    .join(" "),
             );
+            p_name.append_value("");
+            let _ = write!(
+                p_email,
+                "{}@{}.com",
+                Letters::new(&mut random, 7).as_str(),
+                Letters::new(&mut random, 5).as_str()
+            );
+            p_email.append_value("");
+            for group in 0..4 {
+                let separator = if group == 0 { "" } else { " " };
+                let _ = write!(p_card, "{separator}{:04}", random.below(10_000));
+            }
+            p_card.append_value("");
             p_city.append_value(US_CITIES[random.below(US_CITIES.len() as u64) as usize]);
             p_state.append_value(US_STATES[random.below(US_STATES.len() as u64) as usize]);
             p_time.append_value(time);
-            p_extra.append_value(text(&mut random, 16));
+            p_extra.append_value(Letters::new(&mut random, 16).as_str());
         } else {
             i0.append_null();
             for b in [&mut *p_name, p_email, p_card, p_city, p_state, p_extra] {
@@ -569,15 +631,15 @@ impl NexmarkReader {
             };
             let initial = price(&mut random);
             i1.append_value(config.last_base0_auction_id(n) + FIRST_AUCTION_ID);
-            a_item.append_value(text(&mut random, 20));
-            a_desc.append_value(text(&mut random, 100));
+            a_item.append_value(Letters::new(&mut random, 20).as_str());
+            a_desc.append_value(Letters::new(&mut random, 100).as_str());
             i2.append_value(initial);
             i3.append_value(initial + price(&mut random));
             a_time.append_value(time);
             a_expires.append_value(time + config.auction_length_ms(&mut random));
             i4.append_value(seller + FIRST_PERSON_ID);
             i5.append_value(FIRST_CATEGORY_ID + random.below(NUM_CATEGORIES) as i64);
-            a_extra.append_value(text(&mut random, 16));
+            a_extra.append_value(Letters::new(&mut random, 16).as_str());
         } else {
             for b in [&mut *i1, i2, i3, i4, i5] {
                 b.append_null();
@@ -605,13 +667,15 @@ impl NexmarkReader {
             i7.append_value(bidder + FIRST_PERSON_ID);
             i8.append_value(price(&mut random));
             b_channel.append_value(CHANNELS[channel]);
-            b_url.append_value(format!(
+            let _ = write!(
+                b_url,
                 "https://www.nexmark.com/{}/{}/item.htm?query=1&channel_id={channel}",
-                text(&mut random, 5),
-                text(&mut random, 5)
-            ));
+                Letters::new(&mut random, 5).as_str(),
+                Letters::new(&mut random, 5).as_str()
+            );
+            b_url.append_value("");
             b_time.append_value(time);
-            b_extra.append_value(text(&mut random, 16));
+            b_extra.append_value(Letters::new(&mut random, 16).as_str());
         } else {
             for b in [&mut *i6, i7, i8] {
                 b.append_null();

@@ -28,6 +28,11 @@ impl Pacer {
         self.split_rate
     }
 
+    /// Starts pacing now, with `produced` rows already produced.
+    pub fn start(&mut self, produced: u64) {
+        self.started = Some((Instant::now(), produced));
+    }
+
     /// Sleeps until row `produced` is due; unthrottled, only yields to the shard's other tasks.
     pub async fn wait(&mut self, produced: u64) {
         match self.split_rate {

@@ -9,6 +9,7 @@
 //! (`yyyy-MM-dd HH:mm:ss.SSS`).
 
 pub mod bad_records;
+pub mod columns;
 pub mod csv;
 pub mod json;
 pub mod raw;
