@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use arrow::record_batch::RecordBatch;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_expr::Expr;
 use datafusion_physical_expr::PhysicalExpr;
 use weir_engine::operator::{Operator, OperatorFactory, Output, SubtaskContext};
@@ -105,7 +105,13 @@ impl Operator for ProjectOperator {
             .map(|e| e.evaluate(&batch)?.into_array(batch.num_rows()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(OperatorError::from)?;
-        out.emit(RecordBatch::try_new(Arc::clone(&self.schema), columns)?);
+        // No columns (e.g. under `COUNT(*)`): the batch still carries its row count.
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        out.emit(RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            columns,
+            &options,
+        )?);
         Ok(())
     }
 }

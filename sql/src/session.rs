@@ -9,7 +9,8 @@ use std::time::Duration;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion_common::{DFSchema, DataFusionError};
 use datafusion_expr::{ExprSchemable, LogicalPlan};
-use datafusion_optimizer::Analyzer;
+use datafusion_optimizer::optimize_projections::OptimizeProjections;
+use datafusion_optimizer::{Analyzer, Optimizer, OptimizerContext};
 use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion_sql::sqlparser::ast;
 use datafusion_sql::sqlparser::parser::Parser;
@@ -404,8 +405,13 @@ impl Session {
             .map_err(plan_error);
         self.context.relation_planners.clear();
         let plan = planned?;
-        Analyzer::new()
+        let analyzed = Analyzer::new()
             .execute_and_check(plan, self.context.options(), |_, _| {})
+            .map_err(plan_error)?;
+        // Column pruning, the one optimizer rule run: scans keep only the columns the query
+        // uses, so operators neither copy nor carry the others.
+        Optimizer::with_rules(vec![Arc::new(OptimizeProjections::new())])
+            .optimize(analyzed, &OptimizerContext::new(), |_, _| {})
             .map_err(plan_error)
     }
 

@@ -631,7 +631,7 @@ impl GraphBuilder {
                     .map(|&i| col(Column::new_unqualified(table.schema.field(i).name())))
                     .collect();
                 Ok(self.operator(
-                    "project",
+                    "read-columns",
                     Arc::new(ProjectFactory::new(exprs)),
                     &stream,
                     Exchange::Forward,
