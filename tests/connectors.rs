@@ -659,3 +659,97 @@ fn a_bad_record_in_a_later_block_is_named_by_block_and_line() {
         "{error}"
     );
 }
+
+#[test]
+fn nexmark_base_time_is_fixed_or_the_wall_clock() {
+    let schema = Arc::new(Schema::new(vec![Field::new("dateTime", ts(), false)]));
+    let times = |base: &str| -> Vec<i64> {
+        let source = create_source(&table(
+            Arc::clone(&schema),
+            &[
+                ("connector", "nexmark"),
+                ("events.num", "1000"),
+                ("first-event.rate", "1000"),
+                ("base-time", base),
+            ],
+        ))
+        .unwrap();
+        let (batch, _) = common::read_all(source, 1).unwrap();
+        let batch = batch.unwrap();
+        let column = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        column.values().to_vec()
+    };
+    let fixed = times("5000");
+    assert_eq!(fixed.iter().min(), Some(&5000));
+    assert_eq!(fixed.iter().max(), Some(&(5000 + 999)));
+
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let before = wall();
+    let now = times("now");
+    let after = wall();
+    let first = *now.iter().min().unwrap();
+    assert!(
+        before <= first && first <= after,
+        "{before} <= {first} <= {after}"
+    );
+    assert_eq!(now.iter().max(), Some(&(first + 999)));
+
+    let error = create_source(&table(
+        schema,
+        &[("connector", "nexmark"), ("base-time", "yesterday")],
+    ))
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        error.contains("'base-time'") && error.contains("yesterday"),
+        "{error}"
+    );
+}
+
+#[test]
+fn flink_file_uris_and_the_json_timestamp_standard_are_accepted() {
+    let dir = scratch("file-uri");
+    std::fs::write(
+        dir.join("in.json"),
+        "{\"id\": 1, \"at\": \"2024-01-01 00:00:01.500\"}\n",
+    )
+    .unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("at", ts(), false),
+    ]));
+    let uri = format!("file://{}", dir.display());
+    let source = create_source(&table(
+        Arc::clone(&schema),
+        &[
+            ("connector", "filesystem"),
+            ("path", &uri),
+            ("format", "json"),
+            ("json.timestamp-format.standard", "SQL"),
+        ],
+    ))
+    .unwrap();
+    let (batch, _) = common::read_all(source, 1).unwrap();
+    assert_eq!(batch.unwrap().num_rows(), 1);
+    let error = create_source(&table(
+        schema,
+        &[
+            ("connector", "filesystem"),
+            ("path", &uri),
+            ("format", "json"),
+            ("json.timestamp-format.standard", "ISO-8601"),
+        ],
+    ))
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(error.contains("json.timestamp-format.standard"), "{error}");
+}
