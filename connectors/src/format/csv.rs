@@ -90,9 +90,13 @@ impl CsvDecoder {
             .unwrap_or_else(|| RecordBatch::new_empty(SchemaRef::clone(&self.schema))))
     }
 
-    /// The fast path over `text` (no quote character in it).
-    fn decode_fast(&mut self, text: &str) -> Result<RecordBatch, ArrowError> {
-        let columns = self.fast.as_mut().expect("checked by the caller");
+    /// The fast path over `lines` (no quote character in them), if the schema has one.
+    fn decode_fast(&mut self, lines: &[u8]) -> Option<Result<RecordBatch, ArrowError>> {
+        let columns = self.fast.as_mut()?;
+        let text = match std::str::from_utf8(lines) {
+            Ok(text) => text,
+            Err(e) => return Some(Err(ArrowError::CsvError(format!("text is not UTF-8: {e}")))),
+        };
         let result = split_fields(
             text,
             self.options.delimiter,
@@ -117,17 +121,20 @@ impl CsvDecoder {
         );
         // Finishing also resets the builders after an error.
         let arrays: Vec<ArrayRef> = columns.iter_mut().map(|c| c.finish()).collect();
-        result.map_err(ArrowError::CsvError)?;
-        RecordBatch::try_new(SchemaRef::clone(&self.schema), arrays)
+        Some(
+            result
+                .map_err(ArrowError::CsvError)
+                .and_then(|()| RecordBatch::try_new(SchemaRef::clone(&self.schema), arrays)),
+        )
     }
 }
 
 impl LineDecoder for CsvDecoder {
     fn decode(&mut self, lines: &[u8]) -> Result<RecordBatch, ArrowError> {
-        if self.fast.is_some() && memchr::memchr(self.options.quote, lines).is_none() {
-            let text = std::str::from_utf8(lines)
-                .map_err(|e| ArrowError::CsvError(format!("text is not UTF-8: {e}")))?;
-            return self.decode_fast(text);
+        if memchr::memchr(self.options.quote, lines).is_none() {
+            if let Some(decoded) = self.decode_fast(lines) {
+                return decoded;
+            }
         }
         self.decode_general(lines)
     }
