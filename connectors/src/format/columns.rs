@@ -242,11 +242,7 @@ impl SqlTimestampParser {
         {
             return None;
         }
-        let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-            text[range].iter().try_fold(0i64, |value, &b| {
-                b.is_ascii_digit().then(|| value * 10 + i64::from(b - b'0'))
-            })
-        };
+        let digits = |range: std::ops::Range<usize>| decimal(&text[range]);
         let date: [u8; 10] = text[..10].try_into().ok()?;
         let days = match self.last_date {
             Some((last, days)) if last == date => days,
@@ -272,16 +268,19 @@ impl SqlTimestampParser {
     }
 }
 
+/// The value of a short run of decimal digits (nothing else), if it is one.
+fn decimal(digits: &[u8]) -> Option<i64> {
+    digits.iter().try_fold(0i64, |value, &b| {
+        b.is_ascii_digit().then(|| value * 10 + i64::from(b - b'0'))
+    })
+}
+
 /// Days since the epoch of `yyyy-MM-dd`, if it is a valid date.
 fn parse_date(text: &[u8; 10]) -> Option<i64> {
     if text[4] != b'-' || text[7] != b'-' {
         return None;
     }
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        text[range].iter().try_fold(0i64, |value, &b| {
-            b.is_ascii_digit().then(|| value * 10 + i64::from(b - b'0'))
-        })
-    };
+    let digits = |range: std::ops::Range<usize>| decimal(&text[range]);
     let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
     let days_in_month = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
