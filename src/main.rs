@@ -111,6 +111,10 @@ struct CheckpointArgs {
     /// On Ctrl-C or SIGTERM, stop with a savepoint written into this directory.
     #[arg(long)]
     savepoint_dir: Option<PathBuf>,
+    /// Resume even if the checkpoint holds state that no operator or source of the job
+    /// claims (e.g. a removed INSERT), dropping it (Flink's --allowNonRestoredState).
+    #[arg(long)]
+    allow_non_restored_state: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -139,6 +143,7 @@ impl CheckpointArgs {
         let mut config = CheckpointConfig::new(state_dir);
         config.interval = self.checkpoint_interval;
         config.from_savepoint = self.from_savepoint.clone();
+        config.allow_non_restored_state = self.allow_non_restored_state;
         Ok(Some(config))
     }
 }
@@ -193,7 +198,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_chain(&error));
             // A mistake in the SQL exits 2, a failed job 1.
             match error.downcast_ref::<SqlError>() {
                 Some(sql) => ExitCode::from(sql.exit_code()),
@@ -201,6 +206,22 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The error and its causes, `: `-separated, each once: a cause whose text its parent
+/// already shows (many errors print their source) is not repeated.
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&message);
+        }
+    }
+    text
 }
 
 /// `weir run` (with checkpoint options) or `weir explain` (without).
@@ -219,6 +240,9 @@ fn run_sql(args: &SqlArgs, checkpoints: Option<&CheckpointArgs>) -> anyhow::Resu
             session.settings.checkpoint_interval,
         ) {
             config.interval = config.interval.or(Some(interval));
+        }
+        if let Some(config) = options.checkpoint.as_mut() {
+            config.allow_non_restored_state |= session.settings.allow_non_restored_state;
         }
     }
     let explain = checkpoints.is_none();

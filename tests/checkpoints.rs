@@ -7,6 +7,11 @@
 //! - A job stopped with a savepoint at 2 shards and resumed at 1 and at 4 shards gives the
 //!   same rows as a job that ran through.
 //! - Resuming with a changed window fails and names the operator; a changed sink resumes.
+//! - A SQL job whose two INSERTs (windows of the same shape over differently filtered rows)
+//!   are swapped at every restart still writes exactly the uninterrupted run's rows: each
+//!   window restores its own state (operator identity comes from logic and upstream plan,
+//!   not statement order). Removing one is refused unless `--allow-non-restored-state`.
+//! - A damaged checkpoint ends the job with an error naming it, never a panic.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -351,7 +356,187 @@ fn savepoint_at_two_shards_resumes_at_one_and_at_four() {
         .start(options.clone())
         .unwrap_err()
         .to_string();
-    assert!(error.contains("no longer fits"), "{error}");
+    assert!(error.contains("no part of this job claims"), "{error}");
     assert!(error.contains("window"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two INSERTs with tumbling windows of the same shape over the even and the odd bidders'
+/// bids, in the given order (`swapped`: odd first).
+fn two_window_job(output: &Path, swapped: bool, only_even: bool, extra: &[&str]) -> Command {
+    let insert = |table: &str, parity: u32| {
+        format!(
+            "INSERT INTO {table}
+               SELECT window_start, auction, COUNT(*), MAX(price)
+               FROM TABLE(TUMBLE(TABLE (SELECT * FROM bids WHERE MOD(bidder, 2) = {parity}),
+                                 DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND))
+               GROUP BY window_start, window_end, auction;"
+        )
+    };
+    let (even, odd) = (insert("even", 0), insert("odd", 1));
+    let statements = match (only_even, swapped) {
+        (true, _) => even,
+        (false, false) => format!("{even}\n{odd}"),
+        (false, true) => format!("{odd}\n{even}"),
+    };
+    let sql = format!(
+        "CREATE TABLE nexmark (
+            event_type INT,
+            bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
+            `dateTime` TIMESTAMP(3),
+            WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
+        ) WITH ('connector' = 'nexmark', 'events.num' = '300000', 'rows-per-second' = '100000',
+                'first-event.rate' = '2000');
+        CREATE VIEW bids AS
+          SELECT bid.auction, bid.bidder, bid.price, `dateTime` FROM nexmark WHERE event_type = 2;
+        CREATE TABLE even (window_start TIMESTAMP(3), auction BIGINT, bids BIGINT, top BIGINT)
+          WITH ('connector' = 'filesystem', 'path' = '{0}/even', 'format' = 'csv');
+        CREATE TABLE odd (window_start TIMESTAMP(3), auction BIGINT, bids BIGINT, top BIGINT)
+          WITH ('connector' = 'filesystem', 'path' = '{0}/odd', 'format' = 'csv');
+        {statements}",
+        output.display()
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .args(["run", "--shards", "2", "-e", &sql])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn assert_success(output: std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs `job` until its state directory has a complete checkpoint, then kills it.
+fn kill_after_first_checkpoint(mut job: Command, state: &Path) {
+    let mut child = job.spawn().unwrap();
+    let checkpoints = state.join("checkpoints");
+    for _ in 0..200 {
+        let complete = std::fs::read_dir(&checkpoints)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("MANIFEST.json").exists());
+        if complete {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn reordered_statements_restore_each_operators_own_state() {
+    let dir = scratch("reorder");
+    let clean = dir.join("clean");
+    assert_success(two_window_job(&clean, false, false, &[]).output().unwrap());
+    let expected_even = committed_rows(&clean.join("even"), "window_start");
+    let expected_odd = committed_rows(&clean.join("odd"), "window_start");
+    assert!(expected_even.len() > 1000 && expected_odd.len() > 1000);
+
+    let output = dir.join("out");
+    let state = dir.join("state");
+    let state_arg = state.to_str().unwrap().to_string();
+    let checkpointed = ["--state-dir", &state_arg, "--checkpoint-interval", "100ms"];
+    let starts = std::cell::Cell::new(0);
+    kill_and_restart(
+        &|| {
+            starts.set(starts.get() + 1);
+            two_window_job(&output, starts.get() % 2 == 0, false, &checkpointed)
+        },
+        &state,
+    );
+    assert_success(two_window_job(&output, true, false, &checkpointed).output().unwrap());
+    let even = committed_rows(&output.join("even"), "window_start");
+    let odd = committed_rows(&output.join("odd"), "window_start");
+    assert_eq!(even.len(), expected_even.len(), "even row count");
+    assert_eq!(odd.len(), expected_odd.len(), "odd row count");
+    assert!(even == expected_even, "even rows differ from the uninterrupted run");
+    assert!(odd == expected_odd, "odd rows differ from the uninterrupted run");
+
+    // Without the odd INSERT, its window's state is claimed by nothing: refused, naming it,
+    // unless the user allows dropping it.
+    let state = dir.join("state-removed");
+    let state_arg = state.to_str().unwrap().to_string();
+    let checkpointed = ["--state-dir", &state_arg, "--checkpoint-interval", "100ms"];
+    kill_after_first_checkpoint(two_window_job(&dir.join("removed"), false, false, &checkpointed), &state);
+    let refused = two_window_job(&dir.join("removed"), false, true, &checkpointed)
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{message}");
+    assert!(message.contains("no part of this job claims"), "{message}");
+    assert!(message.contains("MOD(bidder, 2) = 1") || message.contains("window"), "{message}");
+    let mut allowed = checkpointed.to_vec();
+    allowed.push("--allow-non-restored-state");
+    assert_success(
+        two_window_job(&dir.join("removed"), false, true, &allowed)
+            .output()
+            .unwrap(),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_damaged_checkpoint_is_an_error_naming_it_not_a_panic() {
+    let dir = scratch("damaged");
+    let state = dir.join("state");
+    let state_arg = state.to_str().unwrap().to_string();
+    let checkpointed = ["--state-dir", &state_arg, "--checkpoint-interval", "100ms"];
+    kill_after_first_checkpoint(two_window_job(&dir.join("out"), false, false, &checkpointed), &state);
+    let checkpoint = std::fs::read_dir(state.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("MANIFEST.json").exists())
+        .expect("a complete checkpoint");
+    let resume = |from: &Path| {
+        let from = from.to_str().unwrap().to_string();
+        let fresh = dir.join("fresh");
+        let _ = std::fs::remove_dir_all(&fresh);
+        let fresh = fresh.to_str().unwrap().to_string();
+        two_window_job(
+            &dir.join("out2"),
+            false,
+            false,
+            &["--state-dir", &fresh, "--from-savepoint", &from],
+        )
+        .output()
+        .unwrap()
+    };
+    // Every file of every shard store cut in half and overwritten with other bytes.
+    let damaged = dir.join("damaged");
+    copy_dir(&checkpoint, &damaged);
+    for shard in std::fs::read_dir(&damaged).unwrap().flatten() {
+        if !shard.path().is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            let bytes = std::fs::read(file.path()).unwrap();
+            let garbage: Vec<u8> = bytes[..bytes.len() / 2].iter().map(|b| b ^ 0x5a).collect();
+            std::fs::write(file.path(), garbage).unwrap();
+        }
+    }
+    // A torn manifest.
+    let torn = dir.join("torn");
+    copy_dir(&checkpoint, &torn);
+    std::fs::write(torn.join("MANIFEST.json"), "{\"format\": 2, \"checkp").unwrap();
+    for broken in [&damaged, &torn] {
+        let result = resume(broken);
+        let message = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(1), "{message}");
+        assert!(!message.contains("panicked"), "{message}");
+        assert!(
+            message.contains(broken.to_str().unwrap()),
+            "the error names the checkpoint: {message}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -37,6 +37,7 @@ fn subtasks(factory: &dyn OperatorFactory, parallelism: usize) -> Vec<Box<dyn Op
         .map(|index| {
             let context = SubtaskContext {
                 operator_id: "window".into(),
+                uid: "window".into(),
                 index,
                 parallelism,
                 key_groups: KeyGroupRange::for_subtask(index, parallelism, KEY_GROUPS),
@@ -377,4 +378,72 @@ fn the_updating_aggregation_forgets_groups_after_the_state_ttl() {
             vec![Some(3), Some(2), Some(2)],
         ]
     );
+}
+
+/// Restores `backend` into fresh subtasks of `factory`; `Err` if any restore failed. A panic
+/// fails the test: damaged state must be an error, never a crash.
+fn try_restore(factory: &dyn OperatorFactory, backend: &mut InMemoryStateBackend) -> Result<(), String> {
+    let mut operators = subtasks(factory, 2);
+    let mut result = Ok(());
+    for (index, operator) in operators.iter_mut().enumerate() {
+        let range = KeyGroupRange::for_subtask(index, 2, KEY_GROUPS);
+        let view = OperatorState::new(backend, "window", range);
+        let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            operator.restore_state(&view)
+        }));
+        match restored {
+            Err(_) => panic!("restoring damaged state panicked"),
+            Ok(Err(e)) => result = Err(e.to_string()),
+            Ok(Ok(())) => {}
+        }
+    }
+    result
+}
+
+#[test]
+fn damaged_or_foreign_state_is_an_error_not_a_panic() {
+    let updating =
+        UpdatingAggregateFactory::new(vec!["k".into()], vec![count_all().alias("c"), sum(col("v")).alias("s")]);
+    let mut factories: Vec<Box<dyn OperatorFactory>> = every_window_kind()
+        .into_iter()
+        .map(|w| Box::new(factory(w)) as Box<dyn OperatorFactory>)
+        .collect();
+    factories.push(Box::new(updating));
+    let batches = input(7);
+    let mut snapshots = Vec::new();
+    for factory in &factories {
+        let mut operators = subtasks(factory.as_ref(), 2);
+        feed(&mut operators, &batches[..batches.len() / 2], 5_000, &mut Vec::new());
+        let mut backend = InMemoryStateBackend::new();
+        snapshot(&mut operators, &mut backend);
+        assert!(!backend.is_empty(), "{} has state", factory.describe());
+        try_restore(factory.as_ref(), &mut backend.clone()).expect("intact state restores");
+        snapshots.push(backend);
+    }
+    for (factory, snapshot) in factories.iter().zip(&snapshots) {
+        // Every value cut short: an error.
+        for keep in [0, 1, 8, 9, 20, 100] {
+            let mut damaged = snapshot.clone();
+            for value in damaged.values_mut() {
+                value.truncate(keep.min(value.len().saturating_sub(1)));
+            }
+            let error = try_restore(factory.as_ref(), &mut damaged).unwrap_err();
+            assert!(!error.is_empty());
+        }
+        // Bytes flipped through the value: an error or (if the damage happens to decode) a
+        // restore; never a panic.
+        for step in [3, 17, 61] {
+            let mut damaged = snapshot.clone();
+            for value in damaged.values_mut() {
+                for i in (9..value.len()).step_by(step) {
+                    value[i] ^= 0x5a;
+                }
+            }
+            let _ = try_restore(factory.as_ref(), &mut damaged);
+        }
+        // Another operator's state under this one's name: refused.
+        for other in snapshots.iter().filter(|s| !std::ptr::eq(*s, snapshot)) {
+            let _ = try_restore(factory.as_ref(), &mut other.clone());
+        }
+    }
 }

@@ -98,6 +98,9 @@ pub struct GraphInfo {
     /// Input schema per node (a source's is its output schema).
     pub input_schemas: Vec<SchemaRef>,
     pub parallelism: Vec<usize>,
+    /// Each node's stable identity, the key of its state in checkpoints and savepoints
+    /// ([`Graph::uids`]).
+    pub uids: Vec<String>,
 }
 
 impl Graph {
@@ -255,18 +258,62 @@ impl Graph {
                 _ => {}
             }
         }
+        let schemas: Vec<SchemaRef> = schemas
+            .into_iter()
+            .map(|s| s.expect("every node visited"))
+            .collect();
+        let input_schemas: Vec<SchemaRef> = input_schemas
+            .into_iter()
+            .map(|s| s.expect("every node visited"))
+            .collect();
+        let uids = self.uids(&order, &input_schemas);
         Ok(GraphInfo {
             order,
-            schemas: schemas
-                .into_iter()
-                .map(|s| s.expect("every node visited"))
-                .collect(),
-            input_schemas: input_schemas
-                .into_iter()
-                .map(|s| s.expect("every node visited"))
-                .collect(),
+            schemas,
+            input_schemas,
             parallelism,
+            uids,
         })
+    }
+
+    /// Stable identities, as Flink's operator uids: a source or sink is its name (a SQL
+    /// table's), an operator is `op-` and a hash of its logic, its input columns and, for each
+    /// input edge in order, the upstream identity, output port and exchange. So an operator
+    /// keeps its identity when statements are reordered or added and loses it when its logic
+    /// or anything upstream changes; never does it come from the order of nodes. Operators
+    /// that are identical in all of that (the same sub-plan twice) get `-2`, `-3`, ... in node
+    /// order, which is harmless: their states are interchangeable.
+    pub fn uids(&self, order: &[NodeId], input_schemas: &[SchemaRef]) -> Vec<String> {
+        let mut uids = vec![String::new(); self.nodes.len()];
+        let mut seen = std::collections::HashMap::<String, usize>::new();
+        for &id in order {
+            let node = &self.nodes[id.0];
+            let uid = match &node.kind {
+                NodeKind::Source { .. } | NodeKind::Sink(_) => node.name.clone(),
+                NodeKind::Operator(factory) => {
+                    let mut logic = format!(
+                        "{}\u{0}{}",
+                        factory.describe(),
+                        column_list(&input_schemas[id.0])
+                    );
+                    for edge in self.inputs(id) {
+                        let _ = write!(
+                            logic,
+                            "\u{0}{}\u{0}{:?}\u{0}{:?}",
+                            uids[edge.from.0], edge.port, edge.exchange
+                        );
+                    }
+                    format!("op-{:016x}", xxhash_rust::xxh3::xxh3_64(logic.as_bytes()))
+                }
+            };
+            let count = seen.entry(uid.clone()).or_insert(0);
+            *count += 1;
+            uids[id.0] = match *count {
+                1 => uid,
+                n => format!("{uid}-{n}"),
+            };
+        }
+        uids
     }
 
     fn input_schema(

@@ -18,8 +18,11 @@ use crate::state::OperatorState;
 /// What a subtask knows about where it runs.
 #[derive(Debug, Clone)]
 pub struct SubtaskContext {
-    /// The node's unique name; also the namespace of its state.
+    /// The node's unique name (logs, metrics, errors).
     pub operator_id: String,
+    /// The node's stable identity ([`crate::graph::Graph::uids`]): the namespace of its state
+    /// in checkpoints and savepoints.
+    pub uid: String,
     /// This subtask's index in `0..parallelism`.
     pub index: usize,
     pub parallelism: usize,

@@ -76,6 +76,11 @@ impl InMemoryStateBackend {
         self.entries.len()
     }
 
+    /// Every stored value, to inspect or damage (tests of restore).
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Vec<u8>> {
+        self.entries.values_mut()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -151,6 +151,7 @@ mod tests {
     fn context(schema: &SchemaRef) -> SubtaskContext {
         SubtaskContext {
             operator_id: "op".into(),
+            uid: "op".into(),
             index: 0,
             parallelism: 1,
             key_groups: KeyGroupRange::all(128),

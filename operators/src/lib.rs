@@ -11,6 +11,7 @@
 //! SQL text or of connectors.
 
 pub mod aggregate;
+pub mod cast;
 pub mod error;
 pub mod expr;
 pub mod filter;
@@ -18,6 +19,7 @@ pub mod group_index;
 pub mod project;
 pub mod row_buffer;
 pub mod state_codec;
+pub mod text;
 pub mod updating;
 pub mod window;
 

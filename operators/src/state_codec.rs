@@ -3,7 +3,9 @@
 //! Window state is Arrow data (key columns plus partial-aggregate or row columns), so it is
 //! stored as one Arrow IPC stream per key group, behind a format version byte and one `i64` of
 //! operator-defined metadata (a window operator stores its watermark there). Versioned from
-//! day one: a reader that meets an unknown version refuses it with a clear error.
+//! day one: a reader that meets an unknown version refuses it with a clear error. Restored
+//! bytes may be damaged or come from another job: [`decode`] checks them against the layout
+//! the operator expects, so no operator reads a column that is not there or not its type.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -11,6 +13,7 @@ use std::io::Cursor;
 use arrow::array::UInt32Array;
 use arrow::compute::take_record_batch;
 use arrow::ipc::reader::StreamReader;
+use arrow::datatypes::{DataType, Schema};
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use weir_engine::partition::{KeyGroup, KeyHasher};
@@ -34,8 +37,14 @@ pub fn encode(metadata: i64, batch: &RecordBatch) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Inverse of [`encode`]; `table` and `group` name the entry in errors.
-pub fn decode(bytes: &[u8], table: &str, group: KeyGroup) -> Result<(i64, RecordBatch)> {
+/// Inverse of [`encode`], for state whose columns have the types of `expected`'s (names
+/// aside); `table` and `group` name the entry in errors.
+pub fn decode(
+    bytes: &[u8],
+    table: &str,
+    group: KeyGroup,
+    expected: &Schema,
+) -> Result<(i64, RecordBatch)> {
     let corrupt = |reason: String| StateError::Corrupt {
         table: table.to_string(),
         key_group: group.0,
@@ -51,7 +60,9 @@ pub fn decode(bytes: &[u8], table: &str, group: KeyGroup) -> Result<(i64, Record
         ))
         .into());
     }
-    let metadata = i64::from_le_bytes(bytes[1..9].try_into().expect("8 bytes"));
+    let mut header = [0u8; 8];
+    header.copy_from_slice(&bytes[1..9]);
+    let metadata = i64::from_le_bytes(header);
     let reader = StreamReader::try_new(Cursor::new(&bytes[9..]), None)
         .map_err(|e| corrupt(e.to_string()))?;
     let batches = reader
@@ -61,8 +72,28 @@ pub fn decode(bytes: &[u8], table: &str, group: KeyGroup) -> Result<(i64, Record
         .first()
         .map(|b| b.schema())
         .ok_or_else(|| corrupt("no batch in entry".into()))?;
+    let types = |s: &Schema| -> Vec<DataType> {
+        s.fields().iter().map(|f| f.data_type().clone()).collect()
+    };
+    if types(&schema) != types(expected) {
+        return Err(corrupt(format!(
+            "its columns ({}) are not the operator's ({})",
+            column_types(&schema),
+            column_types(expected)
+        ))
+        .into());
+    }
     let batch = arrow::compute::concat_batches(&schema, &batches)?;
     Ok((metadata, batch))
+}
+
+fn column_types(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Splits `batch` by the key group of its key columns.
@@ -84,20 +115,34 @@ pub fn split_by_key_group(
 mod tests {
     use super::*;
     use arrow::array::Int64Array;
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::datatypes::Field;
     use std::sync::Arc;
 
     #[test]
     fn round_trip_and_version_check() {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
-        let batch =
-            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
+        )
+        .unwrap();
         let mut bytes = encode(42, &batch).unwrap();
-        let (meta, back) = decode(&bytes, "t", KeyGroup(0)).unwrap();
+        let (meta, back) = decode(&bytes, "t", KeyGroup(0), &schema).unwrap();
         assert_eq!(meta, 42);
         assert_eq!(back, batch);
+        let other = Schema::new(vec![Field::new("k", DataType::Utf8, false)]);
+        let err = decode(&bytes, "t", KeyGroup(3), &other)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("are not the operator's"), "{err}");
+        // Every truncation of the bytes is an error, never a panic.
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut], "t", KeyGroup(0), &schema).is_err());
+        }
         bytes[0] = 99;
-        let err = decode(&bytes, "t", KeyGroup(7)).unwrap_err().to_string();
+        let err = decode(&bytes, "t", KeyGroup(7), &schema)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("version 99") && err.contains("t/7"), "{err}");
     }
 }

@@ -390,7 +390,7 @@ impl Operator for UpdatingAggregate {
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
         for entry in state.scan_owned(GROUPS_TABLE)? {
-            let (_, batch) = decode(&entry.value, GROUPS_TABLE, entry.group)?;
+            let (_, batch) = decode(&entry.value, GROUPS_TABLE, entry.group, &self.state_schema)?;
             let key_count = self.plan.key_columns.len();
             let keys: Vec<ArrayRef> = batch.columns()[..key_count].to_vec();
             let encoded = self.keys.encode(&keys, batch.num_rows())?;

@@ -85,11 +85,11 @@ impl Default for SessionContext {
                 scalar.insert(name.to_ascii_lowercase(), Arc::clone(&f));
             }
         }
-        // Streaming CURRENT_TIMESTAMP instead of DataFusion's plan-time constant.
-        let clock = crate::clock::WallClock::udf();
-        for name in std::iter::once(clock.name()).chain(clock.aliases().iter().map(|a| a.as_str()))
-        {
-            scalar.insert(name.to_ascii_lowercase(), Arc::clone(&clock));
+        // Flink's semantics where DataFusion's differ, and Flink's functions it lacks.
+        for f in crate::functions::weir_functions() {
+            for name in std::iter::once(f.name()).chain(f.aliases().iter().map(|a| a.as_str())) {
+                scalar.insert(name.to_ascii_lowercase(), Arc::clone(&f));
+            }
         }
         let mut aggregate = HashMap::new();
         for f in datafusion_functions_aggregate::all_default_aggregate_functions() {
@@ -127,6 +127,12 @@ impl SessionContext {
     /// True if a table or view has this name.
     pub fn exists(&self, name: &str) -> bool {
         self.tables.contains_key(name) || self.views.contains_key(name)
+    }
+
+    /// True if a scalar or aggregate function has this name (any case).
+    pub fn has_function(&self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        self.scalar.contains_key(&name) || self.aggregate.contains_key(&name)
     }
 
     /// Names of tables and views, for "did you mean" hints.

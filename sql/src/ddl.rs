@@ -440,6 +440,33 @@ fn precision_unit(precision: u64) -> TimeUnit {
     }
 }
 
+/// Flink's name for an Arrow type (the inverse of [`parse_type`]), for messages.
+pub(crate) fn flink_type_name(data_type: &DataType) -> String {
+    let precision = |unit: &TimeUnit| weir_operators::text::unit_digits(*unit);
+    match data_type {
+        DataType::Null => "NULL".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "STRING".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INT".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({p}, {s})"),
+        DataType::Date32 | DataType::Date64 => "DATE".into(),
+        DataType::Time32(unit) | DataType::Time64(unit) => format!("TIME({})", precision(unit)),
+        DataType::Timestamp(unit, None) => format!("TIMESTAMP({})", precision(unit)),
+        DataType::Timestamp(unit, Some(_)) => format!("TIMESTAMP_LTZ({})", precision(unit)),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BYTES".into(),
+        DataType::List(f) | DataType::LargeList(f) => {
+            format!("ARRAY<{}>", flink_type_name(f.data_type()))
+        }
+        DataType::Interval(_) | DataType::Duration(_) => "INTERVAL".into(),
+        other => other.to_string(),
+    }
+}
+
 /// A Flink type; returns the Arrow type and whether `NOT NULL` was part of it (nested types).
 pub(crate) fn parse_type(cursor: &mut Cursor) -> Result<(DataType, bool)> {
     let name = cursor.ident("a type name")?.to_ascii_uppercase();

@@ -4,14 +4,14 @@
 //! sets) is split into statements ([`script`]); Flink's DDL is read by [`ddl`]; window
 //! table-valued functions are taken out of the token stream ([`window_tvf`]) so sqlparser can
 //! read the rest; DataFusion's `SqlToRel` plans each query into a `LogicalPlan` over the
-//! session's tables ([`catalog`]); [`translate`] turns that plan into Weir's dataflow graph.
+//! session's tables ([`catalog`]) and Flink's built-in functions ([`functions`]);
+//! [`translate`] turns that plan into Weir's dataflow graph.
 //! [`session::Session`] drives it all.
 
 pub mod catalog;
-pub mod clock;
 pub mod ddl;
 pub mod error;
-pub mod flink_functions;
+pub mod functions;
 pub mod script;
 pub mod session;
 pub mod source;

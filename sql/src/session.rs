@@ -40,6 +40,9 @@ pub struct Settings {
     pub state_ttl: Option<Duration>,
     /// `pipeline.name`.
     pub job_name: Option<String>,
+    /// `execution.savepoint.ignore-unclaimed-state`: resume even if the checkpoint holds state
+    /// no part of the job claims (Flink's `--allowNonRestoredState`).
+    pub allow_non_restored_state: bool,
     /// Every key set, as written.
     pub raw: BTreeMap<String, String>,
 }
@@ -60,6 +63,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "an updating (non-windowed) aggregation forgets a group not updated for this long",
     ),
     ("pipeline.name", "the job's name (logs, EXPLAIN)"),
+    (
+        "execution.savepoint.ignore-unclaimed-state",
+        "'true': resume even if the checkpoint holds state no operator of the job claims (dropping it)",
+    ),
     (
         "execution.runtime-mode",
         "'streaming' (bounded sources end the job either way)",
@@ -92,6 +99,13 @@ impl Settings {
             "execution.checkpointing.interval" => self.checkpoint_interval = Some(duration(value)?),
             "table.exec.source.idle-timeout" => self.idle_timeout = Some(duration(value)?),
             "pipeline.name" => self.job_name = Some(value.to_string()),
+            "execution.savepoint.ignore-unclaimed-state" => {
+                self.allow_non_restored_state = match value.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(user(format!("'{key}' is 'true' or 'false', not '{value}'"))),
+                }
+            }
             "execution.runtime-mode" if value.eq_ignore_ascii_case("streaming") => {}
             "execution.runtime-mode" => {
                 return Err(user(format!("'{key}' = '{value}' is not supported: Weir runs every job in streaming mode (bounded inputs end the job)")))
@@ -398,7 +412,8 @@ impl Session {
                     .at(script::location(&next)),
             );
         }
-        crate::flink_functions::rewrite(&mut ast);
+        crate::functions::check_calls(&ast, &|name| self.context.has_function(name))?;
+        crate::functions::rewrite::rewrite(&mut ast);
         self.context.relation_planners = vec![Arc::new(WindowTvfPlanner { calls })];
         let planned = SqlToRel::new_with_options(&self.context, parser_options())
             .sql_statement_to_plan(ast)
@@ -510,7 +525,10 @@ impl Session {
             match (&column.kind, &column.field) {
                 (ColumnKind::Computed(sql), _) => {
                     let mut sql = sql.clone();
-                    crate::flink_functions::rewrite(&mut sql);
+                    crate::functions::check_calls(sql.as_ref(), &|name| {
+                        self.context.has_function(name)
+                    })?;
+                    crate::functions::rewrite::rewrite(&mut sql);
                     let expr = planner
                         .sql_to_expr(*sql, &df_read, &mut PlannerContext::new())
                         .map_err(|e| {

@@ -8,7 +8,7 @@
 //! one node, `VALUES` becomes an in-memory source.
 //! What a stream cannot do yet is refused with a message naming the construct.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +49,9 @@ pub struct TranslateOptions {
 pub struct GraphBuilder {
     pub graph: Graph,
     names: HashSet<String>,
+    /// One source node per table, whichever statements read it (Flink's source reuse): its
+    /// name, the table's, is also its identity in checkpoints.
+    sources: HashMap<String, NodeId>,
     options: TranslateOptions,
 }
 
@@ -120,6 +123,7 @@ impl GraphBuilder {
         GraphBuilder {
             graph: Graph::new(),
             names: HashSet::new(),
+            sources: HashMap::new(),
             options,
         }
     }
@@ -607,16 +611,24 @@ impl GraphBuilder {
             return Err(unsupported(&format!("reading '{}'", scan.table_name)));
         };
         let table = &table.table;
-        let factory = self.source_factory(table)?;
-        let watermark = table
-            .watermark
-            .as_ref()
-            .map(|w| match self.options.idle_timeout {
-                Some(timeout) => w.clone().with_idle_timeout(timeout),
-                None => w.clone(),
-            });
-        let name = self.name(&format!("source-{}", table.spec.name));
-        let node = self.graph.add_source(name, factory, watermark);
+        let node = match self.sources.get(&table.spec.name) {
+            Some(node) => *node,
+            None => {
+                let factory = self.source_factory(table)?;
+                let watermark =
+                    table
+                        .watermark
+                        .as_ref()
+                        .map(|w| match self.options.idle_timeout {
+                            Some(timeout) => w.clone().with_idle_timeout(timeout),
+                            None => w.clone(),
+                        });
+                let name = self.name(&format!("source-{}", table.spec.name));
+                let node = self.graph.add_source(name, factory, watermark);
+                self.sources.insert(table.spec.name.clone(), node);
+                node
+            }
+        };
         let stream = Stream {
             node,
             updating: false,

@@ -37,7 +37,7 @@ use weir_engine::{BoxError, CheckpointId};
 
 use super::FileFormat;
 use crate::error::ConnectorError;
-use crate::format::TIMESTAMP_FORMAT;
+use crate::format::{writer_text, TIMESTAMP_FORMAT};
 
 /// Flink's name for the partition of NULL values.
 pub const DEFAULT_PARTITION: &str = "__DEFAULT_PARTITION__";
@@ -289,8 +289,8 @@ impl PartFile {
 
     fn write(&mut self, batch: &RecordBatch) -> Result<(), BoxError> {
         match &mut self.encoder {
-            Encoder::Json(writer) => writer.write(batch)?,
-            Encoder::Csv(writer) => writer.write(batch)?,
+            Encoder::Json(writer) => writer.write(&writer_text(batch, false)?)?,
+            Encoder::Csv(writer) => writer.write(&writer_text(batch, true)?)?,
             Encoder::Raw(writer) => {
                 let formatter =
                     ArrayFormatter::try_new(batch.column(0), &FormatOptions::default())?;

@@ -5,16 +5,21 @@
 //! split at delimiters and newlines with one vectorised scan (`memchr2`) and each field is
 //! parsed straight into its column's builder; common timestamp text
 //! (`yyyy-MM-dd HH:mm:ss[.fff]`) is read without a general date parser. Every other chunk goes
-//! through arrow-csv's decoder. Either way an empty field is NULL (unless `csv.null-literal`
-//! names the NULL text) and a line with the wrong number of fields is an error.
+//! through arrow-csv's decoder. Either way, as in Flink's `csv` format, an empty field of a
+//! `STRING` column (quoted or not) is the empty string, and a line with the wrong number of
+//! fields is an error. Without `csv.null-literal` an empty field of any other type is NULL
+//! (Flink fails the job there: see "Differences from Flink" in the README); with it, only
+//! that text is NULL, in every column.
 //!
 //! Options (Flink's names): `csv.field-delimiter` (default `,`), `csv.quote-character`
 //! (default `"`), `csv.null-literal` (default: an empty field is NULL), header handling is the
 //! source's (`csv.header`: skip the first line of every file).
 
-use arrow::array::{ArrayRef, RecordBatch};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::csv::ReaderBuilder;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 
 use super::columns::{field_column, FieldColumn};
@@ -46,6 +51,8 @@ pub struct CsvDecoder {
     schema: SchemaRef,
     options: CsvOptions,
     null_regex: Option<regex::Regex>,
+    /// Per column: an empty field is NULL (not a string column, and no null literal).
+    empty_is_null: Vec<bool>,
     /// The columns of the fast path; `None` if some column type needs arrow-csv.
     fast: Option<Vec<Box<dyn FieldColumn>>>,
 }
@@ -63,10 +70,16 @@ impl CsvDecoder {
             .iter()
             .map(|f| field_column(f.data_type()))
             .collect();
+        let empty_is_null = schema
+            .fields()
+            .iter()
+            .map(|f| options.null_literal.is_none() && !is_string(f.data_type()))
+            .collect();
         Ok(CsvDecoder {
             schema,
             options,
             null_regex,
+            empty_is_null,
             fast,
         })
     }
@@ -85,9 +98,25 @@ impl CsvDecoder {
         let mut decoder = builder.build_decoder();
         super::feed(lines, |bytes| decoder.decode(bytes))?;
         decoder.decode(&[])?;
-        Ok(decoder
+        let batch = decoder
             .flush()?
-            .unwrap_or_else(|| RecordBatch::new_empty(SchemaRef::clone(&self.schema))))
+            .unwrap_or_else(|| RecordBatch::new_empty(SchemaRef::clone(&self.schema)));
+        if self.options.null_literal.is_some() {
+            return Ok(batch);
+        }
+        // arrow-csv reads every empty field as NULL: in string columns it is the empty string.
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|column| match column.as_string_opt::<i32>() {
+                Some(strings) if strings.null_count() > 0 => {
+                    let filled: StringArray = strings.iter().map(|v| Some(v.unwrap_or(""))).collect();
+                    Arc::new(filled) as ArrayRef
+                }
+                _ => ArrayRef::clone(column),
+            })
+            .collect();
+        RecordBatch::try_new(batch.schema(), columns)
     }
 
     /// The fast path over `lines` (no quote character in them), if the schema has one.
@@ -104,7 +133,7 @@ impl CsvDecoder {
             |column, field| {
                 let is_null = match &self.options.null_literal {
                     Some(literal) => field == literal,
-                    None => field.is_empty(),
+                    None => field.is_empty() && self.empty_is_null[column],
                 };
                 if is_null {
                     columns[column].push_null();
@@ -142,6 +171,10 @@ impl LineDecoder for CsvDecoder {
     fn schema(&self) -> SchemaRef {
         SchemaRef::clone(&self.schema)
     }
+}
+
+fn is_string(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
 /// Calls `field(column, text)` for each field of each line of `text` (lines end in `\n`, the
@@ -192,8 +225,6 @@ fn split_fields(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
     use super::*;
@@ -226,6 +257,20 @@ mod tests {
         // A quote anywhere sends the chunk to arrow-csv, which reads it the same way.
         let quoted = LINES.replace("ann", "\"ann\"");
         assert_eq!(decoder.decode(quoted.as_bytes()).unwrap(), general);
+    }
+
+    #[test]
+    fn empty_strings_are_values_other_empty_fields_null() {
+        let mut decoder = CsvDecoder::new(schema(), CsvOptions::default()).unwrap();
+        let lines = "1,,,,,,\n2,\"\",1,true,2024-01-01,2024-01-01 00:00:00,3\n";
+        // The quote sends this chunk to arrow-csv; without it, the fast path reads it.
+        let general = decoder.decode(lines.as_bytes()).unwrap();
+        let fast = decoder.decode(lines.replace("\"\"", "").as_bytes()).unwrap();
+        assert_eq!(general, fast);
+        let names = general.column(1).as_string::<i32>();
+        assert_eq!((names.value(0), names.value(1)), ("", ""));
+        assert_eq!(names.null_count(), 0);
+        assert_eq!(general.column(2).null_count(), 1, "an empty DOUBLE is NULL");
     }
 
     #[test]

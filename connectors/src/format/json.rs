@@ -1,17 +1,22 @@
 //! JSON lines into Arrow.
 //!
 //! Nested objects become structs, arrays become lists; TIMESTAMP columns accept Flink's
-//! `yyyy-MM-dd HH:mm:ss.SSS` and ISO-8601 text; numbers must fit their declared type.
+//! `yyyy-MM-dd HH:mm:ss.SSS` and ISO-8601 text; numbers must fit their declared type. As in
+//! Flink's `json` format, a number, boolean, object or array in a `STRING` column is read as
+//! its JSON text (`1002`, `true`, `{"a":1}`), and a number written as a string, with spaces
+//! around it or not, is read into a numeric column (`" 8 "`).
 //!
 //! Two paths with the same results: chunks of flat objects whose values are numbers into
 //! numeric columns, strings without escapes into string, date and timestamp columns, booleans
 //! and nulls (keys in any order, missing keys NULL, unknown keys with such values ignored) are
 //! read by a small scanner straight into the columns' builders. At the first thing outside that
 //! (an escape, a nested value, a number in quotes, a value the fast parser rejects...) the
-//! whole chunk goes through arrow-json's decoder instead, which also produces the errors.
+//! whole chunk goes through arrow-json's decoder instead, which also produces the errors; a
+//! chunk it refuses only for a value of another JSON type than its column's is decoded again
+//! after [`flink_values`] rewrote those values the way Flink reads them.
 
 use arrow::array::{ArrayRef, RecordBatch};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::json::ReaderBuilder;
 
@@ -49,9 +54,17 @@ impl JsonDecoder {
 
     /// arrow-json's decoder: every shape and type, and the error messages.
     fn decode_general(&self, lines: &[u8]) -> Result<RecordBatch, ArrowError> {
+        self.decode_arrow(lines).or_else(|error| match flink_values(lines, &self.schema) {
+            Some(rewritten) => self.decode_arrow(&rewritten).map_err(|_| error),
+            None => Err(error),
+        })
+    }
+
+    fn decode_arrow(&self, lines: &[u8]) -> Result<RecordBatch, ArrowError> {
         let rows = super::count_lines(lines).max(1);
         let mut decoder = ReaderBuilder::new(SchemaRef::clone(&self.schema))
             .with_batch_size(rows)
+            .with_coerce_primitive(true)
             .build_decoder()?;
         super::feed(lines, |bytes| decoder.decode(bytes))?;
         Ok(decoder
@@ -86,6 +99,52 @@ impl LineDecoder for JsonDecoder {
     fn schema(&self) -> SchemaRef {
         SchemaRef::clone(&self.schema)
     }
+}
+
+/// `lines` with the values Flink reads differently from arrow-json rewritten: an object or
+/// array in a `STRING` column becomes its JSON text, a string in a numeric column is trimmed.
+/// `None` when nothing needed rewriting or a line is not JSON (the original error stands).
+fn flink_values(lines: &[u8], schema: &SchemaRef) -> Option<Vec<u8>> {
+    let mut changed = false;
+    let mut out = Vec::with_capacity(lines.len());
+    for line in lines.split(|b| *b == b'\n') {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            out.extend_from_slice(line);
+        } else {
+            let mut value: serde_json::Value = serde_json::from_slice(line).ok()?;
+            changed |= rewrite_object(&mut value, schema.fields());
+            out.extend(serde_json::to_vec(&value).ok()?);
+        }
+        out.push(b'\n');
+    }
+    changed.then_some(out)
+}
+
+/// Rewrites the fields of `value` (an object) for `fields`; true if anything changed.
+fn rewrite_object(value: &mut serde_json::Value, fields: &arrow::datatypes::Fields) -> bool {
+    use serde_json::Value;
+    let Value::Object(object) = value else {
+        return false;
+    };
+    let mut changed = false;
+    for field in fields {
+        let Some(v) = object.get_mut(field.name()) else {
+            continue;
+        };
+        match (field.data_type(), &*v) {
+            (DataType::Utf8 | DataType::LargeUtf8, Value::Object(_) | Value::Array(_)) => {
+                *v = Value::String(v.to_string());
+                changed = true;
+            }
+            (t, Value::String(s)) if t.is_numeric() && s.trim() != s => {
+                *v = Value::String(s.trim().to_string());
+                changed = true;
+            }
+            (DataType::Struct(inner), Value::Object(_)) => changed |= rewrite_object(v, inner),
+            _ => {}
+        }
+    }
+    changed
 }
 
 /// A JSON scalar as the fast path sees it.

@@ -5,8 +5,9 @@
 //! fails to decode, and only then, it is decoded again line by line to find the bad records,
 //! which the source's [`BadRecordPolicy`] then handles; the good lines of the chunk are kept.
 //!
-//! Encoders write batches as JSON lines or CSV with Flink's SQL timestamp text format
-//! (`yyyy-MM-dd HH:mm:ss.SSS`).
+//! Encoders write batches as JSON lines or CSV with the text Flink's writers use
+//! ([`writer_text`]): timestamps as `yyyy-MM-dd HH:mm:ss[.fff]` without trailing zeros of the
+//! fraction and with `Z` after a `TIMESTAMP_LTZ`; in CSV, floats as Java prints them.
 
 pub mod bad_records;
 pub mod columns;
@@ -20,8 +21,42 @@ use arrow::record_batch::RecordBatch;
 
 pub use bad_records::{BadRecord, BadRecordPolicy};
 
-/// Flink's SQL timestamp text format, for writing.
+/// Flink's SQL timestamp text format with milliseconds (what Arrow's writers use for
+/// timestamps [`writer_text`] has not already turned into text).
 pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3f";
+
+/// `batch` with the columns whose written text differs between Flink's writers and Arrow's
+/// turned into Flink's text (`STRING` columns): timestamps always, floats when `floats`
+/// (CSV; JSON keeps numbers as numbers).
+pub fn writer_text(batch: &RecordBatch, floats: bool) -> Result<RecordBatch, ArrowError> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    use weir_operators::text::{to_text, TimestampStyle};
+    let converts = |t: &DataType| {
+        matches!(t, DataType::Timestamp(_, _))
+            || (floats && matches!(t, DataType::Float32 | DataType::Float64))
+    };
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| converts(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        match converts(field.data_type()) {
+            true => {
+                let text = to_text(column.as_ref(), TimestampStyle::WRITER_SQL)
+                    .unwrap_or_else(|| arrow::compute::cast(column, &DataType::Utf8))?;
+                fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()));
+                columns.push(text);
+            }
+            false => {
+                fields.push(field.as_ref().clone());
+                columns.push(std::sync::Arc::clone(column));
+            }
+        }
+    }
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+}
 
 /// Decodes chunks of complete lines (each ending in `\n`, or the last one without).
 pub trait LineDecoder: Send {

@@ -35,7 +35,7 @@ use weir_engine::{BoxError, CheckpointId};
 
 use super::{KafkaConnection, MessageFormat};
 use crate::error::ConnectorError;
-use crate::format::TIMESTAMP_FORMAT;
+use crate::format::{writer_text, TIMESTAMP_FORMAT};
 
 /// Configuration of a Kafka sink.
 #[derive(Debug, Clone)]
@@ -354,7 +354,7 @@ pub fn encode_rows(batch: &RecordBatch, format: &MessageFormat) -> Result<Vec<Ve
             let mut writer = arrow::json::WriterBuilder::new()
                 .with_timestamp_format(TIMESTAMP_FORMAT.to_string())
                 .build::<_, arrow::json::writer::LineDelimited>(Vec::new());
-            writer.write(batch)?;
+            writer.write(&writer_text(batch, false)?)?;
             writer.finish()?;
             out.extend(
                 writer
@@ -372,7 +372,7 @@ pub fn encode_rows(batch: &RecordBatch, format: &MessageFormat) -> Result<Vec<Ve
                 .with_null(options.null_literal.clone().unwrap_or_default())
                 .with_timestamp_format(TIMESTAMP_FORMAT.to_string())
                 .build(Vec::new());
-            writer.write(batch)?;
+            writer.write(&writer_text(batch, true)?)?;
             let bytes = writer.into_inner();
             out.extend(
                 bytes

@@ -87,8 +87,8 @@ pub(crate) struct Coordinator {
     pub(crate) sources: Vec<SourceControl>,
     /// Every sink node with its factory (the committer).
     pub(crate) sinks: Vec<(String, Arc<dyn SinkFactory>)>,
-    /// Operator name -> fingerprint.
-    pub(crate) operators: BTreeMap<String, String>,
+    /// Operator identity -> name and logic.
+    pub(crate) operators: BTreeMap<String, crate::checkpoint::OperatorEntry>,
     pub(crate) key_groups: u16,
     pub(crate) tasks: usize,
     pub(crate) next_id: u64,

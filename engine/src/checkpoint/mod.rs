@@ -26,8 +26,8 @@ use crate::error::EngineError;
 
 /// File name of a checkpoint's manifest.
 pub const MANIFEST: &str = "MANIFEST.json";
-/// Version of the manifest format.
-const MANIFEST_FORMAT: u32 = 1;
+/// Version of the manifest format (2: operators keyed by their stable identity).
+const MANIFEST_FORMAT: u32 = 2;
 
 /// How a job checkpoints and where it resumes from.
 #[derive(Debug, Clone)]
@@ -42,6 +42,10 @@ pub struct CheckpointConfig {
     /// Resume from this checkpoint or savepoint directory instead of the latest checkpoint
     /// in `state_dir`.
     pub from_savepoint: Option<PathBuf>,
+    /// Resume even when the checkpoint holds state that no operator or source of the job
+    /// claims (a removed statement), dropping that state: Flink's `--allowNonRestoredState`
+    /// (`execution.savepoint.ignore-unclaimed-state`). Off: such a resume is refused.
+    pub allow_non_restored_state: bool,
 }
 
 impl CheckpointConfig {
@@ -51,7 +55,13 @@ impl CheckpointConfig {
             interval: None,
             retained: 2,
             from_savepoint: None,
+            allow_non_restored_state: false,
         }
+    }
+
+    pub fn allow_non_restored_state(mut self, allow: bool) -> Self {
+        self.allow_non_restored_state = allow;
+        self
     }
 
     pub fn interval(mut self, interval: Duration) -> Self {
@@ -134,6 +144,15 @@ pub fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// An operator as a checkpoint records it, for messages about state no operator claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorEntry {
+    /// Its name in the job that took the checkpoint.
+    pub name: String,
+    /// Its logic and input columns, as `EXPLAIN` describes them.
+    pub logic: String,
+}
+
 /// What a completed checkpoint holds besides the shards' stores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -145,9 +164,10 @@ pub struct Manifest {
     /// Number of `shard-<k>` stores in the checkpoint.
     pub shards: usize,
     pub key_groups: u16,
-    /// Stateful operator name -> fingerprint of its logic and input schema. Resuming checks
-    /// that each one still exists with the same fingerprint.
-    pub operators: BTreeMap<String, String>,
+    /// Operator identity (its uid: a hash of its logic and upstream plan) -> what it was.
+    /// Resuming restores each operator's state by identity and refuses state that no
+    /// operator of the job claims.
+    pub operators: BTreeMap<String, OperatorEntry>,
     /// Source name -> partition (file, topic/partition, generator stream) -> position.
     pub sources: BTreeMap<String, BTreeMap<String, String>>,
     /// Sink name -> commit tokens the sink must commit when this checkpoint completes.

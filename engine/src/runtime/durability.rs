@@ -6,8 +6,10 @@
 //!    state directory (an incomplete one, without a readable manifest, is skipped) - or an
 //!    older one when a sink that cannot commit again (Kafka transactions) last committed
 //!    that one;
-//! 2. check that it fits the job: same number of key groups, and every operator that has
-//!    state in it still exists with the same logic and input (its fingerprint);
+//! 2. check that it fits the job: same number of key groups, and every operator and source
+//!    that has state in it is claimed by the job: an operator by its identity (a hash of its
+//!    logic and upstream plan, so statement order does not matter), a source by its name;
+//!    unclaimed state is refused unless the job allows it (`allow_non_restored_state`);
 //! 3. sinks commit the checkpoint's tokens again (idempotent) and then discard anything
 //!    staged after it;
 //! 4. each operator subtask reads its key groups from every old shard's store (so the shard
@@ -20,7 +22,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::coordinator::Event;
 use crate::checkpoint::store::{ShardStore, SnapshotReader};
-use crate::checkpoint::{CheckpointConfig, Manifest};
+use crate::checkpoint::{CheckpointConfig, Manifest, OperatorEntry};
 use crate::error::EngineError;
 use crate::graph::{column_list, Graph, GraphInfo, NodeKind};
 use crate::partition::KeyGroupRange;
@@ -40,8 +42,8 @@ pub(crate) struct Durability {
     pub(crate) config: CheckpointConfig,
     pub(crate) stores: Vec<Arc<ShardStore>>,
     pub(crate) resume: Option<Resume>,
-    /// Operator name -> fingerprint.
-    pub(crate) fingerprints: BTreeMap<String, String>,
+    /// Operator identity -> name and logic, for the manifest.
+    pub(crate) fingerprints: BTreeMap<String, OperatorEntry>,
     /// Every sink (the committers), those that cannot commit again first.
     pub(crate) sinks: Vec<(String, Arc<dyn SinkFactory>)>,
     pub(crate) events: Sender<Event>,
@@ -63,6 +65,14 @@ impl Durability {
                 .cloned()
                 .unwrap_or_default(),
         ))
+    }
+
+    /// An error restoring from the checkpoint being resumed (its path is named).
+    pub(crate) fn restore_error(&self, reason: String) -> EngineError {
+        match &self.resume {
+            Some(resume) => resume.error(reason),
+            None => EngineError::Checkpoint(reason),
+        }
     }
 
     /// The stored state of `operator` in `range`, gathered from every old shard; `None` when
@@ -99,20 +109,23 @@ impl Resume {
     }
 }
 
-/// What identifies an operator's state layout: its logic and its input columns.
-pub(crate) fn fingerprints(graph: &Graph, info: &GraphInfo) -> BTreeMap<String, String> {
+/// Every operator by its identity, with its name and logic.
+pub(crate) fn fingerprints(graph: &Graph, info: &GraphInfo) -> BTreeMap<String, OperatorEntry> {
     graph
         .nodes
         .iter()
         .enumerate()
         .filter_map(|(i, node)| match &node.kind {
             NodeKind::Operator(factory) => Some((
-                node.name.clone(),
-                format!(
-                    "{} over ({})",
-                    factory.describe(),
-                    column_list(&info.input_schemas[i])
-                ),
+                info.uids[i].clone(),
+                OperatorEntry {
+                    name: node.name.clone(),
+                    logic: format!(
+                        "{} over ({})",
+                        factory.describe(),
+                        column_list(&info.input_schemas[i])
+                    ),
+                },
             )),
             _ => None,
         })
@@ -189,7 +202,13 @@ pub(crate) fn prepare(
                 manifest,
                 readers,
             };
-            check_compatible(&resume, &fingerprints, key_groups)?;
+            let sources: Vec<&str> = graph
+                .nodes
+                .iter()
+                .filter(|n| matches!(n.kind, NodeKind::Source { .. }))
+                .map(|n| n.name.as_str())
+                .collect();
+            check_compatible(&resume, &fingerprints, &sources, key_groups, config)?;
             tracing::info!(
                 checkpoint = resume.manifest.checkpoint,
                 path = %resume.path.display(),
@@ -235,8 +254,10 @@ pub(crate) fn prepare(
 
 fn check_compatible(
     resume: &Resume,
-    fingerprints: &BTreeMap<String, String>,
+    fingerprints: &BTreeMap<String, OperatorEntry>,
+    sources: &[&str],
     key_groups: u16,
+    config: &CheckpointConfig,
 ) -> Result<(), EngineError> {
     if resume.manifest.key_groups != key_groups {
         return Err(resume.error(format!(
@@ -244,28 +265,49 @@ fn check_compatible(
             resume.manifest.key_groups
         )));
     }
-    for (operator, before) in &resume.manifest.operators {
+    let mut unclaimed = Vec::new();
+    for (uid, before) in &resume.manifest.operators {
         let has_state = resume
             .readers
             .iter()
-            .any(|r| r.tables(operator).is_ok_and(|t| !t.is_empty()));
-        if !has_state {
-            continue;
-        }
-        match fingerprints.get(operator) {
-            None => {
-                return Err(resume.error(format!(
-                    "operator '{operator}' has state in it but is not in the job any more"
-                )))
-            }
-            Some(now) if now != before => {
-                return Err(resume.error(format!(
-                    "the state of operator '{operator}' no longer fits: it was `{before}`, \
-                     it is now `{now}`"
-                )))
-            }
-            Some(_) => {}
+            .any(|r| r.tables(uid).is_ok_and(|t| !t.is_empty()));
+        if has_state && !fingerprints.contains_key(uid) {
+            unclaimed.push(format!(
+                "operator '{}' (`{}`)",
+                before.name, before.logic
+            ));
         }
     }
-    Ok(())
+    for (source, positions) in &resume.manifest.sources {
+        if !positions.is_empty() && !sources.contains(&source.as_str()) {
+            unclaimed.push(format!("source '{source}'"));
+        }
+    }
+    if unclaimed.is_empty() {
+        return Ok(());
+    }
+    if config.allow_non_restored_state {
+        for what in &unclaimed {
+            tracing::warn!(state = %what, "dropping state that no part of the job claims");
+        }
+        return Ok(());
+    }
+    let restored: Vec<&str> = resume.manifest.operators.keys().map(String::as_str).collect();
+    let new: Vec<String> = fingerprints
+        .iter()
+        .filter(|(uid, _)| !restored.contains(&uid.as_str()))
+        .map(|(_, now)| format!("'{}' (`{}`)", now.name, now.logic))
+        .collect();
+    Err(resume.error(format!(
+        "it holds state that no part of this job claims: {}{}. A stateful operator is known by \
+         its logic and everything upstream of it: changing either makes it a new operator. To \
+         start without that state, allow it (`--allow-non-restored-state`, Flink's \
+         --allowNonRestoredState)",
+        unclaimed.join(", "),
+        if new.is_empty() {
+            String::new()
+        } else {
+            format!("; operators of this job without state in it: {}", new.join(", "))
+        }
+    )))
 }

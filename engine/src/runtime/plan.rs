@@ -29,7 +29,7 @@ use crate::time::WatermarkGenerator;
 use super::durability::Durability;
 use super::input::InputGate;
 use super::task::{
-    Chain, Control, Inbox, OperatorSlot, Outbox, OutputChannel, Reporter, Router, SubtaskRunner,
+    guarded, Chain, Control, Inbox, OperatorSlot, Outbox, OutputChannel, Reporter, Router, SubtaskRunner,
     Tail, TaskInput,
 };
 use super::RunOptions;
@@ -189,6 +189,7 @@ pub(crate) fn build(
             plan.tasks += 1;
             let context = |node: NodeId| SubtaskContext {
                 operator_id: graph.nodes[node.0].name.clone(),
+                uid: info.uids[node.0].clone(),
                 index: subtask,
                 parallelism,
                 key_groups: KeyGroupRange::for_subtask(subtask, parallelism, options.key_groups),
@@ -239,21 +240,39 @@ pub(crate) fn build(
                     NodeKind::Source { .. } => {}
                     NodeKind::Operator(factory) => {
                         let ctx = context(node);
-                        let mut operator = factory.create(&ctx).map_err(|e| fail(node, e))?;
+                        let name = &graph.nodes[node.0].name;
+                        let mut operator = guarded(name, subtask, || factory.create(&ctx))?
+                            .map_err(|e| fail(node, e))?;
                         let state: Box<dyn StateBackend> = match durability {
                             Some(durability) => {
                                 if let Some(mut restored) =
-                                    durability.restored_state(&ctx.operator_id, ctx.key_groups)?
+                                    durability.restored_state(&ctx.uid, ctx.key_groups)?
                                 {
                                     let view = OperatorState::new(
                                         &mut restored,
-                                        &ctx.operator_id,
+                                        &ctx.uid,
                                         ctx.key_groups,
                                     );
-                                    operator.restore_state(&view).map_err(|e| fail(node, e))?;
+                                    // Restored bytes may be damaged or foreign: any failure,
+                                    // a panic included, names the operator and checkpoint.
+                                    let reason = match guarded(name, subtask, || {
+                                        operator.restore_state(&view)
+                                    }) {
+                                        Ok(Ok(())) => None,
+                                        Ok(Err(e)) => Some(e.to_string()),
+                                        Err(EngineError::OperatorPanicked { message, .. }) => {
+                                            Some(format!("it panicked: {message}"))
+                                        }
+                                        Err(e) => Some(e.to_string()),
+                                    };
+                                    if let Some(reason) = reason {
+                                        return Err(durability.restore_error(format!(
+                                            "operator '{name}' (subtask {subtask}) could not restore its state: {reason}"
+                                        )));
+                                    }
                                 }
                                 Box::new(
-                                    durability.store(subtask % shards).backend(&ctx.operator_id),
+                                    durability.store(subtask % shards).backend(&ctx.uid),
                                 )
                             }
                             None => Box::new(InMemoryStateBackend::new()),
@@ -264,6 +283,7 @@ pub(crate) fn build(
                             .collect::<Result<Vec<_>, _>>()?;
                         operators.push(OperatorSlot {
                             name: ctx.operator_id.clone(),
+                            uid: ctx.uid.clone(),
                             operator,
                             late_routers,
                             state,

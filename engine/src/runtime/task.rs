@@ -134,6 +134,8 @@ async fn send_all(
 /// One operator subtask inside a chain.
 pub(crate) struct OperatorSlot {
     pub(crate) name: String,
+    /// The namespace of its state.
+    pub(crate) uid: String,
     pub(crate) operator: Box<dyn Operator>,
     pub(crate) late_routers: Vec<Router>,
     /// Where the operator's state goes at a barrier: the shard's RocksDB store when the job
@@ -169,7 +171,7 @@ impl OperatorSlot {
             }
             Message::Barrier(_) => {
                 let mut state =
-                    OperatorState::new(self.state.as_mut(), &self.name, self.key_groups);
+                    OperatorState::new(self.state.as_mut(), &self.uid, self.key_groups);
                 guarded(&self.name, subtask, || operator.snapshot_state(&mut state))?
             }
             Message::Watermark(Watermark::Idle) | Message::EndOfStream => Ok(()),
@@ -188,7 +190,7 @@ impl OperatorSlot {
 }
 
 /// Calls into user code, turning a panic into a job failure that names the operator.
-fn guarded<T>(operator: &str, subtask: usize, f: impl FnOnce() -> T) -> Result<T, EngineError> {
+pub(crate) fn guarded<T>(operator: &str, subtask: usize, f: impl FnOnce() -> T) -> Result<T, EngineError> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| EngineError::OperatorPanicked {
         operator: operator.to_string(),
         subtask,

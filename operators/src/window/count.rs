@@ -104,7 +104,7 @@ impl Operator for CountWindowOperator {
     }
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
-        if let Some(rows) = self.core.restore_rows(state, OPEN_TABLE)? {
+        if let Some(rows) = self.core.restore_rows(state, OPEN_TABLE, &[])? {
             // Each key's open window holds fewer than `size` rows, so nothing fires here.
             self.append(rows)?;
         }

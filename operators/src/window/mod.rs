@@ -216,6 +216,7 @@ pub(crate) struct WindowPlan {
     pub(crate) output_schema: SchemaRef,
     /// Key columns followed by the aggregates' partial-state columns.
     pub(crate) state_schema: SchemaRef,
+    pub(crate) input_schema: SchemaRef,
 }
 
 impl WindowPlan {
@@ -286,6 +287,7 @@ impl WindowPlan {
             aggregates,
             output_schema: Arc::new(Schema::new(fields)),
             state_schema: Arc::new(Schema::new(state_fields)),
+            input_schema: SchemaRef::clone(input),
         })
     }
 }
@@ -457,15 +459,20 @@ impl WindowCore {
         Ok(())
     }
 
-    /// Reads back what [`WindowCore::snapshot_rows`] wrote for this subtask's key groups.
+    /// Reads back what [`WindowCore::snapshot_rows`] wrote for this subtask's key groups:
+    /// input rows followed by `extra` columns.
     pub(crate) fn restore_rows(
         &self,
         state: &OperatorState<'_>,
         table: &str,
+        extra: &[Field],
     ) -> Result<Option<RecordBatch>> {
+        let mut fields: Vec<FieldRef> = self.plan.input_schema.fields().iter().cloned().collect();
+        fields.extend(extra.iter().cloned().map(Arc::new));
+        let expected = Schema::new(fields);
         let mut parts = Vec::new();
         for entry in state.scan_owned(table)? {
-            parts.push(decode(&entry.value, table, entry.group)?.1);
+            parts.push(decode(&entry.value, table, entry.group, &expected)?.1);
         }
         let Some(first) = parts.first() else {
             return Ok(None);

@@ -209,8 +209,7 @@ impl Operator for SessionWindowOperator {
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
-        fields.push(Field::new(SESSION_START, DataType::Int64, false));
-        fields.push(Field::new(SESSION_END, DataType::Int64, false));
+        fields.extend(bound_fields());
         let mut columns: Vec<ArrayRef> = gathered.columns().to_vec();
         columns.push(Arc::new(Int64Array::from(starts)));
         columns.push(Arc::new(Int64Array::from(ends)));
@@ -221,8 +220,12 @@ impl Operator for SessionWindowOperator {
     }
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
+        // `restore_rows` checked the layout: input columns, then the two bounds.
         self.watermark = self.core.restore_watermark(state)?;
-        let Some(all) = self.core.restore_rows(state, SESSIONS_TABLE)? else {
+        let Some(all) = self
+            .core
+            .restore_rows(state, SESSIONS_TABLE, &bound_fields())?
+        else {
             return Ok(());
         };
         let width = all.num_columns() - 2;
@@ -249,3 +252,12 @@ impl Operator for SessionWindowOperator {
         Ok(())
     }
 }
+
+/// The columns a snapshot adds to each buffered row: its session's start and end (ms).
+fn bound_fields() -> [Field; 2] {
+    [
+        Field::new(SESSION_START, DataType::Int64, false),
+        Field::new(SESSION_END, DataType::Int64, false),
+    ]
+}
+

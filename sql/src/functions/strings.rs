@@ -1,0 +1,120 @@
+//! Flink's string functions whose rules differ from DataFusion's (PostgreSQL's).
+//!
+//! | function | Flink's rule |
+//! |---|---|
+//! | `CONCAT(s1, s2, ...)` | NULL if any argument is NULL (DataFusion skips NULLs, as PostgreSQL) |
+//! | `SUBSTRING(s, start [, length])`, `SUBSTR`, `SUBSTRING(s FROM start [FOR length])` | 1-based in characters; a start of 0 is 1, a negative start counts from the end, past either end gives `''`; a negative length gives NULL (PostgreSQL counts positions before 1 and fails on a negative length) |
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, StringBuilder};
+use arrow::datatypes::{DataType, Int64Type};
+use datafusion_expr::Volatility;
+
+use super::FlinkFunction;
+
+pub(crate) static FUNCTIONS: &[&FlinkFunction] = &[&CONCAT, &SUBSTRING];
+
+pub(crate) static CONCAT: FlinkFunction = FlinkFunction {
+    name: "CONCAT",
+    aliases: &[],
+    volatility: Volatility::Immutable,
+    // Flink takes character strings; other values are cast to STRING first (Flink's
+    // implicit cast in string contexts), with Flink's text for them.
+    coerce: |types| (!types.is_empty()).then(|| vec![DataType::Utf8; types.len()]),
+    takes: "one or more STRING arguments",
+    returns: |_| DataType::Utf8,
+    eval: |args, rows| {
+        let strings: Vec<_> = args.iter().map(|a| a.as_string::<i32>()).collect();
+        let mut out = StringBuilder::with_capacity(rows, rows * 16);
+        let mut value = String::new();
+        for row in 0..rows {
+            if strings.iter().any(|s| s.is_null(row)) {
+                out.append_null();
+                continue;
+            }
+            value.clear();
+            for s in &strings {
+                value.push_str(s.value(row));
+            }
+            out.append_value(&value);
+        }
+        Ok(Arc::new(out.finish()))
+    },
+};
+
+/// Flink's `SUBSTRING` of `text` (see the module doc); `None` for a negative length.
+pub fn substring(text: &str, start: i64, length: Option<i64>) -> Option<&str> {
+    if length.is_some_and(|l| l < 0) {
+        return None;
+    }
+    let chars = text.chars().count() as i64;
+    let from = match start {
+        0 => 0,
+        s if s > 0 => s - 1,
+        s => chars + s,
+    };
+    if from < 0 || from >= chars {
+        return Some("");
+    }
+    let to = length.map_or(chars, |l| (from + l).min(chars));
+    let byte = |i: i64| {
+        text.char_indices()
+            .nth(i as usize)
+            .map_or(text.len(), |(b, _)| b)
+    };
+    Some(&text[byte(from)..byte(to)])
+}
+
+pub(crate) static SUBSTRING: FlinkFunction = FlinkFunction {
+    name: "SUBSTRING",
+    aliases: &["substr"],
+    volatility: Volatility::Immutable,
+    coerce: |types| match types {
+        [s, rest @ ..]
+            if (1..=2).contains(&rest.len())
+                && super::is_text_or_null(s)
+                && rest.iter().all(|t| t.is_integer() || t.is_null()) =>
+        {
+            let mut out = vec![DataType::Utf8];
+            out.extend(rest.iter().map(|_| DataType::Int64));
+            Some(out)
+        }
+        _ => None,
+    },
+    takes: "(STRING, INT start [, INT length])",
+    returns: |_| DataType::Utf8,
+    eval: |args, rows| {
+        let text = args[0].as_string::<i32>();
+        let start = args[1].as_primitive::<Int64Type>();
+        let length = args.get(2).map(|a| a.as_primitive::<Int64Type>());
+        let mut out = StringBuilder::with_capacity(rows, rows * 8);
+        for row in 0..rows {
+            let length_null = length.is_some_and(|l| l.is_null(row));
+            if text.is_null(row) || start.is_null(row) || length_null {
+                out.append_null();
+                continue;
+            }
+            let length = length.map(|l| l.value(row));
+            out.append_option(substring(text.value(row), start.value(row), length));
+        }
+        Ok(Arc::new(out.finish()))
+    },
+};
+
+#[cfg(test)]
+mod tests {
+    use super::substring;
+
+    #[test]
+    fn substring_as_flink() {
+        assert_eq!(substring("hello", 2, Some(3)), Some("ell"));
+        assert_eq!(substring("hello", 0, None), Some("hello"));
+        assert_eq!(substring("hello", -3, Some(2)), Some("ll"));
+        assert_eq!(substring("hello", 10, None), Some(""));
+        assert_eq!(substring("hello", -10, Some(3)), Some(""));
+        assert_eq!(substring("hello", 2, Some(-1)), None);
+        assert_eq!(substring("héllo", 2, Some(2)), Some("él"));
+        assert_eq!(substring("abc", 2, Some(100)), Some("bc"));
+    }
+}
