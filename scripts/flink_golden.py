@@ -16,7 +16,9 @@ Reads a `.slt` file, runs its `statement ok` and `query` records on PyFlink (a s
 TableEnvironment, parallelism 1, `table.local-time-zone` = 'UTC') and prints the file back
 with each query's expected rows replaced by the rows Flink produced.
 
-    /work/flinkenv/bin/python scripts/flink_golden.py sql/tests/slt/functions_string.slt > out.slt
+    $FLINK_PY scripts/flink_golden.py sql/tests/slt/functions_string.slt > out.slt
+
+(FLINK_PY: a Python with apache-flink installed, see ../shared/peers/README.md.)
 
 What runs:
   * `statement ok`: CREATE [TEMPORARY] TABLE / VIEW, DROP TABLE / VIEW and SET. Everything

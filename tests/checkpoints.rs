@@ -111,19 +111,22 @@ fn kill_and_restart(job: &dyn Fn() -> Command, state: &Path) {
     );
 }
 
+/// Flink's Nexmark table over the generator (300k events, throttled) and its bids.
+const NEXMARK_BIDS: &str = "CREATE TABLE nexmark (
+    event_type INT,
+    bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
+    `dateTime` TIMESTAMP(3),
+    WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
+) WITH ('connector' = 'nexmark', 'events.num' = '300000', 'rows-per-second' = '100000',
+        'first-event.rate' = '2000');
+CREATE VIEW bids AS
+  SELECT bid.auction, bid.bidder, bid.price, `dateTime` FROM nexmark WHERE event_type = 2;";
+
 /// A SQL job (`weir run`): Flink's Nexmark DDL over the generator (throttled), a statement
 /// set with a hopping-window and a session-window aggregation into two CSV tables.
 fn sql_job(output: &Path, extra: &[&str]) -> Command {
     let sql = format!(
-        "CREATE TABLE nexmark (
-            event_type INT,
-            bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
-            `dateTime` TIMESTAMP(3),
-            WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
-        ) WITH ('connector' = 'nexmark', 'events.num' = '300000', 'rows-per-second' = '100000',
-                'first-event.rate' = '2000');
-        CREATE VIEW bids AS
-          SELECT bid.auction, bid.bidder, bid.price, `dateTime` FROM nexmark WHERE event_type = 2;
+        "{BIDS}
         CREATE TABLE hot (window_start TIMESTAMP(3), auction BIGINT, bids BIGINT, top BIGINT)
           WITH ('connector' = 'filesystem', 'path' = '{0}/hot', 'format' = 'csv');
         CREATE TABLE sessions (bidder BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), bids BIGINT)
@@ -138,7 +141,8 @@ fn sql_job(output: &Path, extra: &[&str]) -> Command {
             FROM TABLE(SESSION(TABLE bids PARTITION BY bidder, DESCRIPTOR(`dateTime`), INTERVAL '1' SECOND))
             GROUP BY bidder, window_start, window_end;
         END;",
-        output.display()
+        output.display(),
+        BIDS = NEXMARK_BIDS,
     );
     let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
     command
@@ -380,21 +384,14 @@ fn two_window_job(output: &Path, swapped: bool, only_even: bool, extra: &[&str])
         (false, true) => format!("{odd}\n{even}"),
     };
     let sql = format!(
-        "CREATE TABLE nexmark (
-            event_type INT,
-            bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
-            `dateTime` TIMESTAMP(3),
-            WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
-        ) WITH ('connector' = 'nexmark', 'events.num' = '300000', 'rows-per-second' = '100000',
-                'first-event.rate' = '2000');
-        CREATE VIEW bids AS
-          SELECT bid.auction, bid.bidder, bid.price, `dateTime` FROM nexmark WHERE event_type = 2;
+        "{BIDS}
         CREATE TABLE even (window_start TIMESTAMP(3), auction BIGINT, bids BIGINT, top BIGINT)
           WITH ('connector' = 'filesystem', 'path' = '{0}/even', 'format' = 'csv');
         CREATE TABLE odd (window_start TIMESTAMP(3), auction BIGINT, bids BIGINT, top BIGINT)
           WITH ('connector' = 'filesystem', 'path' = '{0}/odd', 'format' = 'csv');
         {statements}",
-        output.display()
+        output.display(),
+        BIDS = NEXMARK_BIDS,
     );
     let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
     command
@@ -453,27 +450,43 @@ fn reordered_statements_restore_each_operators_own_state() {
         },
         &state,
     );
-    assert_success(two_window_job(&output, true, false, &checkpointed).output().unwrap());
+    assert_success(
+        two_window_job(&output, true, false, &checkpointed)
+            .output()
+            .unwrap(),
+    );
     let even = committed_rows(&output.join("even"), "window_start");
     let odd = committed_rows(&output.join("odd"), "window_start");
     assert_eq!(even.len(), expected_even.len(), "even row count");
     assert_eq!(odd.len(), expected_odd.len(), "odd row count");
-    assert!(even == expected_even, "even rows differ from the uninterrupted run");
-    assert!(odd == expected_odd, "odd rows differ from the uninterrupted run");
+    assert!(
+        even == expected_even,
+        "even rows differ from the uninterrupted run"
+    );
+    assert!(
+        odd == expected_odd,
+        "odd rows differ from the uninterrupted run"
+    );
 
     // Without the odd INSERT, its window's state is claimed by nothing: refused, naming it,
     // unless the user allows dropping it.
     let state = dir.join("state-removed");
     let state_arg = state.to_str().unwrap().to_string();
     let checkpointed = ["--state-dir", &state_arg, "--checkpoint-interval", "100ms"];
-    kill_after_first_checkpoint(two_window_job(&dir.join("removed"), false, false, &checkpointed), &state);
+    kill_after_first_checkpoint(
+        two_window_job(&dir.join("removed"), false, false, &checkpointed),
+        &state,
+    );
     let refused = two_window_job(&dir.join("removed"), false, true, &checkpointed)
         .output()
         .unwrap();
     let message = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{message}");
     assert!(message.contains("no part of this job claims"), "{message}");
-    assert!(message.contains("MOD(bidder, 2) = 1") || message.contains("window"), "{message}");
+    assert!(
+        message.contains("MOD(bidder, 2) = 1") || message.contains("window"),
+        "{message}"
+    );
     let mut allowed = checkpointed.to_vec();
     allowed.push("--allow-non-restored-state");
     assert_success(
@@ -490,7 +503,10 @@ fn a_damaged_checkpoint_is_an_error_naming_it_not_a_panic() {
     let state = dir.join("state");
     let state_arg = state.to_str().unwrap().to_string();
     let checkpointed = ["--state-dir", &state_arg, "--checkpoint-interval", "100ms"];
-    kill_after_first_checkpoint(two_window_job(&dir.join("out"), false, false, &checkpointed), &state);
+    kill_after_first_checkpoint(
+        two_window_job(&dir.join("out"), false, false, &checkpointed),
+        &state,
+    );
     let checkpoint = std::fs::read_dir(state.join("checkpoints"))
         .unwrap()
         .flatten()

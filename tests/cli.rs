@@ -120,6 +120,48 @@ fn sql_exit_codes_say_what_went_wrong() {
         stderr(&failed)
     );
 
+    // An expression that fails on a value: exit 1, the value named, each cause once.
+    std::fs::write(dir.join("words.csv"), "12\nabc\n").unwrap();
+    let sql = format!(
+        "CREATE TABLE w (s STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv'); SELECT CAST(s AS INT) AS n FROM w",
+        dir.join("words.csv").display()
+    );
+    let failed = run(&["run", "-e", &sql]);
+    let message = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{message}");
+    let line = message
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or("");
+    assert!(line.contains("'abc'"), "names the value: {message}");
+    assert_eq!(line.matches("abc").count(), 1, "each cause once: {line}");
+
+    // A function Flink has but Weir does not yet, and an unknown one: refused by name.
+    let later = run(&["run", "-e", "SELECT ROW_NUMBER() OVER (ORDER BY 1) AS rn"]);
+    assert_eq!(later.status.code(), Some(2));
+    assert!(
+        stderr(&later).contains("ROW_NUMBER(...) OVER (...) is not supported yet"),
+        "{}",
+        stderr(&later)
+    );
+    let later = run(&["run", "-e", "SELECT SHA256('a') AS h"]);
+    assert!(
+        stderr(&later).contains("function SHA256 is not supported yet"),
+        "{}",
+        stderr(&later)
+    );
+    let unknown = run(&["run", "-e", "SELECT NO_SUCH_FN(1) AS x"]);
+    assert!(
+        stderr(&unknown).contains("unknown function NO_SUCH_FN"),
+        "{}",
+        stderr(&unknown)
+    );
+    assert!(
+        !stderr(&unknown).contains("Did you mean"),
+        "{}",
+        stderr(&unknown)
+    );
+
     // One state directory holds one job's checkpoints.
     let state = dir.join("state");
     let two = run(&[

@@ -382,7 +382,10 @@ fn the_updating_aggregation_forgets_groups_after_the_state_ttl() {
 
 /// Restores `backend` into fresh subtasks of `factory`; `Err` if any restore failed. A panic
 /// fails the test: damaged state must be an error, never a crash.
-fn try_restore(factory: &dyn OperatorFactory, backend: &mut InMemoryStateBackend) -> Result<(), String> {
+fn try_restore(
+    factory: &dyn OperatorFactory,
+    backend: &mut InMemoryStateBackend,
+) -> Result<(), String> {
     let mut operators = subtasks(factory, 2);
     let mut result = Ok(());
     for (index, operator) in operators.iter_mut().enumerate() {
@@ -402,8 +405,10 @@ fn try_restore(factory: &dyn OperatorFactory, backend: &mut InMemoryStateBackend
 
 #[test]
 fn damaged_or_foreign_state_is_an_error_not_a_panic() {
-    let updating =
-        UpdatingAggregateFactory::new(vec!["k".into()], vec![count_all().alias("c"), sum(col("v")).alias("s")]);
+    let updating = UpdatingAggregateFactory::new(
+        vec!["k".into()],
+        vec![count_all().alias("c"), sum(col("v")).alias("s")],
+    );
     let mut factories: Vec<Box<dyn OperatorFactory>> = every_window_kind()
         .into_iter()
         .map(|w| Box::new(factory(w)) as Box<dyn OperatorFactory>)
@@ -413,7 +418,12 @@ fn damaged_or_foreign_state_is_an_error_not_a_panic() {
     let mut snapshots = Vec::new();
     for factory in &factories {
         let mut operators = subtasks(factory.as_ref(), 2);
-        feed(&mut operators, &batches[..batches.len() / 2], 5_000, &mut Vec::new());
+        feed(
+            &mut operators,
+            &batches[..batches.len() / 2],
+            5_000,
+            &mut Vec::new(),
+        );
         let mut backend = InMemoryStateBackend::new();
         snapshot(&mut operators, &mut backend);
         assert!(!backend.is_empty(), "{} has state", factory.describe());

@@ -149,23 +149,17 @@ mod tests {
     #[test]
     fn casts_behave_as_flinks() {
         let schema = Arc::new(Schema::new(vec![
-            Field::new(
-                "ts",
-                DataType::Timestamp(TimeUnit::Millisecond, None),
-                true,
-            ),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
             Field::new("s", DataType::Utf8, true),
             Field::new("d", DataType::Float64, true),
         ]));
         let batch = RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(
-                    arrow::array::TimestampMillisecondArray::from(vec![
-                        Some(1_735_725_600_000),
-                        None,
-                    ]),
-                ),
+                Arc::new(arrow::array::TimestampMillisecondArray::from(vec![
+                    Some(1_735_725_600_000),
+                    None,
+                ])),
                 Arc::new(StringArray::from(vec![Some(" 42 "), Some("abc")])),
                 Arc::new(Float64Array::from(vec![Some(100.0), Some(0.5)])),
             ],

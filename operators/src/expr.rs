@@ -12,8 +12,8 @@ use datafusion_common::tree_node::TreeNode;
 use datafusion_common::DFSchema;
 use datafusion_expr::execution_props::ExecutionProps;
 use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion_expr::Expr;
 use datafusion_expr::simplify::SimplifyContext;
+use datafusion_expr::Expr;
 use datafusion_optimizer::analyzer::type_coercion::TypeCoercionRewriter;
 use datafusion_optimizer::simplify_expressions::ExprSimplifier;
 use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
@@ -38,8 +38,11 @@ pub fn physical(expr: &Expr, schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
     let df = Arc::new(df_schema(schema)?);
     let coerced = coerce(expr.clone(), &df)?;
     let lowered = crate::cast::lower(coerced, &df)?;
-    let simplifier =
-        ExprSimplifier::new(SimplifyContext::builder().with_schema(Arc::clone(&df)).build());
+    let simplifier = ExprSimplifier::new(
+        SimplifyContext::builder()
+            .with_schema(Arc::clone(&df))
+            .build(),
+    );
     let simplified = simplifier
         .simplify(lowered)
         .map_err(|e| OperatorError::Plan(format!("cannot plan expression {expr}: {e}")))?;

@@ -12,8 +12,8 @@ use std::io::Cursor;
 
 use arrow::array::UInt32Array;
 use arrow::compute::take_record_batch;
-use arrow::ipc::reader::StreamReader;
 use arrow::datatypes::{DataType, Schema};
+use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use weir_engine::partition::{KeyGroup, KeyHasher};

@@ -97,9 +97,14 @@ impl Default for SessionContext {
                 aggregate.insert(name.to_ascii_lowercase(), Arc::clone(&f));
             }
         }
-        // Flink's name for DataFusion's approx_distinct.
-        if let Some(f) = aggregate.get("approx_distinct").cloned() {
-            aggregate.insert("approx_count_distinct".into(), f);
+        // Flink's names for DataFusion's aggregates.
+        for (flink, datafusion) in [
+            ("approx_count_distinct", "approx_distinct"),
+            ("variance", "var_samp"),
+        ] {
+            if let Some(f) = aggregate.get(datafusion).cloned() {
+                aggregate.insert(flink.into(), f);
+            }
         }
         let expr_planners: Vec<Arc<dyn ExprPlanner>> = vec![
             Arc::new(datafusion_functions::core::planner::CoreFunctionPlanner::default()),

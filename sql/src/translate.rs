@@ -615,14 +615,13 @@ impl GraphBuilder {
             Some(node) => *node,
             None => {
                 let factory = self.source_factory(table)?;
-                let watermark =
-                    table
-                        .watermark
-                        .as_ref()
-                        .map(|w| match self.options.idle_timeout {
-                            Some(timeout) => w.clone().with_idle_timeout(timeout),
-                            None => w.clone(),
-                        });
+                let watermark = table
+                    .watermark
+                    .as_ref()
+                    .map(|w| match self.options.idle_timeout {
+                        Some(timeout) => w.clone().with_idle_timeout(timeout),
+                        None => w.clone(),
+                    });
                 let name = self.name(&format!("source-{}", table.spec.name));
                 let node = self.graph.add_source(name, factory, watermark);
                 self.sources.insert(table.spec.name.clone(), node);

@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use arrow::array::ArrayRef;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use weir_operators::text::{to_text, TimestampStyle};
 use sqllogictest::{DBOutput, DefaultColumnType, Runner, DB};
 use weir_connectors::collect::CollectSink;
 use weir_engine::runtime::{self, RunOptions};
+use weir_operators::text::{to_text, TimestampStyle};
 use weir_sql::{Action, Session, SqlError};
 
 struct Weir {

@@ -110,7 +110,8 @@ impl CsvDecoder {
             .iter()
             .map(|column| match column.as_string_opt::<i32>() {
                 Some(strings) if strings.null_count() > 0 => {
-                    let filled: StringArray = strings.iter().map(|v| Some(v.unwrap_or(""))).collect();
+                    let filled: StringArray =
+                        strings.iter().map(|v| Some(v.unwrap_or(""))).collect();
                     Arc::new(filled) as ArrayRef
                 }
                 _ => ArrayRef::clone(column),
@@ -174,7 +175,10 @@ impl LineDecoder for CsvDecoder {
 }
 
 fn is_string(data_type: &DataType) -> bool {
-    matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
 }
 
 /// Calls `field(column, text)` for each field of each line of `text` (lines end in `\n`, the
@@ -265,7 +269,9 @@ mod tests {
         let lines = "1,,,,,,\n2,\"\",1,true,2024-01-01,2024-01-01 00:00:00,3\n";
         // The quote sends this chunk to arrow-csv; without it, the fast path reads it.
         let general = decoder.decode(lines.as_bytes()).unwrap();
-        let fast = decoder.decode(lines.replace("\"\"", "").as_bytes()).unwrap();
+        let fast = decoder
+            .decode(lines.replace("\"\"", "").as_bytes())
+            .unwrap();
         assert_eq!(general, fast);
         let names = general.column(1).as_string::<i32>();
         assert_eq!((names.value(0), names.value(1)), ("", ""));

@@ -54,10 +54,11 @@ impl JsonDecoder {
 
     /// arrow-json's decoder: every shape and type, and the error messages.
     fn decode_general(&self, lines: &[u8]) -> Result<RecordBatch, ArrowError> {
-        self.decode_arrow(lines).or_else(|error| match flink_values(lines, &self.schema) {
-            Some(rewritten) => self.decode_arrow(&rewritten).map_err(|_| error),
-            None => Err(error),
-        })
+        self.decode_arrow(lines)
+            .or_else(|error| match flink_values(lines, &self.schema) {
+                Some(rewritten) => self.decode_arrow(&rewritten).map_err(|_| error),
+                None => Err(error),
+            })
     }
 
     fn decode_arrow(&self, lines: &[u8]) -> Result<RecordBatch, ArrowError> {
@@ -286,6 +287,7 @@ impl<'a> Scanner<'a> {
 mod tests {
     use std::sync::Arc;
 
+    use arrow::array::AsArray;
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
     use super::*;
@@ -298,6 +300,38 @@ mod tests {
             Field::new("ok", DataType::Boolean, true),
             Field::new("at", DataType::Timestamp(TimeUnit::Millisecond, None), true),
         ]))
+    }
+
+    #[test]
+    fn values_of_other_json_types_are_read_as_flink_reads_them() {
+        let lines = concat!(
+            r#"{"id": "6", "name": 1002, "score": " 8 ", "ok": true}"#,
+            "\n",
+            r#"{"id": 2, "name": {"a":1,"b":[true,null]}, "score": 1}"#,
+            "\n",
+            r#"{"id": 3, "name": true}"#,
+            "\n",
+            r#"{"id": 4, "name": 12.5, "score": null}"#,
+            "\n",
+        );
+        let mut decoder = JsonDecoder::new(schema());
+        let batch = decoder.decode(lines.as_bytes()).unwrap();
+        let names = batch.column(1).as_string::<i32>();
+        let names: Vec<&str> = names.iter().map(|n| n.unwrap_or("NULL")).collect();
+        assert_eq!(
+            names,
+            ["1002", r#"{"a":1,"b":[true,null]}"#, "true", "12.5"]
+        );
+        let ids = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(ids.value(0), 6);
+        let scores = batch
+            .column(2)
+            .as_primitive::<arrow::datatypes::Float64Type>();
+        assert_eq!((scores.value(0), scores.value(1)), (8.0, 1.0));
+        // Not a number at all is still an error.
+        assert!(decoder.decode(br#"{"id": "x"}"#).is_err());
     }
 
     #[test]

@@ -46,7 +46,11 @@ pub fn writer_text(batch: &RecordBatch, floats: bool) -> Result<RecordBatch, Arr
             true => {
                 let text = to_text(column.as_ref(), TimestampStyle::WRITER_SQL)
                     .unwrap_or_else(|| arrow::compute::cast(column, &DataType::Utf8))?;
-                fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()));
+                fields.push(Field::new(
+                    field.name(),
+                    DataType::Utf8,
+                    field.is_nullable(),
+                ));
                 columns.push(text);
             }
             false => {
@@ -139,4 +143,60 @@ pub(crate) fn feed(
 /// Number of lines in `chunk` (a last line without `\n` counts).
 pub fn count_lines(chunk: &[u8]) -> usize {
     chunk.split_inclusive(|b| *b == b'\n').count()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, Float64Array, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+
+    #[test]
+    fn writers_use_flinks_text() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("at", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            Field::new(
+                "ltz",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("x", DataType::Float64, true),
+        ]));
+        let at = 1_735_725_600_000; // 2025-01-01 10:00:00
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    Some(at),
+                    Some(at + 500),
+                    None,
+                ])),
+                Arc::new(
+                    TimestampMillisecondArray::from(vec![Some(at), None, None])
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(Float64Array::from(vec![Some(1e10), Some(2.0), None])),
+            ],
+        )
+        .unwrap();
+        let csv = writer_text(&batch, true).unwrap();
+        let text = |i: usize, row: usize| csv.column(i).as_string::<i32>().value(row).to_string();
+        assert_eq!(text(0, 0), "2025-01-01 10:00:00");
+        assert_eq!(text(0, 1), "2025-01-01 10:00:00.5");
+        assert!(csv.column(0).is_null(2));
+        assert_eq!(text(1, 0), "2025-01-01 10:00:00Z");
+        assert_eq!(
+            (text(2, 0), text(2, 1)),
+            ("1.0E10".to_string(), "2.0".to_string())
+        );
+        let json = writer_text(&batch, false).unwrap();
+        assert_eq!(
+            json.column(2).data_type(),
+            &DataType::Float64,
+            "JSON numbers stay numbers"
+        );
+    }
 }

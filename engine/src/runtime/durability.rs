@@ -272,10 +272,7 @@ fn check_compatible(
             .iter()
             .any(|r| r.tables(uid).is_ok_and(|t| !t.is_empty()));
         if has_state && !fingerprints.contains_key(uid) {
-            unclaimed.push(format!(
-                "operator '{}' (`{}`)",
-                before.name, before.logic
-            ));
+            unclaimed.push(format!("operator '{}' (`{}`)", before.name, before.logic));
         }
     }
     for (source, positions) in &resume.manifest.sources {
@@ -292,7 +289,12 @@ fn check_compatible(
         }
         return Ok(());
     }
-    let restored: Vec<&str> = resume.manifest.operators.keys().map(String::as_str).collect();
+    let restored: Vec<&str> = resume
+        .manifest
+        .operators
+        .keys()
+        .map(String::as_str)
+        .collect();
     let new: Vec<String> = fingerprints
         .iter()
         .filter(|(uid, _)| !restored.contains(&uid.as_str()))
@@ -307,7 +309,10 @@ fn check_compatible(
         if new.is_empty() {
             String::new()
         } else {
-            format!("; operators of this job without state in it: {}", new.join(", "))
+            format!(
+                "; operators of this job without state in it: {}",
+                new.join(", ")
+            )
         }
     )))
 }

@@ -29,8 +29,8 @@ use crate::time::WatermarkGenerator;
 use super::durability::Durability;
 use super::input::InputGate;
 use super::task::{
-    guarded, Chain, Control, Inbox, OperatorSlot, Outbox, OutputChannel, Reporter, Router, SubtaskRunner,
-    Tail, TaskInput,
+    guarded, Chain, Control, Inbox, OperatorSlot, Outbox, OutputChannel, Reporter, Router,
+    SubtaskRunner, Tail, TaskInput,
 };
 use super::RunOptions;
 
@@ -248,11 +248,8 @@ pub(crate) fn build(
                                 if let Some(mut restored) =
                                     durability.restored_state(&ctx.uid, ctx.key_groups)?
                                 {
-                                    let view = OperatorState::new(
-                                        &mut restored,
-                                        &ctx.uid,
-                                        ctx.key_groups,
-                                    );
+                                    let view =
+                                        OperatorState::new(&mut restored, &ctx.uid, ctx.key_groups);
                                     // Restored bytes may be damaged or foreign: any failure,
                                     // a panic included, names the operator and checkpoint.
                                     let reason = match guarded(name, subtask, || {
@@ -271,9 +268,7 @@ pub(crate) fn build(
                                         )));
                                     }
                                 }
-                                Box::new(
-                                    durability.store(subtask % shards).backend(&ctx.uid),
-                                )
+                                Box::new(durability.store(subtask % shards).backend(&ctx.uid))
                             }
                             None => Box::new(InMemoryStateBackend::new()),
                         };

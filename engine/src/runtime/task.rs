@@ -170,8 +170,7 @@ impl OperatorSlot {
                 guarded(&self.name, subtask, || operator.on_watermark(t, &mut out))?
             }
             Message::Barrier(_) => {
-                let mut state =
-                    OperatorState::new(self.state.as_mut(), &self.uid, self.key_groups);
+                let mut state = OperatorState::new(self.state.as_mut(), &self.uid, self.key_groups);
                 guarded(&self.name, subtask, || operator.snapshot_state(&mut state))?
             }
             Message::Watermark(Watermark::Idle) | Message::EndOfStream => Ok(()),
@@ -190,7 +189,11 @@ impl OperatorSlot {
 }
 
 /// Calls into user code, turning a panic into a job failure that names the operator.
-pub(crate) fn guarded<T>(operator: &str, subtask: usize, f: impl FnOnce() -> T) -> Result<T, EngineError> {
+pub(crate) fn guarded<T>(
+    operator: &str,
+    subtask: usize,
+    f: impl FnOnce() -> T,
+) -> Result<T, EngineError> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| EngineError::OperatorPanicked {
         operator: operator.to_string(),
         subtask,

@@ -377,7 +377,8 @@ impl Operator for PaneWindowOperator {
         self.pending.clear();
         self.watermark = self.core.restore_watermark(state)?;
         for entry in state.scan_owned(PANES_TABLE)? {
-            let (watermark, stored) = decode(&entry.value, PANES_TABLE, entry.group, &self.stored_schema)?;
+            let (watermark, stored) =
+                decode(&entry.value, PANES_TABLE, entry.group, &self.stored_schema)?;
             let pane_column = stored.num_columns() - 1;
             let mut rows_by_pane: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
             let starts = stored.column(pane_column).as_primitive::<Int64Type>();

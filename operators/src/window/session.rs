@@ -260,4 +260,3 @@ fn bound_fields() -> [Field; 2] {
         Field::new(SESSION_END, DataType::Int64, false),
     ]
 }
-

@@ -88,6 +88,9 @@ pub(crate) static CURRENT_TIME: FlinkFunction = FlinkFunction {
     eval: |_, rows| {
         // TIME(0): whole seconds of the day.
         let seconds = now_ms().rem_euclid(MS_PER_DAY) / 1000;
-        Ok(Arc::new(Time64MicrosecondArray::from(vec![seconds * 1_000_000; rows])) as ArrayRef)
+        Ok(Arc::new(Time64MicrosecondArray::from(vec![
+            seconds * 1_000_000;
+            rows
+        ])) as ArrayRef)
     },
 };

@@ -141,15 +141,11 @@ impl FlinkFunction {
 
 /// Every function of Weir's, to register over DataFusion's of the same names.
 pub fn weir_functions() -> Vec<Arc<ScalarUDF>> {
-    [
-        strings::FUNCTIONS,
-        time::FUNCTIONS,
-        clock::FUNCTIONS,
-    ]
-    .into_iter()
-    .flatten()
-    .map(|f| f.udf())
-    .collect()
+    [strings::FUNCTIONS, time::FUNCTIONS, clock::FUNCTIONS]
+        .into_iter()
+        .flatten()
+        .map(|f| f.udf())
+        .collect()
 }
 
 /// Refuses, before planning, a call of a function Flink has but Weir does not support yet,
@@ -163,10 +159,15 @@ pub fn check_calls<T: Visit>(statement: &T, known: &dyn Fn(&str) -> bool) -> Res
         };
         let name = f.name.to_string();
         let upper = name.to_ascii_uppercase();
-        let location = f.name.0.first().and_then(|p| p.as_ident()).map(|i| Location {
-            line: i.span.start.line,
-            column: i.span.start.column,
-        });
+        let location = f
+            .name
+            .0
+            .first()
+            .and_then(|p| p.as_ident())
+            .map(|i| Location {
+                line: i.span.start.line,
+                column: i.span.start.column,
+            });
         let refused = if f.over.is_some() {
             Some(
                 user(format!("{upper}(...) OVER (...) is not supported yet")).hint(
@@ -178,13 +179,14 @@ pub fn check_calls<T: Visit>(statement: &T, known: &dyn Fn(&str) -> bool) -> Res
                 Some(Builtin {
                     support: Support::NotYet(why),
                     ..
-                }) => Some(user(format!("function {upper} is not supported yet: {why}"))),
+                }) => Some(user(format!(
+                    "function {upper} is not supported yet: {why}"
+                ))),
                 Some(_) => None,
                 None if known(&name) => None,
                 None => Some(
-                    user(format!("unknown function {name}")).hint(
-                        "the functions Weir supports are listed in docs/functions.md",
-                    ),
+                    user(format!("unknown function {name}"))
+                        .hint("the functions Weir supports are listed in docs/functions.md"),
                 ),
             }
         };
@@ -203,7 +205,10 @@ pub fn check_calls<T: Visit>(statement: &T, known: &dyn Fn(&str) -> bool) -> Res
 }
 
 /// The `i`-th argument types for functions whose arguments are all strings.
-pub(crate) fn all_strings(types: &[DataType], arity: std::ops::RangeInclusive<usize>) -> Option<Vec<DataType>> {
+pub(crate) fn all_strings(
+    types: &[DataType],
+    arity: std::ops::RangeInclusive<usize>,
+) -> Option<Vec<DataType>> {
     (arity.contains(&types.len()) && types.iter().all(is_text_or_null))
         .then(|| vec![DataType::Utf8; types.len()])
 }

@@ -471,8 +471,14 @@ mod tests {
     #[test]
     fn default_timestamp_text() {
         let at = |s: &str| parse_sql_timestamp(s).map(|t| t.to_string());
-        assert_eq!(at("2025-01-01 10:00:00").as_deref(), Some("2025-01-01 10:00:00"));
-        assert_eq!(at("2025-01-01 10:00:00.5").as_deref(), Some("2025-01-01 10:00:00.500"));
+        assert_eq!(
+            at("2025-01-01 10:00:00").as_deref(),
+            Some("2025-01-01 10:00:00")
+        );
+        assert_eq!(
+            at("2025-01-01 10:00:00.5").as_deref(),
+            Some("2025-01-01 10:00:00.500")
+        );
         assert_eq!(at("2025-01-01").as_deref(), Some("2025-01-01 00:00:00"));
         assert_eq!(at("2025-1-2 3:04").as_deref(), Some("2025-01-02 03:04:00"));
         assert_eq!(at("2025-01-01T10:00:00"), None);
