@@ -370,10 +370,10 @@ fn savepoint_at_two_shards_resumes_at_one_and_at_four() {
 fn two_window_job(output: &Path, swapped: bool, only_even: bool, extra: &[&str]) -> Command {
     let insert = |table: &str, parity: u32| {
         format!(
-            "INSERT INTO {table}
+            "CREATE VIEW {table}_bids AS SELECT * FROM bids WHERE MOD(bidder, 2) = {parity};
+             INSERT INTO {table}
                SELECT window_start, auction, COUNT(*), MAX(price)
-               FROM TABLE(TUMBLE(TABLE (SELECT * FROM bids WHERE MOD(bidder, 2) = {parity}),
-                                 DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND))
+               FROM TABLE(TUMBLE(TABLE {table}_bids, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND))
                GROUP BY window_start, window_end, auction;"
         )
     };

@@ -282,13 +282,14 @@ impl Graph {
     /// keeps its identity when statements are reordered or added and loses it when its logic
     /// or anything upstream changes; never does it come from the order of nodes. Operators
     /// that are identical in all of that (the same sub-plan twice) get `-2`, `-3`, ... in node
-    /// order, which is harmless: their states are interchangeable.
+    /// order, which is harmless: their states are interchangeable. The suffix is not part of
+    /// what downstream operators hash, so it never makes their identity depend on order.
     pub fn uids(&self, order: &[NodeId], input_schemas: &[SchemaRef]) -> Vec<String> {
-        let mut uids = vec![String::new(); self.nodes.len()];
-        let mut seen = std::collections::HashMap::<String, usize>::new();
+        // Identity by content alone: equal for identical sub-plans.
+        let mut content = vec![String::new(); self.nodes.len()];
         for &id in order {
             let node = &self.nodes[id.0];
-            let uid = match &node.kind {
+            content[id.0] = match &node.kind {
                 NodeKind::Source { .. } | NodeKind::Sink(_) => node.name.clone(),
                 NodeKind::Operator(factory) => {
                     let mut logic = format!(
@@ -300,17 +301,21 @@ impl Graph {
                         let _ = write!(
                             logic,
                             "\u{0}{}\u{0}{:?}\u{0}{:?}",
-                            uids[edge.from.0], edge.port, edge.exchange
+                            content[edge.from.0], edge.port, edge.exchange
                         );
                     }
                     format!("op-{:016x}", xxhash_rust::xxh3::xxh3_64(logic.as_bytes()))
                 }
             };
-            let count = seen.entry(uid.clone()).or_insert(0);
+        }
+        let mut seen = std::collections::HashMap::<&str, usize>::new();
+        let mut uids = vec![String::new(); self.nodes.len()];
+        for &id in order {
+            let count = seen.entry(content[id.0].as_str()).or_insert(0);
             *count += 1;
             uids[id.0] = match *count {
-                1 => uid,
-                n => format!("{uid}-{n}"),
+                1 => content[id.0].clone(),
+                n => format!("{}-{n}", content[id.0]),
             };
         }
         uids
