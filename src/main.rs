@@ -214,7 +214,7 @@ fn error_chain(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
         let message = cause.to_string();
-        if !text.contains(&message) {
+        if !text.ends_with(&message) {
             if !text.is_empty() {
                 text.push_str(": ");
             }

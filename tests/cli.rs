@@ -144,9 +144,9 @@ fn sql_exit_codes_say_what_went_wrong() {
         "{}",
         stderr(&later)
     );
-    let later = run(&["run", "-e", "SELECT SHA256('a') AS h"]);
+    let later = run(&["run", "-e", "SELECT FROM_BASE64('YQ==') AS h"]);
     assert!(
-        stderr(&later).contains("function SHA256 is not supported yet"),
+        stderr(&later).contains("function FROM_BASE64 is not supported yet"),
         "{}",
         stderr(&later)
     );

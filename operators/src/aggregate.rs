@@ -44,7 +44,8 @@ impl Aggregates {
         let mut output_fields = Vec::new();
         let mut state_fields = Vec::new();
         for expr in exprs {
-            let coerced = coerce(expr.clone(), &df)?;
+            // Flink's casts in arguments and FILTER, as for every expression.
+            let coerced = crate::cast::lower(coerce(expr.clone(), &df)?, &df)?;
             let lowered = LoweredAggregateBuilder::new(
                 &coerced,
                 &df,

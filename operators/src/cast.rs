@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use arrow::array::ArrayRef;
 use arrow::datatypes::DataType;
 use datafusion_common::tree_node::{Transformed, TreeNode};
 use datafusion_common::{exec_datafusion_err, DFSchema, Result as DfResult};
@@ -24,7 +25,7 @@ use datafusion_expr::{
 };
 
 use crate::error::{OperatorError, Result};
-use crate::text::{to_text, TimestampStyle};
+use crate::text::{is_string, to_text, TimestampStyle};
 
 /// `expr` with every cast that Arrow performs differently from Flink replaced by Flink's.
 pub fn lower(expr: Expr, schema: &DFSchema) -> Result<Expr> {
@@ -58,10 +59,6 @@ pub fn lower(expr: Expr, schema: &DFSchema) -> Result<Expr> {
     })
     .map(|t| t.data)
     .map_err(|e| OperatorError::Plan(e.to_string()))
-}
-
-fn is_string(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
 /// Types whose Flink text differs from Arrow's cast to a string.
@@ -115,8 +112,10 @@ impl ScalarUDFImpl for CastToString {
         let [value] = args.args.as_slice() else {
             return Err(exec_datafusion_err!("CAST takes one value"));
         };
-        let scalar = matches!(value, ColumnarValue::Scalar(_));
-        let array = value.to_array(args.number_rows)?;
+        let (array, scalar) = match value {
+            ColumnarValue::Scalar(s) => (s.to_array()?, true),
+            ColumnarValue::Array(a) => (ArrayRef::clone(a), false),
+        };
         let text = match to_text(array.as_ref(), TimestampStyle::CAST) {
             Some(text) => text?,
             None => arrow::compute::cast(&array, &DataType::Utf8)?,

@@ -20,6 +20,14 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Float32Type, Float64Type, TimeUnit};
 use arrow::error::ArrowError;
 
+/// A character-string type (`STRING`).
+pub fn is_string(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
 /// How the fraction of a second is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fraction {
@@ -32,6 +40,7 @@ pub enum Fraction {
 /// How a timestamp is separated and suffixed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimestampStyle {
+    /// Padded (casts) or without trailing zeros (writers).
     pub fraction: Fraction,
     /// `T` between date and time (ISO-8601) instead of a space (SQL).
     pub iso: bool,

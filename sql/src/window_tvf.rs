@@ -528,10 +528,12 @@ fn table_factor(name: &str) -> DfResult<TableFactor> {
     } else {
         format!("SELECT * FROM {}", quote(name))
     };
-    let statement = Parser::new(&DIALECT)
+    let mut statement = Parser::new(&DIALECT)
         .try_with_sql(&sql)
         .and_then(|mut p| p.parse_statement())
         .map_err(|e| datafusion_common::DataFusionError::Plan(e.to_string()))?;
+    // The subquery gets Flink's functions and names like the rest of the statement.
+    crate::functions::rewrite::rewrite(&mut statement);
     if let ast::Statement::Query(query) = statement {
         if let SetExpr::Select(select) = *query.body {
             if let Some(from) = select.from.into_iter().next() {

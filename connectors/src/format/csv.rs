@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::csv::ReaderBuilder;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 
 use super::columns::{field_column, FieldColumn};
@@ -73,7 +73,9 @@ impl CsvDecoder {
         let empty_is_null = schema
             .fields()
             .iter()
-            .map(|f| options.null_literal.is_none() && !is_string(f.data_type()))
+            .map(|f| {
+                options.null_literal.is_none() && !weir_operators::text::is_string(f.data_type())
+            })
             .collect();
         Ok(CsvDecoder {
             schema,
@@ -172,13 +174,6 @@ impl LineDecoder for CsvDecoder {
     fn schema(&self) -> SchemaRef {
         SchemaRef::clone(&self.schema)
     }
-}
-
-fn is_string(data_type: &DataType) -> bool {
-    matches!(
-        data_type,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-    )
 }
 
 /// Calls `field(column, text)` for each field of each line of `text` (lines end in `\n`, the

@@ -113,8 +113,13 @@ fn flink_values(lines: &[u8], schema: &SchemaRef) -> Option<Vec<u8>> {
             out.extend_from_slice(line);
         } else {
             let mut value: serde_json::Value = serde_json::from_slice(line).ok()?;
-            changed |= rewrite_object(&mut value, schema.fields());
-            out.extend(serde_json::to_vec(&value).ok()?);
+            if rewrite_object(&mut value, schema.fields()) {
+                changed = true;
+                out.extend(serde_json::to_vec(&value).ok()?);
+            } else {
+                // Unchanged lines keep their bytes (numbers are not rounded through f64).
+                out.extend_from_slice(line);
+            }
         }
         out.push(b'\n');
     }

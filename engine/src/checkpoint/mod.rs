@@ -98,9 +98,10 @@ impl CheckpointConfig {
             return Manifest::read(path).map(|m| Some((path.clone(), m)));
         }
         for dir in checkpoint_dirs(&self.checkpoints_dir()).into_iter().rev() {
-            match Manifest::read(&dir) {
+            match Manifest::read_or_skip(&dir) {
                 Ok(manifest) => return Ok(Some((dir, manifest))),
-                Err(error) => tracing::warn!(%error, "ignoring incomplete checkpoint"),
+                Err((true, error)) => tracing::warn!(%error, "ignoring incomplete checkpoint"),
+                Err((false, error)) => return Err(error),
             }
         }
         Ok(None)
@@ -196,26 +197,43 @@ impl Manifest {
 
     /// Reads the manifest of the checkpoint or savepoint in `dir`.
     pub fn read(dir: &Path) -> Result<Self, EngineError> {
+        Self::read_or_skip(dir).map_err(|(_, error)| error)
+    }
+
+    /// [`Manifest::read`], saying whether a failure only means "not a complete checkpoint"
+    /// (`true`: missing or torn, which recovery skips) or a checkpoint this build must not
+    /// ignore (`false`: another manifest format).
+    fn read_or_skip(dir: &Path) -> Result<Self, (bool, EngineError)> {
         let fail = |reason: String| EngineError::Restore {
             path: dir.display().to_string(),
             reason,
         };
         let path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            fail(format!(
-                "no complete checkpoint here ({}: {e})",
-                path.display()
-            ))
+            let reason = format!("no complete checkpoint here ({}: {e})", path.display());
+            (true, fail(reason))
         })?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| fail(format!("{} is torn or not a manifest: {e}", path.display())))?;
-        if manifest.format != MANIFEST_FORMAT {
-            return Err(fail(format!(
-                "manifest format {} is not supported (this build reads {MANIFEST_FORMAT})",
-                manifest.format
-            )));
+        let torn = |e: serde_json::Error| {
+            (
+                true,
+                fail(format!("{} is torn or not a manifest: {e}", path.display())),
+            )
+        };
+        // The format first: a complete manifest of another format is refused, not skipped
+        // (skipping it would start the job over and duplicate its output).
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(torn)?;
+        let format = value.get("format").and_then(serde_json::Value::as_u64);
+        if format != Some(u64::from(MANIFEST_FORMAT)) {
+            return Err((
+                false,
+                fail(format!(
+                    "manifest format {} is not supported (this build reads {MANIFEST_FORMAT}); \
+                     resume it with the Weir version that wrote it, or start without it",
+                    format.map_or("(none)".to_string(), |f| f.to_string())
+                )),
+            ));
         }
-        Ok(manifest)
+        serde_json::from_value(value).map_err(torn)
     }
 
     /// Writes the manifest into `dir` atomically: temporary file, fsync, rename, fsync of

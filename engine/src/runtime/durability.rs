@@ -197,18 +197,24 @@ pub(crate) fn prepare(
                     })?,
                 );
             }
-            let resume = Resume {
+            let mut resume = Resume {
                 path,
                 manifest,
                 readers,
             };
-            let sources: Vec<&str> = graph
+            let connectors: Vec<&str> = graph
                 .nodes
                 .iter()
-                .filter(|n| matches!(n.kind, NodeKind::Source { .. }))
+                .filter(|n| !matches!(n.kind, NodeKind::Operator(_)))
                 .map(|n| n.name.as_str())
                 .collect();
-            check_compatible(&resume, &fingerprints, &sources, key_groups, config)?;
+            check_compatible(&resume, &fingerprints, &connectors, key_groups, config)?;
+            // Positions of a source the job no longer has (allowed above) are dropped, not
+            // carried into the next checkpoints.
+            resume
+                .manifest
+                .sources
+                .retain(|name, _| connectors.contains(&name.as_str()));
             tracing::info!(
                 checkpoint = resume.manifest.checkpoint,
                 path = %resume.path.display(),
@@ -252,10 +258,13 @@ pub(crate) fn prepare(
     })
 }
 
+/// Refuses a checkpoint whose key groups differ, or that holds state no part of the job
+/// claims (operators by identity; sources and sinks, `connectors`, by name) unless the job
+/// allows dropping it.
 fn check_compatible(
     resume: &Resume,
     fingerprints: &BTreeMap<String, OperatorEntry>,
-    sources: &[&str],
+    connectors: &[&str],
     key_groups: u16,
     config: &CheckpointConfig,
 ) -> Result<(), EngineError> {
@@ -276,8 +285,14 @@ fn check_compatible(
         }
     }
     for (source, positions) in &resume.manifest.sources {
-        if !positions.is_empty() && !sources.contains(&source.as_str()) {
-            unclaimed.push(format!("source '{source}'"));
+        if !positions.is_empty() && !connectors.contains(&source.as_str()) {
+            unclaimed.push(format!("the positions of source '{source}'"));
+        }
+    }
+    // A sink's output staged at the checkpoint is committed only by that sink.
+    for (sink, tokens) in &resume.manifest.sinks {
+        if !tokens.is_empty() && !connectors.contains(&sink.as_str()) {
+            unclaimed.push(format!("the staged output of sink '{sink}'"));
         }
     }
     if unclaimed.is_empty() {

@@ -24,6 +24,7 @@ pub struct Builtin {
     pub category: &'static str,
     /// The name a call uses, upper case; operators and syntax by their form.
     pub name: &'static str,
+    /// How Weir provides it.
     pub support: Support,
 }
 
@@ -79,7 +80,7 @@ pub const BUILTINS: &[Builtin] = &[
     f("arithmetic", "LN", Df),
     f("arithmetic", "LOG10", Df),
     f("arithmetic", "LOG2", Df),
-    f("arithmetic", "LOG", Df),
+    f("arithmetic", "LOG", Rewrite),
     f("arithmetic", "EXP", Df),
     f("arithmetic", "CEIL", Df),
     f("arithmetic", "CEILING", Rewrite),
@@ -209,7 +210,7 @@ pub const BUILTINS: &[Builtin] = &[
     ),
     f("string", "PRINTF", NotYet("PRINTF is not implemented yet")),
     f("string", "REVERSE", Df),
-    f("string", "SPLIT_INDEX", Rewrite),
+    f("string", "SPLIT_INDEX", Weir),
     f("string", "SPLIT", NotYet(COLLECTIONS)),
     f("string", "STR_TO_MAP", NotYet(COLLECTIONS)),
     f("string", "ELT", NotYet("ELT is not implemented yet")),

@@ -44,12 +44,17 @@ pub struct FlinkFunction {
     pub name: &'static str,
     /// Other names it is known by, lower case.
     pub aliases: &'static [&'static str],
+    /// Whether it may give another result for the same arguments (the clock functions are
+    /// `Volatile`, so the simplifier never folds them).
     pub volatility: Volatility,
-    /// The argument types to coerce to, or an error naming what the function takes.
+    /// The argument types to coerce the given ones to; `None` if it does not take them (the
+    /// planner then refuses the call with `takes`).
     pub coerce: fn(&[DataType]) -> Option<Vec<DataType>>,
     /// What the function takes, for the error when `coerce` refuses.
     pub takes: &'static str,
+    /// The result type for the coerced argument types.
     pub returns: fn(&[DataType]) -> DataType,
+    /// The result for `rows` rows of coerced arguments; an error fails the job.
     pub eval: fn(&[ArrayRef], usize) -> DfResult<ArrayRef>,
 }
 
@@ -215,8 +220,5 @@ pub(crate) fn all_strings(
 
 /// A string type, or NULL (which coerces to any type).
 pub(crate) fn is_text_or_null(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-    )
+    weir_operators::text::is_string(t) || t.is_null()
 }

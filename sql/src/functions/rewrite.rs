@@ -7,7 +7,7 @@
 //!   NULL); `SHA224`...`SHA512` and `SHA2(s, bits)` -> hex of DataFusion's `digest`;
 //!   `REGEXP_REPLACE` replaces every match; `FLOOR(ts TO unit)` -> `date_trunc`,
 //!   `CEIL(ts TO unit)` -> the next boundary unless `ts` is on one;
-//!   `SPLIT_INDEX(s, sep, i)` (0-based) -> `split_part(s, sep, i + 1)`, NULL when absent.
+//!   `LOG(x)` -> `ln(x)` (Flink's one-argument `LOG` is natural).
 //! - A `TIMESTAMP '...'` literal has the precision of the fraction it is written with, as in
 //!   Flink (`TIMESTAMP '2025-01-01 10:00:00'` is a `TIMESTAMP(0)`), not always nanoseconds.
 //! - Select items are named as Flink names them: a selected field of a ROW column
@@ -150,7 +150,8 @@ fn rewrite_call(f: &ast::Function) -> Option<Expr> {
                 string("g".into()),
             ],
         ),
-        // An INT for an INT, as Flink (DataFusion's `signum` is always a DOUBLE).
+        // An integer (BIGINT) sign, as Flink's for integers (DataFusion's `signum` is
+        // always a DOUBLE).
         ("SIGN", [x]) => {
             let compare = |op: BinaryOperator| Expr::BinaryOp {
                 left: Box::new(Expr::Nested(Box::new(x.clone()))),
@@ -228,24 +229,8 @@ fn rewrite_call(f: &ast::Function) -> Option<Expr> {
             };
             date_part(&part.to_ascii_lowercase(), ts.clone())
         }
-        ("SPLIT_INDEX", [s, separator, index]) => function(
-            "nullif",
-            vec![
-                function(
-                    "split_part",
-                    vec![
-                        s.clone(),
-                        separator.clone(),
-                        Expr::BinaryOp {
-                            left: Box::new(index.clone()),
-                            op: BinaryOperator::Plus,
-                            right: Box::new(Expr::Value(Value::Number("1".into(), false).into())),
-                        },
-                    ],
-                ),
-                string(String::new()),
-            ],
-        ),
+        // Flink's LOG(x) is the natural logarithm (DataFusion's is base 10).
+        ("LOG", [x]) => function("ln", vec![x.clone()]),
         _ => return None,
     };
     Some(rewritten)

@@ -3,6 +3,7 @@
 //! | function | Flink's rule |
 //! |---|---|
 //! | `CONCAT(s1, s2, ...)` | NULL if any argument is NULL (DataFusion skips NULLs, as PostgreSQL) |
+//! | `SPLIT_INDEX(s, separator, i)` | the `i`-th field (0-based) of `s` split at `separator`; NULL when there is none or `i` is negative |
 //! | `SUBSTRING(s, start [, length])`, `SUBSTR`, `SUBSTRING(s FROM start [FOR length])` | 1-based in characters; a start of 0 is 1, a negative start counts from the end, past either end gives `''`; a negative length gives NULL (PostgreSQL counts positions before 1 and fails on a negative length) |
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use datafusion_expr::Volatility;
 
 use super::FlinkFunction;
 
-pub(crate) static FUNCTIONS: &[&FlinkFunction] = &[&CONCAT, &SUBSTRING];
+pub(crate) static FUNCTIONS: &[&FlinkFunction] = &[&CONCAT, &SUBSTRING, &SPLIT_INDEX];
 
 pub(crate) static CONCAT: FlinkFunction = FlinkFunction {
     name: "CONCAT",
@@ -57,7 +58,7 @@ pub fn substring(text: &str, start: i64, length: Option<i64>) -> Option<&str> {
     if from < 0 || from >= chars {
         return Some("");
     }
-    let to = length.map_or(chars, |l| (from + l).min(chars));
+    let to = length.map_or(chars, |l| from.saturating_add(l).min(chars));
     let byte = |i: i64| {
         text.char_indices()
             .nth(i as usize)
@@ -102,6 +103,40 @@ pub(crate) static SUBSTRING: FlinkFunction = FlinkFunction {
     },
 };
 
+pub(crate) static SPLIT_INDEX: FlinkFunction = FlinkFunction {
+    name: "SPLIT_INDEX",
+    aliases: &[],
+    volatility: Volatility::Immutable,
+    coerce: |types| match types {
+        [s, separator, index]
+            if super::is_text_or_null(s)
+                && super::is_text_or_null(separator)
+                && (index.is_integer() || index.is_null()) =>
+        {
+            Some(vec![DataType::Utf8, DataType::Utf8, DataType::Int64])
+        }
+        _ => None,
+    },
+    takes: "(STRING, STRING separator, INT index)",
+    returns: |_| DataType::Utf8,
+    eval: |args, rows| {
+        let text = args[0].as_string::<i32>();
+        let separator = args[1].as_string::<i32>();
+        let index = args[2].as_primitive::<Int64Type>();
+        let mut out = StringBuilder::with_capacity(rows, rows * 8);
+        for row in 0..rows {
+            let field = (!text.is_null(row) && !separator.is_null(row) && !index.is_null(row))
+                .then(|| {
+                    let i = usize::try_from(index.value(row)).ok()?;
+                    text.value(row).split(separator.value(row)).nth(i)
+                })
+                .flatten();
+            out.append_option(field);
+        }
+        Ok(Arc::new(out.finish()))
+    },
+};
+
 #[cfg(test)]
 mod tests {
     use super::substring;
@@ -116,5 +151,7 @@ mod tests {
         assert_eq!(substring("hello", 2, Some(-1)), None);
         assert_eq!(substring("héllo", 2, Some(2)), Some("él"));
         assert_eq!(substring("abc", 2, Some(100)), Some("bc"));
+        assert_eq!(substring("abc", 2, Some(i64::MAX)), Some("bc"));
+        assert_eq!(substring("abc", i64::MIN, None), Some(""));
     }
 }

@@ -47,10 +47,18 @@ pub fn java_to_chrono(pattern: &str) -> String {
     while i < chars.len() {
         let c = chars[i];
         if c == '\'' {
-            // Quoted literal text.
+            // `''` is a quote; otherwise quoted literal text up to the next quote.
+            if chars.get(i + 1) == Some(&'\'') {
+                out.push('\'');
+                i += 2;
+                continue;
+            }
             i += 1;
             while i < chars.len() && chars[i] != '\'' {
-                out.push(chars[i]);
+                match chars[i] {
+                    '%' => out.push_str("%%"),
+                    other => out.push(other),
+                }
                 i += 1;
             }
             i += 1;
@@ -209,24 +217,22 @@ pub(crate) static TO_TIMESTAMP_LTZ: FlinkFunction = FlinkFunction {
     name: "TO_TIMESTAMP_LTZ",
     aliases: &[],
     volatility: Volatility::Immutable,
-    coerce: |types| match types {
-        [n] | [n, _] if n.is_integer() || n.is_null() => {
-            let mut out = vec![DataType::Int64];
-            if types.len() == 2 {
-                types[1].is_integer().then_some(())?;
-                out.push(DataType::Int32);
+    coerce: |types| {
+        let epoch = match types.first() {
+            Some(n) if n.is_integer() => Some(DataType::Int64),
+            Some(n) if n.is_floating() || matches!(n, DataType::Decimal128(_, _)) => {
+                Some(DataType::Float64)
             }
-            Some(out)
-        }
-        [n] | [n, _] if n.is_floating() || matches!(n, DataType::Decimal128(_, _)) => {
-            let mut out = vec![DataType::Float64];
-            if types.len() == 2 {
-                types[1].is_integer().then_some(())?;
-                out.push(DataType::Int32);
+            _ => None,
+        };
+        match (epoch, types) {
+            (Some(epoch), [_]) => Some(vec![epoch]),
+            (Some(epoch), [_, p]) if p.is_integer() || p.is_null() => {
+                Some(vec![epoch, DataType::Int32])
             }
-            Some(out)
+            (Some(_), _) => None,
+            (None, _) => all_strings(types, 1..=3),
         }
-        _ => all_strings(types, 1..=3),
     },
     takes: "(numeric epoch [, INT precision 0 or 3]) or (STRING [, STRING format [, STRING time zone]])",
     returns: |_| DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
@@ -332,10 +338,13 @@ pub(crate) static TO_DATE: FlinkFunction = FlinkFunction {
     },
 };
 
-/// `seconds` since the epoch in the Java `format`.
-fn format_seconds(seconds: i64, format: &str) -> Option<String> {
-    let at = DateTime::from_timestamp(seconds, 0)?;
-    Some(at.naive_utc().format(&java_to_chrono(format)).to_string())
+/// `at` (UTC) in a chrono format converted from Java's; `None` if the format cannot print
+/// it (never a panic).
+fn format_chrono(at: NaiveDateTime, chrono_format: &str) -> Option<String> {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    write!(text, "{}", at.and_utc().format(chrono_format)).ok()?;
+    Some(text)
 }
 
 pub(crate) static FROM_UNIXTIME: FlinkFunction = FlinkFunction {
@@ -357,7 +366,10 @@ pub(crate) static FROM_UNIXTIME: FlinkFunction = FlinkFunction {
         for row in 0..rows {
             let value = match (seconds.is_null(row), optional_text(args, 1, row)) {
                 (false, Ok(format)) => {
-                    format_seconds(seconds.value(row), format.unwrap_or(DEFAULT_TIMESTAMP))
+                    DateTime::from_timestamp(seconds.value(row), 0).and_then(|at| {
+                        let format = java_to_chrono(format.unwrap_or(DEFAULT_TIMESTAMP));
+                        format_chrono(at.naive_utc(), &format)
+                    })
                 }
                 _ => None,
             };
@@ -440,11 +452,7 @@ pub(crate) static DATE_FORMAT: FlinkFunction = FlinkFunction {
                     if chrono_format.0 != format {
                         chrono_format = (format.to_string(), java_to_chrono(format));
                     }
-                    let mut text = String::new();
-                    use std::fmt::Write as _;
-                    write!(text, "{}", at.format(&chrono_format.1))
-                        .ok()
-                        .map(|_| text)
+                    format_chrono(at, &chrono_format.1)
                 }
                 _ => None,
             };
