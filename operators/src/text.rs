@@ -121,15 +121,23 @@ pub fn write_timestamp(
 /// Java's `Double.toString`: the shortest digits that read back as `value`, plain between
 /// 10^-3 and 10^7, `d.dddE±n` outside, always with a fraction digit.
 pub fn java_double(value: f64) -> String {
-    java_float(value, format!("{value}"), format!("{value:e}"))
+    java_float(value, |plain| match plain {
+        true => format!("{value}"),
+        false => format!("{value:e}"),
+    })
 }
 
 /// Java's `Float.toString` (as [`java_double`], with a float's shortest digits).
 pub fn java_float32(value: f32) -> String {
-    java_float(f64::from(value), format!("{value}"), format!("{value:e}"))
+    java_float(f64::from(value), |plain| match plain {
+        true => format!("{value}"),
+        false => format!("{value:e}"),
+    })
 }
 
-fn java_float(value: f64, plain: String, scientific: String) -> String {
+/// Java's form of `value`, from Rust's shortest digits: `digits(true)` plain, `digits(false)`
+/// scientific (only the one needed is formatted).
+fn java_float(value: f64, digits: impl Fn(bool) -> String) -> String {
     if value.is_nan() {
         return "NaN".into();
     }
@@ -138,19 +146,16 @@ fn java_float(value: f64, plain: String, scientific: String) -> String {
     }
     let magnitude = value.abs();
     if value == 0.0 || (1e-3..1e7).contains(&magnitude) {
-        if plain.contains('.') {
-            plain
-        } else {
-            plain + ".0"
+        let mut plain = digits(true);
+        if !plain.contains('.') {
+            plain.push_str(".0");
         }
+        plain
     } else {
+        let scientific = digits(false);
         let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-        let mantissa = if mantissa.contains('.') {
-            mantissa.to_string()
-        } else {
-            format!("{mantissa}.0")
-        };
-        format!("{mantissa}E{exponent}")
+        let dot = if mantissa.contains('.') { "" } else { ".0" };
+        format!("{mantissa}{dot}E{exponent}")
     }
 }
 
