@@ -736,9 +736,12 @@ impl GraphBuilder {
     }
 
     fn memory(&mut self, schema: SchemaRef, batch: RecordBatch) -> Result<Stream> {
+        // Named by its rows, not by statement order: a source's name is its identity in
+        // checkpoints, and so part of every downstream operator's.
+        let content = xxhash_rust::xxh3::xxh3_64(format!("{batch:?}").as_bytes());
         let source =
             MemorySource::new(schema, vec![vec![batch]]).map_err(|e| user(e.to_string()))?;
-        let name = self.name("values");
+        let name = self.name(&format!("values-{content:016x}"));
         let node = self.graph.add_source(name, Arc::new(source), None);
         self.graph.set_parallelism(node, 1);
         // One split; spread its rows to the default parallelism downstream.
