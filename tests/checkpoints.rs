@@ -111,6 +111,17 @@ fn kill_and_restart(job: &dyn Fn() -> Command, state: &Path) {
     );
 }
 
+/// `weir run --shards 2 -e sql` with `extra` options, its stderr captured.
+fn weir_run(sql: &str, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .args(["run", "--shards", "2", "-e", sql])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
 /// Flink's Nexmark table over the generator (300k events, throttled) and its bids.
 const NEXMARK_BIDS: &str = "CREATE TABLE nexmark (
     event_type INT,
@@ -144,13 +155,7 @@ fn sql_job(output: &Path, extra: &[&str]) -> Command {
         output.display(),
         BIDS = NEXMARK_BIDS,
     );
-    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-    command
-        .args(["run", "--shards", "2", "-e", &sql])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
+    weir_run(&sql, extra)
 }
 
 #[test]
@@ -393,13 +398,7 @@ fn two_window_job(output: &Path, swapped: bool, only_even: bool, extra: &[&str])
         output.display(),
         BIDS = NEXMARK_BIDS,
     );
-    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-    command
-        .args(["run", "--shards", "2", "-e", &sql])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
+    weir_run(&sql, extra)
 }
 
 fn assert_success(output: std::process::Output) {
