@@ -200,8 +200,8 @@ pub const BUILTINS: &[Builtin] = &[
         NotYet("ENCODE(string, charset) is not implemented yet"),
     ),
     f("string", "INSTR", Rewrite),
-    f("string", "LEFT", Df),
-    f("string", "RIGHT", Df),
+    f("string", "LEFT", Rewrite),
+    f("string", "RIGHT", Rewrite),
     f("string", "LOCATE", NotYet("LOCATE is not implemented yet")),
     f(
         "string",

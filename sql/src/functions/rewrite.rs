@@ -4,7 +4,7 @@
 //!   condition takes `b`, as Flink); `GREATEST`/`LEAST` -> NULL if an argument is, else
 //!   DataFusion's; `HOUR(ts)` and friends -> `date_part` (`DAYOFWEEK` 1 = Sunday);
 //!   `STARTSWITH`, `ENDSWITH`, `INSTR`, `TRUNCATE`, `E()`; `IS_DIGIT`/`IS_ALPHA` (FALSE for
-//!   NULL); `SHA224`...`SHA512` and `SHA2(s, bits)` -> hex of DataFusion's `digest`;
+//!   NULL); `LEFT`/`RIGHT` (`''` for a negative length); `SHA224`...`SHA512` and `SHA2(s, bits)` -> hex of DataFusion's `digest`;
 //!   `REGEXP_REPLACE` replaces every match; `FLOOR(ts TO unit)` -> `date_trunc`,
 //!   `CEIL(ts TO unit)` -> the next boundary unless `ts` is on one;
 //!   `LOG(x)` -> `ln(x)` (Flink's one-argument `LOG` is natural).
@@ -191,7 +191,17 @@ fn rewrite_call(f: &ast::Function) -> Option<Expr> {
             op: BinaryOperator::Plus,
             right: Box::new(number(1)),
         })),
-        // FALSE (not NULL) for NULL, as Flink.
+        // FALSE (not NULL) for NULL; letters and digits of any script, as Java's.
+        // A negative length is '' (DataFusion's counts from the other end, as PostgreSQL).
+        ("LEFT" | "RIGHT", [s, n]) => case(
+            Expr::BinaryOp {
+                left: Box::new(n.clone()),
+                op: BinaryOperator::Lt,
+                right: Box::new(number(0)),
+            },
+            string(String::new()),
+            function(&name.to_ascii_lowercase(), vec![s.clone(), n.clone()]),
+        ),
         ("IS_DIGIT" | "IS_ALPHA", [s]) => function(
             "coalesce",
             vec![
@@ -201,9 +211,9 @@ fn rewrite_call(f: &ast::Function) -> Option<Expr> {
                         s.clone(),
                         string(
                             if name == "IS_DIGIT" {
-                                "^[0-9]+$"
+                                r"^\p{Nd}+$"
                             } else {
-                                "^[A-Za-z]+$"
+                                r"^\p{L}+$"
                             }
                             .into(),
                         ),
