@@ -292,11 +292,7 @@ impl Graph {
             content[id.0] = match &node.kind {
                 NodeKind::Source { .. } | NodeKind::Sink(_) => node.name.clone(),
                 NodeKind::Operator(factory) => {
-                    let mut logic = format!(
-                        "{}\u{0}{}",
-                        factory.describe(),
-                        column_list(&input_schemas[id.0])
-                    );
+                    let mut logic = operator_logic(factory.as_ref(), &input_schemas[id.0]);
                     for edge in self.inputs(id) {
                         let _ = write!(
                             logic,
@@ -440,6 +436,12 @@ fn edge_schema(
 }
 
 /// `name TYPE, ...` for messages.
+/// What an operator does to its input, for its identity and for messages about state:
+/// `describe() over (input columns)`.
+pub fn operator_logic(factory: &dyn OperatorFactory, input: &SchemaRef) -> String {
+    format!("{} over ({})", factory.describe(), column_list(input))
+}
+
 pub fn column_list(schema: &SchemaRef) -> String {
     schema
         .fields()

@@ -13,11 +13,8 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, StringBuilder, TimestampMicrosecondArray,
-    TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
-};
-use arrow::datatypes::{DataType, Float32Type, Float64Type, TimeUnit};
+use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use arrow::datatypes::{DataType, Float32Type, Float64Type, Int64Type, TimeUnit};
 use arrow::error::ArrowError;
 
 /// A character-string type (`STRING`).
@@ -163,46 +160,41 @@ fn java_float(value: f64, digits: impl Fn(bool) -> String) -> String {
 /// own cast: timestamps, booleans, floats. Other types: `None` (Arrow's cast is Flink's).
 pub fn to_text(array: &dyn Array, style: TimestampStyle) -> Option<Result<ArrayRef, ArrowError>> {
     let mut builder = StringBuilder::with_capacity(array.len(), array.len() * 8);
-    let mut text = String::new();
-    let mut push = |value: Option<String>| builder.append_option(value);
     match array.data_type() {
         DataType::Timestamp(unit, zone) => {
-            let unit = *unit;
-            let values: Vec<Option<i64>> = match unit {
-                TimeUnit::Second => timestamps::<TimestampSecondArray>(array),
-                TimeUnit::Millisecond => timestamps::<TimestampMillisecondArray>(array),
-                TimeUnit::Microsecond => timestamps::<TimestampMicrosecondArray>(array),
-                TimeUnit::Nanosecond => timestamps::<TimestampNanosecondArray>(array),
+            // The raw values (a timestamp array reinterpreted, no copy of the text).
+            let values = match arrow::compute::cast(array, &DataType::Int64) {
+                Ok(values) => values,
+                Err(e) => return Some(Err(e)),
             };
-            for value in values {
-                match value {
-                    Some(v) => {
-                        text.clear();
-                        if !write_timestamp(&mut text, v, unit, zone.is_some(), style) {
-                            return Some(Err(ArrowError::CastError(format!(
-                                "timestamp {v} ({unit:?} since the epoch) is out of range"
-                            ))));
-                        }
-                        push(Some(text.clone()));
-                    }
-                    None => push(None),
+            let mut text = String::new();
+            for value in values.as_primitive::<Int64Type>() {
+                let Some(v) = value else {
+                    builder.append_null();
+                    continue;
+                };
+                text.clear();
+                if !write_timestamp(&mut text, v, *unit, zone.is_some(), style) {
+                    return Some(Err(ArrowError::CastError(format!(
+                        "timestamp {v} ({unit:?} since the epoch) is out of range"
+                    ))));
                 }
+                builder.append_value(&text);
             }
         }
         DataType::Boolean => {
-            let values: &BooleanArray = array.as_boolean();
-            for value in values {
-                push(value.map(|b| if b { "TRUE" } else { "FALSE" }.to_string()));
+            for value in array.as_boolean() {
+                builder.append_option(value.map(|b| if b { "TRUE" } else { "FALSE" }));
             }
         }
         DataType::Float64 => {
             for value in array.as_primitive::<Float64Type>() {
-                push(value.map(java_double));
+                builder.append_option(value.map(java_double));
             }
         }
         DataType::Float32 => {
             for value in array.as_primitive::<Float32Type>() {
-                push(value.map(java_float32));
+                builder.append_option(value.map(java_float32));
             }
         }
         _ => return None,
@@ -210,22 +202,10 @@ pub fn to_text(array: &dyn Array, style: TimestampStyle) -> Option<Result<ArrayR
     Some(Ok(Arc::new(builder.finish())))
 }
 
-fn timestamps<A>(array: &dyn Array) -> Vec<Option<i64>>
-where
-    A: Array + 'static,
-    for<'a> &'a A: IntoIterator<Item = Option<i64>>,
-{
-    array
-        .as_any()
-        .downcast_ref::<A>()
-        .map(|a| a.into_iter().collect())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Float64Array, StringArray};
+    use arrow::array::{BooleanArray, Float64Array, StringArray};
 
     fn text(value: i64, unit: TimeUnit, style: TimestampStyle) -> String {
         let mut out = String::new();

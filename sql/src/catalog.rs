@@ -80,13 +80,12 @@ impl std::fmt::Debug for SessionContext {
 impl Default for SessionContext {
     fn default() -> Self {
         let mut scalar = HashMap::new();
-        for f in datafusion_functions::all_default_functions() {
-            for name in std::iter::once(f.name()).chain(f.aliases().iter().map(|a| a.as_str())) {
-                scalar.insert(name.to_ascii_lowercase(), Arc::clone(&f));
-            }
-        }
-        // Flink's semantics where DataFusion's differ, and Flink's functions it lacks.
-        for f in crate::functions::weir_functions() {
+        // DataFusion's functions, then Weir's Flink functions over those of the same name
+        // (Flink's semantics where DataFusion's differ, and Flink's functions it lacks).
+        for f in datafusion_functions::all_default_functions()
+            .into_iter()
+            .chain(crate::functions::weir_functions())
+        {
             for name in std::iter::once(f.name()).chain(f.aliases().iter().map(|a| a.as_str())) {
                 scalar.insert(name.to_ascii_lowercase(), Arc::clone(&f));
             }

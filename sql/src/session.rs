@@ -412,8 +412,7 @@ impl Session {
                     .at(script::location(&next)),
             );
         }
-        crate::functions::check_calls(&ast, &|name| self.context.has_function(name))?;
-        crate::functions::rewrite::rewrite(&mut ast);
+        crate::functions::prepare(&mut ast, &|name| self.context.has_function(name))?;
         self.context.relation_planners = vec![Arc::new(WindowTvfPlanner { calls })];
         let planned = SqlToRel::new_with_options(&self.context, parser_options())
             .sql_statement_to_plan(ast)
@@ -525,10 +524,9 @@ impl Session {
             match (&column.kind, &column.field) {
                 (ColumnKind::Computed(sql), _) => {
                     let mut sql = sql.clone();
-                    crate::functions::check_calls(sql.as_ref(), &|name| {
+                    crate::functions::prepare(sql.as_mut(), &|name| {
                         self.context.has_function(name)
                     })?;
-                    crate::functions::rewrite::rewrite(&mut sql);
                     let expr = planner
                         .sql_to_expr(*sql, &df_read, &mut PlannerContext::new())
                         .map_err(|e| {

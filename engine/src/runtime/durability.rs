@@ -24,7 +24,7 @@ use crate::checkpoint::coordinator::Event;
 use crate::checkpoint::store::{ShardStore, SnapshotReader};
 use crate::checkpoint::{CheckpointConfig, Manifest, OperatorEntry};
 use crate::error::EngineError;
-use crate::graph::{column_list, Graph, GraphInfo, NodeKind};
+use crate::graph::{operator_logic, Graph, GraphInfo, NodeKind};
 use crate::partition::KeyGroupRange;
 use crate::sink::SinkFactory;
 use crate::source::Positions;
@@ -120,11 +120,7 @@ pub(crate) fn fingerprints(graph: &Graph, info: &GraphInfo) -> BTreeMap<String, 
                 info.uids[i].clone(),
                 OperatorEntry {
                     name: node.name.clone(),
-                    logic: format!(
-                        "{} over ({})",
-                        factory.describe(),
-                        column_list(&info.input_schemas[i])
-                    ),
+                    logic: operator_logic(factory.as_ref(), &info.input_schemas[i]),
                 },
             )),
             _ => None,

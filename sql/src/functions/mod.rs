@@ -153,6 +153,17 @@ pub fn weir_functions() -> Vec<Arc<ScalarUDF>> {
         .collect()
 }
 
+/// Prepares a parsed statement (or expression) for planning: [`check_calls`], then the
+/// syntax rewrites ([`rewrite::rewrite`]).
+pub fn prepare<T: Visit + ast::VisitMut>(
+    statement: &mut T,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<()> {
+    check_calls(statement, known)?;
+    rewrite::rewrite(statement);
+    Ok(())
+}
+
 /// Refuses, before planning, a call of a function Flink has but Weir does not support yet,
 /// an `OVER` window, and a function neither Flink nor Weir knows (`known` says which names
 /// the session has): each with a message naming the function and where it is.

@@ -146,20 +146,47 @@ pub fn parse_sql_timestamp(text: &str) -> Option<NaiveDateTime> {
     date.and_hms_nano_opt(hour, minute, second, nanos)
 }
 
-/// `text` in the Java `format` (or Flink's default when `None`); a date-only format gives
-/// midnight.
-fn parse_timestamp(text: &str, format: Option<&str>) -> Option<NaiveDateTime> {
-    let Some(format) = format else {
-        return parse_sql_timestamp(text);
-    };
-    let chrono_format = java_to_chrono(format);
-    NaiveDateTime::parse_from_str(text, &chrono_format)
-        .ok()
-        .or_else(|| {
-            NaiveDate::parse_from_str(text, &chrono_format)
-                .ok()
-                .map(|d| d.and_time(NaiveTime::MIN))
-        })
+/// Java patterns converted to chrono formats, the last one remembered: a column of formats
+/// is nearly always one literal, so a batch converts it once, not once per row.
+#[derive(Default)]
+struct Patterns {
+    java: String,
+    chrono: String,
+}
+
+impl Patterns {
+    /// The chrono format of the Java `pattern`.
+    fn chrono(&mut self, pattern: &str) -> &str {
+        if self.java != pattern {
+            self.java = pattern.to_string();
+            self.chrono = java_to_chrono(pattern);
+        }
+        &self.chrono
+    }
+
+    /// `text` in the Java `format` (or Flink's default when `None`); a date-only format gives
+    /// midnight.
+    fn parse(&mut self, text: &str, format: Option<&str>) -> Option<NaiveDateTime> {
+        let Some(format) = format else {
+            return parse_sql_timestamp(text);
+        };
+        let chrono_format = self.chrono(format);
+        NaiveDateTime::parse_from_str(text, chrono_format)
+            .ok()
+            .or_else(|| {
+                NaiveDate::parse_from_str(text, chrono_format)
+                    .ok()
+                    .map(|d| d.and_time(NaiveTime::MIN))
+            })
+    }
+
+    /// `at` (UTC) in the Java `format`; `None` if the format cannot print it (never a panic).
+    fn format(&mut self, at: NaiveDateTime, format: &str) -> Option<String> {
+        use std::fmt::Write as _;
+        let mut text = String::new();
+        write!(text, "{}", at.and_utc().format(self.chrono(format))).ok()?;
+        Some(text)
+    }
 }
 
 /// The value of row `row` of a string array (coerced arguments are `Utf8`), `None` if NULL.
@@ -180,23 +207,36 @@ fn millis(at: NaiveDateTime) -> i64 {
     at.and_utc().timestamp_millis()
 }
 
-/// Evaluates `f(text, format)` per row of string arguments into milliseconds; NULL in, or
-/// `None` out, gives NULL.
+/// Timestamps (ms) read from text (argument 0) in an optional Java format (argument 1), in
+/// `zone`; NULL in gives NULL. Text that does not parse is NULL, or fails the job naming
+/// `strict` (the function) when given.
 fn timestamps_from_text(
     args: &[ArrayRef],
     rows: usize,
     zone: Option<&str>,
-    f: impl Fn(&str, Option<&str>) -> Option<i64>,
-) -> ArrayRef {
+    strict: Option<&str>,
+) -> DfResult<ArrayRef> {
+    let mut patterns = Patterns::default();
     let mut out = TimestampMillisecondBuilder::with_capacity(rows);
     for row in 0..rows {
-        let value = match (text(&args[0], row), optional_text(args, 1, row)) {
-            (Some(s), Ok(format)) => f(s, format),
-            _ => None,
+        let (Some(s), Ok(format)) = (text(&args[0], row), optional_text(args, 1, row)) else {
+            out.append_null();
+            continue;
         };
-        out.append_option(value);
+        match (patterns.parse(s, format), strict) {
+            (Some(at), _) => out.append_value(millis(at)),
+            (None, None) => out.append_null(),
+            (None, Some(function)) => {
+                return exec_err!(
+                    "{function}: '{s}' is not a timestamp in the format '{}'",
+                    format.unwrap_or("yyyy-MM-dd HH:mm:ss[.SSS]")
+                )
+            }
+        }
     }
-    Arc::new(out.finish().with_timezone_opt(zone.map(Arc::<str>::from)))
+    Ok(Arc::new(
+        out.finish().with_timezone_opt(zone.map(Arc::<str>::from)),
+    ))
 }
 
 pub(crate) static TO_TIMESTAMP: FlinkFunction = FlinkFunction {
@@ -206,11 +246,7 @@ pub(crate) static TO_TIMESTAMP: FlinkFunction = FlinkFunction {
     coerce: |types| all_strings(types, 1..=2),
     takes: "(STRING [, STRING format])",
     returns: |_| DataType::Timestamp(TimeUnit::Millisecond, None),
-    eval: |args, rows| {
-        Ok(timestamps_from_text(args, rows, None, |s, format| {
-            parse_timestamp(s, format).map(millis)
-        }))
-    },
+    eval: |args, rows| timestamps_from_text(args, rows, None, None),
 };
 
 pub(crate) static TO_TIMESTAMP_LTZ: FlinkFunction = FlinkFunction {
@@ -250,19 +286,7 @@ pub(crate) static TO_TIMESTAMP_LTZ: FlinkFunction = FlinkFunction {
                 }
             }
             // Unlike TO_TIMESTAMP, Flink fails the job on text that does not parse.
-            for row in 0..rows {
-                if let (Some(s), Ok(format)) = (text(&args[0], row), optional_text(args, 1, row)) {
-                    if parse_timestamp(s, format).is_none() {
-                        return exec_err!(
-                            "TO_TIMESTAMP_LTZ: '{s}' is not a timestamp in the format '{}'",
-                            format.unwrap_or("yyyy-MM-dd HH:mm:ss[.SSS]")
-                        );
-                    }
-                }
-            }
-            return Ok(timestamps_from_text(args, rows, utc, |s, format| {
-                parse_timestamp(s, format).map(millis)
-            }));
+            return timestamps_from_text(args, rows, utc, Some("TO_TIMESTAMP_LTZ"));
         }
         let precision = |row: usize| -> DfResult<Option<i32>> {
             match args.get(1) {
@@ -323,13 +347,14 @@ pub(crate) static TO_DATE: FlinkFunction = FlinkFunction {
     returns: |_| DataType::Date32,
     eval: |args, rows| {
         let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+        let mut patterns = Patterns::default();
         let mut out = Date32Builder::with_capacity(rows);
         for row in 0..rows {
             let value = match (text(&args[0], row), optional_text(args, 1, row)) {
                 (Some(s), Ok(None)) => parse_sql_timestamp(s)
                     .filter(|_| !s.trim().contains(' '))
                     .map(|t| t.date()),
-                (Some(s), Ok(Some(format))) => parse_timestamp(s, Some(format)).map(|t| t.date()),
+                (Some(s), Ok(Some(format))) => patterns.parse(s, Some(format)).map(|t| t.date()),
                 _ => None,
             };
             out.append_option(value.map(|d| (d - epoch).num_days() as i32));
@@ -337,15 +362,6 @@ pub(crate) static TO_DATE: FlinkFunction = FlinkFunction {
         Ok(Arc::new(out.finish()))
     },
 };
-
-/// `at` (UTC) in a chrono format converted from Java's; `None` if the format cannot print
-/// it (never a panic).
-fn format_chrono(at: NaiveDateTime, chrono_format: &str) -> Option<String> {
-    use std::fmt::Write as _;
-    let mut text = String::new();
-    write!(text, "{}", at.and_utc().format(chrono_format)).ok()?;
-    Some(text)
-}
 
 pub(crate) static FROM_UNIXTIME: FlinkFunction = FlinkFunction {
     name: "FROM_UNIXTIME",
@@ -362,13 +378,13 @@ pub(crate) static FROM_UNIXTIME: FlinkFunction = FlinkFunction {
     returns: |_| DataType::Utf8,
     eval: |args, rows| {
         let seconds = args[0].as_primitive::<arrow::datatypes::Int64Type>();
+        let mut patterns = Patterns::default();
         let mut out = StringBuilder::with_capacity(rows, rows * 19);
         for row in 0..rows {
             let value = match (seconds.is_null(row), optional_text(args, 1, row)) {
                 (false, Ok(format)) => {
                     DateTime::from_timestamp(seconds.value(row), 0).and_then(|at| {
-                        let format = java_to_chrono(format.unwrap_or(DEFAULT_TIMESTAMP));
-                        format_chrono(at.naive_utc(), &format)
+                        patterns.format(at.naive_utc(), format.unwrap_or(DEFAULT_TIMESTAMP))
                     })
                 }
                 _ => None,
@@ -388,6 +404,7 @@ pub(crate) static UNIX_TIMESTAMP: FlinkFunction = FlinkFunction {
     takes: "() or (STRING [, STRING format])",
     returns: |_| DataType::Int64,
     eval: |args, rows| {
+        let mut patterns = Patterns::default();
         let mut out = Int64Builder::with_capacity(rows);
         if args.is_empty() {
             let now = super::clock::now_ms().div_euclid(1000);
@@ -397,7 +414,8 @@ pub(crate) static UNIX_TIMESTAMP: FlinkFunction = FlinkFunction {
         for row in 0..rows {
             let value = match (text(&args[0], row), optional_text(args, 1, row)) {
                 (Some(s), Ok(format)) => Some(
-                    parse_timestamp(s, Some(format.unwrap_or(DEFAULT_TIMESTAMP)))
+                    patterns
+                        .parse(s, Some(format.unwrap_or(DEFAULT_TIMESTAMP)))
                         .map_or(i64::MIN, |t| t.and_utc().timestamp()),
                 ),
                 _ => None,
@@ -434,8 +452,8 @@ pub(crate) static DATE_FORMAT: FlinkFunction = FlinkFunction {
             )?),
             _ => None,
         };
+        let mut patterns = Patterns::default();
         let mut out = StringBuilder::with_capacity(rows, rows * 16);
-        let mut chrono_format = (String::new(), String::new());
         for row in 0..rows {
             let at = match &times {
                 Some(t) => {
@@ -448,12 +466,7 @@ pub(crate) static DATE_FORMAT: FlinkFunction = FlinkFunction {
                 None => text(&args[0], row).and_then(parse_sql_timestamp),
             };
             let value = match (at, text(&args[1], row)) {
-                (Some(at), Some(format)) => {
-                    if chrono_format.0 != format {
-                        chrono_format = (format.to_string(), java_to_chrono(format));
-                    }
-                    format_chrono(at, &chrono_format.1)
-                }
+                (Some(at), Some(format)) => patterns.format(at, format),
                 _ => None,
             };
             out.append_option(value);
@@ -497,7 +510,8 @@ mod tests {
 
     #[test]
     fn java_formats_parse_with_dates_alone() {
-        let at = |s: &str, f: &str| parse_timestamp(s, Some(f)).map(|t| t.to_string());
+        let mut patterns = Patterns::default();
+        let mut at = |s: &str, f: &str| patterns.parse(s, Some(f)).map(|t| t.to_string());
         assert_eq!(
             at("31/12/2024 23:59", "dd/MM/yyyy HH:mm").as_deref(),
             Some("2024-12-31 23:59:00")
