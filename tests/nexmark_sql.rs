@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::Arc;
+use weir_engine::changelog::{kind_at, row_kinds};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -126,7 +127,9 @@ fn final_state(
 ) -> BTreeMap<Vec<String>, Vec<String>> {
     let mut state = BTreeMap::new();
     for b in batches {
-        let ops = strings(b, "op");
+        let ops: Vec<Option<String>> = (0..b.num_rows())
+            .map(|i| Some(kind_at(row_kinds(b), i).short_string().to_string()))
+            .collect();
         let keys: Vec<Vec<Option<String>>> = keys.iter().map(|k| strings(b, k)).collect();
         let values: Vec<Vec<Option<String>>> = values.iter().map(|v| strings(b, v)).collect();
         for i in 0..b.num_rows() {

@@ -9,6 +9,7 @@ use std::io::{IsTerminal, Write};
 use arrow::json::LineDelimitedWriter;
 use arrow::record_batch::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
+use weir_engine::changelog::with_op_text;
 use weir_engine::operator::SubtaskContext;
 use weir_engine::sink::{SinkFactory, SinkWriter};
 use weir_engine::source::LocalBoxFuture;
@@ -102,6 +103,8 @@ pub fn render(batch: &RecordBatch, table: bool) -> Result<Vec<u8>, ConnectorErro
         connector: "print".into(),
         source,
     };
+    // A changelog is printed as Flink does, with an `op` column first.
+    let batch = &with_op_text(batch).map_err(arrow_error)?;
     if table {
         let text = pretty_format_batches(std::slice::from_ref(batch)).map_err(arrow_error)?;
         Ok(format!("{text}\n").into_bytes())

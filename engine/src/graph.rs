@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 
+use crate::changelog::ChangelogMode;
 use crate::error::EngineError;
 use crate::operator::OperatorFactory;
 use crate::sink::SinkFactory;
@@ -78,6 +79,9 @@ pub struct Edge {
     pub from: NodeId,
     pub to: NodeId,
     pub port: OutputPort,
+    /// Which input of `to` the edge enters (an index into [`OperatorFactory::inputs`]; 0 for
+    /// sinks and one-input operators). Several edges may enter one input (a union).
+    pub input: usize,
     pub exchange: Exchange,
 }
 
@@ -95,8 +99,10 @@ pub struct GraphInfo {
     pub order: Vec<NodeId>,
     /// Main output schema per node (a sink's is its input schema).
     pub schemas: Vec<SchemaRef>,
-    /// Input schema per node (a source's is its output schema).
-    pub input_schemas: Vec<SchemaRef>,
+    /// Input schemas per node, one per input (a source's: its output schema).
+    pub input_schemas: Vec<Vec<SchemaRef>>,
+    /// What kinds of rows each node's main output carries (a sink's: its input's).
+    pub changelogs: Vec<ChangelogMode>,
     pub parallelism: Vec<usize>,
     /// Each node's stable identity, the key of its state in checkpoints and savepoints
     /// ([`Graph::uids`]).
@@ -152,8 +158,29 @@ impl Graph {
             from,
             to,
             port,
+            input: 0,
             exchange,
         });
+    }
+
+    /// Connects the main output of `from` to input `input` of `to` (0 is the first input; a
+    /// join's inputs are 0 = left, 1 = right).
+    pub fn connect_input(&mut self, from: NodeId, to: NodeId, input: usize, exchange: Exchange) {
+        self.edges.push(Edge {
+            from,
+            to,
+            port: OutputPort::Main,
+            input,
+            exchange,
+        });
+    }
+
+    /// Names of the inputs of `node` (`["input"]` for sinks and one-input operators).
+    pub fn input_names(&self, node: NodeId) -> &'static [&'static str] {
+        match &self.nodes[node.0].kind {
+            NodeKind::Operator(factory) => factory.inputs(),
+            _ => crate::operator::SINGLE_INPUT,
+        }
     }
 
     pub fn inputs(&self, node: NodeId) -> impl Iterator<Item = &Edge> {
@@ -210,27 +237,45 @@ impl Graph {
             .map(|n| n.parallelism.unwrap_or(shards).max(1))
             .collect();
         let mut schemas: Vec<Option<SchemaRef>> = vec![None; self.nodes.len()];
-        let mut input_schemas: Vec<Option<SchemaRef>> = vec![None; self.nodes.len()];
+        let mut input_schemas: Vec<Vec<SchemaRef>> = vec![Vec::new(); self.nodes.len()];
+        let mut changelogs: Vec<ChangelogMode> = vec![ChangelogMode::InsertOnly; self.nodes.len()];
         for &id in &order {
             let node = &self.nodes[id.0];
-            let input = self.input_schema(id, &schemas, &input_schemas)?;
-            let output = match (&node.kind, &input) {
-                (NodeKind::Source { factory, watermark }, _) => {
+            let (inputs, modes) = self.node_inputs(id, &schemas, &input_schemas, &changelogs)?;
+            let (output, mode) = match &node.kind {
+                NodeKind::Source { factory, watermark } => {
                     let schema = factory.schema();
                     if let Some(strategy) = watermark {
                         crate::time::event_time_column(&schema, &strategy.column)
                             .map_err(|e| invalid(format!("source '{}': {e}", node.name)))?;
                     }
-                    schema
+                    (schema, factory.changelog())
                 }
-                (NodeKind::Operator(factory), Some(input)) => factory
-                    .output_schema(input)
-                    .map_err(|e| invalid(format!("operator '{}': {e}", node.name)))?,
-                (NodeKind::Sink(_), Some(input)) => Arc::clone(input),
-                _ => return Err(invalid(format!("'{}' has no input", node.name))),
+                NodeKind::Operator(factory) => {
+                    let error = |e| invalid(format!("operator '{}': {e}", node.name));
+                    (
+                        factory.output_schema(&inputs).map_err(error)?,
+                        factory.output_changelog(&modes).map_err(error)?,
+                    )
+                }
+                NodeKind::Sink(factory) => {
+                    if !modes[0].is_insert_only() && !factory.accepts_changelog() {
+                        return Err(invalid(format!(
+                            "sink '{}' only appends rows, but its input is an updating result ({}); write it to a sink that takes a changelog (upsert-kafka, print) or make the query append-only",
+                            node.name,
+                            modes[0].describe()
+                        )));
+                    }
+                    (Arc::clone(&inputs[0]), modes[0].clone())
+                }
             };
-            input_schemas[id.0] = Some(input.unwrap_or_else(|| Arc::clone(&output)));
+            input_schemas[id.0] = if inputs.is_empty() {
+                vec![Arc::clone(&output)]
+            } else {
+                inputs
+            };
             schemas[id.0] = Some(output);
+            changelogs[id.0] = mode;
         }
         for edge in &self.edges {
             let from = &self.nodes[edge.from.0];
@@ -262,15 +307,12 @@ impl Graph {
             .into_iter()
             .map(|s| s.expect("every node visited"))
             .collect();
-        let input_schemas: Vec<SchemaRef> = input_schemas
-            .into_iter()
-            .map(|s| s.expect("every node visited"))
-            .collect();
         let uids = self.uids(&order, &input_schemas);
         Ok(GraphInfo {
             order,
             schemas,
             input_schemas,
+            changelogs,
             parallelism,
             uids,
         })
@@ -284,7 +326,7 @@ impl Graph {
     /// that are identical in all of that (the same sub-plan twice) get `-2`, `-3`, ... in node
     /// order, which is harmless: their states are interchangeable. The suffix is not part of
     /// what downstream operators hash, so it never makes their identity depend on order.
-    pub fn uids(&self, order: &[NodeId], input_schemas: &[SchemaRef]) -> Vec<String> {
+    pub fn uids(&self, order: &[NodeId], input_schemas: &[Vec<SchemaRef>]) -> Vec<String> {
         // Identity by content alone: equal for identical sub-plans.
         let mut content = vec![String::new(); self.nodes.len()];
         for &id in order {
@@ -299,6 +341,9 @@ impl Graph {
                             "\u{0}{}\u{0}{:?}\u{0}{:?}",
                             content[edge.from.0], edge.port, edge.exchange
                         );
+                        if edge.input > 0 {
+                            let _ = write!(logic, "\u{0}input {}", edge.input);
+                        }
                     }
                     format!("op-{:016x}", xxhash_rust::xxh3::xxh3_64(logic.as_bytes()))
                 }
@@ -317,29 +362,61 @@ impl Graph {
         uids
     }
 
-    fn input_schema(
+    /// The schema and changelog mode of each input of `id` (all edges into one input must
+    /// agree on the schema; modes of a union are combined). Empty for a source.
+    #[allow(clippy::type_complexity)]
+    fn node_inputs(
         &self,
         id: NodeId,
         schemas: &[Option<SchemaRef>],
-        input_schemas: &[Option<SchemaRef>],
-    ) -> Result<Option<SchemaRef>, EngineError> {
-        let mut input: Option<SchemaRef> = None;
+        input_schemas: &[Vec<SchemaRef>],
+        changelogs: &[ChangelogMode],
+    ) -> Result<(Vec<SchemaRef>, Vec<ChangelogMode>), EngineError> {
+        let name = &self.nodes[id.0].name;
+        let invalid = |m: String| EngineError::InvalidGraph(m);
+        if matches!(self.nodes[id.0].kind, NodeKind::Source { .. }) {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let names = self.input_names(id);
+        let mut inputs: Vec<Option<SchemaRef>> = vec![None; names.len()];
+        let mut modes: Vec<ChangelogMode> = vec![ChangelogMode::InsertOnly; names.len()];
         for edge in self.inputs(id) {
+            let Some(slot) = inputs.get_mut(edge.input) else {
+                return Err(invalid(format!(
+                    "an edge enters input {} of '{name}', which has {} input(s) ({})",
+                    edge.input,
+                    names.len(),
+                    names.join(", ")
+                )));
+            };
             let schema = edge_schema(edge, schemas, input_schemas);
-            match &input {
-                None => input = Some(schema),
+            match slot {
+                None => *slot = Some(schema),
                 Some(existing) if existing.fields() != schema.fields() => {
-                    return Err(EngineError::InvalidGraph(format!(
-                        "inputs of '{}' have different schemas: ({}) and ({})",
-                        self.nodes[id.0].name,
+                    return Err(invalid(format!(
+                        "edges into input '{}' of '{name}' have different schemas: ({}) and ({})",
+                        names[edge.input],
                         column_list(existing),
                         column_list(&schema)
                     )))
                 }
                 Some(_) => {}
             }
+            let mode = match edge.port {
+                OutputPort::Main => &changelogs[edge.from.0],
+                OutputPort::Late => &ChangelogMode::InsertOnly,
+            };
+            modes[edge.input] = modes[edge.input].union(mode);
         }
-        Ok(input)
+        let inputs = inputs
+            .into_iter()
+            .zip(names)
+            .map(|(schema, input)| {
+                schema
+                    .ok_or_else(|| invalid(format!("input '{input}' of '{name}' is not connected")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((inputs, modes))
     }
 
     fn topological_order(&self) -> Result<Vec<NodeId>, EngineError> {
@@ -399,6 +476,9 @@ impl Graph {
                 );
             }
             let _ = writeln!(out, "  schema: {}", column_list(&info.schemas[id.0]));
+            if !info.changelogs[id.0].is_insert_only() {
+                let _ = writeln!(out, "  output: {}", info.changelogs[id.0].describe());
+            }
             for edge in self.outputs(id) {
                 let exchange = match &edge.exchange {
                     Exchange::Forward => "forward".to_string(),
@@ -410,9 +490,14 @@ impl Graph {
                     OutputPort::Main => "",
                     OutputPort::Late => " (late rows)",
                 };
+                let names = self.input_names(edge.to);
+                let input = match names.len() {
+                    1 => String::new(),
+                    _ => format!(" ({} input)", names[edge.input]),
+                };
                 let _ = writeln!(
                     out,
-                    "  -> {}{port} via {exchange}",
+                    "  -> {}{input}{port} via {exchange}",
                     self.nodes[edge.to.0].name
                 );
             }
@@ -422,26 +507,33 @@ impl Graph {
 }
 
 /// Schema of the rows on `edge`: the main output of its source node, or for the late-row port
-/// the source node's input schema.
+/// the source node's (first) input schema.
 fn edge_schema(
     edge: &Edge,
     schemas: &[Option<SchemaRef>],
-    input_schemas: &[Option<SchemaRef>],
+    input_schemas: &[Vec<SchemaRef>],
 ) -> SchemaRef {
-    let schema = match edge.port {
-        OutputPort::Main => &schemas[edge.from.0],
-        OutputPort::Late => &input_schemas[edge.from.0],
-    };
-    Arc::clone(schema.as_ref().expect("upstream nodes are visited first"))
+    match edge.port {
+        OutputPort::Main => Arc::clone(
+            schemas[edge.from.0]
+                .as_ref()
+                .expect("upstream nodes are visited first"),
+        ),
+        OutputPort::Late => Arc::clone(&input_schemas[edge.from.0][0]),
+    }
+}
+
+/// What an operator does to its inputs, for its identity and for messages about state:
+/// `describe() over (input columns)[ and (second input's columns)...]`.
+pub fn operator_logic(factory: &dyn OperatorFactory, inputs: &[SchemaRef]) -> String {
+    let columns: Vec<String> = inputs
+        .iter()
+        .map(|s| format!("({})", column_list(s)))
+        .collect();
+    format!("{} over {}", factory.describe(), columns.join(" and "))
 }
 
 /// `name TYPE, ...` for messages.
-/// What an operator does to its input, for its identity and for messages about state:
-/// `describe() over (input columns)`.
-pub fn operator_logic(factory: &dyn OperatorFactory, input: &SchemaRef) -> String {
-    format!("{} over ({})", factory.describe(), column_list(input))
-}
-
 pub fn column_list(schema: &SchemaRef) -> String {
     schema
         .fields()

@@ -14,6 +14,7 @@
 //! The entry point is [`runtime::start`] (or [`runtime::run`]), which takes a [`graph::Graph`]
 //! and [`runtime::RunOptions`].
 
+pub mod changelog;
 pub mod checkpoint;
 pub mod error;
 pub mod graph;

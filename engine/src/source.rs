@@ -57,6 +57,12 @@ pub trait SourceFactory: Send + Sync {
     /// One line for `EXPLAIN`.
     fn describe(&self) -> String;
 
+    /// What kinds of rows the source produces: append-only unless it reads a changelog (then
+    /// its schema ends with [`crate::changelog::ROW_KIND_COLUMN`]).
+    fn changelog(&self) -> crate::changelog::ChangelogMode {
+        crate::changelog::ChangelogMode::InsertOnly
+    }
+
     /// Creates the reader of one split.
     fn create_reader(&self, split: SplitContext) -> Result<Box<dyn SourceReader>, BoxError>;
 }

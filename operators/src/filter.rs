@@ -7,13 +7,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray};
+use arrow::array::{Array, AsArray, BooleanArray, Int8Array};
 use arrow::compute::{filter_record_batch, prep_null_mask_filter};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion_expr::Expr;
 use datafusion_physical_expr::PhysicalExpr;
-use weir_engine::operator::{Operator, OperatorFactory, Output, SubtaskContext};
+use weir_engine::changelog::{row_kinds, RowKind};
+use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::BoxError;
 
 use crate::error::{OperatorError, Result};
@@ -76,7 +77,8 @@ enum PlannedPredicate {
 }
 
 impl OperatorFactory for FilterFactory {
-    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, BoxError> {
+    fn output_schema(&self, inputs: &[SchemaRef]) -> Result<SchemaRef, BoxError> {
+        let input = &inputs[0];
         self.plan(input)?;
         Ok(Arc::clone(input))
     }
@@ -91,7 +93,7 @@ impl OperatorFactory for FilterFactory {
 
     fn create(&self, context: &SubtaskContext) -> Result<Box<dyn Operator>, BoxError> {
         Ok(Box::new(FilterOperator {
-            predicate: self.plan(&context.input_schema)?,
+            predicate: self.plan(context.input_schema())?,
         }))
     }
 }
@@ -115,7 +117,7 @@ pub fn apply_mask(batch: &RecordBatch, mask: &BooleanArray) -> Result<RecordBatc
 }
 
 impl Operator for FilterOperator {
-    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), BoxError> {
+    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         let mask = match &self.predicate {
             PlannedPredicate::Expr(expr) => {
                 let value = expr.evaluate(&batch).map_err(OperatorError::from)?;
@@ -133,9 +135,41 @@ impl Operator for FilterOperator {
                 batch.num_rows()
             ))));
         }
-        out.emit(apply_mask(&batch, &mask)?);
+        let batch = match row_kinds(&batch) {
+            Some(kinds) => {
+                let (mask, kinds) = changelog_mask(&mask, kinds);
+                let mut columns = batch.columns().to_vec();
+                *columns.last_mut().expect("the row-kind column") = Arc::new(kinds);
+                apply_mask(&RecordBatch::try_new(batch.schema(), columns)?, &mask)?
+            }
+            None => apply_mask(&batch, &mask)?,
+        };
+        ctx.emit(batch);
         Ok(())
     }
+}
+
+/// A filter over a changelog keeps an update whole: where the predicate holds for the `-U` of
+/// an update but not its `+U`, the `-U` becomes a `-D` (the row left the result); where it
+/// holds for the `+U` only, the `+U` becomes a `+I` (the row entered it). Without this an
+/// upsert sink, which ignores `-U`, would keep a row that no longer matches. Updates are
+/// recognised as a `-U` directly followed by a `+U`, which is how Weir's operators emit them.
+fn changelog_mask(mask: &BooleanArray, kinds: &Int8Array) -> (BooleanArray, Int8Array) {
+    let keep: Vec<bool> = (0..mask.len())
+        .map(|i| mask.is_valid(i) && mask.value(i))
+        .collect();
+    let mut kinds: Vec<i8> = kinds.values().to_vec();
+    for i in 0..kinds.len().saturating_sub(1) {
+        if kinds[i] != RowKind::UpdateBefore as i8 || kinds[i + 1] != RowKind::UpdateAfter as i8 {
+            continue;
+        }
+        match (keep[i], keep[i + 1]) {
+            (true, false) => kinds[i] = RowKind::Delete as i8,
+            (false, true) => kinds[i + 1] = RowKind::Insert as i8,
+            _ => {}
+        }
+    }
+    (BooleanArray::from(keep), Int8Array::from(kinds))
 }
 
 #[cfg(test)]
@@ -146,6 +180,7 @@ mod tests {
     use arrow::datatypes::{Field, Int64Type, Schema};
     use datafusion_expr::{col, lit};
     use weir_engine::metrics::Metrics;
+    use weir_engine::operator::Timers;
     use weir_engine::partition::KeyGroupRange;
 
     fn context(schema: &SchemaRef) -> SubtaskContext {
@@ -156,7 +191,7 @@ mod tests {
             parallelism: 1,
             key_groups: KeyGroupRange::all(128),
             max_key_groups: 128,
-            input_schema: Arc::clone(schema),
+            input_schemas: vec![Arc::clone(schema)],
             late_output_connected: false,
             checkpointing: false,
             metrics: Metrics::default(),
@@ -174,7 +209,8 @@ mod tests {
         .unwrap();
         let predicate = physical(&col("a").gt(lit(2)), &schema).unwrap();
         let filter = FilterFactory::new(Predicate::Physical(predicate));
-        let mut out = Output::default();
+        let mut timers = Timers::default();
+        let mut out = Context::new(0, None, KeyGroupRange::all(128), &mut timers);
         filter
             .create(&context(&schema))
             .unwrap()
@@ -184,7 +220,11 @@ mod tests {
         let doubled = physical(&(col("a") * lit(2)), &schema).unwrap();
         let project = ProjectFactory::physical(vec![("twice".into(), doubled)]);
         assert_eq!(
-            project.output_schema(&schema).unwrap().field(0).name(),
+            project
+                .output_schema(&[Arc::clone(&schema)])
+                .unwrap()
+                .field(0)
+                .name(),
             "twice"
         );
         project
@@ -203,7 +243,7 @@ mod tests {
         );
         let not_boolean = physical(&col("a"), &schema).unwrap();
         let error = FilterFactory::new(Predicate::Physical(not_boolean))
-            .output_schema(&schema)
+            .output_schema(&[schema])
             .unwrap_err();
         assert!(error.to_string().contains("not BOOLEAN"), "{error}");
     }

@@ -10,7 +10,8 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_expr::Expr;
 use datafusion_physical_expr::PhysicalExpr;
-use weir_engine::operator::{Operator, OperatorFactory, Output, SubtaskContext};
+use weir_engine::changelog::{has_row_kind, row_kind_field};
+use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::BoxError;
 
 use crate::error::{OperatorError, Result};
@@ -64,12 +65,17 @@ impl ProjectFactory {
             ));
             physical_exprs.push(planned);
         }
+        if has_row_kind(input) {
+            // A changelog stays one: every row keeps its kind.
+            fields.push(row_kind_field());
+        }
         Ok((Arc::new(Schema::new(fields)), physical_exprs))
     }
 }
 
 impl OperatorFactory for ProjectFactory {
-    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, BoxError> {
+    fn output_schema(&self, inputs: &[SchemaRef]) -> Result<SchemaRef, BoxError> {
+        let input = &inputs[0];
         Ok(self.plan(input)?.0)
     }
 
@@ -86,7 +92,7 @@ impl OperatorFactory for ProjectFactory {
     }
 
     fn create(&self, context: &SubtaskContext) -> Result<Box<dyn Operator>, BoxError> {
-        let (schema, exprs) = self.plan(&context.input_schema)?;
+        let (schema, exprs) = self.plan(context.input_schema())?;
         Ok(Box::new(ProjectOperator { schema, exprs }))
     }
 }
@@ -98,16 +104,21 @@ pub struct ProjectOperator {
 }
 
 impl Operator for ProjectOperator {
-    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), BoxError> {
-        let columns = self
+    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
+        let mut columns = self
             .exprs
             .iter()
             .map(|e| e.evaluate(&batch)?.into_array(batch.num_rows()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(OperatorError::from)?;
+        if columns.len() < self.schema.fields().len() {
+            columns.push(Arc::clone(
+                batch.columns().last().expect("the row-kind column"),
+            ));
+        }
         // No columns (e.g. under `COUNT(*)`): the batch still carries its row count.
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        out.emit(RecordBatch::try_new_with_options(
+        ctx.emit(RecordBatch::try_new_with_options(
             Arc::clone(&self.schema),
             columns,
             &options,
@@ -137,7 +148,7 @@ impl MapFactory {
 }
 
 impl OperatorFactory for MapFactory {
-    fn output_schema(&self, _input: &SchemaRef) -> Result<SchemaRef, BoxError> {
+    fn output_schema(&self, _inputs: &[SchemaRef]) -> Result<SchemaRef, BoxError> {
         Ok(Arc::clone(&self.schema))
     }
 
@@ -160,7 +171,7 @@ pub struct MapOperator {
 }
 
 impl Operator for MapOperator {
-    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), BoxError> {
+    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         let mapped = (self.f)(batch)?;
         if mapped.schema().fields() != self.schema.fields() {
             return Err(Box::new(OperatorError::User(format!(
@@ -169,7 +180,7 @@ impl Operator for MapOperator {
                 weir_engine::graph::column_list(&self.schema)
             ))));
         }
-        out.emit(mapped);
+        ctx.emit(mapped);
         Ok(())
     }
 }

@@ -4,7 +4,8 @@
 //! `+I` (first result of a new group) or `-U` (the result emitted before) followed by `+U` (the
 //! new result), like Flink's group aggregation with mini-batches: a group touched by several
 //! rows of one batch changes once. A group whose result did not change emits nothing.
-//! Output: the key columns, the aggregates, then [`CHANGELOG_OP`] (`+I`, `-U`, `+U`, `-D`).
+//! Output: the key columns, the aggregates, then the row kind
+//! ([`weir_engine::changelog::ROW_KIND_COLUMN`]): an upsert stream keyed by the group keys.
 //!
 //! State: per group, one row accumulator per aggregate (DataFusion's `Accumulator`, which can
 //! report its current value without being consumed). Snapshots store, per key group, the keys
@@ -17,13 +18,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, BooleanArray, StringArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
 use arrow::compute::{filter, take};
-use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion_common::ScalarValue;
 use datafusion_expr::{Accumulator, Expr};
-use weir_engine::operator::{Operator, OperatorFactory, Output, SubtaskContext};
+use weir_engine::changelog::{kind_array, row_kind_field, ChangelogMode, RowKind};
+use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::KeyHasher;
 use weir_engine::state::OperatorState;
 use weir_engine::BoxError;
@@ -32,17 +34,6 @@ use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
 use crate::group_index::{GroupIndex, KeyEncoder};
 use crate::state_codec::{decode, encode, split_by_key_group};
-
-/// Name of the changelog column of an updating stream.
-pub const CHANGELOG_OP: &str = "op";
-
-/// Flink's row kinds, as written in [`CHANGELOG_OP`].
-pub mod ops {
-    pub const INSERT: &str = "+I";
-    pub const UPDATE_BEFORE: &str = "-U";
-    pub const UPDATE_AFTER: &str = "+U";
-    pub const DELETE: &str = "-D";
-}
 
 const GROUPS_TABLE: &str = "groups";
 
@@ -105,12 +96,7 @@ impl UpdatingAggregateFactory {
                 .iter()
                 .map(|f| Arc::new(f.as_ref().clone().with_nullable(true))),
         );
-        if fields.iter().any(|f| f.name() == CHANGELOG_OP) {
-            return Err(OperatorError::Plan(format!(
-                "an updating aggregation adds the changelog column '{CHANGELOG_OP}'; rename the column called '{CHANGELOG_OP}'"
-            )));
-        }
-        fields.push(Arc::new(Field::new(CHANGELOG_OP, DataType::Utf8, false)));
+        fields.push(Arc::new(row_kind_field()));
         Ok(Plan {
             key_columns,
             key_fields,
@@ -121,8 +107,25 @@ impl UpdatingAggregateFactory {
 }
 
 impl OperatorFactory for UpdatingAggregateFactory {
-    fn output_schema(&self, input: &SchemaRef) -> std::result::Result<SchemaRef, BoxError> {
+    fn output_schema(&self, inputs: &[SchemaRef]) -> std::result::Result<SchemaRef, BoxError> {
+        let input = &inputs[0];
         Ok(self.plan(input)?.output)
+    }
+
+    /// Flink's group aggregation over an append-only input: an upsert stream by the group
+    /// keys (with `-U` rows). Over an updating input it would need retracting accumulators.
+    fn output_changelog(
+        &self,
+        inputs: &[ChangelogMode],
+    ) -> std::result::Result<ChangelogMode, BoxError> {
+        if !inputs[0].is_insert_only() {
+            return Err(Box::new(OperatorError::Plan(
+                "aggregating an updating result is not supported yet".into(),
+            )));
+        }
+        Ok(ChangelogMode::Upsert {
+            key: self.keys.clone(),
+        })
     }
 
     fn describe(&self) -> String {
@@ -138,7 +141,7 @@ impl OperatorFactory for UpdatingAggregateFactory {
     }
 
     fn create(&self, context: &SubtaskContext) -> std::result::Result<Box<dyn Operator>, BoxError> {
-        let plan = self.plan(&context.input_schema)?;
+        let plan = self.plan(context.input_schema())?;
         let keys = KeyEncoder::new(&plan.key_fields)?;
         let key_names: Vec<String> = plan.key_fields.iter().map(|f| f.name().clone()).collect();
         let mut state_fields = plan.key_fields.clone();
@@ -207,12 +210,12 @@ impl UpdatingAggregate {
         &mut self,
         touched: &[(usize, u32)],
         keys: &[ArrayRef],
-        out: &mut Output,
+        ctx: &mut Context<'_>,
     ) -> Result<()> {
         let mut key_rows: Vec<u32> = Vec::new();
         let mut values: Vec<Vec<ScalarValue>> =
             vec![Vec::new(); self.plan.aggregates.output_fields().len()];
-        let mut op: Vec<&str> = Vec::new();
+        let mut op: Vec<RowKind> = Vec::new();
         for &(group, key_row) in touched {
             let state = &mut self.groups[group];
             let new = state
@@ -224,16 +227,16 @@ impl UpdatingAggregate {
                 Some(old) if old == new => continue,
                 Some(old) => {
                     key_rows.push(key_row);
-                    op.push(ops::UPDATE_BEFORE);
+                    op.push(RowKind::UpdateBefore);
                     for (column, value) in values.iter_mut().zip(old) {
                         column.push(value);
                     }
                     key_rows.push(key_row);
-                    op.push(ops::UPDATE_AFTER);
+                    op.push(RowKind::UpdateAfter);
                 }
                 None => {
                     key_rows.push(key_row);
-                    op.push(ops::INSERT);
+                    op.push(RowKind::Insert);
                 }
             }
             for (column, value) in values.iter_mut().zip(new) {
@@ -256,8 +259,8 @@ impl UpdatingAggregate {
                 arrow::compute::cast(&array, field.data_type())?
             });
         }
-        columns.push(Arc::new(StringArray::from(op)));
-        out.emit(RecordBatch::try_new(
+        columns.push(kind_array(op));
+        ctx.emit(RecordBatch::try_new(
             Arc::clone(&self.plan.output),
             columns,
         )?);
@@ -269,7 +272,7 @@ impl Operator for UpdatingAggregate {
     fn process_batch(
         &mut self,
         batch: RecordBatch,
-        out: &mut Output,
+        ctx: &mut Context<'_>,
     ) -> std::result::Result<(), BoxError> {
         let rows = batch.num_rows();
         if rows == 0 {
@@ -335,7 +338,7 @@ impl Operator for UpdatingAggregate {
                 accumulator.update_batch(&taken)?;
             }
         }
-        self.emit(&order, &keys, out)?;
+        self.emit(&order, &keys, ctx)?;
         self.expire(now);
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! project and filter operators running DataFusion expressions, a window TVF followed by
 //! `GROUP BY window_start, window_end, keys` becomes a window operator behind a hash exchange
 //! on the keys, a `GROUP BY` without a window becomes an updating aggregation whose output is
-//! a changelog (an `op` column first: `+I`, `-U`, `+U`, `-D`), `UNION ALL` joins streams into
+//! a changelog (the engine's row-kind column last: `+I`, `-U`, `+U`, `-D`), `UNION ALL` joins streams into
 //! one node, `VALUES` becomes an in-memory source.
 //! What a stream cannot do yet is refused with a message naming the construct.
 
@@ -26,7 +26,7 @@ use weir_engine::sink::SinkFactory;
 use weir_engine::source::SourceFactory;
 use weir_operators::filter::{FilterFactory, Predicate};
 use weir_operators::project::ProjectFactory;
-use weir_operators::updating::{UpdatingAggregateFactory, CHANGELOG_OP};
+use weir_operators::updating::UpdatingAggregateFactory;
 use weir_operators::window::{
     WindowAggregateConfig, WindowAggregateFactory, WindowSpec, WINDOW_END, WINDOW_START,
 };
@@ -59,7 +59,7 @@ pub struct GraphBuilder {
 #[derive(Clone)]
 struct Stream {
     node: NodeId,
-    /// A changelog (first column `op`) rather than appended rows.
+    /// A changelog (with the engine's row-kind column) rather than appended rows.
     updating: bool,
 }
 
@@ -171,18 +171,16 @@ impl GraphBuilder {
         }
         if let Some(columns) = columns {
             // Only the connector's columns go to a table sink, cast to its types.
-            let op = stream
-                .updating
-                .then(|| col(Column::new_unqualified(CHANGELOG_OP)));
-            let exprs = op
-                .into_iter()
-                .chain(columns.fields().iter().map(|f| {
+            let exprs = columns
+                .fields()
+                .iter()
+                .map(|f| {
                     Expr::Cast(datafusion_expr::Cast::new(
                         Box::new(col(Column::new_unqualified(f.name()))),
                         f.data_type().clone(),
                     ))
                     .alias(f.name())
-                }))
+                })
                 .collect();
             stream = self.operator(
                 "sink-columns",
@@ -343,17 +341,10 @@ impl GraphBuilder {
     }
 
     fn project(&mut self, input: &Stream, exprs: &[Expr], schema: &DFSchemaRef) -> Stream {
-        let op = input
-            .updating
-            .then(|| col(Column::new_unqualified(CHANGELOG_OP)));
-        let exprs = op
-            .into_iter()
-            .chain(
-                exprs
-                    .iter()
-                    .zip(schema.fields())
-                    .map(|(e, f)| named(unqualify(e), f.name())),
-            )
+        let exprs = exprs
+            .iter()
+            .zip(schema.fields())
+            .map(|(e, f)| named(unqualify(e), f.name()))
             .collect();
         self.operator(
             "project",
@@ -496,7 +487,7 @@ impl GraphBuilder {
     }
 
     /// `GROUP BY` without a window: an updating aggregation, then the plan's column order
-    /// with the changelog column first.
+    /// (the row kind stays last).
     fn updating_aggregate(&mut self, aggregate: &Aggregate, rows: Stream) -> Result<Stream> {
         if rows.updating {
             return Err(unsupported(
@@ -517,14 +508,11 @@ impl GraphBuilder {
             updating: true,
             ..output
         };
-        let exprs: Vec<Expr> = std::iter::once(col(CHANGELOG_OP))
-            .chain(
-                aggregate
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| col(Column::new_unqualified(f.name()))),
-            )
+        let exprs: Vec<Expr> = aggregate
+            .schema
+            .fields()
+            .iter()
+            .map(|f| col(Column::new_unqualified(f.name())))
             .collect();
         Ok(self.operator(
             "changelog-columns",

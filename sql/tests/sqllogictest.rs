@@ -18,6 +18,7 @@ use arrow::array::ArrayRef;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use sqllogictest::{DBOutput, DefaultColumnType, Runner, DB};
 use weir_connectors::collect::CollectSink;
+use weir_engine::changelog::with_op_text;
 use weir_engine::runtime::{self, RunOptions};
 use weir_operators::text::{to_text, TimestampStyle};
 use weir_sql::{Action, Session, SqlError};
@@ -47,6 +48,8 @@ fn rows(sink: &CollectSink) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in sink.batches() {
+        // A changelog shows its row kinds as Flink's `op` column, first.
+        let batch = with_op_text(&batch).expect("a changelog batch");
         let flink_text: Vec<ArrayRef> = batch
             .columns()
             .iter()

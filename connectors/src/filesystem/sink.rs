@@ -101,7 +101,7 @@ impl SinkFactory for FileSink {
     }
 
     fn create_writer(&self, context: &SubtaskContext) -> Result<Box<dyn SinkWriter>, BoxError> {
-        let schema = &context.input_schema;
+        let schema = context.input_schema();
         let mut partition_columns = Vec::new();
         for name in &self.config.partition_by {
             let index = schema.index_of(name).map_err(|_| ConnectorError::Config {

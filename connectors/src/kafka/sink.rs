@@ -22,12 +22,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow::array::AsArray;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use weir_engine::changelog::{kind_at, row_kinds, RowKind, ROW_KIND_COLUMN};
 use weir_engine::operator::SubtaskContext;
 use weir_engine::sink::{SinkFactory, SinkWriter};
 use weir_engine::source::LocalBoxFuture;
@@ -78,9 +78,6 @@ enum Outgoing {
     /// No message (an upsert's `-U`, replaced by the `+U` that follows).
     Nothing,
 }
-
-/// The `op` column of an updating input.
-const CHANGELOG_OP: &str = "op";
 
 /// The Kafka sink factory.
 #[derive(Debug, Clone)]
@@ -256,7 +253,7 @@ impl SinkFactory for KafkaSink {
     }
 
     fn create_writer(&self, context: &SubtaskContext) -> Result<Box<dyn SinkWriter>, BoxError> {
-        let schema = &context.input_schema;
+        let schema = context.input_schema();
         let key_columns = self
             .config
             .key_fields
@@ -271,13 +268,10 @@ impl SinkFactory for KafkaSink {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let op_column = match self.config.changelog {
-            Changelog::AppendOnly => None,
-            Changelog::Debezium | Changelog::Upsert => schema.index_of(CHANGELOG_OP).ok(),
-        };
+        // The row kind is not a value column: it decides the kind of message.
         let value_columns = (0..schema.fields().len())
             .filter(|i| !(self.config.value_except_key && key_columns.contains(i)))
-            .filter(|i| Some(*i) != op_column)
+            .filter(|i| schema.field(*i).name() != ROW_KIND_COLUMN)
             .collect();
         let delivery = match self.transactions()? {
             Some(_) if !context.checkpointing => {
@@ -310,7 +304,6 @@ impl SinkFactory for KafkaSink {
             name: context.operator_id.clone(),
             key_columns,
             value_columns,
-            op_column,
             delivery,
         }))
     }
@@ -331,7 +324,6 @@ struct KafkaWriter {
     key_columns: Vec<usize>,
     value_columns: Vec<usize>,
     /// The `op` column of a changelog input, for a sink that writes changelogs.
-    op_column: Option<usize>,
     delivery: Delivery,
 }
 
@@ -406,31 +398,31 @@ impl KafkaWriter {
             &batch.project(&self.value_columns)?,
             &self.config.value_format,
         )?;
-        let Some(op_column) = self.op_column else {
+        let Some(kinds) = row_kinds(batch) else {
             return Ok(encoded.into_iter().map(Outgoing::Value).collect());
         };
-        let ops = arrow::compute::cast(batch.column(op_column), &arrow::datatypes::DataType::Utf8)?;
-        let ops = ops.as_string::<i32>();
         Ok(encoded
             .into_iter()
             .enumerate()
-            .map(|(i, row)| match (self.config.changelog, ops.value(i)) {
-                (Changelog::Debezium, "-U" | "-D") => {
-                    let row = String::from_utf8_lossy(&row);
-                    Outgoing::Value(
-                        format!(r#"{{"before":{row},"after":null,"op":"d"}}"#).into_bytes(),
-                    )
-                }
-                (Changelog::Debezium, _) => {
-                    let row = String::from_utf8_lossy(&row);
-                    Outgoing::Value(
-                        format!(r#"{{"before":null,"after":{row},"op":"c"}}"#).into_bytes(),
-                    )
-                }
-                (Changelog::Upsert, "-U") => Outgoing::Nothing,
-                (Changelog::Upsert, "-D") => Outgoing::Tombstone,
-                _ => Outgoing::Value(row),
-            })
+            .map(
+                |(i, row)| match (self.config.changelog, kind_at(Some(kinds), i)) {
+                    (Changelog::Debezium, RowKind::UpdateBefore | RowKind::Delete) => {
+                        let row = String::from_utf8_lossy(&row);
+                        Outgoing::Value(
+                            format!(r#"{{"before":{row},"after":null,"op":"d"}}"#).into_bytes(),
+                        )
+                    }
+                    (Changelog::Debezium, _) => {
+                        let row = String::from_utf8_lossy(&row);
+                        Outgoing::Value(
+                            format!(r#"{{"before":null,"after":{row},"op":"c"}}"#).into_bytes(),
+                        )
+                    }
+                    (Changelog::Upsert, RowKind::UpdateBefore) => Outgoing::Nothing,
+                    (Changelog::Upsert, RowKind::Delete) => Outgoing::Tombstone,
+                    _ => Outgoing::Value(row),
+                },
+            )
             .collect())
     }
 

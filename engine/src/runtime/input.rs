@@ -11,10 +11,15 @@
 //! 3. When every input is idle, the gate emits `Idle` once.
 //! 4. When every input has ended the combined watermark is `MAX`; the gate emits it, then
 //!    `EndOfStream`.
-//! 5. Barrier alignment: after `Barrier(n)` arrives on an input, later messages of that input
-//!    are buffered until `Barrier(n)` has arrived on every input that has not ended; then the
-//!    gate emits `Barrier(n)` once and replays the buffered messages. So everything before
-//!    the barrier on every input is processed before it, and nothing after it.
+//! 5. Barrier alignment: after `Barrier(n)` arrives on an input, that input is *blocked*
+//!    ([`InputGate::is_blocked`]) until `Barrier(n)` has arrived on every input that has not
+//!    ended; then the gate emits `Barrier(n)` once. So everything before the barrier on every
+//!    input is processed before it, and nothing after it. The runtime does not read a blocked
+//!    input, so its messages wait in their bounded channel (backpressure), not in memory;
+//!    messages a caller delivers anyway are buffered and replayed.
+//!
+//! Each input channel belongs to one input of the operator (a join's left or right); batches
+//! come out tagged with that operator input.
 
 use std::collections::VecDeque;
 
@@ -30,10 +35,12 @@ struct InputState {
     buffered: VecDeque<Message>,
 }
 
-/// Merges `n` inputs; see the module doc for the rules.
+/// Merges `n` input channels; see the module doc for the rules.
 #[derive(Debug)]
 pub(crate) struct InputGate {
     inputs: Vec<InputState>,
+    /// The operator input of each channel.
+    operator_input: Vec<usize>,
     emitted_watermark: Option<i64>,
     emitted_idle: bool,
     pending_barrier: Option<CheckpointId>,
@@ -41,9 +48,14 @@ pub(crate) struct InputGate {
 }
 
 impl InputGate {
-    pub(crate) fn new(inputs: usize) -> Self {
+    /// A gate over one channel per entry of `operator_input`, which names the operator input
+    /// the channel feeds.
+    pub(crate) fn new(operator_input: Vec<usize>) -> Self {
         InputGate {
-            inputs: (0..inputs).map(|_| InputState::default()).collect(),
+            inputs: (0..operator_input.len())
+                .map(|_| InputState::default())
+                .collect(),
+            operator_input,
             emitted_watermark: None,
             emitted_idle: false,
             pending_barrier: None,
@@ -55,8 +67,19 @@ impl InputGate {
         self.finished
     }
 
-    /// Accepts `message` from input `input`; appends what to process next to `out`.
-    pub(crate) fn accept(&mut self, input: usize, message: Message, out: &mut Vec<Message>) {
+    /// Whether channel `input` waits for the other channels' barrier (do not read it).
+    pub(crate) fn is_blocked(&self, input: usize) -> bool {
+        self.inputs[input].at_barrier
+    }
+
+    /// Accepts `message` from channel `input`; appends what to process next to `out`, with
+    /// the operator input of a batch (0 for control messages).
+    pub(crate) fn accept(
+        &mut self,
+        input: usize,
+        message: Message,
+        out: &mut Vec<(usize, Message)>,
+    ) {
         if self.inputs[input].at_barrier {
             self.inputs[input].buffered.push_back(message);
             return;
@@ -65,7 +88,7 @@ impl InputGate {
             Message::Batch(batch) => {
                 self.inputs[input].idle = false;
                 self.emitted_idle = false;
-                out.push(Message::Batch(batch));
+                out.push((self.operator_input[input], Message::Batch(batch)));
             }
             Message::Watermark(Watermark::EventTime(t)) => {
                 let state = &mut self.inputs[input];
@@ -88,13 +111,13 @@ impl InputGate {
                 self.emit_watermark(out);
                 if !self.finished && self.inputs.iter().all(|i| i.ended) {
                     self.finished = true;
-                    out.push(Message::EndOfStream);
+                    out.push((0, Message::EndOfStream));
                 }
             }
         }
     }
 
-    fn emit_watermark(&mut self, out: &mut Vec<Message>) {
+    fn emit_watermark(&mut self, out: &mut Vec<(usize, Message)>) {
         let counted = self.inputs.iter().filter(|i| i.ended || !i.idle);
         let watermarks = counted.map(|i| match i.ended {
             true => i64::MAX,
@@ -105,19 +128,19 @@ impl InputGate {
                 if self.emitted_watermark.is_none_or(|w| min > w) && min > i64::MIN {
                     self.emitted_watermark = Some(min);
                     self.emitted_idle = false;
-                    out.push(Message::Watermark(Watermark::EventTime(min)));
+                    out.push((0, Message::Watermark(Watermark::EventTime(min))));
                 }
             }
             None => {
                 if !self.emitted_idle {
                     self.emitted_idle = true;
-                    out.push(Message::Watermark(Watermark::Idle));
+                    out.push((0, Message::Watermark(Watermark::Idle)));
                 }
             }
         }
     }
 
-    fn try_align(&mut self, out: &mut Vec<Message>) {
+    fn try_align(&mut self, out: &mut Vec<(usize, Message)>) {
         let Some(id) = self.pending_barrier else {
             return;
         };
@@ -125,7 +148,7 @@ impl InputGate {
             return;
         }
         self.pending_barrier = None;
-        out.push(Message::Barrier(id));
+        out.push((0, Message::Barrier(id)));
         let mut replay = Vec::new();
         for (index, input) in self.inputs.iter_mut().enumerate() {
             input.at_barrier = false;
@@ -139,15 +162,18 @@ impl InputGate {
 
 #[cfg(test)]
 mod tests {
+    use arrow::array::Int32Array;
+    use arrow::record_batch::RecordBatch;
+
     use super::*;
 
     fn wm(t: i64) -> Message {
         Message::Watermark(Watermark::EventTime(t))
     }
 
-    fn watermarks(out: &[Message]) -> Vec<Watermark> {
+    fn watermarks(out: &[(usize, Message)]) -> Vec<Watermark> {
         out.iter()
-            .filter_map(|m| match m {
+            .filter_map(|(_, m)| match m {
                 Message::Watermark(w) => Some(*w),
                 _ => None,
             })
@@ -156,7 +182,7 @@ mod tests {
 
     #[test]
     fn watermark_is_the_minimum_over_inputs_and_never_goes_back() {
-        let mut gate = InputGate::new(2);
+        let mut gate = InputGate::new(vec![0, 0]);
         let mut out = Vec::new();
         gate.accept(0, wm(10), &mut out);
         assert!(out.is_empty(), "input 1 has no watermark yet");
@@ -175,7 +201,7 @@ mod tests {
 
     #[test]
     fn idle_inputs_do_not_hold_back_the_watermark() {
-        let mut gate = InputGate::new(2);
+        let mut gate = InputGate::new(vec![0, 0]);
         let mut out = Vec::new();
         gate.accept(0, wm(100), &mut out);
         gate.accept(1, Message::Watermark(Watermark::Idle), &mut out);
@@ -192,7 +218,7 @@ mod tests {
 
     #[test]
     fn end_of_stream_of_all_inputs_emits_the_final_watermark_then_end() {
-        let mut gate = InputGate::new(2);
+        let mut gate = InputGate::new(vec![0, 0]);
         let mut out = Vec::new();
         gate.accept(0, wm(10), &mut out);
         gate.accept(0, Message::EndOfStream, &mut out);
@@ -204,12 +230,12 @@ mod tests {
             watermarks(&out),
             vec![Watermark::EventTime(7), Watermark::MAX]
         );
-        assert!(matches!(out.last(), Some(Message::EndOfStream)));
+        assert!(matches!(out.last(), Some((_, Message::EndOfStream))));
     }
 
     #[test]
     fn an_ended_input_and_an_idle_input_release_every_window() {
-        let mut gate = InputGate::new(2);
+        let mut gate = InputGate::new(vec![0, 0]);
         let mut out = Vec::new();
         gate.accept(0, wm(10), &mut out);
         gate.accept(1, Message::Watermark(Watermark::Idle), &mut out);
@@ -223,20 +249,38 @@ mod tests {
 
     #[test]
     fn barriers_are_aligned_and_later_messages_wait() {
-        let mut gate = InputGate::new(2);
+        let mut gate = InputGate::new(vec![0, 0]);
         let mut out = Vec::new();
         gate.accept(0, Message::Barrier(CheckpointId(1)), &mut out);
+        assert!(gate.is_blocked(0) && !gate.is_blocked(1));
         gate.accept(0, wm(99), &mut out);
         assert!(out.is_empty(), "input 0 is blocked behind its barrier");
         gate.accept(1, wm(1), &mut out);
         assert!(out.is_empty(), "input 0 holds the minimum at MIN");
         gate.accept(1, Message::Barrier(CheckpointId(1)), &mut out);
-        assert!(matches!(out[0], Message::Barrier(CheckpointId(1))));
+        assert!(matches!(out[0], (_, Message::Barrier(CheckpointId(1)))));
+        assert!(!gate.is_blocked(0));
         assert_eq!(watermarks(&out), vec![Watermark::EventTime(1)]);
         let barriers = out
             .iter()
-            .filter(|m| matches!(m, Message::Barrier(_)))
+            .filter(|(_, m)| matches!(m, Message::Barrier(_)))
             .count();
         assert_eq!(barriers, 1);
+    }
+
+    #[test]
+    fn batches_are_tagged_with_the_operator_input_of_their_channel() {
+        // Channels 0 and 1 feed the left input, channel 2 the right.
+        let mut gate = InputGate::new(vec![0, 0, 1]);
+        let batch = RecordBatch::try_from_iter([(
+            "a",
+            std::sync::Arc::new(Int32Array::from(vec![1])) as _,
+        )])
+        .unwrap();
+        let mut out = Vec::new();
+        gate.accept(2, Message::Batch(batch.clone()), &mut out);
+        gate.accept(1, Message::Batch(batch), &mut out);
+        let inputs: Vec<usize> = out.iter().map(|(i, _)| *i).collect();
+        assert_eq!(inputs, vec![1, 0]);
     }
 }

@@ -4,16 +4,14 @@
 //!    the predecessor's main output, that is the predecessor's only main output, and both have
 //!    the same parallelism. A chain is a head plus everything chained after it.
 //! 2. A node with parallelism P has P subtasks; subtask i runs on shard `i % shards`.
-//! 3. Every chain head that is not a source gets one bounded channel per subtask. Its inputs
-//!    are numbered: for each edge into the head, one input per upstream subtask (one in all
-//!    for a forward edge).
+//! 3. Every chain head that is not a source gets, per subtask, one bounded channel per input
+//!    channel: for each edge into the head, one per upstream subtask (one in all for a forward
+//!    edge), each tagged with the operator input (a join's left or right) its edge enters.
 //! 4. Every edge that leaves a chain becomes one router per upstream subtask, holding senders
 //!    to the downstream subtasks with their input numbers.
 //! 5. With checkpoints, each operator subtask stores its state in its shard's RocksDB store
 //!    and, when resuming, starts from the state of its key groups; each source split gets the
 //!    stored positions; each subtask reports to the coordinator under a task number.
-
-use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -93,32 +91,35 @@ pub(crate) fn build(
     let chains = chains(graph, info);
     let head_of_chain = |node: NodeId| chains.iter().position(|c| c[0] == node);
 
-    // Step 3: channels of every non-source head, and input numbering.
-    // Per chain head: the senders of each subtask's channel, and each subtask's receiver with
-    // its number of inputs.
-    let mut senders: Vec<Option<Vec<Outbox>>> = vec![None; graph.nodes.len()];
-    let mut receivers: Vec<Vec<(Inbox, usize)>> =
-        (0..graph.nodes.len()).map(|_| Vec::new()).collect();
+    // Step 3: the input channels of every non-source head: per subtask, one bounded channel
+    // per (edge, upstream subtask), numbered edge by edge, and the operator input each feeds.
+    let mut senders: Vec<Option<Vec<Vec<Outbox>>>> = vec![None; graph.nodes.len()];
+    let mut receivers: Vec<Vec<Vec<Inbox>>> = (0..graph.nodes.len()).map(|_| Vec::new()).collect();
+    let mut operator_inputs: Vec<Vec<usize>> = vec![Vec::new(); graph.nodes.len()];
     let mut input_base: Vec<usize> = vec![0; graph.edges.len()];
     for chain in &chains {
         let head = chain[0];
         if matches!(graph.nodes[head.0].kind, NodeKind::Source { .. }) {
             continue;
         }
-        let mut inputs = 0;
         for (index, edge) in graph.edges.iter().enumerate() {
             if edge.to == head {
-                input_base[index] = inputs;
-                inputs += match edge.exchange {
+                input_base[index] = operator_inputs[head.0].len();
+                let channels = match edge.exchange {
                     Exchange::Forward => 1,
                     _ => info.parallelism[edge.from.0],
                 };
+                operator_inputs[head.0].extend(std::iter::repeat_n(edge.input, channels));
             }
         }
+        let inputs = operator_inputs[head.0].len();
+        // Channel capacity is per subtask: shared by its input channels, at least 2 each.
+        let capacity = (options.channel_capacity / inputs.max(1)).max(2);
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..info.parallelism[head.0])
             .map(|_| {
-                let (tx, rx) = mpsc::channel(options.channel_capacity.max(1));
-                (tx, (rx, inputs))
+                (0..inputs)
+                    .map(|_| mpsc::channel(capacity))
+                    .unzip::<_, _, Vec<_>, Vec<_>>()
             })
             .unzip();
         senders[head.0] = Some(txs);
@@ -134,8 +135,7 @@ pub(crate) fn build(
             .expect("every edge leaving a chain enters a chain head");
         let base = input_base[edge_index];
         let channel = |target: usize, input: usize| OutputChannel {
-            tx: txs[target].clone(),
-            input: input as u32,
+            tx: txs[target][input].clone(),
         };
         let all = || {
             (0..txs.len())
@@ -147,7 +147,7 @@ pub(crate) fn build(
             Exchange::Hash(keys) => {
                 let schema = match edge.port {
                     OutputPort::Main => &info.schemas[edge.from.0],
-                    OutputPort::Late => &info.input_schemas[edge.from.0],
+                    OutputPort::Late => &info.input_schemas[edge.from.0][0],
                 };
                 let hasher = KeyHasher::new(schema, keys, options.key_groups)
                     .map_err(|e| EngineError::InvalidGraph(e.to_string()))?;
@@ -194,7 +194,7 @@ pub(crate) fn build(
                 parallelism,
                 key_groups: KeyGroupRange::for_subtask(subtask, parallelism, options.key_groups),
                 max_key_groups: options.key_groups,
-                input_schema: Arc::clone(&info.input_schemas[node.0]),
+                input_schemas: info.input_schemas[node.0].clone(),
                 late_output_connected: graph.outputs(node).any(|e| e.port == OutputPort::Late),
                 checkpointing: durability.is_some(),
                 metrics: metrics.clone(),
@@ -224,13 +224,10 @@ pub(crate) fn build(
                         control,
                     }
                 }
-                _ => {
-                    let (rx, inputs) = inboxes.next().expect("one receiver per subtask");
-                    TaskInput::Channel {
-                        rx,
-                        gate: InputGate::new(inputs),
-                    }
-                }
+                _ => TaskInput::Channel {
+                    rx: inboxes.next().expect("one set of receivers per subtask"),
+                    gate: InputGate::new(operator_inputs[head.0].clone()),
+                },
             };
 
             let mut operators = Vec::new();
@@ -276,15 +273,16 @@ pub(crate) fn build(
                             .into_iter()
                             .map(|e| routers_for(e, subtask))
                             .collect::<Result<Vec<_>, _>>()?;
-                        operators.push(OperatorSlot {
-                            name: ctx.operator_id.clone(),
-                            uid: ctx.uid.clone(),
+                        let mut slot = OperatorSlot::new(
+                            ctx.operator_id.clone(),
+                            ctx.uid.clone(),
                             operator,
-                            late_routers,
                             state,
-                            key_groups: ctx.key_groups,
-                            rows_in: metrics.counter(&ctx.operator_id, names::ROWS_IN),
-                        });
+                            ctx.key_groups,
+                            metrics.counter(&ctx.operator_id, names::ROWS_IN),
+                        );
+                        slot.late_routers = late_routers;
+                        operators.push(slot);
                     }
                     NodeKind::Sink(factory) => {
                         let ctx = context(node);

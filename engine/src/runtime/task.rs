@@ -6,16 +6,21 @@
 //! and late-row outputs cross channels, and a full channel suspends the whole chain, which is
 //! how backpressure reaches the source.
 
+use std::future::poll_fn;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow::record_batch::RecordBatch;
 
 use tokio::sync::mpsc;
 
 use crate::checkpoint::coordinator::{Event, SourceProgress};
 use crate::error::{panic_message, BoxError, EngineError};
+use crate::message::EventTimeMs;
 use crate::message::{CheckpointId, Message, Watermark};
 use crate::metrics::Counter;
-use crate::operator::{Operator, Output};
+use crate::operator::{Context, Operator, TimeDomain, Timers};
 use crate::partition::{partition_by_key, KeyGroupRange, KeyHasher};
 use crate::sink::SinkWriter;
 use crate::source::{SourceBatch, SourceReader};
@@ -24,10 +29,10 @@ use crate::time::WatermarkGenerator;
 
 use super::input::InputGate;
 
-/// The receiving end of a subtask's input channel: messages tagged with their input number.
-pub(crate) type Inbox = mpsc::Receiver<(u32, Message)>;
-/// A sending end of a subtask's input channel.
-pub(crate) type Outbox = mpsc::Sender<(u32, Message)>;
+/// The receiving end of one input channel of a subtask (one per upstream subtask and edge).
+pub(crate) type Inbox = mpsc::Receiver<Message>;
+/// The sending end of one input channel.
+pub(crate) type Outbox = mpsc::Sender<Message>;
 
 /// Commands the job sends to source subtasks.
 #[derive(Debug, Clone, Copy)]
@@ -36,12 +41,10 @@ pub(crate) enum Control {
     Barrier(CheckpointId),
 }
 
-/// The sending end of one input of a downstream subtask.
+/// The sending end of one input channel of a downstream subtask.
 #[derive(Debug, Clone)]
 pub(crate) struct OutputChannel {
     pub(crate) tx: Outbox,
-    /// Index of this channel among the downstream subtask's inputs.
-    pub(crate) input: u32,
 }
 
 /// The downstream subtask is gone: the job is stopping because something else failed.
@@ -50,10 +53,7 @@ pub(crate) struct DownstreamGone;
 
 impl OutputChannel {
     async fn send(&self, message: Message) -> Result<(), DownstreamGone> {
-        self.tx
-            .send((self.input, message))
-            .await
-            .map_err(|_| DownstreamGone)
+        self.tx.send(message).await.map_err(|_| DownstreamGone)
     }
 }
 
@@ -143,46 +143,136 @@ pub(crate) struct OperatorSlot {
     pub(crate) state: Box<dyn StateBackend>,
     pub(crate) key_groups: KeyGroupRange,
     pub(crate) rows_in: Counter,
+    pub(crate) timers: Timers,
+    /// Whether `open` has run.
+    pub(crate) opened: bool,
+    /// The last input watermark.
+    pub(crate) watermark: Option<EventTimeMs>,
+    /// The last watermark forwarded (lower than the input's while the operator holds it).
+    pub(crate) forwarded: Option<EventTimeMs>,
+}
+
+/// What one call into an operator is about.
+enum Call {
+    Open,
+    Batch(RecordBatch),
+    Timer(TimeDomain, i64),
+    Watermark(EventTimeMs),
+    Snapshot,
 }
 
 impl OperatorSlot {
-    /// Runs one message through the operator; results go to `next`, late rows and control
-    /// messages for the late-row output to `late`.
+    pub(crate) fn new(
+        name: String,
+        uid: String,
+        operator: Box<dyn Operator>,
+        state: Box<dyn StateBackend>,
+        key_groups: KeyGroupRange,
+        rows_in: Counter,
+    ) -> Self {
+        OperatorSlot {
+            name,
+            uid,
+            operator,
+            late_routers: Vec::new(),
+            state,
+            key_groups,
+            rows_in,
+            timers: Timers::default(),
+            opened: false,
+            watermark: None,
+            forwarded: None,
+        }
+    }
+
+    /// Makes one call into the operator with a fresh context; what it emits goes to `next`
+    /// and `late`. Returns the watermark the operator held back to, if it did.
+    fn call(
+        &mut self,
+        call: Call,
+        input: usize,
+        subtask: usize,
+        next: &mut Vec<Message>,
+        late: &mut Vec<Message>,
+    ) -> Result<Option<EventTimeMs>, EngineError> {
+        let operator = &mut self.operator;
+        let state = OperatorState::new(self.state.as_mut(), &self.uid, self.key_groups);
+        let mut ctx = Context::new(input, self.watermark, self.key_groups, &mut self.timers)
+            .with_state(state);
+        let result = guarded(&self.name, subtask, || match call {
+            Call::Open => operator.open(&mut ctx),
+            Call::Batch(batch) => operator.process_batch(batch, &mut ctx),
+            Call::Timer(domain, time) => operator.on_timer(domain, time, &mut ctx),
+            Call::Watermark(t) => operator.on_watermark(t, &mut ctx),
+            Call::Snapshot => match ctx.state() {
+                Some(state) => operator.snapshot_state(state),
+                None => Ok(()),
+            },
+        })?;
+        result.map_err(|e| EngineError::operator(&self.name, subtask, e))?;
+        next.extend(ctx.batches.drain(..).map(Message::Batch));
+        late.extend(ctx.late.drain(..).map(Message::Batch));
+        Ok(ctx.held())
+    }
+
+    /// Runs one message from operator input `input` through the operator; results go to
+    /// `next`, late rows and control messages for the late-row output to `late`.
     fn handle(
         &mut self,
         message: Message,
+        input: usize,
         subtask: usize,
         next: &mut Vec<Message>,
         late: &mut Vec<Message>,
     ) -> Result<(), EngineError> {
-        let mut out = Output::default();
-        let operator = &mut self.operator;
-        let result: Result<(), BoxError> = match &message {
+        if !self.opened {
+            self.opened = true;
+            self.call(Call::Open, 0, subtask, next, late)?;
+        }
+        let forward = match message {
             Message::Batch(batch) => {
                 self.rows_in.add(batch.num_rows() as u64);
-                let batch = batch.clone();
-                guarded(&self.name, subtask, || {
-                    operator.process_batch(batch, &mut out)
-                })?
+                self.call(Call::Batch(batch), input, subtask, next, late)?;
+                return Ok(());
             }
             Message::Watermark(Watermark::EventTime(t)) => {
-                let t = *t;
-                guarded(&self.name, subtask, || operator.on_watermark(t, &mut out))?
+                self.watermark = Some(t);
+                while let Some(time) = self.timers.pop_due(TimeDomain::EventTime, t) {
+                    let call = Call::Timer(TimeDomain::EventTime, time);
+                    self.call(call, 0, subtask, next, late)?;
+                }
+                let held = self.call(Call::Watermark(t), 0, subtask, next, late)?;
+                let forwarded = held.map_or(t, |h| h.min(t));
+                if self.forwarded.is_some_and(|f| f >= forwarded) {
+                    return Ok(());
+                }
+                self.forwarded = Some(forwarded);
+                Message::Watermark(Watermark::EventTime(forwarded))
             }
-            Message::Barrier(_) => {
-                let mut state = OperatorState::new(self.state.as_mut(), &self.uid, self.key_groups);
-                guarded(&self.name, subtask, || operator.snapshot_state(&mut state))?
+            Message::Barrier(id) => {
+                self.call(Call::Snapshot, 0, subtask, next, late)?;
+                Message::Barrier(id)
             }
-            Message::Watermark(Watermark::Idle) | Message::EndOfStream => Ok(()),
+            message @ (Message::Watermark(Watermark::Idle) | Message::EndOfStream) => message,
         };
-        result.map_err(|e| EngineError::operator(&self.name, subtask, e))?;
-        next.extend(out.batches.drain(..).map(Message::Batch));
-        late.extend(out.late.drain(..).map(Message::Batch));
-        if !matches!(message, Message::Batch(_)) {
-            next.push(message.clone());
-            if !self.late_routers.is_empty() {
-                late.push(message);
-            }
+        next.push(forward.clone());
+        if !self.late_routers.is_empty() {
+            late.push(forward);
+        }
+        Ok(())
+    }
+
+    /// Fires the processing-time timers due at `now` (ms since the epoch).
+    fn fire_processing_timers(
+        &mut self,
+        now: i64,
+        subtask: usize,
+        next: &mut Vec<Message>,
+        late: &mut Vec<Message>,
+    ) -> Result<(), EngineError> {
+        while let Some(time) = self.timers.pop_due(TimeDomain::ProcessingTime, now) {
+            let call = Call::Timer(TimeDomain::ProcessingTime, time);
+            self.call(call, 0, subtask, next, late)?;
         }
         Ok(())
     }
@@ -244,17 +334,37 @@ pub(crate) struct Chain {
 impl Chain {
     /// Pushes one message through every operator and out of the tail.
     async fn push(&mut self, message: Message) -> Result<(), PushError> {
-        let subtask = self.subtask;
+        self.push_input(0, message).await
+    }
+
+    /// Pushes one message that arrived on input `input` of the chain's first operator.
+    async fn push_input(&mut self, input: usize, message: Message) -> Result<(), PushError> {
         let barrier = match &message {
             Message::Barrier(id) => Some(*id),
             _ => None,
         };
-        let mut current = vec![message];
+        self.push_from(0, input, vec![message]).await?;
+        if let Some(id) = barrier {
+            self.acknowledge(id);
+        }
+        Ok(())
+    }
+
+    /// Runs `messages` (for input `input` of operator `start`) through operators `start..` and
+    /// out of the tail.
+    async fn push_from(
+        &mut self,
+        start: usize,
+        input: usize,
+        mut current: Vec<Message>,
+    ) -> Result<(), PushError> {
+        let subtask = self.subtask;
         let mut late = Vec::new();
-        for slot in &mut self.operators {
+        for (index, slot) in self.operators.iter_mut().enumerate().skip(start) {
+            let input = if index == start { input } else { 0 };
             let mut next = Vec::with_capacity(current.len());
             for message in current {
-                slot.handle(message, subtask, &mut next, &mut late)
+                slot.handle(message, input, subtask, &mut next, &mut late)
                     .map_err(PushError::Failed)?;
             }
             for message in late.drain(..) {
@@ -265,8 +375,32 @@ impl Chain {
         for message in current {
             self.deliver(message).await?;
         }
-        if let Some(id) = barrier {
-            self.acknowledge(id);
+        Ok(())
+    }
+
+    /// The earliest processing-time timer of the chain's operators (ms since the epoch).
+    fn next_processing_timer(&self) -> Option<i64> {
+        self.operators
+            .iter()
+            .filter_map(|slot| slot.timers.next_processing_time())
+            .min()
+    }
+
+    /// Fires every processing-time timer due now, operator by operator; what a timer emits
+    /// goes through the operators after it.
+    async fn fire_processing_timers(&mut self) -> Result<(), PushError> {
+        let now = now_ms();
+        for index in 0..self.operators.len() {
+            let (mut next, mut late) = (Vec::new(), Vec::new());
+            let slot = &mut self.operators[index];
+            slot.fire_processing_timers(now, self.subtask, &mut next, &mut late)
+                .map_err(PushError::Failed)?;
+            for message in late {
+                send_all(&mut slot.late_routers, message, &slot.name, self.subtask).await?;
+            }
+            if !next.is_empty() {
+                self.push_from(index + 1, 0, next).await?;
+            }
         }
         Ok(())
     }
@@ -328,7 +462,8 @@ pub(crate) enum TaskInput {
         control: mpsc::UnboundedReceiver<Control>,
     },
     Channel {
-        rx: Inbox,
+        /// One receiver per input channel, in the gate's numbering.
+        rx: Vec<Inbox>,
         gate: InputGate,
     },
 }
@@ -412,6 +547,10 @@ async fn run_source(
             tokio::pin!(idle);
             let mut marked_idle = false;
             loop {
+                // Processing-time timers of the chain's operators (a year stands for none).
+                let timer_wait = chain.next_processing_timer().map_or(idle_after, |due| {
+                    Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64)
+                });
                 tokio::select! {
                     biased;
                     command = control.recv(), if control_open => match command {
@@ -424,6 +563,7 @@ async fn run_source(
                         marked_idle = true;
                         chain.push(Message::Watermark(Watermark::Idle)).await?;
                     }
+                    () = tokio::time::sleep(timer_wait) => chain.fire_processing_timers().await?,
                 }
             }
         };
@@ -465,21 +605,70 @@ async fn run_source(
 }
 
 /// Feeds the chain from its input channels through the gate until every input has ended.
+/// A channel blocked at a barrier is not read until the barrier is aligned (its messages wait
+/// in the channel, whose capacity bounds them), and processing-time timers wake the subtask.
 async fn run_channel(
-    mut rx: Inbox,
+    mut rx: Vec<Inbox>,
     mut gate: InputGate,
     chain: &mut Chain,
 ) -> Result<(), PushError> {
     let mut ready = Vec::new();
-    while let Some((input, message)) = rx.recv().await {
-        gate.accept(input as usize, message, &mut ready);
-        for message in ready.drain(..) {
-            chain.push(message).await?;
-        }
-        if gate.is_finished() {
-            return Ok(());
+    let mut next_channel = 0;
+    let mut closed = vec![false; rx.len()];
+    loop {
+        let received = {
+            let receive = poll_fn(|cx| {
+                let n = rx.len();
+                for offset in 0..n {
+                    let channel = (next_channel + offset) % n;
+                    if closed[channel] || gate.is_blocked(channel) {
+                        continue;
+                    }
+                    match rx[channel].poll_recv(cx) {
+                        Poll::Ready(Some(message)) => {
+                            next_channel = (channel + 1) % n;
+                            return Poll::Ready(Some((channel, message)));
+                        }
+                        Poll::Ready(None) => closed[channel] = true,
+                        Poll::Pending => {}
+                    }
+                }
+                if closed.iter().all(|c| *c) {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            });
+            match chain.next_processing_timer() {
+                Some(due) => {
+                    let wait = Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64);
+                    tokio::select! {
+                        received = receive => received.map(Some),
+                        () = tokio::time::sleep(wait) => Some(None),
+                    }
+                }
+                None => receive.await.map(Some),
+            }
+        };
+        match received {
+            // Every sender is gone without end-of-stream: the job is stopping.
+            None => return Err(PushError::DownstreamGone),
+            Some(None) => chain.fire_processing_timers().await?,
+            Some(Some((channel, message))) => {
+                gate.accept(channel, message, &mut ready);
+                for (input, message) in ready.drain(..) {
+                    chain.push_input(input, message).await?;
+                }
+                if gate.is_finished() {
+                    return Ok(());
+                }
+            }
         }
     }
-    // Every sender is gone without end-of-stream: the job is stopping.
-    Err(PushError::DownstreamGone)
+}
+
+/// The wall clock in ms since the Unix epoch (processing time).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

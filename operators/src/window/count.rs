@@ -9,7 +9,7 @@
 //! `open/<key group> = encode(0, rows)`.
 
 use arrow::record_batch::RecordBatch;
-use weir_engine::operator::{Operator, Output};
+use weir_engine::operator::{Context, Operator};
 use weir_engine::state::OperatorState;
 use weir_engine::BoxError;
 
@@ -71,7 +71,7 @@ impl CountWindowOperator {
 }
 
 impl Operator for CountWindowOperator {
-    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), BoxError> {
+    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         let full = self.append(batch)?;
         if full.is_empty() {
             return Ok(());
@@ -85,7 +85,7 @@ impl Operator for CountWindowOperator {
         let (keys, values) = self
             .core
             .aggregate_buffered(buffer, &rows, &groups, first_rows)?;
-        out.emit(self.core.output(None, keys, values)?);
+        ctx.emit(self.core.output(None, keys, values)?);
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 //! - [`session::SessionWindowOperator`] for session windows (rows buffered per session);
 //! - [`count::CountWindowOperator`] for count windows (DSL only).
 //!
-//! Output: one batch per fire with `window_start`, `window_end` (TIMESTAMP(3); absent for count
+//! Context: one batch per fire with `window_start`, `window_end` (TIMESTAMP(3); absent for count
 //! windows), the key columns, then one column per aggregate.
 //!
 //! Timing follows Flink: a window `[start, end)` fires when the watermark reaches `end - 1`.
@@ -29,9 +29,10 @@ use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use arrow::row::Rows;
 use datafusion_expr::Expr;
+use weir_engine::changelog::ChangelogMode;
 use weir_engine::message::EventTimeMs;
 use weir_engine::metrics::{names, Counter};
-use weir_engine::operator::{Operator, OperatorFactory, Output, SubtaskContext};
+use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::{KeyGroup, KeyHasher};
 use weir_engine::state::OperatorState;
 use weir_engine::BoxError;
@@ -165,7 +166,19 @@ impl WindowAggregateFactory {
 }
 
 impl OperatorFactory for WindowAggregateFactory {
-    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, BoxError> {
+    /// Windows aggregate append-only rows; their output is append-only.
+    fn output_changelog(&self, inputs: &[ChangelogMode]) -> Result<ChangelogMode, BoxError> {
+        if !inputs[0].is_insert_only() {
+            return Err(Box::new(OperatorError::Plan(format!(
+                "a window aggregation cannot take an updating input ({})",
+                inputs[0].describe()
+            ))));
+        }
+        Ok(ChangelogMode::InsertOnly)
+    }
+
+    fn output_schema(&self, inputs: &[SchemaRef]) -> Result<SchemaRef, BoxError> {
+        let input = &inputs[0];
         Ok(WindowPlan::new(&self.config, input)?.output_schema)
     }
 
@@ -190,7 +203,7 @@ impl OperatorFactory for WindowAggregateFactory {
     }
 
     fn create(&self, context: &SubtaskContext) -> Result<Box<dyn Operator>, BoxError> {
-        let plan = WindowPlan::new(&self.config, &context.input_schema)?;
+        let plan = WindowPlan::new(&self.config, context.input_schema())?;
         let core = WindowCore::new(plan, context)?;
         Ok(match self.config.window {
             WindowSpec::Session { gap_ms } => {
@@ -485,14 +498,14 @@ impl WindowCore {
         &self,
         batch: &RecordBatch,
         late: Vec<u32>,
-        out: &mut Output,
+        ctx: &mut Context<'_>,
     ) -> Result<()> {
         if late.is_empty() {
             return Ok(());
         }
         if self.late_connected {
             self.late_side_output.add(late.len() as u64);
-            out.emit_late(take_record_batch(batch, &UInt32Array::from(late))?);
+            ctx.emit_late(take_record_batch(batch, &UInt32Array::from(late))?);
         } else {
             self.late_dropped.add(late.len() as u64);
         }

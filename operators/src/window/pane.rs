@@ -26,7 +26,7 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::Rows;
 use weir_engine::message::EventTimeMs;
-use weir_engine::operator::{Operator, Output};
+use weir_engine::operator::{Context, Operator};
 use weir_engine::state::OperatorState;
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
@@ -234,7 +234,7 @@ impl PaneWindowOperator {
         Ok(())
     }
 
-    fn fire(&mut self, start: i64, end: i64, out: &mut Output) -> Result<()> {
+    fn fire(&mut self, start: i64, end: i64, ctx: &mut Context<'_>) -> Result<()> {
         let pane_starts: Vec<i64> = self.panes.range(start..end).map(|(p, _)| *p).collect();
         let bounds = |n: usize| Some((vec![start; n], vec![end; n]));
         // A tumbling window owns its only pane: evaluate it directly.
@@ -246,7 +246,7 @@ impl PaneWindowOperator {
                     self.groups_hint = live.groups.len();
                     let keys = self.core.group_keys(&live.groups)?;
                     let values = live.accumulators.evaluate()?;
-                    out.emit(self.core.output(bounds(live.groups.len()), keys, values)?);
+                    ctx.emit(self.core.output(bounds(live.groups.len()), keys, values)?);
                     return Ok(());
                 }
             }
@@ -276,13 +276,13 @@ impl PaneWindowOperator {
         }
         let keys = self.core.group_keys(&groups)?;
         let values = accumulators.evaluate()?;
-        out.emit(self.core.output(bounds(groups.len()), keys, values)?);
+        ctx.emit(self.core.output(bounds(groups.len()), keys, values)?);
         Ok(())
     }
 }
 
 impl Operator for PaneWindowOperator {
-    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), BoxError> {
+    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         let time_column = self
             .core
             .plan
@@ -320,11 +320,15 @@ impl Operator for PaneWindowOperator {
             }
         }
         late.sort_unstable();
-        self.core.late_rows(&batch, late, out)?;
+        self.core.late_rows(&batch, late, ctx)?;
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: EventTimeMs, out: &mut Output) -> Result<(), BoxError> {
+    fn on_watermark(
+        &mut self,
+        watermark: EventTimeMs,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), BoxError> {
         let watermark = self.watermark.map_or(watermark, |w| w.max(watermark));
         self.watermark = Some(watermark);
         while let Some(&(end, start)) = self.pending.first() {
@@ -332,7 +336,7 @@ impl Operator for PaneWindowOperator {
                 break;
             }
             self.pending.pop_first();
-            self.fire(start, end, out)?;
+            self.fire(start, end, ctx)?;
         }
         let assigner = self.assigner;
         self.panes

@@ -18,7 +18,7 @@ use arrow::array::{ArrayRef, AsArray, Int64Array};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use arrow::record_batch::RecordBatch;
 use weir_engine::message::EventTimeMs;
-use weir_engine::operator::{Operator, Output};
+use weir_engine::operator::{Context, Operator};
 use weir_engine::state::OperatorState;
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
@@ -117,7 +117,7 @@ impl SessionWindowOperator {
 }
 
 impl Operator for SessionWindowOperator {
-    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), BoxError> {
+    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         let time_column = self
             .core
             .plan
@@ -143,12 +143,16 @@ impl Operator for SessionWindowOperator {
             }
         }
         let kept = batch.num_rows() - late.len();
-        self.core.late_rows(&batch, late, out)?;
+        self.core.late_rows(&batch, late, ctx)?;
         self.buffer(&batch).add(batch, kept);
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: EventTimeMs, out: &mut Output) -> Result<(), BoxError> {
+    fn on_watermark(
+        &mut self,
+        watermark: EventTimeMs,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), BoxError> {
         self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
         let mut starts = Vec::new();
         let mut ends = Vec::new();
@@ -177,7 +181,7 @@ impl Operator for SessionWindowOperator {
         let (keys, values) =
             self.core
                 .aggregate_buffered(buffer, &rows, &self.scratch, first_rows)?;
-        out.emit(self.core.output(Some((starts, ends)), keys, values)?);
+        ctx.emit(self.core.output(Some((starts, ends)), keys, values)?);
         Ok(())
     }
 
