@@ -2,7 +2,8 @@
 //!
 //! `Pipeline::new(name).source(..)` gives a [`Stream`]; streams filter, project and map batches;
 //! `key_by` gives a [`KeyedStream`]; `window` gives a [`WindowedStream`]; `aggregate` gives a
-//! [`Stream`] of window results again; `sink` ends a branch and returns a [`Job`] that can be
+//! [`Stream`] of window results again; two keyed streams `join` into [`JoinedStreams`], which
+//! `between` makes an interval join; `sink` ends a branch and returns a [`Job`] that can be
 //! run, started or explained. The type of each step only offers what is valid there (no
 //! `aggregate` without a window, no window without a stream); what depends on column names and
 //! types is checked when the graph is validated, before anything runs, with an error that
@@ -28,6 +29,8 @@ use weir_engine::source::SourceFactory;
 use weir_engine::time::WatermarkStrategy;
 use weir_engine::{BoxError, EngineError};
 use weir_operators::filter::{FilterFactory, Predicate};
+use weir_operators::join::interval::IntervalJoinFactory;
+use weir_operators::join::{JoinSpec, JoinType};
 use weir_operators::project::{MapFactory, ProjectFactory};
 use weir_operators::window::{WindowAggregateConfig, WindowAggregateFactory, WindowSpec};
 
@@ -291,6 +294,18 @@ pub struct KeyedStream {
 }
 
 impl KeyedStream {
+    /// Joins this stream (left) with `other` (right) on their keys, paired in order: `left.k1
+    /// = right.k1`, ... Choose the kind with [`JoinedStreams::kind`] and the join with
+    /// [`JoinedStreams::between`] (an interval join).
+    pub fn join(&self, other: &KeyedStream) -> JoinedStreams {
+        JoinedStreams {
+            left: self.clone(),
+            right: other.clone(),
+            join_type: JoinType::Inner,
+            filter: None,
+        }
+    }
+
     /// Groups each key's rows into windows.
     pub fn window(&self, window: WindowSpec) -> WindowedStream {
         WindowedStream {
@@ -299,6 +314,81 @@ impl KeyedStream {
             window,
             late_sink: None,
         }
+    }
+}
+
+/// Two keyed streams waiting for how to join them.
+#[derive(Clone)]
+pub struct JoinedStreams {
+    left: KeyedStream,
+    right: KeyedStream,
+    join_type: JoinType,
+    filter: Option<Expr>,
+}
+
+impl JoinedStreams {
+    /// Inner (the default), left, right or full outer.
+    pub fn kind(mut self, join_type: JoinType) -> Self {
+        self.join_type = join_type;
+        self
+    }
+
+    /// A further condition on the joined row (columns of both sides by name).
+    pub fn filter(mut self, predicate: Expr) -> Self {
+        self.filter = Some(predicate);
+        self
+    }
+
+    /// Interval join, as Flink's DataStream `intervalJoin(..).between(lower, upper)`: a right
+    /// row matches a left row when `left.time + lower_ms <= right.time <= left.time +
+    /// upper_ms`, times being each stream's event-time column. Output: the left columns, then
+    /// the right ones (names must differ), append-only.
+    pub fn between(&self, lower_ms: i64, upper_ms: i64) -> Stream {
+        let times = [&self.left.stream, &self.right.stream].map(|s| s.event_time.clone());
+        let [Some(left_time), Some(right_time)] = times else {
+            return self.fail(
+                "an interval join needs an event-time column on both sides: call .watermark(column, delay) or .event_time(column)",
+            );
+        };
+        let spec = JoinSpec {
+            join_type: self.join_type,
+            left_keys: self.left.keys.clone(),
+            right_keys: self.right.keys.clone(),
+            filter: self.filter.clone(),
+        };
+        // Flink's DataStream bounds are on right - left; the operator's on left - right.
+        match IntervalJoinFactory::new(spec, left_time, right_time, -upper_ms, -lower_ms) {
+            Ok(factory) => self.connect("interval-join", Arc::new(factory)),
+            Err(e) => self.fail(&e.to_string()),
+        }
+    }
+
+    /// Adds the join node fed by both streams, each behind a hash exchange on its keys.
+    fn connect(&self, base: &str, factory: Arc<dyn OperatorFactory>) -> Stream {
+        let left = &self.left.stream;
+        let mut builder = left.builder.borrow_mut();
+        let name = builder.unique_name(base);
+        let node = builder.graph.add_operator(name, factory);
+        for (input, side) in [&self.left, &self.right].into_iter().enumerate() {
+            let exchange = Exchange::Hash(side.keys.clone());
+            builder
+                .graph
+                .connect_input(side.stream.node, node, input, exchange);
+        }
+        Stream {
+            builder: Rc::clone(&left.builder),
+            node,
+            port: OutputPort::Main,
+            event_time: None,
+            next_exchange: None,
+        }
+    }
+
+    /// Records a build error; the returned stream is the left one, so building can go on.
+    fn fail(&self, message: &str) -> Stream {
+        let stream = self.left.stream.clone();
+        stream.builder.borrow_mut().errors.push(message.to_string());
+        stream
     }
 }
 

@@ -26,7 +26,7 @@
 
 pub mod dsl;
 
-pub use dsl::{Job, KeyedStream, Pipeline, Stream, WeirError, WindowedStream};
+pub use dsl::{Job, JoinedStreams, KeyedStream, Pipeline, Stream, WeirError, WindowedStream};
 pub use weir_connectors as connectors;
 pub use weir_engine as engine;
 pub use weir_operators as operators;
@@ -34,7 +34,9 @@ pub use weir_sql as sql;
 
 /// Everything a DSL pipeline usually needs.
 pub mod prelude {
-    pub use crate::dsl::{Job, KeyedStream, Pipeline, Stream, WeirError, WindowedStream};
+    pub use crate::dsl::{
+        Job, JoinedStreams, KeyedStream, Pipeline, Stream, WeirError, WindowedStream,
+    };
     pub use datafusion_common::ScalarValue;
     pub use datafusion_expr::{
         col, create_udaf, lit, Accumulator, AggregateUDF, Expr, ExprFunctionExt, Volatility,
@@ -49,5 +51,6 @@ pub mod prelude {
     pub use weir_connectors::memory::MemorySource;
     pub use weir_connectors::print::{PrintFormat, PrintSink};
     pub use weir_engine::runtime::{JobHandle, JobResult, RunOptions};
+    pub use weir_operators::join::JoinType;
     pub use weir_operators::window::WindowSpec as Window;
 }

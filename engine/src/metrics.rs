@@ -27,6 +27,9 @@ pub mod names {
     pub const LATE_ROWS_DROPPED: &str = "late_rows_dropped";
     /// Late rows sent to the late-row side output instead.
     pub const LATE_ROWS_SIDE_OUTPUT: &str = "late_rows_side_output";
+    /// Rows an interval join received after the watermark had passed the last time a later
+    /// row of the other side could match them: joined with the kept rows, not kept themselves.
+    pub const LATE_ROWS_JOINED: &str = "late_rows_joined";
     /// Rows an operator received.
     pub const ROWS_IN: &str = "rows_in";
     /// Rows a sink received.

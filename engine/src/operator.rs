@@ -192,7 +192,8 @@ impl<'a> Context<'a> {
         self.hold = Some(self.hold.map_or(time, |h| h.min(time)));
     }
 
-    pub(crate) fn held(&self) -> Option<EventTimeMs> {
+    /// The watermark hold set during this call, if any (the runtime forwards at most this).
+    pub fn held(&self) -> Option<EventTimeMs> {
         self.hold
     }
 

@@ -4,7 +4,7 @@
 //! [`project::MapFactory`]) evaluate DataFusion physical expressions or Rust closures over whole
 //! Arrow batches. Window operators ([`window::WindowAggregateFactory`]) group rows by key and
 //! event-time window (tumbling, hopping, cumulating, session) or by count, and aggregate them
-//! with DataFusion's vectorised `GroupsAccumulator`s.
+//! with DataFusion's vectorised `GroupsAccumulator`s. Joins ([`join`]) have two inputs.
 //!
 //! Every operator here implements the engine's `Operator` trait and is created through an
 //! `OperatorFactory`, which the DSL and the SQL planner both use. This crate knows nothing of
@@ -16,6 +16,7 @@ pub mod error;
 pub mod expr;
 pub mod filter;
 pub mod group_index;
+pub mod join;
 pub mod project;
 pub mod row_buffer;
 pub mod state_codec;

@@ -1,0 +1,571 @@
+//! Interval join, as Flink's (`RowTimeIntervalJoin`): rows of both sides with equal keys whose
+//! event times satisfy `lower <= left.time - right.time <= upper` (SQL: `l.ts BETWEEN r.ts -
+//! INTERVAL .. AND r.ts + INTERVAL ..`, or `>`/`<` forms made inclusive by the planner).
+//!
+//! A row arriving on one side joins the kept rows of the other side within its bounds, then is
+//! kept while a later row of the other side could still match it: a left row until the
+//! watermark reaches `time - lower`, a right row until `time + upper`. A row that arrives when
+//! the watermark has passed that point is joined with what is kept but not kept itself (Flink's
+//! rule), and counted in `late_rows_joined`. In an outer join an unmatched row is emitted
+//! padded with NULLs when it expires (or at once, if it is not kept). The output is append-only
+//! and keeps both time columns; the forwarded watermark is held back by `max(-lower, upper)`
+//! so that the padded rows, which are that much older than the watermark that releases them,
+//! are not late for a window downstream (Flink's `KeyedCoProcessOperatorWithWatermarkDelay`).
+//!
+//! State: each side's kept rows per key group, with their matched flag, as Arrow IPC.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use weir_engine::changelog::ChangelogMode;
+use weir_engine::message::EventTimeMs;
+use weir_engine::metrics::{names, Counter};
+use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
+use weir_engine::partition::KeyHasher;
+use weir_engine::state::OperatorState;
+use weir_engine::time::event_times_ms;
+use weir_engine::BoxError;
+
+use super::store::{NewRow, SideStore};
+use super::{key_is_null, JoinPlan, JoinSpec, Side, JOIN_INPUTS};
+use crate::error::{OperatorError, Result};
+use crate::row_buffer::RowRef;
+use crate::state_codec::{decode, encode, split_by_key_group};
+
+/// Describes an interval join: the equi-join, each side's time column, and the bounds (ms,
+/// inclusive) of `left.time - right.time`.
+#[derive(Debug, Clone)]
+pub struct IntervalJoinFactory {
+    spec: JoinSpec,
+    time_columns: [String; 2],
+    lower: i64,
+    upper: i64,
+}
+
+impl IntervalJoinFactory {
+    /// Errors if `lower > upper` (no pair could ever match).
+    pub fn new(
+        spec: JoinSpec,
+        left_time: impl Into<String>,
+        right_time: impl Into<String>,
+        lower: i64,
+        upper: i64,
+    ) -> Result<Self> {
+        if lower > upper {
+            return Err(OperatorError::Plan(format!(
+                "the interval join's bounds are empty: left time - right time must be at least {lower} ms and at most {upper} ms"
+            )));
+        }
+        Ok(IntervalJoinFactory {
+            spec,
+            time_columns: [left_time.into(), right_time.into()],
+            lower,
+            upper,
+        })
+    }
+
+    /// How far the forwarded watermark is held back (ms).
+    pub fn watermark_delay(&self) -> i64 {
+        (-self.lower).max(self.upper).max(0)
+    }
+
+    fn plan(&self, inputs: &[SchemaRef]) -> Result<(JoinPlan, [usize; 2])> {
+        let plan = self.spec.plan(&inputs[0], &inputs[1])?;
+        let mut columns = [0; 2];
+        for side in [Side::Left, Side::Right] {
+            let name = &self.time_columns[side as usize];
+            let schema = plan.schema(side);
+            let index = schema.index_of(name).map_err(|_| {
+                OperatorError::Plan(format!(
+                    "time column '{name}' is not a column of the {} input ({})",
+                    side.name(),
+                    weir_engine::graph::column_list(schema)
+                ))
+            })?;
+            if !matches!(
+                schema.field(index).data_type(),
+                DataType::Timestamp(_, _) | DataType::Int64
+            ) {
+                return Err(OperatorError::Plan(format!(
+                    "time column '{name}' of the interval join has type {}, not TIMESTAMP",
+                    schema.field(index).data_type()
+                )));
+            }
+            columns[side as usize] = index;
+        }
+        Ok((plan, columns))
+    }
+}
+
+impl OperatorFactory for IntervalJoinFactory {
+    fn inputs(&self) -> &'static [&'static str] {
+        JOIN_INPUTS
+    }
+
+    fn output_schema(&self, inputs: &[SchemaRef]) -> std::result::Result<SchemaRef, BoxError> {
+        Ok(Arc::clone(&self.plan(inputs)?.0.output))
+    }
+
+    fn output_changelog(
+        &self,
+        inputs: &[ChangelogMode],
+    ) -> std::result::Result<ChangelogMode, BoxError> {
+        if inputs.iter().any(|m| !m.is_insert_only()) {
+            return Err(Box::new(OperatorError::Plan(
+                "an interval join takes append-only inputs; one of its inputs is an updating result".into(),
+            )));
+        }
+        Ok(ChangelogMode::InsertOnly)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "interval join {} AND left.{} - right.{} BETWEEN {} ms AND {} ms",
+            self.spec.describe(),
+            self.time_columns[0],
+            self.time_columns[1],
+            self.lower,
+            self.upper
+        )
+    }
+
+    fn create(&self, context: &SubtaskContext) -> std::result::Result<Box<dyn Operator>, BoxError> {
+        let (plan, time_columns) = self.plan(&context.input_schemas)?;
+        let hasher = |side: Side| {
+            KeyHasher::new(
+                plan.schema(side),
+                match side {
+                    Side::Left => &self.spec.left_keys,
+                    Side::Right => &self.spec.right_keys,
+                },
+                context.max_key_groups,
+            )
+        };
+        let state_schema = |side: Side| {
+            let mut fields: Vec<_> = plan.schema(side).fields().iter().cloned().collect();
+            fields.push(Arc::new(Field::new(MATCHED, DataType::Boolean, false)));
+            Arc::new(Schema::new(fields))
+        };
+        Ok(Box::new(IntervalJoin {
+            hashers: [hasher(Side::Left)?, hasher(Side::Right)?],
+            stores: [
+                SideStore::new(Arc::clone(&plan.left)),
+                SideStore::new(Arc::clone(&plan.right)),
+            ],
+            state_schemas: [state_schema(Side::Left), state_schema(Side::Right)],
+            keeps_unmatched: [
+                self.spec.join_type.keeps_unmatched(Side::Left),
+                self.spec.join_type.keeps_unmatched(Side::Right),
+            ],
+            plan,
+            time_columns,
+            lower: self.lower,
+            upper: self.upper,
+            delay: self.watermark_delay(),
+            watermark: None,
+            late_rows: context
+                .metrics
+                .counter(&context.operator_id, names::LATE_ROWS_JOINED),
+        }))
+    }
+}
+
+/// Name of the matched flag in snapshots.
+const MATCHED: &str = "$matched";
+
+/// One subtask of an interval join.
+pub struct IntervalJoin {
+    plan: JoinPlan,
+    time_columns: [usize; 2],
+    lower: i64,
+    upper: i64,
+    delay: i64,
+    hashers: [KeyHasher; 2],
+    stores: [SideStore; 2],
+    state_schemas: [SchemaRef; 2],
+    keeps_unmatched: [bool; 2],
+    watermark: Option<EventTimeMs>,
+    late_rows: Counter,
+}
+
+impl IntervalJoin {
+    /// The encoded join key of every row of `batch` (of `side`).
+    fn keys(&self, side: Side, batch: &RecordBatch) -> Result<Vec<Box<[u8]>>> {
+        if self.plan.keys[side as usize].is_empty() {
+            return Ok(vec![Box::default(); batch.num_rows()]);
+        }
+        let rows = self.hashers[side as usize].rows(batch)?;
+        Ok(rows.iter().map(|r| Box::from(r.as_ref())).collect())
+    }
+
+    /// The times of the other side's rows that a row of `side` at `time` matches.
+    fn bounds(&self, side: Side, time: i64) -> (i64, i64) {
+        match side {
+            Side::Left => (
+                time.saturating_sub(self.upper),
+                time.saturating_sub(self.lower),
+            ),
+            Side::Right => (
+                time.saturating_add(self.lower),
+                time.saturating_add(self.upper),
+            ),
+        }
+    }
+
+    /// The watermark at or past which a row of `side` at `time` can match nothing more.
+    fn expiry(&self, side: Side, time: i64) -> i64 {
+        match side {
+            Side::Left => time.saturating_sub(self.lower),
+            Side::Right => time.saturating_add(self.upper),
+        }
+    }
+
+    /// Joins `batch` of `side` with the other side's kept rows, keeps what can still match,
+    /// and pads what an outer join must emit now.
+    fn process(&mut self, side: Side, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<()> {
+        let times = event_times_ms(&batch, self.time_columns[side as usize])?;
+        let keys = self.keys(side, &batch)?;
+        let own_keys = &self.plan.keys[side as usize];
+        // Candidate pairs: (row of the batch, index of the kept row under its key, kept row).
+        let mut own_rows: Vec<u32> = Vec::new();
+        let mut positions: Vec<usize> = Vec::new();
+        let mut other_rows: Vec<RowRef> = Vec::new();
+        let other = &self.stores[side.other() as usize];
+        for (i, key) in keys.iter().enumerate() {
+            if key_is_null(&batch, own_keys, i) {
+                continue;
+            }
+            let (low, high) = self.bounds(side, times[i]);
+            for (position, entry) in other.get(key).iter().enumerate() {
+                if entry.time >= low && entry.time <= high {
+                    own_rows.push(i as u32);
+                    positions.push(position);
+                    other_rows.push(entry.row);
+                }
+            }
+        }
+        let mut matched = vec![false; batch.num_rows()];
+        if !own_rows.is_empty() {
+            let own = take_record_batch(&batch, &UInt32Array::from(own_rows.clone()))?;
+            let kept = other.gather(&other_rows)?;
+            let (joined, mask) = match side {
+                Side::Left => self.plan.pairs(&own, &kept)?,
+                Side::Right => self.plan.pairs(&kept, &own)?,
+            };
+            let other = &mut self.stores[side.other() as usize];
+            for pair in (0..mask.len()).filter(|&p| mask.value(p)) {
+                let row = own_rows[pair] as usize;
+                matched[row] = true;
+                if let Some(entries) = other.get_mut(&keys[row]) {
+                    entries[positions[pair]].matched = true;
+                }
+            }
+            ctx.emit(self.plan.matched(&joined, &mask)?);
+        }
+        let watermark = self.watermark;
+        let mut keep = Vec::new();
+        let mut padded: Vec<u32> = Vec::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            let expires = self.expiry(side, times[i]);
+            if watermark.is_none_or(|w| expires > w) {
+                keep.push(NewRow {
+                    row: i as u32,
+                    key,
+                    time: times[i],
+                    expires,
+                    matched: matched[i],
+                });
+            } else {
+                self.late_rows.add(1);
+                if self.keeps_unmatched[side as usize] && !matched[i] {
+                    padded.push(i as u32);
+                }
+            }
+        }
+        if !padded.is_empty() {
+            let rows = take_record_batch(&batch, &UInt32Array::from(padded))?;
+            ctx.emit(self.plan.padded(side, &rows)?);
+        }
+        self.stores[side as usize].insert(batch, keep);
+        Ok(())
+    }
+
+    /// Frees the rows the watermark expired, emitting an outer join's unmatched ones padded.
+    fn expire(&mut self, watermark: EventTimeMs, ctx: &mut Context<'_>) -> Result<()> {
+        for side in [Side::Left, Side::Right] {
+            let store = &mut self.stores[side as usize];
+            let expired = store.expire(watermark);
+            if expired.is_empty() {
+                continue;
+            }
+            if self.keeps_unmatched[side as usize] {
+                let unmatched: Vec<RowRef> = expired
+                    .iter()
+                    .filter(|e| !e.matched)
+                    .map(|e| e.row)
+                    .collect();
+                if !unmatched.is_empty() {
+                    let rows = store.gather(&unmatched)?;
+                    ctx.emit(self.plan.padded(side, &rows)?);
+                }
+            }
+            let refs: Vec<RowRef> = expired.iter().map(|e| e.row).collect();
+            self.stores[side as usize].release(&refs);
+        }
+        Ok(())
+    }
+
+    fn table(side: Side) -> &'static str {
+        side.name()
+    }
+}
+
+impl Operator for IntervalJoin {
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        ctx: &mut Context<'_>,
+    ) -> std::result::Result<(), BoxError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        Ok(self.process(Side::of_input(ctx.input()), batch, ctx)?)
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: EventTimeMs,
+        ctx: &mut Context<'_>,
+    ) -> std::result::Result<(), BoxError> {
+        self.watermark = Some(watermark);
+        self.expire(watermark, ctx)?;
+        if watermark < EventTimeMs::MAX {
+            ctx.hold_watermark(watermark.saturating_sub(self.delay));
+        }
+        Ok(())
+    }
+
+    fn snapshot_state(
+        &mut self,
+        state: &mut OperatorState<'_>,
+    ) -> std::result::Result<(), BoxError> {
+        let watermark = self.watermark.unwrap_or(EventTimeMs::MIN);
+        for side in [Side::Left, Side::Right] {
+            let table = Self::table(side);
+            state.clear_owned(table)?;
+            let store = &self.stores[side as usize];
+            if store.is_empty() {
+                continue;
+            }
+            let entries: Vec<_> = store.entries().copied().collect();
+            let refs: Vec<RowRef> = entries.iter().map(|e| e.row).collect();
+            let rows = store.gather(&refs)?;
+            let matched = BooleanArray::from(entries.iter().map(|e| e.matched).collect::<Vec<_>>());
+            let mut columns = rows.columns().to_vec();
+            columns.push(Arc::new(matched));
+            let batch =
+                RecordBatch::try_new(Arc::clone(&self.state_schemas[side as usize]), columns)?;
+            for (group, part) in split_by_key_group(&self.hashers[side as usize], &batch)? {
+                state.put(table, group, b"", encode(watermark, &part)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
+        for side in [Side::Left, Side::Right] {
+            let table = Self::table(side);
+            for entry in state.scan_owned(table)? {
+                let schema = &self.state_schemas[side as usize];
+                let (watermark, batch) = decode(&entry.value, table, entry.group, schema)?;
+                if watermark > EventTimeMs::MIN {
+                    self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
+                }
+                let last = batch.num_columns() - 1;
+                let matched = batch.column(last).as_boolean().clone();
+                let rows = batch.project(&(0..last).collect::<Vec<_>>())?;
+                let rows = RecordBatch::try_new(
+                    Arc::clone(self.plan.schema(side)),
+                    rows.columns().to_vec(),
+                )?;
+                let times = event_times_ms(&rows, self.time_columns[side as usize])?;
+                let keys = self.keys(side, &rows)?;
+                let keep = keys
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, key)| NewRow {
+                        row: i as u32,
+                        key,
+                        time: times[i],
+                        expires: self.expiry(side, times[i]),
+                        matched: matched.is_valid(i) && matched.value(i),
+                    })
+                    .collect();
+                self.stores[side as usize].insert(rows, keep);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, TimestampMillisecondArray};
+    use arrow::datatypes::TimeUnit;
+    use weir_engine::metrics::Metrics;
+    use weir_engine::operator::Timers;
+    use weir_engine::partition::KeyGroupRange;
+
+    fn schema(prefix: &str) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(format!("{prefix}k"), DataType::Int64, false),
+            Field::new(
+                format!("{prefix}ts"),
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]))
+    }
+
+    fn rows(prefix: &str, rows: &[(i64, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(prefix),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Drives one subtask: `Some(batch)` on an input, or a watermark.
+    struct Driver {
+        join: Box<dyn Operator>,
+        timers: Timers,
+        watermark: Option<i64>,
+        metrics: Metrics,
+    }
+
+    impl Driver {
+        fn new(join_type: super::super::JoinType, lower: i64, upper: i64) -> Driver {
+            let spec = JoinSpec {
+                join_type,
+                left_keys: vec!["k".into()],
+                right_keys: vec!["rk".into()],
+                filter: None,
+            };
+            let factory = IntervalJoinFactory::new(spec, "ts", "rts", lower, upper).unwrap();
+            let metrics = Metrics::default();
+            let context = SubtaskContext {
+                operator_id: "join".into(),
+                uid: "join".into(),
+                index: 0,
+                parallelism: 1,
+                key_groups: KeyGroupRange::all(128),
+                max_key_groups: 128,
+                input_schemas: vec![schema(""), schema("r")],
+                late_output_connected: false,
+                checkpointing: false,
+                metrics: metrics.clone(),
+            };
+            Driver {
+                join: factory.create(&context).unwrap(),
+                timers: Timers::default(),
+                watermark: None,
+                metrics,
+            }
+        }
+
+        /// Output rows as (left ts, right ts), and the watermark hold.
+        fn call(
+            &mut self,
+            input: Option<(usize, RecordBatch)>,
+            watermark: Option<i64>,
+        ) -> (Vec<(Option<i64>, Option<i64>)>, Option<i64>) {
+            if let Some(w) = watermark {
+                self.watermark = Some(w);
+            }
+            let mut ctx = Context::new(
+                input.as_ref().map_or(0, |i| i.0),
+                self.watermark,
+                KeyGroupRange::all(128),
+                &mut self.timers,
+            );
+            match (input, watermark) {
+                (Some((_, batch)), _) => self.join.process_batch(batch, &mut ctx).unwrap(),
+                (None, Some(w)) => self.join.on_watermark(w, &mut ctx).unwrap(),
+                (None, None) => {}
+            }
+            let held = ctx.held();
+            let mut out = Vec::new();
+            for batch in ctx.take_batches() {
+                let times = |name: &str| {
+                    let column = batch.column_by_name(name).unwrap();
+                    let column = arrow::compute::cast(column, &DataType::Int64).unwrap();
+                    let column = column.as_primitive::<arrow::datatypes::Int64Type>().clone();
+                    (0..column.len()).map(move |i| column.is_valid(i).then(|| column.value(i)))
+                };
+                out.extend(times("ts").zip(times("rts")));
+            }
+            (out, held)
+        }
+    }
+
+    #[test]
+    fn outer_rows_are_padded_when_the_watermark_expires_them_and_the_watermark_is_held() {
+        // left.ts - right.ts in [-10, 5]: a left row waits for right rows until ts + 10.
+        let mut join = Driver::new(super::super::JoinType::Full, -10, 5);
+        assert!(join
+            .call(Some((0, rows("", &[(1, 100), (2, 100)]))), None)
+            .0
+            .is_empty());
+        let (pairs, _) = join.call(Some((1, rows("r", &[(1, 104), (1, 111)]))), None);
+        assert_eq!(pairs, vec![(Some(100), Some(104))]);
+        // At 109 nothing has expired; the forwarded watermark is held 10 ms back.
+        assert_eq!(join.call(None, Some(109)), (vec![], Some(99)));
+        // At 110 the left rows expire: key 2 never matched and comes out padded. The right
+        // row at 104 expires at 109 (+5); it matched. The one at 111 waits until 116.
+        assert_eq!(join.call(None, Some(110)).0, vec![(Some(100), None)]);
+        assert_eq!(join.call(None, Some(116)).0, vec![(None, Some(111))]);
+        assert_eq!(join.metrics.total(names::LATE_ROWS_JOINED), 0);
+    }
+
+    #[test]
+    fn a_late_row_joins_what_is_kept_and_an_outer_one_is_padded_at_once() {
+        let mut join = Driver::new(super::super::JoinType::Left, -10, 10);
+        join.call(Some((1, rows("r", &[(1, 200)]))), None);
+        join.call(None, Some(150));
+        // Left row at 140: expires at 150, so it is late, but the right row at 200 is kept
+        // (until 210) and out of its bounds; left at 195 is not late and matches.
+        let (out, _) = join.call(Some((0, rows("", &[(1, 140), (1, 195)]))), None);
+        assert_eq!(out, vec![(Some(195), Some(200)), (Some(140), None)]);
+        assert_eq!(join.metrics.total(names::LATE_ROWS_JOINED), 1);
+        // End of input: the right row is released; a left join does not pad it.
+        assert_eq!(join.call(None, Some(i64::MAX)), (vec![], None));
+    }
+
+    #[test]
+    fn state_is_freed_by_the_watermark_and_survives_a_snapshot() {
+        let mut join = Driver::new(super::super::JoinType::Inner, 0, 0);
+        join.call(Some((0, rows("", &[(1, 10), (2, 20)]))), None);
+        let mut backend = weir_engine::state::InMemoryStateBackend::new();
+        let mut state = OperatorState::new(&mut backend, "join", KeyGroupRange::all(128));
+        join.join.snapshot_state(&mut state).unwrap();
+        let mut restored = Driver::new(super::super::JoinType::Inner, 0, 0);
+        let state = OperatorState::new(&mut backend, "join", KeyGroupRange::all(128));
+        restored.join.restore_state(&state).unwrap();
+        let (out, _) = restored.call(Some((1, rows("r", &[(2, 20), (1, 11)]))), None);
+        assert_eq!(out, vec![(Some(20), Some(20))]);
+        restored.call(None, Some(30));
+        let mut backend = weir_engine::state::InMemoryStateBackend::new();
+        let mut state = OperatorState::new(&mut backend, "join", KeyGroupRange::all(128));
+        restored.join.snapshot_state(&mut state).unwrap();
+        assert!(backend.is_empty(), "expired rows are not in the snapshot");
+    }
+}
