@@ -444,6 +444,9 @@ mod tests {
         .unwrap()
     }
 
+    /// Output rows as (left ts, right ts).
+    type Pairs = Vec<(Option<i64>, Option<i64>)>;
+
     /// Drives one subtask: `Some(batch)` on an input, or a watermark.
     struct Driver {
         join: Box<dyn Operator>,
@@ -487,7 +490,7 @@ mod tests {
             &mut self,
             input: Option<(usize, RecordBatch)>,
             watermark: Option<i64>,
-        ) -> (Vec<(Option<i64>, Option<i64>)>, Option<i64>) {
+        ) -> (Pairs, Option<i64>) {
             if let Some(w) = watermark {
                 self.watermark = Some(w);
             }
