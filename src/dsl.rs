@@ -3,7 +3,7 @@
 //! `Pipeline::new(name).source(..)` gives a [`Stream`]; streams filter, project and map batches;
 //! `key_by` gives a [`KeyedStream`]; `window` gives a [`WindowedStream`]; `aggregate` gives a
 //! [`Stream`] of window results again; two keyed streams `join` into [`JoinedStreams`], which
-//! `between` makes an interval join; `sink` ends a branch and returns a [`Job`] that can be
+//! `between` makes an interval join and `regular` a regular join; `sink` ends a branch and returns a [`Job`] that can be
 //! run, started or explained. The type of each step only offers what is valid there (no
 //! `aggregate` without a window, no window without a stream); what depends on column names and
 //! types is checked when the graph is validated, before anything runs, with an error that
@@ -30,8 +30,10 @@ use weir_engine::time::WatermarkStrategy;
 use weir_engine::{BoxError, EngineError};
 use weir_operators::filter::{FilterFactory, Predicate};
 use weir_operators::join::interval::IntervalJoinFactory;
+use weir_operators::join::regular::RegularJoinFactory;
 use weir_operators::join::{JoinSpec, JoinType};
 use weir_operators::project::{MapFactory, ProjectFactory};
+use weir_operators::updating::UpdatingAggregateFactory;
 use weir_operators::window::{WindowAggregateConfig, WindowAggregateFactory, WindowSpec};
 
 /// Errors of building or running a pipeline.
@@ -306,6 +308,21 @@ impl KeyedStream {
         }
     }
 
+    /// Aggregates each key's rows without a window, as SQL's `GROUP BY` on a stream: an
+    /// updating result (an upsert stream by the keys) with the key columns, the aggregates and
+    /// the row kind, one change per key touched by a batch.
+    pub fn aggregate(&self, aggregates: impl IntoIterator<Item = Expr>) -> Stream {
+        let factory =
+            UpdatingAggregateFactory::new(self.keys.clone(), aggregates.into_iter().collect());
+        let mut aggregated = self.stream.then(
+            "group-aggregate",
+            Arc::new(factory),
+            Some(Exchange::Hash(self.keys.clone())),
+        );
+        aggregated.event_time = None;
+        aggregated
+    }
+
     /// Groups each key's rows into windows.
     pub fn window(&self, window: WindowSpec) -> WindowedStream {
         WindowedStream {
@@ -361,6 +378,21 @@ impl JoinedStreams {
             Ok(factory) => self.connect("interval-join", Arc::new(factory)),
             Err(e) => self.fail(&e.to_string()),
         }
+    }
+
+    /// Regular join, as Flink SQL's `JOIN ... ON`: every pair of rows with equal keys, whenever
+    /// they arrived. Inputs may be updating results. Output: append-only for an inner join of
+    /// append-only inputs, otherwise a changelog (`+I`/`-D`). State grows with both inputs
+    /// unless bounded by `state_ttl` (processing time since a row was written).
+    pub fn regular(&self, state_ttl: Option<Duration>) -> Stream {
+        let spec = JoinSpec {
+            join_type: self.join_type,
+            left_keys: self.left.keys.clone(),
+            right_keys: self.right.keys.clone(),
+            filter: self.filter.clone(),
+        };
+        let factory = RegularJoinFactory::new(spec).with_state_ttl(state_ttl);
+        self.connect("join", Arc::new(factory))
     }
 
     /// Adds the join node fed by both streams, each behind a hash exchange on its keys.

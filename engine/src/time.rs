@@ -54,6 +54,13 @@ impl WatermarkStrategy {
     }
 }
 
+/// The wall clock in ms since the Unix epoch: processing time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Event times of column `column` of `batch`, in milliseconds. Accepts TIMESTAMP of any unit
 /// (converted to milliseconds) and BIGINT (taken as milliseconds). NULL is an error.
 pub fn event_times_ms(

@@ -9,7 +9,7 @@
 use std::future::poll_fn;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::Poll;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 
@@ -25,6 +25,7 @@ use crate::partition::{partition_by_key, KeyGroupRange, KeyHasher};
 use crate::sink::SinkWriter;
 use crate::source::{SourceBatch, SourceReader};
 use crate::state::{OperatorState, StateBackend};
+use crate::time::now_ms;
 use crate::time::WatermarkGenerator;
 
 use super::input::InputGate;
@@ -664,11 +665,4 @@ async fn run_channel(
             }
         }
     }
-}
-
-/// The wall clock in ms since the Unix epoch (processing time).
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -74,6 +74,15 @@ impl IntervalJoinFactory {
 
     fn plan(&self, inputs: &[SchemaRef]) -> Result<(JoinPlan, [usize; 2])> {
         let plan = self.spec.plan(&inputs[0], &inputs[1])?;
+        if let Some(side) = [Side::Left, Side::Right]
+            .into_iter()
+            .find(|s| plan.updating[*s as usize])
+        {
+            return Err(OperatorError::Plan(format!(
+                "an interval join takes append-only inputs, and its {} input is an updating result",
+                side.name()
+            )));
+        }
         let mut columns = [0; 2];
         for side in [Side::Left, Side::Right] {
             let name = &self.time_columns[side as usize];

@@ -6,11 +6,13 @@
 //! the left columns, then the right ones (names must differ; the planner renames), the side
 //! that an outer join may pad with NULLs made nullable.
 //!
-//! - [`interval::IntervalJoinFactory`]: Flink's interval join (time-windowed join).
-//!
-//! Rows of one side wait in a [`store::SideStore`], keyed by the encoded join key.
+//! - [`interval::IntervalJoinFactory`]: Flink's interval join (time-windowed join); its rows
+//!   wait in a [`store::SideStore`] until the watermark frees them.
+//! - [`regular::RegularJoinFactory`]: Flink's regular join over append-only or updating
+//!   inputs, emitting a changelog unless it is an inner join of append-only inputs.
 
 pub mod interval;
+pub mod regular;
 pub mod store;
 
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion_expr::Expr;
 use datafusion_physical_expr::PhysicalExpr;
-use weir_engine::changelog::has_row_kind;
+use weir_engine::changelog::{has_row_kind, without_row_kind};
 
 use crate::error::{OperatorError, Result};
 use crate::filter::apply_mask;
@@ -119,16 +121,11 @@ impl JoinSpec {
         text
     }
 
-    /// Plans the join against its inputs' schemas.
+    /// Plans the join against its inputs' schemas. An updating input's row kind is not a
+    /// column of the join: `left` and `right` of the plan are the inputs without it.
     pub fn plan(&self, left: &SchemaRef, right: &SchemaRef) -> Result<JoinPlan> {
-        for (side, schema) in [(Side::Left, left), (Side::Right, right)] {
-            if has_row_kind(schema) {
-                return Err(OperatorError::Plan(format!(
-                    "this join takes append-only inputs, and its {} input is an updating result",
-                    side.name()
-                )));
-            }
-        }
+        let updating = [has_row_kind(left), has_row_kind(right)];
+        let (left, right) = (&without_row_kind(left), &without_row_kind(right));
         if self.left_keys.len() != self.right_keys.len() {
             return Err(OperatorError::Plan(format!(
                 "{} left keys but {} right keys",
@@ -170,6 +167,7 @@ impl JoinSpec {
             output,
             keys: [left_keys, right_keys],
             filter,
+            updating,
         })
     }
 }
@@ -206,6 +204,8 @@ pub struct JoinPlan {
     /// Key column indices of each side.
     pub keys: [Vec<usize>; 2],
     pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Whether each input is an updating result (it carries row kinds).
+    pub updating: [bool; 2],
 }
 
 impl JoinPlan {
