@@ -14,6 +14,7 @@ pub mod filesystem;
 pub mod format;
 pub mod generator;
 pub mod kafka;
+pub mod materialize;
 pub mod memory;
 pub mod nexmark;
 pub mod options;

@@ -181,6 +181,71 @@ pub fn with_op_text(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::Ar
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
+/// The rows a changelog leaves: `+I`/`+U` add a row, `-U`/`-D` remove an equal one (Flink's
+/// SQL client's `table` result mode). Rows come out sorted (by Arrow's row format).
+pub struct Materialized {
+    schema: SchemaRef,
+    converter: arrow::row::RowConverter,
+    rows: std::collections::BTreeMap<Vec<u8>, i64>,
+}
+
+impl Materialized {
+    /// For batches of `schema` (with or without the row-kind column).
+    pub fn new(schema: &SchemaRef) -> Result<Self, arrow::error::ArrowError> {
+        let schema = without_row_kind(schema);
+        let fields = schema
+            .fields()
+            .iter()
+            .map(|f| arrow::row::SortField::new(f.data_type().clone()))
+            .collect();
+        Ok(Materialized {
+            converter: arrow::row::RowConverter::new(fields)?,
+            schema,
+            rows: std::collections::BTreeMap::new(),
+        })
+    }
+
+    /// Applies one batch of changes. A retraction of a row not present is kept as a negative
+    /// count (it cancels a later insertion), so the order of changes to one row across
+    /// subtasks does not matter.
+    pub fn apply(&mut self, batch: &RecordBatch) -> Result<(), arrow::error::ArrowError> {
+        let kinds = row_kinds(batch);
+        let width = self.schema.fields().len();
+        let rows = self.converter.convert_columns(&batch.columns()[..width])?;
+        for (i, row) in rows.iter().enumerate() {
+            let delta = if kind_at(kinds, i).is_accumulate() {
+                1
+            } else {
+                -1
+            };
+            let count = self.rows.entry(row.as_ref().to_vec()).or_insert(0);
+            *count += delta;
+            if *count == 0 {
+                self.rows.remove(row.as_ref());
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows present (each as often as its count), without the row-kind column.
+    pub fn rows(&self) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let parser = self.converter.parser();
+        let rows: Vec<_> = self
+            .rows
+            .iter()
+            .flat_map(|(row, count)| std::iter::repeat_n(row, (*count).max(0) as usize))
+            .map(|row| parser.parse(row))
+            .collect();
+        let columns = self.converter.convert_rows(rows)?;
+        RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            columns,
+            &arrow::record_batch::RecordBatchOptions::new()
+                .with_row_count(Some(self.rows.values().map(|c| (*c).max(0) as usize).sum())),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +258,45 @@ mod tests {
             assert_eq!(kind.short_string(), text);
         }
         assert_eq!(RowKind::from_byte(4), None);
+    }
+
+    #[test]
+    fn a_materialized_changelog_keeps_what_was_not_retracted() {
+        let schema = with_row_kind(&Arc::new(Schema::new(vec![Field::new(
+            "v",
+            DataType::Int64,
+            false,
+        )])));
+        let batch = |values: Vec<i64>, kinds: Vec<RowKind>| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(arrow::array::Int64Array::from(values)),
+                    kind_array(kinds),
+                ],
+            )
+            .unwrap()
+        };
+        let mut table = Materialized::new(&schema).unwrap();
+        use RowKind::*;
+        table
+            .apply(&batch(
+                vec![1, 2, 2, 1],
+                vec![Insert, Insert, Insert, UpdateBefore],
+            ))
+            .unwrap();
+        // A retraction arriving before its insertion cancels it.
+        table
+            .apply(&batch(vec![3, 3, 2], vec![Delete, Insert, Delete]))
+            .unwrap();
+        let rows = table.rows().unwrap();
+        assert_eq!(rows.num_columns(), 1);
+        let values = rows
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        assert_eq!(values.values().to_vec(), vec![2]);
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod catalog;
 pub mod ddl;
 pub mod error;
 pub mod functions;
+pub mod join;
+pub mod names;
 pub mod script;
 pub mod session;
 pub mod source;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use weir_connectors::materialize::MaterializeSink;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion_common::{DFSchema, DataFusionError};
@@ -43,6 +44,9 @@ pub struct Settings {
     /// `execution.savepoint.ignore-unclaimed-state`: resume even if the checkpoint holds state
     /// no part of the job claims (Flink's `--allowNonRestoredState`).
     pub allow_non_restored_state: bool,
+    /// `sql-client.execution.result-mode` = `table`: a bare SELECT prints the rows its result
+    /// holds at the end instead of its changes.
+    pub materialize: bool,
     /// Every key set, as written.
     pub raw: BTreeMap<String, String>,
 }
@@ -73,7 +77,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ),
     (
         "sql-client.execution.result-mode",
-        "'tableau' or 'changelog' (how a bare SELECT prints; both print rows as they come)",
+        "how a bare SELECT prints: 'tableau' or 'changelog' (rows and changes as they come), or 'table' (the rows the result holds at the end, sorted)",
     ),
 ];
 
@@ -110,7 +114,13 @@ impl Settings {
             "execution.runtime-mode" => {
                 return Err(user(format!("'{key}' = '{value}' is not supported: Weir runs every job in streaming mode (bounded inputs end the job)")))
             }
-            "sql-client.execution.result-mode" if ["tableau", "changelog"].contains(&value.to_ascii_lowercase().as_str()) => {}
+            "sql-client.execution.result-mode" => {
+                self.materialize = match value.to_ascii_lowercase().as_str() {
+                    "table" => true,
+                    "tableau" | "changelog" => false,
+                    _ => return Err(user(format!("'{key}' is 'table', 'tableau' or 'changelog', not '{value}'"))),
+                }
+            }
             "table.exec.state.ttl" => {
                 let ttl = duration(value)?;
                 self.state_ttl = (!ttl.is_zero()).then_some(ttl);
@@ -367,7 +377,11 @@ impl Session {
         }
         let columns: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let mut builder = GraphBuilder::new(self.translate_options());
-        builder.sink(&plan, "print", query_sink(&columns), None)?;
+        let sink = match self.settings.materialize {
+            true => Arc::new(MaterializeSink::new(query_sink(&columns))),
+            false => query_sink(&columns),
+        };
+        builder.sink(&plan, "print", sink, None)?;
         Ok(Some(Action::Query(SqlJob {
             graph: builder.graph,
             columns: Some(columns),

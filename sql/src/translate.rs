@@ -15,9 +15,10 @@ use std::time::Duration;
 use arrow::array::ArrayRef;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use datafusion_common::tree_node::{Transformed, TreeNode};
-use datafusion_common::{Column, DFSchemaRef, ScalarValue};
-use datafusion_expr::logical_plan::{Aggregate, Projection, TableScan};
+use datafusion_common::tree_node::TreeNode;
+use datafusion_common::{Column, DFSchema, DFSchemaRef, ScalarValue};
+use datafusion_expr::logical_plan::{Aggregate, Join, Projection, TableScan};
+use datafusion_expr::utils::{conjunction, split_conjunction};
 use datafusion_expr::{col, lit, Expr, LogicalPlan};
 use weir_connectors::memory::MemorySource;
 use weir_connectors::registry;
@@ -25,6 +26,9 @@ use weir_engine::graph::{Exchange, Graph, NodeId};
 use weir_engine::sink::SinkFactory;
 use weir_engine::source::SourceFactory;
 use weir_operators::filter::{FilterFactory, Predicate};
+use weir_operators::join::interval::IntervalJoinFactory;
+use weir_operators::join::regular::RegularJoinFactory;
+use weir_operators::join::{JoinSpec, JoinType};
 use weir_operators::project::ProjectFactory;
 use weir_operators::updating::UpdatingAggregateFactory;
 use weir_operators::window::{
@@ -33,6 +37,7 @@ use weir_operators::window::{
 
 use crate::catalog::{Table, TableRef};
 use crate::error::{user, Result};
+use crate::names::{physical_names, resolve};
 use crate::source::{ColumnSource, ComputedColumnsSource};
 use crate::window_tvf::{WindowTvfNode, WINDOW_TIME};
 
@@ -61,6 +66,19 @@ struct Stream {
     node: NodeId,
     /// A changelog (with the engine's row-kind column) rather than appended rows.
     updating: bool,
+    /// The columns that are time attributes (Flink's rowtime): a table's watermark column as
+    /// long as it passes through unchanged. Interval joins need them.
+    times: Vec<String>,
+}
+
+impl Stream {
+    fn new(node: NodeId) -> Stream {
+        Stream {
+            node,
+            updating: false,
+            times: Vec::new(),
+        }
+    }
 }
 
 /// A window TVF's rows, waiting for their `GROUP BY window_start, window_end, ...`.
@@ -81,22 +99,6 @@ enum Flow {
 
 fn unsupported(what: &str) -> crate::error::UserError {
     user(format!("{what} is not supported yet"))
-}
-
-/// `expr` with column references stripped of their table qualifiers (Weir's streams have
-/// plain column names).
-fn unqualify(expr: &Expr) -> Expr {
-    expr.clone()
-        .transform(|e| {
-            Ok(match e {
-                Expr::Column(c) if c.relation.is_some() => {
-                    Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
-                }
-                other => Transformed::no(other),
-            })
-        })
-        .map(|t| t.data)
-        .unwrap_or_else(|_| expr.clone())
 }
 
 /// `expr` named `name` (replacing an alias it has).
@@ -151,6 +153,7 @@ impl GraphBuilder {
         Stream {
             node,
             updating: input.updating,
+            times: input.times.clone(),
         }
     }
 
@@ -213,7 +216,25 @@ impl GraphBuilder {
             LogicalPlan::SubqueryAlias(alias) => self.translate(&alias.input),
             LogicalPlan::Projection(projection) => self.projection(projection),
             LogicalPlan::Filter(filter) => {
-                let predicate = unqualify(&filter.predicate);
+                if let LogicalPlan::Join(join) = filter.input.as_ref() {
+                    if join.join_type == datafusion_expr::JoinType::Inner {
+                        // `FROM a, b WHERE ...` or `JOIN ... WHERE`: one condition, as Flink.
+                        return self.join(join, Some(&filter.predicate)).map(Flow::Rows);
+                    }
+                }
+                let subquery = filter.predicate.exists(|e| {
+                    Ok(matches!(
+                        e,
+                        Expr::InSubquery(_) | Expr::Exists(_) | Expr::ScalarSubquery(_)
+                    ))
+                });
+                if subquery.unwrap_or(false) {
+                    return Err(unsupported(
+                        "a subquery in WHERE (IN, EXISTS: a semi or anti join)",
+                    )
+                    .hint("write it as a JOIN"));
+                }
+                let predicate = resolve(&filter.predicate, filter.input.schema());
                 match self.translate(&filter.input)? {
                     Flow::Rows(input) => Ok(Flow::Rows(self.filter(&input, predicate))),
                     Flow::Windowed(mut windowed) => {
@@ -300,10 +321,7 @@ impl GraphBuilder {
                     );
                     self.graph.connect(renamed.node, node, Exchange::Forward);
                 }
-                Ok(Flow::Rows(Stream {
-                    node,
-                    updating: false,
-                }))
+                Ok(Flow::Rows(Stream::new(node)))
             }
             LogicalPlan::Values(values) => {
                 self.values(&values.values, &values.schema).map(Flow::Rows)
@@ -321,7 +339,7 @@ impl GraphBuilder {
                     .map_err(|e| user(e.to_string()))?;
                 self.memory(schema, batch).map(Flow::Rows)
             }
-            LogicalPlan::Join(_) => Err(unsupported("JOIN")),
+            LogicalPlan::Join(join) => self.join(join, None).map(Flow::Rows),
             LogicalPlan::Sort(_) => Err(unsupported("ORDER BY on a stream")
                 .hint("sort the output where it is read, or use a window aggregation")),
             LogicalPlan::Limit(_) => Err(unsupported("LIMIT on a stream")),
@@ -329,6 +347,161 @@ impl GraphBuilder {
             LogicalPlan::Window(_) => Err(unsupported("OVER windows")),
             other => Err(unsupported(&format!("'{}'", other.display()))),
         }
+    }
+
+    /// A join of `join`'s inputs (with `predicate`, a `WHERE` over an inner join, as part of
+    /// its condition): each input renamed to the join's stream names (computed keys added as
+    /// `$key<i>`) and hashed on its keys into an interval join, when the condition bounds the
+    /// two sides' time attributes from both sides and both inputs are append-only, or else a
+    /// regular join; a join without equality keys runs on one subtask, as Flink's.
+    fn join(&mut self, join: &Join, predicate: Option<&Expr>) -> Result<Stream> {
+        use datafusion_expr::JoinType as Df;
+        let join_type = match join.join_type {
+            Df::Inner => JoinType::Inner,
+            Df::Left => JoinType::Left,
+            Df::Right => JoinType::Right,
+            Df::Full => JoinType::Full,
+            other => return Err(unsupported(&format!("{other} JOIN"))),
+        };
+        let left = self.rows(&join.left)?;
+        let right = self.rows(&join.right)?;
+        let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
+        let mut conjuncts: Vec<Expr> = join
+            .on
+            .iter()
+            .map(|(l, r)| l.clone().eq(r.clone()))
+            .collect();
+        for condition in join.filter.iter().chain(predicate) {
+            conjuncts.extend(split_conjunction(condition).into_iter().cloned());
+        }
+        let condition = crate::join::analyze(
+            conjuncts,
+            left_schema,
+            right_schema,
+            &left.times,
+            &right.times,
+        );
+        let names = physical_names(&join.schema);
+        let (left_names, right_names) = names.split_at(left_schema.fields().len());
+        let (left_keys, right_keys): (Vec<&Expr>, Vec<&Expr>) =
+            condition.keys.iter().map(|(l, r)| (l, r)).unzip();
+        let (left_in, left_keys, computed_left) =
+            self.join_input(&left, left_schema, left_names, &left_keys);
+        let (right_in, right_keys, computed_right) =
+            self.join_input(&right, right_schema, right_names, &right_keys);
+        let spec = JoinSpec {
+            join_type,
+            left_keys: left_keys.clone(),
+            right_keys: right_keys.clone(),
+            filter: conjunction(condition.residual).map(|e| resolve(&e, &join.schema)),
+        };
+        let renamed = |name: &String, own: &DFSchema, to: &[String]| {
+            let position = physical_names(own).iter().position(|n| n == name);
+            to[position.expect("a time attribute is a column of its input")].clone()
+        };
+        let append_only = !left.updating && !right.updating;
+        let (factory, base, times): (Arc<dyn weir_engine::operator::OperatorFactory>, &str, _) =
+            match condition.interval {
+                Some(bounds) if append_only => {
+                    let left_time = renamed(&bounds.left, left_schema, left_names);
+                    let right_time = renamed(&bounds.right, right_schema, right_names);
+                    let times = vec![left_time.clone(), right_time.clone()];
+                    let factory = IntervalJoinFactory::new(
+                        spec,
+                        left_time,
+                        right_time,
+                        bounds.lower,
+                        bounds.upper,
+                    )
+                    .map_err(|e| user(e.to_string()))?;
+                    (Arc::new(factory) as _, "interval-join", times)
+                }
+                _ => {
+                    let factory =
+                        RegularJoinFactory::new(spec).with_state_ttl(self.options.state_ttl);
+                    (Arc::new(factory) as _, "join", Vec::new())
+                }
+            };
+        let name = self.name(base);
+        let node = self.graph.add_operator(name, factory);
+        self.graph
+            .connect_input(left_in.node, node, 0, Exchange::Hash(left_keys.clone()));
+        self.graph
+            .connect_input(right_in.node, node, 1, Exchange::Hash(right_keys));
+        if left_keys.is_empty() {
+            self.graph.set_parallelism(node, 1);
+        }
+        // An interval join is append-only; a regular join unless inner over append-only inputs.
+        let updating = base == "join" && !(join_type == JoinType::Inner && append_only);
+        let mut output = Stream {
+            node,
+            updating,
+            times,
+        };
+        if computed_left || computed_right {
+            // Drop the computed keys: the join's columns, in order.
+            let exprs = names
+                .iter()
+                .map(|n| col(Column::new_unqualified(n)))
+                .collect();
+            output = self.operator(
+                "join-columns",
+                Arc::new(ProjectFactory::new(exprs)),
+                &output,
+                Exchange::Forward,
+            );
+        }
+        Ok(output)
+    }
+
+    /// One input of a join: its columns renamed to `names` (the join's names for them) and
+    /// the key expressions that are not plain columns computed into `$key<i>` columns.
+    /// Returns the stream, the key column names, and whether any key was computed.
+    fn join_input(
+        &mut self,
+        input: &Stream,
+        schema: &DFSchema,
+        names: &[String],
+        keys: &[&Expr],
+    ) -> (Stream, Vec<String>, bool) {
+        let own = physical_names(schema);
+        let mut exprs: Vec<Expr> = own
+            .iter()
+            .zip(names)
+            .map(|(from, to)| col(Column::new_unqualified(from)).alias(to))
+            .collect();
+        let mut key_names = Vec::new();
+        let mut computed = false;
+        for (i, key) in keys.iter().enumerate() {
+            match resolve(key, schema) {
+                Expr::Column(c) => {
+                    let position = own.iter().position(|n| *n == c.name);
+                    key_names
+                        .push(names[position.expect("a key column is an input column")].clone());
+                }
+                expr => {
+                    let name = format!("$key{i}");
+                    exprs.push(expr.alias(&name));
+                    key_names.push(name);
+                    computed = true;
+                }
+            }
+        }
+        if !computed && own == names {
+            return (input.clone(), key_names, false);
+        }
+        let mut stream = self.operator(
+            "join-input",
+            Arc::new(ProjectFactory::new(exprs)),
+            input,
+            Exchange::Forward,
+        );
+        stream.times = input
+            .times
+            .iter()
+            .filter_map(|t| own.iter().position(|n| n == t).map(|i| names[i].clone()))
+            .collect();
+        (stream, key_names, computed)
     }
 
     fn filter(&mut self, input: &Stream, predicate: Expr) -> Stream {
@@ -340,18 +513,37 @@ impl GraphBuilder {
         )
     }
 
-    fn project(&mut self, input: &Stream, exprs: &[Expr], schema: &DFSchemaRef) -> Stream {
+    /// Projects `exprs` (over `input_schema`) into columns named after `schema`'s fields; a
+    /// time attribute passed through unchanged stays one.
+    fn project(
+        &mut self,
+        input: &Stream,
+        exprs: &[Expr],
+        input_schema: &DFSchema,
+        schema: &DFSchemaRef,
+    ) -> Stream {
+        let mut times = Vec::new();
         let exprs = exprs
             .iter()
-            .zip(schema.fields())
-            .map(|(e, f)| named(unqualify(e), f.name()))
+            .zip(physical_names(schema))
+            .map(|(e, name)| {
+                let expr = resolve(e, input_schema);
+                if let Expr::Column(c) = expr.clone().unalias() {
+                    if input.times.contains(&c.name) {
+                        times.push(name.clone());
+                    }
+                }
+                named(expr, &name)
+            })
             .collect();
-        self.operator(
+        let mut stream = self.operator(
             "project",
             Arc::new(ProjectFactory::new(exprs)),
             input,
             Exchange::Forward,
-        )
+        );
+        stream.times = times;
+        stream
     }
 
     fn projection(&mut self, projection: &Projection) -> Result<Flow> {
@@ -359,6 +551,7 @@ impl GraphBuilder {
             Flow::Rows(input) => Ok(Flow::Rows(self.project(
                 &input,
                 &projection.expr,
+                projection.input.schema(),
                 &projection.schema,
             ))),
             Flow::Windowed(mut windowed) => {
@@ -366,7 +559,7 @@ impl GraphBuilder {
                 let mut exprs = Vec::new();
                 let mut names = Vec::new();
                 for (expr, field) in projection.expr.iter().zip(projection.schema.fields()) {
-                    let expr = unqualify(expr);
+                    let expr = resolve(expr, projection.input.schema());
                     let refs = column_refs(&expr);
                     if refs.iter().any(|c| is_window_column(c)) {
                         let passthrough =
@@ -413,7 +606,7 @@ impl GraphBuilder {
         let window_columns: Vec<String> = aggregate
             .group_expr
             .iter()
-            .filter_map(|e| match unqualify(e) {
+            .filter_map(|e| match resolve(e, aggregate.input.schema()) {
                 Expr::Column(c) if is_window_column(&c.name) => Some(c.name),
                 _ => None,
             })
@@ -457,7 +650,7 @@ impl GraphBuilder {
         let mut key_iter = keys.iter();
         // `grouping` returned one key per group expression that is not a window column.
         for expr in &aggregate.group_expr {
-            let expr = unqualify(expr);
+            let expr = resolve(expr, aggregate.input.schema());
             match &expr {
                 Expr::Column(c) if c.name == WINDOW_TIME => exprs.push(
                     (col(WINDOW_END) - lit(ScalarValue::new_interval_mdn(0, 0, 1_000_000)))
@@ -478,12 +671,21 @@ impl GraphBuilder {
                 .iter()
                 .map(|f| col(Column::new_unqualified(f.name()))),
         );
-        Ok(self.operator(
+        let mut stream = self.operator(
             "window-columns",
             Arc::new(ProjectFactory::new(exprs)),
             &output,
             Exchange::Forward,
-        ))
+        );
+        // window_time is the result's time attribute, as in Flink.
+        stream.times = match aggregate
+            .schema
+            .has_column_with_unqualified_name(WINDOW_TIME)
+        {
+            true => vec![WINDOW_TIME.to_string()],
+            false => Vec::new(),
+        };
+        Ok(stream)
     }
 
     /// `GROUP BY` without a window: an updating aggregation, then the plan's column order
@@ -506,6 +708,7 @@ impl GraphBuilder {
         );
         let output = Stream {
             updating: true,
+            times: Vec::new(),
             ..output
         };
         let exprs: Vec<Expr> = aggregate
@@ -534,7 +737,7 @@ impl GraphBuilder {
         let mut keys = Vec::new();
         let mut key_exprs = Vec::new();
         for (expr, field) in aggregate.group_expr.iter().zip(group_fields) {
-            let expr = unqualify(expr);
+            let expr = resolve(expr, aggregate.input.schema());
             match &expr {
                 Expr::Column(c) if is_window_column(&c.name) => {}
                 _ if column_refs(&expr).iter().any(|c| is_window_column(c)) => {
@@ -581,7 +784,7 @@ impl GraphBuilder {
             .iter()
             .zip(aggregate_fields)
             .map(|(e, f)| {
-                let e = unqualify(e);
+                let e = resolve(e, aggregate.input.schema());
                 if column_refs(&e).iter().any(|c| is_window_column(c)) {
                     return Err(unsupported(
                         "aggregating window_start, window_end or window_time",
@@ -616,10 +819,10 @@ impl GraphBuilder {
                 node
             }
         };
-        let stream = Stream {
-            node,
-            updating: false,
-        };
+        let mut stream = Stream::new(node);
+        if let Some(watermark) = &table.watermark {
+            stream.times.push(watermark.column.clone());
+        }
         match &scan.projection {
             Some(indices)
                 if indices.len() != table.schema.fields().len()
@@ -739,10 +942,7 @@ impl GraphBuilder {
             Arc::new(ProjectFactory::new(self.graph_schema_columns(node))),
         );
         self.graph.connect(node, spread, Exchange::Rebalance);
-        Ok(Stream {
-            node: spread,
-            updating: false,
-        })
+        Ok(Stream::new(spread))
     }
 
     fn graph_schema_columns(&self, node: NodeId) -> Vec<Expr> {

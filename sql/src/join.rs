@@ -1,0 +1,211 @@
+//! Reading a join condition as Flink's planner does: the equalities between a left and a
+//! right expression are the join keys; bounds on the difference of the two sides' time
+//! attributes, one lower and one upper, make an interval join; everything else is the
+//! residual condition, evaluated on each joined row.
+
+use datafusion_common::DFSchema;
+use datafusion_expr::{BinaryExpr, Expr, Operator};
+
+use crate::names::physical_names;
+use crate::window_tvf::interval_ms;
+
+/// A join condition, split.
+#[derive(Debug, Default)]
+pub struct JoinCondition {
+    /// Equality keys: (left expression, right expression), each over its own input.
+    pub keys: Vec<(Expr, Expr)>,
+    /// The interval join's time bounds, if the condition has both.
+    pub interval: Option<TimeBounds>,
+    /// The other conjuncts, over the join's output (qualified columns).
+    pub residual: Vec<Expr>,
+}
+
+/// `lower <= left - right <= upper` (ms) on the two sides' time attributes, named as in
+/// their inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeBounds {
+    pub left: String,
+    pub right: String,
+    pub lower: i64,
+    pub upper: i64,
+}
+
+/// Which input of the join a set of columns is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Left,
+    Right,
+    /// Both, or neither (a constant).
+    Mixed,
+}
+
+/// Splits `conjuncts` (the `ON` condition and any `WHERE` conjuncts of an inner join).
+/// `left_times` and `right_times` are the inputs' time attributes (stream column names).
+pub fn analyze(
+    conjuncts: Vec<Expr>,
+    left: &DFSchema,
+    right: &DFSchema,
+    left_times: &[String],
+    right_times: &[String],
+) -> JoinCondition {
+    let origin = |expr: &Expr| -> Origin {
+        let columns = expr.column_refs();
+        if columns.is_empty() {
+            Origin::Mixed
+        } else if columns.iter().all(|c| left.has_column(c)) {
+            Origin::Left
+        } else if columns.iter().all(|c| right.has_column(c)) {
+            Origin::Right
+        } else {
+            Origin::Mixed
+        }
+    };
+    let mut condition = JoinCondition::default();
+    let mut bounds: Option<(String, String, Option<i64>, Option<i64>)> = None;
+    let mut time_conjuncts = Vec::new();
+    for conjunct in conjuncts {
+        if let Expr::BinaryExpr(BinaryExpr {
+            left: a,
+            op: Operator::Eq,
+            right: b,
+        }) = &conjunct
+        {
+            match (origin(a), origin(b)) {
+                (Origin::Left, Origin::Right) => {
+                    condition.keys.push((*a.clone(), *b.clone()));
+                    continue;
+                }
+                (Origin::Right, Origin::Left) => {
+                    condition.keys.push((*b.clone(), *a.clone()));
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        let time = |expr: &Expr| time_term(expr, left, right, left_times, right_times);
+        let comparisons = comparisons(&conjunct);
+        let mut parsed = Vec::new();
+        for (a, op, b) in &comparisons {
+            let (Some((sa, ca, oa)), Some((sb, cb, ob))) = (time(a), time(b)) else {
+                break;
+            };
+            // a + oa op b + ob, with one side's time on each side.
+            let (op, l, r, d) = match (sa, sb) {
+                (Origin::Left, Origin::Right) => (*op, ca, cb, ob - oa),
+                (Origin::Right, Origin::Left) => (flip(*op), cb, ca, oa - ob),
+                _ => break,
+            };
+            parsed.push((op, l, r, d));
+        }
+        if parsed.is_empty() || parsed.len() != comparisons.len() {
+            condition.residual.push(conjunct);
+            continue;
+        }
+        let mut consistent = true;
+        for (op, l, r, d) in parsed {
+            let entry = bounds.get_or_insert_with(|| (l.clone(), r.clone(), None, None));
+            if entry.0 != l || entry.1 != r {
+                consistent = false;
+                continue;
+            }
+            let raise = |b: &mut Option<i64>, v: i64| *b = Some(b.map_or(v, |x| x.max(v)));
+            let lower = |b: &mut Option<i64>, v: i64| *b = Some(b.map_or(v, |x| x.min(v)));
+            match op {
+                Operator::GtEq => raise(&mut entry.2, d),
+                Operator::Gt => raise(&mut entry.2, d + 1),
+                Operator::LtEq => lower(&mut entry.3, d),
+                Operator::Lt => lower(&mut entry.3, d - 1),
+                Operator::Eq => {
+                    raise(&mut entry.2, d);
+                    lower(&mut entry.3, d);
+                }
+                _ => consistent = false,
+            }
+        }
+        if consistent {
+            time_conjuncts.push(conjunct);
+        } else {
+            condition.residual.push(conjunct);
+        }
+    }
+    match bounds {
+        Some((left, right, Some(lower), Some(upper))) => {
+            condition.interval = Some(TimeBounds {
+                left,
+                right,
+                lower,
+                upper,
+            })
+        }
+        // One bound alone is not an interval join: a plain condition.
+        _ => condition.residual.extend(time_conjuncts),
+    }
+    condition
+}
+
+/// The comparisons a conjunct states: `a op b`, or the two of `x BETWEEN lo AND hi`.
+fn comparisons(expr: &Expr) -> Vec<(Expr, Operator, Expr)> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                op,
+                Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq | Operator::Eq
+            ) =>
+        {
+            vec![(*left.clone(), *op, *right.clone())]
+        }
+        Expr::Between(between) if !between.negated => vec![
+            (*between.expr.clone(), Operator::GtEq, *between.low.clone()),
+            (*between.expr.clone(), Operator::LtEq, *between.high.clone()),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// `b op a` for `a op b`.
+fn flip(op: Operator) -> Operator {
+    match op {
+        Operator::Lt => Operator::Gt,
+        Operator::LtEq => Operator::GtEq,
+        Operator::Gt => Operator::Lt,
+        Operator::GtEq => Operator::LtEq,
+        other => other,
+    }
+}
+
+/// `expr` as a time attribute plus a constant interval: (its side, its stream column name,
+/// offset in ms); `None` for anything else.
+fn time_term(
+    expr: &Expr,
+    left: &DFSchema,
+    right: &DFSchema,
+    left_times: &[String],
+    right_times: &[String],
+) -> Option<(Origin, String, i64)> {
+    match expr {
+        Expr::Column(c) => {
+            for (origin, schema, times) in [
+                (Origin::Left, left, left_times),
+                (Origin::Right, right, right_times),
+            ] {
+                if let Some(i) = schema.maybe_index_of_column(c) {
+                    let name = physical_names(schema).swap_remove(i);
+                    return times.contains(&name).then_some((origin, name, 0));
+                }
+            }
+            None
+        }
+        Expr::Cast(cast) => time_term(&cast.expr, left, right, left_times, right_times),
+        Expr::BinaryExpr(BinaryExpr {
+            left: a,
+            op: op @ (Operator::Plus | Operator::Minus),
+            right: b,
+        }) => {
+            let (origin, name, offset) = time_term(a, left, right, left_times, right_times)?;
+            let ms = interval_ms(*b.clone()).ok()?;
+            let ms = if *op == Operator::Plus { ms } else { -ms };
+            Some((origin, name, offset + ms))
+        }
+        _ => None,
+    }
+}
