@@ -20,6 +20,7 @@ use datafusion_common::{Column, DFSchema, DFSchemaRef, ScalarValue};
 use datafusion_expr::logical_plan::{Aggregate, Join, Projection, TableScan};
 use datafusion_expr::utils::{conjunction, split_conjunction};
 use datafusion_expr::{col, lit, Expr, LogicalPlan};
+use datafusion_functions_aggregate::count::count_all;
 use weir_connectors::memory::MemorySource;
 use weir_connectors::registry;
 use weir_engine::graph::{Exchange, Graph, NodeId};
@@ -631,6 +632,12 @@ impl GraphBuilder {
                 ))
                 .hint("partition the session by exactly the GROUP BY keys: SESSION(TABLE t PARTITION BY k, ...) ... GROUP BY window_start, window_end, k"));
             }
+        }
+        let mut aggregates = aggregates;
+        if aggregates.is_empty() {
+            // `GROUP BY window_start, window_end, keys` alone (the distinct keys per window):
+            // the window operator counts, and the projection below leaves the count out.
+            aggregates.push(count_all().alias("$count"));
         }
         let config = WindowAggregateConfig {
             window: windowed.spec,

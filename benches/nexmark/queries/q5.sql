@@ -1,16 +1,40 @@
--- Nexmark q5, hot items, ADAPTED: Flink's q5 counts bids per auction in 10 s windows sliding
--- every 2 s and then joins each window with its maximum count to keep the hottest auctions.
--- Weir has no joins yet, so this is the counting half: the HOP window over every bid.
+-- Nexmark q5, hot items: the auctions with the most bids in each 10 s window sliding every
+-- 2 s (a window aggregation joined with the maximum of its counts per window).
 CREATE TABLE nexmark_q5 (
   auction  BIGINT,
-  num  BIGINT,
-  window_start  TIMESTAMP(3),
-  window_end  TIMESTAMP(3)
+  num  BIGINT
 ) WITH (
   'connector' = 'blackhole'
 );
 
 INSERT INTO nexmark_q5
-SELECT auction, COUNT(*) AS num, window_start, window_end
-FROM TABLE(HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
-GROUP BY auction, window_start, window_end;
+SELECT AuctionBids.auction, AuctionBids.num
+ FROM (
+   SELECT
+     auction,
+     count(*) AS num,
+     window_start AS starttime,
+     window_end AS endtime
+     FROM TABLE(
+             HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+     GROUP BY auction, window_start, window_end
+ ) AS AuctionBids
+ JOIN (
+   SELECT
+     max(CountBids.num) AS maxn,
+     CountBids.starttime,
+     CountBids.endtime
+   FROM (
+     SELECT
+       count(*) AS num,
+       window_start AS starttime,
+       window_end AS endtime
+     FROM TABLE(
+                HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+     GROUP BY auction, window_start, window_end
+     ) AS CountBids
+   GROUP BY CountBids.starttime, CountBids.endtime
+ ) AS MaxBids
+ ON AuctionBids.starttime = MaxBids.starttime AND
+    AuctionBids.endtime = MaxBids.endtime AND
+    AuctionBids.num >= MaxBids.maxn;
