@@ -24,11 +24,13 @@ use datafusion_functions_aggregate::count::count_all;
 use weir_connectors::memory::MemorySource;
 use weir_connectors::registry;
 use weir_engine::graph::{Exchange, Graph, NodeId};
+use weir_engine::operator::OperatorFactory;
 use weir_engine::sink::SinkFactory;
 use weir_engine::source::SourceFactory;
 use weir_operators::filter::{FilterFactory, Predicate};
 use weir_operators::join::interval::IntervalJoinFactory;
 use weir_operators::join::regular::RegularJoinFactory;
+use weir_operators::join::window::WindowJoinFactory;
 use weir_operators::join::{JoinSpec, JoinType};
 use weir_operators::project::ProjectFactory;
 use weir_operators::updating::UpdatingAggregateFactory;
@@ -70,6 +72,10 @@ struct Stream {
     /// The columns that are time attributes (Flink's rowtime): a table's watermark column as
     /// long as it passes through unchanged. Interval joins need them.
     times: Vec<String>,
+    /// The `window_start` and `window_end` columns of a window aggregation's rows (under
+    /// whatever names projections give them): Flink's window properties. Window joins need
+    /// them.
+    window: Option<(String, String)>,
 }
 
 impl Stream {
@@ -78,6 +84,21 @@ impl Stream {
             node,
             updating: false,
             times: Vec::new(),
+            window: None,
+        }
+    }
+
+    /// The stream after a step that renames columns (`renames`: input name -> output names;
+    /// columns not there are gone): time attributes and window columns follow their columns.
+    fn renamed(&self, node: NodeId, renames: &HashMap<String, Vec<String>>) -> Stream {
+        let follow = |name: &String| renames.get(name).cloned().unwrap_or_default();
+        Stream {
+            node,
+            updating: self.updating,
+            times: self.times.iter().flat_map(follow).collect(),
+            window: self.window.as_ref().and_then(|(start, end)| {
+                Some((follow(start).first()?.clone(), follow(end).first()?.clone()))
+            }),
         }
     }
 }
@@ -144,7 +165,7 @@ impl GraphBuilder {
     fn operator(
         &mut self,
         base: &str,
-        factory: Arc<dyn weir_engine::operator::OperatorFactory>,
+        factory: Arc<dyn OperatorFactory>,
         input: &Stream,
         exchange: Exchange,
     ) -> Stream {
@@ -155,6 +176,7 @@ impl GraphBuilder {
             node,
             updating: input.updating,
             times: input.times.clone(),
+            window: input.window.clone(),
         }
     }
 
@@ -401,9 +423,45 @@ impl GraphBuilder {
             to[position.expect("a time attribute is a column of its input")].clone()
         };
         let append_only = !left.updating && !right.updating;
-        let (factory, base, times): (Arc<dyn weir_engine::operator::OperatorFactory>, &str, _) =
-            match condition.interval {
-                Some(bounds) if append_only => {
+        // Keys that are plain columns, by their inputs' names, to spot the window columns.
+        let key_columns: Vec<(String, String)> = condition
+            .keys
+            .iter()
+            .filter_map(
+                |(l, r)| match (resolve(l, left_schema), resolve(r, right_schema)) {
+                    (Expr::Column(l), Expr::Column(r)) => Some((l.name, r.name)),
+                    _ => None,
+                },
+            )
+            .collect();
+        let windows = match (&left.window, &right.window) {
+            (Some((ls, le)), Some((rs, re)))
+                if append_only
+                    && key_columns.contains(&(ls.clone(), rs.clone()))
+                    && key_columns.contains(&(le.clone(), re.clone())) =>
+            {
+                Some((le.clone(), re.clone()))
+            }
+            _ => None,
+        };
+        let (factory, base, times, window): (Arc<dyn OperatorFactory>, &str, _, _) =
+            match (condition.interval, windows) {
+                (_, Some((left_end, right_end))) => {
+                    // Both inputs are windowed the same way and joined on their windows.
+                    let factory = WindowJoinFactory::new(
+                        spec,
+                        renamed(&left_end, left_schema, left_names),
+                        renamed(&right_end, right_schema, right_names),
+                    );
+                    let window = left.window.as_ref().map(|(s, e)| {
+                        (
+                            renamed(s, left_schema, left_names),
+                            renamed(e, left_schema, left_names),
+                        )
+                    });
+                    (Arc::new(factory) as _, "window-join", Vec::new(), window)
+                }
+                (Some(bounds), None) if append_only => {
                     let left_time = renamed(&bounds.left, left_schema, left_names);
                     let right_time = renamed(&bounds.right, right_schema, right_names);
                     let times = vec![left_time.clone(), right_time.clone()];
@@ -415,12 +473,12 @@ impl GraphBuilder {
                         bounds.upper,
                     )
                     .map_err(|e| user(e.to_string()))?;
-                    (Arc::new(factory) as _, "interval-join", times)
+                    (Arc::new(factory) as _, "interval-join", times, None)
                 }
                 _ => {
                     let factory =
                         RegularJoinFactory::new(spec).with_state_ttl(self.options.state_ttl);
-                    (Arc::new(factory) as _, "join", Vec::new())
+                    (Arc::new(factory) as _, "join", Vec::new(), None)
                 }
             };
         let name = self.name(base);
@@ -438,6 +496,7 @@ impl GraphBuilder {
             node,
             updating,
             times,
+            window,
         };
         if computed_left || computed_right {
             // Drop the computed keys: the join's columns, in order.
@@ -491,18 +550,18 @@ impl GraphBuilder {
         if !computed && own == names {
             return (input.clone(), key_names, false);
         }
-        let mut stream = self.operator(
+        let stream = self.operator(
             "join-input",
             Arc::new(ProjectFactory::new(exprs)),
             input,
             Exchange::Forward,
         );
-        stream.times = input
-            .times
+        let renames = own
             .iter()
-            .filter_map(|t| own.iter().position(|n| n == t).map(|i| names[i].clone()))
+            .zip(names)
+            .map(|(from, to)| (from.clone(), vec![to.clone()]))
             .collect();
-        (stream, key_names, computed)
+        (input.renamed(stream.node, &renames), key_names, computed)
     }
 
     fn filter(&mut self, input: &Stream, predicate: Expr) -> Stream {
@@ -523,28 +582,25 @@ impl GraphBuilder {
         input_schema: &DFSchema,
         schema: &DFSchemaRef,
     ) -> Stream {
-        let mut times = Vec::new();
+        let mut renames: HashMap<String, Vec<String>> = HashMap::new();
         let exprs = exprs
             .iter()
             .zip(physical_names(schema))
             .map(|(e, name)| {
                 let expr = resolve(e, input_schema);
                 if let Expr::Column(c) = expr.clone().unalias() {
-                    if input.times.contains(&c.name) {
-                        times.push(name.clone());
-                    }
+                    renames.entry(c.name).or_default().push(name.clone());
                 }
                 named(expr, &name)
             })
             .collect();
-        let mut stream = self.operator(
+        let stream = self.operator(
             "project",
             Arc::new(ProjectFactory::new(exprs)),
             input,
             Exchange::Forward,
         );
-        stream.times = times;
-        stream
+        input.renamed(stream.node, &renames)
     }
 
     fn projection(&mut self, projection: &Projection) -> Result<Flow> {
@@ -684,14 +740,15 @@ impl GraphBuilder {
             &output,
             Exchange::Forward,
         );
-        // window_time is the result's time attribute, as in Flink.
-        stream.times = match aggregate
-            .schema
-            .has_column_with_unqualified_name(WINDOW_TIME)
-        {
+        // window_time is the result's time attribute, window_start and window_end its window
+        // properties, as in Flink.
+        let has = |name| aggregate.schema.has_column_with_unqualified_name(name);
+        stream.times = match has(WINDOW_TIME) {
             true => vec![WINDOW_TIME.to_string()],
             false => Vec::new(),
         };
+        stream.window = (has(WINDOW_START) && has(WINDOW_END))
+            .then(|| (WINDOW_START.to_string(), WINDOW_END.to_string()));
         Ok(stream)
     }
 
@@ -716,6 +773,7 @@ impl GraphBuilder {
         let output = Stream {
             updating: true,
             times: Vec::new(),
+            window: None,
             ..output
         };
         let exprs: Vec<Expr> = aggregate

@@ -10,10 +10,12 @@
 //!   wait in a [`store::SideStore`] until the watermark frees them.
 //! - [`regular::RegularJoinFactory`]: Flink's regular join over append-only or updating
 //!   inputs, emitting a changelog unless it is an inner join of append-only inputs.
+//! - [`window::WindowJoinFactory`]: Flink's window join, per window at the window's end.
 
 pub mod interval;
 pub mod regular;
 pub mod store;
+pub mod window;
 
 use std::sync::Arc;
 

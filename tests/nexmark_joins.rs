@@ -1,0 +1,218 @@
+//! Nexmark's join queries in Flink's text (q3, q7, q8, q20) over the `nexmark` source, at 1, 2
+//! and 4 shards, against a brute-force reference computed here from the generated persons,
+//! auctions and bids.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type};
+use weir::engine::runtime;
+use weir::prelude::*;
+use weir::sql::{Action, Session};
+
+const EVENTS: u64 = 30_000;
+const WINDOW_MS: i64 = 10_000;
+
+/// Flink's nexmark DDL and views, at 1000 events per second of event time (30 s).
+fn setup() -> String {
+    format!(
+        "CREATE TABLE datagen (
+            event_type INT,
+            person ROW<id BIGINT, name VARCHAR, emailAddress VARCHAR, creditCard VARCHAR, city VARCHAR, state VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
+            auction ROW<id BIGINT, itemName VARCHAR, description VARCHAR, initialBid BIGINT, reserve BIGINT, `dateTime` TIMESTAMP(3), expires TIMESTAMP(3), seller BIGINT, category BIGINT, extra VARCHAR>,
+            bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
+            `dateTime` AS CASE WHEN event_type = 0 THEN person.`dateTime`
+                               WHEN event_type = 1 THEN auction.`dateTime`
+                               ELSE bid.`dateTime` END,
+            WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
+        ) WITH ('connector' = 'nexmark', 'events.num' = '{EVENTS}', 'first-event.rate' = '1000');
+        CREATE VIEW person AS SELECT person.id, person.name, person.emailAddress, person.creditCard,
+            person.city, person.state, `dateTime`, person.extra FROM datagen WHERE event_type = 0;
+        CREATE VIEW auction AS SELECT auction.id, auction.itemName, auction.description,
+            auction.initialBid, auction.reserve, `dateTime`, auction.expires, auction.seller,
+            auction.category, auction.extra FROM datagen WHERE event_type = 1;
+        CREATE VIEW bid AS SELECT bid.auction, bid.bidder, bid.price, bid.channel, bid.url,
+            `dateTime`, bid.extra FROM datagen WHERE event_type = 2;"
+    )
+}
+
+/// The SELECT of a benchmark query file (its INSERT INTO ... target dropped).
+fn query(file: &str) -> String {
+    let text = std::fs::read_to_string(format!(
+        "{}/benches/nexmark/queries/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let insert = text.find("INSERT INTO").expect("an INSERT");
+    let select = text[insert..].find('\n').unwrap() + insert;
+    text[select..].to_string()
+}
+
+fn run(sql: &str, shards: usize) -> Vec<RecordBatch> {
+    let sink = CollectSink::new();
+    let mut session = Session::new();
+    let actions = session
+        .execute(&format!("{}\n{sql}", setup()), &|_| Arc::new(sink.clone()))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let [Action::Query(job)] = actions.as_slice() else {
+        panic!("one query")
+    };
+    runtime::run(&job.graph, RunOptions::default().shards(shards)).expect("job runs");
+    sink.batches()
+}
+
+/// A value of any type as text (timestamps as ms since the epoch), NULL as `None`.
+fn text(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    let column = batch.column_by_name(name).expect(name);
+    let column = match column.data_type() {
+        DataType::Timestamp(_, _) => cast(column, &DataType::Int64).unwrap(),
+        _ => Arc::clone(column),
+    };
+    let column = cast(&column, &DataType::Utf8).unwrap();
+    let column = column.as_string::<i32>();
+    (0..column.len())
+        .map(|i| column.is_valid(i).then(|| column.value(i).to_string()))
+        .collect()
+}
+
+/// The rows of `batches` as text, in `columns` order, sorted (a multiset).
+fn rows(batches: &[RecordBatch], columns: &[&str]) -> Vec<Vec<Option<String>>> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let values: Vec<_> = columns.iter().map(|c| text(batch, c)).collect();
+        for i in 0..batch.num_rows() {
+            rows.push(values.iter().map(|v| v[i].clone()).collect());
+        }
+    }
+    rows.sort();
+    rows
+}
+
+fn i64s(batch: &RecordBatch, name: &str) -> Vec<i64> {
+    let column = cast(batch.column_by_name(name).expect(name), &DataType::Int64).unwrap();
+    column.as_primitive::<Int64Type>().values().to_vec()
+}
+
+type Row = Vec<Option<String>>;
+
+fn s(v: impl ToString) -> Option<String> {
+    Some(v.to_string())
+}
+
+#[test]
+fn nexmark_join_queries_match_a_reference() {
+    let people = run("SELECT id, name, city, state, `dateTime` FROM person;", 2);
+    let auctions = run(
+        "SELECT id, itemName, `dateTime`, seller, category FROM auction;",
+        2,
+    );
+    let bids = run("SELECT auction, bidder, price, `dateTime` FROM bid;", 2);
+    let people = rows(&people, &["id", "name", "city", "state", "dateTime"]);
+    let auctions = rows(
+        &auctions,
+        &["id", "itemName", "dateTime", "seller", "category"],
+    );
+    let bid_rows: Vec<Vec<i64>> = bids
+        .iter()
+        .flat_map(|b| {
+            let cols: Vec<Vec<i64>> = ["auction", "bidder", "price", "dateTime"]
+                .iter()
+                .map(|c| i64s(b, c))
+                .collect();
+            (0..b.num_rows()).map(move |i| cols.iter().map(|c| c[i]).collect::<Vec<_>>())
+        })
+        .collect();
+    assert!(people.len() > 500 && auctions.len() > 1_500 && bid_rows.len() > 25_000);
+    let num = |v: &Option<String>| v.as_ref().unwrap().parse::<i64>().unwrap();
+
+    // q3: category-10 auctions of sellers in OR, ID or CA.
+    let mut q3: Vec<Row> = Vec::new();
+    for a in auctions.iter().filter(|a| num(&a[4]) == 10) {
+        for p in people.iter().filter(|p| p[0] == a[3]) {
+            if ["OR", "ID", "CA"].contains(&p[3].as_deref().unwrap()) {
+                q3.push(vec![p[1].clone(), p[2].clone(), p[3].clone(), a[0].clone()]);
+            }
+        }
+    }
+    q3.sort();
+    assert!(!q3.is_empty());
+
+    // q20: bids of category-10 auctions with the auction's item and time.
+    let by_id: BTreeMap<i64, &Row> = auctions.iter().map(|a| (num(&a[0]), a)).collect();
+    let mut q20: Vec<Row> = Vec::new();
+    for b in &bid_rows {
+        if let Some(a) = by_id.get(&b[0]).filter(|a| num(&a[4]) == 10) {
+            q20.push(vec![
+                s(b[0]),
+                s(b[1]),
+                s(b[2]),
+                s(b[3]),
+                a[1].clone(),
+                a[2].clone(),
+            ]);
+        }
+    }
+    q20.sort();
+    assert!(!q20.is_empty());
+
+    // q7: bids with the highest price of a 10 s window, within that window's 10 s before its end.
+    let mut max_price: BTreeMap<i64, i64> = BTreeMap::new();
+    for b in &bid_rows {
+        let end = b[3].div_euclid(WINDOW_MS) * WINDOW_MS + WINDOW_MS;
+        let top = max_price.entry(end).or_insert(i64::MIN);
+        *top = (*top).max(b[2]);
+    }
+    let mut q7: Vec<Row> = Vec::new();
+    for b in &bid_rows {
+        for (&end, &top) in &max_price {
+            if b[2] == top && end - WINDOW_MS <= b[3] && b[3] <= end {
+                q7.push(vec![s(b[0]), s(b[2]), s(b[1]), s(b[3])]);
+            }
+        }
+    }
+    q7.sort();
+    assert!(!q7.is_empty());
+
+    // q8: people who opened an auction in the 10 s window they registered in.
+    let window = |t: &Option<String>| num(t).div_euclid(WINDOW_MS) * WINDOW_MS;
+    let sellers: BTreeSet<(String, i64)> = auctions
+        .iter()
+        .map(|a| (a[3].clone().unwrap(), window(&a[2])))
+        .collect();
+    let mut q8: Vec<Row> = people
+        .iter()
+        .map(|p| (p[0].clone(), p[1].clone(), window(&p[4])))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|(id, _, w)| sellers.contains(&(id.clone().unwrap(), *w)))
+        .map(|(id, name, w)| vec![id, name, s(w)])
+        .collect();
+    q8.sort();
+    assert!(!q8.is_empty());
+
+    for shards in [1, 2, 4] {
+        let at = format!("at {shards} shards");
+        let got = run(&query("q3.sql"), shards);
+        assert_eq!(rows(&got, &["name", "city", "state", "id"]), q3, "q3 {at}");
+        let got = run(&query("q20.sql"), shards);
+        let columns = [
+            "auction",
+            "bidder",
+            "price",
+            "dateTime",
+            "itemName",
+            "dateTime0",
+        ];
+        assert_eq!(rows(&got, &columns), q20, "q20 {at}");
+        let got = run(&query("q7.sql"), shards);
+        assert_eq!(
+            rows(&got, &["auction", "price", "bidder", "dateTime"]),
+            q7,
+            "q7 {at}"
+        );
+        let got = run(&query("q8.sql"), shards);
+        assert_eq!(rows(&got, &["id", "name", "starttime"]), q8, "q8 {at}");
+    }
+}
