@@ -80,6 +80,13 @@ pub const CONNECTORS: &[&str] = &[
     "blackhole",
 ];
 
+/// Options every source takes (Flink's names).
+pub const SOURCE_OPTIONS: &[OptionSpec] = &[OptionSpec::optional(
+    "scan.parallelism",
+    OptionKind::Integer,
+    "number of source splits (subtasks); default: the job's shard count",
+)];
+
 const KAFKA_SOURCE_OPTIONS: &[OptionSpec] = &[
     OptionSpec::optional(
         "scan.startup.mode",
@@ -272,16 +279,17 @@ fn file_format(options: &Options) -> Result<FileFormat, ConnectorError> {
 pub fn check_options(table: &TableSpec) -> Result<(), ConnectorError> {
     let (connector, options) = table.connector()?;
     let specs: &[&[OptionSpec]] = match connector.as_str() {
-        "filesystem" => &[FILESYSTEM_OPTIONS, FORMAT_ERROR_OPTIONS],
+        "filesystem" => &[FILESYSTEM_OPTIONS, FORMAT_ERROR_OPTIONS, SOURCE_OPTIONS],
         "kafka" => &[
             crate::kafka::COMMON_OPTIONS,
             KAFKA_SOURCE_OPTIONS,
             KAFKA_SINK_OPTIONS,
             FORMAT_ERROR_OPTIONS,
+            SOURCE_OPTIONS,
         ],
         "upsert-kafka" => &[crate::kafka::COMMON_OPTIONS, KAFKA_SINK_OPTIONS],
-        "datagen" => &[crate::datagen::OPTIONS],
-        "nexmark" => &[crate::nexmark::OPTIONS],
+        "datagen" => &[crate::datagen::OPTIONS, SOURCE_OPTIONS],
+        "nexmark" => &[crate::nexmark::OPTIONS, SOURCE_OPTIONS],
         "print" => &[PRINT_OPTIONS],
         "blackhole" => &[],
         other => return Err(unknown(table, other)),
@@ -297,7 +305,7 @@ pub fn create_source(table: &TableSpec) -> Result<Arc<dyn SourceFactory>, Connec
             let options = validate(
                 table,
                 "filesystem",
-                &[FILESYSTEM_OPTIONS, FORMAT_ERROR_OPTIONS],
+                &[FILESYSTEM_OPTIONS, FORMAT_ERROR_OPTIONS, SOURCE_OPTIONS],
                 &options,
             )?;
             Ok(Arc::new(FileSource::new(FileSourceConfig {
@@ -318,6 +326,7 @@ pub fn create_source(table: &TableSpec) -> Result<Arc<dyn SourceFactory>, Connec
                     crate::kafka::COMMON_OPTIONS,
                     KAFKA_SOURCE_OPTIONS,
                     FORMAT_ERROR_OPTIONS,
+                    SOURCE_OPTIONS,
                 ],
                 &options,
             )?;
@@ -338,11 +347,11 @@ pub fn create_source(table: &TableSpec) -> Result<Arc<dyn SourceFactory>, Connec
         }),
         "datagen" => Ok(Arc::new(crate::datagen::DataGen::from_options(
             SchemaRef::clone(&table.schema),
-            &validate(table, "datagen", &[crate::datagen::OPTIONS], &options)?,
+            &validate(table, "datagen", &[crate::datagen::OPTIONS, SOURCE_OPTIONS], &options)?,
         )?)),
         "nexmark" => Ok(Arc::new(crate::nexmark::NexmarkSource::from_options(
             SchemaRef::clone(&table.schema),
-            &validate(table, "nexmark", &[crate::nexmark::OPTIONS], &options)?,
+            &validate(table, "nexmark", &[crate::nexmark::OPTIONS, SOURCE_OPTIONS], &options)?,
         )?)),
         "print" | "blackhole" => Err(ConnectorError::Config {
             connector: format!("table '{}' ({connector})", table.name),

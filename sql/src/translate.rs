@@ -880,8 +880,32 @@ impl GraphBuilder {
                     });
                 let name = self.name(&format!("source-{}", table.spec.name));
                 let node = self.graph.add_source(name, factory, watermark);
-                self.sources.insert(table.spec.name.clone(), node);
-                node
+                if let Some(parallelism) = table.spec.options.get("scan.parallelism") {
+                    let parallelism = parallelism
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| {
+                            user(format!(
+                                "'scan.parallelism' of table '{}' is a positive number, not '{parallelism}'",
+                                table.spec.name
+                            ))
+                        })?;
+                    self.graph.set_parallelism(node, parallelism);
+                    // Its rows are dealt to the job's parallelism, as a VALUES source's are.
+                    let spread = self.name(&format!("source-{}-rebalance", table.spec.name));
+                    let columns = self.graph_schema_columns(node);
+                    let spread = self
+                        .graph
+                        .add_operator(spread, Arc::new(ProjectFactory::new(columns)));
+                    self.graph.connect(node, spread, Exchange::Rebalance);
+                    self.sources.insert(table.spec.name.clone(), spread);
+                    spread
+                } else {
+                    self.sources.insert(table.spec.name.clone(), node);
+                    node
+                }
             }
         };
         let mut stream = Stream::new(node);
