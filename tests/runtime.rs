@@ -554,3 +554,189 @@ fn broadcast_sends_every_row_to_every_subtask() {
     let rows = sink.rows.lock().unwrap().clone();
     assert_eq!(rows, [(0, 1_000), (1, 1_000)].into_iter().collect());
 }
+
+/// A two-input operator that counts the rows of each input and, on its first row, registers a
+/// processing-time timer 50 ms ahead whose firing emits one row (`k` = -1).
+struct TwoInputs {
+    rows: Arc<[AtomicUsize; 2]>,
+}
+
+impl weir::engine::operator::OperatorFactory for TwoInputs {
+    fn inputs(&self) -> &'static [&'static str] {
+        &["fast", "slow"]
+    }
+
+    fn output_schema(&self, inputs: &[SchemaRef]) -> Result<SchemaRef, BoxError> {
+        assert_eq!(inputs.len(), 2);
+        Ok(Arc::clone(&inputs[0]))
+    }
+
+    fn describe(&self) -> String {
+        "two inputs".into()
+    }
+
+    fn create(
+        &self,
+        _: &SubtaskContext,
+    ) -> Result<Box<dyn weir::engine::operator::Operator>, BoxError> {
+        Ok(Box::new(TwoInputsOperator {
+            rows: Arc::clone(&self.rows),
+            armed: false,
+        }))
+    }
+}
+
+struct TwoInputsOperator {
+    rows: Arc<[AtomicUsize; 2]>,
+    armed: bool,
+}
+
+impl weir::engine::operator::Operator for TwoInputsOperator {
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        ctx: &mut weir::engine::operator::Context<'_>,
+    ) -> Result<(), BoxError> {
+        use weir::engine::operator::TimeDomain;
+        self.rows[ctx.input()].fetch_add(batch.num_rows(), Ordering::SeqCst);
+        if !self.armed {
+            self.armed = true;
+            let now = weir::engine::time::now_ms();
+            ctx.register_timer(TimeDomain::ProcessingTime, now + 50);
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        domain: weir::engine::operator::TimeDomain,
+        _time: i64,
+        ctx: &mut weir::engine::operator::Context<'_>,
+    ) -> Result<(), BoxError> {
+        assert_eq!(domain, weir::engine::operator::TimeDomain::ProcessingTime);
+        ctx.emit(batch_of(&[Event {
+            key: -1,
+            ts: 0,
+            v: None,
+        }]));
+        Ok(())
+    }
+}
+
+/// A graph of two scripted sources into [`TwoInputs`] (one subtask) into `sink`.
+fn two_input_graph(
+    fast: ScriptedSource,
+    slow: ScriptedSource,
+    rows: &Arc<[AtomicUsize; 2]>,
+    sink: &CollectSink,
+) -> weir::engine::graph::Graph {
+    use weir::engine::graph::{Exchange, Graph};
+    let mut graph = Graph::new();
+    let fast = graph.add_source("fast", Arc::new(fast), None);
+    let slow = graph.add_source("slow", Arc::new(slow), None);
+    let join = graph.add_operator(
+        "two",
+        Arc::new(TwoInputs {
+            rows: Arc::clone(rows),
+        }),
+    );
+    for node in [fast, slow, join] {
+        graph.set_parallelism(node, 1);
+    }
+    graph.connect_input(fast, join, 0, Exchange::Forward);
+    graph.connect_input(slow, join, 1, Exchange::Forward);
+    let out = graph.add_sink("sink", Arc::new(sink.clone()));
+    graph.set_parallelism(out, 1);
+    graph.connect(join, out, Exchange::Forward);
+    graph
+}
+
+#[test]
+fn a_processing_time_timer_fires_while_the_inputs_are_silent() {
+    let rows: Arc<[AtomicUsize; 2]> = Arc::default();
+    let sink = CollectSink::new();
+    let quiet = |key| ScriptedSource {
+        scripts: vec![Script {
+            batches: events(key, [1]),
+            pause: Duration::ZERO,
+            hang: true,
+        }],
+        produced: Arc::default(),
+    };
+    let graph = two_input_graph(quiet(1), quiet(2), &rows, &sink);
+    let handle = weir::engine::runtime::start(&graph, RunOptions::default().shards(1)).unwrap();
+    let fired = wait_until(Duration::from_secs(10), || sink.rows() == 1);
+    handle.cancel();
+    let _ = handle.join();
+    assert!(fired, "the timer fired with no input arriving");
+    assert_eq!(
+        rows[0].load(Ordering::SeqCst) + rows[1].load(Ordering::SeqCst),
+        2
+    );
+}
+
+/// A sink that never finishes writing its first batch (without blocking its shard).
+#[derive(Clone)]
+struct StuckSink;
+
+impl SinkFactory for StuckSink {
+    fn describe(&self) -> String {
+        "stuck".into()
+    }
+
+    fn create_writer(&self, _context: &SubtaskContext) -> Result<Box<dyn SinkWriter>, BoxError> {
+        Ok(Box::new(StuckSink))
+    }
+}
+
+impl SinkWriter for StuckSink {
+    fn write_batch(&mut self, _batch: RecordBatch) -> LocalBoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(std::future::pending())
+    }
+
+    fn finish(&mut self) -> LocalBoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[test]
+fn an_input_blocked_at_a_barrier_is_not_read_until_the_others_align() {
+    use weir::engine::graph::Exchange;
+    let rows: Arc<[AtomicUsize; 2]> = Arc::default();
+    let sink = CollectSink::new();
+    let source = |key, batches, pause| ScriptedSource {
+        scripts: vec![Script {
+            batches: events(key, 0..batches),
+            pause,
+            hang: false,
+        }],
+        produced: Arc::default(),
+    };
+    let fast = source(1, 3_000, Duration::from_micros(300));
+    let fast_produced = Arc::clone(&fast.produced);
+    // The other input's source also feeds a sink that never takes its first batch: the source
+    // soon waits on that sink's full channel, and so does the barrier it is asked to send.
+    let mut graph = two_input_graph(fast, source(2, 200, Duration::ZERO), &rows, &sink);
+    let stuck = graph.add_sink("stuck", Arc::new(StuckSink));
+    graph.set_parallelism(stuck, 1);
+    graph.connect(weir::engine::graph::NodeId(1), stuck, Exchange::Forward);
+    let options = RunOptions::default().shards(1).channel_capacity(4);
+    let handle = weir::engine::runtime::start(&graph, options).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || fast_produced
+        .load(Ordering::SeqCst)
+        >= 50));
+    handle.inject_barrier(CheckpointId(1));
+    // The fast input delivers the barrier at once and is then not read while the other one
+    // cannot send its barrier: its source stops within its channel's capacity
+    // (backpressure) instead of being buffered without bound.
+    std::thread::sleep(Duration::from_millis(20));
+    let at_barrier = fast_produced.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(200));
+    let while_blocked = fast_produced.load(Ordering::SeqCst) - at_barrier;
+    handle.cancel();
+    let _ = handle.join();
+    assert!(
+        while_blocked < 10,
+        "the fast source went on: {while_blocked} batches"
+    );
+}
