@@ -487,9 +487,6 @@ impl GraphBuilder {
             .connect_input(left_in.node, node, 0, Exchange::Hash(left_keys.clone()));
         self.graph
             .connect_input(right_in.node, node, 1, Exchange::Hash(right_keys));
-        if left_keys.is_empty() {
-            self.graph.set_parallelism(node, 1);
-        }
         // An interval join is append-only; a regular join unless inner over append-only inputs.
         let updating = base == "join" && !(join_type == JoinType::Inner && append_only);
         let mut output = Stream {
@@ -498,15 +495,29 @@ impl GraphBuilder {
             times,
             window,
         };
-        if computed_left || computed_right {
-            // Drop the computed keys: the join's columns, in order.
-            let exprs = names
-                .iter()
-                .map(|n| col(Column::new_unqualified(n)))
-                .collect();
+        // The join's columns, in order (without computed keys).
+        let columns: Vec<Expr> = names
+            .iter()
+            .map(|n| col(Column::new_unqualified(n)))
+            .collect();
+        if left_keys.is_empty() {
+            // No equality key: one subtask, as Flink's; its rows are then spread again, each
+            // row's changes to one subtask when they are a changelog.
+            self.graph.set_parallelism(node, 1);
+            let spread = match updating {
+                true => Exchange::Hash(names.to_vec()),
+                false => Exchange::Rebalance,
+            };
+            output = self.operator(
+                "join-spread",
+                Arc::new(ProjectFactory::new(columns)),
+                &output,
+                spread,
+            );
+        } else if computed_left || computed_right {
             output = self.operator(
                 "join-columns",
-                Arc::new(ProjectFactory::new(exprs)),
+                Arc::new(ProjectFactory::new(columns)),
                 &output,
                 Exchange::Forward,
             );
