@@ -48,14 +48,18 @@ const NEXMARK_QUERIES: &[(&str, &str)] = &[
     ("q0", include_str!("queries/q0.sql")),
     ("q1", include_str!("queries/q1.sql")),
     ("q2", include_str!("queries/q2.sql")),
+    ("q3", include_str!("queries/q3.sql")),
     ("q5", include_str!("queries/q5.sql")),
     ("q7", include_str!("queries/q7.sql")),
+    ("q8", include_str!("queries/q8.sql")),
     ("q11", include_str!("queries/q11.sql")),
     ("q14", include_str!("queries/q14.sql")),
     ("q15", include_str!("queries/q15.sql")),
     ("q16", include_str!("queries/q16.sql")),
     ("q17", include_str!("queries/q17.sql")),
+    ("q20", include_str!("queries/q20.sql")),
     ("q22", include_str!("queries/q22.sql")),
+    ("ij", include_str!("queries/ij.sql")),
 ];
 
 /// The peers' queries over a bid file.
@@ -77,7 +81,8 @@ enum Format {
 #[derive(Parser, Debug)]
 #[command(about = "Nexmark benchmark: one query (or `all`) per run")]
 struct Args {
-    /// q0, q1, q2, q5, q7, q11, q14, q15, q16, q17, q22, all; or scan, tumble, hop with --input.
+    /// q0, q1, q2, q3, q5, q7, q8, q11, q14, q15, q16, q17, q20, q22, ij (an interval join),
+    /// all; or scan, tumble, hop with --input.
     query: String,
     /// Nexmark events (all kinds: 2% people, 6% auctions, 92% bids).
     #[arg(long, default_value_t = 10_000_000)]

@@ -10,6 +10,7 @@ use weir_connectors::materialize::MaterializeSink;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion_common::{DFSchema, DataFusionError};
 use datafusion_expr::{ExprSchemable, LogicalPlan};
+use datafusion_optimizer::decorrelate_predicate_subquery::DecorrelatePredicateSubquery;
 use datafusion_optimizer::optimize_projections::OptimizeProjections;
 use datafusion_optimizer::{Analyzer, Optimizer, OptimizerContext};
 use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
@@ -436,11 +437,15 @@ impl Session {
         let analyzed = Analyzer::new()
             .execute_and_check(plan, self.context.options(), |_, _| {})
             .map_err(plan_error)?;
-        // Column pruning, the one optimizer rule run: scans keep only the columns the query
-        // uses, so operators neither copy nor carry the others.
-        Optimizer::with_rules(vec![Arc::new(OptimizeProjections::new())])
-            .optimize(analyzed, &OptimizerContext::new(), |_, _| {})
-            .map_err(plan_error)
+        // Two optimizer rules run: `IN`/`EXISTS` subqueries become semi and anti joins, and
+        // column pruning (scans keep only the columns the query uses, so operators neither
+        // copy nor carry the others).
+        Optimizer::with_rules(vec![
+            Arc::new(DecorrelatePredicateSubquery::new()),
+            Arc::new(OptimizeProjections::new()),
+        ])
+        .optimize(analyzed, &OptimizerContext::new(), |_, _| {})
+        .map_err(plan_error)
     }
 
     fn create_view(&mut self, tokens: &[TokenWithSpan]) -> Result<()> {

@@ -253,7 +253,7 @@ impl GraphBuilder {
                 });
                 if subquery.unwrap_or(false) {
                     return Err(unsupported(
-                        "a subquery in WHERE (IN, EXISTS: a semi or anti join)",
+                        "this subquery in WHERE (a scalar subquery, or one that is not a plain IN or EXISTS)",
                     )
                     .hint("write it as a JOIN"));
                 }
@@ -379,13 +379,20 @@ impl GraphBuilder {
     /// regular join; a join without equality keys runs on one subtask, as Flink's.
     fn join(&mut self, join: &Join, predicate: Option<&Expr>) -> Result<Stream> {
         use datafusion_expr::JoinType as Df;
-        let join_type = match join.join_type {
-            Df::Inner => JoinType::Inner,
-            Df::Left => JoinType::Left,
-            Df::Right => JoinType::Right,
-            Df::Full => JoinType::Full,
-            other => return Err(unsupported(&format!("{other} JOIN"))),
-        };
+        let join_type =
+            match join.join_type {
+                Df::Inner => JoinType::Inner,
+                Df::Left => JoinType::Left,
+                Df::Right => JoinType::Right,
+                Df::Full => JoinType::Full,
+                Df::LeftSemi => JoinType::Semi,
+                Df::LeftAnti if join.null_aware => return Err(unsupported(
+                    "NOT IN (subquery) (a NULL-aware anti join)",
+                )
+                .hint("write NOT EXISTS (SELECT ... WHERE ...), which has no NULL special case")),
+                Df::LeftAnti => JoinType::Anti,
+                other => return Err(unsupported(&format!("{other} JOIN"))),
+            };
         let left = self.rows(&join.left)?;
         let right = self.rows(&join.right)?;
         let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
@@ -404,7 +411,11 @@ impl GraphBuilder {
             &left.times,
             &right.times,
         );
-        let names = physical_names(&join.schema);
+        // Both inputs' columns (a semi or anti join outputs the left ones only).
+        let both = left_schema
+            .join(right_schema)
+            .map_err(|e| user(e.to_string()))?;
+        let names = physical_names(&both);
         let (left_names, right_names) = names.split_at(left_schema.fields().len());
         let (left_keys, right_keys): (Vec<&Expr>, Vec<&Expr>) =
             condition.keys.iter().map(|(l, r)| (l, r)).unzip();
@@ -416,7 +427,7 @@ impl GraphBuilder {
             join_type,
             left_keys: left_keys.clone(),
             right_keys: right_keys.clone(),
-            filter: conjunction(condition.residual).map(|e| resolve(&e, &join.schema)),
+            filter: conjunction(condition.residual).map(|e| resolve(&e, &both)),
         };
         let renamed = |name: &String, own: &DFSchema, to: &[String]| {
             let position = physical_names(own).iter().position(|n| n == name);
@@ -437,6 +448,7 @@ impl GraphBuilder {
         let windows = match (&left.window, &right.window) {
             (Some((ls, le)), Some((rs, re)))
                 if append_only
+                    && !join_type.is_semi_or_anti()
                     && key_columns.contains(&(ls.clone(), rs.clone()))
                     && key_columns.contains(&(le.clone(), re.clone())) =>
             {
@@ -461,7 +473,7 @@ impl GraphBuilder {
                     });
                     (Arc::new(factory) as _, "window-join", Vec::new(), window)
                 }
-                (Some(bounds), None) if append_only => {
+                (Some(bounds), None) if append_only && !join_type.is_semi_or_anti() => {
                     let left_time = renamed(&bounds.left, left_schema, left_names);
                     let right_time = renamed(&bounds.right, right_schema, right_names);
                     let times = vec![left_time.clone(), right_time.clone()];
@@ -487,8 +499,10 @@ impl GraphBuilder {
             .connect_input(left_in.node, node, 0, Exchange::Hash(left_keys.clone()));
         self.graph
             .connect_input(right_in.node, node, 1, Exchange::Hash(right_keys));
-        // An interval join is append-only; a regular join unless inner over append-only inputs.
-        let updating = base == "join" && !(join_type == JoinType::Inner && append_only);
+        // An interval join is append-only; a regular join unless inner or semi over
+        // append-only inputs.
+        let updating = base == "join"
+            && !(matches!(join_type, JoinType::Inner | JoinType::Semi) && append_only);
         let mut output = Stream {
             node,
             updating,
@@ -496,7 +510,8 @@ impl GraphBuilder {
             window,
         };
         // The join's columns, in order (without computed keys).
-        let columns: Vec<Expr> = names
+        let output_names = &names[..join.schema.fields().len()];
+        let columns: Vec<Expr> = output_names
             .iter()
             .map(|n| col(Column::new_unqualified(n)))
             .collect();
@@ -505,7 +520,7 @@ impl GraphBuilder {
             // row's changes to one subtask when they are a changelog.
             self.graph.set_parallelism(node, 1);
             let spread = match updating {
-                true => Exchange::Hash(names.to_vec()),
+                true => Exchange::Hash(output_names.to_vec()),
                 false => Exchange::Rebalance,
             };
             output = self.operator(

@@ -73,6 +73,11 @@ impl IntervalJoinFactory {
     }
 
     fn plan(&self, inputs: &[SchemaRef]) -> Result<(JoinPlan, [usize; 2])> {
+        if self.spec.join_type.is_semi_or_anti() {
+            return Err(OperatorError::Plan(
+                "an interval join is inner or outer, not semi or anti".into(),
+            ));
+        }
         let plan = self.spec.plan(&inputs[0], &inputs[1])?;
         if let Some(side) = [Side::Left, Side::Right]
             .into_iter()

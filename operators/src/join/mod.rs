@@ -40,6 +40,10 @@ pub enum JoinType {
     Right,
     /// Both.
     Full,
+    /// Each left row that has a match, once (`EXISTS`, `IN`): left columns only.
+    Semi,
+    /// Each left row that has no match (`NOT EXISTS`): left columns only.
+    Anti,
 }
 
 impl JoinType {
@@ -51,6 +55,11 @@ impl JoinType {
         )
     }
 
+    /// Semi and anti joins emit left rows only, and whether they have a match decides.
+    pub fn is_semi_or_anti(self) -> bool {
+        matches!(self, JoinType::Semi | JoinType::Anti)
+    }
+
     /// SQL's name: `INNER`, `LEFT OUTER`, ...
     pub fn sql(self) -> &'static str {
         match self {
@@ -58,6 +67,8 @@ impl JoinType {
             JoinType::Left => "LEFT OUTER",
             JoinType::Right => "RIGHT OUTER",
             JoinType::Full => "FULL OUTER",
+            JoinType::Semi => "LEFT SEMI",
+            JoinType::Anti => "LEFT ANTI",
         }
     }
 }
@@ -157,16 +168,20 @@ impl JoinSpec {
             left_keys.push(li);
             right_keys.push(ri);
         }
-        let output = joined_schema(left, right, self.join_type)?;
+        let joined = joined_schema(left, right, self.join_type)?;
         let filter = self
             .filter
             .as_ref()
-            .map(|f| crate::expr::physical(f, &output))
+            .map(|f| crate::expr::physical(f, &joined))
             .transpose()?;
         Ok(JoinPlan {
             left: Arc::clone(left),
             right: Arc::clone(right),
-            output,
+            output: match self.join_type.is_semi_or_anti() {
+                true => Arc::clone(left),
+                false => Arc::clone(&joined),
+            },
+            joined,
             keys: [left_keys, right_keys],
             filter,
             updating,
@@ -202,7 +217,10 @@ pub fn joined_schema(
 pub struct JoinPlan {
     pub left: SchemaRef,
     pub right: SchemaRef,
+    /// What the join emits: `joined`, or the left columns for a semi or anti join.
     pub output: SchemaRef,
+    /// The left columns then the right ones: what the residual predicate sees.
+    pub joined: SchemaRef,
     /// Key column indices of each side.
     pub keys: [Vec<usize>; 2],
     pub filter: Option<Arc<dyn PhysicalExpr>>,
@@ -227,7 +245,7 @@ impl JoinPlan {
     ) -> Result<(RecordBatch, BooleanArray)> {
         let mut columns: Vec<ArrayRef> = left.columns().to_vec();
         columns.extend(right.columns().iter().cloned());
-        let joined = RecordBatch::try_new(Arc::clone(&self.output), columns)?;
+        let joined = RecordBatch::try_new(Arc::clone(&self.joined), columns)?;
         let mask = match &self.filter {
             None => BooleanArray::from(vec![true; joined.num_rows()]),
             Some(filter) => {
@@ -262,7 +280,7 @@ impl JoinPlan {
             Side::Left => columns.extend(nulls(&self.right)),
             Side::Right => columns.extend(rows.columns().iter().cloned()),
         }
-        Ok(RecordBatch::try_new(Arc::clone(&self.output), columns)?)
+        Ok(RecordBatch::try_new(Arc::clone(&self.joined), columns)?)
     }
 
     /// The rows of `joined` where `mask` holds.

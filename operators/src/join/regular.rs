@@ -54,10 +54,11 @@ impl RegularJoinFactory {
         self
     }
 
-    /// Whether the output is a changelog: unless both inputs are append-only and no row is
-    /// ever padded (an inner join), as Flink derives it.
+    /// Whether the output is a changelog, as Flink derives it: unless both inputs are
+    /// append-only and no emitted row is ever taken back (an inner or a semi join).
     fn emits_changelog(&self, updating: [bool; 2]) -> bool {
-        self.spec.join_type != JoinType::Inner || updating.iter().any(|u| *u)
+        !matches!(self.spec.join_type, JoinType::Inner | JoinType::Semi)
+            || updating.iter().any(|u| *u)
     }
 }
 
@@ -236,6 +237,9 @@ impl RegularJoin {
 
         let own_outer = self.join_type.keeps_unmatched(side);
         let other_outer = self.join_type.keeps_unmatched(side.other());
+        // In a semi or anti join a left row is in the result by whether it has matches.
+        let semi_anti = self.join_type.is_semi_or_anti();
+        let in_result = |matches: u32| (self.join_type == JoinType::Semi) == (matches > 0);
         let full_rows = self.sides[own].rows.convert_columns(data.columns())?;
         let mut emitted: Vec<Emitted> = Vec::new();
         let mut next = 0;
@@ -255,6 +259,27 @@ impl RegularJoin {
                     .get_mut(&key)
                     .expect("candidates are stored")[position];
                 matches += stored.count;
+                if semi_anti {
+                    if side == Side::Right {
+                        // The stored left row enters or leaves the result as its matches do.
+                        let before = stored.associations;
+                        let after = match accumulate {
+                            true => before + 1,
+                            false => before.saturating_sub(1),
+                        };
+                        stored.associations = after;
+                        if in_result(before) != in_result(after) {
+                            let kind = match in_result(after) {
+                                true => RowKind::Insert,
+                                false => RowKind::Delete,
+                            };
+                            for _ in 0..stored.count {
+                                emitted.push((kind, None, Some(candidate)));
+                            }
+                        }
+                    }
+                    continue;
+                }
                 for _ in 0..stored.count {
                     if accumulate {
                         if other_outer && stored.associations == 0 {
@@ -274,12 +299,12 @@ impl RegularJoin {
                     stored.associations = stored.associations.saturating_sub(1);
                 }
             }
-            if own_outer && matches == 0 {
-                let kind = if accumulate {
-                    RowKind::Insert
-                } else {
-                    RowKind::Delete
-                };
+            let kind = if accumulate {
+                RowKind::Insert
+            } else {
+                RowKind::Delete
+            };
+            if own_outer && matches == 0 || semi_anti && side == Side::Left && in_result(matches) {
                 emitted.push((kind, Some(i as u32), None));
             }
             let row = full_rows.row(i);
@@ -337,14 +362,13 @@ impl RegularJoin {
                 .collect::<std::result::Result<_, _>>()?)
         };
         let (own, other) = (pick(data, &own_index)?, pick(other, &other_index)?);
-        let mut columns = match side {
-            Side::Left => own,
-            Side::Right => other.clone(),
+        let (mut columns, right) = match side {
+            Side::Left => (own, other),
+            Side::Right => (other, own),
         };
-        columns.extend(match side {
-            Side::Left => other,
-            Side::Right => pick(data, &own_index)?,
-        });
+        if !self.join_type.is_semi_or_anti() {
+            columns.extend(right);
+        }
         if self.changelog {
             columns.push(kind_array(emitted.iter().map(|e| e.0)));
         }

@@ -46,6 +46,11 @@ impl WindowJoinFactory {
     }
 
     fn plan(&self, inputs: &[SchemaRef]) -> Result<(JoinPlan, [usize; 2])> {
+        if self.spec.join_type.is_semi_or_anti() {
+            return Err(OperatorError::Plan(
+                "semi and anti window joins are not supported yet".into(),
+            ));
+        }
         let plan = self.spec.plan(&inputs[0], &inputs[1])?;
         let mut ends = [0; 2];
         for side in [Side::Left, Side::Right] {
