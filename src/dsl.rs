@@ -3,7 +3,7 @@
 //! `Pipeline::new(name).source(..)` gives a [`Stream`]; streams filter, project and map batches;
 //! `key_by` gives a [`KeyedStream`]; `window` gives a [`WindowedStream`]; `aggregate` gives a
 //! [`Stream`] of window results again; two keyed streams `join` into [`JoinedStreams`], which
-//! `between` makes an interval join and `regular` a regular join; `sink` ends a branch and returns a [`Job`] that can be
+//! `between` makes an interval join, `window` a window join and `regular` a regular join; `sink` ends a branch and returns a [`Job`] that can be
 //! run, started or explained. The type of each step only offers what is valid there (no
 //! `aggregate` without a window, no window without a stream); what depends on column names and
 //! types is checked when the graph is validated, before anything runs, with an error that
@@ -31,6 +31,7 @@ use weir_engine::{BoxError, EngineError};
 use weir_operators::filter::{FilterFactory, Predicate};
 use weir_operators::join::interval::IntervalJoinFactory;
 use weir_operators::join::regular::RegularJoinFactory;
+use weir_operators::join::window::WindowJoinFactory;
 use weir_operators::join::{JoinSpec, JoinType};
 use weir_operators::project::{MapFactory, ProjectFactory};
 use weir_operators::updating::UpdatingAggregateFactory;
@@ -380,6 +381,30 @@ impl JoinedStreams {
         }
     }
 
+    /// Window join, as Flink's: both streams are results of the same windows (window
+    /// aggregations), joined on their keys and their windows, given as each side's
+    /// `[window_start, window_end]` columns (names must differ between the sides). A window's
+    /// rows are joined when the watermark passes its end, then freed; append-only.
+    pub fn window(&self, left_window: [&str; 2], right_window: [&str; 2]) -> Stream {
+        let keys = |side: &KeyedStream, window: [&str; 2]| {
+            let mut keys = side.keys.clone();
+            keys.extend(window.iter().map(|c| c.to_string()));
+            keys
+        };
+        let spec = JoinSpec {
+            join_type: self.join_type,
+            left_keys: keys(&self.left, left_window),
+            right_keys: keys(&self.right, right_window),
+            filter: self.filter.clone(),
+        };
+        let factory = WindowJoinFactory::new(spec, left_window[1], right_window[1]);
+        self.connect_on(
+            "window-join",
+            Arc::new(factory),
+            [left_window, right_window],
+        )
+    }
+
     /// Regular join, as Flink SQL's `JOIN ... ON`: every pair of rows with equal keys, whenever
     /// they arrived. Inputs may be updating results. Output: append-only for an inner join of
     /// append-only inputs, otherwise a changelog (`+I`/`-D`). State grows with both inputs
@@ -397,15 +422,30 @@ impl JoinedStreams {
 
     /// Adds the join node fed by both streams, each behind a hash exchange on its keys.
     fn connect(&self, base: &str, factory: Arc<dyn OperatorFactory>) -> Stream {
+        self.connect_on(base, factory, [[]; 2])
+    }
+
+    /// [`JoinedStreams::connect`], each input also hashed on its `extra` key columns.
+    fn connect_on<const N: usize>(
+        &self,
+        base: &str,
+        factory: Arc<dyn OperatorFactory>,
+        extra: [[&str; N]; 2],
+    ) -> Stream {
         let left = &self.left.stream;
         let mut builder = left.builder.borrow_mut();
         let name = builder.unique_name(base);
         let node = builder.graph.add_operator(name, factory);
         for (input, side) in [&self.left, &self.right].into_iter().enumerate() {
-            let exchange = Exchange::Hash(side.keys.clone());
+            let mut keys = side.keys.clone();
+            keys.extend(extra[input].iter().map(|c| c.to_string()));
+            if keys.is_empty() {
+                // No key: one subtask, as Flink's.
+                builder.graph.set_parallelism(node, 1);
+            }
             builder
                 .graph
-                .connect_input(side.stream.node, node, input, exchange);
+                .connect_input(side.stream.node, node, input, Exchange::Hash(keys));
         }
         Stream {
             builder: Rc::clone(&left.builder),

@@ -203,3 +203,70 @@ fn two_aggregates_with_the_same_name_are_rejected_with_a_hint() {
     let error = job.start(RunOptions::default()).unwrap_err().to_string();
     assert!(error.contains("two columns named 'x'"), "{error}");
 }
+
+/// A window join in the DSL: per key and 1 s window, the row count of one stream next to the
+/// sum of another's, joined on key and window; every window of both is joined once.
+#[test]
+fn a_window_join_joins_window_results_on_their_windows() {
+    let left: Vec<Event> = input();
+    let right: Vec<Event> = input().into_iter().filter(|e| e.key != 4).collect();
+    let pipeline = Pipeline::new("window-join");
+    let counts = pipeline
+        .source(source(&left))
+        .watermark("ts", Duration::from_millis(100))
+        .key_by(["k"])
+        .window(Window::tumble(Duration::from_secs(1)))
+        .aggregate([count_all().alias("n")]);
+    let sums = pipeline
+        .source(source(&right))
+        .watermark("ts", Duration::from_millis(100))
+        .key_by(["k"])
+        .window(Window::tumble(Duration::from_secs(1)))
+        .aggregate([sum(col("v")).alias("total")])
+        .select([
+            col("k").alias("k2"),
+            col("window_start").alias("start2"),
+            col("window_end").alias("end2"),
+            col("total"),
+        ]);
+    let sink = CollectSink::new();
+    counts
+        .key_by(["k"])
+        .join(&sums.key_by(["k2"]))
+        .window(["window_start", "window_end"], ["start2", "end2"])
+        .sink(sink.clone())
+        .run(RunOptions::default().shards(2))
+        .unwrap();
+    let batch = sink.concat().unwrap();
+    let column = |name| common::column_i64(&batch, name);
+    let (keys, starts, counts, totals) = (
+        column("k"),
+        column("window_start"),
+        column("n"),
+        column("total"),
+    );
+    let mut got: Vec<(i64, i64, i64, i64)> = (0..batch.num_rows())
+        .map(|i| {
+            (
+                keys[i].unwrap(),
+                starts[i].unwrap(),
+                counts[i].unwrap(),
+                totals[i].unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut expected: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for e in &left {
+        expected.entry((e.key, e.ts / 1000 * 1000)).or_default().0 += 1;
+    }
+    for e in &right {
+        expected.entry((e.key, e.ts / 1000 * 1000)).or_default().1 += e.v.unwrap();
+    }
+    let expected: Vec<(i64, i64, i64, i64)> = expected
+        .into_iter()
+        .filter(|((k, _), _)| *k != 4)
+        .map(|((k, w), (n, t))| (k, w, n, t))
+        .collect();
+    assert_eq!(got, expected);
+}

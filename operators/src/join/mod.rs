@@ -289,6 +289,36 @@ impl JoinPlan {
     }
 }
 
+/// The encoded join key of each row of a batch (Arrow's row format), borrowed per row so a
+/// lookup allocates nothing.
+pub enum JoinKeys {
+    /// A join without keys: every row has the empty key.
+    Keyless,
+    Rows(arrow::row::Rows),
+}
+
+impl JoinKeys {
+    /// The key columns `keys` of `batch`, encoded by `hasher` (built over those columns).
+    pub fn of(
+        hasher: &weir_engine::partition::KeyHasher,
+        keys: &[usize],
+        batch: &RecordBatch,
+    ) -> Result<JoinKeys> {
+        Ok(match keys.is_empty() {
+            true => JoinKeys::Keyless,
+            false => JoinKeys::Rows(hasher.rows(batch)?),
+        })
+    }
+
+    /// The key of row `row`.
+    pub fn get(&self, row: usize) -> &[u8] {
+        match self {
+            JoinKeys::Keyless => &[],
+            JoinKeys::Rows(rows) => rows.row(row).data(),
+        }
+    }
+}
+
 /// Whether any key column of row `row` is NULL (SQL's `=` never matches it).
 pub fn key_is_null(batch: &RecordBatch, keys: &[usize], row: usize) -> bool {
     keys.iter().any(|&k| batch.column(k).is_null(row))

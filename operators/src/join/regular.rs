@@ -29,7 +29,7 @@ use weir_engine::partition::KeyHasher;
 use weir_engine::state::OperatorState;
 use weir_engine::BoxError;
 
-use super::{key_is_null, JoinPlan, JoinSpec, JoinType, Side, JOIN_INPUTS};
+use super::{key_is_null, JoinKeys, JoinPlan, JoinSpec, JoinType, Side, JOIN_INPUTS};
 use crate::error::Result;
 use crate::state_codec::{decode, encode, split_by_key_group};
 
@@ -116,7 +116,6 @@ impl OperatorFactory for RegularJoinFactory {
                 rows: RowConverter::new(fields)?,
                 by_key: HashMap::new(),
                 state_schema: Arc::new(Schema::new(state_fields)),
-                keyless: keys.is_empty(),
             })
         };
         Ok(Box::new(RegularJoin {
@@ -151,18 +150,13 @@ struct Stored {
 struct SideRows {
     hasher: KeyHasher,
     rows: RowConverter,
-    by_key: HashMap<Box<[u8]>, Vec<Stored>>,
+    by_key: HashMap<Vec<u8>, Vec<Stored>>,
     state_schema: SchemaRef,
-    keyless: bool,
 }
 
 impl SideRows {
-    fn keys(&self, batch: &RecordBatch) -> Result<Vec<Box<[u8]>>> {
-        if self.keyless {
-            return Ok(vec![Box::default(); batch.num_rows()]);
-        }
-        let rows = self.hasher.rows(batch)?;
-        Ok(rows.iter().map(|r| Box::from(r.as_ref())).collect())
+    fn keys(&self, batch: &RecordBatch) -> Result<JoinKeys> {
+        JoinKeys::of(&self.hasher, self.hasher.key_columns(), batch)
     }
 
     /// Decodes stored rows into the side's columns.
@@ -208,7 +202,8 @@ impl RegularJoin {
         // Candidates: (input row, position under its key on the other side).
         let mut candidates: Vec<(u32, usize)> = Vec::new();
         let mut candidate_rows: Vec<&[u8]> = Vec::new();
-        for (i, key) in keys.iter().enumerate() {
+        for i in 0..data.num_rows() {
+            let key = keys.get(i);
             if key_is_null(&data, own_keys, i) {
                 continue;
             }
@@ -241,9 +236,11 @@ impl RegularJoin {
         let semi_anti = self.join_type.is_semi_or_anti();
         let in_result = |matches: u32| (self.join_type == JoinType::Semi) == (matches > 0);
         let full_rows = self.sides[own].rows.convert_columns(data.columns())?;
+        let updating = self.plan.updating[own];
         let mut emitted: Vec<Emitted> = Vec::new();
         let mut next = 0;
-        for (i, key) in keys.into_iter().enumerate() {
+        for i in 0..data.num_rows() {
+            let key = keys.get(i);
             let kind = kind_at(kinds.as_ref(), i);
             let accumulate = kind.is_accumulate();
             let mut matches = 0u32;
@@ -256,7 +253,7 @@ impl RegularJoin {
                 }
                 let stored = &mut self.sides[other]
                     .by_key
-                    .get_mut(&key)
+                    .get_mut(key)
                     .expect("candidates are stored")[position];
                 matches += stored.count;
                 if semi_anti {
@@ -310,8 +307,14 @@ impl RegularJoin {
             let row = full_rows.row(i);
             let map = &mut self.sides[own].by_key;
             if accumulate {
-                let entries = map.entry(key).or_default();
-                match entries.iter_mut().find(|s| *s.row == *row.as_ref()) {
+                let entries = map.entry_ref(key).or_default();
+                // Equal rows share an entry only where one may be retracted (an updating
+                // input); an append-only side never looks, so a hot key costs no scan.
+                let existing = match updating {
+                    true => entries.iter_mut().find(|s| *s.row == *row.as_ref()),
+                    false => None,
+                };
+                match existing {
                     Some(stored) => {
                         stored.count += 1;
                         stored.written = now;
@@ -323,7 +326,7 @@ impl RegularJoin {
                         written: now,
                     }),
                 }
-            } else if let Some(entries) = map.get_mut(&key) {
+            } else if let Some(entries) = map.get_mut(key) {
                 // A row that is not there (its state expired) has nothing to remove.
                 if let Some(at) = entries.iter().position(|s| *s.row == *row.as_ref()) {
                     entries[at].count -= 1;
@@ -332,7 +335,7 @@ impl RegularJoin {
                     }
                 }
                 if entries.is_empty() {
-                    map.remove(&key);
+                    map.remove(key);
                 }
             }
         }
@@ -471,13 +474,16 @@ impl Operator for RegularJoin {
                 let associations = batch.column(width + 1).as_primitive::<UInt32Type>();
                 let keys = rows.keys(&data)?;
                 let encoded = rows.rows.convert_columns(data.columns())?;
-                for (i, key) in keys.into_iter().enumerate() {
-                    rows.by_key.entry(key).or_default().push(Stored {
-                        row: Box::from(encoded.row(i).as_ref()),
-                        count: counts.value(i),
-                        associations: associations.value(i),
-                        written: now,
-                    });
+                for i in 0..data.num_rows() {
+                    rows.by_key
+                        .entry_ref(keys.get(i))
+                        .or_default()
+                        .push(Stored {
+                            row: Box::from(encoded.row(i).as_ref()),
+                            count: counts.value(i),
+                            associations: associations.value(i),
+                            written: now,
+                        });
                 }
             }
         }
