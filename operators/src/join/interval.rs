@@ -30,10 +30,12 @@ use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
 use super::store::{NewRow, SideStore};
-use super::{key_is_null, JoinPlan, JoinSpec, Side, JOIN_INPUTS};
+use super::{
+    append_only, key_is_null, plan_timed, read_side, side_hashers, write_side, JoinPlan, JoinSpec,
+    Side, JOIN_INPUTS,
+};
 use crate::error::{OperatorError, Result};
 use crate::row_buffer::RowRef;
-use crate::state_codec::{decode, encode, split_by_key_group};
 
 /// Describes an interval join: the equi-join, each side's time column, and the bounds (ms,
 /// inclusive) of `left.time - right.time`.
@@ -73,44 +75,13 @@ impl IntervalJoinFactory {
     }
 
     fn plan(&self, inputs: &[SchemaRef]) -> Result<(JoinPlan, [usize; 2])> {
-        if self.spec.join_type.is_semi_or_anti() {
-            return Err(OperatorError::Plan(
-                "an interval join is inner or outer, not semi or anti".into(),
-            ));
-        }
-        let plan = self.spec.plan(&inputs[0], &inputs[1])?;
-        if let Some(side) = [Side::Left, Side::Right]
-            .into_iter()
-            .find(|s| plan.updating[*s as usize])
-        {
-            return Err(OperatorError::Plan(format!(
-                "an interval join takes append-only inputs, and its {} input is an updating result",
-                side.name()
-            )));
-        }
-        let mut columns = [0; 2];
-        for side in [Side::Left, Side::Right] {
-            let name = &self.time_columns[side as usize];
-            let schema = plan.schema(side);
-            let index = schema.index_of(name).map_err(|_| {
-                OperatorError::Plan(format!(
-                    "time column '{name}' is not a column of the {} input ({})",
-                    side.name(),
-                    weir_engine::graph::column_list(schema)
-                ))
-            })?;
-            if !matches!(
-                schema.field(index).data_type(),
-                DataType::Timestamp(_, _) | DataType::Int64
-            ) {
-                return Err(OperatorError::Plan(format!(
-                    "time column '{name}' of the interval join has type {}, not TIMESTAMP",
-                    schema.field(index).data_type()
-                )));
-            }
-            columns[side as usize] = index;
-        }
-        Ok((plan, columns))
+        plan_timed(
+            &self.spec,
+            inputs,
+            "an interval join",
+            &self.time_columns,
+            true,
+        )
     }
 }
 
@@ -127,12 +98,7 @@ impl OperatorFactory for IntervalJoinFactory {
         &self,
         inputs: &[ChangelogMode],
     ) -> std::result::Result<ChangelogMode, BoxError> {
-        if inputs.iter().any(|m| !m.is_insert_only()) {
-            return Err(Box::new(OperatorError::Plan(
-                "an interval join takes append-only inputs; one of its inputs is an updating result".into(),
-            )));
-        }
-        Ok(ChangelogMode::InsertOnly)
+        append_only("an interval join", inputs)
     }
 
     fn describe(&self) -> String {
@@ -148,23 +114,13 @@ impl OperatorFactory for IntervalJoinFactory {
 
     fn create(&self, context: &SubtaskContext) -> std::result::Result<Box<dyn Operator>, BoxError> {
         let (plan, time_columns) = self.plan(&context.input_schemas)?;
-        let hasher = |side: Side| {
-            KeyHasher::new(
-                plan.schema(side),
-                match side {
-                    Side::Left => &self.spec.left_keys,
-                    Side::Right => &self.spec.right_keys,
-                },
-                context.max_key_groups,
-            )
-        };
         let state_schema = |side: Side| {
             let mut fields: Vec<_> = plan.schema(side).fields().iter().cloned().collect();
             fields.push(Arc::new(Field::new(MATCHED, DataType::Boolean, false)));
             Arc::new(Schema::new(fields))
         };
         Ok(Box::new(IntervalJoin {
-            hashers: [hasher(Side::Left)?, hasher(Side::Right)?],
+            hashers: side_hashers(&self.spec, &plan, context.max_key_groups)?,
             stores: [
                 SideStore::new(Arc::clone(&plan.left)),
                 SideStore::new(Arc::clone(&plan.right)),
@@ -331,10 +287,6 @@ impl IntervalJoin {
         }
         Ok(())
     }
-
-    fn table(side: Side) -> &'static str {
-        side.name()
-    }
 }
 
 impl Operator for IntervalJoin {
@@ -368,42 +320,30 @@ impl Operator for IntervalJoin {
     ) -> std::result::Result<(), BoxError> {
         let watermark = self.watermark.unwrap_or(EventTimeMs::MIN);
         for side in [Side::Left, Side::Right] {
-            let table = Self::table(side);
-            state.clear_owned(table)?;
             let store = &self.stores[side as usize];
-            if store.is_empty() {
-                continue;
-            }
             let entries: Vec<_> = store.entries().copied().collect();
             let refs: Vec<RowRef> = entries.iter().map(|e| e.row).collect();
-            let rows = store.gather(&refs)?;
-            let matched = BooleanArray::from(entries.iter().map(|e| e.matched).collect::<Vec<_>>());
-            let mut columns = rows.columns().to_vec();
+            let mut columns = store.gather(&refs)?.columns().to_vec();
+            let matched: BooleanArray = entries.iter().map(|e| Some(e.matched)).collect();
             columns.push(Arc::new(matched));
-            let batch =
+            let rows =
                 RecordBatch::try_new(Arc::clone(&self.state_schemas[side as usize]), columns)?;
-            for (group, part) in split_by_key_group(&self.hashers[side as usize], &batch)? {
-                state.put(table, group, b"", encode(watermark, &part)?)?;
-            }
+            write_side(state, side, &self.hashers[side as usize], &rows, watermark)?;
         }
         Ok(())
     }
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
         for side in [Side::Left, Side::Right] {
-            let table = Self::table(side);
-            for entry in state.scan_owned(table)? {
-                let schema = &self.state_schemas[side as usize];
-                let (watermark, batch) = decode(&entry.value, table, entry.group, schema)?;
+            for (watermark, batch) in read_side(state, side, &self.state_schemas[side as usize])? {
                 if watermark > EventTimeMs::MIN {
                     self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
                 }
                 let last = batch.num_columns() - 1;
                 let matched = batch.column(last).as_boolean().clone();
-                let rows = batch.project(&(0..last).collect::<Vec<_>>())?;
                 let rows = RecordBatch::try_new(
                     Arc::clone(self.plan.schema(side)),
-                    rows.columns().to_vec(),
+                    batch.columns()[..last].to_vec(),
                 )?;
                 let times = event_times_ms(&rows, self.time_columns[side as usize])?;
                 let keys = self.keys(side, &rows)?;

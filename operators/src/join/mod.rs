@@ -21,14 +21,17 @@ use std::sync::Arc;
 
 use arrow::array::{new_null_array, Array, ArrayRef, BooleanArray};
 use arrow::compute::{and, is_not_null};
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion_expr::Expr;
 use datafusion_physical_expr::PhysicalExpr;
-use weir_engine::changelog::{has_row_kind, without_row_kind};
+use weir_engine::changelog::{has_row_kind, without_row_kind, ChangelogMode};
+use weir_engine::partition::KeyHasher;
+use weir_engine::state::OperatorState;
 
 use crate::error::{OperatorError, Result};
 use crate::filter::apply_mask;
+use crate::state_codec::{decode, encode, split_by_key_group};
 
 /// Which rows a join emits, as Flink's `FlinkJoinType` for the outer kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -289,6 +292,115 @@ impl JoinPlan {
     }
 }
 
+/// For a join bounded in time (interval, window): plans `spec`, refusing semi and anti joins
+/// and updating inputs (`what` names the join in messages), and finds each side's time
+/// column among `columns`, which must be a TIMESTAMP (or BIGINT ms where `bigint_ok`).
+pub(crate) fn plan_timed(
+    spec: &JoinSpec,
+    inputs: &[SchemaRef],
+    what: &str,
+    columns: &[String; 2],
+    bigint_ok: bool,
+) -> Result<(JoinPlan, [usize; 2])> {
+    if spec.join_type.is_semi_or_anti() {
+        return Err(OperatorError::Plan(format!(
+            "{what} is inner or outer, not semi or anti"
+        )));
+    }
+    let plan = spec.plan(&inputs[0], &inputs[1])?;
+    let mut found = [0; 2];
+    for side in [Side::Left, Side::Right] {
+        if plan.updating[side as usize] {
+            return Err(OperatorError::Plan(format!(
+                "{what} takes append-only inputs, and its {} input is an updating result",
+                side.name()
+            )));
+        }
+        let name = &columns[side as usize];
+        let schema = plan.schema(side);
+        let index = schema.index_of(name).map_err(|_| {
+            OperatorError::Plan(format!(
+                "time column '{name}' of {what} is not a column of the {} input ({})",
+                side.name(),
+                weir_engine::graph::column_list(schema)
+            ))
+        })?;
+        let data_type = schema.field(index).data_type();
+        let timestamp = matches!(data_type, DataType::Timestamp(_, _))
+            || bigint_ok && *data_type == DataType::Int64;
+        if !timestamp {
+            return Err(OperatorError::Plan(format!(
+                "time column '{name}' of {what} has type {data_type}, not TIMESTAMP"
+            )));
+        }
+        found[side as usize] = index;
+    }
+    Ok((plan, found))
+}
+
+/// The output mode of a join that takes and emits append-only rows (`what` names it).
+pub(crate) fn append_only(
+    what: &str,
+    inputs: &[ChangelogMode],
+) -> std::result::Result<ChangelogMode, weir_engine::BoxError> {
+    if inputs.iter().any(|m| !m.is_insert_only()) {
+        return Err(Box::new(OperatorError::Plan(format!(
+            "{what} takes append-only inputs; one of its inputs is an updating result"
+        ))));
+    }
+    Ok(ChangelogMode::InsertOnly)
+}
+
+/// Each side's key hasher (the hash of the exchange before the join, so snapshots split by
+/// key group as the rows were routed).
+pub(crate) fn side_hashers(
+    spec: &JoinSpec,
+    plan: &JoinPlan,
+    key_groups: u16,
+) -> Result<[KeyHasher; 2]> {
+    Ok([
+        KeyHasher::new(&plan.left, &spec.left_keys, key_groups)?,
+        KeyHasher::new(&plan.right, &spec.right_keys, key_groups)?,
+    ])
+}
+
+/// Replaces the snapshot of `side` (its table is the side's name) with `rows`, split by key
+/// group, each entry carrying `metadata`.
+pub(crate) fn write_side(
+    state: &mut OperatorState<'_>,
+    side: Side,
+    hasher: &KeyHasher,
+    rows: &RecordBatch,
+    metadata: i64,
+) -> Result<()> {
+    state.clear_owned(side.name())?;
+    if rows.num_rows() > 0 {
+        for (group, part) in split_by_key_group(hasher, rows)? {
+            state.put(side.name(), group, b"", encode(metadata, &part)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The snapshot of `side` in this subtask's key groups: (metadata, rows of `schema`) per entry.
+pub(crate) fn read_side(
+    state: &OperatorState<'_>,
+    side: Side,
+    schema: &SchemaRef,
+) -> Result<Vec<(i64, RecordBatch)>> {
+    state
+        .scan_owned(side.name())?
+        .into_iter()
+        .map(|entry| {
+            let (metadata, batch) = decode(&entry.value, side.name(), entry.group, schema)?;
+            Ok((
+                metadata,
+                RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())?,
+            ))
+        })
+        .collect()
+}
+
 /// The encoded join key of each row of a batch (Arrow's row format), borrowed per row so a
 /// lookup allocates nothing.
 pub enum JoinKeys {
@@ -299,11 +411,7 @@ pub enum JoinKeys {
 
 impl JoinKeys {
     /// The key columns `keys` of `batch`, encoded by `hasher` (built over those columns).
-    pub fn of(
-        hasher: &weir_engine::partition::KeyHasher,
-        keys: &[usize],
-        batch: &RecordBatch,
-    ) -> Result<JoinKeys> {
+    pub fn of(hasher: &KeyHasher, keys: &[usize], batch: &RecordBatch) -> Result<JoinKeys> {
         Ok(match keys.is_empty() {
             true => JoinKeys::Keyless,
             false => JoinKeys::Rows(hasher.rows(batch)?),

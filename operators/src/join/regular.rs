@@ -29,9 +29,10 @@ use weir_engine::partition::KeyHasher;
 use weir_engine::state::OperatorState;
 use weir_engine::BoxError;
 
-use super::{key_is_null, JoinKeys, JoinPlan, JoinSpec, JoinType, Side, JOIN_INPUTS};
+use super::{
+    key_is_null, read_side, write_side, JoinKeys, JoinPlan, JoinSpec, JoinType, Side, JOIN_INPUTS,
+};
 use crate::error::Result;
-use crate::state_codec::{decode, encode, split_by_key_group};
 
 /// Describes a regular join.
 #[derive(Debug, Clone)]
@@ -391,10 +392,6 @@ impl RegularJoin {
             });
         }
     }
-
-    fn table(side: Side) -> &'static str {
-        side.name()
-    }
 }
 
 impl Operator for RegularJoin {
@@ -435,13 +432,8 @@ impl Operator for RegularJoin {
         state: &mut OperatorState<'_>,
     ) -> std::result::Result<(), BoxError> {
         for side in [Side::Left, Side::Right] {
-            let table = Self::table(side);
-            state.clear_owned(table)?;
             let rows = &self.sides[side as usize];
             let stored: Vec<&Stored> = rows.by_key.values().flatten().collect();
-            if stored.is_empty() {
-                continue;
-            }
             let encoded: Vec<&[u8]> = stored.iter().map(|s| &*s.row).collect();
             let mut columns = rows.decode(&encoded)?;
             columns.push(Arc::new(UInt32Array::from_iter_values(
@@ -451,9 +443,7 @@ impl Operator for RegularJoin {
                 stored.iter().map(|s| s.associations),
             )));
             let batch = RecordBatch::try_new(Arc::clone(&rows.state_schema), columns)?;
-            for (group, part) in split_by_key_group(&rows.hasher, &batch)? {
-                state.put(table, group, b"", encode(0, &part)?)?;
-            }
+            write_side(state, side, &rows.hasher, &batch, 0)?;
         }
         Ok(())
     }
@@ -461,10 +451,8 @@ impl Operator for RegularJoin {
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
         let now = weir_engine::time::now_ms();
         for side in [Side::Left, Side::Right] {
-            let table = Self::table(side);
             let rows = &mut self.sides[side as usize];
-            for entry in state.scan_owned(table)? {
-                let (_, batch) = decode(&entry.value, table, entry.group, &rows.state_schema)?;
+            for (_, batch) in read_side(state, side, &rows.state_schema)? {
                 let width = batch.num_columns() - 2;
                 let data = RecordBatch::try_new(
                     Arc::clone(self.plan.schema(side)),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arrow::array::UInt32Array;
 use arrow::compute::{concat_batches, take_record_batch};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use hashbrown::HashMap;
 use weir_engine::changelog::ChangelogMode;
@@ -25,9 +25,11 @@ use weir_engine::state::OperatorState;
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
-use super::{key_is_null, JoinPlan, JoinSpec, Side, JOIN_INPUTS};
-use crate::error::{OperatorError, Result};
-use crate::state_codec::{decode, encode, split_by_key_group};
+use super::{
+    append_only, key_is_null, plan_timed, read_side, side_hashers, write_side, JoinPlan, JoinSpec,
+    Side, JOIN_INPUTS,
+};
+use crate::error::Result;
 
 /// Describes a window join: the equi-join (its keys include the window columns) and each
 /// side's `window_end` column.
@@ -46,36 +48,13 @@ impl WindowJoinFactory {
     }
 
     fn plan(&self, inputs: &[SchemaRef]) -> Result<(JoinPlan, [usize; 2])> {
-        if self.spec.join_type.is_semi_or_anti() {
-            return Err(OperatorError::Plan(
-                "semi and anti window joins are not supported yet".into(),
-            ));
-        }
-        let plan = self.spec.plan(&inputs[0], &inputs[1])?;
-        let mut ends = [0; 2];
-        for side in [Side::Left, Side::Right] {
-            if plan.updating[side as usize] {
-                return Err(OperatorError::Plan(format!(
-                    "a window join takes append-only inputs, and its {} input is an updating result",
-                    side.name()
-                )));
-            }
-            let name = &self.window_ends[side as usize];
-            let schema = plan.schema(side);
-            let index = schema.index_of(name).map_err(|_| {
-                OperatorError::Plan(format!(
-                    "window end column '{name}' is not a column of the {} input",
-                    side.name()
-                ))
-            })?;
-            if !matches!(schema.field(index).data_type(), DataType::Timestamp(_, _)) {
-                return Err(OperatorError::Plan(format!(
-                    "window end column '{name}' is not a TIMESTAMP"
-                )));
-            }
-            ends[side as usize] = index;
-        }
-        Ok((plan, ends))
+        plan_timed(
+            &self.spec,
+            inputs,
+            "a window join",
+            &self.window_ends,
+            false,
+        )
     }
 }
 
@@ -92,13 +71,7 @@ impl OperatorFactory for WindowJoinFactory {
         &self,
         inputs: &[ChangelogMode],
     ) -> std::result::Result<ChangelogMode, BoxError> {
-        if inputs.iter().any(|m| !m.is_insert_only()) {
-            return Err(Box::new(OperatorError::Plan(
-                "a window join takes append-only inputs; one of its inputs is an updating result"
-                    .into(),
-            )));
-        }
-        Ok(ChangelogMode::InsertOnly)
+        append_only("a window join", inputs)
     }
 
     fn describe(&self) -> String {
@@ -112,18 +85,8 @@ impl OperatorFactory for WindowJoinFactory {
 
     fn create(&self, context: &SubtaskContext) -> std::result::Result<Box<dyn Operator>, BoxError> {
         let (plan, ends) = self.plan(&context.input_schemas)?;
-        let hasher = |side: Side| {
-            KeyHasher::new(
-                plan.schema(side),
-                match side {
-                    Side::Left => &self.spec.left_keys,
-                    Side::Right => &self.spec.right_keys,
-                },
-                context.max_key_groups,
-            )
-        };
         Ok(Box::new(WindowJoin {
-            hashers: [hasher(Side::Left)?, hasher(Side::Right)?],
+            hashers: side_hashers(&self.spec, &plan, context.max_key_groups)?,
             keeps_unmatched: [
                 self.spec.join_type.keeps_unmatched(Side::Left),
                 self.spec.join_type.keeps_unmatched(Side::Right),
@@ -262,20 +225,9 @@ impl Operator for WindowJoin {
     ) -> std::result::Result<(), BoxError> {
         let watermark = self.watermark.unwrap_or(EventTimeMs::MIN);
         for side in [Side::Left, Side::Right] {
-            let table = side.name();
-            state.clear_owned(table)?;
-            let batches: Vec<&RecordBatch> = self
-                .windows
-                .values()
-                .flat_map(|w| &w[side as usize])
-                .collect();
-            if batches.is_empty() {
-                continue;
-            }
-            let all = concat_batches(self.plan.schema(side), batches)?;
-            for (group, part) in split_by_key_group(&self.hashers[side as usize], &all)? {
-                state.put(table, group, b"", encode(watermark, &part)?)?;
-            }
+            let batches = self.windows.values().flat_map(|w| &w[side as usize]);
+            let rows = concat_batches(self.plan.schema(side), batches)?;
+            write_side(state, side, &self.hashers[side as usize], &rows, watermark)?;
         }
         Ok(())
     }
@@ -283,15 +235,12 @@ impl Operator for WindowJoin {
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
         let mut watermark = None;
         for side in [Side::Left, Side::Right] {
-            let table = side.name();
-            for entry in state.scan_owned(table)? {
-                let schema = Arc::clone(self.plan.schema(side));
-                let (w, batch) = decode(&entry.value, table, entry.group, &schema)?;
+            for (w, rows) in read_side(state, side, &Arc::clone(self.plan.schema(side)))? {
                 if w > EventTimeMs::MIN {
                     watermark = Some(watermark.map_or(w, |x: i64| x.max(w)));
                 }
-                let batch = RecordBatch::try_new(schema, batch.columns().to_vec())?;
-                self.add(side, batch)?;
+                // Filed before the watermark is set: restored rows are not late.
+                self.add(side, rows)?;
             }
         }
         self.watermark = watermark;
