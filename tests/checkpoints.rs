@@ -13,6 +13,8 @@
 //!   not statement order). Removing one is refused unless `--allow-non-restored-state`.
 //! - A damaged checkpoint ends the job with an error naming it, never a panic.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -562,17 +564,7 @@ fn a_damaged_checkpoint_is_an_error_naming_it_not_a_panic() {
 /// window join of new sellers, and a regular inner join of bids with category-10 auctions.
 fn join_statements(output: &Path, events: u64) -> String {
     format!(
-        "CREATE TABLE datagen (
-            event_type INT,
-            person ROW<id BIGINT, name VARCHAR, emailAddress VARCHAR, creditCard VARCHAR, city VARCHAR, state VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
-            auction ROW<id BIGINT, itemName VARCHAR, description VARCHAR, initialBid BIGINT, reserve BIGINT, `dateTime` TIMESTAMP(3), expires TIMESTAMP(3), seller BIGINT, category BIGINT, extra VARCHAR>,
-            bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
-            `dateTime` AS CASE WHEN event_type = 0 THEN person.`dateTime`
-                               WHEN event_type = 1 THEN auction.`dateTime`
-                               ELSE bid.`dateTime` END,
-            WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
-        ) WITH ('connector' = 'nexmark', 'events.num' = '{events}', 'rows-per-second' = '100000',
-                'first-event.rate' = '2000', 'scan.parallelism' = '2');
+        "{nexmark}
         CREATE VIEW person AS SELECT person.id, person.name, `dateTime` FROM datagen WHERE event_type = 0;
         CREATE VIEW auction AS SELECT auction.id, `dateTime`, auction.seller, auction.category
           FROM datagen WHERE event_type = 1;
@@ -601,6 +593,10 @@ fn join_statements(output: &Path, events: u64) -> String {
             WHERE A.category = 10;
         END;",
         output.display(),
+        nexmark = common::nexmark_table(&format!(
+            "'events.num' = '{events}', 'rows-per-second' = '100000', \
+             'first-event.rate' = '2000', 'scan.parallelism' = '2'"
+        )),
     )
 }
 

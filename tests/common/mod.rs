@@ -103,3 +103,21 @@ pub fn read_all(
         .run(RunOptions::default().shards(shards))?;
     Ok((sink.concat(), result.metrics))
 }
+
+/// Flink's Nexmark source table `datagen` (nexmark-flink's DDL: the three event kinds as ROWs,
+/// `dateTime` computed, watermark 4 s behind) over the `nexmark` connector, with `options`
+/// (e.g. `'events.num' = '1000'`) added to its WITH clause.
+pub fn nexmark_table(options: &str) -> String {
+    format!(
+        "CREATE TABLE datagen (
+            event_type INT,
+            person ROW<id BIGINT, name VARCHAR, emailAddress VARCHAR, creditCard VARCHAR, city VARCHAR, state VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
+            auction ROW<id BIGINT, itemName VARCHAR, description VARCHAR, initialBid BIGINT, reserve BIGINT, `dateTime` TIMESTAMP(3), expires TIMESTAMP(3), seller BIGINT, category BIGINT, extra VARCHAR>,
+            bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
+            `dateTime` AS CASE WHEN event_type = 0 THEN person.`dateTime`
+                               WHEN event_type = 1 THEN auction.`dateTime`
+                               ELSE bid.`dateTime` END,
+            WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
+        ) WITH ('connector' = 'nexmark', {options});"
+    )
+}
