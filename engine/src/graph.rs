@@ -266,6 +266,12 @@ impl Graph {
                             modes[0].describe()
                         )));
                     }
+                    if factory.upserts() && modes[0] == ChangelogMode::All {
+                        return Err(invalid(format!(
+                            "sink '{}' writes upserts by its key, but its input is a changelog whose rows need not be unique by that key (a join's); write it to a sink that takes retractions (a 'kafka' table with 'debezium-json', print)",
+                            node.name
+                        )));
+                    }
                     (Arc::clone(&inputs[0]), modes[0].clone())
                 }
             };

@@ -40,6 +40,14 @@ pub trait SinkFactory: Send + Sync {
         false
     }
 
+    /// Whether the sink writes an upsert stream by its own key (a row replaces the one with the
+    /// same key, `-D` deletes it: `upsert-kafka`). Such a sink needs rows unique by key: it
+    /// takes append-only rows and upsert streams, not a changelog whose rows can share a key
+    /// (a join's), where deleting one row would delete them all.
+    fn upserts(&self) -> bool {
+        false
+    }
+
     /// Creates the writer of one subtask.
     fn create_writer(&self, context: &SubtaskContext) -> Result<Box<dyn SinkWriter>, BoxError>;
 

@@ -1,8 +1,12 @@
 //! Reading a join condition as Flink's planner does: the equalities between a left and a
 //! right expression are the join keys; bounds on the difference of the two sides' time
 //! attributes, one lower and one upper, make an interval join; everything else is the
-//! residual condition, evaluated on each joined row.
+//! residual condition, evaluated on each joined row. The time bounds stay in the residual
+//! too: the interval join keeps and probes rows by the bounds rounded outwards to whole
+//! milliseconds, and the residual decides exactly (strict `<`, sub-millisecond times), so a
+//! join that is not an interval join after all loses nothing of its condition.
 
+use arrow::datatypes::{DataType, TimeUnit};
 use datafusion_common::DFSchema;
 use datafusion_expr::{BinaryExpr, Expr, Operator};
 
@@ -16,12 +20,12 @@ pub struct JoinCondition {
     pub keys: Vec<(Expr, Expr)>,
     /// The interval join's time bounds, if the condition has both.
     pub interval: Option<TimeBounds>,
-    /// The other conjuncts, over the join's output (qualified columns).
+    /// Every conjunct but the keys, over the join's output (qualified columns).
     pub residual: Vec<Expr>,
 }
 
-/// `lower <= left - right <= upper` (ms) on the two sides' time attributes, named as in
-/// their inputs.
+/// `lower <= left - right <= upper` (ms, inclusive, a superset of the condition's bounds) on
+/// the two sides' time attributes, named as in their inputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeBounds {
     pub left: String,
@@ -62,7 +66,6 @@ pub fn analyze(
     };
     let mut condition = JoinCondition::default();
     let mut bounds: Option<(String, String, Option<i64>, Option<i64>)> = None;
-    let mut time_conjuncts = Vec::new();
     for conjunct in conjuncts {
         if let Expr::BinaryExpr(BinaryExpr {
             left: a,
@@ -97,48 +100,36 @@ pub fn analyze(
             };
             parsed.push((op, l, r, d));
         }
+        condition.residual.push(conjunct);
         if parsed.is_empty() || parsed.len() != comparisons.len() {
-            condition.residual.push(conjunct);
             continue;
         }
-        let mut consistent = true;
         for (op, l, r, d) in parsed {
             let entry = bounds.get_or_insert_with(|| (l.clone(), r.clone(), None, None));
             if entry.0 != l || entry.1 != r {
-                consistent = false;
                 continue;
             }
-            let raise = |b: &mut Option<i64>, v: i64| *b = Some(b.map_or(v, |x| x.max(v)));
-            let lower = |b: &mut Option<i64>, v: i64| *b = Some(b.map_or(v, |x| x.min(v)));
+            let raise = |b: &mut Option<i64>| *b = Some(b.map_or(d, |x| x.max(d)));
+            let lower = |b: &mut Option<i64>| *b = Some(b.map_or(d, |x| x.min(d)));
             match op {
-                Operator::GtEq => raise(&mut entry.2, d),
-                Operator::Gt => raise(&mut entry.2, d + 1),
-                Operator::LtEq => lower(&mut entry.3, d),
-                Operator::Lt => lower(&mut entry.3, d - 1),
+                Operator::GtEq | Operator::Gt => raise(&mut entry.2),
+                Operator::LtEq | Operator::Lt => lower(&mut entry.3),
                 Operator::Eq => {
-                    raise(&mut entry.2, d);
-                    lower(&mut entry.3, d);
+                    raise(&mut entry.2);
+                    lower(&mut entry.3);
                 }
-                _ => consistent = false,
+                _ => {}
             }
         }
-        if consistent {
-            time_conjuncts.push(conjunct);
-        } else {
-            condition.residual.push(conjunct);
-        }
     }
-    match bounds {
-        Some((left, right, Some(lower), Some(upper))) => {
-            condition.interval = Some(TimeBounds {
-                left,
-                right,
-                lower,
-                upper,
-            })
-        }
-        // One bound alone is not an interval join: a plain condition.
-        _ => condition.residual.extend(time_conjuncts),
+    // One bound alone is not an interval join: the condition is a plain one.
+    if let Some((left, right, Some(lower), Some(upper))) = bounds {
+        condition.interval = Some(TimeBounds {
+            left,
+            right,
+            lower,
+            upper,
+        });
     }
     condition
 }
@@ -195,7 +186,19 @@ fn time_term(
             }
             None
         }
-        Expr::Cast(cast) => time_term(&cast.expr, left, right, left_times, right_times),
+        // A cast that keeps milliseconds (the analyzer's, between timestamp precisions); a
+        // cast to a date or to seconds is not a bound on the time attribute itself.
+        Expr::Cast(cast)
+            if matches!(
+                cast.field.data_type(),
+                DataType::Timestamp(
+                    TimeUnit::Millisecond | TimeUnit::Microsecond | TimeUnit::Nanosecond,
+                    _
+                )
+            ) =>
+        {
+            time_term(&cast.expr, left, right, left_times, right_times)
+        }
         Expr::BinaryExpr(BinaryExpr {
             left: a,
             op: op @ (Operator::Plus | Operator::Minus),

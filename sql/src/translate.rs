@@ -239,12 +239,6 @@ impl GraphBuilder {
             LogicalPlan::SubqueryAlias(alias) => self.translate(&alias.input),
             LogicalPlan::Projection(projection) => self.projection(projection),
             LogicalPlan::Filter(filter) => {
-                if let LogicalPlan::Join(join) = filter.input.as_ref() {
-                    if join.join_type == datafusion_expr::JoinType::Inner {
-                        // `FROM a, b WHERE ...` or `JOIN ... WHERE`: one condition, as Flink.
-                        return self.join(join, Some(&filter.predicate)).map(Flow::Rows);
-                    }
-                }
                 let subquery = filter.predicate.exists(|e| {
                     Ok(matches!(
                         e,
@@ -256,6 +250,12 @@ impl GraphBuilder {
                         "this subquery in WHERE (a scalar subquery, or one that is not a plain IN or EXISTS)",
                     )
                     .hint("write it as a JOIN"));
+                }
+                if let LogicalPlan::Join(join) = filter.input.as_ref() {
+                    if join.join_type == datafusion_expr::JoinType::Inner {
+                        // `FROM a, b WHERE ...` or `JOIN ... WHERE`: one condition, as Flink.
+                        return self.join(join, Some(&filter.predicate)).map(Flow::Rows);
+                    }
                 }
                 let predicate = resolve(&filter.predicate, filter.input.schema());
                 match self.translate(&filter.input)? {
@@ -420,9 +420,9 @@ impl GraphBuilder {
         let (left_keys, right_keys): (Vec<&Expr>, Vec<&Expr>) =
             condition.keys.iter().map(|(l, r)| (l, r)).unzip();
         let (left_in, left_keys, computed_left) =
-            self.join_input(&left, left_schema, left_names, &left_keys);
+            self.join_input(&left, left_schema, left_names, &left_keys, "$lkey");
         let (right_in, right_keys, computed_right) =
-            self.join_input(&right, right_schema, right_names, &right_keys);
+            self.join_input(&right, right_schema, right_names, &right_keys, "$rkey");
         let spec = JoinSpec {
             join_type,
             left_keys: left_keys.clone(),
@@ -456,8 +456,14 @@ impl GraphBuilder {
             }
             _ => None,
         };
+        // A side an outer join pads has NULL times and windows: they stop being attributes.
+        let keeps_left = !join_type.keeps_unmatched(weir_operators::join::Side::Right);
+        let keeps_right = !join_type.keeps_unmatched(weir_operators::join::Side::Left);
+        let interval = condition.interval.filter(|b| {
+            append_only && !join_type.is_semi_or_anti() && windows.is_none() && b.lower <= b.upper
+        });
         let (factory, base, times, window): (Arc<dyn OperatorFactory>, &str, _, _) =
-            match (condition.interval, windows) {
+            match (interval, windows) {
                 (_, Some((left_end, right_end))) => {
                     // Both inputs are windowed the same way and joined on their windows.
                     let factory = WindowJoinFactory::new(
@@ -465,7 +471,7 @@ impl GraphBuilder {
                         renamed(&left_end, left_schema, left_names),
                         renamed(&right_end, right_schema, right_names),
                     );
-                    let window = left.window.as_ref().map(|(s, e)| {
+                    let window = left.window.as_ref().filter(|_| keeps_left).map(|(s, e)| {
                         (
                             renamed(s, left_schema, left_names),
                             renamed(e, left_schema, left_names),
@@ -473,10 +479,14 @@ impl GraphBuilder {
                     });
                     (Arc::new(factory) as _, "window-join", Vec::new(), window)
                 }
-                (Some(bounds), None) if append_only && !join_type.is_semi_or_anti() => {
+                (Some(bounds), None) => {
                     let left_time = renamed(&bounds.left, left_schema, left_names);
                     let right_time = renamed(&bounds.right, right_schema, right_names);
-                    let times = vec![left_time.clone(), right_time.clone()];
+                    let times = [(keeps_left, &left_time), (keeps_right, &right_time)]
+                        .into_iter()
+                        .filter(|(kept, _)| *kept)
+                        .map(|(_, t)| t.clone())
+                        .collect();
                     let factory = IntervalJoinFactory::new(
                         spec,
                         left_time,
@@ -487,7 +497,8 @@ impl GraphBuilder {
                     .map_err(|e| user(e.to_string()))?;
                     (Arc::new(factory) as _, "interval-join", times, None)
                 }
-                _ => {
+                // Bounds that admit no pair included: the residual decides, nothing matches.
+                (None, None) => {
                     let factory =
                         RegularJoinFactory::new(spec).with_state_ttl(self.options.state_ttl);
                     (Arc::new(factory) as _, "join", Vec::new(), None)
@@ -541,7 +552,7 @@ impl GraphBuilder {
     }
 
     /// One input of a join: its columns renamed to `names` (the join's names for them) and
-    /// the key expressions that are not plain columns computed into `$key<i>` columns.
+    /// the key expressions that are not plain columns computed into `<prefix><i>` columns.
     /// Returns the stream, the key column names, and whether any key was computed.
     fn join_input(
         &mut self,
@@ -549,6 +560,7 @@ impl GraphBuilder {
         schema: &DFSchema,
         names: &[String],
         keys: &[&Expr],
+        prefix: &str,
     ) -> (Stream, Vec<String>, bool) {
         let own = physical_names(schema);
         let mut exprs: Vec<Expr> = own
@@ -566,7 +578,7 @@ impl GraphBuilder {
                         .push(names[position.expect("a key column is an input column")].clone());
                 }
                 expr => {
-                    let name = format!("$key{i}");
+                    let name = format!("{prefix}{i}");
                     exprs.push(expr.alias(&name));
                     key_names.push(name);
                     computed = true;

@@ -217,6 +217,10 @@ impl SinkFactory for KafkaSink {
         self.config.changelog != Changelog::AppendOnly
     }
 
+    fn upserts(&self) -> bool {
+        self.config.changelog == Changelog::Upsert
+    }
+
     fn describe(&self) -> String {
         format!(
             "kafka {} at {} ({})",

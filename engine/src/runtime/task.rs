@@ -548,7 +548,7 @@ async fn run_source(
             tokio::pin!(idle);
             let mut marked_idle = false;
             loop {
-                // Processing-time timers of the chain's operators (a year stands for none).
+                // Processing-time timers of the chain's operators (none: wait for the idle timeout).
                 let timer_wait = chain.next_processing_timer().map_or(idle_after, |due| {
                     Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64)
                 });

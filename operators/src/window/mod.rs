@@ -7,7 +7,7 @@
 //! - [`session::SessionWindowOperator`] for session windows (rows buffered per session);
 //! - [`count::CountWindowOperator`] for count windows (DSL only).
 //!
-//! Context: one batch per fire with `window_start`, `window_end` (TIMESTAMP(3); absent for count
+//! Output: one batch per fire with `window_start`, `window_end` (TIMESTAMP(3); absent for count
 //! windows), the key columns, then one column per aggregate.
 //!
 //! Timing follows Flink: a window `[start, end)` fires when the watermark reaches `end - 1`.
