@@ -20,6 +20,10 @@
 //! per batch carrying `window_end`, the time from the watermark passing the window's end
 //! (`window_end` + the DDL's 4 s delay) to the sink (hdrhistogram, microseconds).
 
+/// The allocator `weir` runs with (`src/main.rs`), so the numbers are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
