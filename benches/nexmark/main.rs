@@ -99,6 +99,10 @@ struct Args {
     /// Throttle the generator to this many events per second and measure latency.
     #[arg(long)]
     rate: Option<u64>,
+    /// For results without `window_end` (q8's `stime`): `COLUMN:SIZE_MS`, the column holding
+    /// the window start and the window size, so window latency can be measured.
+    #[arg(long, value_parser = parse_window_start)]
+    window_start: Option<(String, i64)>,
     /// The bid file of `../shared/peers` (for scan, tumble, hop).
     #[arg(long)]
     input: Option<PathBuf>,
@@ -133,7 +137,7 @@ fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let probe = Probe::new(args.rate.is_some());
+    let probe = Probe::new(args.rate.is_some(), args.window_start.clone());
     for node in &mut job.graph.nodes {
         if let NodeKind::Sink(inner) = &node.kind {
             node.kind = NodeKind::Sink(Arc::new(MeasuredSink {
@@ -262,10 +266,23 @@ fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
+/// `COLUMN:SIZE_MS` of `--window-start`.
+fn parse_window_start(text: &str) -> Result<(String, i64), String> {
+    let (column, size) = text
+        .split_once(':')
+        .ok_or_else(|| format!("expected COLUMN:SIZE_MS, got '{text}'"))?;
+    let size = size
+        .parse::<i64>()
+        .map_err(|_| format!("window size '{size}' is not a number of milliseconds"))?;
+    Ok((column.to_string(), size))
+}
+
 /// What the sink saw: rows, and latencies when measuring.
 #[derive(Clone)]
 struct Probe {
     measure: bool,
+    /// A window-start column and the window size (ms), for results without `window_end`.
+    window_start: Option<(String, i64)>,
     rows: Arc<Mutex<u64>>,
     /// From event creation to the sink, per row with `dateTime`.
     event: Arc<Mutex<Histogram<u64>>>,
@@ -274,7 +291,7 @@ struct Probe {
 }
 
 impl Probe {
-    fn new(measure: bool) -> Self {
+    fn new(measure: bool, window_start: Option<(String, i64)>) -> Self {
         let histogram = || {
             Arc::new(Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
@@ -282,6 +299,7 @@ impl Probe {
         };
         Probe {
             measure,
+            window_start,
             rows: Arc::default(),
             event: histogram(),
             window: histogram(),
@@ -308,8 +326,13 @@ impl Probe {
             let value = (micros.max(1) as u64).min(histogram.high());
             let _ = histogram.record(value);
         };
-        if let Some(ends) = timestamps("window_end") {
-            let due = (ends.value(0) + NEXMARK_DELAY_MS) * 1000;
+        let end = match (timestamps("window_end"), &self.window_start) {
+            (Some(ends), _) => Some(ends.value(0)),
+            (None, Some((column, size))) => timestamps(column).map(|s| s.value(0) + size),
+            (None, None) => None,
+        };
+        if let Some(end) = end {
+            let due = (end + NEXMARK_DELAY_MS) * 1000;
             record(&self.window, now - due);
         } else if let Some(times) = timestamps("dateTime") {
             for i in 0..times.len() {
