@@ -3,14 +3,16 @@
 //! equal a reference computed here from the bids. Updating queries (q15-q17) are compared by
 //! the final state their changelog describes.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::Arc;
-use weir_engine::changelog::{kind_at, row_kinds};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use weir::engine::changelog::{kind_at, row_kinds};
 use weir::engine::runtime;
 use weir::prelude::*;
 use weir::sql::{Action, Session};
@@ -21,19 +23,13 @@ const EVENTS: u64 = 20_000;
 /// event time, and the `bid` view.
 fn nexmark_source() -> String {
     format!(
-        "CREATE TABLE nexmark (
-            event_type INT,
-            person ROW<id BIGINT, name VARCHAR, emailAddress VARCHAR, creditCard VARCHAR, city VARCHAR, state VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
-            auction ROW<id BIGINT, itemName VARCHAR, description VARCHAR, initialBid BIGINT, reserve BIGINT, `dateTime` TIMESTAMP(3), expires TIMESTAMP(3), seller BIGINT, category BIGINT, extra VARCHAR>,
-            bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, `dateTime` TIMESTAMP(3), extra VARCHAR>,
-            `dateTime` AS CASE WHEN event_type = 0 THEN person.`dateTime`
-                               WHEN event_type = 1 THEN auction.`dateTime`
-                               ELSE bid.`dateTime` END,
-            WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
-        ) WITH ('connector' = 'nexmark', 'events.num' = '{EVENTS}', 'first-event.rate' = '1000');
+        "{}
         CREATE VIEW bid AS
         SELECT bid.auction, bid.bidder, bid.price, bid.channel, bid.url, `dateTime`, bid.extra
-        FROM nexmark WHERE event_type = 2;"
+        FROM datagen WHERE event_type = 2;",
+        common::nexmark_table(&format!(
+            "'events.num' = '{EVENTS}', 'first-event.rate' = '1000'"
+        ))
     )
 }
 

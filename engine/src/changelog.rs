@@ -218,10 +218,14 @@ impl Materialized {
             } else {
                 -1
             };
-            let count = self.rows.entry(row.as_ref().to_vec()).or_insert(0);
-            *count += delta;
-            if *count == 0 {
-                self.rows.remove(row.as_ref());
+            match self.rows.get_mut(row.as_ref()) {
+                Some(count) if *count + delta == 0 => {
+                    self.rows.remove(row.as_ref());
+                }
+                Some(count) => *count += delta,
+                None => {
+                    self.rows.insert(row.as_ref().to_vec(), delta);
+                }
             }
         }
         Ok(())

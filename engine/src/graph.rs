@@ -294,7 +294,7 @@ impl Graph {
                     )))
                 }
                 Exchange::Hash(keys) => {
-                    let schema = edge_schema(edge, &schemas, &input_schemas);
+                    let schema = edge_schema(edge, &schemas, &input_schemas)?;
                     for key in keys {
                         if schema.index_of(key).is_err() {
                             return Err(invalid(format!(
@@ -395,7 +395,7 @@ impl Graph {
                     names.join(", ")
                 )));
             };
-            let schema = edge_schema(edge, schemas, input_schemas);
+            let schema = edge_schema(edge, schemas, input_schemas)?;
             match slot {
                 None => *slot = Some(schema),
                 Some(existing) if existing.fields() != schema.fields() => {
@@ -518,15 +518,14 @@ fn edge_schema(
     edge: &Edge,
     schemas: &[Option<SchemaRef>],
     input_schemas: &[Vec<SchemaRef>],
-) -> SchemaRef {
-    match edge.port {
-        OutputPort::Main => Arc::clone(
-            schemas[edge.from.0]
-                .as_ref()
-                .expect("upstream nodes are visited first"),
-        ),
-        OutputPort::Late => Arc::clone(&input_schemas[edge.from.0][0]),
-    }
+) -> Result<SchemaRef, EngineError> {
+    let schema = match edge.port {
+        OutputPort::Main => schemas[edge.from.0].as_ref(),
+        OutputPort::Late => input_schemas[edge.from.0].first(),
+    };
+    schema.cloned().ok_or_else(|| {
+        EngineError::InvalidGraph("an edge leaves a node whose schema is not known yet".into())
+    })
 }
 
 /// What an operator does to its inputs, for its identity and for messages about state:

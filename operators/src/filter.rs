@@ -138,8 +138,9 @@ impl Operator for FilterOperator {
         let batch = match row_kinds(&batch) {
             Some(kinds) => {
                 let (mask, kinds) = changelog_mask(&mask, kinds);
-                let mut columns = batch.columns().to_vec();
-                *columns.last_mut().expect("the row-kind column") = Arc::new(kinds);
+                // The row kinds are the last column; the filter's own replace them.
+                let mut columns = batch.columns()[..batch.num_columns() - 1].to_vec();
+                columns.push(Arc::new(kinds));
                 apply_mask(&RecordBatch::try_new(batch.schema(), columns)?, &mask)?
             }
             None => apply_mask(&batch, &mask)?,

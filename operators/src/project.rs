@@ -112,9 +112,8 @@ impl Operator for ProjectOperator {
             .collect::<Result<Vec<_>, _>>()
             .map_err(OperatorError::from)?;
         if columns.len() < self.schema.fields().len() {
-            columns.push(Arc::clone(
-                batch.columns().last().expect("the row-kind column"),
-            ));
+            // The input's row kinds, last (an input without them fails the batch below).
+            columns.extend(batch.columns().last().cloned());
         }
         // No columns (e.g. under `COUNT(*)`): the batch still carries its row count.
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));

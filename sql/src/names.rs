@@ -18,14 +18,13 @@ pub fn physical_names(schema: &DFSchema) -> Vec<String> {
         .iter()
         .map(|f| {
             let base = f.name();
-            let name = if used.contains(base) {
-                (0..)
-                    .map(|i| format!("{base}{i}"))
-                    .find(|n| !used.contains(n) && !all.contains(n))
-                    .expect("some number is free")
-            } else {
-                base.clone()
-            };
+            // The name itself unless taken; then the first `name<n>` no column has.
+            let mut name = base.clone();
+            let mut number = 0;
+            while used.contains(&name) || (name != *base && all.contains(&name)) {
+                name = format!("{base}{number}");
+                number += 1;
+            }
             used.insert(name.clone());
             name
         })

@@ -420,18 +420,22 @@ impl GraphBuilder {
         let (left_keys, right_keys): (Vec<&Expr>, Vec<&Expr>) =
             condition.keys.iter().map(|(l, r)| (l, r)).unzip();
         let (left_in, left_keys, computed_left) =
-            self.join_input(&left, left_schema, left_names, &left_keys, "$lkey");
+            self.join_input(&left, left_schema, left_names, &left_keys, "$lkey")?;
         let (right_in, right_keys, computed_right) =
-            self.join_input(&right, right_schema, right_names, &right_keys, "$rkey");
+            self.join_input(&right, right_schema, right_names, &right_keys, "$rkey")?;
         let spec = JoinSpec {
             join_type,
             left_keys: left_keys.clone(),
             right_keys: right_keys.clone(),
             filter: conjunction(condition.residual).map(|e| resolve(&e, &both)),
         };
-        let renamed = |name: &String, own: &DFSchema, to: &[String]| {
+        let renamed = |name: &String, own: &DFSchema, to: &[String]| -> Result<String> {
             let position = physical_names(own).iter().position(|n| n == name);
-            to[position.expect("a time attribute is a column of its input")].clone()
+            position.map(|p| to[p].clone()).ok_or_else(|| {
+                user(format!(
+                    "column '{name}' is not a column of the join's input"
+                ))
+            })
         };
         let append_only = !left.updating && !right.updating;
         // Keys that are plain columns, by their inputs' names, to spot the window columns.
@@ -468,20 +472,21 @@ impl GraphBuilder {
                     // Both inputs are windowed the same way and joined on their windows.
                     let factory = WindowJoinFactory::new(
                         spec,
-                        renamed(&left_end, left_schema, left_names),
-                        renamed(&right_end, right_schema, right_names),
+                        renamed(&left_end, left_schema, left_names)?,
+                        renamed(&right_end, right_schema, right_names)?,
                     );
-                    let window = left.window.as_ref().filter(|_| keeps_left).map(|(s, e)| {
-                        (
-                            renamed(s, left_schema, left_names),
-                            renamed(e, left_schema, left_names),
-                        )
-                    });
+                    let window = match left.window.as_ref().filter(|_| keeps_left) {
+                        Some((s, e)) => Some((
+                            renamed(s, left_schema, left_names)?,
+                            renamed(e, left_schema, left_names)?,
+                        )),
+                        None => None,
+                    };
                     (Arc::new(factory) as _, "window-join", Vec::new(), window)
                 }
                 (Some(bounds), None) => {
-                    let left_time = renamed(&bounds.left, left_schema, left_names);
-                    let right_time = renamed(&bounds.right, right_schema, right_names);
+                    let left_time = renamed(&bounds.left, left_schema, left_names)?;
+                    let right_time = renamed(&bounds.right, right_schema, right_names)?;
                     let times = [(keeps_left, &left_time), (keeps_right, &right_time)]
                         .into_iter()
                         .filter(|(kept, _)| *kept)
@@ -561,7 +566,7 @@ impl GraphBuilder {
         names: &[String],
         keys: &[&Expr],
         prefix: &str,
-    ) -> (Stream, Vec<String>, bool) {
+    ) -> Result<(Stream, Vec<String>, bool)> {
         let own = physical_names(schema);
         let mut exprs: Vec<Expr> = own
             .iter()
@@ -573,9 +578,13 @@ impl GraphBuilder {
         for (i, key) in keys.iter().enumerate() {
             match resolve(key, schema) {
                 Expr::Column(c) => {
-                    let position = own.iter().position(|n| *n == c.name);
-                    key_names
-                        .push(names[position.expect("a key column is an input column")].clone());
+                    let position = own.iter().position(|n| *n == c.name).ok_or_else(|| {
+                        user(format!(
+                            "join key '{}' is not a column of its input",
+                            c.name
+                        ))
+                    })?;
+                    key_names.push(names[position].clone());
                 }
                 expr => {
                     let name = format!("{prefix}{i}");
@@ -586,7 +595,7 @@ impl GraphBuilder {
             }
         }
         if !computed && own == names {
-            return (input.clone(), key_names, false);
+            return Ok((input.clone(), key_names, false));
         }
         let stream = self.operator(
             "join-input",
@@ -599,7 +608,7 @@ impl GraphBuilder {
             .zip(names)
             .map(|(from, to)| (from.clone(), vec![to.clone()]))
             .collect();
-        (input.renamed(stream.node, &renames), key_names, computed)
+        Ok((input.renamed(stream.node, &renames), key_names, computed))
     }
 
     fn filter(&mut self, input: &Stream, predicate: Expr) -> Stream {

@@ -225,7 +225,12 @@ pub(crate) fn build(
                     }
                 }
                 _ => TaskInput::Channel {
-                    rx: inboxes.next().expect("one set of receivers per subtask"),
+                    rx: inboxes.next().ok_or_else(|| {
+                        EngineError::InvalidGraph(format!(
+                            "'{}' has no input channels for subtask {subtask}",
+                            graph.nodes[head.0].name
+                        ))
+                    })?,
                     gate: InputGate::new(operator_inputs[head.0].clone()),
                 },
             };

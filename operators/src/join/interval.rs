@@ -31,8 +31,8 @@ use weir_engine::BoxError;
 
 use super::store::{NewRow, SideStore};
 use super::{
-    append_only, key_is_null, plan_timed, read_side, side_hashers, write_side, JoinPlan, JoinSpec,
-    Side, JOIN_INPUTS,
+    append_only, key_is_null, plan_timed, read_side, side_hashers, write_side, JoinKeys, JoinPlan,
+    JoinSpec, Side, JOIN_INPUTS,
 };
 use crate::error::{OperatorError, Result};
 use crate::row_buffer::RowRef;
@@ -163,12 +163,9 @@ pub struct IntervalJoin {
 
 impl IntervalJoin {
     /// The encoded join key of every row of `batch` (of `side`).
-    fn keys(&self, side: Side, batch: &RecordBatch) -> Result<Vec<Box<[u8]>>> {
-        if self.plan.keys[side as usize].is_empty() {
-            return Ok(vec![Box::default(); batch.num_rows()]);
-        }
-        let rows = self.hashers[side as usize].rows(batch)?;
-        Ok(rows.iter().map(|r| Box::from(r.as_ref())).collect())
+    fn keys(&self, side: Side, batch: &RecordBatch) -> Result<JoinKeys> {
+        let side = side as usize;
+        JoinKeys::of(&self.hashers[side], &self.plan.keys[side], batch)
     }
 
     /// The times of the other side's rows that a row of `side` at `time` matches.
@@ -204,7 +201,8 @@ impl IntervalJoin {
         let mut positions: Vec<usize> = Vec::new();
         let mut other_rows: Vec<RowRef> = Vec::new();
         let other = &self.stores[side.other() as usize];
-        for (i, key) in keys.iter().enumerate() {
+        for i in 0..batch.num_rows() {
+            let key = keys.get(i);
             if key_is_null(&batch, own_keys, i) {
                 continue;
             }
@@ -229,7 +227,7 @@ impl IntervalJoin {
             for pair in (0..mask.len()).filter(|&p| mask.value(p)) {
                 let row = own_rows[pair] as usize;
                 matched[row] = true;
-                if let Some(entries) = other.get_mut(&keys[row]) {
+                if let Some(entries) = other.get_mut(keys.get(row)) {
                     entries[positions[pair]].matched = true;
                 }
             }
@@ -238,12 +236,12 @@ impl IntervalJoin {
         let watermark = self.watermark;
         let mut keep = Vec::new();
         let mut padded: Vec<u32> = Vec::new();
-        for (i, key) in keys.into_iter().enumerate() {
+        for i in 0..batch.num_rows() {
             let expires = self.expiry(side, times[i]);
             if watermark.is_none_or(|w| expires > w) {
                 keep.push(NewRow {
                     row: i as u32,
-                    key,
+                    key: keys.get(i),
                     time: times[i],
                     expires,
                     matched: matched[i],
@@ -347,12 +345,10 @@ impl Operator for IntervalJoin {
                 )?;
                 let times = event_times_ms(&rows, self.time_columns[side as usize])?;
                 let keys = self.keys(side, &rows)?;
-                let keep = keys
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, key)| NewRow {
+                let keep = (0..rows.num_rows())
+                    .map(|i| NewRow {
                         row: i as u32,
-                        key,
+                        key: keys.get(i),
                         time: times[i],
                         expires: self.expiry(side, times[i]),
                         matched: matched.is_valid(i) && matched.value(i),

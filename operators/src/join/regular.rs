@@ -252,10 +252,13 @@ impl RegularJoin {
                 if !mask[candidate as usize] {
                     continue;
                 }
-                let stored = &mut self.sides[other]
+                let Some(stored) = self.sides[other]
                     .by_key
                     .get_mut(key)
-                    .expect("candidates are stored")[position];
+                    .and_then(|rows| rows.get_mut(position))
+                else {
+                    continue;
+                };
                 matches += stored.count;
                 if semi_anti {
                     if side == Side::Right {

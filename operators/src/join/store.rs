@@ -25,9 +25,9 @@ pub struct Entry {
 
 /// A row to keep: its index in the batch being added, encoded key, time, expiry, matched.
 #[derive(Debug, Clone)]
-pub struct NewRow {
+pub struct NewRow<'a> {
     pub row: u32,
-    pub key: Box<[u8]>,
+    pub key: &'a [u8],
     pub time: i64,
     pub expires: i64,
     pub matched: bool,
@@ -37,7 +37,7 @@ pub struct NewRow {
 #[derive(Debug)]
 pub struct SideStore {
     rows: RowBuffer,
-    by_key: HashMap<Box<[u8]>, Vec<Entry>>,
+    by_key: HashMap<Vec<u8>, Vec<Entry>>,
     /// Expiry time -> keys with a row expiring then (a key once per row).
     expiry: BTreeMap<i64, Vec<Box<[u8]>>>,
     len: usize,
@@ -63,7 +63,7 @@ impl SideStore {
     }
 
     /// Keeps `rows` of `batch`.
-    pub fn insert(&mut self, batch: RecordBatch, rows: Vec<NewRow>) {
+    pub fn insert(&mut self, batch: RecordBatch, rows: Vec<NewRow<'_>>) {
         if rows.is_empty() {
             return;
         }
@@ -73,8 +73,8 @@ impl SideStore {
             self.expiry
                 .entry(new.expires)
                 .or_default()
-                .push(new.key.clone());
-            self.by_key.entry(new.key).or_default().push(Entry {
+                .push(Box::from(new.key));
+            self.by_key.entry_ref(new.key).or_default().push(Entry {
                 row: RowRef {
                     batch: id,
                     row: new.row,
@@ -105,7 +105,7 @@ impl SideStore {
                 break;
             }
             for key in entry.remove() {
-                let Some(entries) = self.by_key.get_mut(&key) else {
+                let Some(entries) = self.by_key.get_mut(&*key) else {
                     continue;
                 };
                 entries.retain(|e| {
@@ -116,7 +116,7 @@ impl SideStore {
                     !expired
                 });
                 if entries.is_empty() {
-                    self.by_key.remove(&key);
+                    self.by_key.remove(&*key);
                 }
             }
         }

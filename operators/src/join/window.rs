@@ -26,8 +26,8 @@ use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
 use super::{
-    append_only, key_is_null, plan_timed, read_side, side_hashers, write_side, JoinPlan, JoinSpec,
-    Side, JOIN_INPUTS,
+    append_only, key_is_null, plan_timed, read_side, side_hashers, write_side, JoinKeys, JoinPlan,
+    JoinSpec, Side, JOIN_INPUTS,
 };
 use crate::error::Result;
 
@@ -141,25 +141,24 @@ impl WindowJoin {
         let [left, right] = rows;
         let left = concat_batches(&self.plan.left, &left)?;
         let right = concat_batches(&self.plan.right, &right)?;
-        let keys = |side: Side, batch: &RecordBatch| -> Result<Vec<Box<[u8]>>> {
-            if self.plan.keys[side as usize].is_empty() {
-                return Ok(vec![Box::default(); batch.num_rows()]);
-            }
-            let rows = self.hashers[side as usize].rows(batch)?;
-            Ok(rows.iter().map(|r| Box::from(r.as_ref())).collect())
+        let keys = |side: Side, batch: &RecordBatch| {
+            let side = side as usize;
+            JoinKeys::of(&self.hashers[side], &self.plan.keys[side], batch)
         };
-        let mut by_key: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
-        for (i, key) in keys(Side::Right, &right)?.into_iter().enumerate() {
+        let right_keys = keys(Side::Right, &right)?;
+        let mut by_key: HashMap<&[u8], Vec<u32>> = HashMap::new();
+        for i in 0..right.num_rows() {
             if !key_is_null(&right, &self.plan.keys[1], i) {
-                by_key.entry(key).or_default().push(i as u32);
+                by_key.entry(right_keys.get(i)).or_default().push(i as u32);
             }
         }
+        let left_keys = keys(Side::Left, &left)?;
         let (mut left_rows, mut right_rows) = (Vec::new(), Vec::new());
-        for (i, key) in keys(Side::Left, &left)?.iter().enumerate() {
+        for i in 0..left.num_rows() {
             if key_is_null(&left, &self.plan.keys[0], i) {
                 continue;
             }
-            for &r in by_key.get(key).map_or(&[][..], Vec::as_slice) {
+            for &r in by_key.get(left_keys.get(i)).map_or(&[][..], Vec::as_slice) {
                 left_rows.push(i as u32);
                 right_rows.push(r);
             }
