@@ -15,7 +15,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -155,27 +154,61 @@ impl CheckpointArgs {
     }
 }
 
+/// The job Ctrl-C stops: the one running now (a script's queries run one after another,
+/// and the process has one signal handler).
+struct Running {
+    canceller: weir::engine::runtime::JobCanceller,
+    requester: Option<weir::engine::runtime::SavepointRequester>,
+    savepoint_dir: Option<PathBuf>,
+    /// Whether a savepoint was asked for already (a second Ctrl-C cancels).
+    asked: bool,
+}
+
+static RUNNING: std::sync::Mutex<Option<Running>> = std::sync::Mutex::new(None);
+
+/// Installs the Ctrl-C / SIGTERM handler once.
+fn handle_interrupts() -> anyhow::Result<()> {
+    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            ctrlc::set_handler(|| {
+                let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(job) = running.as_mut() else {
+                    return;
+                };
+                match (&job.savepoint_dir, &job.requester) {
+                    (Some(dir), Some(requester)) if !job.asked => {
+                        job.asked = true;
+                        eprintln!(
+                            "stopping with a savepoint in {} (Ctrl-C again to cancel)",
+                            dir.display()
+                        );
+                        if !requester.stop_with_savepoint(dir.clone()) {
+                            job.canceller.cancel();
+                        }
+                    }
+                    _ => job.canceller.cancel(),
+                }
+            })
+            .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+        .context("cannot install Ctrl-C handler")
+}
+
 /// Runs a started job to its end, handling Ctrl-C / SIGTERM (savepoint first when asked).
 fn supervise(
     handle: JobHandle,
     savepoint_dir: Option<PathBuf>,
 ) -> anyhow::Result<Option<JobResult>> {
-    let canceller = handle.canceller();
-    let requester = handle.savepoint_requester();
-    let asked = AtomicBool::new(false);
-    ctrlc::set_handler(move || match (&savepoint_dir, &requester) {
-        (Some(dir), Some(requester)) if !asked.swap(true, Ordering::SeqCst) => {
-            eprintln!(
-                "stopping with a savepoint in {} (Ctrl-C again to cancel)",
-                dir.display()
-            );
-            if !requester.stop_with_savepoint(dir.clone()) {
-                canceller.cancel();
-            }
-        }
-        _ => canceller.cancel(),
-    })
-    .context("cannot install Ctrl-C handler")?;
+    handle_interrupts()?;
+    *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
+        canceller: handle.canceller(),
+        requester: handle.savepoint_requester(),
+        savepoint_dir,
+        asked: false,
+    });
     match handle.join() {
         Ok(result) => {
             if let Some(path) = &result.savepoint {

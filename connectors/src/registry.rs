@@ -19,8 +19,9 @@ use crate::filesystem::source::{FileSource, FileSourceConfig, BLOCK_SIZE};
 use crate::filesystem::FileFormat;
 use crate::format::bad_records::{BadRecordPolicy, DeadLetterFile};
 use crate::format::csv::CsvOptions;
-use crate::kafka::sink::{Changelog, KafkaSink, KafkaSinkConfig};
+use crate::kafka::sink::{KafkaSink, KafkaSinkConfig};
 use crate::kafka::source::{KafkaSource, KafkaSourceConfig, MetadataKey, StartupMode};
+use crate::kafka::Changelog;
 use crate::kafka::{DeadLetterTopic, KafkaConnection, MessageFormat};
 use crate::options::{OptionKind, OptionSpec, Options};
 use crate::print::PrintSink;
@@ -181,12 +182,19 @@ const FORMAT_ERROR_OPTIONS: &[OptionSpec] = &[
     ),
 ];
 
+/// Options of the `debezium-json` format (Flink's names).
+const DEBEZIUM_OPTIONS: &[OptionSpec] = &[OptionSpec::optional(
+    "debezium-json.schema-include",
+    OptionKind::Boolean,
+    "records wrap the change in {\"schema\": ..., \"payload\": ...} (default false)",
+)];
+
 const FILESYSTEM_OPTIONS: &[OptionSpec] = &[
     OptionSpec::required("path", OptionKind::String, "a file, a directory or a glob"),
     OptionSpec::required(
         "format",
-        OptionKind::Enum(&["json", "csv", "parquet", "raw"]),
-        "the file format",
+        OptionKind::Enum(&["json", "csv", "parquet", "raw", "debezium-json"]),
+        "the file format (debezium-json: read a changelog)",
     ),
     OptionSpec::optional(
         "source.monitor-interval",
@@ -265,6 +273,9 @@ fn file_format(options: &Options) -> Result<FileFormat, ConnectorError> {
         Some("json") => FileFormat::Json,
         Some("parquet") => FileFormat::Parquet,
         Some("raw") => FileFormat::Raw,
+        Some("debezium-json") => FileFormat::DebeziumJson {
+            schema_include: options.boolean("debezium-json.schema-include") == Some(true),
+        },
         _ => FileFormat::Csv(CsvOptions {
             delimiter: options.byte("csv.field-delimiter").unwrap_or(b','),
             quote: options.byte("csv.quote-character").unwrap_or(b'"'),
@@ -279,15 +290,26 @@ fn file_format(options: &Options) -> Result<FileFormat, ConnectorError> {
 pub fn check_options(table: &TableSpec) -> Result<(), ConnectorError> {
     let (connector, options) = table.connector()?;
     let specs: &[&[OptionSpec]] = match connector.as_str() {
-        "filesystem" => &[FILESYSTEM_OPTIONS, FORMAT_ERROR_OPTIONS, SOURCE_OPTIONS],
+        "filesystem" => &[
+            FILESYSTEM_OPTIONS,
+            FORMAT_ERROR_OPTIONS,
+            DEBEZIUM_OPTIONS,
+            SOURCE_OPTIONS,
+        ],
         "kafka" => &[
             crate::kafka::COMMON_OPTIONS,
             KAFKA_SOURCE_OPTIONS,
             KAFKA_SINK_OPTIONS,
             FORMAT_ERROR_OPTIONS,
+            DEBEZIUM_OPTIONS,
             SOURCE_OPTIONS,
         ],
-        "upsert-kafka" => &[crate::kafka::COMMON_OPTIONS, KAFKA_SINK_OPTIONS],
+        "upsert-kafka" => &[
+            crate::kafka::COMMON_OPTIONS,
+            KAFKA_SOURCE_OPTIONS,
+            KAFKA_SINK_OPTIONS,
+            FORMAT_ERROR_OPTIONS,
+        ],
         "datagen" => &[crate::datagen::OPTIONS, SOURCE_OPTIONS],
         "nexmark" => &[crate::nexmark::OPTIONS, SOURCE_OPTIONS],
         "print" => &[PRINT_OPTIONS],
@@ -305,7 +327,12 @@ pub fn create_source(table: &TableSpec) -> Result<Arc<dyn SourceFactory>, Connec
             let options = validate(
                 table,
                 "filesystem",
-                &[FILESYSTEM_OPTIONS, FORMAT_ERROR_OPTIONS, SOURCE_OPTIONS],
+                &[
+                    FILESYSTEM_OPTIONS,
+                    FORMAT_ERROR_OPTIONS,
+                    DEBEZIUM_OPTIONS,
+                    SOURCE_OPTIONS,
+                ],
                 &options,
             )?;
             Ok(Arc::new(FileSource::new(FileSourceConfig {
@@ -326,32 +353,48 @@ pub fn create_source(table: &TableSpec) -> Result<Arc<dyn SourceFactory>, Connec
                     crate::kafka::COMMON_OPTIONS,
                     KAFKA_SOURCE_OPTIONS,
                     FORMAT_ERROR_OPTIONS,
+                    DEBEZIUM_OPTIONS,
                     SOURCE_OPTIONS,
                 ],
                 &options,
             )?;
-            if ["format", "value.format"]
-                .iter()
-                .any(|k| options.word(k).as_deref() == Some("debezium-json"))
-            {
-                return Err(ConnectorError::Config {
-                    connector: format!("table '{}' (kafka)", table.name),
-                    message: "reading 'debezium-json' (a changelog) is not supported yet; it can be written".into(),
-                });
-            }
-            Ok(Arc::new(kafka_source(table, &options)?))
+            let changelog = match debezium(&options) {
+                true => Changelog::Debezium,
+                false => Changelog::AppendOnly,
+            };
+            Ok(Arc::new(kafka_source(table, &options, changelog)?))
         }
-        "upsert-kafka" => Err(ConnectorError::Config {
-            connector: format!("table '{}' (upsert-kafka)", table.name),
-            message: "reading an upsert-kafka table (a changelog) is not supported yet; read the topic with the 'kafka' connector".into(),
-        }),
+        "upsert-kafka" => {
+            let options = validate(
+                table,
+                "upsert-kafka",
+                &[
+                    crate::kafka::COMMON_OPTIONS,
+                    KAFKA_SOURCE_OPTIONS,
+                    FORMAT_ERROR_OPTIONS,
+                    SOURCE_OPTIONS,
+                ],
+                &options,
+            )?;
+            Ok(Arc::new(kafka_source(table, &options, Changelog::Upsert)?))
+        }
         "datagen" => Ok(Arc::new(crate::datagen::DataGen::from_options(
             SchemaRef::clone(&table.schema),
-            &validate(table, "datagen", &[crate::datagen::OPTIONS, SOURCE_OPTIONS], &options)?,
+            &validate(
+                table,
+                "datagen",
+                &[crate::datagen::OPTIONS, SOURCE_OPTIONS],
+                &options,
+            )?,
         )?)),
         "nexmark" => Ok(Arc::new(crate::nexmark::NexmarkSource::from_options(
             SchemaRef::clone(&table.schema),
-            &validate(table, "nexmark", &[crate::nexmark::OPTIONS, SOURCE_OPTIONS], &options)?,
+            &validate(
+                table,
+                "nexmark",
+                &[crate::nexmark::OPTIONS, SOURCE_OPTIONS],
+                &options,
+            )?,
         )?)),
         "print" | "blackhole" => Err(ConnectorError::Config {
             connector: format!("table '{}' ({connector})", table.name),
@@ -392,9 +435,7 @@ pub fn create_sink(table: &TableSpec) -> Result<Arc<dyn SinkFactory>, ConnectorE
                     .get("sink.transactional-id-prefix")
                     .map_or_else(|| format!("weir-{}", table.name), str::to_string)
             });
-            let debezium = ["format", "value.format"]
-                .iter()
-                .any(|k| options.word(k).as_deref() == Some("debezium-json"));
+            let debezium = debezium(&options);
             let (changelog, key_fields, key_format) = if connector == "upsert-kafka" {
                 if table.primary_key.is_empty() {
                     return Err(ConnectorError::Config {
@@ -461,6 +502,13 @@ pub fn create_sink(table: &TableSpec) -> Result<Arc<dyn SinkFactory>, ConnectorE
     }
 }
 
+/// Whether the value format is `debezium-json`.
+fn debezium(options: &Options) -> bool {
+    ["format", "value.format"]
+        .iter()
+        .any(|k| options.word(k).as_deref() == Some("debezium-json"))
+}
+
 fn except_key(options: &Options) -> bool {
     options.word("value.fields-include").as_deref() == Some("except_key")
 }
@@ -481,12 +529,23 @@ fn single_topic(options: &Options) -> Result<String, ConnectorError> {
     }
 }
 
-fn kafka_source(table: &TableSpec, options: &Options) -> Result<KafkaSource, ConnectorError> {
+fn kafka_source(
+    table: &TableSpec,
+    options: &Options,
+    changelog: Changelog,
+) -> Result<KafkaSource, ConnectorError> {
+    let upsert = changelog == Changelog::Upsert;
     let error = |message: String| ConnectorError::Config {
-        connector: format!("table '{}' (kafka)", table.name),
+        connector: format!(
+            "table '{}' ({})",
+            table.name,
+            if upsert { "upsert-kafka" } else { "kafka" }
+        ),
         message,
     };
     let startup = match options.word("scan.startup.mode").as_deref() {
+        // An upsert table is read whole, as Flink's upsert-kafka always does.
+        _ if upsert => StartupMode::Earliest,
         Some("earliest-offset") => StartupMode::Earliest,
         Some("latest-offset") => StartupMode::Latest,
         Some("timestamp") => StartupMode::Timestamp(
@@ -551,7 +610,23 @@ fn kafka_source(table: &TableSpec, options: &Options) -> Result<KafkaSource, Con
         bounded: options.word("scan.bounded.mode").as_deref() == Some("latest-offset"),
         on_error: bad_record_policy(options)?,
         batch_size: options.integer("scan.batch-size").unwrap_or(4096).max(1) as usize,
+        changelog,
+        debezium_schema_include: options.boolean("debezium-json.schema-include") == Some(true),
+        value_includes_key: upsert && !except_key(options),
         key: match (except_key(options), options.get("key.fields")) {
+            _ if upsert => {
+                if table.primary_key.is_empty() {
+                    return Err(error(
+                        "an upsert-kafka table needs PRIMARY KEY (...) NOT ENFORCED: its message keys"
+                            .into(),
+                    ));
+                }
+                Some((
+                    table.primary_key.clone(),
+                    MessageFormat::from_options(options, "key.format")
+                        .ok_or_else(|| error("upsert-kafka needs 'key.format'".into()))?,
+                ))
+            }
             (true, Some(fields)) => Some((
                 crate::kafka::list(fields),
                 MessageFormat::from_options(options, "key.format").ok_or_else(|| {

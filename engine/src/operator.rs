@@ -54,6 +54,24 @@ pub struct SubtaskContext {
 }
 
 impl SubtaskContext {
+    /// A subtask running alone (index 0 of 1, every key group of 128, no checkpoints, its own
+    /// metrics), with inputs of `input_schemas`: for tests and drivers that call operators
+    /// directly.
+    pub fn standalone(input_schemas: Vec<SchemaRef>) -> Self {
+        SubtaskContext {
+            operator_id: "standalone".into(),
+            uid: "standalone".into(),
+            index: 0,
+            parallelism: 1,
+            key_groups: KeyGroupRange::all(128),
+            max_key_groups: 128,
+            input_schemas,
+            late_output_connected: false,
+            checkpointing: false,
+            metrics: Metrics::default(),
+        }
+    }
+
     /// Schema of the first (for most operators, the only) input.
     pub fn input_schema(&self) -> &SchemaRef {
         &self.input_schemas[0]

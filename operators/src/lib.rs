@@ -17,6 +17,7 @@ pub mod expr;
 pub mod filter;
 pub mod group_index;
 pub mod join;
+pub mod normalize;
 pub mod project;
 pub mod row_buffer;
 pub mod state_codec;

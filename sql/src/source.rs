@@ -1,7 +1,7 @@
 //! A source with computed columns: wraps a connector's source and appends (in declared order)
 //! the columns `CREATE TABLE` computes from the others (`c AS expr`), before watermarks are
 //! generated, so a watermark can be declared on a computed column (as Flink's Nexmark DDL
-//! does with `dateTime AS CASE ... END`).
+//! does with `dateTime AS CASE ... END`). A changelog's row-kind column passes through, last.
 
 use std::sync::Arc;
 
@@ -54,6 +54,10 @@ impl SourceFactory for ComputedColumnsSource {
 
     fn describe(&self) -> String {
         format!("{} + computed {}", self.inner.describe(), self.description)
+    }
+
+    fn changelog(&self) -> weir_engine::changelog::ChangelogMode {
+        self.inner.changelog()
     }
 
     fn create_reader(&self, split: SplitContext) -> Result<Box<dyn SourceReader>, BoxError> {

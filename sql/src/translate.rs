@@ -23,6 +23,7 @@ use datafusion_expr::{col, lit, Expr, LogicalPlan};
 use datafusion_functions_aggregate::count::count_all;
 use weir_connectors::memory::MemorySource;
 use weir_connectors::registry;
+use weir_engine::changelog::{has_row_kind, with_row_kind, ChangelogMode};
 use weir_engine::graph::{Exchange, Graph, NodeId};
 use weir_engine::operator::OperatorFactory;
 use weir_engine::sink::SinkFactory;
@@ -32,6 +33,7 @@ use weir_operators::join::interval::IntervalJoinFactory;
 use weir_operators::join::regular::RegularJoinFactory;
 use weir_operators::join::window::WindowJoinFactory;
 use weir_operators::join::{JoinSpec, JoinType};
+use weir_operators::normalize::ChangelogNormalizeFactory;
 use weir_operators::project::ProjectFactory;
 use weir_operators::updating::UpdatingAggregateFactory;
 use weir_operators::window::{
@@ -58,8 +60,9 @@ pub struct GraphBuilder {
     pub graph: Graph,
     names: HashSet<String>,
     /// One source node per table, whichever statements read it (Flink's source reuse): its
-    /// name, the table's, is also its identity in checkpoints.
-    sources: HashMap<String, NodeId>,
+    /// name, the table's, is also its identity in checkpoints. With whether it reads a
+    /// changelog (the node is then the last step of reading, a normalization for upserts).
+    sources: HashMap<String, (NodeId, bool)>,
     options: TranslateOptions,
 }
 
@@ -914,10 +917,11 @@ impl GraphBuilder {
             return Err(unsupported(&format!("reading '{}'", scan.table_name)));
         };
         let table = &table.table;
-        let node = match self.sources.get(&table.spec.name) {
-            Some(node) => *node,
+        let (node, updating) = match self.sources.get(&table.spec.name) {
+            Some(read) => *read,
             None => {
                 let factory = self.source_factory(table)?;
+                let changelog = factory.changelog();
                 let watermark = table
                     .watermark
                     .as_ref()
@@ -926,7 +930,7 @@ impl GraphBuilder {
                         None => w.clone(),
                     });
                 let name = self.name(&format!("source-{}", table.spec.name));
-                let node = self.graph.add_source(name, factory, watermark);
+                let mut node = self.graph.add_source(name, factory, watermark);
                 if let Some(parallelism) = table.spec.options.get("scan.parallelism") {
                     let parallelism = parallelism
                         .trim()
@@ -947,15 +951,26 @@ impl GraphBuilder {
                         .graph
                         .add_operator(spread, Arc::new(ProjectFactory::new(columns)));
                     self.graph.connect(node, spread, Exchange::Rebalance);
-                    self.sources.insert(table.spec.name.clone(), spread);
-                    spread
-                } else {
-                    self.sources.insert(table.spec.name.clone(), node);
-                    node
+                    node = spread;
                 }
+                if let ChangelogMode::Upsert { key } = &changelog {
+                    // Upserts become a full changelog, keyed by the primary key (Flink's
+                    // ChangelogNormalize).
+                    let name = self.name(&format!("source-{}-normalize", table.spec.name));
+                    let normalize = self
+                        .graph
+                        .add_operator(name, Arc::new(ChangelogNormalizeFactory::new(key.clone())));
+                    self.graph
+                        .connect(node, normalize, Exchange::Hash(key.clone()));
+                    node = normalize;
+                }
+                let read = (node, !changelog.is_insert_only());
+                self.sources.insert(table.spec.name.clone(), read);
+                read
             }
         };
         let mut stream = Stream::new(node);
+        stream.updating = updating;
         if let Some(watermark) = &table.watermark {
             stream.times.push(watermark.column.clone());
         }
@@ -1003,6 +1018,14 @@ impl GraphBuilder {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut schema = SchemaRef::clone(&table.schema);
+        let mut columns = columns;
+        // A changelog's row kinds pass through, last.
+        let read_kinds = inner.schema();
+        if has_row_kind(&read_kinds) {
+            schema = with_row_kind(&schema);
+            columns.push(ColumnSource::Read(read_kinds.fields().len() - 1));
+        }
         let description = table
             .computed
             .iter()
@@ -1011,7 +1034,7 @@ impl GraphBuilder {
             .join(", ");
         Ok(Arc::new(ComputedColumnsSource::new(
             inner,
-            SchemaRef::clone(&table.schema),
+            schema,
             columns,
             description,
         )))

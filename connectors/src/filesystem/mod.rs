@@ -1,4 +1,5 @@
-//! The `filesystem` connector: files of JSON lines, CSV, raw lines or Parquet.
+//! The `filesystem` connector: files of JSON lines, CSV, raw lines or Parquet (and, to read,
+//! Debezium JSON changes).
 //!
 //! `path` is a file, a directory (read recursively; names starting with `.` or `_` are
 //! skipped, as Flink skips in-progress and metadata files) or a glob in its last segment
@@ -23,13 +24,18 @@ pub enum FileFormat {
     Csv(CsvOptions),
     Raw,
     Parquet,
+    /// Debezium's JSON envelope, read as a changelog (a source only; see
+    /// [`crate::format::debezium`]). `schema_include`: records wrap it in `payload`.
+    DebeziumJson {
+        schema_include: bool,
+    },
 }
 
 impl FileFormat {
     /// The file-name extension written by the sink.
     pub fn extension(&self) -> &'static str {
         match self {
-            FileFormat::Json => "json",
+            FileFormat::Json | FileFormat::DebeziumJson { .. } => "json",
             FileFormat::Csv(_) => "csv",
             FileFormat::Raw => "txt",
             FileFormat::Parquet => "parquet",

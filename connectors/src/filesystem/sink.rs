@@ -255,6 +255,13 @@ impl PartFile {
             })
         };
         let encoder = match format {
+            FileFormat::DebeziumJson { .. } => {
+                return Err(ConnectorError::Config {
+                    connector: "filesystem sink".into(),
+                    message: "files are written append-only: 'debezium-json' can only be read"
+                        .into(),
+                })
+            }
             FileFormat::Json => Encoder::Json(
                 arrow::json::WriterBuilder::new()
                     .with_timestamp_format(TIMESTAMP_FORMAT.to_string())

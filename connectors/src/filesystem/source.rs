@@ -37,9 +37,11 @@ use super::{list_files, split_of, FileFormat};
 use crate::error::ConnectorError;
 use crate::format::bad_records::{BadRecordHandler, BadRecordPolicy};
 use crate::format::csv::CsvDecoder;
+use crate::format::debezium::{expand_updates, DebeziumDecoder};
 use crate::format::json::JsonDecoder;
 use crate::format::raw::RawDecoder;
 use crate::format::{decode_chunk, LineDecoder};
+use weir_engine::changelog::{with_row_kind, ChangelogMode};
 
 /// Configuration of a filesystem source.
 #[derive(Debug, Clone)]
@@ -86,13 +88,26 @@ impl FileSource {
             )),
             FileFormat::Raw => Some(Box::new(RawDecoder::new(schema).map_err(arrow)?)),
             FileFormat::Parquet => None,
+            FileFormat::DebeziumJson { schema_include } => {
+                Some(Box::new(DebeziumDecoder::new(schema, *schema_include)))
+            }
         })
     }
 }
 
 impl SourceFactory for FileSource {
     fn schema(&self) -> SchemaRef {
-        SchemaRef::clone(&self.config.schema)
+        match self.config.format {
+            FileFormat::DebeziumJson { .. } => with_row_kind(&self.config.schema),
+            _ => SchemaRef::clone(&self.config.schema),
+        }
+    }
+
+    fn changelog(&self) -> ChangelogMode {
+        match self.config.format {
+            FileFormat::DebeziumJson { .. } => ChangelogMode::All,
+            _ => ChangelogMode::InsertOnly,
+        }
     }
 
     fn describe(&self) -> String {
@@ -421,7 +436,12 @@ impl FileReader {
                         }
                     })?;
                 self.handler.handle(decoded.bad)?;
-                Ok(Some(decoded.batch))
+                expand_updates(&decoded.batch)
+                    .map(Some)
+                    .map_err(|e| ConnectorError::Arrow {
+                        connector: format!("{}: file {source}", self.split.source_id),
+                        source: e,
+                    })
             }
         }
     }

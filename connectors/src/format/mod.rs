@@ -12,6 +12,7 @@
 pub mod bad_records;
 pub mod columns;
 pub mod csv;
+pub mod debezium;
 pub mod json;
 pub mod raw;
 

@@ -26,6 +26,25 @@ use crate::options::{OptionKind, OptionSpec, Options};
 
 const FORMATS: OptionKind = OptionKind::Enum(&["json", "csv", "raw", "debezium-json"]);
 
+/// How a topic's messages hold a changelog, as the source reads it and the sink writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Changelog {
+    /// Appended rows only (the `kafka` connector with a plain format).
+    #[default]
+    AppendOnly,
+    /// `value.format = debezium-json`: each change in Debezium's envelope. The sink writes
+    /// `{"before": null, "after": row, "op": "c"}` for `+I`/`+U` and
+    /// `{"before": row, "after": null, "op": "d"}` for `-U`/`-D` (as Flink writes it); the
+    /// source reads every `op` ([`crate::format::debezium`]) and skips messages without a value
+    /// (Debezium's tombstones).
+    Debezium,
+    /// `upsert-kafka`: keyed by the primary key; `+I`/`+U` write the row, `-D` a tombstone
+    /// (no value), `-U` nothing (the `+U` that follows replaces it). The source reads a value
+    /// as `+I` and a tombstone as `-D` of its key (an upsert stream, which the planner
+    /// normalizes, as Flink's `ChangelogNormalize`).
+    Upsert,
+}
+
 /// Options shared by the Kafka source and sink.
 pub const COMMON_OPTIONS: &[OptionSpec] = &[
     OptionSpec::required(

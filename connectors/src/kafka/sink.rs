@@ -33,7 +33,7 @@ use weir_engine::sink::{SinkFactory, SinkWriter};
 use weir_engine::source::LocalBoxFuture;
 use weir_engine::{BoxError, CheckpointId};
 
-use super::{KafkaConnection, MessageFormat};
+use super::{Changelog, KafkaConnection, MessageFormat};
 use crate::error::ConnectorError;
 use crate::format::{writer_text, TIMESTAMP_FORMAT};
 
@@ -52,22 +52,6 @@ pub struct KafkaSinkConfig {
     pub transactional_id_prefix: Option<String>,
     /// How an updating input (a changelog with an `op` column) is written.
     pub changelog: Changelog,
-}
-
-/// How a Kafka sink writes a changelog: the rows of an updating result, whose `op` column
-/// says `+I`, `-U`, `+U` or `-D`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Changelog {
-    /// Appended rows only (the `kafka` connector with a plain format).
-    #[default]
-    AppendOnly,
-    /// `value.format = debezium-json`: each change in Debezium's envelope,
-    /// `{"before": null, "after": row, "op": "c"}` for `+I`/`+U` and
-    /// `{"before": row, "after": null, "op": "d"}` for `-U`/`-D` (as Flink writes it).
-    Debezium,
-    /// `upsert-kafka`: keyed by the primary key; `+I`/`+U` write the row, `-D` a tombstone
-    /// (no value), `-U` nothing (the `+U` that follows replaces it).
-    Upsert,
 }
 
 /// What one row becomes in the topic.

@@ -34,10 +34,13 @@ use weir_engine::source::{
 };
 use weir_engine::BoxError;
 
-use super::{KafkaConnection, MessageFormat};
+use weir_engine::changelog::{kind_array, with_row_kind, ChangelogMode, RowKind, ROW_KIND_COLUMN};
+
+use super::{Changelog, KafkaConnection, MessageFormat};
 use crate::error::ConnectorError;
 use crate::format::bad_records::{BadRecord, BadRecordHandler, BadRecordPolicy};
-use crate::format::{decode_chunk, LineDecoder};
+use crate::format::debezium::{expand_updates, DebeziumDecoder, BEFORE_COLUMN};
+use crate::format::{decode_chunk, Decoded, LineDecoder};
 
 /// Where reading starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,9 +108,16 @@ pub struct KafkaSourceConfig {
     pub bounded: bool,
     pub on_error: BadRecordPolicy,
     pub batch_size: usize,
-    /// Key columns read from the message key (`value.fields-include = EXCEPT_KEY`), and the
-    /// key's format. Otherwise every column comes from the value.
+    /// Key columns read from the message key, and the key's format (`value.fields-include =
+    /// EXCEPT_KEY`, and always for upserts). Otherwise every column comes from the value.
     pub key: Option<(Vec<String>, MessageFormat)>,
+    /// Whether the value holds the key columns too (`value.fields-include = ALL` of an
+    /// upsert table); they are still read from the key, which a tombstone has alone.
+    pub value_includes_key: bool,
+    /// How messages hold changes: appended rows, Debezium's envelope, or upserts by key.
+    pub changelog: Changelog,
+    /// `debezium-json.schema-include`.
+    pub debezium_schema_include: bool,
 }
 
 /// The Kafka source factory.
@@ -147,16 +157,22 @@ impl KafkaSource {
                 )));
             }
         }
+        if config.changelog == Changelog::Upsert && config.key.is_none() {
+            return Err(config_error(
+                "an upsert table reads its primary key from the message key: set 'key.format'"
+                    .into(),
+            ));
+        }
         let value_fields: Vec<Field> = config
             .schema
             .fields()
             .iter()
             .filter(|f| !config.metadata.iter().any(|(c, _)| c == f.name()))
-            .filter(|f| !key_fields.contains(f.name()))
+            .filter(|f| config.value_includes_key || !key_fields.contains(f.name()))
             .map(|f| f.as_ref().clone())
             .collect();
         let value_schema = Arc::new(Schema::new(value_fields));
-        config.format.decoder(Arc::clone(&value_schema))?;
+        value_decoder(&config, &value_schema)?;
         let key_schema = Arc::new(Schema::new(
             key_fields
                 .iter()
@@ -219,9 +235,43 @@ impl KafkaSource {
     }
 }
 
+/// The decoder of message values: the format's, or Debezium's envelope around JSON.
+fn value_decoder(
+    config: &KafkaSourceConfig,
+    values: &SchemaRef,
+) -> Result<Box<dyn LineDecoder>, ConnectorError> {
+    match config.changelog {
+        Changelog::Debezium => Ok(Box::new(DebeziumDecoder::new(
+            Arc::clone(values),
+            config.debezium_schema_include,
+        ))),
+        _ => config.format.decoder(Arc::clone(values)),
+    }
+}
+
 impl SourceFactory for KafkaSource {
     fn schema(&self) -> SchemaRef {
-        SchemaRef::clone(&self.config.schema)
+        match self.config.changelog {
+            Changelog::AppendOnly => SchemaRef::clone(&self.config.schema),
+            _ => with_row_kind(&self.config.schema),
+        }
+    }
+
+    /// Debezium changes are a full changelog; upserts are keyed by the primary key (the
+    /// key columns).
+    fn changelog(&self) -> ChangelogMode {
+        match self.config.changelog {
+            Changelog::AppendOnly => ChangelogMode::InsertOnly,
+            Changelog::Debezium => ChangelogMode::All,
+            Changelog::Upsert => ChangelogMode::Upsert {
+                key: self
+                    .config
+                    .key
+                    .as_ref()
+                    .map(|k| k.0.clone())
+                    .unwrap_or_default(),
+            },
+        }
     }
 
     fn describe(&self) -> String {
@@ -275,7 +325,7 @@ impl SourceFactory for KafkaSource {
                 skipped: counter(crate::metric_names::BAD_RECORDS_SKIPPED),
                 dead_lettered: counter(crate::metric_names::BAD_RECORDS_DEAD_LETTERED),
             },
-            decoder: self.config.format.decoder(Arc::clone(&self.value_schema))?,
+            decoder: value_decoder(&self.config, &self.value_schema)?,
             wants_headers: self
                 .config
                 .metadata
@@ -366,6 +416,19 @@ fn surviving(
     take_record_batch(batch, &UInt32Array::from(rows))
 }
 
+/// The `values` of the messages not in `bad` (ascending indices).
+fn kept<T: Copy>(values: &[T], bad: &[usize]) -> Vec<T> {
+    if bad.is_empty() {
+        return values.to_vec();
+    }
+    values
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bad.binary_search(i).is_err())
+        .map(|(_, v)| *v)
+        .collect()
+}
+
 /// (topic index in the source's topic list, partition).
 type TopicPartition = (usize, i32);
 
@@ -387,6 +450,9 @@ struct Chunk {
     timestamps: Vec<i64>,
     /// Headers of every message, when a `headers` column wants them.
     headers: Vec<Vec<(String, Option<Vec<u8>>)>>,
+    /// Per message of an upsert topic: whether it is a tombstone (its key was deleted; it
+    /// has no value line).
+    tombstones: Vec<bool>,
     empty: Vec<BadRecord>,
     /// Next offset per partition after every message of the chunk (good, bad or skipped).
     next: BTreeMap<(usize, i32), i64>,
@@ -399,6 +465,66 @@ impl Chunk {
     fn next_count(&self) -> usize {
         self.offsets.len() + self.empty.len()
     }
+
+    /// For each message, its value line (`None` for a tombstone).
+    fn value_lines(&self) -> Vec<Option<usize>> {
+        let mut line = 0;
+        (0..self.offsets.len())
+            .map(|i| match self.tombstones.get(i) {
+                Some(true) => None,
+                _ => {
+                    line += 1;
+                    Some(line - 1)
+                }
+            })
+            .collect()
+    }
+}
+
+/// `decoded` (one row per value line, bad lines left out) laid out per message: message `m`
+/// is value line `lines[m]`, or a tombstone (every value column NULL) where `None`. Bad
+/// indices become message indices.
+fn spread(decoded: Decoded, lines: &[Option<usize>]) -> Result<Decoded, arrow::error::ArrowError> {
+    if lines.iter().all(Option::is_some) {
+        return Ok(decoded);
+    }
+    let schema = decoded.batch.schema();
+    let nullable = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    let mut picks = Vec::with_capacity(lines.len());
+    let mut bad_indices = Vec::new();
+    for (message, line) in lines.iter().enumerate() {
+        match line {
+            None => picks.push((1, 0)),
+            Some(line) => match decoded.bad_indices.binary_search(line) {
+                Ok(_) => bad_indices.push(message),
+                Err(bad_before) => picks.push((0, line - bad_before)),
+            },
+        }
+    }
+    let columns = decoded
+        .batch
+        .columns()
+        .iter()
+        .map(|column| {
+            let null = arrow::array::new_null_array(column.data_type(), 1);
+            arrow::compute::interleave(&[column.as_ref(), null.as_ref()], &picks)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Decoded {
+        batch: RecordBatch::try_new_with_options(
+            nullable,
+            columns,
+            &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(picks.len())),
+        )?,
+        bad: decoded.bad,
+        bad_indices,
+    })
 }
 
 impl KafkaReader {
@@ -564,10 +690,23 @@ impl KafkaReader {
                 (Some(_), Some(key)) if !key.iter().all(u8::is_ascii_whitespace) => Some(key),
                 (Some(_), _) => None,
             };
-            match (message.payload(), key) {
-                (Some(payload), Some(key)) if !payload.iter().all(u8::is_ascii_whitespace) => {
-                    chunk.values.extend_from_slice(payload);
-                    chunk.values.push(b'\n');
+            let payload = message
+                .payload()
+                .filter(|p| !p.iter().all(u8::is_ascii_whitespace));
+            if payload.is_none() && self.config.changelog == Changelog::Debezium {
+                // Debezium follows a delete with a tombstone for compaction: nothing to read.
+                continue;
+            }
+            let upsert = self.config.changelog == Changelog::Upsert;
+            match (payload, key) {
+                (payload, Some(key)) if payload.is_some() || upsert => {
+                    if let Some(payload) = payload {
+                        chunk.values.extend_from_slice(payload);
+                        chunk.values.push(b'\n');
+                    }
+                    if upsert {
+                        chunk.tombstones.push(payload.is_none());
+                    }
                     if self.key_decoder.is_some() {
                         chunk.keys.extend_from_slice(key);
                         chunk.keys.push(b'\n');
@@ -589,7 +728,7 @@ impl KafkaReader {
                             }));
                     }
                 }
-                (payload, key) => chunk.empty.push(BadRecord {
+                (_, key) => chunk.empty.push(BadRecord {
                     position: format!("{}/{partition}/{offset}", self.config.topics[t]),
                     error: if key.is_none() {
                         "message has no key"
@@ -597,7 +736,7 @@ impl KafkaReader {
                         "message has no value"
                     }
                     .into(),
-                    raw: payload.unwrap_or_default().to_vec(),
+                    raw: message.payload().unwrap_or_default().to_vec(),
                 }),
             }
             if self.finished() {
@@ -609,6 +748,7 @@ impl KafkaReader {
 
     /// Decodes a chunk into one batch per partition, queued in `ready`.
     fn decode(&mut self, chunk: Chunk) -> Result<(), ConnectorError> {
+        let lines = chunk.value_lines();
         self.handler.handle(chunk.empty)?;
         let mut completes = chunk.next;
         if chunk.offsets.is_empty() {
@@ -626,7 +766,13 @@ impl KafkaReader {
                 topics[chunk.topics[i]], chunk.partitions[i], chunk.offsets[i]
             )
         };
-        let value = decode_chunk(self.decoder.as_mut(), &chunk.values, &position).map_err(arrow)?;
+        let value_position = |line: usize| {
+            let message = lines.iter().position(|l| *l == Some(line)).unwrap_or(line);
+            position(message)
+        };
+        let value = decode_chunk(self.decoder.as_mut(), &chunk.values, &value_position)
+            .and_then(|decoded| spread(decoded, &lines))
+            .map_err(arrow)?;
         let key = match &mut self.key_decoder {
             Some(decoder) => {
                 Some(decode_chunk(decoder.as_mut(), &chunk.keys, &position).map_err(arrow)?)
@@ -654,19 +800,11 @@ impl KafkaReader {
             Some(key) => Some(surviving(&key.batch, total, &key.bad_indices, &bad).map_err(arrow)?),
             None => None,
         };
-        let keep = |values: &[i64]| -> Vec<i64> {
-            if bad.is_empty() {
-                return values.to_vec();
-            }
-            values
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| bad.binary_search(i).is_err())
-                .map(|(_, v)| *v)
-                .collect()
-        };
+        let keep = |values: &[i64]| kept(values, &bad);
         let partitions: Vec<i64> = chunk.partitions.iter().map(|p| *p as i64).collect();
-        let mut columns = Vec::with_capacity(self.config.schema.fields().len());
+        let key_fields: &[String] = self.config.key.as_ref().map_or(&[], |(k, _)| k);
+        let mut fields: Vec<Arc<Field>> = self.config.schema.fields().iter().cloned().collect();
+        let mut columns = Vec::with_capacity(self.config.schema.fields().len() + 2);
         for field in self.config.schema.fields() {
             let column: ArrayRef =
                 match self.config.metadata.iter().find(|(c, _)| c == field.name()) {
@@ -694,19 +832,39 @@ impl KafkaReader {
                         }
                         Arc::new(builder.finish())
                     }
-                    None => match (&key_batch, self.value_schema.index_of(field.name())) {
-                        (_, Ok(index)) => Arc::clone(value_batch.column(index)),
-                        (Some(keys), Err(_)) => {
+                    None => match &key_batch {
+                        Some(keys) if key_fields.contains(field.name()) => {
                             let index = keys.schema().index_of(field.name()).map_err(arrow)?;
                             Arc::clone(keys.column(index))
                         }
-                        (None, Err(e)) => return Err(arrow(e)),
+                        _ => {
+                            let index = self.value_schema.index_of(field.name()).map_err(arrow)?;
+                            Arc::clone(value_batch.column(index))
+                        }
                     },
                 };
             columns.push(column);
         }
-        let batch =
-            RecordBatch::try_new(SchemaRef::clone(&self.config.schema), columns).map_err(arrow)?;
+        match self.config.changelog {
+            Changelog::AppendOnly => {}
+            Changelog::Upsert => {
+                fields.push(Arc::new(weir_engine::changelog::row_kind_field()));
+                let tombstones = kept(&chunk.tombstones, &bad);
+                columns.push(kind_array(tombstones.into_iter().map(|t| match t {
+                    true => RowKind::Delete,
+                    false => RowKind::Insert,
+                })));
+            }
+            Changelog::Debezium => {
+                // The row kinds and update images the decoder added, expanded per partition.
+                for name in [ROW_KIND_COLUMN, BEFORE_COLUMN] {
+                    let index = value_batch.schema().index_of(name).map_err(arrow)?;
+                    fields.push(Arc::new(value_batch.schema().field(index).clone()));
+                    columns.push(Arc::clone(value_batch.column(index)));
+                }
+            }
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow)?;
         // Split by partition, so that watermarks are tracked per partition.
         let mut rows: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         let kept = (0..chunk.offsets.len()).filter(|i| bad.binary_search(i).is_err());
@@ -722,6 +880,7 @@ impl KafkaReader {
             } else {
                 take_record_batch(&batch, &UInt32Array::from(indices)).map_err(arrow)?
             };
+            let part = expand_updates(&part).map_err(arrow)?;
             // Each batch completes its partition's offsets; the first also those of
             // partitions whose messages of this chunk were all bad.
             let (t, p) = ((partition >> 20) as usize, (partition & 0xF_FFFF) as i32);

@@ -31,11 +31,12 @@ use weir_engine::BoxError;
 
 use super::store::{NewRow, SideStore};
 use super::{
-    append_only, key_is_null, plan_timed, read_side, side_hashers, write_side, JoinKeys, JoinPlan,
-    JoinSpec, Side, JOIN_INPUTS,
+    append_only, key_is_null, plan_timed, side_hashers, JoinKeys, JoinPlan, JoinSpec, Side,
+    JOIN_INPUTS,
 };
 use crate::error::{OperatorError, Result};
 use crate::row_buffer::RowRef;
+use crate::state_codec::{read_table, write_table};
 
 /// Describes an interval join: the equi-join, each side's time column, and the bounds (ms,
 /// inclusive) of `left.time - right.time`.
@@ -326,14 +327,22 @@ impl Operator for IntervalJoin {
             columns.push(Arc::new(matched));
             let rows =
                 RecordBatch::try_new(Arc::clone(&self.state_schemas[side as usize]), columns)?;
-            write_side(state, side, &self.hashers[side as usize], &rows, watermark)?;
+            write_table(
+                state,
+                side.name(),
+                &self.hashers[side as usize],
+                &rows,
+                watermark,
+            )?;
         }
         Ok(())
     }
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
         for side in [Side::Left, Side::Right] {
-            for (watermark, batch) in read_side(state, side, &self.state_schemas[side as usize])? {
+            for (watermark, batch) in
+                read_table(state, side.name(), &self.state_schemas[side as usize])?
+            {
                 if watermark > EventTimeMs::MIN {
                     self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
                 }

@@ -27,11 +27,9 @@ use datafusion_expr::Expr;
 use datafusion_physical_expr::PhysicalExpr;
 use weir_engine::changelog::{has_row_kind, without_row_kind, ChangelogMode};
 use weir_engine::partition::KeyHasher;
-use weir_engine::state::OperatorState;
 
 use crate::error::{OperatorError, Result};
 use crate::filter::apply_mask;
-use crate::state_codec::{decode, encode, split_by_key_group};
 
 /// Which rows a join emits, as Flink's `FlinkJoinType` for the outer kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -362,43 +360,6 @@ pub(crate) fn side_hashers(
         KeyHasher::new(&plan.left, &spec.left_keys, key_groups)?,
         KeyHasher::new(&plan.right, &spec.right_keys, key_groups)?,
     ])
-}
-
-/// Replaces the snapshot of `side` (its table is the side's name) with `rows`, split by key
-/// group, each entry carrying `metadata`.
-pub(crate) fn write_side(
-    state: &mut OperatorState<'_>,
-    side: Side,
-    hasher: &KeyHasher,
-    rows: &RecordBatch,
-    metadata: i64,
-) -> Result<()> {
-    state.clear_owned(side.name())?;
-    if rows.num_rows() > 0 {
-        for (group, part) in split_by_key_group(hasher, rows)? {
-            state.put(side.name(), group, b"", encode(metadata, &part)?)?;
-        }
-    }
-    Ok(())
-}
-
-/// The snapshot of `side` in this subtask's key groups: (metadata, rows of `schema`) per entry.
-pub(crate) fn read_side(
-    state: &OperatorState<'_>,
-    side: Side,
-    schema: &SchemaRef,
-) -> Result<Vec<(i64, RecordBatch)>> {
-    state
-        .scan_owned(side.name())?
-        .into_iter()
-        .map(|entry| {
-            let (metadata, batch) = decode(&entry.value, side.name(), entry.group, schema)?;
-            Ok((
-                metadata,
-                RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())?,
-            ))
-        })
-        .collect()
 }
 
 /// The encoded join key of each row of a batch (Arrow's row format), borrowed per row so a

@@ -29,10 +29,9 @@ use weir_engine::partition::KeyHasher;
 use weir_engine::state::OperatorState;
 use weir_engine::BoxError;
 
-use super::{
-    key_is_null, read_side, write_side, JoinKeys, JoinPlan, JoinSpec, JoinType, Side, JOIN_INPUTS,
-};
+use super::{key_is_null, JoinKeys, JoinPlan, JoinSpec, JoinType, Side, JOIN_INPUTS};
 use crate::error::Result;
+use crate::state_codec::{read_table, write_table};
 
 /// Describes a regular join.
 #[derive(Debug, Clone)]
@@ -446,7 +445,7 @@ impl Operator for RegularJoin {
                 stored.iter().map(|s| s.associations),
             )));
             let batch = RecordBatch::try_new(Arc::clone(&rows.state_schema), columns)?;
-            write_side(state, side, &rows.hasher, &batch, 0)?;
+            write_table(state, side.name(), &rows.hasher, &batch, 0)?;
         }
         Ok(())
     }
@@ -455,7 +454,7 @@ impl Operator for RegularJoin {
         let now = weir_engine::time::now_ms();
         for side in [Side::Left, Side::Right] {
             let rows = &mut self.sides[side as usize];
-            for (_, batch) in read_side(state, side, &rows.state_schema)? {
+            for (_, batch) in read_table(state, side.name(), &rows.state_schema)? {
                 let width = batch.num_columns() - 2;
                 let data = RecordBatch::try_new(
                     Arc::clone(self.plan.schema(side)),

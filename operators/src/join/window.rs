@@ -26,10 +26,11 @@ use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
 use super::{
-    append_only, key_is_null, plan_timed, read_side, side_hashers, write_side, JoinKeys, JoinPlan,
-    JoinSpec, Side, JOIN_INPUTS,
+    append_only, key_is_null, plan_timed, side_hashers, JoinKeys, JoinPlan, JoinSpec, Side,
+    JOIN_INPUTS,
 };
 use crate::error::Result;
+use crate::state_codec::{read_table, write_table};
 
 /// Describes a window join: the equi-join (its keys include the window columns) and each
 /// side's `window_end` column.
@@ -226,7 +227,13 @@ impl Operator for WindowJoin {
         for side in [Side::Left, Side::Right] {
             let batches = self.windows.values().flat_map(|w| &w[side as usize]);
             let rows = concat_batches(self.plan.schema(side), batches)?;
-            write_side(state, side, &self.hashers[side as usize], &rows, watermark)?;
+            write_table(
+                state,
+                side.name(),
+                &self.hashers[side as usize],
+                &rows,
+                watermark,
+            )?;
         }
         Ok(())
     }
@@ -234,7 +241,7 @@ impl Operator for WindowJoin {
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
         let mut watermark = None;
         for side in [Side::Left, Side::Right] {
-            for (w, rows) in read_side(state, side, &Arc::clone(self.plan.schema(side)))? {
+            for (w, rows) in read_table(state, side.name(), &Arc::clone(self.plan.schema(side)))? {
                 if w > EventTimeMs::MIN {
                     watermark = Some(watermark.map_or(w, |x: i64| x.max(w)));
                 }
