@@ -17,6 +17,7 @@ pub mod names;
 pub mod script;
 pub mod session;
 pub mod source;
+pub mod temporal;
 pub mod translate;
 pub mod window_tvf;
 

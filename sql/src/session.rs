@@ -416,6 +416,7 @@ impl Session {
     /// Plans a query or INSERT statement into an analysed DataFusion plan.
     fn plan(&mut self, tokens: &[TokenWithSpan]) -> Result<LogicalPlan> {
         let (tokens, calls) = window_tvf::rewrite(tokens)?;
+        let (tokens, temporal_calls) = crate::temporal::rewrite(&tokens)?;
         let mut parser = Parser::new(&DIALECT).with_tokens_with_locations(tokens.clone());
         let mut ast = parser
             .parse_statement()
@@ -428,12 +429,17 @@ impl Session {
             );
         }
         crate::functions::prepare(&mut ast, &|name| self.context.has_function(name))?;
-        self.context.relation_planners = vec![Arc::new(WindowTvfPlanner { calls })];
+        self.context.relation_planners = vec![
+            Arc::new(WindowTvfPlanner { calls }),
+            Arc::new(crate::temporal::TemporalTablePlanner {
+                calls: temporal_calls,
+            }),
+        ];
         let planned = SqlToRel::new_with_options(&self.context, parser_options())
             .sql_statement_to_plan(ast)
             .map_err(plan_error);
         self.context.relation_planners.clear();
-        let plan = planned?;
+        let plan = crate::temporal::mark_as_of(planned?).map_err(plan_error)?;
         let analyzed = Analyzer::new()
             .execute_and_check(plan, self.context.options(), |_, _| {})
             .map_err(plan_error)?;

@@ -31,6 +31,7 @@ use weir_engine::source::SourceFactory;
 use weir_operators::filter::{FilterFactory, Predicate};
 use weir_operators::join::interval::IntervalJoinFactory;
 use weir_operators::join::regular::RegularJoinFactory;
+use weir_operators::join::temporal::TemporalJoinFactory;
 use weir_operators::join::window::WindowJoinFactory;
 use weir_operators::join::{JoinSpec, JoinType};
 use weir_operators::normalize::ChangelogNormalizeFactory;
@@ -44,6 +45,7 @@ use crate::catalog::{Table, TableRef};
 use crate::error::{user, Result};
 use crate::names::{physical_names, resolve};
 use crate::source::{ColumnSource, ComputedColumnsSource};
+use crate::temporal::{temporal_right, TemporalTableNode};
 use crate::window_tvf::{WindowTvfNode, WINDOW_TIME};
 
 /// Job-wide settings the translation needs.
@@ -120,6 +122,20 @@ struct Windowed {
 enum Flow {
     Rows(Stream),
     Windowed(Windowed),
+}
+
+/// The table a versioned table's plan reads (`None` for a view or subquery).
+fn versioned_table(plan: &LogicalPlan) -> Option<Arc<Table>> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let source: &dyn std::any::Any = scan.source.as_ref();
+            source
+                .downcast_ref::<TableRef>()
+                .map(|t| Arc::clone(&t.table))
+        }
+        LogicalPlan::SubqueryAlias(alias) => versioned_table(&alias.input),
+        _ => None,
+    }
 }
 
 fn unsupported(what: &str) -> crate::error::UserError {
@@ -276,6 +292,13 @@ impl GraphBuilder {
             }
             LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate).map(Flow::Rows),
             LogicalPlan::Extension(extension) => {
+                if let Some(node) = extension.node.as_any().downcast_ref::<TemporalTableNode>() {
+                    return Err(user(format!(
+                        "FOR SYSTEM_TIME AS OF {} reads a versioned table as the right side of a JOIN, and only there",
+                        node.as_of.join(".")
+                    ))
+                    .hint("FROM orders AS o JOIN rates FOR SYSTEM_TIME AS OF o.order_time AS r ON o.currency = r.currency"));
+                }
                 let Some(tvf) = extension.node.as_any().downcast_ref::<WindowTvfNode>() else {
                     return Err(unsupported(&format!("plan node {}", extension.node.name())));
                 };
@@ -396,9 +419,19 @@ impl GraphBuilder {
                 Df::LeftAnti => JoinType::Anti,
                 other => return Err(unsupported(&format!("{other} JOIN"))),
             };
+        // A versioned table read AS OF: its whole rows (the join needs its time and key
+        // columns, which the query may not select), named as the join's right input.
+        let temporal = temporal_right(&join.right);
+        let right_plan = temporal.as_ref().map(|(_, plan)| plan);
         let left = self.rows(&join.left)?;
-        let right = self.rows(&join.right)?;
-        let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
+        let right = match &temporal {
+            Some((node, _)) => self.rows(&node.input)?,
+            None => self.rows(&join.right)?,
+        };
+        let (left_schema, right_schema) = (
+            join.left.schema(),
+            right_plan.map_or(join.right.schema(), |p| p.schema()),
+        );
         let mut conjuncts: Vec<Expr> = join
             .on
             .iter()
@@ -406,6 +439,11 @@ impl GraphBuilder {
             .collect();
         for condition in join.filter.iter().chain(predicate) {
             conjuncts.extend(split_conjunction(condition).into_iter().cloned());
+        }
+        if let Some((node, _)) = &temporal {
+            // The optimizer's keep-alive for the AS OF column: always true.
+            let marker = crate::temporal::as_of_marker(node, join.left.schema());
+            conjuncts.retain(|c| Some(c) != marker.as_ref());
         }
         let condition = crate::join::analyze(
             conjuncts,
@@ -471,6 +509,23 @@ impl GraphBuilder {
         });
         let (factory, base, times, window): (Arc<dyn OperatorFactory>, &str, _, _) =
             match (interval, windows) {
+                _ if temporal.is_some() => {
+                    let Some((node, _)) = &temporal else {
+                        return Err(user("a temporal join without its versioned table"));
+                    };
+                    let [left_time, right_time] =
+                        self.temporal_times(node, join_type, &key_columns, &left, left_schema)?;
+                    let left_time = renamed(&left_time, left_schema, left_names)?;
+                    let right_time = renamed(&right_time, right_schema, right_names)?;
+                    let factory = TemporalJoinFactory::new(spec, left_time.clone(), right_time)
+                        .map_err(|e| user(e.to_string()))?;
+                    (
+                        Arc::new(factory) as _,
+                        "temporal-join",
+                        vec![left_time],
+                        None,
+                    )
+                }
                 (_, Some((left_end, right_end))) => {
                     // Both inputs are windowed the same way and joined on their windows.
                     let factory = WindowJoinFactory::new(
@@ -520,16 +575,34 @@ impl GraphBuilder {
             .connect_input(right_in.node, node, 1, Exchange::Hash(right_keys));
         // An interval join is append-only; a regular join unless inner or semi over
         // append-only inputs.
-        let updating = base == "join"
-            && !(matches!(join_type, JoinType::Inner | JoinType::Semi) && append_only);
+        let updating = match base {
+            "join" => !(matches!(join_type, JoinType::Inner | JoinType::Semi) && append_only),
+            "temporal-join" => left.updating,
+            _ => false,
+        };
         let mut output = Stream {
             node,
             updating,
             times,
             window,
         };
-        // The join's columns, in order (without computed keys).
-        let output_names = &names[..join.schema.fields().len()];
+        // The join's columns, in order (without computed keys, and without the versioned
+        // table's columns the query does not use).
+        let output_names: Vec<String> = match right_plan {
+            Some(_) => {
+                let mut output = left_names.to_vec();
+                for (qualifier, field) in join.right.schema().iter() {
+                    let column = Column::new(qualifier.cloned(), field.name());
+                    let index = right_schema
+                        .index_of_column(&column)
+                        .map_err(|e| user(e.to_string()))?;
+                    output.push(right_names[index].clone());
+                }
+                output
+            }
+            None => names[..join.schema.fields().len()].to_vec(),
+        };
+        let pruned = output_names.len() < names.len() && temporal.is_some();
         let columns: Vec<Expr> = output_names
             .iter()
             .map(|n| col(Column::new_unqualified(n)))
@@ -539,7 +612,7 @@ impl GraphBuilder {
             // row's changes to one subtask when they are a changelog.
             self.graph.set_parallelism(node, 1);
             let spread = match updating {
-                true => Exchange::Hash(output_names.to_vec()),
+                true => Exchange::Hash(output_names.clone()),
                 false => Exchange::Rebalance,
             };
             output = self.operator(
@@ -548,7 +621,7 @@ impl GraphBuilder {
                 &output,
                 spread,
             );
-        } else if computed_left || computed_right {
+        } else if computed_left || computed_right || pruned {
             output = self.operator(
                 "join-columns",
                 Arc::new(ProjectFactory::new(columns)),
@@ -557,6 +630,72 @@ impl GraphBuilder {
             );
         }
         Ok(output)
+    }
+
+    /// Checks a temporal join as Flink's planner does (INNER or LEFT; a versioned table with a
+    /// primary key, all of it equated with the left side, and a watermark; `AS OF` the left
+    /// input's time attribute) and returns the two time columns as named in their inputs.
+    fn temporal_times(
+        &self,
+        node: &TemporalTableNode,
+        join_type: JoinType,
+        key_columns: &[(String, String)],
+        left: &Stream,
+        left_schema: &DFSchema,
+    ) -> Result<[String; 2]> {
+        let as_of = node.as_of.join(".");
+        if !matches!(join_type, JoinType::Inner | JoinType::Left) {
+            return Err(user(format!(
+                "FOR SYSTEM_TIME AS OF {as_of}: a temporal join is INNER or LEFT, not {}",
+                join_type.sql()
+            ))
+            .hint("put the stream that looks up versions on the left: FROM orders AS o LEFT JOIN rates FOR SYSTEM_TIME AS OF o.order_time AS r ON ..."));
+        }
+        let table = versioned_table(&node.input).ok_or_else(|| {
+            unsupported("FOR SYSTEM_TIME AS OF a view or a subquery (a versioned view)")
+                .hint("read a table with a PRIMARY KEY and a WATERMARK, such as an upsert-kafka table or a debezium-json one")
+        })?;
+        let name = &table.spec.name;
+        if table.primary_key.is_empty() {
+            return Err(user(format!(
+                "the versioned table '{name}' of FOR SYSTEM_TIME AS OF has no primary key; an event-time temporal join needs one"
+            ))
+            .hint("declare PRIMARY KEY (...) NOT ENFORCED on the table"));
+        }
+        let Some(watermark) = &table.watermark else {
+            return Err(user(format!(
+                "the versioned table '{name}' of FOR SYSTEM_TIME AS OF has no watermark; an event-time temporal join needs its time attribute"
+            ))
+            .hint("declare WATERMARK FOR <time column> AS ... on the table"));
+        };
+        let missing: Vec<&String> = table
+            .primary_key
+            .iter()
+            .filter(|k| !key_columns.iter().any(|(_, r)| r == *k))
+            .collect();
+        if !missing.is_empty() {
+            return Err(user(format!(
+                "the primary key ({}) of the versioned table '{name}' must be in the temporal join's equality condition; missing: {}",
+                table.primary_key.join(", "),
+                missing.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+            .hint("join on every primary key column: ON o.k = r.k"));
+        }
+        let column = crate::temporal::as_of_column(node)
+            .ok_or_else(|| user("FOR SYSTEM_TIME AS OF needs a column"))?;
+        let index = left_schema.maybe_index_of_column(&column).ok_or_else(|| {
+            user(format!(
+                "FOR SYSTEM_TIME AS OF {as_of}: no such column on the left side of the join"
+            ))
+        })?;
+        let left_time = physical_names(left_schema)[index].clone();
+        if !left.times.contains(&left_time) {
+            return Err(user(format!(
+                "FOR SYSTEM_TIME AS OF {as_of}: it is not a time attribute of the left side (a column with a WATERMARK, passed through unchanged)"
+            ))
+            .hint("an event-time temporal join looks versions up at the left row's event time; processing-time temporal joins (PROCTIME()) are not supported yet"));
+        }
+        Ok([left_time, watermark.column.clone()])
     }
 
     /// One input of a join: its columns renamed to `names` (the join's names for them) and

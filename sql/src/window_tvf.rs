@@ -522,7 +522,7 @@ impl RelationPlanner for WindowTvfPlanner {
 }
 
 /// `name` (or a parenthesized subquery) as a table factor, by parsing `SELECT * FROM name`.
-fn table_factor(name: &str) -> DfResult<TableFactor> {
+pub(crate) fn table_factor(name: &str) -> DfResult<TableFactor> {
     let sql = if name.starts_with('(') {
         format!("SELECT * FROM {name} AS __weir_window_input")
     } else {

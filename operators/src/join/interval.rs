@@ -82,6 +82,7 @@ impl IntervalJoinFactory {
             "an interval join",
             &self.time_columns,
             true,
+            false,
         )
     }
 }

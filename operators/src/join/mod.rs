@@ -11,10 +11,13 @@
 //! - [`regular::RegularJoinFactory`]: Flink's regular join over append-only or updating
 //!   inputs, emitting a changelog unless it is an inner join of append-only inputs.
 //! - [`window::WindowJoinFactory`]: Flink's window join, per window at the window's end.
+//! - [`temporal::TemporalJoinFactory`]: Flink's event-time temporal join (`FOR SYSTEM_TIME AS
+//!   OF`): each left row with the version of a versioned table valid at its time.
 
 pub mod interval;
 pub mod regular;
 pub mod store;
+pub mod temporal;
 pub mod window;
 
 use std::sync::Arc;
@@ -290,15 +293,17 @@ impl JoinPlan {
     }
 }
 
-/// For a join bounded in time (interval, window): plans `spec`, refusing semi and anti joins
-/// and updating inputs (`what` names the join in messages), and finds each side's time
-/// column among `columns`, which must be a TIMESTAMP (or BIGINT ms where `bigint_ok`).
+/// For a join on time (interval, window, temporal): plans `spec`, refusing semi and anti
+/// joins and, unless `updating_ok`, updating inputs (`what` names the join in messages), and
+/// finds each side's time column among `columns`, which must be a TIMESTAMP (or BIGINT ms
+/// where `bigint_ok`).
 pub(crate) fn plan_timed(
     spec: &JoinSpec,
     inputs: &[SchemaRef],
     what: &str,
     columns: &[String; 2],
     bigint_ok: bool,
+    updating_ok: bool,
 ) -> Result<(JoinPlan, [usize; 2])> {
     if spec.join_type.is_semi_or_anti() {
         return Err(OperatorError::Plan(format!(
@@ -308,7 +313,7 @@ pub(crate) fn plan_timed(
     let plan = spec.plan(&inputs[0], &inputs[1])?;
     let mut found = [0; 2];
     for side in [Side::Left, Side::Right] {
-        if plan.updating[side as usize] {
+        if plan.updating[side as usize] && !updating_ok {
             return Err(OperatorError::Plan(format!(
                 "{what} takes append-only inputs, and its {} input is an updating result",
                 side.name()

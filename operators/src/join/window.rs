@@ -55,6 +55,7 @@ impl WindowJoinFactory {
             "a window join",
             &self.window_ends,
             false,
+            false,
         )
     }
 }
