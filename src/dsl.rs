@@ -31,6 +31,7 @@ use weir_engine::{BoxError, EngineError};
 use weir_operators::filter::{FilterFactory, Predicate};
 use weir_operators::join::interval::IntervalJoinFactory;
 use weir_operators::join::regular::RegularJoinFactory;
+use weir_operators::join::temporal::TemporalJoinFactory;
 use weir_operators::join::window::WindowJoinFactory;
 use weir_operators::join::{JoinSpec, JoinType};
 use weir_operators::project::{MapFactory, ProjectFactory};
@@ -418,6 +419,31 @@ impl JoinedStreams {
         };
         let factory = RegularJoinFactory::new(spec).with_state_ttl(state_ttl);
         self.connect("join", Arc::new(factory))
+    }
+
+    /// Event-time temporal join, as Flink SQL's `JOIN versions FOR SYSTEM_TIME AS OF
+    /// left.time`: the right stream is a versioned table keyed by its join keys (its primary
+    /// key), whose rows (or `+I`/`+U`/`-D` changes) are versions from their event time on. When
+    /// the watermark passes a left row's event time, it joins the latest version of its key at
+    /// or before that time. Inner (dropping left rows without a version) or left (padding
+    /// them); the output has the left row's kind.
+    pub fn temporal(&self) -> Stream {
+        let times = [&self.left.stream, &self.right.stream].map(|s| s.event_time.clone());
+        let [Some(left_time), Some(right_time)] = times else {
+            return self.fail(
+                "a temporal join needs an event-time column on both sides: call .watermark(column, delay) or .event_time(column)",
+            );
+        };
+        let spec = JoinSpec {
+            join_type: self.join_type,
+            left_keys: self.left.keys.clone(),
+            right_keys: self.right.keys.clone(),
+            filter: self.filter.clone(),
+        };
+        match TemporalJoinFactory::new(spec, left_time, right_time) {
+            Ok(factory) => self.connect("temporal-join", Arc::new(factory)),
+            Err(e) => self.fail(&e.to_string()),
+        }
     }
 
     /// Adds the join node fed by both streams, each behind a hash exchange on its keys.

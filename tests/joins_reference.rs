@@ -6,6 +6,10 @@
 //! inputs and for an updating input (a `GROUP BY` result, whose changes retract and re-add
 //! matches and outer joins' padded rows).
 //!
+//! Temporal joins: each left row joins the latest version of its key at or before its time
+//! (right rows unique per key and time, so which version is latest does not depend on
+//! arrival order), with the same watermark delay, so no row is behind the watermark.
+//!
 //! Interval joins: the watermark delay of both sources is at least the disorder, so no row reaches the join
 //! after the watermark passed its time: then Flink's interval join emits exactly the pairs of
 //! the batch join (and, for outer joins, every unmatched row once, padded), whatever the
@@ -325,6 +329,113 @@ proptest! {
             prop_assert_eq!(&got, &expected, "{:?} filter {} aggregated {} at {} shards", join_type, filter, aggregated, shards);
         }
     }
+}
+
+/// Each left row with the latest right row of its key at or before its time, when there is
+/// one and the filter holds for it; an inner join drops the others, a left join pads them.
+fn temporal_reference(
+    left: &[Event],
+    right: &[Event],
+    join_type: JoinType,
+    filter: bool,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for l in left {
+        let version = right
+            .iter()
+            .filter(|r| r.key == l.key && r.ts <= l.ts)
+            .max_by_key(|r| r.ts)
+            .filter(|r| !filter || matches!((l.v, r.v), (Some(a), Some(b)) if a < b));
+        match version {
+            Some(r) => rows.push([Some(l.key), Some(l.ts), l.v, Some(r.key), Some(r.ts), r.v]),
+            None if join_type == JoinType::Left => {
+                rows.push([Some(l.key), Some(l.ts), l.v, None, None, None])
+            }
+            None => {}
+        }
+    }
+    rows.sort();
+    rows
+}
+
+fn run_temporal_join(
+    left: &[Vec<Vec<Event>>],
+    right: &[Vec<Vec<Event>>],
+    join_type: JoinType,
+    filter: bool,
+    shards: usize,
+) -> Vec<Row> {
+    let pipeline = Pipeline::new("temporal-join");
+    let stream = |events: &[Vec<Vec<Event>>], schema: SchemaRef, time: &str, key: &str| {
+        pipeline
+            .source(source(events, schema))
+            .parallelism(events.len())
+            .watermark(time, Duration::from_millis(60))
+            .key_by([key])
+    };
+    let left_stream = stream(left, common::event_schema(), "ts", "k");
+    let versions = stream(right, right_schema(), "ts2", "k2");
+    let mut joined = left_stream.join(&versions).kind(join_type);
+    if filter {
+        joined = joined.filter(col("v").lt(col("v2")));
+    }
+    let sink = CollectSink::new();
+    joined
+        .temporal()
+        .sink(sink.clone())
+        .run(RunOptions::default().shards(shards).channel_capacity(4))
+        .expect("job runs");
+    rows_of(&sink)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn temporal_joins_match_the_latest_version(
+        left_join in any::<bool>(),
+        filter in any::<bool>(),
+        left in events(120, 60),
+        right in events(120, 60),
+        splits in 1usize..3,
+        sizes in prop::collection::vec(1usize..30, 1..4),
+    ) {
+        let join_type = if left_join { JoinType::Left } else { JoinType::Inner };
+        let mut seen = std::collections::HashSet::new();
+        let right: Vec<Event> = right.into_iter().filter(|e| seen.insert((e.key, e.ts))).collect();
+        let expected = temporal_reference(&left, &right, join_type, filter);
+        let (left_splits, right_splits) = (split_into(&left, splits, &sizes), split_into(&right, splits, &sizes));
+        for shards in [1, 2, 4] {
+            let rows = run_temporal_join(&left_splits, &right_splits, join_type, filter, shards);
+            prop_assert_eq!(&rows, &expected, "{:?} filter {} at {} shards", join_type, filter, shards);
+        }
+    }
+}
+
+/// The temporal comparison can fail: joining the earliest version instead of the latest, or
+/// versions after the left row, gives other rows.
+#[test]
+fn a_wrong_version_fails_the_temporal_comparison() {
+    let at = |key, ts, v| Event {
+        key,
+        ts,
+        v: Some(v),
+    };
+    let left = vec![at(1, 1_050, 0), at(2, 1_000, 0)];
+    let right = vec![
+        at(1, 1_000, 1),
+        at(1, 1_040, 2),
+        at(1, 1_060, 3),
+        at(2, 1_001, 4),
+    ];
+    let splits = |e: &[Event]| split_into(e, 1, &[2]);
+    let rows = run_temporal_join(&splits(&left), &splits(&right), JoinType::Left, false, 2);
+    assert_eq!(
+        rows,
+        temporal_reference(&left, &right, JoinType::Left, false)
+    );
+    assert_eq!(rows[0][5], Some(2), "the version at 1040, not 1000 or 1060");
+    assert_eq!(rows[1][3], None, "key 2 has no version yet at 1000");
 }
 
 /// The comparison can fail: a bound one millisecond off changes the expected rows, and Weir's

@@ -9,7 +9,8 @@
 //! - Left rows wait until the watermark passes their time; then each joins the latest version
 //!   at or before its time, if that version is a row and the residual condition holds. An
 //!   INNER join drops the others, a LEFT join pads them with NULLs. A left row arriving behind
-//!   the watermark is joined at the next watermark (as Flink's timers do), not dropped.
+//!   the watermark is not dropped: it is joined at the next watermark (as Flink's timers do)
+//!   with the versions still kept, which start at the one valid at the watermark.
 //! - Output: the left columns then the right ones, with the left row's kind when the left
 //!   input is a changelog (append-only otherwise). The output rows' times are the left
 //!   rows', which the watermark has only just passed, so the watermark is not held back.
@@ -400,5 +401,162 @@ impl Operator for TemporalJoin {
             self.add_versions(&data, &accumulate)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, Int64Array, TimestampMillisecondArray};
+    use arrow::datatypes::{Int64Type, TimeUnit};
+    use weir_engine::changelog::{kind_array, row_kind_field};
+    use weir_engine::operator::Timers;
+    use weir_engine::state::InMemoryStateBackend;
+
+    use super::*;
+
+    fn left_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]))
+    }
+
+    /// The versioned table: key, time, value and row kinds.
+    fn right_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("rk", DataType::Int64, false),
+            Field::new(
+                "rts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+            Field::new("rv", DataType::Int64, true),
+            row_kind_field(),
+        ]))
+    }
+
+    fn left(rows: &[(i64, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            left_schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn right(rows: &[(RowKind, i64, i64, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            right_schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.2),
+                )),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+                kind_array(rows.iter().map(|r| r.0)),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn operator() -> Box<dyn Operator> {
+        let spec = JoinSpec {
+            join_type: JoinType::Left,
+            left_keys: vec!["k".into()],
+            right_keys: vec!["rk".into()],
+            filter: None,
+        };
+        let context = SubtaskContext::standalone(vec![left_schema(), right_schema()]);
+        TemporalJoinFactory::new(spec, "ts", "rts")
+            .unwrap()
+            .create(&context)
+            .unwrap()
+    }
+
+    /// Feeds a batch (`Some((input, batch))`) or a watermark; returns (key, left ts, value).
+    fn call(
+        join: &mut Box<dyn Operator>,
+        input: Option<(usize, RecordBatch)>,
+        watermark: Option<i64>,
+    ) -> Vec<(i64, i64, Option<i64>)> {
+        let mut timers = Timers::default();
+        let key_groups = weir_engine::partition::KeyGroupRange::all(128);
+        let mut ctx = Context::new(
+            input.as_ref().map_or(0, |i| i.0),
+            watermark,
+            key_groups,
+            &mut timers,
+        );
+        match (input, watermark) {
+            (Some((_, batch)), _) => join.process_batch(batch, &mut ctx).unwrap(),
+            (None, Some(w)) => join.on_watermark(w, &mut ctx).unwrap(),
+            (None, None) => {}
+        }
+        let mut out = Vec::new();
+        for batch in ctx.take_batches() {
+            let times = event_times_ms(&batch, 1).unwrap();
+            let values = batch.column(4).as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                let key = batch.column(0).as_primitive::<Int64Type>().value(i);
+                out.push((key, times[i], values.is_valid(i).then(|| values.value(i))));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn left_rows_take_the_version_valid_at_their_time_across_a_snapshot() {
+        use RowKind::*;
+        let mut join = operator();
+        call(
+            &mut join,
+            Some((1, right(&[(Insert, 1, 10, 100), (Insert, 2, 10, 200)]))),
+            None,
+        );
+        call(
+            &mut join,
+            Some((0, left(&[(1, 15), (2, 25), (1, 30), (3, 30)]))),
+            None,
+        );
+        // Key 1 changes at 20 (the -U is skipped), key 2 is deleted at 22.
+        let changes = right(&[
+            (UpdateBefore, 1, 10, 100),
+            (UpdateAfter, 1, 20, 101),
+            (Delete, 2, 22, 200),
+        ]);
+        call(&mut join, Some((1, changes)), None);
+        assert_eq!(call(&mut join, None, Some(16)), vec![(1, 15, Some(100))]);
+
+        let mut backend = InMemoryStateBackend::new();
+        let all = weir_engine::partition::KeyGroupRange::all(128);
+        join.snapshot_state(&mut OperatorState::new(&mut backend, "join", all))
+            .unwrap();
+        let mut restored = operator();
+        restored
+            .restore_state(&OperatorState::new(&mut backend, "join", all))
+            .unwrap();
+        let mut rows = call(&mut restored, None, Some(40));
+        rows.sort();
+        assert_eq!(
+            rows,
+            vec![(1, 30, Some(101)), (2, 25, None), (3, 30, None)],
+            "key 1's second version, key 2 deleted, key 3 never versioned"
+        );
+        // A left row behind the watermark is joined at the next one, with what is kept: the
+        // version valid at the watermark (20), not the one valid at 12, which is gone (as in
+        // Flink), so it is padded.
+        call(&mut restored, Some((0, left(&[(1, 12), (1, 35)]))), None);
+        assert_eq!(
+            call(&mut restored, None, Some(41)),
+            vec![(1, 12, None), (1, 35, Some(101))]
+        );
     }
 }
