@@ -779,3 +779,138 @@ fn updating_results_go_to_upsert_kafka_and_debezium_json() {
     }
     assert_eq!(rows, expected.values().cloned().collect());
 }
+
+/// Writes keyed messages to `topic`, partition 0; a `None` value is a tombstone.
+fn produce_keyed(topic: &str, messages: &[(&str, Option<&str>)]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    runtime().block_on(async {
+        for (key, value) in messages {
+            let mut record = FutureRecord::<str, str>::to(topic).key(key).partition(0);
+            if let Some(value) = value {
+                record = record.payload(value);
+            }
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// Changelog topics read as versioned tables: `upsert-kafka` (values replace their key's
+/// row, a tombstone deletes it; normalized into `-U`/`+U`/`-D`) and `kafka` with
+/// `debezium-json` (Debezium's own tombstones skipped). Each is joined `FOR SYSTEM_TIME AS OF`
+/// the orders' time, and read whole in table mode.
+#[test]
+fn upsert_and_debezium_topics_are_versioned_tables() {
+    let upserts = topic("versioned-upsert", 1);
+    let changes = topic("versioned-debezium", 1);
+    let row = |cust: i64, rate: i64, second: i64| {
+        format!(r#"{{"cust":{cust},"rate":{rate},"ts":"2024-01-01 00:00:{second:02}"}}"#)
+    };
+    let (a, b, c, d) = (row(1, 10, 0), row(1, 11, 5), row(2, 20, 0), row(3, 30, 0));
+    let key = |cust: i64| format!(r#"{{"cust":{cust}}}"#);
+    let (k1, k2, k3) = (key(1), key(2), key(3));
+    produce_keyed(
+        &upserts,
+        &[
+            (&k1, Some(&a)),
+            (&k2, Some(&c)),
+            (&k1, Some(&b)),
+            (&k1, Some(&b)),
+            (&k3, Some(&d)),
+            (&k3, None),
+        ],
+    );
+    let envelope = |before: &str, after: &str, op: &str| {
+        format!(r#"{{"before":{before},"after":{after},"op":"{op}","ts_ms":0}}"#)
+    };
+    produce_keyed(
+        &changes,
+        &[
+            (&k1, Some(&envelope("null", &a, "r"))),
+            (&k2, Some(&envelope("null", &c, "c"))),
+            (&k1, Some(&envelope(&a, &b, "u"))),
+            (&k3, Some(&envelope("null", &d, "c"))),
+            (&k3, Some(&envelope(&d, "null", "d"))),
+            (&k3, None),
+        ],
+    );
+    let dir = std::env::temp_dir().join(format!("weir-versioned-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let orders = dir.join("orders.csv");
+    std::fs::write(
+        &orders,
+        "1,1,2024-01-01 00:00:03\n2,1,2024-01-01 00:00:06\n3,2,2024-01-01 00:00:06\n4,3,2024-01-01 00:00:06\n",
+    )
+    .unwrap();
+    let kafka = |topic: &str| {
+        format!(
+            "'topic' = '{topic}', 'properties.bootstrap.servers' = '{}', 'scan.bounded.mode' = 'latest-offset'",
+            bootstrap()
+        )
+    };
+    let columns = "cust BIGINT, rate INT, ts TIMESTAMP(3), PRIMARY KEY (cust) NOT ENFORCED, WATERMARK FOR ts AS ts";
+    let sql = format!(
+        "CREATE TABLE by_key ({columns}) WITH ('connector' = 'upsert-kafka', {},
+           'key.format' = 'json', 'value.format' = 'json');
+         CREATE TABLE changes ({columns}) WITH ('connector' = 'kafka', {},
+           'scan.startup.mode' = 'earliest-offset', 'value.format' = 'debezium-json');
+         CREATE TABLE orders (id INT, cust BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         SELECT 'upsert', o.id, r.rate FROM orders AS o
+           LEFT JOIN by_key FOR SYSTEM_TIME AS OF o.ts AS r ON o.cust = r.cust;
+         SELECT 'debezium', o.id, r.rate FROM orders AS o
+           LEFT JOIN changes FOR SYSTEM_TIME AS OF o.ts AS r ON o.cust = r.cust;
+         SET 'sql-client.execution.result-mode' = 'table';
+         SELECT 'upsert-table', cust, rate FROM by_key;
+         SELECT 'debezium-table', cust, rate FROM changes;",
+        kafka(&upserts),
+        kafka(&changes),
+        orders.display()
+    );
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--shards", "2", "-e", &sql])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut lines: Vec<String> = stdout
+        .lines()
+        .map(|l| l.replace(r#"{"op":"+I","#, "{"))
+        .collect();
+    lines.sort();
+    let expected = |name: &str| {
+        vec![
+            // Order 1 at 0:03 takes rate 10; order 2 at 0:06 the update at 0:05; customer
+            // 2 never changed; customer 3 is deleted (its last version is a deletion).
+            format!(r#"{{"EXPR$0":"{name}","id":1,"rate":10}}"#),
+            format!(r#"{{"EXPR$0":"{name}","id":2,"rate":11}}"#),
+            format!(r#"{{"EXPR$0":"{name}","id":3,"rate":20}}"#),
+            format!(r#"{{"EXPR$0":"{name}","id":4}}"#),
+        ]
+    };
+    let table = |name: &str| {
+        vec![
+            format!(r#"{{"EXPR$0":"{name}","cust":1,"rate":11}}"#),
+            format!(r#"{{"EXPR$0":"{name}","cust":2,"rate":20}}"#),
+        ]
+    };
+    let mut all = [
+        expected("debezium"),
+        expected("upsert"),
+        table("debezium-table"),
+        table("upsert-table"),
+    ]
+    .concat();
+    all.sort();
+    assert_eq!(lines, all, "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -97,6 +97,31 @@ pub fn event_times_ms(
     Ok(millis.values().clone())
 }
 
+/// The latest event time of `batch` (ms; `None` if no row has one). A changelog's retractions
+/// (`-U`, `-D`) may have no time (an upsert tombstone carries only its key): they are left
+/// out. A NULL time on any other row is an error, as in [`event_times_ms`].
+pub fn max_event_time(
+    batch: &RecordBatch,
+    column: usize,
+) -> Result<Option<EventTimeMs>, TimeError> {
+    let kinds = crate::changelog::row_kinds(batch);
+    let times = batch.column(column);
+    if times.null_count() == 0 || kinds.is_none() {
+        return Ok(event_times_ms(batch, column)?.iter().copied().max());
+    }
+    let timed: arrow::array::BooleanArray = (0..batch.num_rows())
+        .map(|row| {
+            Some(times.is_valid(row) || crate::changelog::kind_at(kinds, row).is_accumulate())
+        })
+        .collect();
+    let timed =
+        arrow::compute::filter_record_batch(batch, &timed).map_err(|_| TimeError::Null {
+            column: batch.schema().field(column).name().clone(),
+            row: 0,
+        })?;
+    Ok(event_times_ms(&timed, column)?.iter().copied().max())
+}
+
 /// Index of the event-time column in a schema, or a clear error.
 pub fn event_time_column(
     schema: &arrow::datatypes::Schema,
@@ -170,8 +195,9 @@ impl WatermarkGenerator {
             return Ok(None);
         }
         let column = event_time_column(&batch.schema(), &self.strategy.column)?;
-        let times = event_times_ms(batch, column)?;
-        let batch_max = times.iter().copied().max().unwrap_or(EventTimeMs::MIN);
+        let Some(batch_max) = max_event_time(batch, column)? else {
+            return Ok(None);
+        };
         let entry = self.partitions.entry(partition).or_insert((None, now));
         *entry = (Some(entry.0.map_or(batch_max, |m| m.max(batch_max))), now);
         let idle_after = self.strategy.idle_timeout;
