@@ -174,7 +174,8 @@ fn handle_interrupts() -> anyhow::Result<()> {
             ctrlc::set_handler(|| {
                 let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
                 let Some(job) = running.as_mut() else {
-                    return;
+                    // Between jobs (planning, connecting): nothing to stop cleanly.
+                    std::process::exit(130);
                 };
                 match (&job.savepoint_dir, &job.requester) {
                     (Some(dir), Some(requester)) if !job.asked => {
@@ -209,7 +210,9 @@ fn supervise(
         savepoint_dir,
         asked: false,
     });
-    match handle.join() {
+    let ended = handle.join();
+    *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    match ended {
         Ok(result) => {
             if let Some(path) = &result.savepoint {
                 eprintln!("savepoint written to {}", path.display());

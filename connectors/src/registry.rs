@@ -309,6 +309,7 @@ pub fn check_options(table: &TableSpec) -> Result<(), ConnectorError> {
             KAFKA_SOURCE_OPTIONS,
             KAFKA_SINK_OPTIONS,
             FORMAT_ERROR_OPTIONS,
+            SOURCE_OPTIONS,
         ],
         "datagen" => &[crate::datagen::OPTIONS, SOURCE_OPTIONS],
         "nexmark" => &[crate::nexmark::OPTIONS, SOURCE_OPTIONS],
@@ -543,6 +544,29 @@ fn kafka_source(
         ),
         message,
     };
+    if upsert {
+        if options.get("scan.startup.mode").is_some() {
+            return Err(error(
+                "upsert-kafka reads a topic whole, from its earliest offset: leave out 'scan.startup.mode' (Flink's upsert-kafka has none)".into(),
+            ));
+        }
+        if debezium(options) {
+            return Err(error(
+                "upsert-kafka values are rows, not Debezium changes: read 'debezium-json' with the 'kafka' connector".into(),
+            ));
+        }
+        // A tombstone carries only the key: every other column is NULL in its row.
+        if let Some(field) = table.schema.fields().iter().find(|f| {
+            !f.is_nullable()
+                && !table.primary_key.contains(f.name())
+                && !table.metadata.iter().any(|(c, _)| c == f.name())
+        }) {
+            return Err(error(format!(
+                "column '{}' is NOT NULL, but a tombstone's row has only the primary key: declare it nullable",
+                field.name()
+            )));
+        }
+    }
     let startup = match options.word("scan.startup.mode").as_deref() {
         // An upsert table is read whole, as Flink's upsert-kafka always does.
         _ if upsert => StartupMode::Earliest,

@@ -135,6 +135,23 @@ pub fn without_row_kind(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
+/// The first columns of `batch` as `data` (its columns without what follows them: the row
+/// kind of a changelog, or an operator's per-row flags). Fails if `batch` has fewer columns
+/// or they do not match `data`.
+pub fn data_columns(
+    batch: &RecordBatch,
+    data: &SchemaRef,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let width = data.fields().len();
+    let columns = batch.columns().get(..width).ok_or_else(|| {
+        arrow::error::ArrowError::SchemaError(format!(
+            "a batch of {} columns has no {width} data columns",
+            batch.num_columns()
+        ))
+    })?;
+    RecordBatch::try_new(Arc::clone(data), columns.to_vec())
+}
+
 /// The row kinds of `batch`, or `None` for an append-only batch (every row `+I`).
 pub fn row_kinds(batch: &RecordBatch) -> Option<&Int8Array> {
     if !has_row_kind(batch.schema_ref()) {

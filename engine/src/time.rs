@@ -195,11 +195,17 @@ impl WatermarkGenerator {
             return Ok(None);
         }
         let column = event_time_column(&batch.schema(), &self.strategy.column)?;
-        let Some(batch_max) = max_event_time(batch, column)? else {
-            return Ok(None);
-        };
+        let batch_max = max_event_time(batch, column)?;
         let entry = self.partitions.entry(partition).or_insert((None, now));
-        *entry = (Some(entry.0.map_or(batch_max, |m| m.max(batch_max))), now);
+        // A batch of time-less retractions keeps the partition active without moving it.
+        let max = match (entry.0, batch_max) {
+            (Some(seen), Some(new)) => Some(seen.max(new)),
+            (seen, new) => seen.or(new),
+        };
+        *entry = (max, now);
+        if batch_max.is_none() {
+            return Ok(None);
+        }
         let idle_after = self.strategy.idle_timeout;
         let active = self
             .partitions

@@ -17,7 +17,8 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use hashbrown::HashMap;
 use weir_engine::changelog::{
-    kind_array, kind_at, row_kinds, with_row_kind, without_row_kind, ChangelogMode, RowKind,
+    data_columns, kind_array, kind_at, row_kinds, with_row_kind, without_row_kind, ChangelogMode,
+    RowKind,
 };
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::KeyHasher;
@@ -34,6 +35,7 @@ pub struct ChangelogNormalizeFactory {
 }
 
 impl ChangelogNormalizeFactory {
+    /// Keyed by the columns `key` of the input (its primary key).
     pub fn new(key: Vec<String>) -> Self {
         ChangelogNormalizeFactory { key }
     }
@@ -99,8 +101,7 @@ pub struct ChangelogNormalize {
 impl ChangelogNormalize {
     fn process(&mut self, batch: &RecordBatch, ctx: &mut Context<'_>) -> Result<()> {
         let kinds = row_kinds(batch).cloned();
-        let width = self.data.fields().len();
-        let data = RecordBatch::try_new(Arc::clone(&self.data), batch.columns()[..width].to_vec())?;
+        let data = data_columns(batch, &self.data)?;
         let keys = self.hasher.rows(&data)?;
         let rows = self.rows.convert_columns(data.columns())?;
         // Output rows: (0, input row) or (1, index into `retracted`), with their kinds.

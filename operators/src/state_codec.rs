@@ -113,6 +113,44 @@ pub fn split_by_key_group(
         .collect()
 }
 
+/// Replaces this subtask's snapshot in `table` with `rows`, split by key group (by `hasher`,
+/// the hash of the exchange before the operator), each entry carrying `metadata`.
+pub fn write_table(
+    state: &mut weir_engine::state::OperatorState<'_>,
+    table: &str,
+    hasher: &KeyHasher,
+    rows: &RecordBatch,
+    metadata: i64,
+) -> Result<()> {
+    state.clear_owned(table)?;
+    if rows.num_rows() > 0 {
+        for (group, part) in split_by_key_group(hasher, rows)? {
+            state.put(table, group, b"", encode(metadata, &part)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The snapshot in `table` of this subtask's key groups: (metadata, rows of `schema`) per
+/// entry.
+pub fn read_table(
+    state: &weir_engine::state::OperatorState<'_>,
+    table: &str,
+    schema: &SchemaRef,
+) -> Result<Vec<(i64, RecordBatch)>> {
+    state
+        .scan_owned(table)?
+        .into_iter()
+        .map(|entry| {
+            let (metadata, batch) = decode(&entry.value, table, entry.group, schema)?;
+            Ok((
+                metadata,
+                RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())?,
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,42 +189,4 @@ mod tests {
             .to_string();
         assert!(err.contains("version 99") && err.contains("t/7"), "{err}");
     }
-}
-
-/// Replaces this subtask's snapshot in `table` with `rows`, split by key group (by `hasher`,
-/// the hash of the exchange before the operator), each entry carrying `metadata`.
-pub fn write_table(
-    state: &mut weir_engine::state::OperatorState<'_>,
-    table: &str,
-    hasher: &KeyHasher,
-    rows: &RecordBatch,
-    metadata: i64,
-) -> Result<()> {
-    state.clear_owned(table)?;
-    if rows.num_rows() > 0 {
-        for (group, part) in split_by_key_group(hasher, rows)? {
-            state.put(table, group, b"", encode(metadata, &part)?)?;
-        }
-    }
-    Ok(())
-}
-
-/// The snapshot in `table` of this subtask's key groups: (metadata, rows of `schema`) per
-/// entry.
-pub fn read_table(
-    state: &weir_engine::state::OperatorState<'_>,
-    table: &str,
-    schema: &SchemaRef,
-) -> Result<Vec<(i64, RecordBatch)>> {
-    state
-        .scan_owned(table)?
-        .into_iter()
-        .map(|entry| {
-            let (metadata, batch) = decode(&entry.value, table, entry.group, schema)?;
-            Ok((
-                metadata,
-                RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())?,
-            ))
-        })
-        .collect()
 }

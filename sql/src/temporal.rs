@@ -69,6 +69,19 @@ pub fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, Vec<Temp
             .at(at)
             .hint("FROM orders AS o JOIN rates FOR SYSTEM_TIME AS OF o.order_time AS r ON o.currency = r.currency"));
         }
+        // Flink's alias comes after `AS OF ...`: `rates AS r FOR SYSTEM_TIME ...` is not it.
+        let follows_from = name_start > 0
+            && match &out[name_start - 1].token {
+                Token::Comma => true,
+                token => is_word(token, "JOIN") || is_word(token, "FROM"),
+            };
+        if !follows_from {
+            return Err(user(
+                "FOR SYSTEM_TIME AS OF follows the table name directly; its alias comes after it",
+            )
+            .at(at)
+            .hint("JOIN rates FOR SYSTEM_TIME AS OF o.order_time AS r"));
+        }
         let table: String = out[name_start..]
             .iter()
             .map(|t| match &t.token {
@@ -162,6 +175,7 @@ impl UserDefinedLogicalNodeCore for TemporalTableNode {
 /// Plans the placeholders of one statement back into [`TemporalTableNode`]s.
 #[derive(Debug)]
 pub struct TemporalTablePlanner {
+    /// The statement's calls, in placeholder order ([`rewrite`]'s).
     pub calls: Vec<TemporalCall>,
 }
 
@@ -295,6 +309,18 @@ mod tests {
         );
         assert_eq!(calls[0].table, "db.rates");
         assert_eq!(calls[0].as_of, ["o", "ts"]);
+    }
+
+    #[test]
+    fn an_alias_before_the_clause_is_refused() {
+        let error = rewrite(&tokens(
+            "SELECT * FROM o JOIN rates AS r FOR SYSTEM_TIME AS OF o.ts ON o.c = r.c",
+        ))
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("its alias comes after it"),
+            "{error}"
+        );
     }
 
     #[test]

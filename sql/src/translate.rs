@@ -603,9 +603,15 @@ impl GraphBuilder {
             None => names[..join.schema.fields().len()].to_vec(),
         };
         let pruned = output_names.len() < names.len() && temporal.is_some();
+        // Named as the plan names the join's columns (which, once the versioned table's
+        // columns are pruned, may number repeated names differently).
         let columns: Vec<Expr> = output_names
             .iter()
-            .map(|n| col(Column::new_unqualified(n)))
+            .zip(physical_names(&join.schema))
+            .map(|(n, out)| match *n == out {
+                true => col(Column::new_unqualified(n)),
+                false => col(Column::new_unqualified(n)).alias(out),
+            })
             .collect();
         if left_keys.is_empty() {
             // No equality key: one subtask, as Flink's; its rows are then spread again, each
@@ -1083,13 +1089,27 @@ impl GraphBuilder {
                             ))
                         })?;
                     self.graph.set_parallelism(node, parallelism);
-                    // Its rows are dealt to the job's parallelism, as a VALUES source's are.
+                    // Its rows are dealt to the job's parallelism, as a VALUES source's are;
+                    // a changelog's by its key, so that each key's changes stay in order.
+                    let exchange = match &changelog {
+                        ChangelogMode::InsertOnly => Exchange::Rebalance,
+                        _ if !table.primary_key.is_empty() => {
+                            Exchange::Hash(table.primary_key.clone())
+                        }
+                        _ => {
+                            return Err(user(format!(
+                                "'scan.parallelism' of table '{}': its changelog is spread by its primary key, and it has none",
+                                table.spec.name
+                            ))
+                            .hint("declare PRIMARY KEY (...) NOT ENFORCED, or leave 'scan.parallelism' out"))
+                        }
+                    };
                     let spread = self.name(&format!("source-{}-rebalance", table.spec.name));
                     let columns = self.graph_schema_columns(node);
                     let spread = self
                         .graph
                         .add_operator(spread, Arc::new(ProjectFactory::new(columns)));
-                    self.graph.connect(node, spread, Exchange::Rebalance);
+                    self.graph.connect(node, spread, exchange);
                     node = spread;
                 }
                 if let ChangelogMode::Upsert { key } = &changelog {
@@ -1245,10 +1265,12 @@ impl GraphBuilder {
 
     fn graph_schema_columns(&self, node: NodeId) -> Vec<Expr> {
         match &self.graph.nodes[node.0].kind {
+            // The row kind of a changelog travels by itself.
             weir_engine::graph::NodeKind::Source { factory, .. } => factory
                 .schema()
                 .fields()
                 .iter()
+                .filter(|f| f.name() != weir_engine::changelog::ROW_KIND_COLUMN)
                 .map(|f| col(Column::new_unqualified(f.name())))
                 .collect(),
             _ => Vec::new(),

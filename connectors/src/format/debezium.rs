@@ -121,6 +121,21 @@ impl LineDecoder for DebeziumDecoder {
                     op.unwrap_or_default()
                 )));
             }
+            if kind == RowKind::UpdateAfter {
+                // The before image becomes a row of its own: it must fit the columns too.
+                let null = self
+                    .values
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .find(|(i, f)| !f.is_nullable() && before.column(*i).is_null(row));
+                if let Some((_, field)) = null {
+                    return Err(ArrowError::ParseError(format!(
+                        "the 'before' image has no value for the NOT NULL column '{}'",
+                        field.name()
+                    )));
+                }
+            }
             kinds.push(kind);
         }
         let deleted: arrow::array::BooleanArray =

@@ -96,17 +96,23 @@ pub fn headers_type() -> DataType {
 /// Configuration of a Kafka source.
 #[derive(Debug, Clone)]
 pub struct KafkaSourceConfig {
+    /// Brokers and client properties.
     pub connection: KafkaConnection,
+    /// Topics read (every partition of each).
     pub topics: Vec<String>,
+    /// Format of message values (`debezium-json` is JSON inside Debezium's envelope).
     pub format: MessageFormat,
     /// The table's columns, metadata columns included.
     pub schema: SchemaRef,
     /// Metadata columns by name.
     pub metadata: Vec<(String, MetadataKey)>,
+    /// Where reading starts when the job does not resume from stored offsets.
     pub startup: StartupMode,
     /// Stop at the end offsets seen when the reader starts.
     pub bounded: bool,
+    /// What a message that cannot be decoded does.
     pub on_error: BadRecordPolicy,
+    /// Messages per batch, at most.
     pub batch_size: usize,
     /// Key columns read from the message key, and the key's format (`value.fields-include =
     /// EXCEPT_KEY`, and always for upserts). Otherwise every column comes from the value.

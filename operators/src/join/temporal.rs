@@ -26,7 +26,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use hashbrown::HashMap;
-use weir_engine::changelog::{kind_at, row_kinds, with_row_kind, ChangelogMode, RowKind};
+use weir_engine::changelog::{
+    data_columns, kind_at, row_kinds, with_row_kind, ChangelogMode, RowKind,
+};
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::KeyHasher;
@@ -264,11 +266,7 @@ impl TemporalJoin {
     /// Joins left rows (the left input's columns) with their versions and emits the result.
     fn join(&self, rows: &RecordBatch, ctx: &mut Context<'_>) -> Result<()> {
         let kinds = row_kinds(rows).cloned();
-        let width = self.plan.left.fields().len();
-        let data = RecordBatch::try_new(
-            Arc::clone(&self.plan.left),
-            rows.columns()[..width].to_vec(),
-        )?;
+        let data = data_columns(rows, &self.plan.left)?;
         let times = event_times_ms(&data, self.time_columns[0])?;
         let keys = self.keys(Side::Left, &data)?;
         // Left rows with a version, and their versions (in the same order).
@@ -347,12 +345,7 @@ impl Operator for TemporalJoin {
                         kind => Some(kind.is_accumulate()),
                     })
                     .collect();
-                let width = self.plan.right.fields().len();
-                let data = RecordBatch::try_new(
-                    Arc::clone(&self.plan.right),
-                    batch.columns()[..width].to_vec(),
-                )?;
-                self.add_versions(&data, &accumulate)?;
+                self.add_versions(&data_columns(&batch, &self.plan.right)?, &accumulate)?;
             }
         }
         Ok(())
@@ -392,13 +385,9 @@ impl Operator for TemporalJoin {
         }
         for (_, batch) in read_table(state, Side::Right.name(), &Arc::clone(&self.version_schema))?
         {
-            let width = batch.num_columns() - 1;
-            let accumulate: Vec<Option<bool>> = batch.column(width).as_boolean().iter().collect();
-            let data = RecordBatch::try_new(
-                Arc::clone(&self.plan.right),
-                batch.columns()[..width].to_vec(),
-            )?;
-            self.add_versions(&data, &accumulate)?;
+            let flags = batch.column(batch.num_columns() - 1).as_boolean();
+            let accumulate: Vec<Option<bool>> = flags.iter().collect();
+            self.add_versions(&data_columns(&batch, &self.plan.right)?, &accumulate)?;
         }
         Ok(())
     }
