@@ -185,18 +185,11 @@ impl RelationPlanner for TemporalTablePlanner {
         relation: TableFactor,
         context: &mut dyn RelationPlannerContext,
     ) -> DfResult<RelationPlanning> {
-        let TableFactor::Table { name, alias, .. } = &relation else {
-            return Ok(RelationPlanning::Original(Box::new(relation)));
-        };
-        let Some(call) = name
-            .to_string()
-            .strip_prefix(PLACEHOLDER)
-            .and_then(|n| n.parse::<usize>().ok())
-            .and_then(|n| self.calls.get(n))
+        let Some((call, alias)) =
+            crate::window_tvf::placeholder(&relation, PLACEHOLDER, &self.calls)
         else {
             return Ok(RelationPlanning::Original(Box::new(relation)));
         };
-        let alias = alias.clone();
         let input = context.plan(crate::window_tvf::table_factor(&call.table)?)?;
         let plan = LogicalPlan::Extension(datafusion_expr::Extension {
             node: Arc::new(TemporalTableNode {

@@ -452,18 +452,9 @@ impl RelationPlanner for WindowTvfPlanner {
         relation: TableFactor,
         context: &mut dyn RelationPlannerContext,
     ) -> DfResult<RelationPlanning> {
-        let TableFactor::Table { name, alias, .. } = &relation else {
+        let Some((call, alias)) = placeholder(&relation, PLACEHOLDER, &self.calls) else {
             return Ok(RelationPlanning::Original(Box::new(relation)));
         };
-        let Some(call) = name
-            .to_string()
-            .strip_prefix(PLACEHOLDER)
-            .and_then(|n| n.parse::<usize>().ok())
-            .and_then(|n| self.calls.get(n))
-        else {
-            return Ok(RelationPlanning::Original(Box::new(relation)));
-        };
-        let alias = alias.clone();
         let input = context.plan(table_factor(&call.input)?)?;
         let time = input
             .schema()
@@ -519,6 +510,24 @@ impl RelationPlanner for WindowTvfPlanner {
             plan, alias,
         ))))
     }
+}
+
+/// The call a placeholder table name (`<prefix><index>`, put in the tokens by a rewrite)
+/// stands for, and the alias written after it; `None` for any other relation.
+pub(crate) fn placeholder<'a, T>(
+    relation: &TableFactor,
+    prefix: &str,
+    calls: &'a [T],
+) -> Option<(&'a T, Option<ast::TableAlias>)> {
+    let TableFactor::Table { name, alias, .. } = relation else {
+        return None;
+    };
+    let call = name
+        .to_string()
+        .strip_prefix(prefix)
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| calls.get(n))?;
+    Some((call, alias.clone()))
 }
 
 /// `name` (or a parenthesized subquery) as a table factor, by parsing `SELECT * FROM name`.
