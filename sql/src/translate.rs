@@ -37,6 +37,7 @@ use weir_operators::join::{JoinSpec, JoinType};
 use weir_operators::normalize::ChangelogNormalizeFactory;
 use weir_operators::project::ProjectFactory;
 use weir_operators::updating::UpdatingAggregateFactory;
+use weir_operators::window::assign::WindowAssignFactory;
 use weir_operators::window::{
     WindowAggregateConfig, WindowAggregateFactory, WindowSpec, WINDOW_END, WINDOW_START,
 };
@@ -77,10 +78,18 @@ struct Stream {
     /// The columns that are time attributes (Flink's rowtime): a table's watermark column as
     /// long as it passes through unchanged. Interval joins need them.
     times: Vec<String>,
-    /// The `window_start` and `window_end` columns of a window aggregation's rows (under
-    /// whatever names projections give them): Flink's window properties. Window joins need
-    /// them.
-    window: Option<(String, String)>,
+    /// The window properties of windowed rows (a window aggregation's, a window TVF's).
+    /// Window joins need them.
+    window: Option<WindowColumns>,
+}
+
+/// Flink's window properties: the `window_start` and `window_end` columns (under whatever
+/// names projections give them) and which windows they are (`WindowSpec::describe`).
+#[derive(Clone)]
+struct WindowColumns {
+    start: String,
+    end: String,
+    spec: String,
 }
 
 impl Stream {
@@ -101,8 +110,12 @@ impl Stream {
             node,
             updating: self.updating,
             times: self.times.iter().flat_map(follow).collect(),
-            window: self.window.as_ref().and_then(|(start, end)| {
-                Some((follow(start).first()?.clone(), follow(end).first()?.clone()))
+            window: self.window.as_ref().and_then(|w| {
+                Some(WindowColumns {
+                    start: follow(&w.start).first()?.clone(),
+                    end: follow(&w.end).first()?.clone(),
+                    spec: w.spec.clone(),
+                })
             }),
         }
     }
@@ -152,6 +165,19 @@ fn named(mut expr: Expr, name: &str) -> Expr {
 
 fn is_window_column(name: &str) -> bool {
     name == WINDOW_START || name == WINDOW_END || name == WINDOW_TIME
+}
+
+/// Whether `projection` computes with a window column (rather than passing it through).
+fn computes_on_windows(projection: &Projection) -> bool {
+    projection
+        .expr
+        .iter()
+        .zip(projection.schema.fields())
+        .any(|(expr, field)| {
+            let expr = resolve(expr, projection.input.schema());
+            let passthrough = matches!(&expr, Expr::Column(c) if c.name == *field.name());
+            !passthrough && column_refs(&expr).iter().any(|c| is_window_column(c))
+        })
 }
 
 fn column_refs(expr: &Expr) -> Vec<String> {
@@ -243,13 +269,48 @@ impl GraphBuilder {
     fn rows(&mut self, plan: &LogicalPlan) -> Result<Stream> {
         match self.translate(plan)? {
             Flow::Rows(stream) => Ok(stream),
-            Flow::Windowed(_) => Err(user(
-                "a window TVF must be aggregated: GROUP BY window_start, window_end[, keys]",
-            )
-            .hint(
-                "selecting the rows of a window TVF without aggregating them is not supported yet",
-            )),
+            Flow::Windowed(windowed) => self.window_rows(windowed, plan.schema()),
         }
+    }
+
+    /// A window TVF's rows as a stream of their own (each row once per window, with
+    /// `window_start`, `window_end` and `window_time`), in the columns of `schema`, the plan
+    /// node they are the rows of.
+    fn window_rows(&mut self, windowed: Windowed, schema: &DFSchema) -> Result<Stream> {
+        let factory = WindowAssignFactory::new(windowed.spec, &windowed.time_column)
+            .map_err(|e| user(e.to_string()))?;
+        let mut assigned = self.operator(
+            "window-assign",
+            Arc::new(factory),
+            &windowed.rows,
+            Exchange::Forward,
+        );
+        // window_time is a time attribute too, window_start and window_end the window.
+        assigned.times.push(WINDOW_TIME.to_string());
+        assigned.window = Some(WindowColumns {
+            start: WINDOW_START.to_string(),
+            end: WINDOW_END.to_string(),
+            spec: windowed.spec.describe(),
+        });
+        let names = physical_names(schema);
+        let mut produced = windowed.columns.clone();
+        produced.extend([WINDOW_START, WINDOW_END, WINDOW_TIME].map(String::from));
+        if names == produced {
+            return Ok(assigned);
+        }
+        // The plan's columns in its order (the window needed columns the query may not).
+        let renames = names.iter().map(|n| (n.clone(), vec![n.clone()])).collect();
+        let columns = names
+            .iter()
+            .map(|n| col(Column::new_unqualified(n)))
+            .collect();
+        let node = self.operator(
+            "window-rows",
+            Arc::new(ProjectFactory::new(columns)),
+            &assigned,
+            Exchange::Forward,
+        );
+        Ok(assigned.renamed(node.node, &renames))
     }
 
     fn translate(&mut self, plan: &LogicalPlan) -> Result<Flow> {
@@ -281,9 +342,9 @@ impl GraphBuilder {
                     Flow::Rows(input) => Ok(Flow::Rows(self.filter(&input, predicate))),
                     Flow::Windowed(mut windowed) => {
                         if column_refs(&predicate).iter().any(|c| is_window_column(c)) {
-                            return Err(unsupported(
-                                "filtering on window_start, window_end or window_time before the window aggregation",
-                            ));
+                            // A condition on the windows: the TVF's rows, filtered.
+                            let rows = self.window_rows(windowed, filter.input.schema())?;
+                            return Ok(Flow::Rows(self.filter(&rows, predicate)));
                         }
                         windowed.rows = self.filter(&windowed.rows, predicate);
                         Ok(Flow::Windowed(windowed))
@@ -490,14 +551,16 @@ impl GraphBuilder {
                 },
             )
             .collect();
+        // Windows of one kind joined on both window columns: a window join. Windows of
+        // different kinds make a regular join (as Flink plans them).
         let windows = match (&left.window, &right.window) {
-            (Some((ls, le)), Some((rs, re)))
+            (Some(l), Some(r))
                 if append_only
-                    && !join_type.is_semi_or_anti()
-                    && key_columns.contains(&(ls.clone(), rs.clone()))
-                    && key_columns.contains(&(le.clone(), re.clone())) =>
+                    && l.spec == r.spec
+                    && key_columns.contains(&(l.start.clone(), r.start.clone()))
+                    && key_columns.contains(&(l.end.clone(), r.end.clone())) =>
             {
-                Some((le.clone(), re.clone()))
+                Some((l.end.clone(), r.end.clone()))
             }
             _ => None,
         };
@@ -534,10 +597,11 @@ impl GraphBuilder {
                         renamed(&right_end, right_schema, right_names)?,
                     );
                     let window = match left.window.as_ref().filter(|_| keeps_left) {
-                        Some((s, e)) => Some((
-                            renamed(s, left_schema, left_names)?,
-                            renamed(e, left_schema, left_names)?,
-                        )),
+                        Some(w) => Some(WindowColumns {
+                            start: renamed(&w.start, left_schema, left_names)?,
+                            end: renamed(&w.end, left_schema, left_names)?,
+                            spec: w.spec.clone(),
+                        }),
                         None => None,
                     };
                     (Arc::new(factory) as _, "window-join", Vec::new(), window)
@@ -806,21 +870,24 @@ impl GraphBuilder {
                 projection.input.schema(),
                 &projection.schema,
             ))),
+            Flow::Windowed(windowed) if computes_on_windows(projection) => {
+                // Computing with the windows: the TVF's rows, projected.
+                let rows = self.window_rows(windowed, projection.input.schema())?;
+                Ok(Flow::Rows(self.project(
+                    &rows,
+                    &projection.expr,
+                    projection.input.schema(),
+                    &projection.schema,
+                )))
+            }
             Flow::Windowed(mut windowed) => {
                 // Row-wise columns pass through; window columns must stay as they are.
                 let mut exprs = Vec::new();
                 let mut names = Vec::new();
                 for (expr, field) in projection.expr.iter().zip(projection.schema.fields()) {
                     let expr = resolve(expr, projection.input.schema());
-                    let refs = column_refs(&expr);
-                    if refs.iter().any(|c| is_window_column(c)) {
-                        let passthrough =
-                            matches!(&expr, Expr::Column(c) if c.name == *field.name());
-                        if !passthrough {
-                            return Err(unsupported(
-                                "computing with window_start, window_end or window_time before the window aggregation",
-                            ));
-                        }
+                    // Window columns pass through (computing with them took the branch above).
+                    if column_refs(&expr).iter().any(|c| is_window_column(c)) {
                         continue;
                     }
                     names.push(field.name().clone());
@@ -942,8 +1009,11 @@ impl GraphBuilder {
             true => vec![WINDOW_TIME.to_string()],
             false => Vec::new(),
         };
-        stream.window = (has(WINDOW_START) && has(WINDOW_END))
-            .then(|| (WINDOW_START.to_string(), WINDOW_END.to_string()));
+        stream.window = (has(WINDOW_START) && has(WINDOW_END)).then(|| WindowColumns {
+            start: WINDOW_START.to_string(),
+            end: WINDOW_END.to_string(),
+            spec: windowed.spec.describe(),
+        });
         Ok(stream)
     }
 

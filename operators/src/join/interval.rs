@@ -57,6 +57,11 @@ impl IntervalJoinFactory {
         lower: i64,
         upper: i64,
     ) -> Result<Self> {
+        if spec.join_type.is_semi_or_anti() {
+            return Err(OperatorError::Plan(
+                "an interval join is inner or outer, not semi or anti".into(),
+            ));
+        }
         if lower > upper {
             return Err(OperatorError::Plan(format!(
                 "the interval join's bounds are empty: left time - right time must be at least {lower} ms and at most {upper} ms"

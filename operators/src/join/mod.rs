@@ -293,10 +293,9 @@ impl JoinPlan {
     }
 }
 
-/// For a join on time (interval, window, temporal): plans `spec`, refusing semi and anti
-/// joins and, unless `updating_ok`, updating inputs (`what` names the join in messages), and
-/// finds each side's time column among `columns`, which must be a TIMESTAMP (or BIGINT ms
-/// where `bigint_ok`).
+/// For a join on time (interval, window, temporal): plans `spec`, refusing updating inputs
+/// unless `updating_ok` (`what` names the join in messages), and finds each side's time
+/// column among `columns`, which must be a TIMESTAMP (or BIGINT ms where `bigint_ok`).
 pub(crate) fn plan_timed(
     spec: &JoinSpec,
     inputs: &[SchemaRef],
@@ -305,11 +304,6 @@ pub(crate) fn plan_timed(
     bigint_ok: bool,
     updating_ok: bool,
 ) -> Result<(JoinPlan, [usize; 2])> {
-    if spec.join_type.is_semi_or_anti() {
-        return Err(OperatorError::Plan(format!(
-            "{what} is inner or outer, not semi or anti"
-        )));
-    }
     let plan = spec.plan(&inputs[0], &inputs[1])?;
     let mut found = [0; 2];
     for side in [Side::Left, Side::Right] {

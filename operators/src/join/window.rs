@@ -2,7 +2,8 @@
 //! (window TVFs or window aggregations of the same windows), joined on `window_start`,
 //! `window_end` and keys. Rows wait per window; when the watermark reaches `window_end - 1`
 //! the window's rows are joined (a hash join of that window alone), an outer join's unmatched
-//! rows come out padded, and the window's rows are freed. Output: append-only, emitted before
+//! rows come out padded (a semi or anti join emits each left row with, or without, a match
+//! once), and the window's rows are freed. Output: append-only, emitted before
 //! the watermark that closes the window. A row whose window has already been joined is late:
 //! dropped and counted (`late_rows_dropped`), as Flink drops it.
 //!
@@ -26,8 +27,8 @@ use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
 use super::{
-    append_only, key_is_null, plan_timed, side_hashers, JoinKeys, JoinPlan, JoinSpec, Side,
-    JOIN_INPUTS,
+    append_only, key_is_null, plan_timed, side_hashers, JoinKeys, JoinPlan, JoinSpec, JoinType,
+    Side, JOIN_INPUTS,
 };
 use crate::error::Result;
 use crate::state_codec::{read_table, write_table};
@@ -93,6 +94,7 @@ impl OperatorFactory for WindowJoinFactory {
                 self.spec.join_type.keeps_unmatched(Side::Left),
                 self.spec.join_type.keeps_unmatched(Side::Right),
             ],
+            join_type: self.spec.join_type,
             plan,
             ends,
             windows: BTreeMap::new(),
@@ -106,6 +108,7 @@ impl OperatorFactory for WindowJoinFactory {
 
 /// One subtask of a window join.
 pub struct WindowJoin {
+    join_type: JoinType,
     plan: JoinPlan,
     ends: [usize; 2],
     hashers: [KeyHasher; 2],
@@ -166,6 +169,7 @@ impl WindowJoin {
             }
         }
         let mut matched = [vec![false; left.num_rows()], vec![false; right.num_rows()]];
+        let semi_or_anti = self.join_type.is_semi_or_anti();
         if !left_rows.is_empty() {
             let l = take_record_batch(&left, &UInt32Array::from(left_rows.clone()))?;
             let r = take_record_batch(&right, &UInt32Array::from(right_rows.clone()))?;
@@ -174,7 +178,20 @@ impl WindowJoin {
                 matched[0][left_rows[p] as usize] = true;
                 matched[1][right_rows[p] as usize] = true;
             }
-            ctx.emit(self.plan.matched(&joined, &mask)?);
+            if !semi_or_anti {
+                ctx.emit(self.plan.matched(&joined, &mask)?);
+            }
+        }
+        if semi_or_anti {
+            // Each left row once: with a match (semi) or without one (anti).
+            let semi = self.join_type == JoinType::Semi;
+            let rows: Vec<u32> = (0..left.num_rows() as u32)
+                .filter(|&i| matched[0][i as usize] == semi)
+                .collect();
+            if !rows.is_empty() {
+                ctx.emit(take_record_batch(&left, &UInt32Array::from(rows))?);
+            }
+            return Ok(());
         }
         for (side, batch) in [(Side::Left, &left), (Side::Right, &right)] {
             if !self.keeps_unmatched[side as usize] {

@@ -16,6 +16,7 @@
 //! there (`late_rows_side_output`). A row that still has an open window is added to it even if
 //! earlier windows containing it have fired, as in Flink.
 
+pub mod assign;
 pub mod count;
 pub mod pane;
 pub mod session;
