@@ -920,7 +920,21 @@ impl GraphBuilder {
     fn aggregate(&mut self, aggregate: &Aggregate) -> Result<Stream> {
         let windowed = match self.translate(&aggregate.input)? {
             Flow::Windowed(windowed) => windowed,
-            Flow::Rows(rows) => return self.updating_aggregate(aggregate, rows),
+            Flow::Rows(rows) => {
+                let grouped = |name: &str| {
+                    aggregate.group_expr.iter().any(|e| {
+                        matches!(resolve(e, aggregate.input.schema()), Expr::Column(c) if c.name == name)
+                    })
+                };
+                return match rows.window.clone() {
+                    Some(window)
+                        if !rows.updating && grouped(&window.start) && grouped(&window.end) =>
+                    {
+                        self.attached_window_aggregate(aggregate, rows, window)
+                    }
+                    _ => self.updating_aggregate(aggregate, rows),
+                };
+            }
         };
         let window_columns: Vec<String> = aggregate
             .group_expr
@@ -939,7 +953,9 @@ impl GraphBuilder {
             );
         }
         let (rows, keys, aggregates) =
-            self.grouping(aggregate, windowed.rows.clone(), &windowed.columns)?;
+            self.grouping(aggregate, windowed.rows.clone(), &windowed.columns, &|c| {
+                is_window_column(c)
+            })?;
         if let WindowSpec::Session { .. } = windowed.spec {
             let partition: HashSet<&String> = windowed.partition_by.iter().collect();
             let grouped: HashSet<&String> = keys.iter().collect();
@@ -1017,6 +1033,96 @@ impl GraphBuilder {
         Ok(stream)
     }
 
+    /// `GROUP BY` the window columns of rows that carry their windows (the result of a window
+    /// aggregation, a window TVF's rows): a window aggregation over those same windows, each
+    /// result emitted once when the watermark passes the window's end, as Flink's cascaded
+    /// window aggregation (Nexmark q5's maximum per window). Each window is a group of its
+    /// own (its start and end are keys), closed by a 1 ms tumbling window at `end - 1 ms`.
+    fn attached_window_aggregate(
+        &mut self,
+        aggregate: &Aggregate,
+        rows: Stream,
+        window: WindowColumns,
+    ) -> Result<Stream> {
+        const START: &str = "$window_start";
+        const END: &str = "$window_end";
+        const TIME: &str = "$window_time";
+        let mut columns = physical_names(aggregate.input.schema());
+        let one_ms = lit(ScalarValue::new_interval_mdn(0, 0, 1_000_000));
+        let mut exprs: Vec<Expr> = columns
+            .iter()
+            .map(|c| col(Column::new_unqualified(c)))
+            .collect();
+        exprs.push(col(Column::new_unqualified(&window.start)).alias(START));
+        exprs.push(col(Column::new_unqualified(&window.end)).alias(END));
+        exprs.push((col(Column::new_unqualified(&window.end)) - one_ms).alias(TIME));
+        columns.extend([START, END, TIME].map(String::from));
+        let rows = self.operator(
+            "window-attach",
+            Arc::new(ProjectFactory::new(exprs)),
+            &rows,
+            Exchange::Forward,
+        );
+        let is_window = |c: &str| c == window.start || c == window.end;
+        let (rows, mut keys, mut aggregates) =
+            self.grouping(aggregate, rows, &columns, &is_window)?;
+        keys.extend([START, END].map(String::from));
+        if aggregates.is_empty() {
+            aggregates.push(count_all().alias("$count"));
+        }
+        let config = WindowAggregateConfig {
+            window: WindowSpec::Tumble { size_ms: 1 },
+            time_column: TIME.to_string(),
+            keys: keys.clone(),
+            aggregates,
+        };
+        let output = self.operator(
+            "window",
+            Arc::new(WindowAggregateFactory::new(config)),
+            &rows,
+            Exchange::Hash(keys.clone()),
+        );
+        // The plan's columns: the group expressions in order, then the aggregates.
+        let mut key_iter = keys.iter();
+        let mut exprs = Vec::new();
+        let mut window_names = (None, None);
+        for (expr, field) in aggregate.group_expr.iter().zip(aggregate.schema.fields()) {
+            let source = match resolve(expr, aggregate.input.schema()) {
+                Expr::Column(c) if c.name == window.start => {
+                    window_names.0 = Some(field.name().clone());
+                    START.to_string()
+                }
+                Expr::Column(c) if c.name == window.end => {
+                    window_names.1 = Some(field.name().clone());
+                    END.to_string()
+                }
+                _ => key_iter.next().cloned().unwrap_or_default(),
+            };
+            exprs.push(col(Column::new_unqualified(&source)).alias(field.name()));
+        }
+        exprs.extend(
+            aggregate.schema.fields()[aggregate.group_expr.len()..]
+                .iter()
+                .map(|f| col(Column::new_unqualified(f.name()))),
+        );
+        let mut stream = self.operator(
+            "window-columns",
+            Arc::new(ProjectFactory::new(exprs)),
+            &output,
+            Exchange::Forward,
+        );
+        stream.times = Vec::new();
+        stream.window = match window_names {
+            (Some(start), Some(end)) => Some(WindowColumns {
+                start,
+                end,
+                spec: window.spec,
+            }),
+            _ => None,
+        };
+        Ok(stream)
+    }
+
     /// `GROUP BY` without a window: an updating aggregation, then the plan's column order
     /// (the row kind stays last).
     fn updating_aggregate(&mut self, aggregate: &Aggregate, rows: Stream) -> Result<Stream> {
@@ -1025,7 +1131,7 @@ impl GraphBuilder {
                 "aggregating an updating result (a GROUP BY over the result of a GROUP BY without a window)",
             ));
         }
-        let (rows, keys, aggregates) = self.grouping(aggregate, rows, &[])?;
+        let (rows, keys, aggregates) = self.grouping(aggregate, rows, &[], &|_| false)?;
         let output = self.operator(
             "group-aggregate",
             Arc::new(
@@ -1062,6 +1168,7 @@ impl GraphBuilder {
         aggregate: &Aggregate,
         rows: Stream,
         columns: &[String],
+        is_window_column: &dyn Fn(&str) -> bool,
     ) -> Result<(Stream, Vec<String>, Vec<Expr>)> {
         let group_fields = &aggregate.schema.fields()[..aggregate.group_expr.len()];
         let mut keys = Vec::new();
