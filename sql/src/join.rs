@@ -36,7 +36,7 @@ pub struct TimeBounds {
 
 /// Which input of the join a set of columns is from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
+pub enum Origin {
     Left,
     Right,
     /// Both, or neither (a constant).
@@ -52,18 +52,7 @@ pub fn analyze(
     left_times: &[String],
     right_times: &[String],
 ) -> JoinCondition {
-    let origin = |expr: &Expr| -> Origin {
-        let columns = expr.column_refs();
-        if columns.is_empty() {
-            Origin::Mixed
-        } else if columns.iter().all(|c| left.has_column(c)) {
-            Origin::Left
-        } else if columns.iter().all(|c| right.has_column(c)) {
-            Origin::Right
-        } else {
-            Origin::Mixed
-        }
-    };
+    let origin = |expr: &Expr| origin(expr, left, right);
     let mut condition = JoinCondition::default();
     let mut bounds: Option<(String, String, Option<i64>, Option<i64>)> = None;
     for conjunct in conjuncts {
@@ -132,6 +121,20 @@ pub fn analyze(
         });
     }
     condition
+}
+
+/// Which input `expr`'s columns are all from (`Mixed` for both, or none: a constant).
+pub fn origin(expr: &Expr, left: &DFSchema, right: &DFSchema) -> Origin {
+    let columns = expr.column_refs();
+    if columns.is_empty() {
+        Origin::Mixed
+    } else if columns.iter().all(|c| left.has_column(c)) {
+        Origin::Left
+    } else if columns.iter().all(|c| right.has_column(c)) {
+        Origin::Right
+    } else {
+        Origin::Mixed
+    }
 }
 
 /// The comparisons a conjunct states: `a op b`, or the two of `x BETWEEN lo AND hi`.

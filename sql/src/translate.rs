@@ -44,6 +44,7 @@ use weir_operators::window::{
 
 use crate::catalog::{Table, TableRef};
 use crate::error::{user, Result};
+use crate::join::Origin;
 use crate::names::{physical_names, resolve};
 use crate::source::{ColumnSource, ComputedColumnsSource};
 use crate::temporal::{temporal_right, TemporalTableNode};
@@ -331,10 +332,23 @@ impl GraphBuilder {
                     )
                     .hint("write it as a JOIN"));
                 }
-                if let LogicalPlan::Join(join) = filter.input.as_ref() {
+                // `FROM a, b WHERE ...` or `JOIN ... WHERE` (under the optimizer's column
+                // pruning): one condition, as Flink.
+                let (pruning, under) = match filter.input.as_ref() {
+                    LogicalPlan::Projection(p)
+                        if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) =>
+                    {
+                        (Some(p), p.input.as_ref())
+                    }
+                    other => (None, other),
+                };
+                if let LogicalPlan::Join(join) = under {
                     if join.join_type == datafusion_expr::JoinType::Inner {
-                        // `FROM a, b WHERE ...` or `JOIN ... WHERE`: one condition, as Flink.
-                        return self.join(join, Some(&filter.predicate)).map(Flow::Rows);
+                        let joined = self.join(join, Some(&filter.predicate))?;
+                        return Ok(Flow::Rows(match pruning {
+                            Some(p) => self.project(&joined, &p.expr, &p.input.schema(), &p.schema),
+                            None => joined,
+                        }));
                     }
                 }
                 let predicate = resolve(&filter.predicate, filter.input.schema());
@@ -513,6 +527,33 @@ impl GraphBuilder {
             &left.times,
             &right.times,
         );
+        // Conditions on one input alone are evaluated before the join where that keeps its
+        // result (Flink pushes them down too): then the join keeps only rows that can match.
+        // Not into a versioned table (filtering versions changes which is valid when).
+        let (push_left, push_right) = match join_type {
+            JoinType::Inner => (true, temporal.is_none()),
+            JoinType::Semi => (true, true),
+            JoinType::Anti => (false, true),
+            JoinType::Left => (false, temporal.is_none()),
+            JoinType::Right => (true, false),
+            JoinType::Full => (false, false),
+        };
+        let (mut left_only, mut right_only, mut residual) = (Vec::new(), Vec::new(), Vec::new());
+        for conjunct in condition.residual {
+            match crate::join::origin(&conjunct, left_schema, right_schema) {
+                Origin::Left if push_left => left_only.push(conjunct),
+                Origin::Right if push_right => right_only.push(conjunct),
+                _ => residual.push(conjunct),
+            }
+        }
+        let left = match conjunction(left_only) {
+            Some(predicate) => self.filter(&left, resolve(&predicate, left_schema)),
+            None => left,
+        };
+        let right = match conjunction(right_only) {
+            Some(predicate) => self.filter(&right, resolve(&predicate, right_schema)),
+            None => right,
+        };
         // Both inputs' columns (a semi or anti join outputs the left ones only).
         let both = left_schema
             .join(right_schema)
@@ -529,7 +570,7 @@ impl GraphBuilder {
             join_type,
             left_keys: left_keys.clone(),
             right_keys: right_keys.clone(),
-            filter: conjunction(condition.residual).map(|e| resolve(&e, &both)),
+            filter: conjunction(residual).map(|e| resolve(&e, &both)),
         };
         let renamed = |name: &String, own: &DFSchema, to: &[String]| -> Result<String> {
             let position = physical_names(own).iter().position(|n| n == name);
