@@ -346,7 +346,7 @@ impl GraphBuilder {
                     if join.join_type == datafusion_expr::JoinType::Inner {
                         let joined = self.join(join, Some(&filter.predicate))?;
                         return Ok(Flow::Rows(match pruning {
-                            Some(p) => self.project(&joined, &p.expr, &p.input.schema(), &p.schema),
+                            Some(p) => self.project(&joined, &p.expr, p.input.schema(), &p.schema),
                             None => joined,
                         }));
                     }
