@@ -103,6 +103,10 @@ struct Args {
     /// the window start and the window size, so window latency can be measured.
     #[arg(long, value_parser = parse_window_start)]
     window_start: Option<(String, i64)>,
+    /// Align the generator splits' watermarks with this maximum drift (Flink's
+    /// `scan.watermark.alignment.max-drift`, e.g. `1s`).
+    #[arg(long)]
+    watermark_alignment: Option<String>,
     /// The bid file of `../shared/peers` (for scan, tumble, hop).
     #[arg(long)]
     input: Option<PathBuf>,
@@ -172,13 +176,18 @@ fn main() -> anyhow::Result<()> {
 /// The SQL of the run, and its event count if known before running.
 fn job_sql(args: &Args) -> anyhow::Result<(String, Option<u64>)> {
     if let Some((_, query)) = NEXMARK_QUERIES.iter().find(|(n, _)| *n == args.query) {
-        let (tps, extra) = match args.rate {
+        let (tps, mut extra) = match args.rate {
             Some(rate) => (
                 rate,
                 format!(",\n    'rows-per-second' = '{rate}',\n    'base-time' = 'now'"),
             ),
             None => (args.tps, String::new()),
         };
+        if let Some(drift) = &args.watermark_alignment {
+            extra.push_str(&format!(
+                ",\n    'scan.watermark.alignment.group' = 'nexmark',\n    'scan.watermark.alignment.max-drift' = '{drift}'"
+            ));
+        }
         let ddl = NEXMARK_DDL
             .replace("${TPS}", &tps.to_string())
             .replace("${EVENTS}", &args.events.to_string())

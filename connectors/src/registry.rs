@@ -82,11 +82,28 @@ pub const CONNECTORS: &[&str] = &[
 ];
 
 /// Options every source takes (Flink's names).
-pub const SOURCE_OPTIONS: &[OptionSpec] = &[OptionSpec::optional(
-    "scan.parallelism",
-    OptionKind::Integer,
-    "number of source splits (subtasks); default: the job's shard count",
-)];
+pub const SOURCE_OPTIONS: &[OptionSpec] = &[
+    OptionSpec::optional(
+        "scan.parallelism",
+        OptionKind::Integer,
+        "number of source splits (subtasks); default: the job's shard count",
+    ),
+    OptionSpec::optional(
+        "scan.watermark.alignment.group",
+        OptionKind::String,
+        "watermark alignment: splits of the sources in this group pause while ahead of its slowest",
+    ),
+    OptionSpec::optional(
+        "scan.watermark.alignment.max-drift",
+        OptionKind::Duration,
+        "how far ahead of its alignment group's slowest split a split may read",
+    ),
+    OptionSpec::optional(
+        "scan.watermark.alignment.update-interval",
+        OptionKind::Duration,
+        "at most this long between a paused split's checks (default 1s)",
+    ),
+];
 
 const KAFKA_SOURCE_OPTIONS: &[OptionSpec] = &[
     OptionSpec::optional(

@@ -37,6 +37,22 @@ pub struct WatermarkStrategy {
     pub max_out_of_orderness: Duration,
     /// A split silent for this long is marked idle; `None` never marks it idle.
     pub idle_timeout: Option<Duration>,
+    /// Pause splits that run ahead of their group (`None`: no alignment).
+    pub alignment: Option<WatermarkAlignment>,
+}
+
+/// Flink's watermark alignment: splits of `group` (across sources) pause while their
+/// watermark is more than `max_drift` ahead of the group's slowest
+/// (`crate::runtime` explains how it is checked).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatermarkAlignment {
+    /// `scan.watermark.alignment.group`.
+    pub group: String,
+    /// `scan.watermark.alignment.max-drift`.
+    pub max_drift: Duration,
+    /// `scan.watermark.alignment.update-interval` (default 1 s): at most this long between
+    /// checks of a paused split.
+    pub update_interval: Duration,
 }
 
 impl WatermarkStrategy {
@@ -45,7 +61,14 @@ impl WatermarkStrategy {
             column: column.into(),
             max_out_of_orderness: delay,
             idle_timeout: None,
+            alignment: None,
         }
+    }
+
+    /// Aligns this source's splits with the other splits of `alignment.group`.
+    pub fn with_alignment(mut self, alignment: WatermarkAlignment) -> Self {
+        self.alignment = Some(alignment);
+        self
     }
 
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {

@@ -138,6 +138,46 @@ enum Flow {
     Windowed(Windowed),
 }
 
+/// The table's `scan.watermark.alignment.*` options (Flink's): a group needs a maximum drift,
+/// and both need a watermark.
+fn watermark_alignment(table: &Table) -> Result<Option<weir_engine::time::WatermarkAlignment>> {
+    let option = |key: &str| table.spec.options.get(key).map(|v| v.trim().to_string());
+    let duration = |key: &str| -> Result<Option<Duration>> {
+        option(key)
+            .map(|text| {
+                weir_connectors::options::parse_duration(&text).ok_or_else(|| {
+                    user(format!(
+                        "'{key}' of table '{}' is a duration such as '1s', not '{text}'",
+                        table.spec.name
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let group = option("scan.watermark.alignment.group");
+    let max_drift = duration("scan.watermark.alignment.max-drift")?;
+    let update_interval = duration("scan.watermark.alignment.update-interval")?;
+    match (group, max_drift) {
+        (None, None) if update_interval.is_none() => Ok(None),
+        (Some(group), Some(max_drift)) if table.watermark.is_some() => {
+            Ok(Some(weir_engine::time::WatermarkAlignment {
+                group,
+                max_drift,
+                update_interval: update_interval.unwrap_or(Duration::from_secs(1)),
+            }))
+        }
+        (Some(_), Some(_)) => Err(user(format!(
+            "table '{}' aligns watermarks but declares none",
+            table.spec.name
+        ))
+        .hint("declare WATERMARK FOR <time column> AS ... on the table")),
+        _ => Err(user(format!(
+            "watermark alignment of table '{}' needs both 'scan.watermark.alignment.group' and 'scan.watermark.alignment.max-drift'",
+            table.spec.name
+        ))),
+    }
+}
+
 /// The table a versioned table's plan reads (`None` for a view or subquery).
 fn versioned_table(plan: &LogicalPlan) -> Option<Arc<Table>> {
     match plan {
@@ -1285,13 +1325,17 @@ impl GraphBuilder {
             None => {
                 let factory = self.source_factory(table)?;
                 let changelog = factory.changelog();
-                let watermark = table
-                    .watermark
-                    .as_ref()
-                    .map(|w| match self.options.idle_timeout {
-                        Some(timeout) => w.clone().with_idle_timeout(timeout),
-                        None => w.clone(),
-                    });
+                let alignment = watermark_alignment(table)?;
+                let watermark = table.watermark.as_ref().map(|w| {
+                    let mut w = w.clone();
+                    if let Some(timeout) = self.options.idle_timeout {
+                        w = w.with_idle_timeout(timeout);
+                    }
+                    match alignment.clone() {
+                        Some(alignment) => w.with_alignment(alignment),
+                        None => w,
+                    }
+                });
                 let name = self.name(&format!("source-{}", table.spec.name));
                 let mut node = self.graph.add_source(name, factory, watermark);
                 if let Some(parallelism) = table.spec.options.get("scan.parallelism") {

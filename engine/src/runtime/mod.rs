@@ -18,6 +18,7 @@
 //!    shards (see [`crate::checkpoint`]); a stop with a savepoint raises the stop signal only
 //!    after the savepoint is complete, and the job then ends successfully.
 
+mod alignment;
 mod durability;
 mod input;
 mod plan;

@@ -97,6 +97,7 @@ pub(crate) fn build(
     let mut receivers: Vec<Vec<Vec<Inbox>>> = (0..graph.nodes.len()).map(|_| Vec::new()).collect();
     let mut operator_inputs: Vec<Vec<usize>> = vec![Vec::new(); graph.nodes.len()];
     let mut input_base: Vec<usize> = vec![0; graph.edges.len()];
+    let mut alignment_groups = super::alignment::AlignmentGroups::default();
     for chain in &chains {
         let head = chain[0];
         if matches!(graph.nodes[head.0].kind, NodeKind::Source { .. }) {
@@ -221,6 +222,10 @@ pub(crate) fn build(
                         reader,
                         watermarks: watermark.clone().map(WatermarkGenerator::new),
                         idle_timeout: watermark.as_ref().and_then(|w| w.idle_timeout),
+                        alignment: watermark
+                            .as_ref()
+                            .and_then(|w| w.alignment.as_ref())
+                            .map(|a| alignment_groups.join(a)),
                         control,
                     }
                 }

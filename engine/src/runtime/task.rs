@@ -460,6 +460,8 @@ pub(crate) enum TaskInput {
         reader: Box<dyn SourceReader>,
         watermarks: Option<WatermarkGenerator>,
         idle_timeout: Option<Duration>,
+        /// The split's watermark-alignment group, if any.
+        alignment: Option<super::alignment::AlignedSplit>,
         control: mpsc::UnboundedReceiver<Control>,
     },
     Channel {
@@ -488,8 +490,18 @@ impl SubtaskRunner {
                 reader,
                 watermarks,
                 idle_timeout,
+                alignment,
                 control,
-            } => run_source(&name, reader, watermarks, idle_timeout, control, &mut chain).await,
+            } => {
+                let source = SourceInput {
+                    reader,
+                    watermarks,
+                    idle_timeout,
+                    alignment,
+                    control,
+                };
+                run_source(&name, source, &mut chain).await
+            }
             TaskInput::Channel { rx, gate } => run_channel(rx, gate, &mut chain).await,
         };
         if let Some(reporter) = &chain.reporter {
@@ -521,17 +533,28 @@ fn progress(
 enum Step {
     Barrier(CheckpointId),
     Read(Result<Option<SourceBatch>, BoxError>),
+    /// A paused split's time to look at its alignment group again.
+    Recheck,
+}
+
+/// What a source subtask reads and how it makes watermarks.
+struct SourceInput {
+    reader: Box<dyn SourceReader>,
+    watermarks: Option<WatermarkGenerator>,
+    idle_timeout: Option<Duration>,
+    alignment: Option<super::alignment::AlignedSplit>,
+    control: mpsc::UnboundedReceiver<Control>,
 }
 
 /// Reads a split until it ends, stamping watermarks and injecting barriers on request.
-async fn run_source(
-    name: &str,
-    mut reader: Box<dyn SourceReader>,
-    mut watermarks: Option<WatermarkGenerator>,
-    idle_timeout: Option<Duration>,
-    mut control: mpsc::UnboundedReceiver<Control>,
-    chain: &mut Chain,
-) -> Result<(), PushError> {
+async fn run_source(name: &str, source: SourceInput, chain: &mut Chain) -> Result<(), PushError> {
+    let SourceInput {
+        mut reader,
+        mut watermarks,
+        idle_timeout,
+        alignment,
+        mut control,
+    } = source;
     let subtask = chain.subtask;
     let fail = |e: BoxError| PushError::Failed(EngineError::operator(name, subtask, e));
     // A year stands for "never" when no idle timeout is set.
@@ -541,6 +564,12 @@ async fn run_source(
         generator.declare_partitions(&reader.partitions());
     }
     loop {
+        let current = watermarks.as_ref().and_then(WatermarkGenerator::current);
+        // A split too far ahead of its alignment group waits (but answers barriers).
+        let paused = alignment.as_ref().is_some_and(|a| a.paused(current));
+        let recheck = alignment
+            .as_ref()
+            .map_or(Duration::from_millis(1), |a| a.recheck);
         let step = {
             let read = reader.next_batch();
             tokio::pin!(read);
@@ -559,9 +588,13 @@ async fn run_source(
                         Some(Control::Barrier(id)) => break Step::Barrier(id),
                         None => control_open = false,
                     },
-                    result = &mut read => break Step::Read(result),
-                    () = &mut idle, if !marked_idle => {
+                    result = &mut read, if !paused => break Step::Read(result),
+                    () = tokio::time::sleep(recheck), if paused => break Step::Recheck,
+                    () = &mut idle, if !marked_idle && !paused => {
                         marked_idle = true;
+                        if let Some(alignment) = &alignment {
+                            alignment.report(None);
+                        }
                         chain.push(Message::Watermark(Watermark::Idle)).await?;
                     }
                     () = tokio::time::sleep(timer_wait) => chain.fire_processing_timers().await?,
@@ -575,6 +608,7 @@ async fn run_source(
                 continue;
             }
             Step::Read(next) => next,
+            Step::Recheck => continue,
         };
         let Some(SourceBatch { batch, partition }) = next.map_err(fail)? else {
             break;
@@ -589,7 +623,12 @@ async fn run_source(
         if let Some(watermark) = watermark {
             chain.push(Message::Watermark(watermark)).await?;
         }
+        if let Some(alignment) = &alignment {
+            alignment.report(watermarks.as_ref().and_then(WatermarkGenerator::current));
+        }
     }
+    // A finished split no longer holds its group back.
+    drop(alignment);
     chain.push(Message::Watermark(Watermark::MAX)).await?;
     // With checkpoints, a last barrier after all input lets sinks commit everything (and
     // stores the final positions) before the split ends.
