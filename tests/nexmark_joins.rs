@@ -1,6 +1,6 @@
 //! Nexmark's join queries in Flink's text (q3, q5, q7, q8, q20) over the `nexmark` source, at 1, 2
-//! and 4 shards, against a brute-force reference computed here from the generated persons,
-//! auctions and bids.
+//! and 4 shards, and over CSV files written from it, against a brute-force reference computed
+//! here from the generated persons, auctions and bids.
 
 mod common;
 
@@ -46,11 +46,55 @@ fn query(file: &str) -> String {
     text[select..].to_string()
 }
 
+/// The columns of Flink's Nexmark views, as file tables.
+const FILE_COLUMNS: [(&str, &str); 3] = [
+    ("person", "id BIGINT, name STRING, emailAddress STRING, creditCard STRING, city STRING, state STRING, `dateTime` TIMESTAMP(3), extra STRING"),
+    ("auction", "id BIGINT, itemName STRING, description STRING, initialBid BIGINT, reserve BIGINT, `dateTime` TIMESTAMP(3), expires TIMESTAMP(3), seller BIGINT, category BIGINT, extra STRING"),
+    ("bid", "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING, `dateTime` TIMESTAMP(3), extra STRING"),
+];
+
+/// Writes the generator's people, auctions and bids to CSV files under `dir` (one file each,
+/// in event-time order) and returns DDL that reads them back as tables named like Flink's
+/// views, with the generator's watermark.
+fn file_setup(dir: &std::path::Path) -> String {
+    let table = |name: &str, columns: &str, watermark: bool| {
+        format!(
+            "CREATE TABLE {name} ({columns}{}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');",
+            if watermark { ", WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND" } else { "" },
+            dir.join(name.trim_end_matches("_out")).display()
+        )
+    };
+    let mut write = setup();
+    write.push_str("\nEXECUTE STATEMENT SET BEGIN\n");
+    let mut sinks = String::new();
+    for (name, columns) in FILE_COLUMNS {
+        sinks.push_str(&table(&format!("{name}_out"), columns, false));
+        write.push_str(&format!("INSERT INTO {name}_out SELECT * FROM {name};\n"));
+    }
+    write.push_str("END;");
+    let mut session = Session::new();
+    session
+        .execute(&format!("{sinks}\n{write}"), &|_| unreachable!("no SELECT"))
+        .unwrap();
+    let job = session.take_insert_job().unwrap();
+    runtime::run(&job.graph, RunOptions::default().shards(1)).expect("files written");
+    FILE_COLUMNS
+        .iter()
+        .map(|(name, columns)| table(name, columns, true))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn run(sql: &str, shards: usize) -> Vec<RecordBatch> {
+    run_over(&setup(), sql, shards)
+}
+
+/// Runs `sql` after the DDL `tables`.
+fn run_over(tables: &str, sql: &str, shards: usize) -> Vec<RecordBatch> {
     let sink = CollectSink::new();
     let mut session = Session::new();
     let actions = session
-        .execute(&format!("{}\n{sql}", setup()), &|_| Arc::new(sink.clone()))
+        .execute(&format!("{tables}\n{sql}"), &|_| Arc::new(sink.clone()))
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let [Action::Query(job)] = actions.as_slice() else {
         panic!("one query")
@@ -209,8 +253,19 @@ fn nexmark_join_queries_match_a_reference() {
     q5.sort();
     assert!(q5.len() > 10);
 
-    for shards in [1, 2, 4] {
-        let at = format!("at {shards} shards");
+    let dir = std::env::temp_dir().join(format!("weir-nexmark-files-{}", std::process::id()));
+    let files = file_setup(&dir);
+    // Over the generator at 1, 2 and 4 shards, and over files written from it at 2.
+    let runs = [(setup(), 1), (setup(), 2), (setup(), 4), (files, 2)];
+    for (tables, shards) in &runs {
+        let shards = *shards;
+        let over = if tables.contains("'filesystem'") {
+            "files"
+        } else {
+            "nexmark"
+        };
+        let at = format!("over {over} at {shards} shards");
+        let run = |sql: &str, shards| run_over(tables, sql, shards);
         let got = run(&query("q5.sql"), shards);
         assert!(
             got.iter()
@@ -239,4 +294,5 @@ fn nexmark_join_queries_match_a_reference() {
         let got = run(&query("q8.sql"), shards);
         assert_eq!(rows(&got, &["id", "name", "starttime"]), q8, "q8 {at}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
