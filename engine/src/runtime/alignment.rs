@@ -110,6 +110,8 @@ mod tests {
             "an idle split does not hold the group"
         );
         slow.report(Some(950));
+        fast.report(Some(5_000));
+        assert!(fast.paused(Some(5_000)));
         drop(slow);
         assert!(
             !fast.paused(Some(5_000)),
