@@ -159,6 +159,10 @@ fn watermark_alignment(table: &Table) -> Result<Option<weir_engine::time::Waterm
     let update_interval = duration("scan.watermark.alignment.update-interval")?;
     match (group, max_drift) {
         (None, None) if update_interval.is_none() => Ok(None),
+        _ if update_interval.is_some_and(|i| i.is_zero()) => Err(user(format!(
+            "'scan.watermark.alignment.update-interval' of table '{}' must be positive",
+            table.spec.name
+        ))),
         (Some(group), Some(max_drift)) if table.watermark.is_some() => {
             Ok(Some(weir_engine::time::WatermarkAlignment {
                 group,
@@ -318,6 +322,11 @@ impl GraphBuilder {
     /// `window_start`, `window_end` and `window_time`), in the columns of `schema`, the plan
     /// node they are the rows of.
     fn window_rows(&mut self, windowed: Windowed, schema: &DFSchema) -> Result<Stream> {
+        if let WindowSpec::Session { .. } = windowed.spec {
+            return Err(unsupported(
+                "the rows of a SESSION window TVF other than through its GROUP BY window_start, window_end (a join, a sink, or a filter or expression on its window columns)",
+            ));
+        }
         let factory = WindowAssignFactory::new(windowed.spec, &windowed.time_column)
             .map_err(|e| user(e.to_string()))?;
         let mut assigned = self.operator(
@@ -326,8 +335,12 @@ impl GraphBuilder {
             &windowed.rows,
             Exchange::Forward,
         );
-        // window_time is a time attribute too, window_start and window_end the window.
-        assigned.times.push(WINDOW_TIME.to_string());
+        // window_time is the rows' time attribute (the TVF's time column becomes a plain
+        // timestamp, as in Flink), window_start and window_end their window.
+        assigned.times = match windowed.rows.times.contains(&windowed.time_column) {
+            true => vec![WINDOW_TIME.to_string()],
+            false => Vec::new(),
+        };
         assigned.window = Some(WindowColumns {
             start: WINDOW_START.to_string(),
             end: WINDOW_END.to_string(),
@@ -1128,6 +1141,7 @@ impl GraphBuilder {
         const START: &str = "$window_start";
         const END: &str = "$window_end";
         const TIME: &str = "$window_time";
+        let rows_times = rows.times.clone();
         let mut columns = physical_names(aggregate.input.schema());
         let one_ms = lit(ScalarValue::new_interval_mdn(0, 0, 1_000_000));
         let mut exprs: Vec<Expr> = columns
@@ -1167,8 +1181,14 @@ impl GraphBuilder {
         let mut key_iter = keys.iter();
         let mut exprs = Vec::new();
         let mut window_names = (None, None);
+        let mut times = Vec::new();
         for (expr, field) in aggregate.group_expr.iter().zip(aggregate.schema.fields()) {
-            let source = match resolve(expr, aggregate.input.schema()) {
+            let resolved = resolve(expr, aggregate.input.schema());
+            // A grouped time attribute (the input's window_time) stays one.
+            if matches!(&resolved, Expr::Column(c) if rows_times.contains(&c.name)) {
+                times.push(field.name().clone());
+            }
+            let source = match resolved {
                 Expr::Column(c) if c.name == window.start => {
                     window_names.0 = Some(field.name().clone());
                     START.to_string()
@@ -1192,7 +1212,7 @@ impl GraphBuilder {
             &output,
             Exchange::Forward,
         );
-        stream.times = Vec::new();
+        stream.times = times;
         stream.window = match window_names {
             (Some(start), Some(end)) => Some(WindowColumns {
                 start,

@@ -47,7 +47,9 @@ impl AlignmentGroups {
             group,
             index,
             max_drift_ms: i64::try_from(alignment.max_drift.as_millis()).unwrap_or(i64::MAX),
-            recheck: alignment.update_interval.min(Duration::from_millis(1)),
+            recheck: alignment
+                .update_interval
+                .clamp(Duration::from_micros(100), Duration::from_millis(1)),
         }
     }
 }
