@@ -1101,17 +1101,7 @@ impl GraphBuilder {
                 }
             }
         }
-        exprs.extend(
-            aggregate.schema.fields()[aggregate.group_expr.len()..]
-                .iter()
-                .map(|f| col(Column::new_unqualified(f.name()))),
-        );
-        let mut stream = self.operator(
-            "window-columns",
-            Arc::new(ProjectFactory::new(exprs)),
-            &output,
-            Exchange::Forward,
-        );
+        let mut stream = self.window_columns(aggregate, exprs, &output);
         // window_time is the result's time attribute, window_start and window_end its window
         // properties, as in Flink.
         let has = |name| aggregate.schema.has_column_with_unqualified_name(name);
@@ -1201,17 +1191,7 @@ impl GraphBuilder {
             };
             exprs.push(col(Column::new_unqualified(&source)).alias(field.name()));
         }
-        exprs.extend(
-            aggregate.schema.fields()[aggregate.group_expr.len()..]
-                .iter()
-                .map(|f| col(Column::new_unqualified(f.name()))),
-        );
-        let mut stream = self.operator(
-            "window-columns",
-            Arc::new(ProjectFactory::new(exprs)),
-            &output,
-            Exchange::Forward,
-        );
+        let mut stream = self.window_columns(aggregate, exprs, &output);
         stream.times = times;
         stream.window = match window_names {
             (Some(start), Some(end)) => Some(WindowColumns {
@@ -1222,6 +1202,28 @@ impl GraphBuilder {
             _ => None,
         };
         Ok(stream)
+    }
+
+    /// A window operator's `output` in the plan's columns: `group` (one expression per group
+    /// expression, over the operator's columns), then the aggregates by name.
+    fn window_columns(
+        &mut self,
+        aggregate: &Aggregate,
+        group: Vec<Expr>,
+        output: &Stream,
+    ) -> Stream {
+        let mut exprs = group;
+        exprs.extend(
+            aggregate.schema.fields()[aggregate.group_expr.len()..]
+                .iter()
+                .map(|f| col(Column::new_unqualified(f.name()))),
+        );
+        self.operator(
+            "window-columns",
+            Arc::new(ProjectFactory::new(exprs)),
+            output,
+            Exchange::Forward,
+        )
     }
 
     /// `GROUP BY` without a window: an updating aggregation, then the plan's column order
