@@ -19,6 +19,7 @@ pub mod group_index;
 pub mod join;
 pub mod normalize;
 pub mod project;
+pub mod rank;
 pub mod row_buffer;
 pub mod state_codec;
 pub mod text;

@@ -1,0 +1,615 @@
+//! Top-N over append-only rows, as Flink's `AppendOnlyTopNFunction`: `ROW_NUMBER() OVER
+//! (PARTITION BY p ORDER BY o) AS rn ... WHERE rn <= N`, and deduplication (`rn = 1` ordered by
+//! a time attribute), which Flink plans as its `Deduplicate` operators and which is the N = 1
+//! case here.
+//!
+//! Per partition the operator keeps at most N rows, sorted by the order keys (Arrow's row
+//! format with each key's direction and NULL order, so sorting is comparing bytes). A row
+//! that sorts after the N kept ones is dropped: it can never enter the top N of an
+//! append-only input. Rows with equal order keys keep their arrival order (a new one goes
+//! after them), except for a keep-last deduplication, where the newer row wins ties as in
+//! Flink's.
+//!
+//! Output is a changelog, as Flink's:
+//! - without the rank number: a row entering the top N is `+I`, after a `-D` of the row it
+//!   pushes out;
+//! - with it: every rank from the new row's down gets `-U` of its previous row and `+U` of
+//!   its new one (`+I` for a rank that was empty).
+//!
+//! State: the kept rows per partition, checkpointed per key group; with a state TTL
+//! (`table.exec.state.ttl`), a partition not written for that long (processing time) is
+//! forgotten, as in Flink.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, AsArray, Int64Array, UInt32Array};
+use arrow::compute::{interleave, SortOptions};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use hashbrown::HashMap;
+use weir_engine::changelog::{
+    data_columns, has_row_kind, kind_array, with_row_kind, ChangelogMode, RowKind,
+};
+use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext, TimeDomain};
+use weir_engine::partition::KeyHasher;
+use weir_engine::state::OperatorState;
+use weir_engine::BoxError;
+
+use crate::error::{OperatorError, Result};
+use crate::state_codec::{read_table, write_table};
+
+/// One `ORDER BY` key of a Top-N.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderKey {
+    pub column: String,
+    pub descending: bool,
+    pub nulls_first: bool,
+}
+
+/// Describes a Top-N: partition columns, order keys, N, and the name of the rank column
+/// when the query selects it.
+#[derive(Debug, Clone)]
+pub struct TopNFactory {
+    partition_by: Vec<String>,
+    order_by: Vec<OrderKey>,
+    limit: usize,
+    rank_column: Option<String>,
+    newer_wins_ties: bool,
+    state_ttl: Option<Duration>,
+}
+
+impl TopNFactory {
+    /// The first `limit` rows per partition by `order_by`; `rank_column` names the rank
+    /// number (`BIGINT`, from 1) the output carries, if any. Fails for N = 0 or no order.
+    pub fn new(
+        partition_by: Vec<String>,
+        order_by: Vec<OrderKey>,
+        limit: usize,
+        rank_column: Option<String>,
+    ) -> Result<Self> {
+        if limit == 0 || order_by.is_empty() {
+            return Err(OperatorError::Plan(
+                "a Top-N keeps at least one row, ordered by at least one key".into(),
+            ));
+        }
+        Ok(TopNFactory {
+            partition_by,
+            order_by,
+            limit,
+            rank_column,
+            newer_wins_ties: false,
+            state_ttl: None,
+        })
+    }
+
+    /// A newer row with the same order keys replaces the kept one: a keep-last
+    /// deduplication (N = 1, `ORDER BY time DESC`), as Flink's. Fails for N > 1.
+    pub fn newer_wins_ties(mut self) -> Result<Self> {
+        if self.limit != 1 {
+            return Err(OperatorError::Plan(
+                "only a deduplication (N = 1) lets a newer row win ties".into(),
+            ));
+        }
+        self.newer_wins_ties = true;
+        Ok(self)
+    }
+
+    /// Forgets a partition not written for `ttl` (none: keep every partition).
+    pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.state_ttl = ttl;
+        self
+    }
+
+    fn data_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
+        if has_row_kind(input) {
+            return Err(OperatorError::Plan(
+                "a Top-N over an updating input is not supported yet".into(),
+            ));
+        }
+        for column in self
+            .partition_by
+            .iter()
+            .chain(self.order_by.iter().map(|k| &k.column))
+        {
+            input.index_of(column).map_err(|_| {
+                OperatorError::Plan(format!(
+                    "Top-N column '{column}' is not a column of the input ({})",
+                    weir_engine::graph::column_list(input)
+                ))
+            })?;
+        }
+        Ok(Arc::clone(input))
+    }
+}
+
+impl OperatorFactory for TopNFactory {
+    fn output_schema(&self, inputs: &[SchemaRef]) -> std::result::Result<SchemaRef, BoxError> {
+        let data = self.data_schema(&inputs[0])?;
+        let mut fields: Vec<_> = data.fields().iter().cloned().collect();
+        if let Some(rank) = &self.rank_column {
+            fields.push(Arc::new(Field::new(rank, DataType::Int64, false)));
+        }
+        Ok(with_row_kind(&Arc::new(Schema::new(fields))))
+    }
+
+    fn output_changelog(
+        &self,
+        inputs: &[ChangelogMode],
+    ) -> std::result::Result<ChangelogMode, BoxError> {
+        match inputs[0].is_insert_only() {
+            true => Ok(ChangelogMode::All),
+            false => Err(Box::new(OperatorError::Plan(
+                "a Top-N over an updating input is not supported yet".into(),
+            ))),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let order: Vec<String> = self
+            .order_by
+            .iter()
+            .map(|k| {
+                format!(
+                    "{} {} NULLS {}",
+                    k.column,
+                    if k.descending { "DESC" } else { "ASC" },
+                    if k.nulls_first { "FIRST" } else { "LAST" }
+                )
+            })
+            .collect();
+        let mut text = format!(
+            "top-{} partition by [{}] order by [{}]",
+            self.limit,
+            self.partition_by.join(", "),
+            order.join(", ")
+        );
+        if let Some(rank) = &self.rank_column {
+            text.push_str(&format!(", rank as {rank}"));
+        }
+        if self.newer_wins_ties {
+            text.push_str(", newer wins ties");
+        }
+        if let Some(ttl) = self.state_ttl {
+            text.push_str(&format!(", state TTL {ttl:?}"));
+        }
+        text
+    }
+
+    fn create(&self, context: &SubtaskContext) -> std::result::Result<Box<dyn Operator>, BoxError> {
+        let data = self.data_schema(context.input_schema())?;
+        let sort_fields = self
+            .order_by
+            .iter()
+            .map(|k| {
+                let index = data.index_of(&k.column)?;
+                Ok(SortField::new_with_options(
+                    data.field(index).data_type().clone(),
+                    SortOptions {
+                        descending: k.descending,
+                        nulls_first: k.nulls_first,
+                    },
+                ))
+            })
+            .collect::<std::result::Result<Vec<_>, arrow::error::ArrowError>>()?;
+        let order_columns = self
+            .order_by
+            .iter()
+            .map(|k| data.index_of(&k.column))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let row_fields = data
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        let mut state_fields: Vec<_> = data.fields().iter().cloned().collect();
+        state_fields.push(Arc::new(Field::new(POSITION, DataType::UInt32, false)));
+        Ok(Box::new(TopN {
+            hasher: KeyHasher::new(&data, &self.partition_by, context.max_key_groups)?,
+            keyed: !self.partition_by.is_empty(),
+            sort: RowConverter::new(sort_fields)?,
+            order_columns,
+            rows: RowConverter::new(row_fields)?,
+            output: self.output_schema(&context.input_schemas)?,
+            state_schema: Arc::new(Schema::new(state_fields)),
+            data,
+            limit: self.limit,
+            ranked: self.rank_column.is_some(),
+            newer_wins_ties: self.newer_wins_ties,
+            state_ttl: self.state_ttl.map(|t| t.as_millis() as i64),
+            partitions: HashMap::new(),
+        }))
+    }
+}
+
+/// Name of the snapshot column holding a row's place in its partition.
+const POSITION: &str = "$position";
+/// Name of the state table.
+const ROWS: &str = "rows";
+
+/// A kept row: its order keys and its columns, both in Arrow's row format.
+#[derive(Debug, Clone)]
+struct Kept {
+    order: Box<[u8]>,
+    row: Box<[u8]>,
+}
+
+/// The kept rows of one partition, in rank order.
+#[derive(Debug, Default)]
+struct Partition {
+    rows: Vec<Kept>,
+    /// When it was last written (processing time, ms), for the state TTL.
+    written: i64,
+}
+
+/// One output row: its kind, where its columns come from (0: the input batch, 1: a kept
+/// row), which row, and its rank.
+type Change = (RowKind, usize, usize, i64);
+
+/// One subtask of a Top-N.
+pub struct TopN {
+    hasher: KeyHasher,
+    /// Whether there are partition columns (else one partition).
+    keyed: bool,
+    sort: RowConverter,
+    order_columns: Vec<usize>,
+    rows: RowConverter,
+    data: SchemaRef,
+    output: SchemaRef,
+    state_schema: SchemaRef,
+    limit: usize,
+    ranked: bool,
+    newer_wins_ties: bool,
+    state_ttl: Option<i64>,
+    partitions: HashMap<Vec<u8>, Partition>,
+}
+
+impl TopN {
+    fn partition_keys(&self, batch: &RecordBatch) -> Result<Option<arrow::row::Rows>> {
+        Ok(match self.keyed {
+            true => Some(self.hasher.rows(batch)?),
+            false => None,
+        })
+    }
+
+    /// Orders keys of `batch`'s rows.
+    fn order_keys(&self, batch: &RecordBatch) -> Result<arrow::row::Rows> {
+        let columns: Vec<ArrayRef> = self
+            .order_columns
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect();
+        Ok(self.sort.convert_columns(&columns)?)
+    }
+
+    fn process(&mut self, batch: &RecordBatch, ctx: &mut Context<'_>) -> Result<()> {
+        let data = data_columns(batch, &self.data)?;
+        let now = weir_engine::time::now_ms();
+        let keys = self.partition_keys(&data)?;
+        let orders = self.order_keys(&data)?;
+        let rows = self.rows.convert_columns(data.columns())?;
+        let mut changes: Vec<Change> = Vec::new();
+        // Kept rows that leave or move, decoded at the end.
+        let mut moved: Vec<Box<[u8]>> = Vec::new();
+        for i in 0..data.num_rows() {
+            let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
+            let order = orders.row(i);
+            let partition = self.partitions.entry_ref(key).or_default();
+            partition.written = now;
+            let kept = &mut partition.rows;
+            let position = match self.newer_wins_ties {
+                true => kept.partition_point(|k| *k.order < *order.as_ref()),
+                false => kept.partition_point(|k| *k.order <= *order.as_ref()),
+            };
+            if position >= self.limit {
+                continue;
+            }
+            let new = Kept {
+                order: Box::from(order.as_ref()),
+                row: Box::from(rows.row(i).as_ref()),
+            };
+            if self.newer_wins_ties && kept.get(position).is_some_and(|k| k.order == new.order) {
+                // The newer row replaces the kept one with the same order keys.
+                let old = std::mem::replace(&mut kept[position], new);
+                let rank = position as i64 + 1;
+                match self.ranked {
+                    true => changes.push((RowKind::UpdateBefore, 1, moved.len(), rank)),
+                    false => changes.push((RowKind::Delete, 1, moved.len(), rank)),
+                }
+                moved.push(old.row);
+                changes.push((
+                    if self.ranked {
+                        RowKind::UpdateAfter
+                    } else {
+                        RowKind::Insert
+                    },
+                    0,
+                    i,
+                    rank,
+                ));
+                continue;
+            }
+            kept.insert(position, new);
+            let dropped = (kept.len() > self.limit).then(|| kept.pop()).flatten();
+            if !self.ranked {
+                if let Some(dropped) = dropped {
+                    changes.push((RowKind::Delete, 1, moved.len(), self.limit as i64));
+                    moved.push(dropped.row);
+                }
+                changes.push((RowKind::Insert, 0, i, position as i64 + 1));
+                continue;
+            }
+            // Every rank from the new row's down changes: the previous row at each rank is
+            // the one now a rank lower (or the dropped one at the last rank).
+            for rank in position..kept.len() {
+                let previous = match kept.get(rank + 1) {
+                    Some(k) => Some(k.row.clone()),
+                    None => dropped.as_ref().map(|d| d.row.clone()),
+                };
+                let number = rank as i64 + 1;
+                match previous {
+                    Some(previous) => {
+                        changes.push((RowKind::UpdateBefore, 1, moved.len(), number));
+                        moved.push(previous);
+                        changes.push((RowKind::UpdateAfter, 1, moved.len(), number));
+                        moved.push(kept[rank].row.clone());
+                    }
+                    None => {
+                        changes.push((RowKind::Insert, 1, moved.len(), number));
+                        moved.push(kept[rank].row.clone());
+                    }
+                }
+            }
+        }
+        self.emit(&data, &moved, &changes, ctx)
+    }
+
+    fn emit(
+        &self,
+        data: &RecordBatch,
+        moved: &[Box<[u8]>],
+        changes: &[Change],
+        ctx: &mut Context<'_>,
+    ) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let parser = self.rows.parser();
+        let moved = self
+            .rows
+            .convert_rows(moved.iter().map(|r| parser.parse(r)))?;
+        let picks: Vec<(usize, usize)> = changes.iter().map(|c| (c.1, c.2)).collect();
+        let mut columns: Vec<ArrayRef> = data
+            .columns()
+            .iter()
+            .zip(&moved)
+            .map(|(new, kept)| interleave(&[new.as_ref(), kept.as_ref()], &picks))
+            .collect::<std::result::Result<_, _>>()?;
+        if self.ranked {
+            columns.push(Arc::new(Int64Array::from_iter_values(
+                changes.iter().map(|c| c.3),
+            )));
+        }
+        columns.push(kind_array(changes.iter().map(|c| c.0)));
+        ctx.emit(RecordBatch::try_new(Arc::clone(&self.output), columns)?);
+        Ok(())
+    }
+}
+
+impl Operator for TopN {
+    fn open(&mut self, ctx: &mut Context<'_>) -> std::result::Result<(), BoxError> {
+        if let Some(ttl) = self.state_ttl {
+            let now = weir_engine::time::now_ms();
+            ctx.register_timer(TimeDomain::ProcessingTime, now + (ttl / 2).max(1));
+        }
+        Ok(())
+    }
+
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        ctx: &mut Context<'_>,
+    ) -> std::result::Result<(), BoxError> {
+        if batch.num_rows() > 0 {
+            self.process(&batch, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        _domain: TimeDomain,
+        time: i64,
+        ctx: &mut Context<'_>,
+    ) -> std::result::Result<(), BoxError> {
+        if let Some(ttl) = self.state_ttl {
+            self.partitions.retain(|_, p| p.written + ttl > time);
+            ctx.register_timer(TimeDomain::ProcessingTime, time + (ttl / 2).max(1));
+        }
+        Ok(())
+    }
+
+    fn snapshot_state(
+        &mut self,
+        state: &mut OperatorState<'_>,
+    ) -> std::result::Result<(), BoxError> {
+        let kept: Vec<(usize, &Kept)> = self
+            .partitions
+            .values()
+            .flat_map(|p| p.rows.iter().enumerate())
+            .collect();
+        let parser = self.rows.parser();
+        let mut columns = self
+            .rows
+            .convert_rows(kept.iter().map(|(_, k)| parser.parse(&k.row)))?;
+        columns.push(Arc::new(UInt32Array::from_iter_values(
+            kept.iter().map(|(position, _)| *position as u32),
+        )));
+        let batch = RecordBatch::try_new(Arc::clone(&self.state_schema), columns)?;
+        write_table(state, ROWS, &self.hasher, &batch, 0)?;
+        Ok(())
+    }
+
+    fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
+        let now = weir_engine::time::now_ms();
+        let mut restored: Vec<(Vec<u8>, u32, Kept)> = Vec::new();
+        for (_, batch) in read_table(state, ROWS, &Arc::clone(&self.state_schema))? {
+            let positions = batch
+                .column(batch.num_columns() - 1)
+                .as_primitive::<UInt32Type>()
+                .clone();
+            let data = data_columns(&batch, &self.data)?;
+            let keys = self.partition_keys(&data)?;
+            let orders = self.order_keys(&data)?;
+            let rows = self.rows.convert_columns(data.columns())?;
+            for i in 0..data.num_rows() {
+                let key = keys
+                    .as_ref()
+                    .map_or(Vec::new(), |k| k.row(i).data().to_vec());
+                restored.push((
+                    key,
+                    positions.value(i),
+                    Kept {
+                        order: Box::from(orders.row(i).as_ref()),
+                        row: Box::from(rows.row(i).as_ref()),
+                    },
+                ));
+            }
+        }
+        restored.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        for (key, _, kept) in restored {
+            let partition = self.partitions.entry(key).or_default();
+            partition.written = now;
+            partition.rows.push(kept);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use arrow::datatypes::{Int64Type, Int8Type};
+    use weir_engine::operator::Timers;
+    use weir_engine::state::InMemoryStateBackend;
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, true),
+            Field::new("id", DataType::Int64, false),
+        ]))
+    }
+
+    fn batch(rows: &[(i64, Option<i64>, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.1))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn operator(ranked: bool, newer_wins: bool) -> Box<dyn Operator> {
+        let order = vec![OrderKey {
+            column: "v".into(),
+            descending: true,
+            nulls_first: false,
+        }];
+        let rank = ranked.then(|| "rn".to_string());
+        let limit = if newer_wins { 1 } else { 2 };
+        let mut factory = TopNFactory::new(vec!["k".into()], order, limit, rank).unwrap();
+        if newer_wins {
+            factory = factory.newer_wins_ties().unwrap();
+        }
+        factory
+            .create(&SubtaskContext::standalone(vec![schema()]))
+            .unwrap()
+    }
+
+    /// Applies the output changelog: (k, id, rank or 0) -> count.
+    fn apply(
+        out: &mut BTreeMap<(i64, i64, i64), i64>,
+        op: &mut Box<dyn Operator>,
+        rows: &[(i64, Option<i64>, i64)],
+    ) {
+        let mut timers = Timers::default();
+        let all = weir_engine::partition::KeyGroupRange::all(128);
+        let mut ctx = Context::new(0, None, all, &mut timers);
+        op.process_batch(batch(rows), &mut ctx).unwrap();
+        for b in ctx.take_batches() {
+            let k = b.column(0).as_primitive::<Int64Type>();
+            let id = b.column(2).as_primitive::<Int64Type>();
+            let last = b.num_columns() - 1;
+            let kinds = b.column(last).as_primitive::<Int8Type>();
+            let rank = (last == 4).then(|| b.column(3).as_primitive::<Int64Type>());
+            for i in 0..b.num_rows() {
+                let kind = RowKind::from_byte(kinds.value(i)).unwrap();
+                let key = (k.value(i), id.value(i), rank.map_or(0, |r| r.value(i)));
+                let count = out.entry(key).or_default();
+                *count += if kind.is_accumulate() { 1 } else { -1 };
+                if *count == 0 {
+                    out.remove(&key);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_top_two_per_partition_across_a_snapshot() {
+        let input = [
+            (1, Some(5), 1),
+            (1, Some(7), 2),
+            (2, Some(1), 3),
+            (1, Some(6), 4),
+            (1, None, 5),
+            (1, Some(7), 6),
+            (2, Some(3), 7),
+            (2, Some(2), 8),
+        ];
+        for ranked in [false, true] {
+            let mut out = BTreeMap::new();
+            let mut op = operator(ranked, false);
+            apply(&mut out, &mut op, &input[..4]);
+            let mut backend = InMemoryStateBackend::new();
+            let all = weir_engine::partition::KeyGroupRange::all(128);
+            op.snapshot_state(&mut OperatorState::new(&mut backend, "topn", all))
+                .unwrap();
+            let mut op = operator(ranked, false);
+            op.restore_state(&OperatorState::new(&mut backend, "topn", all))
+                .unwrap();
+            apply(&mut out, &mut op, &input[4..]);
+            let rank = |r: i64| if ranked { r } else { 0 };
+            // Partition 1: 7 (id 2) then 7 (id 6, arrived later); partition 2: 3 then 2.
+            let expected: BTreeMap<_, _> = [
+                ((1, 2, rank(1)), 1),
+                ((1, 6, rank(2)), 1),
+                ((2, 7, rank(1)), 1),
+                ((2, 8, rank(2)), 1),
+            ]
+            .into_iter()
+            .collect();
+            assert_eq!(out, expected, "ranked {ranked}");
+        }
+    }
+
+    #[test]
+    fn a_newer_row_wins_ties_when_asked() {
+        let mut out = BTreeMap::new();
+        let mut op = operator(false, true);
+        apply(
+            &mut out,
+            &mut op,
+            &[(1, Some(7), 1), (1, Some(7), 2), (1, Some(5), 3)],
+        );
+        // Keep-last: the newest of the rows with the highest v.
+        assert_eq!(out, [((1, 2, 0), 1)].into_iter().collect());
+    }
+}
