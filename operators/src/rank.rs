@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, AsArray, Int64Array, UInt32Array};
+use arrow::array::{ArrayRef, AsArray, UInt32Array, UInt64Array};
 use arrow::compute::{interleave, SortOptions};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
 use arrow::record_batch::RecordBatch;
@@ -62,7 +62,8 @@ pub struct TopNFactory {
 
 impl TopNFactory {
     /// The first `limit` rows per partition by `order_by`; `rank_column` names the rank
-    /// number (`BIGINT`, from 1) the output carries, if any. Fails for N = 0 or no order.
+    /// number (from 1; unsigned 64-bit, as DataFusion types `ROW_NUMBER`) the output
+    /// carries, if any. Fails for N = 0 or no order.
     pub fn new(
         partition_by: Vec<String>,
         order_by: Vec<OrderKey>,
@@ -129,7 +130,7 @@ impl OperatorFactory for TopNFactory {
         let data = self.data_schema(&inputs[0])?;
         let mut fields: Vec<_> = data.fields().iter().cloned().collect();
         if let Some(rank) = &self.rank_column {
-            fields.push(Arc::new(Field::new(rank, DataType::Int64, false)));
+            fields.push(Arc::new(Field::new(rank, DataType::UInt64, false)));
         }
         Ok(with_row_kind(&Arc::new(Schema::new(fields))))
     }
@@ -387,8 +388,8 @@ impl TopN {
             .map(|(new, kept)| interleave(&[new.as_ref(), kept.as_ref()], &picks))
             .collect::<std::result::Result<_, _>>()?;
         if self.ranked {
-            columns.push(Arc::new(Int64Array::from_iter_values(
-                changes.iter().map(|c| c.3),
+            columns.push(Arc::new(UInt64Array::from_iter_values(
+                changes.iter().map(|c| c.3 as u64),
             )));
         }
         columns.push(kind_array(changes.iter().map(|c| c.0)));
@@ -491,7 +492,8 @@ impl Operator for TopN {
 mod tests {
     use std::collections::BTreeMap;
 
-    use arrow::datatypes::{Int64Type, Int8Type};
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{Int64Type, Int8Type, UInt64Type};
     use weir_engine::operator::Timers;
     use weir_engine::state::InMemoryStateBackend;
 
@@ -549,10 +551,14 @@ mod tests {
             let id = b.column(2).as_primitive::<Int64Type>();
             let last = b.num_columns() - 1;
             let kinds = b.column(last).as_primitive::<Int8Type>();
-            let rank = (last == 4).then(|| b.column(3).as_primitive::<Int64Type>());
+            let rank = (last == 4).then(|| b.column(3).as_primitive::<UInt64Type>());
             for i in 0..b.num_rows() {
                 let kind = RowKind::from_byte(kinds.value(i)).unwrap();
-                let key = (k.value(i), id.value(i), rank.map_or(0, |r| r.value(i)));
+                let key = (
+                    k.value(i),
+                    id.value(i),
+                    rank.map_or(0, |r| r.value(i) as i64),
+                );
                 let count = out.entry(key).or_default();
                 *count += if kind.is_accumulate() { 1 } else { -1 };
                 if *count == 0 {

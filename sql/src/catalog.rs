@@ -136,7 +136,9 @@ impl SessionContext {
     /// True if a scalar or aggregate function has this name (any case).
     pub fn has_function(&self, name: &str) -> bool {
         let name = name.to_ascii_lowercase();
-        self.scalar.contains_key(&name) || self.aggregate.contains_key(&name)
+        self.scalar.contains_key(&name)
+            || self.aggregate.contains_key(&name)
+            || self.get_window_meta(&name).is_some()
     }
 
     /// Names of tables and views, for "did you mean" hints.
@@ -191,8 +193,11 @@ impl ContextProvider for SessionContext {
         self.aggregate.get(&name.to_ascii_lowercase()).cloned()
     }
 
-    fn get_window_meta(&self, _name: &str) -> Option<Arc<WindowUDF>> {
-        None
+    /// `ROW_NUMBER` (Top-N and deduplication); other window functions are refused before
+    /// planning.
+    fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
+        name.eq_ignore_ascii_case("row_number")
+            .then(datafusion_functions_window::row_number::row_number_udwf)
     }
 
     fn get_variable_type(&self, _variable_names: &[String]) -> Option<DataType> {

@@ -172,10 +172,13 @@ impl std::fmt::Debug for GraphBuilder {
     }
 }
 
+/// Flink's: identifiers keep their case, and NULL sorts as the smallest value (first in
+/// `ASC`, last in `DESC`, Calcite's `NullCollation.LOW` as Flink configures it).
 fn parser_options() -> ParserOptions {
     ParserOptions {
         enable_ident_normalization: false,
         collect_spans: true,
+        default_null_ordering: datafusion_sql::planner::NullOrdering::NullsMin,
         ..ParserOptions::new()
     }
 }

@@ -36,6 +36,7 @@ use weir_operators::join::window::WindowJoinFactory;
 use weir_operators::join::{JoinSpec, JoinType};
 use weir_operators::normalize::ChangelogNormalizeFactory;
 use weir_operators::project::ProjectFactory;
+use weir_operators::rank::{OrderKey, TopNFactory};
 use weir_operators::updating::UpdatingAggregateFactory;
 use weir_operators::window::assign::WindowAssignFactory;
 use weir_operators::window::{
@@ -136,6 +137,77 @@ struct Windowed {
 enum Flow {
     Rows(Stream),
     Windowed(Windowed),
+}
+
+/// What a condition says about a rank column.
+enum Bound {
+    /// `rn <= n` (or `< n + 1`, `= 1`, `BETWEEN 1 AND n`).
+    AtMost(u64),
+    /// `rn >= 1` or `rn > 0`: always true.
+    AtLeastOne,
+    /// Anything else on the rank.
+    Other,
+}
+
+/// The bound `conjunct` puts on the column `rank` (`None` if it does not mention it).
+fn rank_bound(conjunct: &Expr, rank: &str) -> Option<Bound> {
+    use datafusion_expr::{BinaryExpr, Operator};
+    let is_rank = |e: &Expr| {
+        matches!(e.clone().unalias_nested().data, Expr::Column(c) if c.name == rank)
+            || matches!(e, Expr::Cast(c) if matches!(c.expr.as_ref(), Expr::Column(c) if c.name == rank))
+    };
+    let number = |e: &Expr| -> Option<i64> {
+        let e = match e {
+            Expr::Cast(c) => c.expr.as_ref(),
+            e => e,
+        };
+        match e {
+            Expr::Literal(value, _) => value
+                .cast_to(&arrow::datatypes::DataType::Int64)
+                .ok()
+                .and_then(|v| match v {
+                    ScalarValue::Int64(v) => v,
+                    _ => None,
+                }),
+            _ => None,
+        }
+    };
+    if !conjunct.column_refs().iter().any(|c| c.name == rank) {
+        return None;
+    }
+    let bound = |op: Operator, n: i64| -> Bound {
+        match op {
+            Operator::LtEq if n >= 1 => Bound::AtMost(n as u64),
+            Operator::Lt if n >= 2 => Bound::AtMost(n as u64 - 1),
+            Operator::Eq if n == 1 => Bound::AtMost(1),
+            Operator::GtEq if n <= 1 => Bound::AtLeastOne,
+            Operator::Gt if n <= 0 => Bound::AtLeastOne,
+            _ => Bound::Other,
+        }
+    };
+    let flip = |op: Operator| match op {
+        Operator::Lt => Operator::Gt,
+        Operator::LtEq => Operator::GtEq,
+        Operator::Gt => Operator::Lt,
+        Operator::GtEq => Operator::LtEq,
+        other => other,
+    };
+    Some(match conjunct {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            match (is_rank(left), number(right), is_rank(right), number(left)) {
+                (true, Some(n), _, _) => bound(*op, n),
+                (_, _, true, Some(n)) => bound(flip(*op), n),
+                _ => Bound::Other,
+            }
+        }
+        Expr::Between(b) if !b.negated && is_rank(&b.expr) => {
+            match (number(&b.low), number(&b.high)) {
+                (Some(low), Some(high)) if low <= 1 && high >= 1 => Bound::AtMost(high as u64),
+                _ => Bound::Other,
+            }
+        }
+        _ => Bound::Other,
+    })
 }
 
 /// The table's `scan.watermark.alignment.*` options (Flink's): a group needs a maximum drift,
@@ -385,6 +457,9 @@ impl GraphBuilder {
                     )
                     .hint("write it as a JOIN"));
                 }
+                if let Some(stream) = self.top_n(filter)? {
+                    return Ok(Flow::Rows(stream));
+                }
                 // `FROM a, b WHERE ...` or `JOIN ... WHERE` (under the optimizer's column
                 // pruning): one condition, as Flink.
                 let (pruning, under) = match filter.input.as_ref() {
@@ -419,6 +494,10 @@ impl GraphBuilder {
                 }
             }
             LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate).map(Flow::Rows),
+            LogicalPlan::Window(_) => Err(unsupported(
+                "ROW_NUMBER() OVER (...) without a condition on it that keeps the first N rows (a Top-N: WHERE rn <= N), and OVER aggregations,",
+            )
+            .hint("SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t) WHERE rn <= 3")),
             LogicalPlan::Extension(extension) => {
                 if let Some(node) = extension.node.as_any().downcast_ref::<TemporalTableNode>() {
                     return Err(user(format!(
@@ -521,7 +600,6 @@ impl GraphBuilder {
                 .hint("sort the output where it is read, or use a window aggregation")),
             LogicalPlan::Limit(_) => Err(unsupported("LIMIT on a stream")),
             LogicalPlan::Distinct(_) => Err(unsupported("SELECT DISTINCT (an updating result)")),
-            LogicalPlan::Window(_) => Err(unsupported("OVER windows")),
             other => Err(unsupported(&format!("'{}'", other.display()))),
         }
     }
@@ -794,6 +872,156 @@ impl GraphBuilder {
             );
         }
         Ok(output)
+    }
+
+    /// `WHERE rn <= N` (or `rn < N`, `rn = 1`, `rn BETWEEN 1 AND N`) over `ROW_NUMBER() OVER
+    /// (PARTITION BY .. ORDER BY ..) AS rn`: a Top-N, as Flink plans it (a deduplication
+    /// when N = 1 and the order is a time attribute). `None` when `filter` is not one. The
+    /// projections between the filter and the window are applied over the Top-N's rows, and
+    /// the filter's other conditions after it.
+    fn top_n(&mut self, filter: &datafusion_expr::logical_plan::Filter) -> Result<Option<Stream>> {
+        // Down to the window, through aliases and projections.
+        let mut chain: Vec<&Projection> = Vec::new();
+        let mut plan = filter.input.as_ref();
+        let window = loop {
+            match plan {
+                LogicalPlan::SubqueryAlias(alias) => plan = &alias.input,
+                LogicalPlan::Projection(projection) => {
+                    chain.push(projection);
+                    plan = &projection.input;
+                }
+                LogicalPlan::Window(window) => break window,
+                _ => return Ok(None),
+            }
+        };
+        let [Expr::WindowFunction(function)] = window.window_expr.as_slice() else {
+            return Ok(None);
+        };
+        if !function.fun.name().eq_ignore_ascii_case("row_number") {
+            return Ok(None);
+        }
+        // The rank column, followed up from the window to the filter's input.
+        let window_names = physical_names(&window.schema);
+        let mut rank = window_names.last().cloned().unwrap_or_default();
+        for projection in chain.iter().rev() {
+            let next = projection
+                .expr
+                .iter()
+                .zip(physical_names(&projection.schema))
+                .find(|(e, _)| {
+                    matches!(resolve(e, projection.input.schema()).unalias(), Expr::Column(c) if c.name == rank)
+                })
+                .map(|(_, name)| name);
+            match next {
+                Some(name) => rank = name,
+                None => return Ok(None),
+            }
+        }
+        // The bound on the rank; other conditions filter the Top-N's rows.
+        let predicate = resolve(&filter.predicate, filter.input.schema());
+        let mut limit: Option<u64> = None;
+        let mut rest = Vec::new();
+        for conjunct in split_conjunction(&predicate) {
+            match rank_bound(conjunct, &rank) {
+                Some(Bound::AtMost(n)) => limit = Some(limit.map_or(n, |l| l.min(n))),
+                Some(Bound::AtLeastOne) => {}
+                Some(Bound::Other) => {
+                    return Err(unsupported(
+                        "a Top-N whose ranks do not start at 1 (a lower bound on ROW_NUMBER above 1, or a comparison it cannot be read as)",
+                    ))
+                }
+                None => rest.push(conjunct.clone()),
+            }
+        }
+        let Some(limit) = limit.filter(|n| *n > 0) else {
+            return Ok(None);
+        };
+        let params = &function.params;
+        let input_schema = window.input.schema();
+        let column_of = |expr: &Expr, what: &str| match resolve(expr, input_schema) {
+            Expr::Column(c) => Ok(c.name),
+            other => Err(unsupported(&format!(
+                "a Top-N {what} by an expression ({other}); project it into a column first"
+            ))),
+        };
+        let partition_by = params
+            .partition_by
+            .iter()
+            .map(|e| column_of(e, "partitioned"))
+            .collect::<Result<Vec<_>>>()?;
+        let order_by = params
+            .order_by
+            .iter()
+            .map(|sort| {
+                Ok(OrderKey {
+                    column: column_of(&sort.expr, "ordered")?,
+                    descending: !sort.asc,
+                    nulls_first: sort.nulls_first,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if order_by.is_empty() {
+            return Err(user("ROW_NUMBER() OVER (...) of a Top-N needs an ORDER BY")
+                .hint("ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC)"));
+        }
+        let input = self.rows(&window.input)?;
+        if input.updating {
+            return Err(unsupported(
+                "a Top-N or deduplication over an updating result",
+            ));
+        }
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let rank_name = window_names.last().cloned().unwrap_or_default();
+        let mut factory = TopNFactory::new(
+            partition_by.clone(),
+            order_by.clone(),
+            limit,
+            Some(rank_name.clone()),
+        )
+        .map_err(|e| user(e.to_string()))?
+        .with_state_ttl(self.options.state_ttl);
+        // Deduplication keeping the last row by a time attribute: the newer row wins ties.
+        let by_time = matches!(order_by.as_slice(), [key] if input.times.contains(&key.column));
+        if limit == 1 && by_time && order_by[0].descending {
+            factory = factory.newer_wins_ties().map_err(|e| user(e.to_string()))?;
+        }
+        let name = self.name("top-n");
+        let node = self.graph.add_operator(name, Arc::new(factory));
+        self.graph
+            .connect(input.node, node, Exchange::Hash(partition_by.clone()));
+        let mut stream = Stream {
+            node,
+            updating: true,
+            times: Vec::new(),
+            window: None,
+        };
+        if partition_by.is_empty() {
+            // No partition: one subtask, as Flink's; its changes are spread again by rank, so
+            // that each rank's changes stay in order.
+            self.graph.set_parallelism(node, 1);
+            let columns: Vec<Expr> = window_names
+                .iter()
+                .map(|n| col(Column::new_unqualified(n)))
+                .collect();
+            stream = self.operator(
+                "top-n-spread",
+                Arc::new(ProjectFactory::new(columns)),
+                &stream,
+                Exchange::Hash(vec![rank_name.clone()]),
+            );
+        }
+        for projection in chain.iter().rev() {
+            stream = self.project(
+                &stream,
+                &projection.expr,
+                projection.input.schema(),
+                &projection.schema,
+            );
+        }
+        if let Some(rest) = conjunction(rest) {
+            stream = self.filter(&stream, rest);
+        }
+        Ok(Some(stream))
     }
 
     /// Checks a temporal join as Flink's planner does (INNER or LEFT; a versioned table with a

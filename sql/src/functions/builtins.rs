@@ -40,7 +40,8 @@ use Support::{DataFusion as Df, NotYet, Rewrite, Syntax, Weir};
 
 const COLLECTIONS: &str = "collection functions need Weir's ARRAY and MAP values in expressions, which are not planned yet";
 const JSON: &str = "the JSON functions are not implemented yet";
-const WINDOW: &str = "OVER windows, Top-N and deduplication are not supported yet";
+const WINDOW: &str =
+    "OVER windows and window functions other than ROW_NUMBER (Top-N, deduplication) are not supported yet";
 const BITMAP: &str = "the BITMAP type is not supported yet";
 const ZONES: &str =
     "Weir's session time zone is UTC; functions on named time zones are not implemented yet";
@@ -452,7 +453,7 @@ pub const BUILTINS: &[Builtin] = &[
     f("aggregate", "APPROX_COUNT_DISTINCT", Df),
     f("aggregate", "RANK", NotYet(WINDOW)),
     f("aggregate", "DENSE_RANK", NotYet(WINDOW)),
-    f("aggregate", "ROW_NUMBER", NotYet(WINDOW)),
+    f("aggregate", "ROW_NUMBER", Df),
     f("aggregate", "LEAD", NotYet(WINDOW)),
     f("aggregate", "LAG", NotYet(WINDOW)),
     f("aggregate", "CUME_DIST", NotYet(WINDOW)),

@@ -184,10 +184,10 @@ pub fn check_calls<T: Visit>(statement: &T, known: &dyn Fn(&str) -> bool) -> Res
                 line: i.span.start.line,
                 column: i.span.start.column,
             });
-        let refused = if f.over.is_some() {
+        let refused = if f.over.is_some() && upper != "ROW_NUMBER" {
             Some(
                 user(format!("{upper}(...) OVER (...) is not supported yet")).hint(
-                    "OVER aggregations, ROW_NUMBER (Top-N, deduplication) and the other window functions are not supported yet",
+                    "OVER aggregations and window functions other than ROW_NUMBER (Top-N, deduplication) are not supported yet",
                 ),
             )
         } else {
