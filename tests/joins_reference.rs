@@ -144,27 +144,6 @@ fn run_interval_join(
     rows_of(&sink)
 }
 
-/// Applies a changelog to a multiset of rows: `+I`/`+U` add, `-U`/`-D` remove a present row.
-fn apply_changelog(batches: &[RecordBatch], columns: &[&str]) -> Vec<Vec<Option<i64>>> {
-    use weir::engine::changelog::{kind_at, row_kinds};
-    let mut rows: Vec<Vec<Option<i64>>> = Vec::new();
-    for batch in batches {
-        let values: Vec<Vec<Option<i64>>> = columns.iter().map(|c| column_i64(batch, c)).collect();
-        for i in 0..batch.num_rows() {
-            let row: Vec<Option<i64>> = values.iter().map(|v| v[i]).collect();
-            if kind_at(row_kinds(batch), i).is_accumulate() {
-                rows.push(row);
-            } else {
-                let at = rows.iter().position(|r| *r == row);
-                let at = at.unwrap_or_else(|| panic!("{row:?} retracted but not present"));
-                rows.swap_remove(at);
-            }
-        }
-    }
-    rows.sort();
-    rows
-}
-
 /// The batch join of `left` and `right` rows (column 0 the key) with `left.v < right.v` for
 /// `filter` (column 1 of each side), then the unmatched rows an outer join keeps.
 fn batch_join(
@@ -325,7 +304,7 @@ proptest! {
                 JoinType::Semi | JoinType::Anti => &["k", "v"],
                 _ => &["k", "v", "k2", "v2"],
             };
-            let got = apply_changelog(&batches, columns);
+            let got = common::apply_changelog(&batches, columns);
             prop_assert_eq!(&got, &expected, "{:?} filter {} aggregated {} at {} shards", join_type, filter, aggregated, shards);
         }
     }

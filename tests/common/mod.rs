@@ -121,3 +121,24 @@ pub fn nexmark_table(options: &str) -> String {
         ) WITH ('connector' = 'nexmark', {options});"
     )
 }
+
+/// Applies a changelog to a multiset of rows: `+I`/`+U` add, `-U`/`-D` remove a present row.
+pub fn apply_changelog(batches: &[RecordBatch], columns: &[&str]) -> Vec<Vec<Option<i64>>> {
+    use weir::engine::changelog::{kind_at, row_kinds};
+    let mut rows: Vec<Vec<Option<i64>>> = Vec::new();
+    for batch in batches {
+        let values: Vec<Vec<Option<i64>>> = columns.iter().map(|c| column_i64(batch, c)).collect();
+        for i in 0..batch.num_rows() {
+            let row: Vec<Option<i64>> = values.iter().map(|v| v[i]).collect();
+            if kind_at(row_kinds(batch), i).is_accumulate() {
+                rows.push(row);
+            } else {
+                let at = rows.iter().position(|r| *r == row);
+                let at = at.unwrap_or_else(|| panic!("{row:?} retracted but not present"));
+                rows.swap_remove(at);
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
