@@ -1,6 +1,7 @@
-//! Nexmark queries in Flink SQL (q0, q1, q2, q11 as a SESSION TVF, q14, q15, q16, q17, q22) run
+//! Nexmark queries in Flink SQL (q0, q1, q2, q11 as a SESSION TVF, q14, q15, q16, q17, q18, q19,
+//! q22) run
 //! over the `nexmark` source and over the same bids written to a JSON file, and their rows
-//! equal a reference computed here from the bids. Updating queries (q15-q17) are compared by
+//! equal a reference computed here from the bids. Updating queries (q15-q19) are compared by
 //! the final state their changelog describes.
 
 mod common;
@@ -463,6 +464,60 @@ fn check_queries(setup: &str, shards: usize, bids: &[Bid]) {
         })
         .collect();
     assert_eq!(state, expected, "q17 {at}");
+
+    // q18: the last bid per bidder and auction (keep-last deduplication on dateTime).
+    let out = run(
+        setup,
+        "SELECT auction, bidder, price, `dateTime` FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY bidder, auction ORDER BY `dateTime` DESC) AS rank_number FROM bid) WHERE rank_number <= 1;",
+        shards,
+    );
+    let state = final_state(&out, &["bidder", "auction"], &["dateTime"]);
+    let mut latest: BTreeMap<Vec<String>, i64> = BTreeMap::new();
+    for b in bids {
+        let key = vec![b.bidder.to_string(), b.auction.to_string()];
+        let time = latest.entry(key).or_insert(b.time);
+        *time = (*time).max(b.time);
+    }
+    // As the sink's text of a TIMESTAMP(3).
+    let text = |ms: i64| {
+        let array = arrow::array::TimestampMillisecondArray::from(vec![ms]);
+        let text = cast(&array, &DataType::Utf8).unwrap();
+        text.as_string::<i32>().value(0).to_string()
+    };
+    let expected: BTreeMap<Vec<String>, Vec<String>> = latest
+        .into_iter()
+        .map(|(key, ms)| (key, vec![text(ms)]))
+        .collect();
+    assert_eq!(state, expected, "q18 {at}");
+
+    // q19: the ten highest bids per auction, by rank (equal prices may swap bids, not prices).
+    let out = run(
+        setup,
+        "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rank_number FROM bid) WHERE rank_number <= 10;",
+        shards,
+    );
+    let state = final_state(&out, &["auction", "rank_number"], &["price"]);
+    let mut prices: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for b in bids {
+        prices.entry(b.auction).or_default().push(b.price);
+    }
+    let expected: BTreeMap<Vec<String>, Vec<String>> = prices
+        .into_iter()
+        .flat_map(|(auction, mut prices)| {
+            prices.sort_by(|a, b| b.cmp(a));
+            prices
+                .into_iter()
+                .take(10)
+                .enumerate()
+                .map(move |(rank, price)| {
+                    (
+                        vec![auction.to_string(), (rank + 1).to_string()],
+                        vec![price.to_string()],
+                    )
+                })
+        })
+        .collect();
+    assert_eq!(state, expected, "q19 {at}");
 
     // q22: URL directories.
     let out = run(

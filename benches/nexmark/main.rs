@@ -62,6 +62,8 @@ const NEXMARK_QUERIES: &[(&str, &str)] = &[
     ("q15", include_str!("queries/q15.sql")),
     ("q16", include_str!("queries/q16.sql")),
     ("q17", include_str!("queries/q17.sql")),
+    ("q18", include_str!("queries/q18.sql")),
+    ("q19", include_str!("queries/q19.sql")),
     ("q20", include_str!("queries/q20.sql")),
     ("q22", include_str!("queries/q22.sql")),
     ("ij", include_str!("queries/ij.sql")),
