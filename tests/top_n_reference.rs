@@ -118,11 +118,16 @@ proptest! {
         );
         let last = "SELECT k, v, id FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts DESC) AS r FROM t) WHERE r = 1";
         let first = "SELECT k, v, id FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts ASC) AS r FROM t) WHERE r = 1";
+        let unranked = format!(
+            "SELECT k, v, id FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t) WHERE rn <= {n}"
+        );
         let expected_top = reference(&input, n, v_desc, false, true);
+        let expected_unranked = reference(&input, n, v_desc, false, false);
         let expected_last = reference(&input, 1, |e| (false, -e.ts), true, false);
         let expected_first = reference(&input, 1, |e| (false, e.ts), false, false);
         for shards in [1, 2, 4] {
             prop_assert_eq!(&run(&ddl, &top_n, true, shards), &expected_top, "top {} at {} shards", n, shards);
+            prop_assert_eq!(&run(&ddl, &unranked, false, shards), &expected_unranked, "top {} without rn at {} shards", n, shards);
             prop_assert_eq!(&run(&ddl, last, false, shards), &expected_last, "keep last at {} shards", shards);
             prop_assert_eq!(&run(&ddl, first, false, shards), &expected_first, "keep first at {} shards", shards);
         }

@@ -297,7 +297,6 @@ impl TopN {
             let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
             let order = orders.row(i);
             let partition = self.partitions.entry_ref(key).or_default();
-            partition.written = now;
             let kept = &mut partition.rows;
             let position = match self.newer_wins_ties {
                 true => kept.partition_point(|k| *k.order < *order.as_ref()),
@@ -306,6 +305,9 @@ impl TopN {
             if position >= self.limit {
                 continue;
             }
+            // Written (for the state TTL) only when the row is kept, as Flink writes state.
+            partition.written = now;
+            let kept = &mut partition.rows;
             let new = Kept {
                 order: Box::from(order.as_ref()),
                 row: Box::from(rows.row(i).as_ref()),

@@ -69,6 +69,9 @@ pub struct GraphBuilder {
     /// changelog (the node is then the last step of reading, a normalization for upserts).
     sources: HashMap<String, (NodeId, bool)>,
     options: TranslateOptions,
+    /// The columns a projection uses of the filter right under it, set while translating
+    /// that filter (a Top-N leaves out its rank number when they do not include it).
+    used_above_filter: Option<HashSet<String>>,
 }
 
 /// The output of a translated plan node.
@@ -152,23 +155,34 @@ enum Bound {
 /// The bound `conjunct` puts on the column `rank` (`None` if it does not mention it).
 fn rank_bound(conjunct: &Expr, rank: &str) -> Option<Bound> {
     use datafusion_expr::{BinaryExpr, Operator};
-    let is_rank = |e: &Expr| {
-        matches!(e.clone().unalias_nested().data, Expr::Column(c) if c.name == rank)
-            || matches!(e, Expr::Cast(c) if matches!(c.expr.as_ref(), Expr::Column(c) if c.name == rank))
+    // Integers, and decimals without a fraction (the analyzer compares BIGINT UNSIGNED
+    // with BIGINT as DECIMAL(20, 0)).
+    let integral = |t: &arrow::datatypes::DataType| {
+        use arrow::datatypes::DataType::{Decimal128, Decimal256};
+        t.is_integer() || matches!(t, Decimal128(_, 0) | Decimal256(_, 0))
     };
+    // The rank column, or the analyzer's cast of it to another integral type.
+    let is_rank = |e: &Expr| match e {
+        Expr::Column(c) => c.name == rank,
+        Expr::Cast(cast) => {
+            integral(cast.field.data_type())
+                && matches!(cast.expr.as_ref(), Expr::Column(c) if c.name == rank)
+        }
+        _ => false,
+    };
+    // An integer literal (a fractional one is not a rank bound).
     let number = |e: &Expr| -> Option<i64> {
         let e = match e {
             Expr::Cast(c) => c.expr.as_ref(),
             e => e,
         };
         match e {
-            Expr::Literal(value, _) => value
-                .cast_to(&arrow::datatypes::DataType::Int64)
-                .ok()
-                .and_then(|v| match v {
+            Expr::Literal(value, _) if integral(&value.data_type()) => {
+                match value.cast_to(&arrow::datatypes::DataType::Int64).ok()? {
                     ScalarValue::Int64(v) => v,
                     _ => None,
-                }),
+                }
+            }
             _ => None,
         }
     };
@@ -311,6 +325,7 @@ impl GraphBuilder {
             names: HashSet::new(),
             sources: HashMap::new(),
             options,
+            used_above_filter: None,
         }
     }
 
@@ -900,9 +915,12 @@ impl GraphBuilder {
         if !function.fun.name().eq_ignore_ascii_case("row_number") {
             return Ok(None);
         }
-        // The rank column, followed up from the window to the filter's input.
+        let used_above = self.used_above_filter.take();
+        // The rank column, followed up from the window to the filter's input (its name at
+        // the output of each projection, bottom up).
         let window_names = physical_names(&window.schema);
         let mut rank = window_names.last().cloned().unwrap_or_default();
+        let mut rank_names = Vec::new();
         for projection in chain.iter().rev() {
             let next = projection
                 .expr
@@ -916,6 +934,7 @@ impl GraphBuilder {
                 Some(name) => rank = name,
                 None => return Ok(None),
             }
+            rank_names.push(rank.clone());
         }
         // The bound on the rank; other conditions filter the Top-N's rows.
         let predicate = resolve(&filter.predicate, filter.input.schema());
@@ -970,19 +989,31 @@ impl GraphBuilder {
                 "a Top-N or deduplication over an updating result",
             ));
         }
+        if let Some(w) = &input.window {
+            if partition_by.contains(&w.start) && partition_by.contains(&w.end) {
+                return Err(unsupported(
+                    "a window Top-N or window deduplication (PARTITION BY window_start, window_end)",
+                ));
+            }
+        }
+        // The rank number comes out only if the query uses it (Flink's outputRankNumber):
+        // otherwise a row entering the top N is +I and the one it pushes out -D.
+        let rest_uses_rank = rest.iter().any(|c| column_refs(c).contains(&rank));
+        let ranked = rest_uses_rank || used_above.is_none_or(|used| used.contains(&rank));
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let rank_name = window_names.last().cloned().unwrap_or_default();
         let mut factory = TopNFactory::new(
             partition_by.clone(),
             order_by.clone(),
             limit,
-            Some(rank_name.clone()),
+            ranked.then(|| rank_name.clone()),
         )
         .map_err(|e| user(e.to_string()))?
         .with_state_ttl(self.options.state_ttl);
         // Deduplication keeping the last row by a time attribute: the newer row wins ties.
         let by_time = matches!(order_by.as_slice(), [key] if input.times.contains(&key.column));
-        if limit == 1 && by_time && order_by[0].descending {
+        // (Flink's Deduplicate, which it plans only when the rank number is not used.)
+        if limit == 1 && by_time && order_by[0].descending && !ranked {
             factory = factory.newer_wins_ties().map_err(|e| user(e.to_string()))?;
         }
         let name = self.name("top-n");
@@ -999,24 +1030,41 @@ impl GraphBuilder {
             // No partition: one subtask, as Flink's; its changes are spread again by rank, so
             // that each rank's changes stay in order.
             self.graph.set_parallelism(node, 1);
-            let columns: Vec<Expr> = window_names
+            let kept = match ranked {
+                true => window_names.len(),
+                false => window_names.len() - 1,
+            };
+            let columns: Vec<Expr> = window_names[..kept]
                 .iter()
                 .map(|n| col(Column::new_unqualified(n)))
                 .collect();
+            // By rank, or (without it) by the whole row: each row's +I and -D together.
+            let spread = match ranked {
+                true => vec![rank_name.clone()],
+                false => window_names[..kept].to_vec(),
+            };
             stream = self.operator(
                 "top-n-spread",
                 Arc::new(ProjectFactory::new(columns)),
                 &stream,
-                Exchange::Hash(vec![rank_name.clone()]),
+                Exchange::Hash(spread),
             );
         }
-        for projection in chain.iter().rev() {
-            stream = self.project(
-                &stream,
-                &projection.expr,
-                projection.input.schema(),
-                &projection.schema,
-            );
+        // The projections between the filter and the window, over the Top-N's rows (without
+        // the rank column where it is left out).
+        let mut below = rank_name.clone();
+        for (projection, above) in chain.iter().rev().zip(&rank_names) {
+            let exprs: Vec<(&Expr, String)> = projection
+                .expr
+                .iter()
+                .zip(physical_names(&projection.schema))
+                .filter(|(e, _)| {
+                    ranked
+                        || !matches!(resolve(e, projection.input.schema()).unalias(), Expr::Column(c) if c.name == below)
+                })
+                .collect();
+            stream = self.project_named(&stream, &exprs, projection.input.schema());
+            below = above.clone();
         }
         if let Some(rest) = conjunction(rest) {
             stream = self.filter(&stream, rest);
@@ -1163,16 +1211,26 @@ impl GraphBuilder {
         input_schema: &DFSchema,
         schema: &DFSchemaRef,
     ) -> Stream {
+        let named_exprs: Vec<(&Expr, String)> = exprs.iter().zip(physical_names(schema)).collect();
+        self.project_named(input, &named_exprs, input_schema)
+    }
+
+    /// A projection of `exprs` (over `input_schema`), each under its name.
+    fn project_named(
+        &mut self,
+        input: &Stream,
+        exprs: &[(&Expr, String)],
+        input_schema: &DFSchema,
+    ) -> Stream {
         let mut renames: HashMap<String, Vec<String>> = HashMap::new();
         let exprs = exprs
             .iter()
-            .zip(physical_names(schema))
             .map(|(e, name)| {
                 let expr = resolve(e, input_schema);
                 if let Expr::Column(c) = expr.clone().unalias() {
                     renames.entry(c.name).or_default().push(name.clone());
                 }
-                named(expr, &name)
+                named(expr, name)
             })
             .collect();
         let stream = self.operator(
@@ -1185,6 +1243,15 @@ impl GraphBuilder {
     }
 
     fn projection(&mut self, projection: &Projection) -> Result<Flow> {
+        if let LogicalPlan::Filter(_) = projection.input.as_ref() {
+            // What the query uses of a filter's rows (a Top-N drops an unused rank).
+            let used = projection
+                .expr
+                .iter()
+                .flat_map(|e| column_refs(&resolve(e, projection.input.schema())))
+                .collect();
+            self.used_above_filter = Some(used);
+        }
         match self.translate(&projection.input)? {
             Flow::Rows(input) => Ok(Flow::Rows(self.project(
                 &input,
