@@ -614,7 +614,20 @@ impl GraphBuilder {
             LogicalPlan::Sort(_) => Err(unsupported("ORDER BY on a stream")
                 .hint("sort the output where it is read, or use a window aggregation")),
             LogicalPlan::Limit(_) => Err(unsupported("LIMIT on a stream")),
-            LogicalPlan::Distinct(_) => Err(unsupported("SELECT DISTINCT (an updating result)")),
+            // SELECT DISTINCT: a GROUP BY of every column without aggregates (as Flink plans it),
+            // an updating result whose rows are each distinct row once.
+            LogicalPlan::Distinct(datafusion_expr::logical_plan::Distinct::All(input)) => {
+                let group = input
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .map(Expr::Column)
+                    .collect();
+                let aggregate = Aggregate::try_new(Arc::clone(input), group, Vec::new())
+                    .map_err(|e| user(e.to_string()))?;
+                self.aggregate(&aggregate).map(Flow::Rows)
+            }
+            LogicalPlan::Distinct(_) => Err(unsupported("SELECT DISTINCT ON")),
             other => Err(unsupported(&format!("'{}'", other.display()))),
         }
     }
