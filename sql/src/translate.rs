@@ -611,9 +611,9 @@ impl GraphBuilder {
                 self.memory(schema, batch).map(Flow::Rows)
             }
             LogicalPlan::Join(join) => self.join(join, None).map(Flow::Rows),
-            LogicalPlan::Sort(_) => Err(unsupported("ORDER BY on a stream")
-                .hint("sort the output where it is read, or use a window aggregation")),
-            LogicalPlan::Limit(_) => Err(unsupported("LIMIT on a stream")),
+            LogicalPlan::Sort(_) => Err(unsupported("ORDER BY without LIMIT on a stream")
+                .hint("ORDER BY ... LIMIT n keeps the first n rows; or sort the output where it is read")),
+            LogicalPlan::Limit(limit) => self.sorted_limit(limit).map(Flow::Rows),
             // SELECT DISTINCT: a GROUP BY of every column without aggregates (as Flink plans it),
             // an updating result whose rows are each distinct row once.
             LogicalPlan::Distinct(datafusion_expr::logical_plan::Distinct::All(input)) => {
@@ -1029,40 +1029,17 @@ impl GraphBuilder {
         if limit == 1 && by_time && order_by[0].descending && !ranked {
             factory = factory.newer_wins_ties().map_err(|e| user(e.to_string()))?;
         }
-        let name = self.name("top-n");
-        let node = self.graph.add_operator(name, Arc::new(factory));
-        self.graph
-            .connect(input.node, node, Exchange::Hash(partition_by.clone()));
-        let mut stream = Stream {
-            node,
-            updating: true,
-            times: Vec::new(),
-            window: None,
+        let kept = match ranked {
+            true => window_names.clone(),
+            false => window_names[..window_names.len() - 1].to_vec(),
         };
-        if partition_by.is_empty() {
-            // No partition: one subtask, as Flink's; its changes are spread again by rank, so
-            // that each rank's changes stay in order.
-            self.graph.set_parallelism(node, 1);
-            let kept = match ranked {
-                true => window_names.len(),
-                false => window_names.len() - 1,
-            };
-            let columns: Vec<Expr> = window_names[..kept]
-                .iter()
-                .map(|n| col(Column::new_unqualified(n)))
-                .collect();
-            // By rank, or (without it) by the whole row: each row's +I and -D together.
-            let spread = match ranked {
-                true => vec![rank_name.clone()],
-                false => window_names[..kept].to_vec(),
-            };
-            stream = self.operator(
-                "top-n-spread",
-                Arc::new(ProjectFactory::new(columns)),
-                &stream,
-                Exchange::Hash(spread),
-            );
-        }
+        let mut stream = self.add_top_n(
+            &input,
+            factory,
+            &partition_by,
+            &kept,
+            ranked.then_some(&rank_name),
+        );
         // The projections between the filter and the window, over the Top-N's rows (without
         // the rank column where it is left out).
         let mut below = rank_name.clone();
@@ -1083,6 +1060,110 @@ impl GraphBuilder {
             stream = self.filter(&stream, rest);
         }
         Ok(Some(stream))
+    }
+
+    /// Adds a Top-N over `input` behind a hash exchange on `partition_by`; without a partition
+    /// it runs on one subtask, as Flink's, and its changes are spread again by `rank` (each
+    /// rank's changes stay in order) or, without it, by the whole row (`columns`, the output's
+    /// columns).
+    fn add_top_n(
+        &mut self,
+        input: &Stream,
+        factory: TopNFactory,
+        partition_by: &[String],
+        columns: &[String],
+        rank: Option<&String>,
+    ) -> Stream {
+        let name = self.name("top-n");
+        let node = self.graph.add_operator(name, Arc::new(factory));
+        self.graph
+            .connect(input.node, node, Exchange::Hash(partition_by.to_vec()));
+        let stream = Stream {
+            node,
+            updating: true,
+            times: Vec::new(),
+            window: None,
+        };
+        if !partition_by.is_empty() {
+            return stream;
+        }
+        self.graph.set_parallelism(node, 1);
+        let exprs: Vec<Expr> = columns
+            .iter()
+            .map(|n| col(Column::new_unqualified(n)))
+            .collect();
+        let spread = match rank {
+            Some(rank) => vec![rank.clone()],
+            None => columns.to_vec(),
+        };
+        self.operator(
+            "top-n-spread",
+            Arc::new(ProjectFactory::new(exprs)),
+            &stream,
+            Exchange::Hash(spread),
+        )
+    }
+
+    /// `ORDER BY ... LIMIT n` over a stream: the first n rows by the order, an updating
+    /// result (a global Top-N without the rank number, as Flink's streaming sort-limit).
+    fn sorted_limit(&mut self, limit: &datafusion_expr::logical_plan::Limit) -> Result<Stream> {
+        use datafusion_expr::logical_plan::{FetchType, SkipType};
+        let fetch = match (limit.get_skip_type(), limit.get_fetch_type()) {
+            (Ok(SkipType::Literal(0)), Ok(FetchType::Literal(Some(n)))) if n > 0 => n,
+            (Ok(SkipType::Literal(0)), _) => {
+                return Err(unsupported(
+                    "LIMIT other than a positive number on a stream",
+                ))
+            }
+            _ => return Err(unsupported("OFFSET on a stream")),
+        };
+        let mut chain: Vec<&Projection> = Vec::new();
+        let mut plan = limit.input.as_ref();
+        let sort = loop {
+            match plan {
+                LogicalPlan::Projection(projection) => {
+                    chain.push(projection);
+                    plan = &projection.input;
+                }
+                LogicalPlan::Sort(sort) if sort.fetch.is_none() => break sort,
+                _ => {
+                    return Err(unsupported("LIMIT without ORDER BY on a stream")
+                        .hint("ORDER BY ... LIMIT n keeps the first n rows by the order"))
+                }
+            }
+        };
+        let input = self.rows(&sort.input)?;
+        if input.updating {
+            return Err(unsupported("ORDER BY ... LIMIT over an updating result"));
+        }
+        let order_by = sort
+            .expr
+            .iter()
+            .map(|key| match resolve(&key.expr, sort.input.schema()) {
+                Expr::Column(c) => Ok(OrderKey {
+                    column: c.name,
+                    descending: !key.asc,
+                    nulls_first: key.nulls_first,
+                }),
+                other => Err(unsupported(&format!(
+                    "ORDER BY an expression ({other}) with LIMIT on a stream; select it as a column first"
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let factory = TopNFactory::new(Vec::new(), order_by, fetch, None)
+            .map_err(|e| user(e.to_string()))?
+            .with_state_ttl(self.options.state_ttl);
+        let columns = physical_names(sort.input.schema());
+        let mut stream = self.add_top_n(&input, factory, &[], &columns, None);
+        for projection in chain.iter().rev() {
+            stream = self.project(
+                &stream,
+                &projection.expr,
+                projection.input.schema(),
+                &projection.schema,
+            );
+        }
+        Ok(stream)
     }
 
     /// Checks a temporal join as Flink's planner does (INNER or LEFT; a versioned table with a
