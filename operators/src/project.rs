@@ -10,7 +10,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_expr::Expr;
 use datafusion_physical_expr::PhysicalExpr;
-use weir_engine::changelog::{has_row_kind, row_kind_field};
+use weir_engine::changelog::{has_row_kind, kind_array, row_kind_field, ChangelogMode, RowKind};
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::BoxError;
 
@@ -20,6 +20,8 @@ use crate::expr::physical;
 /// Describes a projection node: one output column per expression.
 pub struct ProjectFactory {
     exprs: Vec<ProjectedColumn>,
+    /// Whether an append-only input's rows come out as a changelog of `+I` rows.
+    as_changelog: bool,
 }
 
 /// One output column of a projection.
@@ -35,7 +37,15 @@ impl ProjectFactory {
     pub fn new(exprs: Vec<Expr>) -> Self {
         ProjectFactory {
             exprs: exprs.into_iter().map(ProjectedColumn::Expr).collect(),
+            as_changelog: false,
         }
+    }
+
+    /// Rows of an append-only input come out as a changelog of `+I` rows (so that they can
+    /// join updating results in one stream: a `UNION ALL`); a changelog input is unchanged.
+    pub fn as_changelog(mut self) -> Self {
+        self.as_changelog = true;
+        self
     }
 
     /// A projection of named, already planned expressions.
@@ -45,6 +55,7 @@ impl ProjectFactory {
                 .into_iter()
                 .map(|(name, expr)| ProjectedColumn::Physical(name, expr))
                 .collect(),
+            as_changelog: false,
         }
     }
 
@@ -65,7 +76,7 @@ impl ProjectFactory {
             ));
             physical_exprs.push(planned);
         }
-        if has_row_kind(input) {
+        if has_row_kind(input) || self.as_changelog {
             // A changelog stays one: every row keeps its kind.
             fields.push(row_kind_field());
         }
@@ -91,9 +102,20 @@ impl OperatorFactory for ProjectFactory {
         format!("project({})", exprs.join(", "))
     }
 
+    fn output_changelog(&self, inputs: &[ChangelogMode]) -> Result<ChangelogMode, BoxError> {
+        Ok(match (self.as_changelog, &inputs[0]) {
+            (true, ChangelogMode::InsertOnly) => ChangelogMode::All,
+            (_, mode) => mode.clone(),
+        })
+    }
+
     fn create(&self, context: &SubtaskContext) -> Result<Box<dyn Operator>, BoxError> {
         let (schema, exprs) = self.plan(context.input_schema())?;
-        Ok(Box::new(ProjectOperator { schema, exprs }))
+        Ok(Box::new(ProjectOperator {
+            schema,
+            exprs,
+            inserts: self.as_changelog && !has_row_kind(context.input_schema()),
+        }))
     }
 }
 
@@ -101,6 +123,8 @@ impl OperatorFactory for ProjectFactory {
 pub struct ProjectOperator {
     schema: SchemaRef,
     exprs: Vec<Arc<dyn PhysicalExpr>>,
+    /// Whether the rows get `+I` kinds (an append-only input made a changelog).
+    inserts: bool,
 }
 
 impl Operator for ProjectOperator {
@@ -111,7 +135,12 @@ impl Operator for ProjectOperator {
             .map(|e| e.evaluate(&batch)?.into_array(batch.num_rows()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(OperatorError::from)?;
-        if columns.len() < self.schema.fields().len() {
+        if self.inserts {
+            columns.push(kind_array(std::iter::repeat_n(
+                RowKind::Insert,
+                batch.num_rows(),
+            )));
+        } else if columns.len() < self.schema.fields().len() {
             // The input's row kinds, last (an input without them fails the batch below).
             columns.extend(batch.columns().last().cloned());
         }

@@ -560,11 +560,14 @@ impl GraphBuilder {
                 ));
                 let node_name = self.name("union");
                 let node = self.graph.add_operator(node_name, factory);
-                for input in &union.inputs {
-                    let stream = self.rows(input)?;
-                    if stream.updating {
-                        return Err(unsupported("UNION ALL of an updating result"));
-                    }
+                let streams = union
+                    .inputs
+                    .iter()
+                    .map(|input| self.rows(input))
+                    .collect::<Result<Vec<_>>>()?;
+                // With an updating input the union is a changelog: appended rows become +I.
+                let updating = streams.iter().any(|s| s.updating);
+                for (input, stream) in union.inputs.iter().zip(streams) {
                     // Inputs take the union's column names and types.
                     let exprs = input
                         .schema()
@@ -584,15 +587,17 @@ impl GraphBuilder {
                             column.alias(to.name())
                         })
                         .collect();
-                    let renamed = self.operator(
-                        "union-input",
-                        Arc::new(ProjectFactory::new(exprs)),
-                        &stream,
-                        Exchange::Forward,
-                    );
+                    let project = match updating {
+                        true => ProjectFactory::new(exprs).as_changelog(),
+                        false => ProjectFactory::new(exprs),
+                    };
+                    let renamed =
+                        self.operator("union-input", Arc::new(project), &stream, Exchange::Forward);
                     self.graph.connect(renamed.node, node, Exchange::Forward);
                 }
-                Ok(Flow::Rows(Stream::new(node)))
+                let mut stream = Stream::new(node);
+                stream.updating = updating;
+                Ok(Flow::Rows(stream))
             }
             LogicalPlan::Values(values) => {
                 self.values(&values.values, &values.schema).map(Flow::Rows)
