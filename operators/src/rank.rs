@@ -16,10 +16,15 @@
 //! - with it: every rank from the new row's down gets `-U` of its previous row and `+U` of
 //!   its new one (`+I` for a rank that was empty).
 //!
+//! A window Top-N (partitioned by a window's start and end) emits nothing until the
+//! watermark passes the window's end, then each partition's top N once as `+I` rows (an
+//! append-only result, as Flink's window Top-N), and frees the window.
+//!
 //! State: the kept rows per partition, checkpointed per key group; with a state TTL
 //! (`table.exec.state.ttl`), a partition not written for that long (processing time) is
 //! forgotten, as in Flink.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,9 +37,12 @@ use hashbrown::HashMap;
 use weir_engine::changelog::{
     data_columns, has_row_kind, kind_array, with_row_kind, ChangelogMode, RowKind,
 };
+use weir_engine::message::EventTimeMs;
+use weir_engine::metrics::{names, Counter};
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext, TimeDomain};
 use weir_engine::partition::KeyHasher;
 use weir_engine::state::OperatorState;
+use weir_engine::time::{event_time_column, event_times_ms};
 use weir_engine::BoxError;
 
 use crate::error::{OperatorError, Result};
@@ -58,6 +66,7 @@ pub struct TopNFactory {
     rank_column: Option<String>,
     newer_wins_ties: bool,
     state_ttl: Option<Duration>,
+    window_end: Option<String>,
 }
 
 impl TopNFactory {
@@ -82,6 +91,7 @@ impl TopNFactory {
             rank_column,
             newer_wins_ties: false,
             state_ttl: None,
+            window_end: None,
         })
     }
 
@@ -95,6 +105,15 @@ impl TopNFactory {
         }
         self.newer_wins_ties = true;
         Ok(self)
+    }
+
+    /// A window Top-N (Flink's, over a window TVF or window aggregation, partitioned by its
+    /// window): each window's top N are emitted once, append-only, when the watermark passes
+    /// the window's end (column `window_end`), then freed; rows of a closed window are late,
+    /// dropped and counted.
+    pub fn at_window_end(mut self, window_end: impl Into<String>) -> Self {
+        self.window_end = Some(window_end.into());
+        self
     }
 
     /// Forgets a partition not written for `ttl` (none: keep every partition).
@@ -132,7 +151,11 @@ impl OperatorFactory for TopNFactory {
         if let Some(rank) = &self.rank_column {
             fields.push(Arc::new(Field::new(rank, DataType::UInt64, false)));
         }
-        Ok(with_row_kind(&Arc::new(Schema::new(fields))))
+        let schema = Arc::new(Schema::new(fields));
+        Ok(match self.window_end {
+            Some(_) => schema,
+            None => with_row_kind(&schema),
+        })
     }
 
     fn output_changelog(
@@ -140,6 +163,7 @@ impl OperatorFactory for TopNFactory {
         inputs: &[ChangelogMode],
     ) -> std::result::Result<ChangelogMode, BoxError> {
         match inputs[0].is_insert_only() {
+            true if self.window_end.is_some() => Ok(ChangelogMode::InsertOnly),
             true => Ok(ChangelogMode::All),
             false => Err(Box::new(OperatorError::Plan(
                 "a Top-N over an updating input is not supported yet".into(),
@@ -171,6 +195,9 @@ impl OperatorFactory for TopNFactory {
         }
         if self.newer_wins_ties {
             text.push_str(", newer wins ties");
+        }
+        if let Some(end) = &self.window_end {
+            text.push_str(&format!(", at window end {end}"));
         }
         if let Some(ttl) = self.state_ttl {
             text.push_str(&format!(", state TTL {ttl:?}"));
@@ -206,7 +233,17 @@ impl OperatorFactory for TopNFactory {
             .collect();
         let mut state_fields: Vec<_> = data.fields().iter().cloned().collect();
         state_fields.push(Arc::new(Field::new(POSITION, DataType::UInt32, false)));
+        let window_end = match &self.window_end {
+            Some(column) => Some(event_time_column(&data, column)?),
+            None => None,
+        };
         Ok(Box::new(TopN {
+            window_end,
+            windows: BTreeMap::new(),
+            watermark: None,
+            late_rows: context
+                .metrics
+                .counter(&context.operator_id, names::LATE_ROWS_DROPPED),
             hasher: KeyHasher::new(&data, &self.partition_by, context.max_key_groups)?,
             keyed: !self.partition_by.is_empty(),
             sort: RowConverter::new(sort_fields)?,
@@ -250,6 +287,12 @@ type Change = (RowKind, usize, usize, i64);
 
 /// One subtask of a Top-N.
 pub struct TopN {
+    /// A window Top-N's window-end column.
+    window_end: Option<usize>,
+    /// Window end -> partitions of that window (a window Top-N).
+    windows: BTreeMap<i64, HashSet<Vec<u8>>>,
+    watermark: Option<EventTimeMs>,
+    late_rows: Counter,
     hasher: KeyHasher,
     /// Whether there are partition columns (else one partition).
     keyed: bool,
@@ -293,9 +336,24 @@ impl TopN {
         let mut changes: Vec<Change> = Vec::new();
         // Kept rows that leave or move, decoded at the end.
         let mut moved: Vec<Box<[u8]>> = Vec::new();
+        let ends = match self.window_end {
+            Some(column) => Some(event_times_ms(&data, column)?),
+            None => None,
+        };
         for i in 0..data.num_rows() {
             let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
             let order = orders.row(i);
+            if let Some(ends) = &ends {
+                // A window Top-N: rows of a closed window are late; others wait for its end.
+                if self.watermark.is_some_and(|w| ends[i] - 1 <= w) {
+                    self.late_rows.add(1);
+                    continue;
+                }
+                self.windows
+                    .entry(ends[i])
+                    .or_default()
+                    .insert(key.to_vec());
+            }
             let partition = self.partitions.entry_ref(key).or_default();
             let kept = &mut partition.rows;
             let position = match self.newer_wins_ties {
@@ -315,6 +373,9 @@ impl TopN {
             if self.newer_wins_ties && kept.get(position).is_some_and(|k| k.order == new.order) {
                 // The newer row replaces the kept one with the same order keys.
                 let old = std::mem::replace(&mut kept[position], new);
+                if ends.is_some() {
+                    continue;
+                }
                 let rank = position as i64 + 1;
                 match self.ranked {
                     true => changes.push((RowKind::UpdateBefore, 1, moved.len(), rank)),
@@ -335,6 +396,10 @@ impl TopN {
             }
             kept.insert(position, new);
             let dropped = (kept.len() > self.limit).then(|| kept.pop()).flatten();
+            if ends.is_some() {
+                // A window Top-N emits at the window's end.
+                continue;
+            }
             if !self.ranked {
                 if let Some(dropped) = dropped {
                     changes.push((RowKind::Delete, 1, moved.len(), self.limit as i64));
@@ -394,9 +459,33 @@ impl TopN {
                 changes.iter().map(|c| c.3 as u64),
             )));
         }
-        columns.push(kind_array(changes.iter().map(|c| c.0)));
+        if self.window_end.is_none() {
+            columns.push(kind_array(changes.iter().map(|c| c.0)));
+        }
         ctx.emit(RecordBatch::try_new(Arc::clone(&self.output), columns)?);
         Ok(())
+    }
+
+    /// A window Top-N: emits the top N of every window the watermark closed, then frees them.
+    fn fire(&mut self, watermark: EventTimeMs, ctx: &mut Context<'_>) -> Result<()> {
+        let mut rows: Vec<Box<[u8]>> = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
+        while let Some(entry) = self.windows.first_entry() {
+            if *entry.key() - 1 > watermark {
+                break;
+            }
+            for key in entry.remove() {
+                let Some(partition) = self.partitions.remove(&key) else {
+                    continue;
+                };
+                for (rank, kept) in partition.rows.into_iter().enumerate() {
+                    changes.push((RowKind::Insert, 1, rows.len(), rank as i64 + 1));
+                    rows.push(kept.row);
+                }
+            }
+        }
+        let empty = RecordBatch::new_empty(Arc::clone(&self.data));
+        self.emit(&empty, &rows, &changes, ctx)
     }
 }
 
@@ -416,6 +505,18 @@ impl Operator for TopN {
     ) -> std::result::Result<(), BoxError> {
         if batch.num_rows() > 0 {
             self.process(&batch, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: EventTimeMs,
+        ctx: &mut Context<'_>,
+    ) -> std::result::Result<(), BoxError> {
+        self.watermark = Some(watermark);
+        if self.window_end.is_some() {
+            self.fire(watermark, ctx)?;
         }
         Ok(())
     }
@@ -466,10 +567,17 @@ impl Operator for TopN {
             let keys = self.partition_keys(&data)?;
             let orders = self.order_keys(&data)?;
             let rows = self.rows.convert_columns(data.columns())?;
+            let ends = match self.window_end {
+                Some(column) => Some(event_times_ms(&data, column)?),
+                None => None,
+            };
             for i in 0..data.num_rows() {
                 let key = keys
                     .as_ref()
                     .map_or(Vec::new(), |k| k.row(i).data().to_vec());
+                if let Some(ends) = &ends {
+                    self.windows.entry(ends[i]).or_default().insert(key.clone());
+                }
                 restored.push((
                     key,
                     positions.value(i),

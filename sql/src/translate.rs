@@ -1007,13 +1007,11 @@ impl GraphBuilder {
                 "a Top-N or deduplication over an updating result",
             ));
         }
-        if let Some(w) = &input.window {
-            if partition_by.contains(&w.start) && partition_by.contains(&w.end) {
-                return Err(unsupported(
-                    "a window Top-N or window deduplication (PARTITION BY window_start, window_end)",
-                ));
-            }
-        }
+        // Partitioned by its rows' windows: a window Top-N, append-only at each window's end.
+        let window = input
+            .window
+            .clone()
+            .filter(|w| partition_by.contains(&w.start) && partition_by.contains(&w.end));
         // The rank number comes out only if the query uses it (Flink's outputRankNumber):
         // otherwise a row entering the top N is +I and the one it pushes out -D.
         let rest_uses_rank = rest.iter().any(|c| column_refs(c).contains(&rank));
@@ -1034,6 +1032,9 @@ impl GraphBuilder {
         if limit == 1 && by_time && order_by[0].descending && !ranked {
             factory = factory.newer_wins_ties().map_err(|e| user(e.to_string()))?;
         }
+        if let Some(w) = &window {
+            factory = factory.at_window_end(w.end.clone());
+        }
         let kept = match ranked {
             true => window_names.clone(),
             false => window_names[..window_names.len() - 1].to_vec(),
@@ -1045,6 +1046,12 @@ impl GraphBuilder {
             &kept,
             ranked.then_some(&rank_name),
         );
+        if window.is_some() {
+            // Final rows with the input's window and time attributes.
+            stream.updating = false;
+            stream.window = window;
+            stream.times = input.times.clone();
+        }
         // The projections between the filter and the window, over the Top-N's rows (without
         // the rank column where it is left out).
         let mut below = rank_name.clone();
