@@ -23,6 +23,7 @@ pub mod rank;
 pub mod row_buffer;
 pub mod state_codec;
 pub mod text;
+pub mod ttl;
 pub mod updating;
 pub mod window;
 

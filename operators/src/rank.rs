@@ -493,7 +493,7 @@ impl Operator for TopN {
     fn open(&mut self, ctx: &mut Context<'_>) -> std::result::Result<(), BoxError> {
         if let Some(ttl) = self.state_ttl {
             let now = weir_engine::time::now_ms();
-            ctx.register_timer(TimeDomain::ProcessingTime, now + (ttl / 2).max(1));
+            crate::ttl::arm_sweep(ctx, ttl, now);
         }
         Ok(())
     }
@@ -529,7 +529,7 @@ impl Operator for TopN {
     ) -> std::result::Result<(), BoxError> {
         if let Some(ttl) = self.state_ttl {
             self.partitions.retain(|_, p| p.written + ttl > time);
-            ctx.register_timer(TimeDomain::ProcessingTime, time + (ttl / 2).max(1));
+            crate::ttl::arm_sweep(ctx, ttl, time);
         }
         Ok(())
     }

@@ -400,7 +400,7 @@ impl Operator for RegularJoin {
     fn open(&mut self, ctx: &mut Context<'_>) -> std::result::Result<(), BoxError> {
         if let Some(ttl) = self.state_ttl {
             let now = weir_engine::time::now_ms();
-            ctx.register_timer(TimeDomain::ProcessingTime, now + (ttl / 2).max(1));
+            crate::ttl::arm_sweep(ctx, ttl, now);
         }
         Ok(())
     }
@@ -424,7 +424,7 @@ impl Operator for RegularJoin {
     ) -> std::result::Result<(), BoxError> {
         self.expire(time);
         if let Some(ttl) = self.state_ttl {
-            ctx.register_timer(TimeDomain::ProcessingTime, time + (ttl / 2).max(1));
+            crate::ttl::arm_sweep(ctx, ttl, time);
         }
         Ok(())
     }
