@@ -21,6 +21,7 @@ pub mod normalize;
 pub mod project;
 pub mod rank;
 pub mod row_buffer;
+pub mod row_format;
 pub mod state_codec;
 pub mod text;
 pub mod ttl;

@@ -26,6 +26,7 @@ use weir_engine::state::OperatorState;
 use weir_engine::BoxError;
 
 use crate::error::{OperatorError, Result};
+use crate::row_format::decode_rows;
 use crate::state_codec::{read_table, write_table};
 
 /// Describes a normalization keyed by `key` (the table's primary key).
@@ -152,10 +153,7 @@ impl ChangelogNormalize {
 
     /// Encoded rows as the input's columns.
     fn decode(&self, rows: &[Box<[u8]>]) -> Result<Vec<ArrayRef>> {
-        let parser = self.rows.parser();
-        Ok(self
-            .rows
-            .convert_rows(rows.iter().map(|r| parser.parse(r)))?)
+        decode_rows(&self.rows, rows.iter().map(|r| &**r))
     }
 }
 

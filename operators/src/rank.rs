@@ -33,6 +33,7 @@ use arrow::compute::{interleave, SortOptions};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
+use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
 use weir_engine::changelog::{
     data_columns, has_row_kind, kind_array, with_row_kind, ChangelogMode, RowKind,
@@ -46,6 +47,7 @@ use weir_engine::time::{event_time_column, event_times_ms};
 use weir_engine::BoxError;
 
 use crate::error::{OperatorError, Result};
+use crate::row_format::decode_rows;
 use crate::state_codec::{read_table, write_table};
 
 /// One `ORDER BY` key of a Top-N.
@@ -343,18 +345,22 @@ impl TopN {
         for i in 0..data.num_rows() {
             let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
             let order = orders.row(i);
-            if let Some(ends) = &ends {
-                // A window Top-N: rows of a closed window are late; others wait for its end.
-                if self.watermark.is_some_and(|w| ends[i] - 1 <= w) {
-                    self.late_rows.add(1);
-                    continue;
-                }
-                self.windows
-                    .entry(ends[i])
-                    .or_default()
-                    .insert(key.to_vec());
+            let end = ends.as_ref().map(|ends| ends[i]);
+            // A window Top-N: rows of a closed window are late; others wait for its end.
+            if end.is_some_and(|end| self.watermark.is_some_and(|w| end - 1 <= w)) {
+                self.late_rows.add(1);
+                continue;
             }
-            let partition = self.partitions.entry_ref(key).or_default();
+            let partition = match self.partitions.entry_ref(key) {
+                EntryRef::Occupied(partition) => partition.into_mut(),
+                EntryRef::Vacant(vacant) => {
+                    // A new partition of a window Top-N is fired with its window.
+                    if let Some(end) = end {
+                        self.windows.entry(end).or_default().insert(key.to_vec());
+                    }
+                    vacant.insert(Partition::default())
+                }
+            };
             let kept = &mut partition.rows;
             let position = match self.newer_wins_ties {
                 true => kept.partition_point(|k| *k.order < *order.as_ref()),
@@ -443,10 +449,7 @@ impl TopN {
         if changes.is_empty() {
             return Ok(());
         }
-        let parser = self.rows.parser();
-        let moved = self
-            .rows
-            .convert_rows(moved.iter().map(|r| parser.parse(r)))?;
+        let moved = decode_rows(&self.rows, moved.iter().map(|r| &**r))?;
         let picks: Vec<(usize, usize)> = changes.iter().map(|c| (c.1, c.2)).collect();
         let mut columns: Vec<ArrayRef> = data
             .columns()
@@ -543,10 +546,7 @@ impl Operator for TopN {
             .values()
             .flat_map(|p| p.rows.iter().enumerate())
             .collect();
-        let parser = self.rows.parser();
-        let mut columns = self
-            .rows
-            .convert_rows(kept.iter().map(|(_, k)| parser.parse(&k.row)))?;
+        let mut columns = decode_rows(&self.rows, kept.iter().map(|(_, k)| &*k.row))?;
         columns.push(Arc::new(UInt32Array::from_iter_values(
             kept.iter().map(|(position, _)| *position as u32),
         )));

@@ -142,6 +142,28 @@ enum Flow {
     Windowed(Windowed),
 }
 
+/// `ORDER BY` keys as a Top-N's order keys; each must be a column of `schema` (`what` names
+/// the construct in the message otherwise).
+fn order_keys(
+    sorts: &[datafusion_expr::SortExpr],
+    schema: &DFSchema,
+    what: &str,
+) -> Result<Vec<OrderKey>> {
+    sorts
+        .iter()
+        .map(|sort| match resolve(&sort.expr, schema) {
+            Expr::Column(c) => Ok(OrderKey {
+                column: c.name,
+                descending: !sort.asc,
+                nulls_first: sort.nulls_first,
+            }),
+            other => Err(unsupported(&format!(
+                "{what} by an expression ({other}); project it into a column first"
+            ))),
+        })
+        .collect()
+}
+
 /// What a condition says about a rank column.
 enum Bound {
     /// `rn <= n` (or `< n + 1`, `= 1`, `BETWEEN 1 AND n`).
@@ -776,11 +798,8 @@ impl GraphBuilder {
             append_only && !join_type.is_semi_or_anti() && windows.is_none() && b.lower <= b.upper
         });
         let (factory, base, times, window): (Arc<dyn OperatorFactory>, &str, _, _) =
-            match (interval, windows) {
-                _ if temporal.is_some() => {
-                    let Some((node, _)) = &temporal else {
-                        return Err(user("a temporal join without its versioned table"));
-                    };
+            match (temporal.as_ref(), interval, windows) {
+                (Some((node, _)), _, _) => {
                     let [left_time, right_time] =
                         self.temporal_times(node, join_type, &key_columns, &left, left_schema)?;
                     let left_time = renamed(&left_time, left_schema, left_names)?;
@@ -794,7 +813,7 @@ impl GraphBuilder {
                         None,
                     )
                 }
-                (_, Some((left_end, right_end))) => {
+                (None, _, Some((left_end, right_end))) => {
                     // Both inputs are windowed the same way and joined on their windows.
                     let factory = WindowJoinFactory::new(
                         spec,
@@ -811,7 +830,7 @@ impl GraphBuilder {
                     };
                     (Arc::new(factory) as _, "window-join", Vec::new(), window)
                 }
-                (Some(bounds), None) => {
+                (None, Some(bounds), None) => {
                     let left_time = renamed(&bounds.left, left_schema, left_names)?;
                     let right_time = renamed(&bounds.right, right_schema, right_names)?;
                     let times = [(keeps_left, &left_time), (keeps_right, &right_time)]
@@ -830,7 +849,7 @@ impl GraphBuilder {
                     (Arc::new(factory) as _, "interval-join", times, None)
                 }
                 // Bounds that admit no pair included: the residual decides, nothing matches.
-                (None, None) => {
+                (None, None, None) => {
                     let factory =
                         RegularJoinFactory::new(spec).with_state_ttl(self.options.state_ttl);
                     (Arc::new(factory) as _, "join", Vec::new(), None)
@@ -913,6 +932,8 @@ impl GraphBuilder {
     /// projections between the filter and the window are applied over the Top-N's rows, and
     /// the filter's other conditions after it.
     fn top_n(&mut self, filter: &datafusion_expr::logical_plan::Filter) -> Result<Option<Stream>> {
+        // What the projection above uses: for this filter only.
+        let used_above = self.used_above_filter.take();
         // Down to the window, through aliases and projections.
         let mut chain: Vec<&Projection> = Vec::new();
         let mut plan = filter.input.as_ref();
@@ -933,7 +954,6 @@ impl GraphBuilder {
         if !function.fun.name().eq_ignore_ascii_case("row_number") {
             return Ok(None);
         }
-        let used_above = self.used_above_filter.take();
         // The rank column, followed up from the window to the filter's input (its name at
         // the output of each projection, bottom up).
         let window_names = physical_names(&window.schema);
@@ -986,17 +1006,7 @@ impl GraphBuilder {
             .iter()
             .map(|e| column_of(e, "partitioned"))
             .collect::<Result<Vec<_>>>()?;
-        let order_by = params
-            .order_by
-            .iter()
-            .map(|sort| {
-                Ok(OrderKey {
-                    column: column_of(&sort.expr, "ordered")?,
-                    descending: !sort.asc,
-                    nulls_first: sort.nulls_first,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let order_by = order_keys(&params.order_by, input_schema, "a Top-N ordered")?;
         if order_by.is_empty() {
             return Err(user("ROW_NUMBER() OVER (...) of a Top-N needs an ORDER BY")
                 .hint("ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC)"));
@@ -1148,20 +1158,11 @@ impl GraphBuilder {
         if input.updating {
             return Err(unsupported("ORDER BY ... LIMIT over an updating result"));
         }
-        let order_by = sort
-            .expr
-            .iter()
-            .map(|key| match resolve(&key.expr, sort.input.schema()) {
-                Expr::Column(c) => Ok(OrderKey {
-                    column: c.name,
-                    descending: !key.asc,
-                    nulls_first: key.nulls_first,
-                }),
-                other => Err(unsupported(&format!(
-                    "ORDER BY an expression ({other}) with LIMIT on a stream; select it as a column first"
-                ))),
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let order_by = order_keys(
+            &sort.expr,
+            sort.input.schema(),
+            "ORDER BY ... LIMIT on a stream",
+        )?;
         let factory = TopNFactory::new(Vec::new(), order_by, fetch, None)
             .map_err(|e| user(e.to_string()))?
             .with_state_ttl(self.options.state_ttl);
@@ -1358,7 +1359,9 @@ impl GraphBuilder {
                 .collect();
             self.used_above_filter = Some(used);
         }
-        match self.translate(&projection.input)? {
+        let input = self.translate(&projection.input);
+        self.used_above_filter = None;
+        match input? {
             Flow::Rows(input) => Ok(Flow::Rows(self.project(
                 &input,
                 &projection.expr,

@@ -31,6 +31,7 @@ use weir_engine::BoxError;
 
 use super::{key_is_null, JoinKeys, JoinPlan, JoinSpec, JoinType, Side, JOIN_INPUTS};
 use crate::error::Result;
+use crate::row_format::decode_rows;
 use crate::state_codec::{read_table, write_table};
 
 /// Describes a regular join.
@@ -161,10 +162,7 @@ impl SideRows {
 
     /// Decodes stored rows into the side's columns.
     fn decode(&self, rows: &[&[u8]]) -> Result<Vec<ArrayRef>> {
-        let parser = self.rows.parser();
-        Ok(self
-            .rows
-            .convert_rows(rows.iter().map(|r| parser.parse(r)))?)
+        decode_rows(&self.rows, rows.iter().copied())
     }
 }
 

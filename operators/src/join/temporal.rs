@@ -41,6 +41,7 @@ use super::JOIN_INPUTS;
 use super::{key_is_null, plan_timed, side_hashers, JoinKeys, JoinPlan, JoinSpec, JoinType, Side};
 use crate::error::{OperatorError, Result};
 use crate::row_buffer::RowRef;
+use crate::row_format::decode_rows;
 use crate::state_codec::{read_table, write_table};
 
 /// Describes an event-time temporal join: INNER or LEFT, with the left input's time
@@ -287,11 +288,9 @@ impl TemporalJoin {
                 found.push(&version.row);
             }
         }
-        let parser = self.rows.parser();
         let versions = RecordBatch::try_new(
             Arc::clone(&self.plan.right),
-            self.rows
-                .convert_rows(found.iter().map(|r| parser.parse(r)))?,
+            decode_rows(&self.rows, found.iter().copied())?,
         )?;
         let left_with_version = take_record_batch(&data, &UInt32Array::from(with_version.clone()))?;
         let (_, mask) = self.plan.pairs(&left_with_version, &versions)?;
@@ -367,10 +366,7 @@ impl Operator for TemporalJoin {
         let left = self.left.gather(&refs)?;
         write_table(state, Side::Left.name(), &self.hashers[0], &left, 0)?;
         let versions: Vec<&Version> = self.versions.values().flat_map(|v| v.values()).collect();
-        let parser = self.rows.parser();
-        let mut columns = self
-            .rows
-            .convert_rows(versions.iter().map(|v| parser.parse(&v.row)))?;
+        let mut columns = decode_rows(&self.rows, versions.iter().map(|v| &*v.row))?;
         columns.push(Arc::new(BooleanArray::from_iter(
             versions.iter().map(|v| Some(v.accumulate)),
         )));
