@@ -702,14 +702,13 @@ fn join_savepoints_resume_at_other_shard_counts() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A Top-N (Nexmark q19's, over the generator) as a graph ending in `sink`.
-fn top_n_graph(sink: &CollectSink) -> weir::engine::graph::Graph {
+/// The graph of `query` over Nexmark's bids (150 000 events at a bounded rate, so that a
+/// savepoint falls in the middle).
+fn bids_graph(query: &str, sink: &CollectSink) -> weir::engine::graph::Graph {
     let sql = format!(
         "{nexmark}
         CREATE VIEW bid AS SELECT bid.auction, bid.price, `dateTime` FROM datagen WHERE event_type = 2;
-        SELECT auction, price, rn FROM (
-          SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM bid
-        ) WHERE rn <= 3;",
+        {query}",
         nexmark = common::nexmark_table(
             "'events.num' = '150000', 'rows-per-second' = '100000', 'first-event.rate' = '2000', 'scan.parallelism' = '2'"
         ),
@@ -722,40 +721,15 @@ fn top_n_graph(sink: &CollectSink) -> weir::engine::graph::Graph {
     job.graph.clone()
 }
 
-/// The rows a Top-N's changelog ends with: (auction, rank) -> price.
-fn top_n_rows(
-    batches: &[arrow::record_batch::RecordBatch],
-) -> std::collections::BTreeMap<(i64, i64), i64> {
-    use weir::engine::changelog::{kind_at, row_kinds};
-    let mut rows = std::collections::BTreeMap::new();
-    for batch in batches {
-        let auction = common::column_i64(batch, "auction");
-        let price = common::column_i64(batch, "price");
-        let rank =
-            arrow::compute::cast(batch.column_by_name("rn").unwrap(), &DataType::Int64).unwrap();
-        let rank = rank
-            .as_any()
-            .downcast_ref::<arrow::array::Int64Array>()
-            .unwrap();
-        for i in 0..batch.num_rows() {
-            let key = (auction[i].unwrap(), rank.value(i));
-            match kind_at(row_kinds(batch), i).is_accumulate() {
-                true => rows.insert(key, price[i].unwrap()),
-                false => rows.remove(&key),
-            };
-        }
-    }
-    rows
-}
-
-/// A Top-N stopped with a savepoint and resumed at another shard count ends with the rows of
-/// an uninterrupted run: its changes before the savepoint and after the resume, together.
-#[test]
-fn top_n_savepoints_resume_at_other_shard_counts() {
-    let dir = scratch("top-n-rescale");
+/// `query` (an updating result) stopped with a savepoint and resumed at another shard count
+/// ends with the rows of an uninterrupted run: its changes before the savepoint and after the
+/// resume, together, applied as a changelog of `columns`.
+fn assert_savepoints_resume_at_other_shard_counts(name: &str, query: &str, columns: &[&str]) {
+    let dir = scratch(name);
     let clean = CollectSink::new();
-    weir::engine::runtime::run(&top_n_graph(&clean), RunOptions::default().shards(2)).unwrap();
-    let expected = top_n_rows(&clean.batches());
+    weir::engine::runtime::run(&bids_graph(query, &clean), RunOptions::default().shards(2))
+        .unwrap();
+    let expected = common::apply_changelog(&clean.batches(), columns);
     assert!(expected.len() > 1_000, "{} rows", expected.len());
     for (from, to) in [(2, 3), (4, 2), (1, 1)] {
         let savepoint = dir.join(format!("savepoint-{from}"));
@@ -763,7 +737,7 @@ fn top_n_savepoints_resume_at_other_shard_counts() {
         let options = RunOptions::default()
             .shards(from)
             .checkpoint(CheckpointConfig::new(dir.join(format!("state-{from}"))));
-        let handle = weir::engine::runtime::start(&top_n_graph(&before), options).unwrap();
+        let handle = weir::engine::runtime::start(&bids_graph(query, &before), options).unwrap();
         std::thread::sleep(Duration::from_millis(600));
         handle.savepoint(&savepoint, true).unwrap();
         assert!(
@@ -775,14 +749,40 @@ fn top_n_savepoints_resume_at_other_shard_counts() {
             CheckpointConfig::new(dir.join(format!("state-{from}-{to}")))
                 .from_savepoint(&savepoint),
         );
-        weir::engine::runtime::run(&top_n_graph(&after), options).unwrap();
+        weir::engine::runtime::run(&bids_graph(query, &after), options).unwrap();
         assert!(!after.batches().is_empty(), "resumed before the end");
         let mut changes = before.batches();
         changes.extend(after.batches());
         assert!(
-            top_n_rows(&changes) == expected,
-            "stopped at {from} shards, resumed at {to}: rows differ from the uninterrupted run"
+            common::apply_changelog(&changes, columns) == expected,
+            "{name}: stopped at {from} shards, resumed at {to}: rows differ from the uninterrupted run"
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+const TOP_3_BIDS: &str = "SELECT auction, price, rn FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM bid
+) WHERE rn <= 3";
+
+#[test]
+fn top_n_savepoints_resume_at_other_shard_counts() {
+    assert_savepoints_resume_at_other_shard_counts(
+        "top-n-rescale",
+        &format!("{TOP_3_BIDS};"),
+        &["auction", "price", "rn"],
+    );
+}
+
+/// Aggregates over an updating result (the Top-N's), whose MIN and MAX keep every value.
+#[test]
+fn retracting_aggregates_resume_at_other_shard_counts() {
+    assert_savepoints_resume_at_other_shard_counts(
+        "retract-rescale",
+        &format!(
+            "SELECT auction, COUNT(*) AS c, MIN(price) AS lo, MAX(price) AS hi, SUM(price) AS s
+             FROM ({TOP_3_BIDS}) GROUP BY auction;"
+        ),
+        &["auction", "c", "lo", "hi", "s"],
+    );
 }

@@ -5,62 +5,21 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::reference::events;
 use common::Event;
 use proptest::prelude::*;
-use weir::engine::runtime;
-use weir::prelude::*;
-use weir::sql::{Action, Session};
 
 /// A result row: k, v, id and the rank (0 where the query does not select it).
 type Row = Vec<Option<i64>>;
 
-/// Writes `events` as CSV rows `k,v,id,ts` (id = position) and returns the table's DDL.
-fn table(dir: &std::path::Path, events: &[Event]) -> String {
-    let text: String = events
-        .iter()
-        .enumerate()
-        .map(|(id, e)| {
-            let v = e.v.map_or(String::new(), |v| v.to_string());
-            let (s, ms) = (e.ts.div_euclid(1000), e.ts.rem_euclid(1000));
-            format!(
-                "{},{v},{id},1970-01-01 {:02}:{:02}:{:02}.{ms:03}\n",
-                e.key,
-                s / 3600,
-                s / 60 % 60,
-                s % 60
-            )
-        })
-        .collect();
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("t.csv");
-    std::fs::write(&path, text).unwrap();
-    format!(
-        "CREATE TABLE t (k BIGINT, v BIGINT, id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
-         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', 'csv.null-literal' = '');",
-        path.display()
-    )
-}
-
 /// Runs `query` over the table and applies its changelog.
 fn run(ddl: &str, query: &str, ranked: bool, shards: usize) -> Vec<Row> {
-    let sink = CollectSink::new();
-    let mut session = Session::new();
-    let actions = session
-        .execute(&format!("{ddl}\n{query}"), &|_| Arc::new(sink.clone()))
-        .unwrap_or_else(|e| panic!("{query}: {e}"));
-    let [Action::Query(job)] = actions.as_slice() else {
-        panic!("one query")
-    };
-    runtime::run(&job.graph, RunOptions::default().shards(shards)).expect("job runs");
     let columns: &[&str] = if ranked {
         &["k", "v", "id", "rn"]
     } else {
         &["k", "v", "id"]
     };
-    let mut rows = common::apply_changelog(&sink.batches(), columns);
+    let mut rows = common::query_result(ddl, query, columns, shards);
     for row in &mut rows {
         row.resize(4, Some(0));
     }
@@ -112,7 +71,7 @@ proptest! {
         case in 0usize..1_000_000,
     ) {
         let dir = std::env::temp_dir().join(format!("weir-topn-{}-{case}", std::process::id()));
-        let ddl = table(&dir, &input);
+        let ddl = common::events_table(&dir, &input);
         let top_n = format!(
             "SELECT k, v, id, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t) WHERE rn <= {n}"
         );
@@ -145,7 +104,7 @@ fn a_wrong_tie_order_fails_the_comparison() {
     };
     let input = vec![at(1, 1_000, 5), at(1, 1_001, 5), at(1, 1_002, 3)];
     let dir = std::env::temp_dir().join(format!("weir-topn-ties-{}", std::process::id()));
-    let ddl = table(&dir, &input);
+    let ddl = common::events_table(&dir, &input);
     let query = "SELECT k, v, id, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t) WHERE rn <= 1";
     let got = run(&ddl, query, true, 2);
     assert_eq!(got, reference(&input, 1, v_desc, false, true));

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, BooleanArray};
-use arrow::datatypes::{FieldRef, Schema, SchemaRef};
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_expr::{EmitTo, Expr, GroupsAccumulator};
@@ -26,6 +26,8 @@ struct PlannedAggregate {
     function: Arc<AggregateFunctionExpr>,
     filter: Option<Arc<dyn PhysicalExpr>>,
     state_width: usize,
+    /// The type of the first argument (`Null` without arguments).
+    value_type: DataType,
 }
 
 /// The aggregate columns of a window, planned against its input schema.
@@ -61,6 +63,10 @@ impl Aggregates {
                 )));
             }
             let function = lowered.aggregate;
+            let value_type = match function.expressions().first() {
+                Some(argument) => argument.data_type(input)?,
+                None => DataType::Null,
+            };
             let states = function.state_fields()?;
             output_fields.push(function.field());
             state_fields.extend(states.iter().enumerate().map(|(i, f)| {
@@ -71,6 +77,7 @@ impl Aggregates {
                 state_width: states.len(),
                 function,
                 filter: lowered.filter,
+                value_type,
             });
         }
         Ok(Aggregates {
@@ -127,6 +134,15 @@ impl Aggregates {
         self.planned
             .iter()
             .map(|p| Ok(p.function.create_accumulator()?))
+            .collect()
+    }
+
+    /// One accumulator per aggregate that can also take rows back (for updating inputs);
+    /// errors naming the first aggregate that cannot (see [`crate::retract`]).
+    pub fn retracting_accumulators(&self) -> Result<Vec<Box<dyn datafusion_expr::Accumulator>>> {
+        self.planned
+            .iter()
+            .map(|p| crate::retract::retracting_accumulator(&p.function, &p.value_type))
             .collect()
     }
 

@@ -20,6 +20,7 @@ pub mod join;
 pub mod normalize;
 pub mod project;
 pub mod rank;
+pub mod retract;
 pub mod row_buffer;
 pub mod row_format;
 pub mod state_codec;

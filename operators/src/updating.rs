@@ -7,24 +7,33 @@
 //! Output: the key columns, the aggregates, then the row kind
 //! ([`weir_engine::changelog::ROW_KIND_COLUMN`]): an upsert stream keyed by the group keys.
 //!
-//! State: per group, one row accumulator per aggregate (DataFusion's `Accumulator`, which can
-//! report its current value without being consumed). Snapshots store, per key group, the keys
-//! and every accumulator's partial state; restore merges them back into fresh accumulators.
+//! Over an updating input (one with a row-kind column), `-U` and `-D` rows retract what their
+//! `+I`/`+U` added, through accumulators that can take rows back ([`crate::retract`]); a group
+//! left with no rows emits `-D` of its last result and is forgotten, as Flink's
+//! `GroupAggFunction` with its record counter.
+//!
+//! State: per group, the number of rows it holds and one row accumulator per aggregate
+//! (DataFusion's `Accumulator`, which can report its current value without being consumed).
+//! Snapshots store, per key group, the keys, the row count and every accumulator's partial
+//! state; restore merges them back into fresh accumulators.
 //! With a state TTL (Flink's `table.exec.state.ttl`), a group not updated for that long (wall
-//! clock) loses its accumulators; its next row starts it again with `+I`, as in Flink. The
-//! group's encoded key stays in the index (a few bytes per key).
+//! clock) loses its accumulators; its next row starts it again with `+I`, as in Flink (and a
+//! retraction of a row it held before is then ignored). The group's encoded key stays in the
+//! index (a few bytes per key).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
 use arrow::compute::{filter, take};
-use arrow::datatypes::{FieldRef, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion_common::ScalarValue;
 use datafusion_expr::{Accumulator, Expr};
-use weir_engine::changelog::{kind_array, row_kind_field, ChangelogMode, RowKind};
+use weir_engine::changelog::{
+    has_row_kind, kind_array, kind_at, row_kind_field, row_kinds, ChangelogMode, RowKind,
+};
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::KeyHasher;
 use weir_engine::state::OperatorState;
@@ -33,9 +42,12 @@ use weir_engine::BoxError;
 use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
 use crate::group_index::{GroupIndex, KeyEncoder};
+use crate::retract::state_fields;
 use crate::state_codec::{decode, encode, split_by_key_group};
 
 const GROUPS_TABLE: &str = "groups";
+/// The state column with each group's row count.
+const ROWS_COLUMN: &str = "$rows";
 
 /// Describes an updating aggregation: grouping key columns and aggregate expressions.
 #[derive(Debug, Clone)]
@@ -67,6 +79,10 @@ struct Plan {
     key_columns: Vec<usize>,
     key_fields: Vec<FieldRef>,
     aggregates: Aggregates,
+    /// The input is a changelog: accumulators must retract.
+    retracting: bool,
+    /// Partial-state columns of the accumulators (after the keys and the row count).
+    state_fields: Vec<FieldRef>,
     output: SchemaRef,
 }
 
@@ -97,12 +113,40 @@ impl UpdatingAggregateFactory {
                 .map(|f| Arc::new(f.as_ref().clone().with_nullable(true))),
         );
         fields.push(Arc::new(row_kind_field()));
+        let retracting = has_row_kind(input);
+        let state_fields = match retracting {
+            // Planning the accumulators also refuses aggregates that cannot retract.
+            true => {
+                let mut fields = Vec::new();
+                for (i, mut accumulator) in aggregates
+                    .retracting_accumulators()?
+                    .into_iter()
+                    .enumerate()
+                {
+                    fields.extend(state_fields(accumulator.as_mut(), &format!("agg{i}"))?);
+                }
+                fields
+            }
+            false => aggregates.state_fields().to_vec(),
+        };
         Ok(Plan {
             key_columns,
             key_fields,
             aggregates,
+            retracting,
+            state_fields,
             output: Arc::new(Schema::new(fields)),
         })
+    }
+}
+
+impl Plan {
+    /// Fresh accumulators for one group.
+    fn accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
+        match self.retracting {
+            true => self.aggregates.retracting_accumulators(),
+            false => self.aggregates.row_accumulators(),
+        }
     }
 }
 
@@ -112,17 +156,12 @@ impl OperatorFactory for UpdatingAggregateFactory {
         Ok(self.plan(input)?.output)
     }
 
-    /// Flink's group aggregation over an append-only input: an upsert stream by the group
-    /// keys (with `-U` rows). Over an updating input it would need retracting accumulators.
+    /// Flink's group aggregation: an upsert stream by the group keys (with `-U` rows, and `-D`
+    /// rows when the input is updating).
     fn output_changelog(
         &self,
-        inputs: &[ChangelogMode],
+        _inputs: &[ChangelogMode],
     ) -> std::result::Result<ChangelogMode, BoxError> {
-        if !inputs[0].is_insert_only() {
-            return Err(Box::new(OperatorError::Plan(
-                "aggregating an updating result is not supported yet".into(),
-            )));
-        }
         Ok(ChangelogMode::Upsert {
             key: self.keys.clone(),
         })
@@ -145,7 +184,8 @@ impl OperatorFactory for UpdatingAggregateFactory {
         let keys = KeyEncoder::new(&plan.key_fields)?;
         let key_names: Vec<String> = plan.key_fields.iter().map(|f| f.name().clone()).collect();
         let mut state_fields = plan.key_fields.clone();
-        state_fields.extend(plan.aggregates.state_fields().iter().cloned());
+        state_fields.push(Arc::new(Field::new(ROWS_COLUMN, DataType::Int64, false)));
+        state_fields.extend(plan.state_fields.iter().cloned());
         let state_schema = Arc::new(Schema::new(state_fields));
         Ok(Box::new(UpdatingAggregate {
             index: keys.group_index(0),
@@ -162,8 +202,10 @@ impl OperatorFactory for UpdatingAggregateFactory {
 
 /// One group's accumulators and the result last emitted for it.
 struct Group {
-    /// Empty once the group has expired (state TTL).
+    /// Empty once the group has expired (state TTL) or lost all its rows.
     accumulators: Vec<Box<dyn Accumulator>>,
+    /// Rows added less rows retracted; 0 for a group with no state (new, expired or emptied).
+    rows: i64,
     emitted: Option<Vec<ScalarValue>>,
     last_update: Instant,
 }
@@ -180,12 +222,14 @@ pub struct UpdatingAggregate {
 }
 
 impl UpdatingAggregate {
-    fn new_group(&self) -> Result<Group> {
-        Ok(Group {
-            accumulators: self.plan.aggregates.row_accumulators()?,
+    /// A group with no state yet (its first row creates the accumulators).
+    fn new_group() -> Group {
+        Group {
+            accumulators: Vec::new(),
+            rows: 0,
             emitted: None,
             last_update: Instant::now(),
-        })
+        }
     }
 
     /// Drops the state of groups not updated for the state TTL (at most twice per TTL).
@@ -198,8 +242,9 @@ impl UpdatingAggregate {
         }
         self.last_sweep = now;
         for group in &mut self.groups {
-            if !group.accumulators.is_empty() && now.duration_since(group.last_update) > ttl {
+            if group.rows > 0 && now.duration_since(group.last_update) > ttl {
                 group.accumulators = Vec::new();
+                group.rows = 0;
                 group.emitted = None;
             }
         }
@@ -216,8 +261,24 @@ impl UpdatingAggregate {
         let mut values: Vec<Vec<ScalarValue>> =
             vec![Vec::new(); self.plan.aggregates.output_fields().len()];
         let mut op: Vec<RowKind> = Vec::new();
+        let mut push = |key_row: u32, kind: RowKind, row: Vec<ScalarValue>| {
+            key_rows.push(key_row);
+            op.push(kind);
+            for (column, value) in values.iter_mut().zip(row) {
+                column.push(value);
+            }
+        };
         for &(group, key_row) in touched {
             let state = &mut self.groups[group];
+            if state.rows <= 0 {
+                // Every row retracted: the group's result is deleted and the group forgotten.
+                state.accumulators = Vec::new();
+                state.rows = 0;
+                if let Some(old) = state.emitted.take() {
+                    push(key_row, RowKind::Delete, old);
+                }
+                continue;
+            }
             let new = state
                 .accumulators
                 .iter_mut()
@@ -226,21 +287,10 @@ impl UpdatingAggregate {
             match state.emitted.replace(new.clone()) {
                 Some(old) if old == new => continue,
                 Some(old) => {
-                    key_rows.push(key_row);
-                    op.push(RowKind::UpdateBefore);
-                    for (column, value) in values.iter_mut().zip(old) {
-                        column.push(value);
-                    }
-                    key_rows.push(key_row);
-                    op.push(RowKind::UpdateAfter);
+                    push(key_row, RowKind::UpdateBefore, old);
+                    push(key_row, RowKind::UpdateAfter, new);
                 }
-                None => {
-                    key_rows.push(key_row);
-                    op.push(RowKind::Insert);
-                }
-            }
-            for (column, value) in values.iter_mut().zip(new) {
-                column.push(value);
+                None => push(key_row, RowKind::Insert, new),
             }
         }
         if key_rows.is_empty() {
@@ -268,6 +318,37 @@ impl UpdatingAggregate {
     }
 }
 
+/// Adds (or, with `retract`, takes back) the rows `rows` of `values` that pass `mask`.
+fn feed(
+    accumulator: &mut dyn Accumulator,
+    values: &[ArrayRef],
+    mask: Option<&BooleanArray>,
+    rows: &[u32],
+    retract: bool,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let indices = UInt32Array::from(rows.to_vec());
+    let mut taken: Vec<ArrayRef> = values
+        .iter()
+        .map(|v| take(v.as_ref(), &indices, None))
+        .collect::<std::result::Result<_, _>>()?;
+    if let Some(mask) = mask {
+        let mask = take(mask, &indices, None)?;
+        let mask = mask.as_boolean();
+        taken = taken
+            .iter()
+            .map(|v| filter(v.as_ref(), mask))
+            .collect::<std::result::Result<_, _>>()?;
+    }
+    match retract {
+        true => accumulator.retract_batch(&taken)?,
+        false => accumulator.update_batch(&taken)?,
+    }
+    Ok(())
+}
+
 impl Operator for UpdatingAggregate {
     fn process_batch(
         &mut self,
@@ -287,10 +368,8 @@ impl Operator for UpdatingAggregate {
         let encoded = self.keys.encode(&keys, rows)?;
         let mut group_of_row = Vec::with_capacity(rows);
         self.index.intern(&encoded, &mut group_of_row);
-        while self.groups.len() < self.index.len() {
-            let group = self.new_group()?;
-            self.groups.push(group);
-        }
+        self.groups
+            .resize_with(self.index.len(), UpdatingAggregate::new_group);
         // Rows of each touched group, groups in order of first appearance.
         let mut order: Vec<(usize, u32)> = Vec::new();
         let mut rows_of: HashMap<usize, Vec<u32>> = HashMap::new();
@@ -304,38 +383,35 @@ impl Operator for UpdatingAggregate {
                 .push(row as u32);
         }
         let inputs = self.plan.aggregates.inputs(&batch)?;
+        let kinds = row_kinds(&batch);
         let now = Instant::now();
         for &(group, _) in &order {
             let state = &mut self.groups[group];
             let expired = self
                 .state_ttl
                 .is_some_and(|ttl| now.duration_since(state.last_update) > ttl);
-            if expired || state.accumulators.is_empty() {
-                // Past its TTL (swept or not yet): the group starts over.
-                state.accumulators = self.plan.aggregates.row_accumulators()?;
+            if expired || state.rows <= 0 {
+                // Past its TTL (swept or not yet), new, or emptied: the group starts over.
+                state.accumulators = self.plan.accumulators()?;
+                state.rows = 0;
                 state.emitted = None;
             }
             state.last_update = now;
-            let indices = UInt32Array::from(rows_of.remove(&group).unwrap_or_default());
-            for (accumulator, (values, mask)) in
-                self.groups[group].accumulators.iter_mut().zip(&inputs)
-            {
-                let mut taken: Vec<ArrayRef> = values
-                    .iter()
-                    .map(|v| take(v.as_ref(), &indices, None))
-                    .collect::<std::result::Result<_, _>>()?;
-                if let Some(mask) = mask {
-                    let mask = take(mask, &indices, None)?;
-                    let mask = mask
-                        .as_any()
-                        .downcast_ref::<BooleanArray>()
-                        .ok_or("an aggregate's FILTER (WHERE ...) is not a boolean")?;
-                    taken = taken
-                        .iter()
-                        .map(|v| filter(v.as_ref(), mask))
-                        .collect::<std::result::Result<_, _>>()?;
-                }
-                accumulator.update_batch(&taken)?;
+            let (adds, retracts): (Vec<u32>, Vec<u32>) = rows_of
+                .remove(&group)
+                .unwrap_or_default()
+                .into_iter()
+                .partition(|&row| kind_at(kinds, row as usize).is_accumulate());
+            let rows = state.rows + adds.len() as i64 - retracts.len() as i64;
+            if rows < 0 {
+                // Retracting rows the group does not hold (its state expired): forget it.
+                state.rows = -1;
+                continue;
+            }
+            state.rows = rows;
+            for (accumulator, (values, mask)) in state.accumulators.iter_mut().zip(&inputs) {
+                feed(accumulator.as_mut(), values, mask.as_ref(), &adds, false)?;
+                feed(accumulator.as_mut(), values, mask.as_ref(), &retracts, true)?;
             }
         }
         self.emit(&order, &keys, ctx)?;
@@ -352,7 +428,7 @@ impl Operator for UpdatingAggregate {
             return Ok(());
         }
         let live: Vec<u32> = (0..self.groups.len() as u32)
-            .filter(|&g| !self.groups[g as usize].accumulators.is_empty())
+            .filter(|&g| self.groups[g as usize].rows > 0)
             .collect();
         let live_indices = UInt32Array::from(live);
         let mut columns: Vec<ArrayRef> = self
@@ -361,13 +437,11 @@ impl Operator for UpdatingAggregate {
             .iter()
             .map(|k| take(k.as_ref(), &live_indices, None))
             .collect::<std::result::Result<_, _>>()?;
-        let width = self.plan.aggregates.state_fields().len();
+        let width = self.plan.state_fields.len();
         let mut states: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(live_indices.len()); width];
-        for group in self
-            .groups
-            .iter_mut()
-            .filter(|g| !g.accumulators.is_empty())
-        {
+        let mut rows = Vec::with_capacity(live_indices.len());
+        for group in self.groups.iter_mut().filter(|g| g.rows > 0) {
+            rows.push(group.rows);
             let mut column = 0;
             for accumulator in &mut group.accumulators {
                 for value in accumulator.state()? {
@@ -376,7 +450,8 @@ impl Operator for UpdatingAggregate {
                 }
             }
         }
-        for (values, field) in states.into_iter().zip(self.plan.aggregates.state_fields()) {
+        columns.push(Arc::new(Int64Array::from(rows)));
+        for (values, field) in states.into_iter().zip(&self.plan.state_fields) {
             let array = ScalarValue::iter_to_array(values)?;
             columns.push(if array.data_type() == field.data_type() {
                 array
@@ -396,16 +471,21 @@ impl Operator for UpdatingAggregate {
             let (_, batch) = decode(&entry.value, GROUPS_TABLE, entry.group, &self.state_schema)?;
             let key_count = self.plan.key_columns.len();
             let keys: Vec<ArrayRef> = batch.columns()[..key_count].to_vec();
+            let rows = batch.column(key_count).as_primitive::<Int64Type>();
             let encoded = self.keys.encode(&keys, batch.num_rows())?;
             let mut group_of_row = Vec::new();
             self.index.intern(&encoded, &mut group_of_row);
             for (row, &group) in group_of_row.iter().enumerate() {
-                while self.groups.len() <= group {
-                    let fresh = self.new_group()?;
-                    self.groups.push(fresh);
+                if self.groups.len() <= group {
+                    self.groups
+                        .resize_with(group + 1, UpdatingAggregate::new_group);
                 }
-                let mut column = key_count;
                 let target = &mut self.groups[group];
+                if target.rows <= 0 {
+                    target.accumulators = self.plan.accumulators()?;
+                }
+                target.rows += rows.value(row);
+                let mut column = key_count + 1;
                 for accumulator in &mut target.accumulators {
                     let width = accumulator.state()?.len();
                     let slice: Vec<ArrayRef> = (column..column + width)

@@ -1633,11 +1633,6 @@ impl GraphBuilder {
     /// `GROUP BY` without a window: an updating aggregation, then the plan's column order
     /// (the row kind stays last).
     fn updating_aggregate(&mut self, aggregate: &Aggregate, rows: Stream) -> Result<Stream> {
-        if rows.updating {
-            return Err(unsupported(
-                "aggregating an updating result (a GROUP BY over the result of a GROUP BY without a window)",
-            ));
-        }
         let (rows, keys, aggregates) = self.grouping(aggregate, rows, &[], &|_| false)?;
         let output = self.operator(
             "group-aggregate",

@@ -122,6 +122,57 @@ pub fn nexmark_table(options: &str) -> String {
     )
 }
 
+/// Writes `events` as CSV rows `k,v,id,ts` (id = position) under `dir` and returns the DDL
+/// of table `t` over them (watermark 1 s behind `ts`, 4 rows per batch so that changes
+/// spread over several batches).
+pub fn events_table(dir: &std::path::Path, events: &[Event]) -> String {
+    let text: String = events
+        .iter()
+        .enumerate()
+        .map(|(id, e)| {
+            let v = e.v.map_or(String::new(), |v| v.to_string());
+            let (s, ms) = (e.ts.div_euclid(1000), e.ts.rem_euclid(1000));
+            format!(
+                "{},{v},{id},1970-01-01 {:02}:{:02}:{:02}.{ms:03}\n",
+                e.key,
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            )
+        })
+        .collect();
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("t.csv");
+    std::fs::write(&path, text).unwrap();
+    format!(
+        "CREATE TABLE t (k BIGINT, v BIGINT, id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', 'csv.null-literal' = '', 'scan.batch-size' = '4');",
+        path.display()
+    )
+}
+
+/// Runs the SQL `query` after `ddl` at `shards` shards and returns the rows its changelog
+/// ends with (`columns` of each, sorted).
+pub fn query_result(
+    ddl: &str,
+    query: &str,
+    columns: &[&str],
+    shards: usize,
+) -> Vec<Vec<Option<i64>>> {
+    use weir::prelude::*;
+    use weir::sql::{Action, Session};
+    let sink = CollectSink::new();
+    let mut session = Session::new();
+    let actions = session
+        .execute(&format!("{ddl}\n{query}"), &|_| Arc::new(sink.clone()))
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+    let [Action::Query(job)] = actions.as_slice() else {
+        panic!("one query")
+    };
+    weir::engine::runtime::run(&job.graph, RunOptions::default().shards(shards)).expect("job runs");
+    apply_changelog(&sink.batches(), columns)
+}
+
 /// Applies a changelog to a multiset of rows: `+I`/`+U` add, `-U`/`-D` remove a present row.
 pub fn apply_changelog(batches: &[RecordBatch], columns: &[&str]) -> Vec<Vec<Option<i64>>> {
     use weir::engine::changelog::{kind_at, row_kinds};

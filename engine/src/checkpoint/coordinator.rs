@@ -194,6 +194,11 @@ impl Coordinator {
                         // Pre-committed output waits for the next checkpoint.
                         carried = tokens;
                         if let Some(request) = savepoint {
+                            if request.stop {
+                                for source in &self.sources {
+                                    let _ = source.control.send(Control::Resume);
+                                }
+                            }
                             let _ = request.reply.send(Err(error));
                         }
                     }
@@ -219,9 +224,13 @@ impl Coordinator {
             {
                 let id = self.next_id;
                 self.next_id += 1;
+                let command = match requested.as_ref().is_some_and(|r| r.stop) {
+                    true => Control::SuspendAfter(CheckpointId(id)),
+                    false => Control::Barrier(CheckpointId(id)),
+                };
                 for source in &running_sources {
                     // A split that has just ended no longer takes barriers.
-                    let _ = source.control.send(Control::Barrier(CheckpointId(id)));
+                    let _ = source.control.send(command);
                 }
                 in_flight = Some(InFlight {
                     id,

@@ -40,6 +40,23 @@ pub(crate) type Outbox = mpsc::Sender<Message>;
 pub(crate) enum Control {
     /// Inject this barrier into the stream now.
     Barrier(CheckpointId),
+    /// Inject this barrier of a stop-with-savepoint, then read nothing more until
+    /// [`Control::Resume`] (Flink's synchronous savepoint): no row after the savepoint reaches
+    /// a sink, so a job resumed from it repeats none, even into a sink that is not
+    /// transactional.
+    SuspendAfter(CheckpointId),
+    /// The stop-with-savepoint failed: read on.
+    Resume,
+}
+
+impl Control {
+    /// The barrier to inject, if this command asks for one.
+    fn barrier(self) -> Option<CheckpointId> {
+        match self {
+            Control::Barrier(id) | Control::SuspendAfter(id) => Some(id),
+            Control::Resume => None,
+        }
+    }
 }
 
 /// The sending end of one input channel of a downstream subtask.
@@ -532,6 +549,8 @@ fn progress(
 /// What woke a source subtask up.
 enum Step {
     Barrier(CheckpointId),
+    /// A stop-with-savepoint's barrier: inject it, then wait.
+    SuspendAfter(CheckpointId),
     Read(Result<Option<SourceBatch>, BoxError>),
     /// A paused split's time to look at its alignment group again.
     Recheck,
@@ -586,6 +605,8 @@ async fn run_source(name: &str, source: SourceInput, chain: &mut Chain) -> Resul
                     command = control.recv(), if control_open => match command {
                         // Readers are cancel-safe: the pending read is dropped and started again.
                         Some(Control::Barrier(id)) => break Step::Barrier(id),
+                        Some(Control::SuspendAfter(id)) => break Step::SuspendAfter(id),
+                        Some(Control::Resume) => {}
                         None => control_open = false,
                     },
                     result = &mut read, if !paused => break Step::Read(result),
@@ -605,6 +626,19 @@ async fn run_source(name: &str, source: SourceInput, chain: &mut Chain) -> Resul
             Step::Barrier(id) => {
                 chain.source_positions = Some(progress(name, reader.as_ref(), watermarks.as_ref()));
                 chain.push(Message::Barrier(id)).await?;
+                continue;
+            }
+            Step::SuspendAfter(id) => {
+                chain.source_positions = Some(progress(name, reader.as_ref(), watermarks.as_ref()));
+                chain.push(Message::Barrier(id)).await?;
+                // The job stops once the savepoint completes (dropping this task), or resumes.
+                while let Some(command) = control.recv().await {
+                    if let Some(id) = command.barrier() {
+                        chain.push(Message::Barrier(id)).await?;
+                    } else {
+                        break;
+                    }
+                }
                 continue;
             }
             Step::Read(next) => next,
@@ -636,7 +670,7 @@ async fn run_source(name: &str, source: SourceInput, chain: &mut Chain) -> Resul
         reporter.send(Event::SourceDone {
             task: reporter.task,
         });
-        if let Some(Control::Barrier(id)) = control.recv().await {
+        if let Some(id) = control.recv().await.and_then(Control::barrier) {
             chain.source_positions = Some(progress(name, reader.as_ref(), watermarks.as_ref()));
             chain.push(Message::Barrier(id)).await?;
         }
