@@ -21,6 +21,7 @@ pub mod normalize;
 pub mod project;
 pub mod rank;
 pub mod retract;
+pub mod row_accumulators;
 pub mod row_buffer;
 pub mod row_format;
 pub mod state_codec;

@@ -8,10 +8,9 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array};
-use arrow::datatypes::{DataType, Field, Int64Type};
+use arrow::datatypes::{DataType, Int64Type};
 use datafusion_common::ScalarValue;
 use datafusion_expr::Accumulator;
 use datafusion_physical_expr::aggregate::AggregateFunctionExpr;
@@ -174,25 +173,10 @@ impl Accumulator for ValueCounts {
     }
 }
 
-/// The state columns of `accumulator` (from its state when empty), named `{prefix}#state{i}`.
-pub fn state_fields(accumulator: &mut dyn Accumulator, prefix: &str) -> Result<Vec<Arc<Field>>> {
-    Ok(accumulator
-        .state()?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            Arc::new(Field::new(
-                format!("{prefix}#state{i}"),
-                v.data_type(),
-                true,
-            ))
-        })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use arrow::array::Int32Array;
 
     fn ints(values: &[Option<i32>]) -> ArrayRef {

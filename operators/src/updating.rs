@@ -25,12 +25,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
-use arrow::compute::{filter, take};
+use arrow::array::{ArrayRef, AsArray, Int64Array, UInt32Array};
+use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion_common::ScalarValue;
-use datafusion_expr::{Accumulator, Expr};
+use datafusion_expr::Expr;
 use weir_engine::changelog::{
     has_row_kind, kind_array, kind_at, row_kind_field, row_kinds, ChangelogMode, RowKind,
 };
@@ -42,7 +42,7 @@ use weir_engine::BoxError;
 use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
 use crate::group_index::{GroupIndex, KeyEncoder};
-use crate::retract::state_fields;
+use crate::row_accumulators::{AccumulatorSet, RowAccumulators};
 use crate::state_codec::{decode, encode, split_by_key_group};
 
 const GROUPS_TABLE: &str = "groups";
@@ -78,11 +78,8 @@ impl UpdatingAggregateFactory {
 struct Plan {
     key_columns: Vec<usize>,
     key_fields: Vec<FieldRef>,
-    aggregates: Aggregates,
-    /// The input is a changelog: accumulators must retract.
-    retracting: bool,
-    /// Partial-state columns of the accumulators (after the keys and the row count).
-    state_fields: Vec<FieldRef>,
+    /// Per group; retracting when the input is a changelog.
+    accumulators: RowAccumulators,
     output: SchemaRef,
 }
 
@@ -113,40 +110,14 @@ impl UpdatingAggregateFactory {
                 .map(|f| Arc::new(f.as_ref().clone().with_nullable(true))),
         );
         fields.push(Arc::new(row_kind_field()));
-        let retracting = has_row_kind(input);
-        let state_fields = match retracting {
-            // Planning the accumulators also refuses aggregates that cannot retract.
-            true => {
-                let mut fields = Vec::new();
-                for (i, mut accumulator) in aggregates
-                    .retracting_accumulators()?
-                    .into_iter()
-                    .enumerate()
-                {
-                    fields.extend(state_fields(accumulator.as_mut(), &format!("agg{i}"))?);
-                }
-                fields
-            }
-            false => aggregates.state_fields().to_vec(),
-        };
+        // Over a changelog, planning refuses aggregates that cannot retract.
+        let accumulators = RowAccumulators::new(aggregates, has_row_kind(input))?;
         Ok(Plan {
             key_columns,
             key_fields,
-            aggregates,
-            retracting,
-            state_fields,
+            accumulators,
             output: Arc::new(Schema::new(fields)),
         })
-    }
-}
-
-impl Plan {
-    /// Fresh accumulators for one group.
-    fn accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
-        match self.retracting {
-            true => self.aggregates.retracting_accumulators(),
-            false => self.aggregates.row_accumulators(),
-        }
     }
 }
 
@@ -185,7 +156,7 @@ impl OperatorFactory for UpdatingAggregateFactory {
         let key_names: Vec<String> = plan.key_fields.iter().map(|f| f.name().clone()).collect();
         let mut state_fields = plan.key_fields.clone();
         state_fields.push(Arc::new(Field::new(ROWS_COLUMN, DataType::Int64, false)));
-        state_fields.extend(plan.state_fields.iter().cloned());
+        state_fields.extend(plan.accumulators.state_fields().iter().cloned());
         let state_schema = Arc::new(Schema::new(state_fields));
         Ok(Box::new(UpdatingAggregate {
             index: keys.group_index(0),
@@ -203,7 +174,7 @@ impl OperatorFactory for UpdatingAggregateFactory {
 /// One group's accumulators and the result last emitted for it.
 struct Group {
     /// Empty once the group has expired (state TTL) or lost all its rows.
-    accumulators: Vec<Box<dyn Accumulator>>,
+    accumulators: AccumulatorSet,
     /// Rows added less rows retracted; 0 for a group with no state (new, expired or emptied).
     rows: i64,
     emitted: Option<Vec<ScalarValue>>,
@@ -259,7 +230,7 @@ impl UpdatingAggregate {
     ) -> Result<()> {
         let mut key_rows: Vec<u32> = Vec::new();
         let mut values: Vec<Vec<ScalarValue>> =
-            vec![Vec::new(); self.plan.aggregates.output_fields().len()];
+            vec![Vec::new(); self.plan.accumulators.aggregates().output_fields().len()];
         let mut op: Vec<RowKind> = Vec::new();
         let mut push = |key_row: u32, kind: RowKind, row: Vec<ScalarValue>| {
             key_rows.push(key_row);
@@ -279,11 +250,7 @@ impl UpdatingAggregate {
                 }
                 continue;
             }
-            let new = state
-                .accumulators
-                .iter_mut()
-                .map(|a| a.evaluate())
-                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let new = RowAccumulators::evaluate(&mut state.accumulators)?;
             match state.emitted.replace(new.clone()) {
                 Some(old) if old == new => continue,
                 Some(old) => {
@@ -301,14 +268,7 @@ impl UpdatingAggregate {
             .iter()
             .map(|k| take(k.as_ref(), &indices, None))
             .collect::<std::result::Result<_, _>>()?;
-        for (column, field) in values.into_iter().zip(self.plan.aggregates.output_fields()) {
-            let array = ScalarValue::iter_to_array(column)?;
-            columns.push(if array.data_type() == field.data_type() {
-                array
-            } else {
-                arrow::compute::cast(&array, field.data_type())?
-            });
-        }
+        columns.extend(self.plan.accumulators.value_columns(values)?);
         columns.push(kind_array(op));
         ctx.emit(RecordBatch::try_new(
             Arc::clone(&self.plan.output),
@@ -316,37 +276,6 @@ impl UpdatingAggregate {
         )?);
         Ok(())
     }
-}
-
-/// Adds (or, with `retract`, takes back) the rows `rows` of `values` that pass `mask`.
-fn feed(
-    accumulator: &mut dyn Accumulator,
-    values: &[ArrayRef],
-    mask: Option<&BooleanArray>,
-    rows: &[u32],
-    retract: bool,
-) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let indices = UInt32Array::from(rows.to_vec());
-    let mut taken: Vec<ArrayRef> = values
-        .iter()
-        .map(|v| take(v.as_ref(), &indices, None))
-        .collect::<std::result::Result<_, _>>()?;
-    if let Some(mask) = mask {
-        let mask = take(mask, &indices, None)?;
-        let mask = mask.as_boolean();
-        taken = taken
-            .iter()
-            .map(|v| filter(v.as_ref(), mask))
-            .collect::<std::result::Result<_, _>>()?;
-    }
-    match retract {
-        true => accumulator.retract_batch(&taken)?,
-        false => accumulator.update_batch(&taken)?,
-    }
-    Ok(())
 }
 
 impl Operator for UpdatingAggregate {
@@ -382,7 +311,7 @@ impl Operator for UpdatingAggregate {
                 })
                 .push(row as u32);
         }
-        let inputs = self.plan.aggregates.inputs(&batch)?;
+        let inputs = self.plan.accumulators.aggregates().inputs(&batch)?;
         let kinds = row_kinds(&batch);
         let now = Instant::now();
         for &(group, _) in &order {
@@ -392,7 +321,7 @@ impl Operator for UpdatingAggregate {
                 .is_some_and(|ttl| now.duration_since(state.last_update) > ttl);
             if expired || state.rows <= 0 {
                 // Past its TTL (swept or not yet), new, or emptied: the group starts over.
-                state.accumulators = self.plan.accumulators()?;
+                state.accumulators = self.plan.accumulators.create()?;
                 state.rows = 0;
                 state.emitted = None;
             }
@@ -409,10 +338,8 @@ impl Operator for UpdatingAggregate {
                 continue;
             }
             state.rows = rows;
-            for (accumulator, (values, mask)) in state.accumulators.iter_mut().zip(&inputs) {
-                feed(accumulator.as_mut(), values, mask.as_ref(), &adds, false)?;
-                feed(accumulator.as_mut(), values, mask.as_ref(), &retracts, true)?;
-            }
+            RowAccumulators::feed(&mut state.accumulators, &inputs, &adds, false)?;
+            RowAccumulators::feed(&mut state.accumulators, &inputs, &retracts, true)?;
         }
         self.emit(&order, &keys, ctx)?;
         self.expire(now);
@@ -437,28 +364,16 @@ impl Operator for UpdatingAggregate {
             .iter()
             .map(|k| take(k.as_ref(), &live_indices, None))
             .collect::<std::result::Result<_, _>>()?;
-        let width = self.plan.state_fields.len();
-        let mut states: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(live_indices.len()); width];
-        let mut rows = Vec::with_capacity(live_indices.len());
-        for group in self.groups.iter_mut().filter(|g| g.rows > 0) {
-            rows.push(group.rows);
-            let mut column = 0;
-            for accumulator in &mut group.accumulators {
-                for value in accumulator.state()? {
-                    states[column].push(value);
-                    column += 1;
-                }
-            }
-        }
-        columns.push(Arc::new(Int64Array::from(rows)));
-        for (values, field) in states.into_iter().zip(&self.plan.state_fields) {
-            let array = ScalarValue::iter_to_array(values)?;
-            columns.push(if array.data_type() == field.data_type() {
-                array
-            } else {
-                arrow::compute::cast(&array, field.data_type())?
-            });
-        }
+        let live_groups = self.groups.iter_mut().filter(|g| g.rows > 0);
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            live_groups.map(|g| g.rows),
+        )));
+        let live_groups = self.groups.iter_mut().filter(|g| g.rows > 0);
+        columns.extend(
+            self.plan
+                .accumulators
+                .states(live_groups.map(|g| &mut g.accumulators))?,
+        );
         let batch = RecordBatch::try_new(Arc::clone(&self.state_schema), columns)?;
         for (group, part) in split_by_key_group(&self.hasher, &batch)? {
             state.put(GROUPS_TABLE, group, b"", encode(0, &part)?)?;
@@ -482,26 +397,15 @@ impl Operator for UpdatingAggregate {
                 }
                 let target = &mut self.groups[group];
                 if target.rows <= 0 {
-                    target.accumulators = self.plan.accumulators()?;
+                    target.accumulators = self.plan.accumulators.create()?;
                 }
                 target.rows += rows.value(row);
-                let mut column = key_count + 1;
-                for accumulator in &mut target.accumulators {
-                    let width = accumulator.state()?.len();
-                    let slice: Vec<ArrayRef> = (column..column + width)
-                        .map(|c| batch.column(c).slice(row, 1))
-                        .collect();
-                    accumulator.merge_batch(&slice)?;
-                    column += width;
-                }
+                let states = &batch.columns()[key_count + 1..];
+                self.plan
+                    .accumulators
+                    .merge(&mut target.accumulators, states, row)?;
                 // What was emitted before the snapshot is the restored value.
-                target.emitted = Some(
-                    target
-                        .accumulators
-                        .iter_mut()
-                        .map(|a| a.evaluate())
-                        .collect::<std::result::Result<_, _>>()?,
-                );
+                target.emitted = Some(RowAccumulators::evaluate(&mut target.accumulators)?);
             }
         }
         Ok(())
