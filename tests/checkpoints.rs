@@ -136,7 +136,9 @@ CREATE VIEW bids AS
   SELECT bid.auction, bid.bidder, bid.price, `dateTime` FROM nexmark WHERE event_type = 2;";
 
 /// A SQL job (`weir run`): Flink's Nexmark DDL over the generator (throttled), a statement
-/// set with a hopping-window and a session-window aggregation into two CSV tables.
+/// set with a hopping-window and a session-window aggregation and an OVER aggregation (a
+/// RANGE frame, whose result does not depend on the order equal times meet in) into three
+/// CSV tables.
 fn sql_job(output: &Path, extra: &[&str]) -> Command {
     let sql = format!(
         "{BIDS}
@@ -144,6 +146,8 @@ fn sql_job(output: &Path, extra: &[&str]) -> Command {
           WITH ('connector' = 'filesystem', 'path' = '{0}/hot', 'format' = 'csv');
         CREATE TABLE sessions (bidder BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), bids BIGINT)
           WITH ('connector' = 'filesystem', 'path' = '{0}/sessions', 'format' = 'csv');
+        CREATE TABLE running (auction BIGINT, price BIGINT, bids BIGINT, total BIGINT)
+          WITH ('connector' = 'filesystem', 'path' = '{0}/running', 'format' = 'csv');
         EXECUTE STATEMENT SET BEGIN
           INSERT INTO hot
             SELECT window_start, auction, COUNT(*), MAX(price)
@@ -153,6 +157,9 @@ fn sql_job(output: &Path, extra: &[&str]) -> Command {
             SELECT bidder, window_start, window_end, COUNT(*)
             FROM TABLE(SESSION(TABLE bids PARTITION BY bidder, DESCRIPTOR(`dateTime`), INTERVAL '1' SECOND))
             GROUP BY bidder, window_start, window_end;
+          INSERT INTO running
+            SELECT auction, price, COUNT(*) OVER w, SUM(price) OVER w FROM bids
+            WINDOW w AS (PARTITION BY auction ORDER BY `dateTime` RANGE BETWEEN INTERVAL '1' SECOND PRECEDING AND CURRENT ROW);
         END;",
         output.display(),
         BIDS = NEXMARK_BIDS,
@@ -784,5 +791,18 @@ fn retracting_aggregates_resume_at_other_shard_counts() {
              FROM ({TOP_3_BIDS}) GROUP BY auction;"
         ),
         &["auction", "c", "lo", "hi", "s"],
+    );
+}
+
+/// An OVER aggregation (its waiting rows, frames and accumulators) resumes at other shard
+/// counts. A RANGE frame: rows with equal times from the two source splits are peers, so the
+/// result does not depend on the order they meet in.
+#[test]
+fn over_aggregations_resume_at_other_shard_counts() {
+    assert_savepoints_resume_at_other_shard_counts(
+        "over-rescale",
+        "SELECT auction, price, SUM(price) OVER w AS s, MAX(price) OVER w AS hi
+         FROM bid WINDOW w AS (PARTITION BY auction ORDER BY `dateTime` RANGE BETWEEN INTERVAL '2' SECOND PRECEDING AND CURRENT ROW);",
+        &["auction", "price", "s", "hi"],
     );
 }

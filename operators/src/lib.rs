@@ -18,6 +18,7 @@ pub mod filter;
 pub mod group_index;
 pub mod join;
 pub mod normalize;
+pub mod over;
 pub mod project;
 pub mod rank;
 pub mod retract;

@@ -176,8 +176,8 @@ impl Accumulator for ValueCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use arrow::array::Int32Array;
+    use std::sync::Arc;
 
     fn ints(values: &[Option<i32>]) -> ArrayRef {
         Arc::new(Int32Array::from(values.to_vec()))

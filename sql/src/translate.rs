@@ -35,6 +35,7 @@ use weir_operators::join::temporal::TemporalJoinFactory;
 use weir_operators::join::window::WindowJoinFactory;
 use weir_operators::join::{JoinSpec, JoinType};
 use weir_operators::normalize::ChangelogNormalizeFactory;
+use weir_operators::over::{OverAggregateFactory, OverFrame};
 use weir_operators::project::ProjectFactory;
 use weir_operators::rank::{OrderKey, TopNFactory};
 use weir_operators::updating::UpdatingAggregateFactory;
@@ -531,10 +532,7 @@ impl GraphBuilder {
                 }
             }
             LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate).map(Flow::Rows),
-            LogicalPlan::Window(_) => Err(unsupported(
-                "ROW_NUMBER() OVER (...) without a condition on it that keeps the first N rows (a Top-N: WHERE rn <= N), and OVER aggregations,",
-            )
-            .hint("SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t) WHERE rn <= 3")),
+            LogicalPlan::Window(window) => self.over(window).map(Flow::Rows),
             LogicalPlan::Extension(extension) => {
                 if let Some(node) = extension.node.as_any().downcast_ref::<TemporalTableNode>() {
                     return Err(user(format!(
@@ -638,8 +636,9 @@ impl GraphBuilder {
                 self.memory(schema, batch).map(Flow::Rows)
             }
             LogicalPlan::Join(join) => self.join(join, None).map(Flow::Rows),
-            LogicalPlan::Sort(_) => Err(unsupported("ORDER BY without LIMIT on a stream")
-                .hint("ORDER BY ... LIMIT n keeps the first n rows; or sort the output where it is read")),
+            LogicalPlan::Sort(_) => Err(unsupported("ORDER BY without LIMIT on a stream").hint(
+                "ORDER BY ... LIMIT n keeps the first n rows; or sort the output where it is read",
+            )),
             LogicalPlan::Limit(limit) => self.sorted_limit(limit).map(Flow::Rows),
             // SELECT DISTINCT: a GROUP BY of every column without aggregates (as Flink plans it),
             // an updating result whose rows are each distinct row once.
@@ -1082,6 +1081,153 @@ impl GraphBuilder {
             stream = self.filter(&stream, rest);
         }
         Ok(Some(stream))
+    }
+
+    /// `agg(..) OVER (PARTITION BY .. ORDER BY ts ROWS|RANGE BETWEEN .. PRECEDING AND CURRENT
+    /// ROW)`: an OVER aggregation, as Flink's (ordered by a time attribute ascending, the
+    /// frame ending at the current row). DataFusion plans one `Window` per PARTITION BY and
+    /// ORDER BY, each an operator here (Flink allows only one window per SELECT).
+    fn over(&mut self, window: &datafusion_expr::logical_plan::Window) -> Result<Stream> {
+        use datafusion_expr::expr::{AggregateFunction, WindowFunctionDefinition};
+        use datafusion_expr::{WindowFrameBound, WindowFrameUnits};
+        let input_schema = window.input.schema();
+        let names = physical_names(&window.schema);
+        let output_names = &names[names.len() - window.window_expr.len()..];
+        let mut params: Option<datafusion_expr::expr::WindowFunctionParams> = None;
+        let mut aggregates = Vec::new();
+        for (expr, name) in window.window_expr.iter().zip(output_names) {
+            let Expr::WindowFunction(function) = expr.clone().unalias() else {
+                return Err(unsupported(&format!("the window expression {expr}")));
+            };
+            let WindowFunctionDefinition::AggregateUDF(udaf) = &function.fun else {
+                return Err(unsupported(&format!(
+                    "{}() OVER (...) without a condition on it that keeps the first N rows (a Top-N: WHERE rn <= N)",
+                    function.fun.name().to_ascii_uppercase()
+                ))
+                .hint("SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t) WHERE rn <= 3"));
+            };
+            let p = &function.params;
+            match &params {
+                Some(first)
+                    if first.partition_by != p.partition_by
+                        || first.order_by != p.order_by
+                        || first.window_frame != p.window_frame =>
+                {
+                    return Err(unsupported(
+                        "OVER aggregations with the same PARTITION BY and ORDER BY but different frames in one SELECT",
+                    ))
+                }
+                Some(_) => {}
+                None => params = Some(p.clone()),
+            }
+            // COUNT(*): the analyzer leaves the wildcard in window functions.
+            #[allow(deprecated)]
+            let args = p
+                .args
+                .iter()
+                .map(|a| match a {
+                    Expr::Wildcard { .. } => lit(1i64),
+                    a => resolve(a, input_schema),
+                })
+                .collect();
+            let filter = p
+                .filter
+                .as_ref()
+                .map(|f| Box::new(resolve(f, input_schema)));
+            let call = AggregateFunction::new_udf(
+                Arc::clone(udaf),
+                args,
+                p.distinct,
+                filter,
+                Vec::new(),
+                p.null_treatment,
+            );
+            aggregates.push(Expr::AggregateFunction(call).alias(name));
+        }
+        let Some(params) = params else {
+            return Err(unsupported("a window without functions"));
+        };
+        let input = self.rows(&window.input)?;
+        if input.updating {
+            return Err(unsupported(
+                "an OVER aggregation over an updating result (nor does Flink support it)",
+            ));
+        }
+        let time = match params.order_by.as_slice() {
+            [sort] if sort.asc => match resolve(&sort.expr, input_schema) {
+                Expr::Column(c) if input.times.contains(&c.name) => Some(c.name),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(time) = time else {
+            return Err(user(
+                "an OVER window must be ordered by one time attribute, ascending (as in Flink)",
+            )
+            .hint("SUM(price) OVER (PARTITION BY item ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW), ts having a WATERMARK"));
+        };
+        let frame = &params.window_frame;
+        let preceding = match (&frame.start_bound, &frame.end_bound) {
+            (WindowFrameBound::Preceding(value), WindowFrameBound::CurrentRow) => value,
+            _ => {
+                return Err(unsupported(&format!(
+                    "the OVER frame {frame} (Flink supports BETWEEN .. PRECEDING AND CURRENT ROW)"
+                )))
+            }
+        };
+        let frame = match frame.units {
+            WindowFrameUnits::Rows if preceding.is_null() => OverFrame::Rows(None),
+            WindowFrameUnits::Rows => {
+                let n = match preceding.cast_to(&arrow::datatypes::DataType::UInt64) {
+                    Ok(datafusion_common::ScalarValue::UInt64(Some(n))) => n,
+                    _ => {
+                        return Err(user(format!(
+                            "ROWS {preceding} PRECEDING: expected a number of rows"
+                        )))
+                    }
+                };
+                OverFrame::Rows(Some(n))
+            }
+            WindowFrameUnits::Range if preceding.is_null() => OverFrame::Range(None),
+            WindowFrameUnits::Range => {
+                let ms = crate::window_tvf::interval_ms(Expr::Literal(preceding.clone(), None))
+                    .map_err(|e| user(format!("RANGE {preceding} PRECEDING: {e}")))?;
+                OverFrame::Range(Some(ms))
+            }
+            WindowFrameUnits::Groups => return Err(unsupported("GROUPS frames (nor in Flink)")),
+        };
+        let partition_by = params
+            .partition_by
+            .iter()
+            .map(|e| match resolve(e, input_schema) {
+                Expr::Column(c) => Ok(c.name),
+                other => Err(unsupported(&format!(
+                    "an OVER window partitioned by an expression ({other}); project it into a column first"
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let factory = OverAggregateFactory::new(partition_by.clone(), time, frame, aggregates);
+        let stream = self.operator(
+            "over-aggregate",
+            Arc::new(factory),
+            &input,
+            Exchange::Hash(partition_by.clone()),
+        );
+        if partition_by.is_empty() {
+            // One partition: one subtask, as Flink's; its rows are dealt out again.
+            self.graph.set_parallelism(stream.node, 1);
+            let exprs = names
+                .iter()
+                .map(|n| col(Column::new_unqualified(n)))
+                .collect();
+            return Ok(self.operator(
+                "over-aggregate-rebalance",
+                Arc::new(ProjectFactory::new(exprs)),
+                &stream,
+                Exchange::Rebalance,
+            ));
+        }
+        Ok(stream)
     }
 
     /// Adds a Top-N over `input` behind a hash exchange on `partition_by`; without a partition

@@ -165,7 +165,8 @@ pub fn prepare<T: Visit + ast::VisitMut>(
 }
 
 /// Refuses, before planning, a call of a function Flink has but Weir does not support yet,
-/// an `OVER` window, and a function neither Flink nor Weir knows (`known` says which names
+/// an `OVER` window of a function that is not an aggregate, and a function neither Flink nor
+/// Weir knows (`known` says which names
 /// the session has): each with a message naming the function and where it is.
 pub fn check_calls<T: Visit>(statement: &T, known: &dyn Fn(&str) -> bool) -> Result<()> {
     let mut error = None;
@@ -184,27 +185,26 @@ pub fn check_calls<T: Visit>(statement: &T, known: &dyn Fn(&str) -> bool) -> Res
                 line: i.span.start.line,
                 column: i.span.start.column,
             });
-        let refused = if f.over.is_some() && upper != "ROW_NUMBER" {
-            Some(
-                user(format!("{upper}(...) OVER (...) is not supported yet")).hint(
-                    "OVER aggregations and window functions other than ROW_NUMBER (Top-N, deduplication) are not supported yet",
-                ),
-            )
-        } else {
-            match builtins::find(&upper) {
-                Some(Builtin {
-                    support: Support::NotYet(why),
-                    ..
-                }) => Some(user(format!(
-                    "function {upper} is not supported yet: {why}"
-                ))),
-                Some(_) => None,
-                None if known(&name) => None,
-                None => Some(
-                    user(format!("unknown function {name}"))
-                        .hint("the functions Weir supports are listed in docs/functions.md"),
-                ),
-            }
+        let refused = match builtins::find(&upper) {
+            Some(Builtin {
+                support: Support::NotYet(why),
+                ..
+            }) => Some(user(format!(
+                "function {upper} is not supported yet: {why}"
+            ))),
+            // OVER: ROW_NUMBER (Top-N, deduplication) and aggregate functions.
+            Some(builtin) if f.over.is_some() && builtin.category != "aggregate" => Some(
+                user(format!(
+                    "{upper}(...) OVER (...): {upper} is not an aggregate function"
+                ))
+                .hint("OVER takes aggregate functions (SUM, COUNT, ...) and ROW_NUMBER"),
+            ),
+            Some(_) => None,
+            None if known(&name) => None,
+            None => Some(
+                user(format!("unknown function {name}"))
+                    .hint("the functions Weir supports are listed in docs/functions.md"),
+            ),
         };
         match refused {
             Some(e) => {
