@@ -41,7 +41,7 @@ use Support::{DataFusion as Df, NotYet, Rewrite, Syntax, Weir};
 const COLLECTIONS: &str = "collection functions need Weir's ARRAY and MAP values in expressions, which are not planned yet";
 const JSON: &str = "the JSON functions are not implemented yet";
 const WINDOW: &str =
-    "OVER windows and window functions other than ROW_NUMBER (Top-N, deduplication) are not supported yet";
+    "window functions other than ROW_NUMBER (Top-N, deduplication) and aggregates OVER a window are not supported yet";
 const BITMAP: &str = "the BITMAP type is not supported yet";
 const ZONES: &str =
     "Weir's session time zone is UTC; functions on named time zones are not implemented yet";
