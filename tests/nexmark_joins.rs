@@ -1,4 +1,4 @@
-//! Nexmark's join queries in Flink's text (q3, q5, q7, q8, q9, q20) over the `nexmark` source, at 1, 2
+//! Nexmark's join queries in Flink's text (q3, q4, q5, q7, q8, q9, q20) over the `nexmark` source, at 1, 2
 //! and 4 shards, and over CSV files written from it, against a brute-force reference computed
 //! here from the generated persons, auctions and bids.
 
@@ -32,18 +32,6 @@ fn setup() -> String {
             "'events.num' = '{EVENTS}', 'first-event.rate' = '1000'"
         ))
     )
-}
-
-/// The SELECT of a benchmark query file (its INSERT INTO ... target dropped).
-fn query(file: &str) -> String {
-    let text = std::fs::read_to_string(format!(
-        "{}/benches/nexmark/queries/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    let insert = text.find("INSERT INTO").expect("an INSERT");
-    let select = text[insert..].find('\n').unwrap() + insert;
-    text[select..].to_string()
 }
 
 /// The columns of Flink's Nexmark views, as file tables.
@@ -277,6 +265,29 @@ fn nexmark_join_queries_match_a_reference() {
     q9.sort();
     assert!(q9.len() > 100);
 
+    // q4: per category, the average (integer) of its auctions' winning bids.
+    let mut winning: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for a in &auctions {
+        let (id, start, expires) = (num(&a[0]), num(&a[2]), num(&a[5]));
+        let best = bid_rows
+            .iter()
+            .filter(|b| b[0] == id && start <= b[3] && b[3] <= expires)
+            .map(|b| b[2])
+            .max();
+        if let Some(best) = best {
+            winning.entry(num(&a[4])).or_default().push(best);
+        }
+    }
+    let mut q4: Vec<Row> = winning
+        .iter()
+        .map(|(category, prices)| {
+            let average = prices.iter().sum::<i64>() / prices.len() as i64;
+            vec![s(category), s(average)]
+        })
+        .collect();
+    q4.sort();
+    assert!(q4.len() > 3);
+
     // q5: per 10 s window sliding every 2 s, the auctions with the most bids.
     let mut counts: BTreeMap<(i64, i64), i64> = BTreeMap::new();
     for b in &bid_rows {
@@ -311,22 +322,24 @@ fn nexmark_join_queries_match_a_reference() {
         };
         let at = format!("over {over} at {shards} shards");
         let run = |sql: &str, shards| run_over(tables, sql, shards);
-        let got = run(&query("q5.sql"), shards);
+        let got = run(&common::bench_query("q5.sql"), shards);
         assert!(
             got.iter()
                 .all(|b| weir::engine::changelog::row_kinds(b).is_none()),
             "q5 is append-only (a window join of window aggregations) {at}"
         );
         assert_eq!(rows(&got, &["auction", "num"]), q5, "q5 {at}");
-        let got = run(&query("q9.sql"), shards);
+        let got = run(&common::bench_query("q9.sql"), shards);
         assert_eq!(
             final_rows(&got, &["id", "price", "bid_dateTime"]),
             q9,
             "q9 {at}"
         );
-        let got = run(&query("q3.sql"), shards);
+        let got = run(&common::bench_query("q4.sql"), shards);
+        assert_eq!(final_rows(&got, &["category", "EXPR$1"]), q4, "q4 {at}");
+        let got = run(&common::bench_query("q3.sql"), shards);
         assert_eq!(rows(&got, &["name", "city", "state", "id"]), q3, "q3 {at}");
-        let got = run(&query("q20.sql"), shards);
+        let got = run(&common::bench_query("q20.sql"), shards);
         let columns = [
             "auction",
             "bidder",
@@ -336,13 +349,13 @@ fn nexmark_join_queries_match_a_reference() {
             "dateTime0",
         ];
         assert_eq!(rows(&got, &columns), q20, "q20 {at}");
-        let got = run(&query("q7.sql"), shards);
+        let got = run(&common::bench_query("q7.sql"), shards);
         assert_eq!(
             rows(&got, &["auction", "price", "bidder", "dateTime"]),
             q7,
             "q7 {at}"
         );
-        let got = run(&query("q8.sql"), shards);
+        let got = run(&common::bench_query("q8.sql"), shards);
         assert_eq!(rows(&got, &["id", "name", "starttime"]), q8, "q8 {at}");
     }
     let _ = std::fs::remove_dir_all(&dir);

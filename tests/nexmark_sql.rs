@@ -1,5 +1,5 @@
 //! Nexmark queries in Flink SQL (q0, q1, q2, q11 as a SESSION TVF, q14, q15, q16, q17, q18, q19,
-//! q22) run
+//! q21, q22) run
 //! over the `nexmark` source and over the same bids written to a JSON file, and their rows
 //! equal a reference computed here from the bids. Updating queries (q15-q19) are compared by
 //! the final state their changelog describes.
@@ -552,4 +552,39 @@ fn check_queries(setup: &str, shards: usize, bids: &[Bid]) {
     got.sort();
     expected.sort();
     assert_eq!(got, expected, "q22 {at}");
+
+    // q21: a channel id from the channel's name, or from the URL.
+    let out = run(setup, &common::bench_query("q21.sql"), shards);
+    let mut got: Vec<(i64, i64, Option<String>)> = out
+        .iter()
+        .flat_map(|b| {
+            let (a, r, id) = (
+                i64s(b, "auction"),
+                i64s(b, "bidder"),
+                strings(b, "channel_id"),
+            );
+            (0..b.num_rows())
+                .map(move |i| (a[i], r[i], id[i].clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut expected: Vec<_> = bids
+        .iter()
+        .filter_map(|b| {
+            let named = ["apple", "google", "facebook", "baidu"]
+                .iter()
+                .position(|c| b.channel.eq_ignore_ascii_case(c));
+            let from_url = b
+                .url
+                .split(['?', '&'])
+                .find_map(|p| p.strip_prefix("channel_id="))
+                .map(str::to_string);
+            let id = named.map(|i| i.to_string()).or(from_url)?;
+            Some((b.auction, b.bidder, Some(id)))
+        })
+        .collect();
+    got.sort();
+    expected.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected, "q21 {at}");
 }

@@ -53,6 +53,7 @@ const NEXMARK_QUERIES: &[(&str, &str)] = &[
     ("q1", include_str!("queries/q1.sql")),
     ("q2", include_str!("queries/q2.sql")),
     ("q3", include_str!("queries/q3.sql")),
+    ("q4", include_str!("queries/q4.sql")),
     ("q5", include_str!("queries/q5.sql")),
     ("q7", include_str!("queries/q7.sql")),
     ("q8", include_str!("queries/q8.sql")),
@@ -65,6 +66,7 @@ const NEXMARK_QUERIES: &[(&str, &str)] = &[
     ("q18", include_str!("queries/q18.sql")),
     ("q19", include_str!("queries/q19.sql")),
     ("q20", include_str!("queries/q20.sql")),
+    ("q21", include_str!("queries/q21.sql")),
     ("q22", include_str!("queries/q22.sql")),
     ("ij", include_str!("queries/ij.sql")),
 ];

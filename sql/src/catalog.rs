@@ -96,6 +96,8 @@ impl Default for SessionContext {
                 aggregate.insert(name.to_ascii_lowercase(), Arc::clone(&f));
             }
         }
+        // Flink's AVG (an integer column's average is an integer).
+        aggregate.insert("avg".into(), crate::functions::avg::avg());
         // Flink's names for DataFusion's aggregates.
         for (flink, datafusion) in [
             ("approx_count_distinct", "approx_distinct"),

@@ -122,6 +122,19 @@ pub fn nexmark_table(options: &str) -> String {
     )
 }
 
+/// The SELECT of a Nexmark benchmark query file (`benches/nexmark/queries/{file}`, Flink's
+/// text), its `INSERT INTO ...` target dropped.
+pub fn bench_query(file: &str) -> String {
+    let text = std::fs::read_to_string(format!(
+        "{}/benches/nexmark/queries/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let insert = text.find("INSERT INTO").expect("an INSERT");
+    let select = text[insert..].find('\n').unwrap() + insert;
+    text[select..].to_string()
+}
+
 /// Writes `events` as CSV rows `k,v,id,ts` (id = position) under `dir` and returns the DDL
 /// of table `t` over them (watermark 1 s behind `ts`, 4 rows per batch so that changes
 /// spread over several batches).

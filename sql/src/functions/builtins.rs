@@ -155,11 +155,7 @@ pub const BUILTINS: &[Builtin] = &[
     f("string", "SUBSTRING", Weir),
     f("string", "SUBSTR", Weir),
     f("string", "REPLACE", Df),
-    f(
-        "string",
-        "REGEXP_EXTRACT",
-        NotYet("REGEXP_EXTRACT is not implemented yet"),
-    ),
+    f("string", "REGEXP_EXTRACT", Weir),
     f(
         "string",
         "REGEXP_EXTRACT_ALL",

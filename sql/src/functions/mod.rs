@@ -15,6 +15,7 @@
 //! ([`check_calls`]). Casts follow Flink's rules in `weir_operators::cast`, for every
 //! expression of every job.
 
+pub mod avg;
 pub mod builtins;
 pub mod clock;
 pub mod rewrite;

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `CONCAT(s1, s2, ...)` | NULL if any argument is NULL (DataFusion skips NULLs, as PostgreSQL) |
 //! | `SPLIT_INDEX(s, separator, i)` | the `i`-th field (0-based) of `s` split at `separator`; NULL when there is none or `i` is negative |
+//! | `REGEXP_EXTRACT(s, regex [, i])` | group `i` (0: the whole match, the default) of the first match of `regex` in `s`; NULL when nothing matches, the group does not exist or the regex is invalid (as Flink, which logs it) |
 //! | `SUBSTRING(s, start [, length])`, `SUBSTR`, `SUBSTRING(s FROM start [FOR length])` | 1-based in characters; a start of 0 is 1, a negative start counts from the end, past either end gives `''`; a negative length gives NULL (PostgreSQL counts positions before 1 and fails on a negative length) |
 
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use datafusion_expr::Volatility;
 
 use super::FlinkFunction;
 
-pub(crate) static FUNCTIONS: &[&FlinkFunction] = &[&CONCAT, &SUBSTRING, &SPLIT_INDEX];
+pub(crate) static FUNCTIONS: &[&FlinkFunction] =
+    &[&CONCAT, &SUBSTRING, &SPLIT_INDEX, &REGEXP_EXTRACT];
 
 pub(crate) static CONCAT: FlinkFunction = FlinkFunction {
     name: "CONCAT",
@@ -132,6 +134,59 @@ pub(crate) static SPLIT_INDEX: FlinkFunction = FlinkFunction {
                 })
                 .flatten();
             out.append_option(field);
+        }
+        Ok(Arc::new(out.finish()))
+    },
+};
+
+pub(crate) static REGEXP_EXTRACT: FlinkFunction = FlinkFunction {
+    name: "REGEXP_EXTRACT",
+    aliases: &[],
+    volatility: Volatility::Immutable,
+    coerce: |types| match types {
+        [s, regex, rest @ ..]
+            if rest.len() <= 1
+                && super::is_text_or_null(s)
+                && super::is_text_or_null(regex)
+                && rest.iter().all(|t| t.is_integer() || t.is_null()) =>
+        {
+            let mut out = vec![DataType::Utf8, DataType::Utf8];
+            out.extend(rest.iter().map(|_| DataType::Int64));
+            Some(out)
+        }
+        _ => None,
+    },
+    takes: "(STRING, STRING regex [, INT group])",
+    returns: |_| DataType::Utf8,
+    eval: |args, rows| {
+        let text = args[0].as_string::<i32>();
+        let pattern = args[1].as_string::<i32>();
+        let group = args.get(2).map(|a| a.as_primitive::<Int64Type>());
+        let mut out = StringBuilder::with_capacity(rows, rows * 8);
+        // The pattern is nearly always a constant: compiled once while it stays the same.
+        let mut compiled: Option<(String, Option<regex::Regex>)> = None;
+        for row in 0..rows {
+            let group_null = group.is_some_and(|g| g.is_null(row));
+            if text.is_null(row) || pattern.is_null(row) || group_null {
+                out.append_null();
+                continue;
+            }
+            let source = pattern.value(row);
+            if compiled.as_ref().is_none_or(|(p, _)| p != source) {
+                let regex = regex::Regex::new(source);
+                if let Err(error) = &regex {
+                    tracing::warn!(%error, pattern = source, "REGEXP_EXTRACT: invalid regular expression, the result is NULL");
+                }
+                compiled = Some((source.to_string(), regex.ok()));
+            }
+            let index = group.map_or(0, |g| g.value(row));
+            let extracted = compiled
+                .as_ref()
+                .and_then(|(_, regex)| regex.as_ref())
+                .zip(usize::try_from(index).ok())
+                .and_then(|(regex, index)| regex.captures(text.value(row))?.get(index))
+                .map(|m| m.as_str());
+            out.append_option(extracted);
         }
         Ok(Arc::new(out.finish()))
     },
