@@ -58,6 +58,7 @@ const NEXMARK_QUERIES: &[(&str, &str)] = &[
     ("q7", include_str!("queries/q7.sql")),
     ("q8", include_str!("queries/q8.sql")),
     ("q9", include_str!("queries/q9.sql")),
+    ("q10", include_str!("queries/q10.sql")),
     ("q11", include_str!("queries/q11.sql")),
     ("q14", include_str!("queries/q14.sql")),
     ("q15", include_str!("queries/q15.sql")),
