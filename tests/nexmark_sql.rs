@@ -602,11 +602,14 @@ fn q10_writes_every_bid_into_its_minute_partition() {
     .unwrap()
     .replace("file:///tmp/weir-nexmark-q10/bid/", &dir.to_string_lossy());
     // 100 events per second of event time: the bids span four minutes.
-    let setup = nexmark_source().replace("'first-event.rate' = '1000'", "'first-event.rate' = '100'");
+    let setup =
+        nexmark_source().replace("'first-event.rate' = '1000'", "'first-event.rate' = '100'");
     let bids = bids_of(&run(&setup, "SELECT * FROM bid;", 2));
     let mut session = Session::new();
     session
-        .execute(&format!("{setup}\n{text}"), &|_| Arc::new(CollectSink::new()))
+        .execute(&format!("{setup}\n{text}"), &|_| {
+            Arc::new(CollectSink::new())
+        })
         .unwrap();
     let job = session.take_insert_job().expect("an INSERT job");
     runtime::run(&job.graph, RunOptions::default().shards(2)).expect("job runs");
@@ -660,7 +663,10 @@ fn q10_writes_every_bid_into_its_minute_partition() {
     got.sort();
     expected.sort();
     assert!(expected.len() > 15_000);
-    assert!(expected.last().unwrap().1 >= "00:03".to_string(), "several minutes");
+    assert!(
+        expected.last().unwrap().1 >= "00:03".to_string(),
+        "several minutes"
+    );
     assert_eq!(got, expected, "q10: every bid once, in its partition");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,9 +1,12 @@
 //! Top-N and deduplication in SQL against a brute-force reference over random input with
 //! out-of-order times, ties and NULLs, at 1, 2 and 4 shards: the rows the changelog ends with
 //! (every `-U`/`-D` must retract a row present) equal, per partition, the first N rows of
-//! a stable sort of the partition's rows by the order keys (arrival order breaks ties).
+//! a stable sort of the partition's rows by the order keys (arrival order breaks ties). Also
+//! a Top-N over an updating result (a `GROUP BY`'s counts, ties broken by a key).
 
 mod common;
+
+use std::collections::BTreeMap;
 
 use common::reference::events;
 use common::Event;
@@ -56,6 +59,30 @@ fn reference(
     rows
 }
 
+/// Top-N over an updating result: per k, the `n` (k, v) groups with the most rows (then the
+/// smallest v, NULL first as Flink's ASC), with their rank when `ranked`: (k, v, count, rank).
+fn top_groups(events: &[Event], n: usize, ranked: bool) -> Vec<Row> {
+    let mut counts: BTreeMap<(i64, Option<i64>), i64> = BTreeMap::new();
+    for e in events {
+        *counts.entry((e.key, e.v)).or_default() += 1;
+    }
+    let mut rows = Vec::new();
+    for key in 0..5 {
+        let mut groups: Vec<(Option<i64>, i64)> = counts
+            .iter()
+            .filter(|((k, _), _)| *k == key)
+            .map(|((_, v), c)| (*v, *c))
+            .collect();
+        groups.sort_by_key(|(v, c)| (-c, *v));
+        for (rank, (v, c)) in groups.into_iter().take(n).enumerate() {
+            let rank = if ranked { rank as i64 + 1 } else { 0 };
+            rows.push(vec![Some(key), v, Some(c), Some(rank)]);
+        }
+    }
+    rows.sort();
+    rows
+}
+
 /// `v DESC` with NULLs last (Flink's default for DESC): the sort key of the reference.
 fn v_desc(e: &Event) -> (bool, i64) {
     (e.v.is_none(), -e.v.unwrap_or(0))
@@ -84,7 +111,15 @@ proptest! {
         let expected_unranked = reference(&input, n, v_desc, false, false);
         let expected_last = reference(&input, 1, |e| (false, -e.ts), true, false);
         let expected_first = reference(&input, 1, |e| (false, e.ts), false, false);
+        // Over an updating result (a GROUP BY's counts): ties broken by v, so one answer.
+        let groups = "SELECT k, v, c FROM t GROUP BY k, v";
+        let groups = format!("SELECT k, v, c AS id, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY c DESC, v ASC) AS rn FROM ({})) WHERE rn <= {n}", groups.replace("c FROM", "COUNT(*) AS c FROM"));
+        let groups_unranked = groups.replace("c AS id, rn FROM", "c AS id FROM");
+        let expected_groups = top_groups(&input, n, true);
+        let expected_groups_unranked = top_groups(&input, n, false);
         for shards in [1, 2, 4] {
+            prop_assert_eq!(&run(&ddl, &groups, true, shards), &expected_groups, "top {} groups at {} shards", n, shards);
+            prop_assert_eq!(&run(&ddl, &groups_unranked, false, shards), &expected_groups_unranked, "top {} groups without rn at {} shards", n, shards);
             prop_assert_eq!(&run(&ddl, &top_n, true, shards), &expected_top, "top {} at {} shards", n, shards);
             prop_assert_eq!(&run(&ddl, &unranked, false, shards), &expected_unranked, "top {} without rn at {} shards", n, shards);
             prop_assert_eq!(&run(&ddl, last, false, shards), &expected_last, "keep last at {} shards", shards);

@@ -16,11 +16,16 @@
 //! - with it: every rank from the new row's down gets `-U` of its previous row and `+U` of
 //!   its new one (`+I` for a rank that was empty).
 //!
+//! Over an updating input (a changelog, e.g. a `GROUP BY`'s result) it is Flink's
+//! `RetractableTopNFunction`: every row of a partition is kept, because a retraction can bring
+//! a row from below the top N back into it (see [`TopN::process_changelog`]).
+//!
 //! A window Top-N (partitioned by a window's start and end) emits nothing until the
 //! watermark passes the window's end, then each partition's top N once as `+I` rows (an
 //! append-only result, as Flink's window Top-N), and frees the window.
 //!
-//! State: the kept rows per partition, checkpointed per key group; with a state TTL
+//! State: the kept rows per partition (all of them over an updating input), checkpointed per
+//! key group; with a state TTL
 //! (`table.exec.state.ttl`), a partition not written for that long (processing time) is
 //! forgotten, as in Flink.
 
@@ -36,7 +41,8 @@ use arrow::row::{RowConverter, SortField};
 use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
 use weir_engine::changelog::{
-    data_columns, has_row_kind, kind_array, with_row_kind, ChangelogMode, RowKind,
+    data_columns, has_row_kind, kind_array, kind_at, row_kinds, with_row_kind, without_row_kind,
+    ChangelogMode, RowKind,
 };
 use weir_engine::message::EventTimeMs;
 use weir_engine::metrics::{names, Counter};
@@ -125,9 +131,9 @@ impl TopNFactory {
     }
 
     fn data_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
-        if has_row_kind(input) {
+        if has_row_kind(input) && (self.window_end.is_some() || self.newer_wins_ties) {
             return Err(OperatorError::Plan(
-                "a Top-N over an updating input is not supported yet".into(),
+                "a window Top-N or a keep-last deduplication over an updating input is not supported (nor in Flink)".into(),
             ));
         }
         for column in self
@@ -142,7 +148,7 @@ impl TopNFactory {
                 ))
             })?;
         }
-        Ok(Arc::clone(input))
+        Ok(without_row_kind(input))
     }
 }
 
@@ -166,10 +172,7 @@ impl OperatorFactory for TopNFactory {
     ) -> std::result::Result<ChangelogMode, BoxError> {
         match inputs[0].is_insert_only() {
             true if self.window_end.is_some() => Ok(ChangelogMode::InsertOnly),
-            true => Ok(ChangelogMode::All),
-            false => Err(Box::new(OperatorError::Plan(
-                "a Top-N over an updating input is not supported yet".into(),
-            ))),
+            _ => Ok(ChangelogMode::All),
         }
     }
 
@@ -240,6 +243,7 @@ impl OperatorFactory for TopNFactory {
             None => None,
         };
         Ok(Box::new(TopN {
+            retracting: has_row_kind(context.input_schema()),
             window_end,
             windows: BTreeMap::new(),
             watermark: None,
@@ -289,6 +293,9 @@ type Change = (RowKind, usize, usize, i64);
 
 /// One subtask of a Top-N.
 pub struct TopN {
+    /// The input is a changelog: every row of a partition is kept (see
+    /// [`TopN::process_changelog`]).
+    retracting: bool,
     /// A window Top-N's window-end column.
     window_end: Option<usize>,
     /// Window end -> partitions of that window (a window Top-N).
@@ -329,7 +336,109 @@ impl TopN {
         Ok(self.sort.convert_columns(&columns)?)
     }
 
+    /// Over an updating input, as Flink's `RetractableTopNFunction`: every row of a partition
+    /// is kept, since a retraction can bring a row from below the top N back into it. The
+    /// changes of a batch are applied (`+I`/`+U` inserted after their equals, `-U`/`-D`
+    /// removing the same row; one never seen is ignored), then each touched partition's top N
+    /// is compared with what it was: with the rank, per rank `-U`/`+U` (or `+I`, `-D` where a
+    /// rank fills or empties); without it, `-D` for the rows that left and `+I` for those that
+    /// entered.
+    fn process_changelog(&mut self, batch: &RecordBatch, ctx: &mut Context<'_>) -> Result<()> {
+        let data = data_columns(batch, &self.data)?;
+        let kinds = row_kinds(batch);
+        let now = weir_engine::time::now_ms();
+        let keys = self.partition_keys(&data)?;
+        let orders = self.order_keys(&data)?;
+        let rows = self.rows.convert_columns(data.columns())?;
+        // Touched partitions, in order, with their top N before the batch.
+        let mut before: HashMap<Vec<u8>, Vec<Box<[u8]>>> = HashMap::new();
+        let mut touched: Vec<Vec<u8>> = Vec::new();
+        for i in 0..data.num_rows() {
+            let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
+            let partition = self.partitions.entry_ref(key).or_default();
+            if !before.contains_key(key) {
+                let top = partition.rows.iter().take(self.limit);
+                before.insert(key.to_vec(), top.map(|k| k.row.clone()).collect());
+                touched.push(key.to_vec());
+            }
+            partition.written = now;
+            let kept = &mut partition.rows;
+            let order = orders.row(i);
+            let row = rows.row(i);
+            let after_equals = kept.partition_point(|k| *k.order <= *order.as_ref());
+            if kind_at(kinds, i).is_accumulate() {
+                let new = Kept {
+                    order: Box::from(order.as_ref()),
+                    row: Box::from(row.as_ref()),
+                };
+                kept.insert(after_equals, new);
+            } else {
+                let equals = kept.partition_point(|k| *k.order < *order.as_ref());
+                if let Some(at) = (equals..after_equals)
+                    .rev()
+                    .find(|&j| *kept[j].row == *row.as_ref())
+                {
+                    kept.remove(at);
+                }
+            }
+        }
+        let mut moved: Vec<Box<[u8]>> = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
+        for key in touched {
+            let old = before.remove(&key).unwrap_or_default();
+            let Some(partition) = self.partitions.get(&key) else {
+                continue;
+            };
+            let new: Vec<&Box<[u8]>> = partition
+                .rows
+                .iter()
+                .take(self.limit)
+                .map(|k| &k.row)
+                .collect();
+            let mut change = |kind: RowKind, row: &[u8], rank: usize| {
+                changes.push((kind, 1, moved.len(), rank as i64 + 1));
+                moved.push(Box::from(row));
+            };
+            if self.ranked {
+                for rank in 0..old.len().max(new.len()) {
+                    match (old.get(rank), new.get(rank)) {
+                        (Some(o), Some(n)) if o == *n => {}
+                        (Some(o), Some(n)) => {
+                            change(RowKind::UpdateBefore, o, rank);
+                            change(RowKind::UpdateAfter, n, rank);
+                        }
+                        (Some(o), None) => change(RowKind::Delete, o, rank),
+                        (None, Some(n)) => change(RowKind::Insert, n, rank),
+                        (None, None) => {}
+                    }
+                }
+            } else {
+                // Multisets: each old row matched by an equal new one stays.
+                let mut entered: Vec<Option<&Box<[u8]>>> = new.iter().map(|n| Some(*n)).collect();
+                for (rank, o) in old.iter().enumerate() {
+                    match entered.iter_mut().find(|n| n.is_some_and(|n| n == o)) {
+                        Some(matched) => *matched = None,
+                        None => change(RowKind::Delete, o, rank),
+                    }
+                }
+                for (rank, n) in entered.into_iter().enumerate() {
+                    if let Some(n) = n {
+                        change(RowKind::Insert, n, rank);
+                    }
+                }
+            }
+            if partition.rows.is_empty() {
+                self.partitions.remove(&key);
+            }
+        }
+        let empty = RecordBatch::new_empty(Arc::clone(&self.data));
+        self.emit(&empty, &moved, &changes, ctx)
+    }
+
     fn process(&mut self, batch: &RecordBatch, ctx: &mut Context<'_>) -> Result<()> {
+        if self.retracting {
+            return self.process_changelog(batch, ctx);
+        }
         let data = data_columns(batch, &self.data)?;
         let now = weir_engine::time::now_ms();
         let keys = self.partition_keys(&data)?;

@@ -1011,11 +1011,6 @@ impl GraphBuilder {
                 .hint("ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC)"));
         }
         let input = self.rows(&window.input)?;
-        if input.updating {
-            return Err(unsupported(
-                "a Top-N or deduplication over an updating result",
-            ));
-        }
         // Partitioned by its rows' windows: a window Top-N, append-only at each window's end.
         let window = input
             .window
@@ -1037,8 +1032,9 @@ impl GraphBuilder {
         .with_state_ttl(self.options.state_ttl);
         // Deduplication keeping the last row by a time attribute: the newer row wins ties.
         let by_time = matches!(order_by.as_slice(), [key] if input.times.contains(&key.column));
-        // (Flink's Deduplicate, which it plans only when the rank number is not used.)
-        if limit == 1 && by_time && order_by[0].descending && !ranked {
+        // (Flink's Deduplicate, which it plans only when the rank number is not used, over an
+        // append-only input.)
+        if limit == 1 && by_time && order_by[0].descending && !ranked && !input.updating {
             factory = factory.newer_wins_ties().map_err(|e| user(e.to_string()))?;
         }
         if let Some(w) = &window {
