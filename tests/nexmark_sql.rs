@@ -664,7 +664,7 @@ fn q10_writes_every_bid_into_its_minute_partition() {
     expected.sort();
     assert!(expected.len() > 15_000);
     assert!(
-        expected.last().unwrap().1 >= "00:03".to_string(),
+        expected.last().unwrap().1.as_str() >= "00:03",
         "several minutes"
     );
     assert_eq!(got, expected, "q10: every bid once, in its partition");
