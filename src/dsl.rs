@@ -526,6 +526,7 @@ impl WindowedStream {
             time_column,
             keys: self.keys.clone(),
             aggregates: aggregates.into_iter().collect(),
+            processing_time: false,
         };
         let mut windowed = self.stream.then(
             "window",

@@ -670,3 +670,44 @@ fn q10_writes_every_bid_into_its_minute_partition() {
     assert_eq!(got, expected, "q10: every bid once, in its partition");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// q12: processing-time windows. Bids are counted per bidder in 10 s windows of the wall
+/// clock: every bid once, in a window that contains the moment the job ran (not the bids'
+/// event time, which is in 2024).
+#[test]
+fn q12_counts_bids_in_windows_of_the_wall_clock() {
+    let setup = nexmark_source();
+    let bids = bids_of(&run(&setup, "SELECT * FROM bid;", 2));
+    let query = common::bench_query("q12.sql");
+    let view = "CREATE VIEW B AS SELECT *, PROCTIME() as p_time FROM bid;";
+    assert!(std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/nexmark/queries/q12.sql"
+    ))
+    .unwrap()
+    .contains(view));
+    let started = weir::engine::time::now_ms();
+    let out = run(&format!("{setup}\n{view}"), &query, 2);
+    let ended = weir::engine::time::now_ms();
+    let mut per_bidder: BTreeMap<i64, i64> = BTreeMap::new();
+    for b in &out {
+        let (bidder, count) = (i64s(b, "bidder"), i64s(b, "bid_count"));
+        let (start, end) = (i64s(b, "starttime"), i64s(b, "endtime"));
+        for i in 0..b.num_rows() {
+            *per_bidder.entry(bidder[i]).or_default() += count[i];
+            assert_eq!(end[i] - start[i], 10_000, "10 s windows");
+            assert_eq!(start[i] % 10_000, 0, "aligned to the epoch");
+            assert!(
+                start[i] <= ended && end[i] > started - 10_000,
+                "window [{}, {}) is around the run [{started}, {ended}]",
+                start[i],
+                end[i]
+            );
+        }
+    }
+    let mut expected: BTreeMap<i64, i64> = BTreeMap::new();
+    for b in &bids {
+        *expected.entry(b.bidder).or_default() += 1;
+    }
+    assert_eq!(per_bidder, expected, "every bid counted once");
+}

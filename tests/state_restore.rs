@@ -29,6 +29,7 @@ fn factory(window: Window) -> WindowAggregateFactory {
             max(col("v")).alias("mx"),
             count_distinct(col("v")).alias("d"),
         ],
+        processing_time: false,
     })
 }
 

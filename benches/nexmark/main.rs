@@ -60,6 +60,7 @@ const NEXMARK_QUERIES: &[(&str, &str)] = &[
     ("q9", include_str!("queries/q9.sql")),
     ("q10", include_str!("queries/q10.sql")),
     ("q11", include_str!("queries/q11.sql")),
+    ("q12", include_str!("queries/q12.sql")),
     ("q14", include_str!("queries/q14.sql")),
     ("q15", include_str!("queries/q15.sql")),
     ("q16", include_str!("queries/q16.sql")),

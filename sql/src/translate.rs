@@ -84,6 +84,9 @@ struct Stream {
     /// The columns that are time attributes (Flink's rowtime): a table's watermark column as
     /// long as it passes through unchanged. Interval joins need them.
     times: Vec<String>,
+    /// The columns that are processing-time attributes (Flink's proctime): a `PROCTIME()`
+    /// computed column or projection, as long as it passes through unchanged.
+    proctimes: Vec<String>,
     /// The window properties of windowed rows (a window aggregation's, a window TVF's).
     /// Window joins need them.
     window: Option<WindowColumns>,
@@ -104,6 +107,7 @@ impl Stream {
             node,
             updating: false,
             times: Vec::new(),
+            proctimes: Vec::new(),
             window: None,
         }
     }
@@ -116,6 +120,7 @@ impl Stream {
             node,
             updating: self.updating,
             times: self.times.iter().flat_map(follow).collect(),
+            proctimes: self.proctimes.iter().flat_map(follow).collect(),
             window: self.window.as_ref().and_then(|w| {
                 Some(WindowColumns {
                     start: follow(&w.start).first()?.clone(),
@@ -163,6 +168,11 @@ fn order_keys(
             ))),
         })
         .collect()
+}
+
+/// Whether `expr` is a call of `PROCTIME()` (a processing-time attribute).
+fn is_proctime(expr: &Expr) -> bool {
+    matches!(expr, Expr::ScalarFunction(f) if f.func.name().eq_ignore_ascii_case("proctime"))
 }
 
 /// What a condition says about a rank column.
@@ -376,6 +386,7 @@ impl GraphBuilder {
             node,
             updating: input.updating,
             times: input.times.clone(),
+            proctimes: input.proctimes.clone(),
             window: input.window.clone(),
         }
     }
@@ -435,6 +446,11 @@ impl GraphBuilder {
         if let WindowSpec::Session { .. } = windowed.spec {
             return Err(unsupported(
                 "the rows of a SESSION window TVF other than through its GROUP BY window_start, window_end (a join, a sink, or a filter or expression on its window columns)",
+            ));
+        }
+        if windowed.rows.proctimes.contains(&windowed.time_column) {
+            return Err(unsupported(
+                "the rows of a window TVF on processing time other than through its GROUP BY window_start, window_end",
             ));
         }
         let factory = WindowAssignFactory::new(windowed.spec, &windowed.time_column)
@@ -871,6 +887,7 @@ impl GraphBuilder {
             node,
             updating,
             times,
+            proctimes: Vec::new(),
             window,
         };
         // The join's columns, in order (without computed keys, and without the versioned
@@ -1246,6 +1263,7 @@ impl GraphBuilder {
             node,
             updating: true,
             times: Vec::new(),
+            proctimes: Vec::new(),
             window: None,
         };
         if !partition_by.is_empty() {
@@ -1472,12 +1490,15 @@ impl GraphBuilder {
         input_schema: &DFSchema,
     ) -> Stream {
         let mut renames: HashMap<String, Vec<String>> = HashMap::new();
+        let mut proctimes = Vec::new();
         let exprs = exprs
             .iter()
             .map(|(e, name)| {
                 let expr = resolve(e, input_schema);
-                if let Expr::Column(c) = expr.clone().unalias() {
-                    renames.entry(c.name).or_default().push(name.clone());
+                match expr.clone().unalias() {
+                    Expr::Column(c) => renames.entry(c.name).or_default().push(name.clone()),
+                    e if is_proctime(&e) => proctimes.push(name.clone()),
+                    _ => {}
                 }
                 named(expr, name)
             })
@@ -1488,7 +1509,9 @@ impl GraphBuilder {
             input,
             Exchange::Forward,
         );
-        input.renamed(stream.node, &renames)
+        let mut stream = input.renamed(stream.node, &renames);
+        stream.proctimes.extend(proctimes);
+        stream
     }
 
     fn projection(&mut self, projection: &Projection) -> Result<Flow> {
@@ -1613,11 +1636,13 @@ impl GraphBuilder {
             // the window operator counts, and the projection below leaves the count out.
             aggregates.push(count_all().alias("$count"));
         }
+        let processing_time = windowed.rows.proctimes.contains(&windowed.time_column);
         let config = WindowAggregateConfig {
             window: windowed.spec,
             time_column: windowed.time_column.clone(),
             keys: keys.clone(),
             aggregates,
+            processing_time,
         };
         let output = self.operator(
             "window",
@@ -1655,6 +1680,11 @@ impl GraphBuilder {
             true => vec![WINDOW_TIME.to_string()],
             false => Vec::new(),
         };
+        if processing_time {
+            // Processing-time windows have no event time for later windows or joins.
+            stream.times = Vec::new();
+            return Ok(stream);
+        }
         stream.window = (has(WINDOW_START) && has(WINDOW_END)).then(|| WindowColumns {
             start: WINDOW_START.to_string(),
             end: WINDOW_END.to_string(),
@@ -1706,6 +1736,7 @@ impl GraphBuilder {
             time_column: TIME.to_string(),
             keys: keys.clone(),
             aggregates,
+            processing_time: false,
         };
         let output = self.operator(
             "window",
@@ -1957,6 +1988,11 @@ impl GraphBuilder {
         stream.updating = updating;
         if let Some(watermark) = &table.watermark {
             stream.times.push(watermark.column.clone());
+        }
+        for (name, expr) in &table.computed {
+            if is_proctime(expr) {
+                stream.proctimes.push(name.clone());
+            }
         }
         match &scan.projection {
             Some(indices)

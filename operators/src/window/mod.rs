@@ -149,6 +149,11 @@ pub struct WindowAggregateConfig {
     pub keys: Vec<String>,
     /// Aggregate expressions, e.g. `count(*)`, `max(col("price")).alias("top")`.
     pub aggregates: Vec<Expr>,
+    /// Flink's processing-time windows (over a `PROCTIME()` attribute; tumbling, hopping and
+    /// cumulating only): a row belongs to the windows of the wall-clock time it reaches the
+    /// operator (ms, UTC), and a window fires when the clock passes its end, or, for the
+    /// windows still open, when the input ends. Never late.
+    pub processing_time: bool,
 }
 
 /// Describes a window aggregation node.
@@ -223,6 +228,8 @@ impl OperatorFactory for WindowAggregateFactory {
 #[derive(Debug, Clone)]
 pub(crate) struct WindowPlan {
     pub(crate) time_column: Option<usize>,
+    /// Processing-time windows (see [`WindowAggregateConfig::processing_time`]).
+    pub(crate) processing_time: bool,
     pub(crate) key_columns: Vec<usize>,
     pub(crate) key_names: Vec<String>,
     pub(crate) key_fields: Vec<FieldRef>,
@@ -236,6 +243,17 @@ pub(crate) struct WindowPlan {
 impl WindowPlan {
     fn new(config: &WindowAggregateConfig, input: &SchemaRef) -> Result<Self> {
         config.window.validate()?;
+        if config.processing_time
+            && matches!(
+                config.window,
+                WindowSpec::Session { .. } | WindowSpec::Count { .. }
+            )
+        {
+            return Err(OperatorError::Plan(format!(
+                "{} windows on processing time are not supported yet",
+                config.window.describe()
+            )));
+        }
         let column = |name: &str| {
             input.index_of(name).map_err(|_| {
                 OperatorError::Plan(format!(
@@ -295,6 +313,7 @@ impl WindowPlan {
         state_fields.extend(aggregates.state_fields().iter().cloned());
         Ok(WindowPlan {
             time_column,
+            processing_time: config.processing_time,
             key_columns,
             key_names: config.keys.clone(),
             key_fields,

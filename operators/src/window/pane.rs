@@ -26,7 +26,7 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::Rows;
 use weir_engine::message::EventTimeMs;
-use weir_engine::operator::{Context, Operator};
+use weir_engine::operator::{Context, Operator, TimeDomain};
 use weir_engine::state::OperatorState;
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
@@ -281,6 +281,26 @@ impl PaneWindowOperator {
     }
 }
 
+impl PaneWindowOperator {
+    /// Fires the windows ending at or before `time + 1` (the watermark, or the clock for
+    /// processing-time windows) and frees the panes no window needs any more.
+    fn advance(&mut self, time: i64, ctx: &mut Context<'_>) -> Result<(), BoxError> {
+        let watermark = self.watermark.map_or(time, |w| w.max(time));
+        self.watermark = Some(watermark);
+        while let Some(&(end, start)) = self.pending.first() {
+            if !fired(end, Some(watermark)) {
+                break;
+            }
+            self.pending.pop_first();
+            self.fire(start, end, ctx)?;
+        }
+        let assigner = self.assigner;
+        self.panes
+            .retain(|&pane, _| !fired(assigner.last_window_end(pane), Some(watermark)));
+        Ok(())
+    }
+}
+
 impl Operator for PaneWindowOperator {
     fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         let time_column = self
@@ -288,7 +308,11 @@ impl Operator for PaneWindowOperator {
             .plan
             .time_column
             .expect("time windows have a time column");
-        let times = event_times_ms(&batch, time_column).map_err(crate::OperatorError::from)?;
+        let times = match self.core.plan.processing_time {
+            // Processing time: the wall clock as the row arrives, whatever the column says.
+            true => vec![weir_engine::time::now_ms(); batch.num_rows()].into(),
+            false => event_times_ms(&batch, time_column).map_err(crate::OperatorError::from)?,
+        };
         // Row indices per pane. Rows are mostly in time order, so the pane of the previous
         // row is tried first; a batch usually spans one or two panes.
         let mut by_pane: Vec<(i64, Vec<u32>)> = Vec::new();
@@ -318,30 +342,50 @@ impl Operator for PaneWindowOperator {
                 let part = take_record_batch(&batch, &UInt32Array::from(rows))?;
                 self.add_to_pane(pane, &part)?;
             }
+            if self.core.plan.processing_time {
+                for (_, end) in self.assigner.windows(pane) {
+                    ctx.register_timer(TimeDomain::ProcessingTime, end - 1);
+                }
+            }
         }
         late.sort_unstable();
         self.core.late_rows(&batch, late, ctx)?;
         Ok(())
     }
 
+    /// Re-registers the processing-time timers of the windows a restore brought back.
+    fn open(&mut self, ctx: &mut Context<'_>) -> Result<(), BoxError> {
+        if self.core.plan.processing_time {
+            for &(end, _) in &self.pending {
+                ctx.register_timer(TimeDomain::ProcessingTime, end - 1);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), BoxError> {
+        match domain {
+            TimeDomain::ProcessingTime if self.core.plan.processing_time => self.advance(time, ctx),
+            _ => Ok(()),
+        }
+    }
+
+    /// Event-time windows fire as the watermark passes their end; processing-time windows
+    /// only at the end of input (the `MAX` watermark), for those still open.
     fn on_watermark(
         &mut self,
         watermark: EventTimeMs,
         ctx: &mut Context<'_>,
     ) -> Result<(), BoxError> {
-        let watermark = self.watermark.map_or(watermark, |w| w.max(watermark));
-        self.watermark = Some(watermark);
-        while let Some(&(end, start)) = self.pending.first() {
-            if !fired(end, Some(watermark)) {
-                break;
-            }
-            self.pending.pop_first();
-            self.fire(start, end, ctx)?;
+        match self.core.plan.processing_time {
+            true if watermark < EventTimeMs::MAX => Ok(()),
+            _ => self.advance(watermark, ctx),
         }
-        let assigner = self.assigner;
-        self.panes
-            .retain(|&pane, _| !fired(assigner.last_window_end(pane), Some(watermark)));
-        Ok(())
     }
 
     fn snapshot_state(&mut self, state: &mut OperatorState<'_>) -> Result<(), BoxError> {
@@ -419,6 +463,65 @@ impl Operator for PaneWindowOperator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Processing-time windows: rows go to the window of the clock when they arrive,
+    /// watermarks fire nothing (but the end of input), the clock's timers do.
+    #[test]
+    fn processing_time_windows_fire_by_the_clock_not_the_watermark() {
+        use crate::window::{WindowAggregateConfig, WindowAggregateFactory};
+        use arrow::array::{Int64Array, TimestampMillisecondArray};
+        use weir_engine::operator::{OperatorFactory, SubtaskContext, Timers};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new(
+                "p",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]));
+        let factory = WindowAggregateFactory::new(WindowAggregateConfig {
+            window: WindowSpec::tumble(std::time::Duration::from_secs(3600)),
+            time_column: "p".into(),
+            keys: vec!["k".into()],
+            aggregates: vec![datafusion_functions_aggregate::count::count_all()],
+            processing_time: true,
+        });
+        let mut op = factory
+            .create(&SubtaskContext::standalone(vec![Arc::clone(&schema)]))
+            .unwrap();
+        // The column says 1970; the clock says now.
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 1, 2])),
+                Arc::new(TimestampMillisecondArray::from(vec![0, 0, 0])),
+            ],
+        )
+        .unwrap();
+        let now = weir_engine::time::now_ms();
+        let mut timers = Timers::default();
+        let all = weir_engine::partition::KeyGroupRange::all(128);
+        let mut ctx = Context::new(0, None, all, &mut timers);
+        op.process_batch(batch, &mut ctx).unwrap();
+        if weir_engine::time::now_ms().div_euclid(3_600_000) != now.div_euclid(3_600_000) {
+            return; // The hour turned while the batch was added: another window.
+        }
+        op.on_watermark(now + 7_200_000, &mut ctx).unwrap();
+        assert!(ctx.take_batches().is_empty(), "a watermark fires nothing");
+        let end = now - now.rem_euclid(3_600_000) + 3_600_000;
+        op.on_timer(TimeDomain::ProcessingTime, end - 2, &mut ctx)
+            .unwrap();
+        assert!(ctx.take_batches().is_empty(), "the window is still open");
+        op.on_timer(TimeDomain::ProcessingTime, end - 1, &mut ctx)
+            .unwrap();
+        let out = ctx.take_batches();
+        let rows: usize = out.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 2, "one row per key of the hour");
+        let starts = out[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        assert_eq!(starts.value(0), end - 3_600_000);
+    }
 
     fn brute_force_windows(spec: WindowSpec, time: i64) -> Vec<(i64, i64)> {
         let mut out = Vec::new();

@@ -482,11 +482,7 @@ pub const BUILTINS: &[Builtin] = &[
     ),
     // Table-valued functions
     f("table-valued", "TUMBLE, HOP, CUMULATE, SESSION", Syntax),
-    f(
-        "table-valued",
-        "PROCTIME",
-        NotYet("processing-time attributes are not supported yet"),
-    ),
+    f("table-valued", "PROCTIME", Weir),
     f(
         "table-valued",
         "SOURCE_WATERMARK",

@@ -7,6 +7,7 @@
 //! | function | result |
 //! |---|---|
 //! | `CURRENT_TIMESTAMP`, `NOW()`, `CURRENT_ROW_TIMESTAMP()` | `TIMESTAMP_LTZ(3)` |
+//! | `PROCTIME()` | `TIMESTAMP_LTZ(3)`, a processing-time attribute |
 //! | `LOCALTIMESTAMP` | `TIMESTAMP(3)` |
 //! | `CURRENT_DATE` | `DATE` |
 //! | `CURRENT_TIME`, `LOCALTIME` | `TIME(0)` |
@@ -21,6 +22,7 @@ use datafusion_expr::Volatility;
 use super::FlinkFunction;
 
 pub(crate) static FUNCTIONS: &[&FlinkFunction] = &[
+    &PROCTIME,
     &CURRENT_TIMESTAMP,
     &LOCALTIMESTAMP,
     &CURRENT_DATE,
@@ -53,6 +55,18 @@ pub(crate) static CURRENT_TIMESTAMP: FlinkFunction = FlinkFunction {
         let values = TimestampMillisecondArray::from(vec![now; rows]).with_timezone("UTC");
         Ok(Arc::new(values) as ArrayRef)
     },
+};
+
+/// `PROCTIME()`: the wall clock as a row is read, a processing-time attribute (Flink's
+/// `TIMESTAMP_LTZ(3) *PROCTIME*`). Windows over it fire by the clock; see the translator.
+pub(crate) static PROCTIME: FlinkFunction = FlinkFunction {
+    name: "PROCTIME",
+    aliases: &[],
+    volatility: Volatility::Volatile,
+    coerce: no_arguments,
+    takes: "no arguments",
+    returns: |_| DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+    eval: CURRENT_TIMESTAMP.eval,
 };
 
 pub(crate) static LOCALTIMESTAMP: FlinkFunction = FlinkFunction {
