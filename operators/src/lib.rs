@@ -17,6 +17,7 @@ pub mod expr;
 pub mod filter;
 pub mod group_index;
 pub mod join;
+pub mod late;
 pub mod normalize;
 pub mod over;
 pub mod project;

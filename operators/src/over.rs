@@ -5,8 +5,8 @@
 //! the rows of its partition up to it in event-time order (ties in arrival order), bounded by
 //! [`OverFrame`]. A row waits until the watermark passes its time, so rows are aggregated and
 //! emitted in event-time order per partition; the result is append-only. A row whose time is
-//! not after the watermark when it arrives is late: counted in `late_rows_dropped` and
-//! dropped (Flink's rule for unbounded frames; for bounded ones Flink compares with the last
+//! not after the watermark when it arrives is late: counted, and dropped or sent to the
+//! late-row output ([`LateOutput`]; Flink's rule for unbounded frames; for bounded ones Flink compares with the last
 //! time its key emitted, which only differs for rows already behind the watermark).
 //!
 //! - `ROWS`: each row's frame is itself and the `n` rows before it (all before it when
@@ -32,7 +32,6 @@ use datafusion_common::ScalarValue;
 use datafusion_expr::Expr;
 use weir_engine::changelog::{data_columns, without_row_kind, ChangelogMode};
 use weir_engine::message::EventTimeMs;
-use weir_engine::metrics::{names, Counter};
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::KeyHasher;
 use weir_engine::state::OperatorState;
@@ -42,6 +41,7 @@ use weir_engine::BoxError;
 use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
 use crate::group_index::{GroupIndex, KeyEncoder};
+use crate::late::LateOutput;
 use crate::row_accumulators::{AccumulatorSet, RowAccumulators};
 use crate::row_format::decode_rows;
 use crate::state_codec::{read_table, write_table};
@@ -196,9 +196,7 @@ impl OperatorFactory for OverAggregateFactory {
             partitions: Vec::new(),
             due: BTreeSet::new(),
             watermark: None,
-            late_rows: context
-                .metrics
-                .counter(&context.operator_id, names::LATE_ROWS_DROPPED),
+            late: LateOutput::new(context),
             row_schema: Arc::new(Schema::new(row_fields)),
             accumulator_schema,
             accumulators,
@@ -235,7 +233,7 @@ pub struct OverAggregate {
     /// (time, partition) of every pending row's time: what a watermark releases.
     due: BTreeSet<(EventTimeMs, usize)>,
     watermark: Option<EventTimeMs>,
-    late_rows: Counter,
+    late: LateOutput,
     accumulators: RowAccumulators,
     row_schema: SchemaRef,
     row_hasher: KeyHasher,
@@ -352,7 +350,7 @@ impl Operator for OverAggregate {
     fn process_batch(
         &mut self,
         batch: RecordBatch,
-        _ctx: &mut Context<'_>,
+        ctx: &mut Context<'_>,
     ) -> std::result::Result<(), BoxError> {
         let data = data_columns(&batch, &self.data)?;
         if data.num_rows() == 0 {
@@ -361,9 +359,10 @@ impl Operator for OverAggregate {
         let times = event_times_ms(&data, self.time_column)?;
         let partition_of = self.partitions_of(&data)?;
         let rows = self.rows.convert_columns(data.columns())?;
+        let mut late = Vec::new();
         for (i, (&time, &partition)) in times.iter().zip(&partition_of).enumerate() {
             if self.watermark.is_some_and(|w| time <= w) {
-                self.late_rows.add(1);
+                late.push(i as u32);
                 continue;
             }
             self.partitions[partition]
@@ -373,6 +372,7 @@ impl Operator for OverAggregate {
                 .push(Box::from(rows.row(i).as_ref()));
             self.due.insert((time, partition));
         }
+        self.late.emit(&batch, late, ctx)?;
         Ok(())
     }
 
@@ -558,6 +558,11 @@ mod tests {
         // 1500 is behind the watermark: late. 2500 is not, and follows 2000 in the frame.
         let out = step(&mut op, &[(1, 10, 1_500), (1, 4, 2_500)], i64::MAX);
         assert_eq!(out, vec![(4, 6), (3, 7)]);
-        assert_eq!(context.metrics.total(names::LATE_ROWS_DROPPED), 1);
+        assert_eq!(
+            context
+                .metrics
+                .total(weir_engine::metrics::names::LATE_ROWS_DROPPED),
+            1
+        );
     }
 }

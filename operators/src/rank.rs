@@ -45,7 +45,6 @@ use weir_engine::changelog::{
     ChangelogMode, RowKind,
 };
 use weir_engine::message::EventTimeMs;
-use weir_engine::metrics::{names, Counter};
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext, TimeDomain};
 use weir_engine::partition::KeyHasher;
 use weir_engine::state::OperatorState;
@@ -53,6 +52,7 @@ use weir_engine::time::{event_time_column, event_times_ms};
 use weir_engine::BoxError;
 
 use crate::error::{OperatorError, Result};
+use crate::late::LateOutput;
 use crate::row_format::decode_rows;
 use crate::state_codec::{read_table, write_table};
 
@@ -122,6 +122,11 @@ impl TopNFactory {
     pub fn at_window_end(mut self, window_end: impl Into<String>) -> Self {
         self.window_end = Some(window_end.into());
         self
+    }
+
+    /// Whether this is a window Top-N (see [`TopNFactory::at_window_end`]).
+    pub fn is_window_top_n(&self) -> bool {
+        self.window_end.is_some()
     }
 
     /// Forgets a partition not written for `ttl` (none: keep every partition).
@@ -247,9 +252,7 @@ impl OperatorFactory for TopNFactory {
             window_end,
             windows: BTreeMap::new(),
             watermark: None,
-            late_rows: context
-                .metrics
-                .counter(&context.operator_id, names::LATE_ROWS_DROPPED),
+            late: LateOutput::new(context),
             hasher: KeyHasher::new(&data, &self.partition_by, context.max_key_groups)?,
             keyed: !self.partition_by.is_empty(),
             sort: RowConverter::new(sort_fields)?,
@@ -301,7 +304,7 @@ pub struct TopN {
     /// Window end -> partitions of that window (a window Top-N).
     windows: BTreeMap<i64, HashSet<Vec<u8>>>,
     watermark: Option<EventTimeMs>,
-    late_rows: Counter,
+    late: LateOutput,
     hasher: KeyHasher,
     /// Whether there are partition columns (else one partition).
     keyed: bool,
@@ -451,13 +454,14 @@ impl TopN {
             Some(column) => Some(event_times_ms(&data, column)?),
             None => None,
         };
+        let mut late = Vec::new();
         for i in 0..data.num_rows() {
             let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
             let order = orders.row(i);
             let end = ends.as_ref().map(|ends| ends[i]);
             // A window Top-N: rows of a closed window are late; others wait for its end.
             if end.is_some_and(|end| self.watermark.is_some_and(|w| end - 1 <= w)) {
-                self.late_rows.add(1);
+                late.push(i as u32);
                 continue;
             }
             let partition = match self.partitions.entry_ref(key) {
@@ -545,6 +549,7 @@ impl TopN {
                 }
             }
         }
+        self.late.emit(batch, late, ctx)?;
         self.emit(&data, &moved, &changes, ctx)
     }
 

@@ -26,7 +26,7 @@ use crate::catalog::{SessionContext, Table};
 use crate::ddl::{self, ColumnKind, CreateTable, Cursor};
 use crate::error::{user, Location, Result, SqlError, UserError};
 use crate::script::{self, is_word, Statement, DIALECT};
-use crate::translate::{GraphBuilder, TranslateOptions};
+use crate::translate::{GraphBuilder, LateRowsTable, TranslateOptions};
 use crate::window_tvf::{self, interval_ms, WindowTvfPlanner};
 
 /// Job options set with `SET 'key' = 'value'` (Flink's keys).
@@ -48,6 +48,9 @@ pub struct Settings {
     /// `sql-client.execution.result-mode` = `table`: a bare SELECT prints the rows its result
     /// holds at the end instead of its changes.
     pub materialize: bool,
+    /// `table.exec.late-rows.table`: the table that receives the rows windows, OVER
+    /// aggregations and window Top-Ns drop as late (Weir's; Flink has it only in Java).
+    pub late_rows_table: Option<String>,
     /// Every key set, as written.
     pub raw: BTreeMap<String, String>,
 }
@@ -75,6 +78,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
     (
         "execution.runtime-mode",
         "'streaming' (bounded sources end the job either way)",
+    ),
+    (
+        "table.exec.late-rows.table",
+        "a table (columns operator STRING, watermark TIMESTAMP(3), row STRING) that receives every row a window, OVER aggregation or window Top-N drops as late",
     ),
     (
         "sql-client.execution.result-mode",
@@ -121,6 +128,9 @@ impl Settings {
                     "tableau" | "changelog" => false,
                     _ => return Err(user(format!("'{key}' is 'table', 'tableau' or 'changelog', not '{value}'"))),
                 }
+            }
+            "table.exec.late-rows.table" => {
+                self.late_rows_table = (!value.is_empty()).then(|| value.to_string())
             }
             "table.exec.state.ttl" => {
                 let ttl = duration(value)?;
@@ -245,11 +255,27 @@ impl Session {
         })
     }
 
-    fn translate_options(&self) -> TranslateOptions {
-        TranslateOptions {
+    fn translate_options(&self) -> Result<TranslateOptions> {
+        let late_rows = match &self.settings.late_rows_table {
+            Some(name) => {
+                let table = self.context.tables.get(name).ok_or_else(|| {
+                    user(format!(
+                        "'table.exec.late-rows.table': '{name}' is not a table"
+                    ))
+                })?;
+                Some(LateRowsTable {
+                    name: name.clone(),
+                    sink: registry::create_sink(&table.spec).map_err(|e| user(e.to_string()))?,
+                    schema: Arc::clone(&table.spec.schema),
+                })
+            }
+            None => None,
+        };
+        Ok(TranslateOptions {
             idle_timeout: self.settings.idle_timeout,
             state_ttl: self.settings.state_ttl,
-        }
+            late_rows,
+        })
     }
 
     fn statement(
@@ -380,7 +406,7 @@ impl Session {
             }
         }
         let columns: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-        let mut builder = GraphBuilder::new(self.translate_options());
+        let mut builder = GraphBuilder::new(self.translate_options()?);
         let sink = match self.settings.materialize {
             true => Arc::new(MaterializeSink::new(query_sink(&columns))),
             false => query_sink(&columns),
@@ -409,7 +435,7 @@ impl Session {
             .get(name)
             .ok_or_else(|| user(format!("cannot INSERT INTO '{name}': it is not a table")))?;
         let sink = registry::create_sink(&table.spec).map_err(|e| user(e.to_string()))?;
-        let options = self.translate_options();
+        let options = self.translate_options()?;
         let builder = self
             .inserts
             .get_or_insert_with(|| GraphBuilder::new(options));

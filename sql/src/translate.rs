@@ -24,7 +24,7 @@ use datafusion_functions_aggregate::count::count_all;
 use weir_connectors::memory::MemorySource;
 use weir_connectors::registry;
 use weir_engine::changelog::{has_row_kind, with_row_kind, ChangelogMode};
-use weir_engine::graph::{Exchange, Graph, NodeId};
+use weir_engine::graph::{Exchange, Graph, NodeId, OutputPort};
 use weir_engine::operator::OperatorFactory;
 use weir_engine::sink::SinkFactory;
 use weir_engine::source::SourceFactory;
@@ -34,6 +34,7 @@ use weir_operators::join::regular::RegularJoinFactory;
 use weir_operators::join::temporal::TemporalJoinFactory;
 use weir_operators::join::window::WindowJoinFactory;
 use weir_operators::join::{JoinSpec, JoinType};
+use weir_operators::late::LateRowsFactory;
 use weir_operators::normalize::ChangelogNormalizeFactory;
 use weir_operators::over::{OverAggregateFactory, OverFrame};
 use weir_operators::project::ProjectFactory;
@@ -59,6 +60,24 @@ pub struct TranslateOptions {
     pub idle_timeout: Option<Duration>,
     /// `table.exec.state.ttl`, for updating aggregations.
     pub state_ttl: Option<Duration>,
+    /// `table.exec.late-rows.table`.
+    pub late_rows: Option<LateRowsTable>,
+}
+
+/// The table late rows go to (`table.exec.late-rows.table`): its sink and declared columns,
+/// which must be `operator`, `watermark` and `row` (any order; see
+/// `weir_operators::late::late_rows_schema`).
+#[derive(Clone)]
+pub struct LateRowsTable {
+    pub name: String,
+    pub sink: Arc<dyn SinkFactory>,
+    pub schema: SchemaRef,
+}
+
+impl std::fmt::Debug for LateRowsTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LateRowsTable({})", self.name)
+    }
 }
 
 /// Builds one job's graph from any number of statements (a statement set).
@@ -73,6 +92,8 @@ pub struct GraphBuilder {
     /// The columns a projection uses of the filter right under it, set while translating
     /// that filter (a Top-N leaves out its rank number when they do not include it).
     used_above_filter: Option<HashSet<String>>,
+    /// The sink node of `table.exec.late-rows.table`, once an operator sends it rows.
+    late_sink: Option<NodeId>,
 }
 
 /// The output of a translated plan node.
@@ -359,7 +380,60 @@ impl GraphBuilder {
             sources: HashMap::new(),
             options,
             used_above_filter: None,
+            late_sink: None,
         }
+    }
+
+    /// With `table.exec.late-rows.table` set: the rows operator `node` drops as late go to
+    /// that table, as (operator, watermark, row as JSON) ([`LateRowsFactory`]), projected
+    /// onto the table's columns by name.
+    fn late_rows_of(&mut self, node: NodeId) -> Result<()> {
+        let Some(table) = self.options.late_rows.clone() else {
+            return Ok(());
+        };
+        let produced = weir_operators::late::late_rows_schema();
+        let mut exprs = Vec::new();
+        for field in table.schema.fields() {
+            if produced.index_of(field.name()).is_err() {
+                return Err(user(format!(
+                    "the late-rows table '{}' has a column '{}'; it takes operator STRING, watermark TIMESTAMP(3) and row STRING",
+                    table.name,
+                    field.name()
+                )));
+            }
+            exprs.push(
+                Expr::Cast(datafusion_expr::expr::Cast::new(
+                    Box::new(col(Column::new_unqualified(field.name()))),
+                    field.data_type().clone(),
+                ))
+                .alias(field.name()),
+            );
+        }
+        let sink = match self.late_sink {
+            Some(sink) => sink,
+            None => {
+                let name = self.name(&format!("sink-{}", table.name));
+                let sink = self.graph.add_sink(name, Arc::clone(&table.sink));
+                *self.late_sink.insert(sink)
+            }
+        };
+        let operator = self.graph.nodes[node.0].name.clone();
+        let name = self.name(&format!("late-rows-{operator}"));
+        let encode = self
+            .graph
+            .add_operator(name, Arc::new(LateRowsFactory::new(operator)));
+        if let Some(parallelism) = self.graph.nodes[node.0].parallelism {
+            self.graph.set_parallelism(encode, parallelism);
+        }
+        self.graph
+            .connect_port(node, OutputPort::Late, encode, Exchange::Forward);
+        let name = self.name(&format!("late-rows-{}", table.name));
+        let project = self
+            .graph
+            .add_operator(name, Arc::new(ProjectFactory::new(exprs)));
+        self.graph.connect(encode, project, Exchange::Rebalance);
+        self.graph.connect(project, sink, Exchange::Forward);
+        Ok(())
     }
 
     fn name(&mut self, base: &str) -> String {
@@ -1067,7 +1141,7 @@ impl GraphBuilder {
             &partition_by,
             &kept,
             ranked.then_some(&rank_name),
-        );
+        )?;
         if window.is_some() {
             // Final rows with the input's window and time attributes.
             stream.updating = false;
@@ -1227,8 +1301,11 @@ impl GraphBuilder {
             Exchange::Hash(partition_by.clone()),
         );
         if partition_by.is_empty() {
-            // One partition: one subtask, as Flink's; its rows are dealt out again.
             self.graph.set_parallelism(stream.node, 1);
+        }
+        self.late_rows_of(stream.node)?;
+        if partition_by.is_empty() {
+            // One partition: one subtask, as Flink's; its rows are dealt out again.
             let exprs = names
                 .iter()
                 .map(|n| col(Column::new_unqualified(n)))
@@ -1254,7 +1331,8 @@ impl GraphBuilder {
         partition_by: &[String],
         columns: &[String],
         rank: Option<&String>,
-    ) -> Stream {
+    ) -> Result<Stream> {
+        let windowed = factory.is_window_top_n();
         let name = self.name("top-n");
         let node = self.graph.add_operator(name, Arc::new(factory));
         self.graph
@@ -1266,10 +1344,15 @@ impl GraphBuilder {
             proctimes: Vec::new(),
             window: None,
         };
-        if !partition_by.is_empty() {
-            return stream;
+        if partition_by.is_empty() {
+            self.graph.set_parallelism(node, 1);
         }
-        self.graph.set_parallelism(node, 1);
+        if windowed {
+            self.late_rows_of(node)?;
+        }
+        if !partition_by.is_empty() {
+            return Ok(stream);
+        }
         let exprs: Vec<Expr> = columns
             .iter()
             .map(|n| col(Column::new_unqualified(n)))
@@ -1278,12 +1361,12 @@ impl GraphBuilder {
             Some(rank) => vec![rank.clone()],
             None => columns.to_vec(),
         };
-        self.operator(
+        Ok(self.operator(
             "top-n-spread",
             Arc::new(ProjectFactory::new(exprs)),
             &stream,
             Exchange::Hash(spread),
-        )
+        ))
     }
 
     /// `ORDER BY ... LIMIT n` over a stream: the first n rows by the order, an updating
@@ -1327,7 +1410,7 @@ impl GraphBuilder {
             .map_err(|e| user(e.to_string()))?
             .with_state_ttl(self.options.state_ttl);
         let columns = physical_names(sort.input.schema());
-        let mut stream = self.add_top_n(&input, factory, &[], &columns, None);
+        let mut stream = self.add_top_n(&input, factory, &[], &columns, None)?;
         for projection in chain.iter().rev() {
             stream = self.project(
                 &stream,
@@ -1650,6 +1733,7 @@ impl GraphBuilder {
             &rows,
             Exchange::Hash(keys.clone()),
         );
+        self.late_rows_of(output.node)?;
         // The window operator emits window_start, window_end, keys, aggregates; the plan
         // expects the GROUP BY order, then the aggregates.
         let mut exprs = Vec::new();
@@ -1744,6 +1828,7 @@ impl GraphBuilder {
             &rows,
             Exchange::Hash(keys.clone()),
         );
+        self.late_rows_of(output.node)?;
         // The plan's columns: the group expressions in order, then the aggregates.
         let mut key_iter = keys.iter();
         let mut exprs = Vec::new();

@@ -25,18 +25,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, TimestampMillisecondArray, UInt32Array};
-use arrow::compute::{concat_batches, take, take_record_batch};
+use arrow::compute::{concat_batches, take};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use arrow::row::Rows;
 use datafusion_expr::Expr;
 use weir_engine::changelog::ChangelogMode;
 use weir_engine::message::EventTimeMs;
-use weir_engine::metrics::{names, Counter};
-use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
+use weir_engine::operator::{Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::{KeyGroup, KeyHasher};
 use weir_engine::state::OperatorState;
 use weir_engine::BoxError;
+
+use crate::late::LateOutput;
 
 use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
@@ -333,9 +334,7 @@ pub(crate) struct WindowCore {
     /// Key groups of keys, for splitting state.
     pub(crate) state_hasher: KeyHasher,
     key_groups: u16,
-    late_connected: bool,
-    late_dropped: Counter,
-    late_side_output: Counter,
+    pub(crate) late: LateOutput,
 }
 
 impl WindowCore {
@@ -346,13 +345,7 @@ impl WindowCore {
             keys: KeyEncoder::new(&plan.key_fields)?,
             state_hasher,
             key_groups: context.max_key_groups,
-            late_connected: context.late_output_connected,
-            late_dropped: context
-                .metrics
-                .counter(&context.operator_id, names::LATE_ROWS_DROPPED),
-            late_side_output: context
-                .metrics
-                .counter(&context.operator_id, names::LATE_ROWS_SIDE_OUTPUT),
+            late: LateOutput::new(context),
             plan,
         })
     }
@@ -511,24 +504,5 @@ impl WindowCore {
             return Ok(None);
         };
         Ok(Some(concat_batches(&first.schema(), &parts)?))
-    }
-
-    /// Counts the rows of `batch` at `late` and drops them or sends them to the late output.
-    pub(crate) fn late_rows(
-        &self,
-        batch: &RecordBatch,
-        late: Vec<u32>,
-        ctx: &mut Context<'_>,
-    ) -> Result<()> {
-        if late.is_empty() {
-            return Ok(());
-        }
-        if self.late_connected {
-            self.late_side_output.add(late.len() as u64);
-            ctx.emit_late(take_record_batch(batch, &UInt32Array::from(late))?);
-        } else {
-            self.late_dropped.add(late.len() as u64);
-        }
-        Ok(())
     }
 }

@@ -349,7 +349,7 @@ impl Operator for PaneWindowOperator {
             }
         }
         late.sort_unstable();
-        self.core.late_rows(&batch, late, ctx)?;
+        self.core.late.emit(&batch, late, ctx)?;
         Ok(())
     }
 

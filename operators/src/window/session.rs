@@ -143,7 +143,7 @@ impl Operator for SessionWindowOperator {
             }
         }
         let kept = batch.num_rows() - late.len();
-        self.core.late_rows(&batch, late, ctx)?;
+        self.core.late.emit(&batch, late, ctx)?;
         self.buffer(&batch).add(batch, kept);
         Ok(())
     }
