@@ -527,6 +527,7 @@ impl WindowedStream {
             keys: self.keys.clone(),
             aggregates: aggregates.into_iter().collect(),
             processing_time: false,
+            early_fire: None,
         };
         let mut windowed = self.stream.then(
             "window",

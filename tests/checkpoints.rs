@@ -806,3 +806,18 @@ fn over_aggregations_resume_at_other_shard_counts() {
         &["auction", "price", "s", "hi"],
     );
 }
+
+/// Window results with early firing (what each open window emitted is state too) resume at
+/// other shard counts: their changelog ends with the rows of an uninterrupted run.
+#[test]
+fn early_window_results_resume_at_other_shard_counts() {
+    assert_savepoints_resume_at_other_shard_counts(
+        "early-fire-rescale",
+        "SET 'table.exec.emit.early-fire.enabled' = 'true';
+         SET 'table.exec.emit.early-fire.delay' = '0 s';
+         SELECT auction, CAST(window_start AS BIGINT) AS ws, COUNT(*) AS n, MAX(price) AS hi
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+         GROUP BY window_start, window_end, auction;",
+        &["auction", "ws", "n", "hi"],
+    );
+}

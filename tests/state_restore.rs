@@ -30,6 +30,7 @@ fn factory(window: Window) -> WindowAggregateFactory {
             count_distinct(col("v")).alias("d"),
         ],
         processing_time: false,
+        early_fire: None,
     })
 }
 

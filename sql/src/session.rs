@@ -51,6 +51,10 @@ pub struct Settings {
     /// `table.exec.late-rows.table`: the table that receives the rows windows, OVER
     /// aggregations and window Top-Ns drop as late (Weir's; Flink has it only in Java).
     pub late_rows_table: Option<String>,
+    /// `table.exec.emit.early-fire.enabled`.
+    pub early_fire: bool,
+    /// `table.exec.emit.early-fire.delay`.
+    pub early_fire_delay: Option<Duration>,
     /// Every key set, as written.
     pub raw: BTreeMap<String, String>,
 }
@@ -82,6 +86,14 @@ pub const SETTINGS: &[(&str, &str)] = &[
     (
         "table.exec.late-rows.table",
         "a table (columns operator STRING, watermark TIMESTAMP(3), row STRING) that receives every row a window, OVER aggregation or window Top-N drops as late",
+    ),
+    (
+        "table.exec.emit.early-fire.enabled",
+        "'true': window aggregations (TUMBLE, HOP, CUMULATE) also emit partial results before their windows close, as an updating result",
+    ),
+    (
+        "table.exec.emit.early-fire.delay",
+        "the processing time between a window's partial results (0: after every batch)",
     ),
     (
         "sql-client.execution.result-mode",
@@ -129,6 +141,14 @@ impl Settings {
                     _ => return Err(user(format!("'{key}' is 'table', 'tableau' or 'changelog', not '{value}'"))),
                 }
             }
+            "table.exec.emit.early-fire.enabled" => {
+                self.early_fire = match value.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(user(format!("'{key}' is 'true' or 'false', not '{value}'"))),
+                }
+            }
+            "table.exec.emit.early-fire.delay" => self.early_fire_delay = Some(duration(value)?),
             "table.exec.late-rows.table" => {
                 self.late_rows_table = (!value.is_empty()).then(|| value.to_string())
             }
@@ -271,10 +291,20 @@ impl Session {
             }
             None => None,
         };
+        let early_fire = match (self.settings.early_fire, self.settings.early_fire_delay) {
+            (true, Some(delay)) => Some(delay),
+            (true, None) => {
+                return Err(user(
+                    "'table.exec.emit.early-fire.enabled' needs 'table.exec.emit.early-fire.delay' (as in Flink)",
+                ))
+            }
+            (false, _) => None,
+        };
         Ok(TranslateOptions {
             idle_timeout: self.settings.idle_timeout,
             state_ttl: self.settings.state_ttl,
             late_rows,
+            early_fire,
         })
     }
 

@@ -62,6 +62,8 @@ pub struct TranslateOptions {
     pub state_ttl: Option<Duration>,
     /// `table.exec.late-rows.table`.
     pub late_rows: Option<LateRowsTable>,
+    /// `table.exec.emit.early-fire.delay`, when `table.exec.emit.early-fire.enabled`.
+    pub early_fire: Option<Duration>,
 }
 
 /// The table late rows go to (`table.exec.late-rows.table`): its sink and declared columns,
@@ -1726,6 +1728,7 @@ impl GraphBuilder {
             keys: keys.clone(),
             aggregates,
             processing_time,
+            early_fire: self.options.early_fire,
         };
         let output = self.operator(
             "window",
@@ -1764,9 +1767,11 @@ impl GraphBuilder {
             true => vec![WINDOW_TIME.to_string()],
             false => Vec::new(),
         };
-        if processing_time {
-            // Processing-time windows have no event time for later windows or joins.
+        if processing_time || self.options.early_fire.is_some() {
+            // Processing-time windows have no event time for later windows or joins; early
+            // results are an updating result.
             stream.times = Vec::new();
+            stream.updating = self.options.early_fire.is_some();
             return Ok(stream);
         }
         stream.window = (has(WINDOW_START) && has(WINDOW_END)).then(|| WindowColumns {
@@ -1821,6 +1826,7 @@ impl GraphBuilder {
             keys: keys.clone(),
             aggregates,
             processing_time: false,
+            early_fire: None,
         };
         let output = self.operator(
             "window",

@@ -18,6 +18,7 @@
 
 pub mod assign;
 pub mod count;
+mod early;
 pub mod pane;
 pub mod session;
 
@@ -30,7 +31,7 @@ use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use arrow::row::Rows;
 use datafusion_expr::Expr;
-use weir_engine::changelog::ChangelogMode;
+use weir_engine::changelog::{with_row_kind, ChangelogMode};
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::{KeyGroup, KeyHasher};
@@ -155,6 +156,11 @@ pub struct WindowAggregateConfig {
     /// operator (ms, UTC), and a window fires when the clock passes its end, or, for the
     /// windows still open, when the input ends. Never late.
     pub processing_time: bool,
+    /// Early results (Flink's `table.exec.emit.early-fire.delay`; tumbling, hopping and
+    /// cumulating windows only): an open window's partial result every this much processing
+    /// time (zero: after every batch), as an updating result its final one replaces (see
+    /// `early.rs`). `None`: one final result per window, append-only.
+    pub early_fire: Option<Duration>,
 }
 
 /// Describes a window aggregation node.
@@ -181,12 +187,19 @@ impl OperatorFactory for WindowAggregateFactory {
                 inputs[0].describe()
             ))));
         }
-        Ok(ChangelogMode::InsertOnly)
+        Ok(match self.config.early_fire {
+            Some(_) => ChangelogMode::All,
+            None => ChangelogMode::InsertOnly,
+        })
     }
 
     fn output_schema(&self, inputs: &[SchemaRef]) -> Result<SchemaRef, BoxError> {
         let input = &inputs[0];
-        Ok(WindowPlan::new(&self.config, input)?.output_schema)
+        let results = WindowPlan::new(&self.config, input)?.output_schema;
+        Ok(match self.config.early_fire {
+            Some(_) => with_row_kind(&results),
+            None => results,
+        })
     }
 
     fn describe(&self) -> String {
@@ -217,10 +230,22 @@ impl OperatorFactory for WindowAggregateFactory {
                 Box::new(session::SessionWindowOperator::new(core, gap_ms))
             }
             WindowSpec::Count { size } => Box::new(count::CountWindowOperator::new(core, size)),
-            spec => Box::new(pane::PaneWindowOperator::new(
-                core,
-                pane::PaneAssigner::new(spec),
-            )),
+            spec => {
+                let early = match self.config.early_fire {
+                    Some(delay) => Some(early::EarlyFiring::new(
+                        delay.as_millis() as i64,
+                        &core.plan.output_schema,
+                        &core.plan.key_names,
+                        context.max_key_groups,
+                    )?),
+                    None => None,
+                };
+                Box::new(pane::PaneWindowOperator::new(
+                    core,
+                    pane::PaneAssigner::new(spec),
+                    early,
+                ))
+            }
         })
     }
 }
@@ -244,12 +269,17 @@ pub(crate) struct WindowPlan {
 impl WindowPlan {
     fn new(config: &WindowAggregateConfig, input: &SchemaRef) -> Result<Self> {
         config.window.validate()?;
-        if config.processing_time
-            && matches!(
-                config.window,
-                WindowSpec::Session { .. } | WindowSpec::Count { .. }
-            )
-        {
+        let pane_windows = !matches!(
+            config.window,
+            WindowSpec::Session { .. } | WindowSpec::Count { .. }
+        );
+        if config.early_fire.is_some() && !pane_windows {
+            return Err(OperatorError::Plan(format!(
+                "early results (table.exec.emit.early-fire.*) of {} windows are not supported yet",
+                config.window.describe()
+            )));
+        }
+        if config.processing_time && !pane_windows {
             return Err(OperatorError::Plan(format!(
                 "{} windows on processing time are not supported yet",
                 config.window.describe()

@@ -31,6 +31,8 @@ use weir_engine::state::OperatorState;
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
+use super::early::EarlyFiring;
+
 use super::{WindowCore, WindowSpec};
 use crate::aggregate::Accumulators;
 use crate::error::Result;
@@ -147,10 +149,18 @@ pub struct PaneWindowOperator {
     scratch: Vec<usize>,
     /// Schema of the stored panes: the window's state columns and the pane start.
     stored_schema: SchemaRef,
+    /// Early results (`table.exec.emit.early-fire.*`), and when the next are due (processing
+    /// time, ms).
+    early: Option<EarlyFiring>,
+    next_early: i64,
 }
 
 impl PaneWindowOperator {
-    pub(crate) fn new(core: WindowCore, assigner: PaneAssigner) -> Self {
+    pub(crate) fn new(
+        core: WindowCore,
+        assigner: PaneAssigner,
+        early: Option<EarlyFiring>,
+    ) -> Self {
         let mut fields: Vec<Field> = core
             .plan
             .state_schema
@@ -168,6 +178,8 @@ impl PaneWindowOperator {
             watermark: None,
             groups_hint: 0,
             scratch: Vec::new(),
+            early,
+            next_early: 0,
         }
     }
 
@@ -234,20 +246,59 @@ impl PaneWindowOperator {
         Ok(())
     }
 
+    /// Emits the final result of window `[start, end)`, or with early results its changes.
     fn fire(&mut self, start: i64, end: i64, ctx: &mut Context<'_>) -> Result<()> {
+        let result = self.result(start, end, true)?;
+        match (&mut self.early, result) {
+            (Some(early), Some(result)) => {
+                if let Some(changes) = early.changes((end, start), &result, true)? {
+                    ctx.emit(changes);
+                }
+            }
+            (None, Some(result)) => ctx.emit(result),
+            (_, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Emits the changes of every open window's current result since its last one.
+    fn fire_early(&mut self, ctx: &mut Context<'_>) -> Result<()> {
+        let open: Vec<(i64, i64)> = self.pending.iter().copied().collect();
+        for (end, start) in open {
+            if let Some(result) = self.result(start, end, false)? {
+                if let Some(early) = &mut self.early {
+                    if let Some(changes) = early.changes((end, start), &result, false)? {
+                        ctx.emit(changes);
+                    }
+                }
+            }
+        }
+        // Merging froze the panes; one live part each again keeps them from growing.
+        for pane in self.panes.values_mut() {
+            Self::thaw(&self.core, pane, &mut self.scratch)?;
+        }
+        Ok(())
+    }
+
+    /// The result of window `[start, end)` (`None` without rows). `closing`: the window fires
+    /// for good, so a tumbling window's only pane may be consumed.
+    fn result(&mut self, start: i64, end: i64, closing: bool) -> Result<Option<RecordBatch>> {
         let pane_starts: Vec<i64> = self.panes.range(start..end).map(|(p, _)| *p).collect();
         let bounds = |n: usize| Some((vec![start; n], vec![end; n]));
         // A tumbling window owns its only pane: evaluate it directly.
         if let [only] = pane_starts[..] {
             let sole_window = self.assigner.windows(only).len() == 1;
             let pane = self.panes.get_mut(&only).expect("listed above");
-            if sole_window && pane.frozen.is_empty() {
+            if closing && sole_window && pane.frozen.is_empty() {
                 if let Some(mut live) = pane.live.take() {
                     self.groups_hint = live.groups.len();
                     let keys = self.core.group_keys(&live.groups)?;
                     let values = live.accumulators.evaluate()?;
-                    ctx.emit(self.core.output(bounds(live.groups.len()), keys, values)?);
-                    return Ok(());
+                    return Ok(Some(self.core.output(
+                        bounds(live.groups.len()),
+                        keys,
+                        values,
+                    )?));
                 }
             }
         }
@@ -272,12 +323,15 @@ impl PaneWindowOperator {
             }
         }
         if groups.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let keys = self.core.group_keys(&groups)?;
         let values = accumulators.evaluate()?;
-        ctx.emit(self.core.output(bounds(groups.len()), keys, values)?);
-        Ok(())
+        Ok(Some(self.core.output(
+            bounds(groups.len()),
+            keys,
+            values,
+        )?))
     }
 }
 
@@ -350,6 +404,9 @@ impl Operator for PaneWindowOperator {
         }
         late.sort_unstable();
         self.core.late.emit(&batch, late, ctx)?;
+        if self.early.as_ref().is_some_and(|e| e.delay_ms == 0) {
+            self.fire_early(ctx)?;
+        }
         Ok(())
     }
 
@@ -360,6 +417,10 @@ impl Operator for PaneWindowOperator {
                 ctx.register_timer(TimeDomain::ProcessingTime, end - 1);
             }
         }
+        if let Some(early) = self.early.as_ref().filter(|e| e.delay_ms > 0) {
+            self.next_early = weir_engine::time::now_ms() + early.delay_ms;
+            ctx.register_timer(TimeDomain::ProcessingTime, self.next_early);
+        }
         Ok(())
     }
 
@@ -369,10 +430,20 @@ impl Operator for PaneWindowOperator {
         time: i64,
         ctx: &mut Context<'_>,
     ) -> Result<(), BoxError> {
-        match domain {
-            TimeDomain::ProcessingTime if self.core.plan.processing_time => self.advance(time, ctx),
-            _ => Ok(()),
+        if domain != TimeDomain::ProcessingTime {
+            return Ok(());
         }
+        if self.core.plan.processing_time {
+            self.advance(time, ctx)?;
+        }
+        if let Some(delay) = self.early.as_ref().map(|e| e.delay_ms).filter(|&d| d > 0) {
+            if time >= self.next_early {
+                self.fire_early(ctx)?;
+                self.next_early = time + delay;
+                ctx.register_timer(TimeDomain::ProcessingTime, self.next_early);
+            }
+        }
+        Ok(())
     }
 
     /// Event-time windows fire as the watermark passes their end; processing-time windows
@@ -389,6 +460,9 @@ impl Operator for PaneWindowOperator {
     }
 
     fn snapshot_state(&mut self, state: &mut OperatorState<'_>) -> Result<(), BoxError> {
+        if let Some(early) = &self.early {
+            early.snapshot(state)?;
+        }
         state.clear_owned(PANES_TABLE)?;
         self.core.snapshot_watermark(state, self.watermark)?;
         let watermark = self.watermark.unwrap_or(EventTimeMs::MIN);
@@ -421,6 +495,9 @@ impl Operator for PaneWindowOperator {
     }
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
+        if let Some(early) = &mut self.early {
+            early.restore(state)?;
+        }
         self.panes.clear();
         self.pending.clear();
         self.watermark = self.core.restore_watermark(state)?;
@@ -485,6 +562,7 @@ mod tests {
             keys: vec!["k".into()],
             aggregates: vec![datafusion_functions_aggregate::count::count_all()],
             processing_time: true,
+            early_fire: None,
         });
         let mut op = factory
             .create(&SubtaskContext::standalone(vec![Arc::clone(&schema)]))
