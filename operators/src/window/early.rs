@@ -40,9 +40,12 @@ pub(crate) struct EarlyFiring {
     results: SchemaRef,
     output: SchemaRef,
     hasher: KeyHasher,
-    /// Per open window `(end, start)`: group key -> the result row emitted for it.
-    emitted: BTreeMap<(i64, i64), HashMap<Box<[u8]>, Box<[u8]>>>,
+    /// Per open window `(end, start)`: what it emitted.
+    emitted: BTreeMap<(i64, i64), Emitted>,
 }
+
+/// Group key -> the result row emitted for it (both in Arrow's row format).
+type Emitted = HashMap<Box<[u8]>, Box<[u8]>>;
 
 impl EarlyFiring {
     /// For window results of schema `results` (window_start, window_end, then the keys
