@@ -73,6 +73,7 @@ pub struct TopNFactory {
     limit: usize,
     rank_column: Option<String>,
     newer_wins_ties: bool,
+    by_arrival: bool,
     state_ttl: Option<Duration>,
     window_end: Option<String>,
 }
@@ -98,6 +99,7 @@ impl TopNFactory {
             limit,
             rank_column,
             newer_wins_ties: false,
+            by_arrival: false,
             state_ttl: None,
             window_end: None,
         })
@@ -124,6 +126,20 @@ impl TopNFactory {
         self
     }
 
+    /// Ranks rows by their arrival instead of their order keys, as a Top-N ordered by a
+    /// processing-time attribute (Flink's `ProcTimeDeduplicateKeepFirstRow` and
+    /// `...KeepLastRow` for N = 1): every row ties, so the first N rows stay, an append-only
+    /// result; with [`TopNFactory::newer_wins_ties`] each new row replaces the kept one.
+    pub fn by_arrival(mut self) -> Self {
+        self.by_arrival = true;
+        self
+    }
+
+    /// Whether the output is append-only: a window Top-N, or the first rows by arrival.
+    fn append_only(&self) -> bool {
+        self.window_end.is_some() || (self.by_arrival && !self.newer_wins_ties)
+    }
+
     /// Whether this is a window Top-N (see [`TopNFactory::at_window_end`]).
     pub fn is_window_top_n(&self) -> bool {
         self.window_end.is_some()
@@ -136,9 +152,11 @@ impl TopNFactory {
     }
 
     fn data_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
-        if has_row_kind(input) && (self.window_end.is_some() || self.newer_wins_ties) {
+        if has_row_kind(input)
+            && (self.window_end.is_some() || self.newer_wins_ties || self.by_arrival)
+        {
             return Err(OperatorError::Plan(
-                "a window Top-N or a keep-last deduplication over an updating input is not supported (nor in Flink)".into(),
+                "a window Top-N, a keep-last deduplication or a Top-N by processing time over an updating input is not supported (nor in Flink)".into(),
             ));
         }
         for column in self
@@ -165,9 +183,9 @@ impl OperatorFactory for TopNFactory {
             fields.push(Arc::new(Field::new(rank, DataType::UInt64, false)));
         }
         let schema = Arc::new(Schema::new(fields));
-        Ok(match self.window_end {
-            Some(_) => schema,
-            None => with_row_kind(&schema),
+        Ok(match self.append_only() {
+            true => schema,
+            false => with_row_kind(&schema),
         })
     }
 
@@ -176,7 +194,7 @@ impl OperatorFactory for TopNFactory {
         inputs: &[ChangelogMode],
     ) -> std::result::Result<ChangelogMode, BoxError> {
         match inputs[0].is_insert_only() {
-            true if self.window_end.is_some() => Ok(ChangelogMode::InsertOnly),
+            true if self.append_only() => Ok(ChangelogMode::InsertOnly),
             _ => Ok(ChangelogMode::All),
         }
     }
@@ -202,6 +220,9 @@ impl OperatorFactory for TopNFactory {
         );
         if let Some(rank) = &self.rank_column {
             text.push_str(&format!(", rank as {rank}"));
+        }
+        if self.by_arrival {
+            text.push_str(", by arrival");
         }
         if self.newer_wins_ties {
             text.push_str(", newer wins ties");
@@ -264,6 +285,8 @@ impl OperatorFactory for TopNFactory {
             limit: self.limit,
             ranked: self.rank_column.is_some(),
             newer_wins_ties: self.newer_wins_ties,
+            by_arrival: self.by_arrival,
+            append_only: self.append_only(),
             state_ttl: self.state_ttl.map(|t| t.as_millis() as i64),
             partitions: HashMap::new(),
         }))
@@ -317,6 +340,10 @@ pub struct TopN {
     limit: usize,
     ranked: bool,
     newer_wins_ties: bool,
+    /// Rows rank by arrival: their order keys are ignored (all tie).
+    by_arrival: bool,
+    /// No row kinds: a window Top-N, or the first rows by arrival.
+    append_only: bool,
     state_ttl: Option<i64>,
     partitions: HashMap<Vec<u8>, Partition>,
 }
@@ -457,7 +484,11 @@ impl TopN {
         let mut late = Vec::new();
         for i in 0..data.num_rows() {
             let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
-            let order = orders.row(i);
+            let order_row = orders.row(i);
+            let order: &[u8] = match self.by_arrival {
+                true => &[],
+                false => order_row.as_ref(),
+            };
             let end = ends.as_ref().map(|ends| ends[i]);
             // A window Top-N: rows of a closed window are late; others wait for its end.
             if end.is_some_and(|end| self.watermark.is_some_and(|w| end - 1 <= w)) {
@@ -476,8 +507,8 @@ impl TopN {
             };
             let kept = &mut partition.rows;
             let position = match self.newer_wins_ties {
-                true => kept.partition_point(|k| *k.order < *order.as_ref()),
-                false => kept.partition_point(|k| *k.order <= *order.as_ref()),
+                true => kept.partition_point(|k| *k.order < *order),
+                false => kept.partition_point(|k| *k.order <= *order),
             };
             if position >= self.limit {
                 continue;
@@ -486,7 +517,7 @@ impl TopN {
             partition.written = now;
             let kept = &mut partition.rows;
             let new = Kept {
-                order: Box::from(order.as_ref()),
+                order: Box::from(order),
                 row: Box::from(rows.row(i).as_ref()),
             };
             if self.newer_wins_ties && kept.get(position).is_some_and(|k| k.order == new.order) {
@@ -576,7 +607,7 @@ impl TopN {
                 changes.iter().map(|c| c.3 as u64),
             )));
         }
-        if self.window_end.is_none() {
+        if !self.append_only {
             columns.push(kind_array(changes.iter().map(|c| c.0)));
         }
         ctx.emit(RecordBatch::try_new(Arc::clone(&self.output), columns)?);
@@ -696,7 +727,10 @@ impl Operator for TopN {
                     key,
                     positions.value(i),
                     Kept {
-                        order: Box::from(orders.row(i).as_ref()),
+                        order: match self.by_arrival {
+                            true => Box::from([]),
+                            false => Box::from(orders.row(i).as_ref()),
+                        },
                         row: Box::from(rows.row(i).as_ref()),
                     },
                 ));

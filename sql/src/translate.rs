@@ -1123,6 +1123,21 @@ impl GraphBuilder {
         )
         .map_err(|e| user(e.to_string()))?
         .with_state_ttl(self.options.state_ttl);
+        // Ordered by a processing-time attribute: by arrival (Flink's processing-time
+        // deduplication when N = 1: keep-first is append-only, keep-last replaces).
+        let by_proctime =
+            matches!(order_by.as_slice(), [key] if input.proctimes.contains(&key.column));
+        if by_proctime {
+            factory = factory.by_arrival();
+            if order_by[0].descending {
+                if limit != 1 || ranked {
+                    return Err(unsupported(
+                        "a Top-N by processing time DESC other than a deduplication (N = 1, without the rank)",
+                    ));
+                }
+                factory = factory.newer_wins_ties().map_err(|e| user(e.to_string()))?;
+            }
+        }
         // Deduplication keeping the last row by a time attribute: the newer row wins ties.
         let by_time = matches!(order_by.as_slice(), [key] if input.times.contains(&key.column));
         // (Flink's Deduplicate, which it plans only when the rank number is not used, over an
@@ -1144,6 +1159,10 @@ impl GraphBuilder {
             &kept,
             ranked.then_some(&rank_name),
         )?;
+        if by_proctime && !order_by[0].descending {
+            // The first rows by arrival are never replaced: append-only.
+            stream.updating = false;
+        }
         if window.is_some() {
             // Final rows with the input's window and time attributes.
             stream.updating = false;
