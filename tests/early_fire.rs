@@ -97,3 +97,27 @@ fn a_window_reports_before_it_closes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A window without group keys (one result per window) reports early too.
+#[test]
+fn a_global_window_ends_as_without_early_results() {
+    let at = |key, ts| common::Event {
+        key,
+        ts,
+        v: Some(key),
+    };
+    let input: Vec<_> = (0..40).map(|i| at(i % 3, 1_000 + i * 7)).collect();
+    let dir = std::env::temp_dir().join(format!("weir-early-global-{}", std::process::id()));
+    let ddl = common::events_table(&dir, &input);
+    let query = "SELECT CAST(window_start AS BIGINT) AS ws, COUNT(*) AS n, SUM(v) AS s
+        FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '0.1' SECOND)) GROUP BY window_start, window_end";
+    let expected = query_result(&ddl, query, &["ws", "n", "s"], 1);
+    let early = format!("{EARLY}SET 'table.exec.emit.early-fire.delay' = '0 s';\n{query}");
+    for shards in [1, 2] {
+        assert_eq!(
+            query_result(&ddl, &early, &["ws", "n", "s"], shards),
+            expected
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

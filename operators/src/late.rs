@@ -30,6 +30,7 @@ pub struct LateOutput {
 }
 
 impl LateOutput {
+    /// The late output of the subtask `context` describes (its counters are the operator's).
     pub fn new(context: &SubtaskContext) -> Self {
         let counter = |name| context.metrics.counter(&context.operator_id, name);
         LateOutput {
@@ -80,6 +81,7 @@ pub struct LateRowsFactory {
 }
 
 impl LateRowsFactory {
+    /// Encodes late rows of the operator named `operator` (the name the rows carry).
     pub fn new(operator: impl Into<String>) -> Self {
         LateRowsFactory {
             operator: operator.into(),

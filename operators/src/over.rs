@@ -44,7 +44,7 @@ use crate::group_index::{GroupIndex, KeyEncoder};
 use crate::late::LateOutput;
 use crate::row_accumulators::{AccumulatorSet, RowAccumulators};
 use crate::row_format::decode_rows;
-use crate::state_codec::{read_table, write_table};
+use crate::state_codec::{read_table, restore_watermark, snapshot_watermark, write_table};
 
 const ROWS_TABLE: &str = "rows";
 const ACCUMULATORS_TABLE: &str = "accumulators";
@@ -88,6 +88,10 @@ pub struct OverAggregateFactory {
 }
 
 impl OverAggregateFactory {
+    /// `aggregates` (each aliased to its output column) over `frame` of the rows of each
+    /// partition (`partition_by` columns; none: one partition) in the order of `time_column`
+    /// (an event-time column, TIMESTAMP or BIGINT ms). Planning errors name a missing column
+    /// or an aggregate that cannot retract (bounded frames).
     pub fn new(
         partition_by: Vec<String>,
         time_column: impl Into<String>,
@@ -219,6 +223,7 @@ struct Partition {
     accumulators: AccumulatorSet,
 }
 
+/// One subtask of an OVER aggregation (see the module).
 pub struct OverAggregate {
     data: SchemaRef,
     output: SchemaRef,
@@ -307,7 +312,9 @@ impl OverAggregate {
             let added: Vec<u32> = (row as u32..end as u32).collect();
             RowAccumulators::feed(set, &inputs, &added, false)?;
             let keep_from = match self.frame {
-                OverFrame::Rows(Some(n)) => end.saturating_sub(n as usize + 1),
+                OverFrame::Rows(Some(n)) => {
+                    end.saturating_sub(usize::try_from(n).unwrap_or(usize::MAX).saturating_add(1))
+                }
                 OverFrame::Range(Some(ms)) => {
                     let lowest = time.saturating_sub(ms);
                     start + all[start..end].iter().take_while(|r| r.0 < lowest).count()
@@ -431,10 +438,13 @@ impl Operator for OverAggregate {
             &batch,
             0,
         )?;
+        snapshot_watermark(state, self.watermark)?;
         Ok(())
     }
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
+        // Rows at or behind it stay late after a restore.
+        self.watermark = restore_watermark(state)?;
         for (_, batch) in read_table(state, ROWS_TABLE, &Arc::clone(&self.row_schema))? {
             let in_frame = batch.column(batch.num_columns() - 1).as_boolean().clone();
             let data = RecordBatch::try_new(

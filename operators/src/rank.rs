@@ -54,7 +54,7 @@ use weir_engine::BoxError;
 use crate::error::{OperatorError, Result};
 use crate::late::LateOutput;
 use crate::row_format::decode_rows;
-use crate::state_codec::{read_table, write_table};
+use crate::state_codec::{read_table, restore_watermark, snapshot_watermark, write_table};
 
 /// One `ORDER BY` key of a Top-N.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -697,10 +697,13 @@ impl Operator for TopN {
         )));
         let batch = RecordBatch::try_new(Arc::clone(&self.state_schema), columns)?;
         write_table(state, ROWS, &self.hasher, &batch, 0)?;
+        snapshot_watermark(state, self.watermark)?;
         Ok(())
     }
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
+        // A window Top-N's rows of closed windows stay late after a restore.
+        self.watermark = restore_watermark(state)?;
         let now = weir_engine::time::now_ms();
         let mut restored: Vec<(Vec<u8>, u32, Kept)> = Vec::new();
         for (_, batch) in read_table(state, ROWS, &Arc::clone(&self.state_schema))? {

@@ -1,8 +1,9 @@
 //! Accumulators that can take rows back: aggregates over an updating input.
 //!
 //! A `-U` or `-D` row retracts a value an earlier `+I` or `+U` row added, as Flink's
-//! `...WithRetractAggFunction`s. `COUNT`, `SUM`, `AVG` (and DataFusion's other aggregates that
-//! support `retract_batch`) use DataFusion's sliding accumulators, which keep running totals.
+//! `...WithRetractAggFunction`s. `COUNT`, `SUM`, `AVG` (and the other aggregates whose sliding
+//! accumulator supports `retract_batch`: DataFusion's, or the SQL layer's integer `AVG`) keep
+//! running totals.
 //! `MIN`, `MAX` and `COUNT(DISTINCT ..)` must know every value still present, so they keep a
 //! [`ValueCounts`]: each distinct value with the number of rows holding it (Flink's MapView).
 

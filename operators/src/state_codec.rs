@@ -151,6 +151,49 @@ pub fn read_table(
         .collect()
 }
 
+/// State table holding an operator's watermark per key group.
+const WATERMARK_TABLE: &str = "watermark";
+
+/// Records an operator's watermark in every key group this subtask owns, so that a restored
+/// subtask (at any parallelism) knows which windows have fired and which rows are late before
+/// the first watermark after recovery arrives.
+pub fn snapshot_watermark(
+    state: &mut weir_engine::state::OperatorState<'_>,
+    watermark: Option<i64>,
+) -> Result<()> {
+    state.clear_owned(WATERMARK_TABLE)?;
+    if let Some(watermark) = watermark {
+        let range = state.key_groups();
+        for group in range.start..range.end {
+            state.put(
+                WATERMARK_TABLE,
+                KeyGroup(group),
+                b"",
+                watermark.to_le_bytes().to_vec(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The smallest watermark (ms) recorded by [`snapshot_watermark`] for the key groups this
+/// subtask owns; errors on an entry that is not 8 bytes.
+pub fn restore_watermark(state: &weir_engine::state::OperatorState<'_>) -> Result<Option<i64>> {
+    let mut restored: Option<i64> = None;
+    for entry in state.scan_owned(WATERMARK_TABLE)? {
+        let bytes: [u8; 8] = entry.value.as_slice().try_into().map_err(|_| {
+            weir_engine::state::StateError::Corrupt {
+                table: WATERMARK_TABLE.into(),
+                key_group: entry.group.0,
+                reason: "watermark entry is not 8 bytes".into(),
+            }
+        })?;
+        let watermark = i64::from_le_bytes(bytes);
+        restored = Some(restored.map_or(watermark, |w| w.min(watermark)));
+    }
+    Ok(restored)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

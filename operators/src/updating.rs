@@ -326,18 +326,18 @@ impl Operator for UpdatingAggregate {
                 state.emitted = None;
             }
             state.last_update = now;
-            let (adds, retracts): (Vec<u32>, Vec<u32>) = rows_of
-                .remove(&group)
-                .unwrap_or_default()
-                .into_iter()
-                .partition(|&row| kind_at(kinds, row as usize).is_accumulate());
-            let rows = state.rows + adds.len() as i64 - retracts.len() as i64;
-            if rows < 0 {
-                // Retracting rows the group does not hold (its state expired): forget it.
-                state.rows = -1;
-                continue;
+            // In arrival order: a retraction while the group holds no row (its state expired,
+            // or its row never came) is ignored, as Flink's.
+            let (mut adds, mut retracts) = (Vec::new(), Vec::new());
+            for row in rows_of.remove(&group).unwrap_or_default() {
+                if kind_at(kinds, row as usize).is_accumulate() {
+                    state.rows += 1;
+                    adds.push(row);
+                } else if state.rows > 0 {
+                    state.rows -= 1;
+                    retracts.push(row);
+                }
             }
-            state.rows = rows;
             RowAccumulators::feed(&mut state.accumulators, &inputs, &adds, false)?;
             RowAccumulators::feed(&mut state.accumulators, &inputs, &retracts, true)?;
         }
@@ -409,5 +409,76 @@ impl Operator for UpdatingAggregate {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, Int8Array};
+    use datafusion_expr::col;
+    use datafusion_functions_aggregate::count::count_all;
+    use datafusion_functions_aggregate::sum::sum;
+    use weir_engine::operator::Timers;
+    use weir_engine::partition::KeyGroupRange;
+
+    use super::*;
+
+    /// Feeds changelog rows (kind, k, v); returns the output as (kind, k, count, sum).
+    fn step(
+        op: &mut Box<dyn Operator>,
+        rows: &[(RowKind, i64, i64)],
+    ) -> Vec<(RowKind, i64, i64, i64)> {
+        let schema = input();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(Int8Array::from_iter_values(rows.iter().map(|r| r.0 as i8))),
+            ],
+        )
+        .unwrap();
+        let mut timers = Timers::default();
+        let mut ctx = Context::new(0, None, KeyGroupRange::all(128), &mut timers);
+        op.process_batch(batch, &mut ctx).unwrap();
+        let mut out = Vec::new();
+        for b in ctx.take_batches() {
+            let kinds = row_kinds(&b);
+            let k = b.column(0).as_primitive::<Int64Type>().clone();
+            let n = b.column(1).as_primitive::<Int64Type>().clone();
+            let s = b.column(2).as_primitive::<Int64Type>().clone();
+            for i in 0..b.num_rows() {
+                out.push((kind_at(kinds, i), k.value(i), n.value(i), s.value(i)));
+            }
+        }
+        out
+    }
+
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+            row_kind_field(),
+        ]))
+    }
+
+    /// A retraction reaching a group that holds no row (its state expired, or the row never
+    /// came) is ignored, in arrival order, as Flink's: the `+U` after it still counts.
+    #[test]
+    fn a_retraction_without_state_is_ignored_and_the_group_goes_on() {
+        let factory = UpdatingAggregateFactory::new(
+            vec!["k".into()],
+            vec![count_all().alias("n"), sum(col("v")).alias("s")],
+        );
+        let mut op = factory
+            .create(&SubtaskContext::standalone(vec![input()]))
+            .unwrap();
+        use RowKind::*;
+        let out = step(&mut op, &[(UpdateBefore, 1, 5), (UpdateAfter, 1, 6)]);
+        assert_eq!(out, vec![(Insert, 1, 1, 6)]);
+        let out = step(&mut op, &[(UpdateBefore, 1, 6), (UpdateAfter, 1, 7)]);
+        assert_eq!(out, vec![(UpdateBefore, 1, 1, 6), (UpdateAfter, 1, 1, 7)]);
+        let out = step(&mut op, &[(Delete, 1, 7)]);
+        assert_eq!(out, vec![(Delete, 1, 1, 7)]);
     }
 }

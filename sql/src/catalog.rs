@@ -97,7 +97,9 @@ impl Default for SessionContext {
             }
         }
         // Flink's AVG (an integer column's average is an integer).
-        aggregate.insert("avg".into(), crate::functions::avg::avg());
+        for name in ["avg", "mean"] {
+            aggregate.insert(name.into(), crate::functions::avg::avg());
+        }
         // Flink's names for DataFusion's aggregates.
         for (flink, datafusion) in [
             ("approx_count_distinct", "approx_distinct"),

@@ -71,8 +71,11 @@ pub struct TranslateOptions {
 /// `weir_operators::late::late_rows_schema`).
 #[derive(Clone)]
 pub struct LateRowsTable {
+    /// The table's name.
     pub name: String,
+    /// Its connector's sink.
     pub sink: Arc<dyn SinkFactory>,
+    /// Its declared columns.
     pub schema: SchemaRef,
 }
 

@@ -631,12 +631,18 @@ async fn run_source(name: &str, source: SourceInput, chain: &mut Chain) -> Resul
             Step::SuspendAfter(id) => {
                 chain.source_positions = Some(progress(name, reader.as_ref(), watermarks.as_ref()));
                 chain.push(Message::Barrier(id)).await?;
-                // The job stops once the savepoint completes (dropping this task), or resumes.
-                while let Some(command) = control.recv().await {
-                    if let Some(id) = command.barrier() {
-                        chain.push(Message::Barrier(id)).await?;
-                    } else {
-                        break;
+                // The job stops once the savepoint completes (dropping this task), or resumes
+                // if it failed. The coordinator closes the channel as it stops the job: the
+                // split must not read on then, so it waits to be dropped.
+                loop {
+                    match control.recv().await {
+                        Some(Control::Resume) => break,
+                        Some(command) => {
+                            if let Some(id) = command.barrier() {
+                                chain.push(Message::Barrier(id)).await?;
+                            }
+                        }
+                        None => std::future::pending::<()>().await,
                     }
                 }
                 continue;

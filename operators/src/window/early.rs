@@ -22,6 +22,7 @@ use weir_engine::partition::KeyHasher;
 use weir_engine::state::OperatorState;
 
 use crate::error::Result;
+use crate::group_index::KeyEncoder;
 use crate::row_format::decode_rows;
 use crate::state_codec::{read_table, write_table};
 
@@ -33,8 +34,8 @@ pub(crate) struct EarlyFiring {
     pub(crate) delay_ms: i64,
     /// Whole result rows (window bounds, keys, aggregates).
     rows: RowConverter,
-    /// The key columns of a result row (after the window bounds).
-    keys: RowConverter,
+    /// The key columns of a result row (after the window bounds; none for a global window).
+    keys: KeyEncoder,
     key_columns: Vec<usize>,
     /// The window output without and with the row kind.
     results: SchemaRef,
@@ -61,7 +62,12 @@ impl EarlyFiring {
         Ok(EarlyFiring {
             delay_ms,
             rows: RowConverter::new((0..results.fields().len()).map(sort).collect())?,
-            keys: RowConverter::new(key_columns.iter().map(|&i| sort(i)).collect())?,
+            keys: KeyEncoder::new(
+                &key_columns
+                    .iter()
+                    .map(|&i| Arc::clone(&results.fields()[i]))
+                    .collect::<Vec<_>>(),
+            )?,
             key_columns,
             output: with_row_kind(results),
             results: Arc::clone(results),
@@ -83,7 +89,7 @@ impl EarlyFiring {
             .iter()
             .map(|&i| Arc::clone(result.column(i)))
             .collect();
-        let keys = self.keys.convert_columns(&keys)?;
+        let keys = self.keys.encode(&keys, result.num_rows())?;
         let rows = self.rows.convert_columns(result.columns())?;
         let emitted = self.emitted.entry(window).or_default();
         // (kind, 0: a row of `result` / 1: an old row, index)
@@ -159,7 +165,7 @@ impl EarlyFiring {
             .iter()
             .map(|&i| Arc::clone(batch.column(i)))
             .collect();
-        let keys = self.keys.convert_columns(&keys)?;
+        let keys = self.keys.encode(&keys, batch.num_rows())?;
         let rows = self.rows.convert_columns(batch.columns())?;
         for i in 0..batch.num_rows() {
             self.emitted

@@ -32,9 +32,8 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::Rows;
 use datafusion_expr::Expr;
 use weir_engine::changelog::{with_row_kind, ChangelogMode};
-use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Operator, OperatorFactory, SubtaskContext};
-use weir_engine::partition::{KeyGroup, KeyHasher};
+use weir_engine::partition::KeyHasher;
 use weir_engine::state::OperatorState;
 use weir_engine::BoxError;
 
@@ -45,9 +44,6 @@ use crate::error::{OperatorError, Result};
 use crate::group_index::{GroupIndex, KeyEncoder};
 use crate::row_buffer::{RowBuffer, RowRef};
 use crate::state_codec::{decode, encode, split_by_key_group};
-
-/// State table holding the operator's watermark per key group.
-const WATERMARK_TABLE: &str = "watermark";
 
 /// Name of the window start column.
 pub const WINDOW_START: &str = "window_start";
@@ -455,49 +451,6 @@ impl WindowCore {
             .map(|k| take(k, &first_rows, None))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((keys, accumulators.evaluate()?))
-    }
-
-    /// Records the operator's watermark in every key group this subtask owns, so that a
-    /// restored subtask (at any parallelism) knows which windows have fired and which rows are
-    /// late before the first watermark after recovery arrives.
-    pub(crate) fn snapshot_watermark(
-        &self,
-        state: &mut OperatorState<'_>,
-        watermark: Option<EventTimeMs>,
-    ) -> Result<()> {
-        state.clear_owned(WATERMARK_TABLE)?;
-        if let Some(watermark) = watermark {
-            let range = state.key_groups();
-            for group in range.start..range.end {
-                state.put(
-                    WATERMARK_TABLE,
-                    KeyGroup(group),
-                    b"",
-                    watermark.to_le_bytes().to_vec(),
-                )?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The smallest watermark recorded for the key groups this subtask owns.
-    pub(crate) fn restore_watermark(
-        &self,
-        state: &OperatorState<'_>,
-    ) -> Result<Option<EventTimeMs>> {
-        let mut restored: Option<EventTimeMs> = None;
-        for entry in state.scan_owned(WATERMARK_TABLE)? {
-            let bytes: [u8; 8] = entry.value.as_slice().try_into().map_err(|_| {
-                weir_engine::state::StateError::Corrupt {
-                    table: WATERMARK_TABLE.into(),
-                    key_group: entry.group.0,
-                    reason: "watermark entry is not 8 bytes".into(),
-                }
-            })?;
-            let watermark = EventTimeMs::from_le_bytes(bytes);
-            restored = Some(restored.map_or(watermark, |w| w.min(watermark)));
-        }
-        Ok(restored)
     }
 
     /// Writes buffered input rows (with any extra columns) per key group as one entry each:

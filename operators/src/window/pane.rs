@@ -363,8 +363,15 @@ impl Operator for PaneWindowOperator {
             .time_column
             .expect("time windows have a time column");
         let times = match self.core.plan.processing_time {
-            // Processing time: the wall clock as the row arrives, whatever the column says.
-            true => vec![weir_engine::time::now_ms(); batch.num_rows()].into(),
+            // Processing time: the wall clock as the row arrives, whatever the column says;
+            // never a window that has fired already (in the millisecond it fired).
+            true => {
+                let now = weir_engine::time::now_ms();
+                let now = self
+                    .watermark
+                    .map_or(now, |fired| now.max(fired.saturating_add(1)));
+                vec![now; batch.num_rows()].into()
+            }
             false => event_times_ms(&batch, time_column).map_err(crate::OperatorError::from)?,
         };
         // Row indices per pane. Rows are mostly in time order, so the pane of the previous
@@ -464,7 +471,7 @@ impl Operator for PaneWindowOperator {
             early.snapshot(state)?;
         }
         state.clear_owned(PANES_TABLE)?;
-        self.core.snapshot_watermark(state, self.watermark)?;
+        crate::state_codec::snapshot_watermark(state, self.watermark)?;
         let watermark = self.watermark.unwrap_or(EventTimeMs::MIN);
         let mut batches = Vec::new();
         for (pane_start, pane) in &mut self.panes {
@@ -500,7 +507,7 @@ impl Operator for PaneWindowOperator {
         }
         self.panes.clear();
         self.pending.clear();
-        self.watermark = self.core.restore_watermark(state)?;
+        self.watermark = crate::state_codec::restore_watermark(state)?;
         for entry in state.scan_owned(PANES_TABLE)? {
             let (watermark, stored) =
                 decode(&entry.value, PANES_TABLE, entry.group, &self.stored_schema)?;

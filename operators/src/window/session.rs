@@ -187,7 +187,7 @@ impl Operator for SessionWindowOperator {
 
     fn snapshot_state(&mut self, state: &mut OperatorState<'_>) -> Result<(), BoxError> {
         state.clear_owned(SESSIONS_TABLE)?;
-        self.core.snapshot_watermark(state, self.watermark)?;
+        crate::state_codec::snapshot_watermark(state, self.watermark)?;
         let Some(buffer) = &self.buffer else {
             return Ok(());
         };
@@ -225,7 +225,7 @@ impl Operator for SessionWindowOperator {
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
         // `restore_rows` checked the layout: input columns, then the two bounds.
-        self.watermark = self.core.restore_watermark(state)?;
+        self.watermark = crate::state_codec::restore_watermark(state)?;
         let Some(all) = self
             .core
             .restore_rows(state, SESSIONS_TABLE, &bound_fields())?

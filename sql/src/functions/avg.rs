@@ -44,8 +44,10 @@ impl AggregateUDFImpl for FlinkAvg {
     /// Integers keep their type; other numbers as DataFusion's `avg` takes them.
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         match arg_types {
-            [t] if t.is_integer() => Ok(vec![t.clone()]),
+            // (BIGINT UNSIGNED does not fit the exact 64-bit sum: a DOUBLE average.)
+            [t] if t.is_integer() && *t != DataType::UInt64 => Ok(vec![t.clone()]),
             [t] if t.is_floating() || t.is_null() => Ok(vec![DataType::Float64]),
+            [DataType::UInt64] => Ok(vec![DataType::Float64]),
             [t @ (DataType::Decimal32(..)
             | DataType::Decimal64(..)
             | DataType::Decimal128(..)

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `CONCAT(s1, s2, ...)` | NULL if any argument is NULL (DataFusion skips NULLs, as PostgreSQL) |
 //! | `SPLIT_INDEX(s, separator, i)` | the `i`-th field (0-based) of `s` split at `separator`; NULL when there is none or `i` is negative |
-//! | `REGEXP_EXTRACT(s, regex [, i])` | group `i` (0: the whole match, the default) of the first match of `regex` in `s`; NULL when nothing matches, the group does not exist or the regex is invalid (as Flink, which logs it) |
+//! | `REGEXP_EXTRACT(s, regex [, i])` | group `i` (0: the whole match, the default) of the first match of `regex` in `s`; NULL when nothing matches, the group does not exist or the regex is invalid (as Flink, which logs it; Weir logs it once per batch). The syntax is Rust's `regex` crate's: Java's look-around and back-references are invalid here |
 //! | `SUBSTRING(s, start [, length])`, `SUBSTR`, `SUBSTRING(s FROM start [FOR length])` | 1-based in characters; a start of 0 is 1, a negative start counts from the end, past either end gives `''`; a negative length gives NULL (PostgreSQL counts positions before 1 and fails on a negative length) |
 
 use std::sync::Arc;
