@@ -711,3 +711,55 @@ fn q12_counts_bids_in_windows_of_the_wall_clock() {
     }
     assert_eq!(per_bidder, expected, "every bid counted once");
 }
+
+/// q13: every bid joined at processing time with the side input's row of `auction mod
+/// 10000` (a bounded table read before the job); keys not in the table drop their bids.
+#[test]
+fn q13_enriches_bids_from_a_bounded_side_input() {
+    let dir = std::env::temp_dir().join(format!("weir-nexmark-q13-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let side = dir.join("side_input.csv");
+    // Even keys only: bids of odd auctions find no row.
+    let text: String = (0..10_000)
+        .step_by(2)
+        .map(|k| format!("{k},value-{k}\n"))
+        .collect();
+    std::fs::write(&side, text).unwrap();
+    let query = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/nexmark/queries/q13.sql"
+    ))
+    .unwrap()
+    .replace("${SIDE_INPUT}", &side.to_string_lossy())
+    .replace("INSERT INTO nexmark_q13\n", "");
+    let setup = nexmark_source();
+    let bids = bids_of(&run(&setup, "SELECT * FROM bid;", 2));
+    for shards in [1, 2] {
+        let out = run(&setup, &query, shards);
+        let mut got: Vec<(i64, i64, Option<String>)> = out
+            .iter()
+            .flat_map(|b| {
+                let (a, p, v) = (i64s(b, "auction"), i64s(b, "price"), strings(b, "value"));
+                (0..b.num_rows())
+                    .map(move |i| (a[i], p[i], v[i].clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut expected: Vec<_> = bids
+            .iter()
+            .filter(|b| b.auction % 10_000 % 2 == 0)
+            .map(|b| {
+                (
+                    b.auction,
+                    b.price,
+                    Some(format!("value-{}", b.auction % 10_000)),
+                )
+            })
+            .collect();
+        got.sort();
+        expected.sort();
+        assert!(expected.len() > 1_000);
+        assert_eq!(got, expected, "q13 at {shards} shards");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

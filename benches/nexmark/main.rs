@@ -61,6 +61,7 @@ const NEXMARK_QUERIES: &[(&str, &str)] = &[
     ("q10", include_str!("queries/q10.sql")),
     ("q11", include_str!("queries/q11.sql")),
     ("q12", include_str!("queries/q12.sql")),
+    ("q13", include_str!("queries/q13.sql")),
     ("q14", include_str!("queries/q14.sql")),
     ("q15", include_str!("queries/q15.sql")),
     ("q16", include_str!("queries/q16.sql")),
@@ -180,6 +181,14 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// q13's side input, written to the temporary directory: `key,value-<key>` for keys 0 to 9999.
+fn side_input() -> anyhow::Result<std::path::PathBuf> {
+    let path = std::env::temp_dir().join("weir-nexmark-side_input.csv");
+    let text: String = (0..10_000).map(|k| format!("{k},value-{k}\n")).collect();
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// The SQL of the run, and its event count if known before running.
 fn job_sql(args: &Args) -> anyhow::Result<(String, Option<u64>)> {
     if let Some((_, query)) = NEXMARK_QUERIES.iter().find(|(n, _)| *n == args.query) {
@@ -199,6 +208,10 @@ fn job_sql(args: &Args) -> anyhow::Result<(String, Option<u64>)> {
             .replace("${TPS}", &tps.to_string())
             .replace("${EVENTS}", &args.events.to_string())
             .replace("${EXTRA_OPTIONS}", &extra);
+        let query = match query.contains("${SIDE_INPUT}") {
+            true => query.replace("${SIDE_INPUT}", &side_input()?.display().to_string()),
+            false => query.to_string(),
+        };
         return Ok((format!("{ddl}\n{query}"), Some(args.events)));
     }
     if let Some((_, query)) = FILE_QUERIES.iter().find(|(n, _)| *n == args.query) {

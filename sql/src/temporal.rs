@@ -265,11 +265,14 @@ pub fn as_of_marker(node: &TemporalTableNode, left: &DFSchema) -> Option<Expr> {
         .then(|| Expr::Column(column).is_not_null())
 }
 
-/// The `AS OF` column as written.
+/// The `AS OF` column as written (its qualifier kept as is, not parsed: `B.p` is `B`'s).
 pub fn as_of_column(node: &TemporalTableNode) -> Option<Column> {
     match node.as_of.as_slice() {
         [name] => Some(Column::new_unqualified(name)),
-        [qualifier @ .., name] => Some(Column::new(Some(qualifier.join(".")), name)),
+        [qualifier @ .., name] => Some(Column::new(
+            Some(datafusion_common::TableReference::bare(qualifier.join("."))),
+            name,
+        )),
         [] => None,
     }
 }

@@ -30,6 +30,7 @@ use weir_engine::sink::SinkFactory;
 use weir_engine::source::SourceFactory;
 use weir_operators::filter::{FilterFactory, Predicate};
 use weir_operators::join::interval::IntervalJoinFactory;
+use weir_operators::join::lookup::LookupJoinFactory;
 use weir_operators::join::regular::RegularJoinFactory;
 use weir_operators::join::temporal::TemporalJoinFactory;
 use weir_operators::join::window::WindowJoinFactory;
@@ -779,6 +780,14 @@ impl GraphBuilder {
         let temporal = temporal_right(&join.right);
         let right_plan = temporal.as_ref().map(|(_, plan)| plan);
         let left = self.rows(&join.left)?;
+        if let Some((node, plan)) = &temporal {
+            let as_of = crate::temporal::as_of_column(node)
+                .and_then(|c| join.left.schema().maybe_index_of_column(&c))
+                .map(|i| physical_names(join.left.schema())[i].clone());
+            if as_of.is_some_and(|c| left.proctimes.contains(&c)) {
+                return self.lookup_join(join, node, plan, left, join_type, predicate);
+            }
+        }
         let right = match &temporal {
             Some((node, _)) => self.rows(&node.input)?,
             None => self.rows(&join.right)?,
@@ -1444,6 +1453,156 @@ impl GraphBuilder {
             );
         }
         Ok(stream)
+    }
+
+    /// `JOIN t FOR SYSTEM_TIME AS OF left.p` with `p` a processing-time attribute: a lookup
+    /// join against `t`, a bounded filesystem table read whole now, before the job (see
+    /// `LookupJoinFactory`; as Flink's filesystem lookup source, which caches its file).
+    fn lookup_join(
+        &mut self,
+        join: &Join,
+        node: &TemporalTableNode,
+        right_plan: &LogicalPlan,
+        left: Stream,
+        join_type: JoinType,
+        predicate: Option<&Expr>,
+    ) -> Result<Stream> {
+        let as_of = node.as_of.join(".");
+        let table = versioned_table(&node.input).ok_or_else(|| {
+            unsupported(&format!(
+                "FOR SYSTEM_TIME AS OF {as_of} (processing time) of a view or a subquery"
+            ))
+        })?;
+        let name = table.spec.name.clone();
+        let options = &table.spec.options;
+        let bounded = options.get("connector").is_some_and(|c| c == "filesystem")
+            && !options.contains_key("source.monitor-interval");
+        if !bounded {
+            return Err(unsupported(&format!(
+                "a processing-time temporal join (FOR SYSTEM_TIME AS OF {as_of}) against '{name}', which is not a bounded filesystem table"
+            ))
+            .hint("a lookup into a database or a changing table is not supported yet; an event-time temporal join (AS OF an event-time attribute) reads a versioned table"));
+        }
+        let (left_schema, right_schema) = (join.left.schema(), right_plan.schema());
+        let mut conjuncts: Vec<Expr> = join
+            .on
+            .iter()
+            .map(|(l, r)| l.clone().eq(r.clone()))
+            .collect();
+        for condition in join.filter.iter().chain(predicate) {
+            conjuncts.extend(split_conjunction(condition).into_iter().cloned());
+        }
+        let marker = crate::temporal::as_of_marker(node, left_schema);
+        conjuncts.retain(|c| Some(c) != marker.as_ref());
+        let condition =
+            crate::join::analyze(conjuncts, left_schema, right_schema, &left.times, &[]);
+        let both = left_schema
+            .join(right_schema)
+            .map_err(|e| user(e.to_string()))?;
+        let names = physical_names(&both);
+        let (left_names, right_names) = names.split_at(left_schema.fields().len());
+        let (left_keys, right_keys): (Vec<&Expr>, Vec<&Expr>) =
+            condition.keys.iter().map(|(l, r)| (l, r)).unzip();
+        let (left_in, left_keys, _) =
+            self.join_input(&left, left_schema, left_names, &left_keys, "$lkey")?;
+        // The table: its rows now, the plan's columns named as the join names them, then the
+        // right key expressions computed into columns.
+        let rows = self.read_bounded_table(&table)?;
+        let mut fields = Vec::new();
+        let mut columns = Vec::new();
+        for (field, name) in right_schema.fields().iter().zip(right_names) {
+            let index = rows
+                .schema()
+                .index_of(field.name())
+                .map_err(|e| user(e.to_string()))?;
+            fields.push(rows.schema().field(index).clone().with_name(name));
+            columns.push(Arc::clone(rows.column(index)));
+        }
+        let mut key_names = Vec::new();
+        for (i, key) in right_keys.iter().enumerate() {
+            let key = resolve(key, right_schema);
+            let own = RecordBatch::try_new(
+                Arc::new(Schema::new(
+                    right_schema
+                        .fields()
+                        .iter()
+                        .zip(&fields)
+                        .map(|(own, f)| f.clone().with_name(own.name()))
+                        .collect::<Vec<_>>(),
+                )),
+                columns.clone(),
+            )
+            .map_err(|e| user(e.to_string()))?;
+            let value = weir_operators::expr::physical(&key, own.schema_ref())
+                .and_then(|e| Ok(e.evaluate(&own)?.into_array(own.num_rows())?))
+                .map_err(|e| user(format!("the lookup key {key}: {e}")))?;
+            let key_name = format!("$rkey{i}");
+            fields.push(arrow::datatypes::Field::new(
+                &key_name,
+                value.data_type().clone(),
+                true,
+            ));
+            columns.push(value);
+            key_names.push(key_name);
+        }
+        let table_rows = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(|e| user(e.to_string()))?;
+        let spec = JoinSpec {
+            join_type,
+            left_keys,
+            right_keys: key_names,
+            filter: conjunction(condition.residual).map(|e| resolve(&e, &both)),
+        };
+        let factory = LookupJoinFactory::new(spec, table_rows).map_err(|e| user(e.to_string()))?;
+        let joined = self.operator(
+            "lookup-join",
+            Arc::new(factory),
+            &left_in,
+            Exchange::Forward,
+        );
+        // The join's columns, named as the plan names them.
+        let mut output = left_names.to_vec();
+        for (qualifier, field) in join.right.schema().iter() {
+            let column = Column::new(qualifier.cloned(), field.name());
+            let index = right_schema
+                .index_of_column(&column)
+                .map_err(|e| user(e.to_string()))?;
+            output.push(right_names[index].clone());
+        }
+        let exprs: Vec<Expr> = output
+            .iter()
+            .zip(physical_names(&join.schema))
+            .map(|(n, out)| col(Column::new_unqualified(n)).alias(out))
+            .collect();
+        let mut stream = self.operator(
+            "lookup-join-columns",
+            Arc::new(ProjectFactory::new(exprs)),
+            &joined,
+            Exchange::Forward,
+        );
+        stream.window = None;
+        Ok(stream)
+    }
+
+    /// The rows of the bounded table `table`, read to its end now (a job of its own).
+    fn read_bounded_table(&self, table: &Table) -> Result<RecordBatch> {
+        let reading = |e: &dyn std::fmt::Display| {
+            user(format!(
+                "reading the table '{}' of a processing-time temporal join: {e}",
+                table.spec.name
+            ))
+        };
+        let mut graph = Graph::new();
+        let source = graph.add_source("lookup-table", self.source_factory(table)?, None);
+        let collect = weir_connectors::collect::CollectSink::new();
+        let sink = graph.add_sink("collect", Arc::new(collect.clone()));
+        graph.connect(source, sink, Exchange::Forward);
+        weir_engine::runtime::run(&graph, weir_engine::runtime::RunOptions::default())
+            .map_err(|e| reading(&e))?;
+        match collect.concat() {
+            Some(rows) => Ok(rows),
+            None => Ok(RecordBatch::new_empty(Arc::clone(&table.schema))),
+        }
     }
 
     /// Checks a temporal join as Flink's planner does (INNER or LEFT; a versioned table with a

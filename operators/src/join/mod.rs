@@ -13,8 +13,11 @@
 //! - [`window::WindowJoinFactory`]: Flink's window join, per window at the window's end.
 //! - [`temporal::TemporalJoinFactory`]: Flink's event-time temporal join (`FOR SYSTEM_TIME AS
 //!   OF`): each left row with the version of a versioned table valid at its time.
+//! - [`lookup::LookupJoinFactory`]: a processing-time temporal join against a bounded table
+//!   read before the job (Flink's lookup join); one input, the table held by every subtask.
 
 pub mod interval;
+pub mod lookup;
 pub mod regular;
 pub mod store;
 pub mod temporal;
