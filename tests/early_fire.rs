@@ -51,6 +51,39 @@ proptest! {
     }
 }
 
+/// The changelog of `sql` (after `ddl`) at `shards`: each row's kind and its `n` column.
+fn changelog(
+    ddl: &str,
+    sql: &str,
+    shards: usize,
+) -> Vec<(weir::engine::changelog::RowKind, Option<i64>)> {
+    use weir::engine::changelog::{kind_at, row_kinds};
+    let sink = weir::prelude::CollectSink::new();
+    let mut session = weir::sql::Session::new();
+    let actions = session
+        .execute(&format!("{ddl}\n{sql}"), &|_| {
+            std::sync::Arc::new(sink.clone())
+        })
+        .unwrap();
+    let [weir::sql::Action::Query(job)] = actions.as_slice() else {
+        panic!("one query")
+    };
+    weir::engine::runtime::run(
+        &job.graph,
+        weir::prelude::RunOptions::default().shards(shards),
+    )
+    .unwrap();
+    sink.batches()
+        .iter()
+        .flat_map(|b| {
+            let n = common::column_i64(b, "n");
+            (0..b.num_rows())
+                .map(|i| (kind_at(row_kinds(b), i), n[i]))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// With a delay of 0 a window reports after every batch: the count of a key whose rows come
 /// in separate batches goes 1, 2, 3 before the window closes.
 #[test]
@@ -64,31 +97,14 @@ fn a_window_reports_before_it_closes() {
     let input: Vec<_> = (0..8).map(|i| at(1_000 + i * 10)).collect();
     let dir = std::env::temp_dir().join(format!("weir-early-one-{}", std::process::id()));
     let ddl = common::events_table(&dir, &input);
-    let sink = weir::prelude::CollectSink::new();
-    let mut session = weir::sql::Session::new();
     let sql = format!(
-        "{ddl}\n{EARLY}SET 'table.exec.emit.early-fire.delay' = '0 s';\n{}",
+        "{EARLY}SET 'table.exec.emit.early-fire.delay' = '0 s';\n{}",
         windows("tumble")
     );
-    let actions = session
-        .execute(&sql, &|_| std::sync::Arc::new(sink.clone()))
-        .unwrap();
-    let [weir::sql::Action::Query(job)] = actions.as_slice() else {
-        panic!("one query")
-    };
-    weir::engine::runtime::run(&job.graph, weir::prelude::RunOptions::default().shards(1)).unwrap();
-    let counts: Vec<Option<i64>> = sink
-        .batches()
-        .iter()
-        .flat_map(|b| {
-            let kinds = weir::engine::changelog::row_kinds(b).cloned();
-            let n = common::column_i64(b, "n");
-            (0..b.num_rows())
-                .filter(move |&i| {
-                    weir::engine::changelog::kind_at(kinds.as_ref(), i).is_accumulate()
-                })
-                .map(move |i| n[i])
-        })
+    let counts: Vec<Option<i64>> = changelog(&ddl, &sql, 1)
+        .into_iter()
+        .filter(|(kind, _)| kind.is_accumulate())
+        .map(|(_, n)| n)
         .collect();
     assert_eq!(
         counts,
@@ -119,5 +135,11 @@ fn a_global_window_ends_as_without_early_results() {
             expected
         );
     }
+    // Windows got rows in several batches (4 rows each): they reported before closing.
+    let updates = changelog(&ddl, &early, 1)
+        .iter()
+        .filter(|(kind, _)| *kind == weir::engine::changelog::RowKind::UpdateBefore)
+        .count();
+    assert!(updates > 0, "early results were updated");
     let _ = std::fs::remove_dir_all(&dir);
 }

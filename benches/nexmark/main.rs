@@ -183,7 +183,10 @@ fn main() -> anyhow::Result<()> {
 
 /// q13's side input, written to the temporary directory: `key,value-<key>` for keys 0 to 9999.
 fn side_input() -> anyhow::Result<std::path::PathBuf> {
-    let path = std::env::temp_dir().join("weir-nexmark-side_input.csv");
+    let path = std::env::temp_dir().join(format!(
+        "weir-nexmark-side_input-{}.csv",
+        std::process::id()
+    ));
     let text: String = (0..10_000).map(|k| format!("{k},value-{k}\n")).collect();
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)

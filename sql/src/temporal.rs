@@ -269,10 +269,18 @@ pub fn as_of_marker(node: &TemporalTableNode, left: &DFSchema) -> Option<Expr> {
 pub fn as_of_column(node: &TemporalTableNode) -> Option<Column> {
     match node.as_of.as_slice() {
         [name] => Some(Column::new_unqualified(name)),
-        [qualifier @ .., name] => Some(Column::new(
-            Some(datafusion_common::TableReference::bare(qualifier.join("."))),
-            name,
-        )),
+        [qualifier @ .., name] => {
+            use datafusion_common::TableReference;
+            let relation = match qualifier {
+                [table] => TableReference::bare(table.as_str()),
+                [schema, table] => TableReference::partial(schema.as_str(), table.as_str()),
+                [catalog, schema, table] => {
+                    TableReference::full(catalog.as_str(), schema.as_str(), table.as_str())
+                }
+                _ => TableReference::bare(qualifier.join(".")),
+            };
+            Some(Column::new(Some(relation), name))
+        }
         [] => None,
     }
 }

@@ -1483,6 +1483,11 @@ impl GraphBuilder {
             ))
             .hint("a lookup into a database or a changing table is not supported yet; an event-time temporal join (AS OF an event-time attribute) reads a versioned table"));
         }
+        if !self.source_factory(&table)?.changelog().is_insert_only() {
+            return Err(unsupported(&format!(
+                "a processing-time temporal join against '{name}', a changelog (its rows are changes, not a table)"
+            )));
+        }
         let (left_schema, right_schema) = (join.left.schema(), right_plan.schema());
         let mut conjuncts: Vec<Expr> = join
             .on
@@ -1501,6 +1506,11 @@ impl GraphBuilder {
             .map_err(|e| user(e.to_string()))?;
         let names = physical_names(&both);
         let (left_names, right_names) = names.split_at(left_schema.fields().len());
+        if condition.keys.is_empty() {
+            return Err(user(format!(
+                "FOR SYSTEM_TIME AS OF {as_of}: a processing-time temporal join needs an equality condition on '{name}' (as in Flink)"
+            )));
+        }
         let (left_keys, right_keys): (Vec<&Expr>, Vec<&Expr>) =
             condition.keys.iter().map(|(l, r)| (l, r)).unzip();
         let (left_in, left_keys, _) =

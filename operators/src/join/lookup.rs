@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{BooleanArray, UInt32Array};
-use arrow::compute::{concat_batches, take_record_batch};
+use arrow::array::{Array, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use hashbrown::HashMap;
@@ -18,7 +18,7 @@ use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::KeyHasher;
 use weir_engine::BoxError;
 
-use super::{key_is_null, JoinKeys, JoinPlan, JoinSpec, JoinType, Side};
+use super::{key_is_null, JoinKeys, JoinPlan, JoinSpec, JoinType};
 use crate::error::{OperatorError, Result};
 
 /// Describes a lookup join of the input (the left side) with `table` (the right side, its
@@ -27,10 +27,15 @@ use crate::error::{OperatorError, Result};
 pub struct LookupJoinFactory {
     spec: JoinSpec,
     table: RecordBatch,
+    /// The table's rows by encoded key (a NULL key matches nothing), built once and shared
+    /// by every subtask.
+    index: Arc<HashMap<Box<[u8]>, Vec<u32>>>,
 }
 
 impl LookupJoinFactory {
-    /// Fails for join types other than INNER and LEFT (a lookup join is one of those).
+    /// Fails for join types other than INNER and LEFT (a lookup join is one of those), for a
+    /// join without an equality key (as Flink's), for key columns not in `table`, and for a
+    /// table of 2^32 rows or more.
     pub fn new(spec: JoinSpec, table: RecordBatch) -> Result<Self> {
         if !matches!(spec.join_type, JoinType::Inner | JoinType::Left) {
             return Err(OperatorError::Plan(format!(
@@ -38,7 +43,36 @@ impl LookupJoinFactory {
                 spec.join_type.sql()
             )));
         }
-        Ok(LookupJoinFactory { spec, table })
+        if spec.right_keys.is_empty() {
+            return Err(OperatorError::Plan(
+                "a lookup join needs an equality condition on the table's columns".into(),
+            ));
+        }
+        let schema = table.schema();
+        let key_columns = spec
+            .right_keys
+            .iter()
+            .map(|k| schema.index_of(k))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let hasher = KeyHasher::new(&schema, &spec.right_keys, 1)?;
+        let keys = JoinKeys::of(&hasher, &key_columns, &table)?;
+        let mut index: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
+        for row in 0..table.num_rows() {
+            if !key_is_null(&table, &key_columns, row) {
+                let position = u32::try_from(row).map_err(|_| {
+                    OperatorError::Plan("a lookup table has 2^32 rows or more".into())
+                })?;
+                index
+                    .entry(Box::from(keys.get(row)))
+                    .or_default()
+                    .push(position);
+            }
+        }
+        Ok(LookupJoinFactory {
+            spec,
+            table,
+            index: Arc::new(index),
+        })
     }
 
     fn plan(&self, left: &SchemaRef) -> Result<JoinPlan> {
@@ -74,24 +108,12 @@ impl OperatorFactory for LookupJoinFactory {
 
     fn create(&self, context: &SubtaskContext) -> std::result::Result<Box<dyn Operator>, BoxError> {
         let plan = self.plan(context.input_schema())?;
-        let left_hasher = KeyHasher::new(&plan.left, &self.spec.left_keys, context.max_key_groups)?;
-        let right_hasher =
-            KeyHasher::new(&plan.right, &self.spec.right_keys, context.max_key_groups)?;
-        // The table's rows by key (a NULL key matches nothing).
-        let keys = JoinKeys::of(&right_hasher, &plan.keys[1], &self.table)?;
-        let mut rows: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
-        for row in 0..self.table.num_rows() {
-            if !key_is_null(&self.table, &plan.keys[1], row) {
-                rows.entry(Box::from(keys.get(row)))
-                    .or_default()
-                    .push(row as u32);
-            }
-        }
+        let left_hasher = KeyHasher::new(&plan.left, &self.spec.left_keys, 1)?;
         Ok(Box::new(LookupJoin {
             keep_unmatched: self.spec.join_type == JoinType::Left,
             table: self.table.clone(),
             left_hasher,
-            rows,
+            index: Arc::clone(&self.index),
             plan,
         }))
     }
@@ -102,7 +124,7 @@ struct LookupJoin {
     keep_unmatched: bool,
     table: RecordBatch,
     left_hasher: KeyHasher,
-    rows: HashMap<Box<[u8]>, Vec<u32>>,
+    index: Arc<HashMap<Box<[u8]>, Vec<u32>>>,
 }
 
 impl Operator for LookupJoin {
@@ -112,30 +134,52 @@ impl Operator for LookupJoin {
         ctx: &mut Context<'_>,
     ) -> std::result::Result<(), BoxError> {
         let keys = JoinKeys::of(&self.left_hasher, &self.plan.keys[0], &batch)?;
+        // Every (left row, table row) pair with equal keys, in left-row order.
         let (mut left_rows, mut right_rows) = (Vec::new(), Vec::new());
         for row in 0..batch.num_rows() {
             if key_is_null(&batch, &self.plan.keys[0], row) {
                 continue;
             }
-            for &matched in self.rows.get(keys.get(row)).into_iter().flatten() {
+            for &matched in self.index.get(keys.get(row)).into_iter().flatten() {
                 left_rows.push(row as u32);
                 right_rows.push(matched);
             }
         }
         let left = take_record_batch(&batch, &UInt32Array::from(left_rows.clone()))?;
-        let right = take_record_batch(&self.table, &UInt32Array::from(right_rows))?;
-        let (joined, mask) = self.plan.pairs(&left, &right)?;
-        let mut out = vec![self.plan.matched(&joined, &mask)?];
-        if self.keep_unmatched {
-            let mut matched = vec![false; batch.num_rows()];
-            for (&row, pass) in left_rows.iter().zip(mask.iter()) {
-                matched[row as usize] |= pass == Some(true);
+        let right = take_record_batch(&self.table, &UInt32Array::from(right_rows.clone()))?;
+        let (_, mask) = self.plan.pairs(&left, &right)?;
+        // The pairs that pass the residual condition, and (LEFT) each left row without one
+        // padded, in the order the left rows came.
+        let (mut out_left, mut out_right): (Vec<u32>, Vec<Option<u32>>) = (Vec::new(), Vec::new());
+        let mut pair = 0;
+        for row in 0..batch.num_rows() as u32 {
+            let mut found = false;
+            while left_rows.get(pair) == Some(&row) {
+                if mask.is_valid(pair) && mask.value(pair) {
+                    out_left.push(row);
+                    out_right.push(Some(right_rows[pair]));
+                    found = true;
+                }
+                pair += 1;
             }
-            let unmatched = BooleanArray::from(matched.iter().map(|m| !m).collect::<Vec<_>>());
-            let rows = crate::filter::apply_mask(&batch, &unmatched)?;
-            out.push(self.plan.padded(Side::Left, &rows)?);
+            if !found && self.keep_unmatched {
+                out_left.push(row);
+                out_right.push(None);
+            }
         }
-        ctx.emit(concat_batches(&self.plan.output, &out)?);
+        let mut columns = take_record_batch(&batch, &UInt32Array::from(out_left))?
+            .columns()
+            .to_vec();
+        columns.extend(
+            take_record_batch(&self.table, &UInt32Array::from(out_right))?
+                .columns()
+                .iter()
+                .cloned(),
+        );
+        ctx.emit(RecordBatch::try_new(
+            Arc::clone(&self.plan.output),
+            columns,
+        )?);
         Ok(())
     }
 }
