@@ -85,6 +85,7 @@ pub struct OverAggregateFactory {
     time_column: String,
     frame: OverFrame,
     aggregates: Vec<Expr>,
+    processing_time: bool,
 }
 
 impl OverAggregateFactory {
@@ -103,7 +104,18 @@ impl OverAggregateFactory {
             time_column: time_column.into(),
             frame,
             aggregates,
+            processing_time: false,
         }
+    }
+
+    /// Ordered by processing time (`time_column` a `PROCTIME()` attribute), as Flink's
+    /// `ProcTime...Over` functions: each row's time is the clock when it reaches the operator
+    /// (never before an earlier row's), and it is aggregated and emitted at once; the rows of
+    /// one batch share a time, so with RANGE they are peers. Never late; watermarks are
+    /// ignored.
+    pub fn on_processing_time(mut self) -> Self {
+        self.processing_time = true;
+        self
     }
 
     /// The output: the input's columns, then one column per aggregate.
@@ -187,6 +199,7 @@ impl OperatorFactory for OverAggregateFactory {
         Ok(Box::new(OverAggregate {
             time_column: event_time_column(&data, &self.time_column)?,
             frame: self.frame,
+            processing_time: self.processing_time,
             index: keys.group_index(0),
             row_hasher: KeyHasher::new(&data, &self.partition_by, context.max_key_groups)?,
             accumulator_hasher: KeyHasher::new(
@@ -229,6 +242,7 @@ pub struct OverAggregate {
     output: SchemaRef,
     time_column: usize,
     frame: OverFrame,
+    processing_time: bool,
     key_columns: Vec<usize>,
     keys: KeyEncoder,
     index: GroupIndex,
@@ -363,12 +377,20 @@ impl Operator for OverAggregate {
         if data.num_rows() == 0 {
             return Ok(());
         }
-        let times = event_times_ms(&data, self.time_column)?;
+        let times = match self.processing_time {
+            // The clock, never behind the rows already emitted.
+            true => {
+                let now = weir_engine::time::now_ms();
+                let now = self.watermark.map_or(now, |w| now.max(w));
+                vec![now; data.num_rows()].into()
+            }
+            false => event_times_ms(&data, self.time_column)?,
+        };
         let partition_of = self.partitions_of(&data)?;
         let rows = self.rows.convert_columns(data.columns())?;
         let mut late = Vec::new();
         for (i, (&time, &partition)) in times.iter().zip(&partition_of).enumerate() {
-            if self.watermark.is_some_and(|w| time <= w) {
+            if !self.processing_time && self.watermark.is_some_and(|w| time <= w) {
                 late.push(i as u32);
                 continue;
             }
@@ -380,6 +402,12 @@ impl Operator for OverAggregate {
             self.due.insert((time, partition));
         }
         self.late.emit(&batch, late, ctx)?;
+        if self.processing_time {
+            // Aggregated and emitted as they arrive.
+            let now = times.first().copied().unwrap_or(EventTimeMs::MIN);
+            self.watermark = Some(now);
+            self.fire(now, ctx)?;
+        }
         Ok(())
     }
 
@@ -388,8 +416,10 @@ impl Operator for OverAggregate {
         watermark: EventTimeMs,
         ctx: &mut Context<'_>,
     ) -> std::result::Result<(), BoxError> {
-        self.watermark = Some(watermark);
-        self.fire(watermark, ctx)?;
+        if !self.processing_time {
+            self.watermark = Some(watermark);
+            self.fire(watermark, ctx)?;
+        }
         Ok(())
     }
 

@@ -1275,7 +1275,11 @@ impl GraphBuilder {
         }
         let time = match params.order_by.as_slice() {
             [sort] if sort.asc => match resolve(&sort.expr, input_schema) {
-                Expr::Column(c) if input.times.contains(&c.name) => Some(c.name),
+                Expr::Column(c)
+                    if input.times.contains(&c.name) || input.proctimes.contains(&c.name) =>
+                {
+                    Some(c.name)
+                }
                 _ => None,
             },
             _ => None,
@@ -1326,7 +1330,11 @@ impl GraphBuilder {
                 ))),
             })
             .collect::<Result<Vec<_>>>()?;
-        let factory = OverAggregateFactory::new(partition_by.clone(), time, frame, aggregates);
+        let processing_time = input.proctimes.contains(&time);
+        let mut factory = OverAggregateFactory::new(partition_by.clone(), time, frame, aggregates);
+        if processing_time {
+            factory = factory.on_processing_time();
+        }
         let stream = self.operator(
             "over-aggregate",
             Arc::new(factory),
