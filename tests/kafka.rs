@@ -914,3 +914,125 @@ fn upsert_and_debezium_topics_are_versioned_tables() {
     assert_eq!(lines, all, "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A Top-N (`weir run`: Kafka → top 3 bids per auction → upsert-kafka, exactly-once) killed
+/// with SIGKILL at random points and restarted from its checkpoints ends with the table an
+/// uninterrupted run ends with: the committed upserts (and tombstones) applied by key. Only
+/// the prices are compared, so equal prices ranked in either order give the same table.
+#[test]
+fn top_n_to_upsert_kafka_is_exactly_once_across_kill_and_restart() {
+    let input = topic("topn-in", 2);
+    produce(
+        &input,
+        (0..20_000i64).map(|i| {
+            let ms = 1_704_067_200_000i64 + i * 5;
+            let (s, ms) = ((ms / 1000) % 86_400, ms % 1000);
+            let time = format!(
+                "2024-01-01 {:02}:{:02}:{:02}.{ms:03}",
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            );
+            let value = format!(
+                r#"{{"auction": {}, "price": {}, "date_time": "{time}"}}"#,
+                i % 97,
+                (i * 7_919) % 100_003
+            );
+            (Some((i % 2) as i32), value, OwnedHeaders::new())
+        }),
+    );
+    let job = |output: &str, state: &std::path::Path| {
+        let sql = format!(
+            "CREATE TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP(3))
+               WITH ('connector' = 'kafka', 'topic' = '{input}', 'properties.bootstrap.servers' = '{b}',
+                     'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset',
+                     'format' = 'json', 'scan.batch-size' = '500');
+             CREATE TABLE top3 (auction BIGINT, rn BIGINT, price BIGINT, PRIMARY KEY (auction, rn) NOT ENFORCED)
+               WITH ('connector' = 'upsert-kafka', 'topic' = '{output}', 'properties.bootstrap.servers' = '{b}',
+                     'key.format' = 'json', 'value.format' = 'json',
+                     'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = '{output}');
+             INSERT INTO top3 SELECT auction, rn, price FROM (
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM bids
+             ) WHERE rn <= 3;",
+            b = bootstrap()
+        );
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+        command
+            .args([
+                "run",
+                "--shards",
+                "2",
+                "--checkpoint-interval",
+                "100ms",
+                "--state-dir",
+            ])
+            .arg(state)
+            .args(["-e", &sql])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    // The table a topic's committed upserts end with: key -> value (tombstones delete).
+    let table = |topic: &str| {
+        let mut rows = std::collections::BTreeMap::new();
+        for (key, value) in read_topic(topic, true) {
+            match value {
+                Some(value) => rows.insert(key, value),
+                None => rows.remove(&key),
+            };
+        }
+        rows
+    };
+    let dir = std::env::temp_dir().join(format!("weir-kafka-topn-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let clean_topic = topic("topn-clean", 1);
+    let started = Instant::now();
+    let clean = job(&clean_topic, &dir.join("clean")).output().unwrap();
+    let run_time = started.elapsed();
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    let expected = table(&clean_topic);
+    assert_eq!(expected.len(), 97 * 3, "three ranks per auction");
+
+    let output = topic("topn-crash", 1);
+    let state = dir.join("crash");
+    let mut random = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill schedule seed: {random}");
+    let mut kills = 0;
+    for _ in 0..3 {
+        random = random
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = run_time.mul_f64(0.2 + ((random >> 33) % 1000) as f64 / 1000.0 * 0.5);
+        let mut child = job(&output, &state).spawn().unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let ended = child.wait_with_output().unwrap();
+        assert!(
+            ended.status.success() || ended.status.code().is_none(),
+            "a run that was not killed failed: {}",
+            String::from_utf8_lossy(&ended.stderr)
+        );
+    }
+    let last = job(&output, &state).output().unwrap();
+    assert!(
+        last.status.success(),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    assert!(
+        kills >= 1,
+        "the job was killed while running ({kills} kills)"
+    );
+    assert_eq!(table(&output), expected, "the table after {kills} kills");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -193,10 +193,18 @@ impl OperatorFactory for TopNFactory {
         &self,
         inputs: &[ChangelogMode],
     ) -> std::result::Result<ChangelogMode, BoxError> {
-        match inputs[0].is_insert_only() {
-            true if self.append_only() => Ok(ChangelogMode::InsertOnly),
-            _ => Ok(ChangelogMode::All),
-        }
+        // One row per partition and rank at a time (per partition when N = 1): an upsert
+        // stream by those columns, as Flink's rank, which an upsert sink keyed so can take.
+        let mut key = self.partition_by.clone();
+        Ok(match (inputs[0].is_insert_only(), &self.rank_column) {
+            (true, _) if self.append_only() => ChangelogMode::InsertOnly,
+            (_, Some(rank)) => {
+                key.push(rank.clone());
+                ChangelogMode::Upsert { key }
+            }
+            (_, None) if self.limit == 1 => ChangelogMode::Upsert { key },
+            (_, None) => ChangelogMode::All,
+        })
     }
 
     fn describe(&self) -> String {
