@@ -371,6 +371,42 @@ fn exactly_once_job(input: &str, output: &str, state: &std::path::Path) -> std::
     command
 }
 
+/// Runs `job` `runs` times, each killed with SIGKILL at a random point between `from` and
+/// `from + 0.5` of `run_time` if it is still running (a run that ends on its own must
+/// succeed); returns how many were killed. The seed is printed.
+fn kill_at_random(
+    runs: usize,
+    run_time: Duration,
+    from: f64,
+    job: &dyn Fn() -> std::process::Command,
+) -> usize {
+    let mut random = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill schedule seed: {random}");
+    let mut kills = 0;
+    for _ in 0..runs {
+        random = random
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = run_time.mul_f64(from + ((random >> 33) % 1000) as f64 / 1000.0 * 0.5);
+        let mut child = job().spawn().unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let ended = child.wait_with_output().unwrap();
+        assert!(
+            ended.status.success() || ended.status.code().is_none(),
+            "a run that was not killed failed: {}",
+            String::from_utf8_lossy(&ended.stderr)
+        );
+    }
+    kills
+}
+
 #[test]
 fn kafka_windows_kafka_is_exactly_once_across_kill_and_restart() {
     let input = topic("eo-in", 4);
@@ -417,32 +453,11 @@ fn kafka_windows_kafka_is_exactly_once_across_kill_and_restart() {
 
     let output = topic("eo-crash", 4);
     let state = dir.join("crash");
-    let mut random = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("kill schedule seed: {random}");
-    let mut kills = 0;
-    for _ in 0..4 {
-        random = random
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        // Somewhere between 15% and 65% of an uninterrupted run, so the first run is killed
-        // (a run that ends on its own must succeed; later runs have less left to do).
-        let delay = run_time.mul_f64(0.15 + ((random >> 33) % 1000) as f64 / 1000.0 * 0.5);
-        let mut child = exactly_once_job(&input, &output, &state).spawn().unwrap();
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            kills += 1;
-        }
-        let ended = child.wait_with_output().unwrap();
-        assert!(
-            ended.status.success() || ended.status.code().is_none(),
-            "a run that was not killed failed: {}",
-            String::from_utf8_lossy(&ended.stderr)
-        );
-    }
+    // Somewhere between 15% and 65% of an uninterrupted run, so the first run is killed
+    // (later runs have less left to do).
+    let kills = kill_at_random(4, run_time, 0.15, &|| {
+        exactly_once_job(&input, &output, &state)
+    });
     let last = exactly_once_job(&input, &output, &state).output().unwrap();
     assert!(
         last.status.success(),
@@ -999,30 +1014,7 @@ fn top_n_to_upsert_kafka_is_exactly_once_across_kill_and_restart() {
 
     let output = topic("topn-crash", 1);
     let state = dir.join("crash");
-    let mut random = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("kill schedule seed: {random}");
-    let mut kills = 0;
-    for _ in 0..3 {
-        random = random
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let delay = run_time.mul_f64(0.2 + ((random >> 33) % 1000) as f64 / 1000.0 * 0.5);
-        let mut child = job(&output, &state).spawn().unwrap();
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            kills += 1;
-        }
-        let ended = child.wait_with_output().unwrap();
-        assert!(
-            ended.status.success() || ended.status.code().is_none(),
-            "a run that was not killed failed: {}",
-            String::from_utf8_lossy(&ended.stderr)
-        );
-    }
+    let kills = kill_at_random(3, run_time, 0.2, &|| job(&output, &state));
     let last = job(&output, &state).output().unwrap();
     assert!(
         last.status.success(),

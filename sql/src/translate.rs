@@ -197,6 +197,28 @@ fn order_keys(
         .collect()
 }
 
+/// The conjuncts of `join`'s condition: its equalities, its filter and `predicate` (a filter
+/// over the join), without the keep-alive marker of `temporal`'s `AS OF` column (always true).
+fn join_conjuncts(
+    join: &Join,
+    predicate: Option<&Expr>,
+    temporal: Option<&TemporalTableNode>,
+) -> Vec<Expr> {
+    let mut conjuncts: Vec<Expr> = join
+        .on
+        .iter()
+        .map(|(l, r)| l.clone().eq(r.clone()))
+        .collect();
+    for condition in join.filter.iter().chain(predicate) {
+        conjuncts.extend(split_conjunction(condition).into_iter().cloned());
+    }
+    if let Some(node) = temporal {
+        let marker = crate::temporal::as_of_marker(node, join.left.schema());
+        conjuncts.retain(|c| Some(c) != marker.as_ref());
+    }
+    conjuncts
+}
+
 /// Whether `expr` is a call of `PROCTIME()` (a processing-time attribute).
 fn is_proctime(expr: &Expr) -> bool {
     matches!(expr, Expr::ScalarFunction(f) if f.func.name().eq_ignore_ascii_case("proctime"))
@@ -796,19 +818,7 @@ impl GraphBuilder {
             join.left.schema(),
             right_plan.map_or(join.right.schema(), |p| p.schema()),
         );
-        let mut conjuncts: Vec<Expr> = join
-            .on
-            .iter()
-            .map(|(l, r)| l.clone().eq(r.clone()))
-            .collect();
-        for condition in join.filter.iter().chain(predicate) {
-            conjuncts.extend(split_conjunction(condition).into_iter().cloned());
-        }
-        if let Some((node, _)) = &temporal {
-            // The optimizer's keep-alive for the AS OF column: always true.
-            let marker = crate::temporal::as_of_marker(node, join.left.schema());
-            conjuncts.retain(|c| Some(c) != marker.as_ref());
-        }
+        let conjuncts = join_conjuncts(join, predicate, temporal.as_ref().map(|(n, _)| n));
         let condition = crate::join::analyze(
             conjuncts,
             left_schema,
@@ -1497,16 +1507,7 @@ impl GraphBuilder {
             )));
         }
         let (left_schema, right_schema) = (join.left.schema(), right_plan.schema());
-        let mut conjuncts: Vec<Expr> = join
-            .on
-            .iter()
-            .map(|(l, r)| l.clone().eq(r.clone()))
-            .collect();
-        for condition in join.filter.iter().chain(predicate) {
-            conjuncts.extend(split_conjunction(condition).into_iter().cloned());
-        }
-        let marker = crate::temporal::as_of_marker(node, left_schema);
-        conjuncts.retain(|c| Some(c) != marker.as_ref());
+        let conjuncts = join_conjuncts(join, predicate, Some(node));
         let condition =
             crate::join::analyze(conjuncts, left_schema, right_schema, &left.times, &[]);
         let both = left_schema
