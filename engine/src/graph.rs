@@ -294,7 +294,7 @@ impl Graph {
                     )))
                 }
                 Exchange::Hash(keys) => {
-                    let schema = edge_schema(edge, &schemas, &input_schemas)?;
+                    let schema = self.edge_schema(edge, &schemas, &input_schemas)?;
                     for key in keys {
                         if schema.index_of(key).is_err() {
                             return Err(invalid(format!(
@@ -368,6 +368,29 @@ impl Graph {
         uids
     }
 
+    /// Schema of the rows on `edge`: the main output of its source node, or for the late-row
+    /// port what the operator says its late rows are ([`OperatorFactory::late_schema`]).
+    fn edge_schema(
+        &self,
+        edge: &Edge,
+        schemas: &[Option<SchemaRef>],
+        input_schemas: &[Vec<SchemaRef>],
+    ) -> Result<SchemaRef, EngineError> {
+        let unknown = || {
+            EngineError::InvalidGraph("an edge leaves a node whose schema is not known yet".into())
+        };
+        match (edge.port, &self.nodes[edge.from.0].kind) {
+            (OutputPort::Late, NodeKind::Operator(factory)) => factory
+                .late_schema(&input_schemas[edge.from.0])
+                .map_err(|e| EngineError::InvalidGraph(e.to_string())),
+            (OutputPort::Late, _) => input_schemas[edge.from.0]
+                .first()
+                .cloned()
+                .ok_or_else(unknown),
+            (OutputPort::Main, _) => schemas[edge.from.0].clone().ok_or_else(unknown),
+        }
+    }
+
     /// The schema and changelog mode of each input of `id` (all edges into one input must
     /// agree on the schema; modes of a union are combined). Empty for a source.
     #[allow(clippy::type_complexity)]
@@ -395,7 +418,7 @@ impl Graph {
                     names.join(", ")
                 )));
             };
-            let schema = edge_schema(edge, schemas, input_schemas)?;
+            let schema = self.edge_schema(edge, schemas, input_schemas)?;
             match slot {
                 None => *slot = Some(schema),
                 Some(existing) if existing.fields() != schema.fields() => {
@@ -510,22 +533,6 @@ impl Graph {
         }
         Ok(out)
     }
-}
-
-/// Schema of the rows on `edge`: the main output of its source node, or for the late-row port
-/// the source node's (first) input schema.
-fn edge_schema(
-    edge: &Edge,
-    schemas: &[Option<SchemaRef>],
-    input_schemas: &[Vec<SchemaRef>],
-) -> Result<SchemaRef, EngineError> {
-    let schema = match edge.port {
-        OutputPort::Main => schemas[edge.from.0].as_ref(),
-        OutputPort::Late => input_schemas[edge.from.0].first(),
-    };
-    schema.cloned().ok_or_else(|| {
-        EngineError::InvalidGraph("an edge leaves a node whose schema is not known yet".into())
-    })
 }
 
 /// What an operator does to its inputs, for its identity and for messages about state:

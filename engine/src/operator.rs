@@ -290,6 +290,16 @@ pub trait OperatorFactory: Send + Sync {
         Ok(inputs[0].clone())
     }
 
+    /// The schema of the rows the operator emits on its late-row output. Default: its first
+    /// input's (the late rows as they came); an operator with several inputs may encode them
+    /// into one shape instead.
+    fn late_schema(&self, inputs: &[SchemaRef]) -> Result<SchemaRef, BoxError> {
+        inputs
+            .first()
+            .cloned()
+            .ok_or_else(|| "an operator without inputs has no late rows".into())
+    }
+
     /// One line for `EXPLAIN`: what the operator does, e.g. `tumble(10s) [count(*)]`.
     fn describe(&self) -> String;
 

@@ -27,6 +27,9 @@ pub struct LateOutput {
     connected: bool,
     dropped: Counter,
     side_output: Counter,
+    /// Emit them as late-rows rows ([`late_rows_batch`]) under this operator name: for an
+    /// operator with several inputs, whose late output has one shape.
+    encoded_as: Option<String>,
 }
 
 impl LateOutput {
@@ -37,6 +40,17 @@ impl LateOutput {
             connected: context.late_output_connected,
             dropped: counter(names::LATE_ROWS_DROPPED),
             side_output: counter(names::LATE_ROWS_SIDE_OUTPUT),
+            encoded_as: None,
+        }
+    }
+
+    /// A late output that emits late-rows rows ([`late_rows_schema`]) named after the
+    /// operator, whatever input a late row came from (the operator's `late_schema` must say
+    /// so).
+    pub fn encoded(context: &SubtaskContext) -> Self {
+        LateOutput {
+            encoded_as: Some(context.operator_id.clone()),
+            ..LateOutput::new(context)
         }
     }
 
@@ -52,7 +66,11 @@ impl LateOutput {
         }
         if self.connected {
             self.side_output.add(late.len() as u64);
-            ctx.emit_late(take_record_batch(batch, &UInt32Array::from(late))?);
+            let rows = take_record_batch(batch, &UInt32Array::from(late))?;
+            ctx.emit_late(match &self.encoded_as {
+                Some(operator) => late_rows_batch(operator, ctx.watermark(), &rows)?,
+                None => rows,
+            });
         } else {
             self.dropped.add(late.len() as u64);
         }
@@ -115,26 +133,39 @@ struct LateRows {
 
 impl Operator for LateRows {
     fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
-        let rows = batch.num_rows();
-        if rows == 0 {
-            return Ok(());
+        if batch.num_rows() > 0 {
+            let rows = late_rows_batch(&self.operator, ctx.watermark(), &batch)?;
+            ctx.emit(rows);
         }
-        let mut writer = LineDelimitedWriter::new(Vec::new());
-        writer.write(&batch)?;
-        writer.finish()?;
-        let text = String::from_utf8(writer.into_inner())?;
-        let json: StringArray = text.lines().map(Some).collect();
-        if json.len() != rows {
-            return Err(format!("late rows: {} JSON lines for {rows} rows", json.len()).into());
-        }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(vec![self.operator.as_str(); rows])),
-            Arc::new(TimestampMillisecondArray::from(vec![ctx.watermark(); rows])),
-            Arc::new(json),
-        ];
-        ctx.emit(RecordBatch::try_new(late_rows_schema(), columns)?);
         Ok(())
     }
+}
+
+/// `rows` that operator `operator` dropped behind `watermark`, as rows of
+/// [`late_rows_schema`]. Errors if Arrow's JSON writer fails on a value.
+pub fn late_rows_batch(
+    operator: &str,
+    watermark: Option<i64>,
+    rows: &RecordBatch,
+) -> crate::error::Result<RecordBatch> {
+    let n = rows.num_rows();
+    let mut writer = LineDelimitedWriter::new(Vec::new());
+    writer.write(rows)?;
+    writer.finish()?;
+    let text = String::from_utf8_lossy(&writer.into_inner()).into_owned();
+    let json: StringArray = text.lines().map(Some).collect();
+    if json.len() != n {
+        return Err(crate::OperatorError::Plan(format!(
+            "late rows: {} JSON lines for {n} rows",
+            json.len()
+        )));
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![operator; n])),
+        Arc::new(TimestampMillisecondArray::from(vec![watermark; n])),
+        Arc::new(json),
+    ];
+    Ok(RecordBatch::try_new(late_rows_schema(), columns)?)
 }
 
 #[cfg(test)]

@@ -413,9 +413,10 @@ impl GraphBuilder {
     }
 
     /// With `table.exec.late-rows.table` set: the rows operator `node` drops as late go to
-    /// that table, as (operator, watermark, row as JSON) ([`LateRowsFactory`]), projected
+    /// that table, as (operator, watermark, row as JSON) ([`LateRowsFactory`]; `encoded`: the
+    /// operator emits them so already, as a window join does for its two inputs), projected
     /// onto the table's columns by name.
-    fn late_rows_of(&mut self, node: NodeId) -> Result<()> {
+    fn late_rows_of(&mut self, node: NodeId, encoded: bool) -> Result<()> {
         let Some(table) = self.options.late_rows.clone() else {
             return Ok(());
         };
@@ -445,21 +446,26 @@ impl GraphBuilder {
                 *self.late_sink.insert(sink)
             }
         };
-        let operator = self.graph.nodes[node.0].name.clone();
-        let name = self.name(&format!("late-rows-{operator}"));
-        let encode = self
-            .graph
-            .add_operator(name, Arc::new(LateRowsFactory::new(operator)));
-        if let Some(parallelism) = self.graph.nodes[node.0].parallelism {
-            self.graph.set_parallelism(encode, parallelism);
-        }
-        self.graph
-            .connect_port(node, OutputPort::Late, encode, Exchange::Forward);
         let name = self.name(&format!("late-rows-{}", table.name));
         let project = self
             .graph
             .add_operator(name, Arc::new(ProjectFactory::new(exprs)));
-        self.graph.connect(encode, project, Exchange::Rebalance);
+        if encoded {
+            self.graph
+                .connect_port(node, OutputPort::Late, project, Exchange::Rebalance);
+        } else {
+            let operator = self.graph.nodes[node.0].name.clone();
+            let name = self.name(&format!("late-rows-{operator}"));
+            let encode = self
+                .graph
+                .add_operator(name, Arc::new(LateRowsFactory::new(operator)));
+            if let Some(parallelism) = self.graph.nodes[node.0].parallelism {
+                self.graph.set_parallelism(encode, parallelism);
+            }
+            self.graph
+                .connect_port(node, OutputPort::Late, encode, Exchange::Forward);
+            self.graph.connect(encode, project, Exchange::Rebalance);
+        }
         self.graph.connect(project, sink, Exchange::Forward);
         Ok(())
     }
@@ -972,6 +978,10 @@ impl GraphBuilder {
         let node = self.graph.add_operator(name, factory);
         self.graph
             .connect_input(left_in.node, node, 0, Exchange::Hash(left_keys.clone()));
+        if base == "window-join" {
+            // Its late rows, of either input, come out as late-rows rows already.
+            self.late_rows_of(node, true)?;
+        }
         self.graph
             .connect_input(right_in.node, node, 1, Exchange::Hash(right_keys));
         // An interval join is append-only; a regular join unless inner or semi over
@@ -1354,7 +1364,7 @@ impl GraphBuilder {
         if partition_by.is_empty() {
             self.graph.set_parallelism(stream.node, 1);
         }
-        self.late_rows_of(stream.node)?;
+        self.late_rows_of(stream.node, false)?;
         if partition_by.is_empty() {
             // One partition: one subtask, as Flink's; its rows are dealt out again.
             let exprs = names
@@ -1399,7 +1409,7 @@ impl GraphBuilder {
             self.graph.set_parallelism(node, 1);
         }
         if windowed {
-            self.late_rows_of(node)?;
+            self.late_rows_of(node, false)?;
         }
         if !partition_by.is_empty() {
             return Ok(stream);
@@ -1936,7 +1946,7 @@ impl GraphBuilder {
             &rows,
             Exchange::Hash(keys.clone()),
         );
-        self.late_rows_of(output.node)?;
+        self.late_rows_of(output.node, false)?;
         // The window operator emits window_start, window_end, keys, aggregates; the plan
         // expects the GROUP BY order, then the aggregates.
         let mut exprs = Vec::new();
@@ -2034,7 +2044,7 @@ impl GraphBuilder {
             &rows,
             Exchange::Hash(keys.clone()),
         );
-        self.late_rows_of(output.node)?;
+        self.late_rows_of(output.node, false)?;
         // The plan's columns: the group expressions in order, then the aggregates.
         let mut key_iter = keys.iter();
         let mut exprs = Vec::new();

@@ -19,7 +19,6 @@ use arrow::record_batch::RecordBatch;
 use hashbrown::HashMap;
 use weir_engine::changelog::ChangelogMode;
 use weir_engine::message::EventTimeMs;
-use weir_engine::metrics::{names, Counter};
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::KeyHasher;
 use weir_engine::state::OperatorState;
@@ -31,6 +30,7 @@ use super::{
     Side, JOIN_INPUTS,
 };
 use crate::error::Result;
+use crate::late::LateOutput;
 use crate::state_codec::{read_table, write_table};
 
 /// Describes a window join: the equi-join (its keys include the window columns) and each
@@ -77,6 +77,11 @@ impl OperatorFactory for WindowJoinFactory {
         append_only("a window join", inputs)
     }
 
+    /// Late rows of either input, as rows of the late-rows table (one shape for both).
+    fn late_schema(&self, _inputs: &[SchemaRef]) -> std::result::Result<SchemaRef, BoxError> {
+        Ok(crate::late::late_rows_schema())
+    }
+
     fn describe(&self) -> String {
         format!(
             "window join {} at left.{} = right.{}",
@@ -99,9 +104,7 @@ impl OperatorFactory for WindowJoinFactory {
             ends,
             windows: BTreeMap::new(),
             watermark: None,
-            late_rows: context
-                .metrics
-                .counter(&context.operator_id, names::LATE_ROWS_DROPPED),
+            late: LateOutput::encoded(context),
         }))
     }
 }
@@ -116,17 +119,19 @@ pub struct WindowJoin {
     /// Window end (ms) -> each side's waiting rows.
     windows: BTreeMap<i64, [Vec<RecordBatch>; 2]>,
     watermark: Option<EventTimeMs>,
-    late_rows: Counter,
+    late: LateOutput,
 }
 
 impl WindowJoin {
-    /// Files the rows of `batch` under their windows, dropping late ones.
-    fn add(&mut self, side: Side, batch: RecordBatch) -> Result<()> {
-        let ends = event_times_ms(&batch, self.ends[side as usize])?;
+    /// Files the rows of `batch` under their windows; returns the late ones (their window
+    /// has fired), which are not filed.
+    fn add(&mut self, side: Side, batch: &RecordBatch) -> Result<Vec<u32>> {
+        let ends = event_times_ms(batch, self.ends[side as usize])?;
         let mut rows: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        let mut late = Vec::new();
         for (i, end) in ends.iter().enumerate() {
             if self.watermark.is_some_and(|w| end - 1 <= w) {
-                self.late_rows.add(1);
+                late.push(i as u32);
             } else {
                 rows.entry(*end).or_default().push(i as u32);
             }
@@ -134,11 +139,11 @@ impl WindowJoin {
         for (end, indices) in rows {
             let part = match indices.len() == batch.num_rows() {
                 true => batch.clone(),
-                false => take_record_batch(&batch, &UInt32Array::from(indices))?,
+                false => take_record_batch(batch, &UInt32Array::from(indices))?,
             };
             self.windows.entry(end).or_default()[side as usize].push(part);
         }
-        Ok(())
+        Ok(late)
     }
 
     /// Joins the rows of one window.
@@ -216,7 +221,8 @@ impl Operator for WindowJoin {
         ctx: &mut Context<'_>,
     ) -> std::result::Result<(), BoxError> {
         if batch.num_rows() > 0 {
-            self.add(Side::of_input(ctx.input()), batch)?;
+            let late = self.add(Side::of_input(ctx.input()), &batch)?;
+            self.late.emit(&batch, late, ctx)?;
         }
         Ok(())
     }
@@ -264,10 +270,84 @@ impl Operator for WindowJoin {
                     watermark = Some(watermark.map_or(w, |x: i64| x.max(w)));
                 }
                 // Filed before the watermark is set: restored rows are not late.
-                self.add(side, rows)?;
+                self.add(side, &rows)?;
             }
         }
         self.watermark = watermark;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{AsArray, Int64Array, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use weir_engine::operator::Timers;
+    use weir_engine::partition::KeyGroupRange;
+
+    use super::*;
+
+    fn side(prefix: &str) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(format!("{prefix}k"), DataType::Int64, false),
+            Field::new(
+                format!("{prefix}end"),
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]))
+    }
+
+    fn rows(prefix: &str, ends: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(
+            side(prefix),
+            vec![
+                Arc::new(Int64Array::from(vec![1; ends.len()])),
+                Arc::new(TimestampMillisecondArray::from(ends.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// A late row of either input goes to the late-row output as a late-rows row (one shape
+    /// for both inputs), when that output is connected.
+    #[test]
+    fn late_rows_of_both_inputs_come_out_encoded() {
+        let spec = JoinSpec {
+            join_type: JoinType::Inner,
+            left_keys: vec!["k".into()],
+            right_keys: vec!["rk".into()],
+            filter: None,
+        };
+        let factory = WindowJoinFactory::new(spec, "end", "rend");
+        let mut context = SubtaskContext::standalone(vec![side(""), side("r")]);
+        context.late_output_connected = true;
+        let mut op = factory.create(&context).unwrap();
+        let mut timers = Timers::default();
+        let mut ctx = Context::new(0, None, KeyGroupRange::all(128), &mut timers);
+        op.on_watermark(1_500, &mut ctx).unwrap();
+        op.process_batch(rows("", &[1_000, 2_000]), &mut ctx)
+            .unwrap();
+        let mut ctx = Context::new(1, Some(1_500), KeyGroupRange::all(128), &mut timers);
+        op.process_batch(rows("r", &[900]), &mut ctx).unwrap();
+        let mut late = ctx.take_late();
+        let mut ctx = Context::new(0, Some(1_500), KeyGroupRange::all(128), &mut timers);
+        op.process_batch(rows("", &[1_200]), &mut ctx).unwrap();
+        late.extend(ctx.take_late());
+        let json: Vec<String> = late
+            .iter()
+            .flat_map(|b| {
+                let rows = b.column(2).as_string::<i32>().clone();
+                (0..b.num_rows()).map(move |i| rows.value(i).to_string())
+            })
+            .collect();
+        assert_eq!(
+            json,
+            vec![
+                r#"{"rk":1,"rend":"1970-01-01T00:00:00.900"}"#,
+                r#"{"k":1,"end":"1970-01-01T00:00:01.200"}"#
+            ]
+        );
+        assert_eq!(late[0].schema(), crate::late::late_rows_schema());
     }
 }
