@@ -312,7 +312,9 @@ impl OverAggregate {
             state.accumulators = self.accumulators.create()?;
         }
         let set = &mut state.accumulators;
-        let mut values: Vec<Vec<ScalarValue>> = Vec::new();
+        // Each aggregate's value per emitted row.
+        let mut values: Vec<Vec<ScalarValue>> =
+            vec![Vec::with_capacity(all.len() - first_new); inputs.len()];
         // The first row still in the accumulators.
         let mut start = 0;
         let mut row = first_new;
@@ -341,8 +343,8 @@ impl OverAggregate {
                 start = keep_from;
             }
             let result = RowAccumulators::evaluate(set)?;
-            for _ in row..end {
-                values.push(result.clone());
+            for (column, value) in values.iter_mut().zip(result) {
+                column.extend(std::iter::repeat_n(value, end - row));
             }
             row = end;
         }
@@ -355,14 +357,7 @@ impl OverAggregate {
             .iter()
             .map(|c| take(c.as_ref(), &emitted, None))
             .collect::<std::result::Result<_, _>>()?;
-        let mut per_aggregate: Vec<Vec<ScalarValue>> =
-            vec![Vec::with_capacity(values.len()); inputs.len()];
-        for row in values {
-            for (column, value) in per_aggregate.iter_mut().zip(row) {
-                column.push(value);
-            }
-        }
-        columns.extend(self.accumulators.value_columns(per_aggregate)?);
+        columns.extend(self.accumulators.value_columns(values)?);
         Ok(RecordBatch::try_new(Arc::clone(&self.output), columns)?)
     }
 }

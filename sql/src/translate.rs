@@ -1537,31 +1537,22 @@ impl GraphBuilder {
         // The table: its rows now, the plan's columns named as the join names them, then the
         // right key expressions computed into columns.
         let rows = self.read_bounded_table(&table)?;
-        let mut fields = Vec::new();
-        let mut columns = Vec::new();
+        let (mut own, mut fields, mut columns) = (Vec::new(), Vec::new(), Vec::new());
         for (field, name) in right_schema.fields().iter().zip(right_names) {
             let index = rows
                 .schema()
                 .index_of(field.name())
                 .map_err(|e| user(e.to_string()))?;
+            own.push(rows.schema().field(index).clone().with_name(field.name()));
             fields.push(rows.schema().field(index).clone().with_name(name));
             columns.push(Arc::clone(rows.column(index)));
         }
+        // The table under the plan's own names, which the key expressions use.
+        let own = RecordBatch::try_new(Arc::new(Schema::new(own)), columns.clone())
+            .map_err(|e| user(e.to_string()))?;
         let mut key_names = Vec::new();
         for (i, key) in right_keys.iter().enumerate() {
             let key = resolve(key, right_schema);
-            let own = RecordBatch::try_new(
-                Arc::new(Schema::new(
-                    right_schema
-                        .fields()
-                        .iter()
-                        .zip(&fields)
-                        .map(|(own, f)| f.clone().with_name(own.name()))
-                        .collect::<Vec<_>>(),
-                )),
-                columns.clone(),
-            )
-            .map_err(|e| user(e.to_string()))?;
             let value = weir_operators::expr::physical(&key, own.schema_ref())
                 .and_then(|e| Ok(e.evaluate(&own)?.into_array(own.num_rows())?))
                 .map_err(|e| user(format!("the lookup key {key}: {e}")))?;
