@@ -26,7 +26,10 @@
 
 pub mod dsl;
 
-pub use dsl::{Job, JoinedStreams, KeyedStream, Pipeline, Stream, WeirError, WindowedStream};
+pub use dsl::{
+    Deduplicate, Job, JoinedStreams, KeyedStream, OrderKey, OverFrame, Pipeline, Stream, TopN,
+    WeirError, WindowedStream,
+};
 pub use weir_connectors as connectors;
 pub use weir_engine as engine;
 pub use weir_operators as operators;
@@ -35,7 +38,8 @@ pub use weir_sql as sql;
 /// Everything a DSL pipeline usually needs.
 pub mod prelude {
     pub use crate::dsl::{
-        Job, JoinedStreams, KeyedStream, Pipeline, Stream, WeirError, WindowedStream,
+        Deduplicate, Job, JoinedStreams, KeyedStream, OrderKey, OverFrame, Pipeline, Stream, TopN,
+        WeirError, WindowedStream,
     };
     pub use datafusion_common::ScalarValue;
     pub use datafusion_expr::{

@@ -270,3 +270,144 @@ fn a_window_join_joins_window_results_on_their_windows() {
         .collect();
     assert_eq!(got, expected);
 }
+
+/// Out-of-order rows for the window rankings: k in 0..4, v in 0..20 or NULL, times up to
+/// 40 ms behind the latest.
+fn ranked_input() -> Vec<Event> {
+    let mut seed = 7u64;
+    let mut next = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    (0..400)
+        .map(|i| Event {
+            key: next(4) as i64,
+            ts: 1_000 + i * 5 - next(40) as i64,
+            v: (next(10) != 0).then(|| next(20) as i64),
+        })
+        .collect()
+}
+
+/// A DSL pipeline's steps after its source.
+type Build = dyn Fn(Stream) -> Stream;
+
+/// Window Top-N, window deduplication and a Top-N of window results in the DSL give SQL's
+/// rows (each checked against Flink elsewhere), append-only, at 1, 2 and 4 shards.
+#[test]
+fn window_rankings_equal_their_sql() {
+    let events = ranked_input();
+    let dir = std::env::temp_dir().join(format!("weir-dsl-window-rank-{}", std::process::id()));
+    let ddl = common::events_table(&dir, &events);
+    let tumble = "TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '0.1' SECOND))";
+    let window = || Window::tumble(Duration::from_millis(100));
+    let rows = ["k", "v", "id", "window_start", "window_end", "rn"];
+    let top_n = format!(
+        "SELECT k, v, id, window_start, window_end, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, k ORDER BY v DESC) AS rn FROM {tumble}) WHERE rn <= 2"
+    );
+    let dsl_top_n = move |s: Stream| {
+        s.key_by(["k"])
+            .window(window())
+            .top_n(TopN::new(2, [OrderKey::desc("v")]).rank_column("rn"))
+    };
+    let first = format!(
+        "SELECT k, v, id, window_start, window_end FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, k ORDER BY ts ASC) AS rn FROM {tumble}) WHERE rn = 1"
+    );
+    let dsl_first = move |s: Stream| {
+        s.key_by(["k"])
+            .window(window())
+            .deduplicate(Deduplicate::keep_first())
+    };
+    let counts = ["window_start", "window_end", "k", "c", "rn"];
+    let top_counts = format!(
+        "SELECT window_start, window_end, k, c, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY c DESC, k ASC) AS rn FROM (SELECT window_start, window_end, k, COUNT(*) AS c FROM {tumble} GROUP BY window_start, window_end, k)) WHERE rn <= 2"
+    );
+    let dsl_top_counts = move |s: Stream| {
+        s.key_by(["k"])
+            .window(window())
+            .aggregate([count_all().alias("c")])
+            .key_by(["window_start", "window_end"])
+            .top_n(TopN::new(2, [OrderKey::desc("c"), OrderKey::asc("k")]).rank_column("rn"))
+    };
+    for shards in [1, 2, 4] {
+        let cases: [(&str, &Build, &[&str]); 3] = [
+            (&top_n, &dsl_top_n, &rows),
+            (&first, &dsl_first, &rows[..5]),
+            (&top_counts, &dsl_top_counts, &counts),
+        ];
+        for (sql, dsl, columns) in cases {
+            let batches = common::dsl_batches(&events, dsl, shards);
+            assert!(
+                batches
+                    .iter()
+                    .all(|b| !weir::engine::changelog::has_row_kind(&b.schema())),
+                "append-only: {sql}"
+            );
+            let expected = common::query_result(&ddl, sql, columns, shards);
+            assert!(expected.len() > 20, "{sql}: {} rows", expected.len());
+            assert_eq!(
+                common::apply_changelog(&batches, columns),
+                expected,
+                "{sql} at {shards} shards"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Rankings built wrong fail before running, naming what is missing.
+#[test]
+fn rankings_built_wrong_are_refused_with_a_message() {
+    let without_time = || Pipeline::new("wrong").source(source(&input()));
+    let error = |job: Job| job.start(RunOptions::default()).unwrap_err().to_string();
+    let cases = [
+        (
+            without_time()
+                .key_by(["k"])
+                .deduplicate(Deduplicate::keep_first())
+                .sink(CollectSink::new()),
+            "needs an event-time column",
+        ),
+        (
+            without_time()
+                .key_by(["k"])
+                .over(OverFrame::Rows(None), [count_all().alias("c")])
+                .sink(CollectSink::new()),
+            "an OVER aggregation needs an event-time column",
+        ),
+        (
+            without_time()
+                .top_n(TopN::new(2, []))
+                .sink(CollectSink::new()),
+            "at least one order key",
+        ),
+        (
+            without_time()
+                .key_by(["k"])
+                .top_n(TopN::new(0, [OrderKey::asc("v")]))
+                .sink(CollectSink::new()),
+            "keeps at least one row",
+        ),
+        (
+            without_time()
+                .key_by(["nope"])
+                .top_n(TopN::new(1, [OrderKey::asc("v")]))
+                .sink(CollectSink::new()),
+            "'nope'",
+        ),
+        (
+            without_time()
+                .watermark("ts", Duration::ZERO)
+                .key_by(["k"])
+                .window(Window::tumble(Duration::from_secs(1)))
+                .deduplicate(Deduplicate::keep_last().by_arrival())
+                .sink(CollectSink::new()),
+            "by event time, not by arrival",
+        ),
+    ];
+    for (job, expected) in cases {
+        let message = error(job);
+        assert!(message.contains(expected), "{message}");
+    }
+}

@@ -94,6 +94,25 @@ fn query(frame: Frame, partitioned: bool) -> String {
 
 const COLUMNS: [&str; 5] = ["id", "c", "s", "lo", "hi"];
 
+/// The same OVER aggregation through the DSL.
+fn dsl(stream: weir::Stream, frame: Frame, partitioned: bool) -> weir::Stream {
+    use weir::prelude::*;
+    let frame = match frame {
+        Frame::Rows(n) => OverFrame::Rows(n.map(|n| n as u64)),
+        Frame::Range(ms) => OverFrame::Range(ms),
+    };
+    let aggregates = [
+        count_all().alias("c"),
+        sum(col("v")).alias("s"),
+        min(col("v")).alias("lo"),
+        max(col("v")).alias("hi"),
+    ];
+    match partitioned {
+        true => stream.key_by(["k"]).over(frame, aggregates),
+        false => stream.over(frame, aggregates),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -112,6 +131,11 @@ proptest! {
                 query_result(&ddl, &query(frame, partitioned), &COLUMNS, shards),
                 expected.clone(),
                 "{:?} partitioned: {} at {} shards", frame, partitioned, shards
+            );
+            prop_assert_eq!(
+                common::dsl_result(&input, |s| dsl(s, frame, partitioned), &COLUMNS, shards),
+                expected.clone(),
+                "DSL {:?} partitioned: {} at {} shards", frame, partitioned, shards
             );
         }
         let _ = std::fs::remove_dir_all(&dir);

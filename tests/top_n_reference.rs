@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use common::reference::events;
 use common::Event;
 use proptest::prelude::*;
+use weir::prelude::*;
 
 /// A result row: k, v, id and the rank (0 where the query does not select it).
 type Row = Vec<Option<i64>>;
@@ -117,7 +118,48 @@ proptest! {
         let groups_unranked = groups.replace("c AS id, rn FROM", "c AS id FROM");
         let expected_groups = top_groups(&input, n, true);
         let expected_groups_unranked = top_groups(&input, n, false);
+        // The same through the DSL.
+        let dsl_top = |s: weir::Stream| s.key_by(["k"]).top_n(TopN::new(n, [OrderKey::desc("v")]).rank_column("rn"));
+        let dsl_unranked = |s: weir::Stream| s.key_by(["k"]).top_n(TopN::new(n, [OrderKey::desc("v")]));
+        let dsl_last = |s: weir::Stream| s.key_by(["k"]).deduplicate(Deduplicate::keep_last());
+        let dsl_first = |s: weir::Stream| s.key_by(["k"]).deduplicate(Deduplicate::keep_first());
+        let dsl_groups = |s: weir::Stream| {
+            s.key_by(["k", "v"])
+                .aggregate([count_all().alias("id")])
+                .key_by(["k"])
+                .top_n(TopN::new(n, [OrderKey::desc("id"), OrderKey::asc("v")]).rank_column("rn"))
+        };
+        let dsl_first_arrival = |s: weir::Stream| s.key_by(["k"]).deduplicate(Deduplicate::keep_first().by_arrival());
+        let dsl_last_arrival = |s: weir::Stream| s.key_by(["k"]).deduplicate(Deduplicate::keep_last().by_arrival());
+        let expected_first_arrival = reference(&input, 1, |_| (false, 0), false, false);
+        let expected_last_arrival = reference(&input, 1, |_| (false, 0), true, false);
+        // A global Top-N: the n rows with the highest v of all (the first of equals).
+        let dsl_global = |s: weir::Stream| s.top_n(TopN::new(n, [OrderKey::desc("v")]).rank_column("rn"));
+        let mut by_v: Vec<(usize, &Event)> = input.iter().enumerate().collect();
+        by_v.sort_by_key(|(_, e)| v_desc(e));
+        let mut expected_global: Vec<Row> = by_v
+            .iter()
+            .take(n)
+            .enumerate()
+            .map(|(rank, (id, e))| vec![Some(e.key), e.v, Some(*id as i64), Some(rank as i64 + 1)])
+            .collect();
+        expected_global.sort();
+        const RANKED: [&str; 4] = ["k", "v", "id", "rn"];
+        // (The reference's rank is 0 where the result has none.)
+        let unranked_rows = |rows: Vec<Row>| -> Vec<Row> {
+            let mut rows: Vec<Row> = rows.into_iter().map(|mut r| { r.push(Some(0)); r }).collect();
+            rows.sort();
+            rows
+        };
         for shards in [1, 2, 4] {
+            prop_assert_eq!(&common::dsl_result(&input, dsl_top, &RANKED, shards), &expected_top, "DSL top {} at {} shards", n, shards);
+            prop_assert_eq!(&unranked_rows(common::dsl_result(&input, dsl_unranked, &RANKED[..3], shards)), &expected_unranked, "DSL top {} without rank at {} shards", n, shards);
+            prop_assert_eq!(&unranked_rows(common::dsl_result(&input, dsl_last, &RANKED[..3], shards)), &expected_last, "DSL keep last at {} shards", shards);
+            prop_assert_eq!(&unranked_rows(common::dsl_result(&input, dsl_first, &RANKED[..3], shards)), &expected_first, "DSL keep first at {} shards", shards);
+            prop_assert_eq!(&common::dsl_result(&input, dsl_groups, &RANKED, shards), &expected_groups, "DSL top {} groups at {} shards", n, shards);
+            prop_assert_eq!(&unranked_rows(common::dsl_result(&input, dsl_first_arrival, &RANKED[..3], shards)), &expected_first_arrival, "DSL first by arrival at {} shards", shards);
+            prop_assert_eq!(&unranked_rows(common::dsl_result(&input, dsl_last_arrival, &RANKED[..3], shards)), &expected_last_arrival, "DSL last by arrival at {} shards", shards);
+            prop_assert_eq!(&common::dsl_result(&input, dsl_global, &RANKED, shards), &expected_global, "DSL global top {} at {} shards", n, shards);
             prop_assert_eq!(&run(&ddl, &groups, true, shards), &expected_groups, "top {} groups at {} shards", n, shards);
             prop_assert_eq!(&run(&ddl, &groups_unranked, false, shards), &expected_groups_unranked, "top {} groups without rn at {} shards", n, shards);
             prop_assert_eq!(&run(&ddl, &top_n, true, shards), &expected_top, "top {} at {} shards", n, shards);

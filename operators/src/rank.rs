@@ -64,6 +64,32 @@ pub struct OrderKey {
     pub nulls_first: bool,
 }
 
+impl OrderKey {
+    /// `column ASC`, NULLs first (Flink's default for ASC).
+    pub fn asc(column: impl Into<String>) -> Self {
+        OrderKey {
+            column: column.into(),
+            descending: false,
+            nulls_first: true,
+        }
+    }
+
+    /// `column DESC`, NULLs last (Flink's default for DESC).
+    pub fn desc(column: impl Into<String>) -> Self {
+        OrderKey {
+            column: column.into(),
+            descending: true,
+            nulls_first: false,
+        }
+    }
+
+    /// With NULLs first (`true`) or last.
+    pub fn nulls_first(mut self, first: bool) -> Self {
+        self.nulls_first = first;
+        self
+    }
+}
+
 /// Describes a Top-N: partition columns, order keys, N, and the name of the rank column
 /// when the query selects it.
 #[derive(Debug, Clone)]
@@ -81,17 +107,16 @@ pub struct TopNFactory {
 impl TopNFactory {
     /// The first `limit` rows per partition by `order_by`; `rank_column` names the rank
     /// number (from 1; unsigned 64-bit, as DataFusion types `ROW_NUMBER`) the output
-    /// carries, if any. Fails for N = 0 or no order.
+    /// carries, if any. Fails for N = 0; planning fails for no order unless
+    /// [`TopNFactory::by_arrival`].
     pub fn new(
         partition_by: Vec<String>,
         order_by: Vec<OrderKey>,
         limit: usize,
         rank_column: Option<String>,
     ) -> Result<Self> {
-        if limit == 0 || order_by.is_empty() {
-            return Err(OperatorError::Plan(
-                "a Top-N keeps at least one row, ordered by at least one key".into(),
-            ));
+        if limit == 0 {
+            return Err(OperatorError::Plan("a Top-N keeps at least one row".into()));
         }
         Ok(TopNFactory {
             partition_by,
@@ -130,6 +155,7 @@ impl TopNFactory {
     /// processing-time attribute (Flink's `ProcTimeDeduplicateKeepFirstRow` and
     /// `...KeepLastRow` for N = 1): every row ties, so the first N rows stay, an append-only
     /// result; with [`TopNFactory::newer_wins_ties`] each new row replaces the kept one.
+    /// The order keys, if any, are not used.
     pub fn by_arrival(mut self) -> Self {
         self.by_arrival = true;
         self
@@ -152,6 +178,11 @@ impl TopNFactory {
     }
 
     fn data_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
+        if self.order_by.is_empty() && !self.by_arrival {
+            return Err(OperatorError::Plan(
+                "a Top-N is ordered by at least one key (or by arrival)".into(),
+            ));
+        }
         if has_row_kind(input)
             && (self.window_end.is_some() || self.newer_wins_ties || self.by_arrival)
         {
@@ -364,14 +395,17 @@ impl TopN {
         })
     }
 
-    /// Orders keys of `batch`'s rows.
-    fn order_keys(&self, batch: &RecordBatch) -> Result<arrow::row::Rows> {
+    /// Order keys of `batch`'s rows (none when ranking by arrival: every row ties).
+    fn order_keys(&self, batch: &RecordBatch) -> Result<Option<arrow::row::Rows>> {
+        if self.by_arrival {
+            return Ok(None);
+        }
         let columns: Vec<ArrayRef> = self
             .order_columns
             .iter()
             .map(|&i| Arc::clone(batch.column(i)))
             .collect();
-        Ok(self.sort.convert_columns(&columns)?)
+        Ok(Some(self.sort.convert_columns(&columns)?))
     }
 
     /// Over an updating input, as Flink's `RetractableTopNFunction`: every row of a partition
@@ -401,17 +435,18 @@ impl TopN {
             }
             partition.written = now;
             let kept = &mut partition.rows;
-            let order = orders.row(i);
+            // (Never by arrival over an updating input: refused when planned.)
+            let order: &[u8] = orders.as_ref().map_or(&[], |o| o.row(i).data());
             let row = rows.row(i);
-            let after_equals = kept.partition_point(|k| *k.order <= *order.as_ref());
+            let after_equals = kept.partition_point(|k| *k.order <= *order);
             if kind_at(kinds, i).is_accumulate() {
                 let new = Kept {
-                    order: Box::from(order.as_ref()),
+                    order: Box::from(order),
                     row: Box::from(row.as_ref()),
                 };
                 kept.insert(after_equals, new);
             } else {
-                let equals = kept.partition_point(|k| *k.order < *order.as_ref());
+                let equals = kept.partition_point(|k| *k.order < *order);
                 if let Some(at) = (equals..after_equals)
                     .rev()
                     .find(|&j| *kept[j].row == *row.as_ref())
@@ -492,11 +527,7 @@ impl TopN {
         let mut late = Vec::new();
         for i in 0..data.num_rows() {
             let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
-            let order_row = orders.row(i);
-            let order: &[u8] = match self.by_arrival {
-                true => &[],
-                false => order_row.as_ref(),
-            };
+            let order: &[u8] = orders.as_ref().map_or(&[], |o| o.row(i).data());
             let end = ends.as_ref().map(|ends| ends[i]);
             // A window Top-N: rows of a closed window are late; others wait for its end.
             if end.is_some_and(|end| self.watermark.is_some_and(|w| end - 1 <= w)) {
@@ -738,10 +769,7 @@ impl Operator for TopN {
                     key,
                     positions.value(i),
                     Kept {
-                        order: match self.by_arrival {
-                            true => Box::from([]),
-                            false => Box::from(orders.row(i).as_ref()),
-                        },
+                        order: Box::from(orders.as_ref().map_or(&[][..], |o| o.row(i).data())),
                         row: Box::from(rows.row(i).as_ref()),
                     },
                 ));

@@ -186,6 +186,66 @@ pub fn query_result(
     apply_changelog(&sink.batches(), columns)
 }
 
+/// Runs the DSL pipeline `build` makes of `events` (the rows [`events_table`] writes: k, v,
+/// id = position, ts; one split, 4 rows per batch, watermark 1 s behind `ts`) at `shards`
+/// shards and returns the rows its changelog ends with (`columns` of each, sorted).
+pub fn dsl_result(
+    events: &[Event],
+    build: impl FnOnce(weir::Stream) -> weir::Stream,
+    columns: &[&str],
+    shards: usize,
+) -> Vec<Vec<Option<i64>>> {
+    apply_changelog(&dsl_batches(events, build, shards), columns)
+}
+
+/// The batches the DSL pipeline of [`dsl_result`] writes.
+pub fn dsl_batches(
+    events: &[Event],
+    build: impl FnOnce(weir::Stream) -> weir::Stream,
+    shards: usize,
+) -> Vec<RecordBatch> {
+    use weir::prelude::*;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("v", DataType::Int64, true),
+        Field::new("id", DataType::Int64, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]));
+    let batches = events
+        .chunks(4)
+        .enumerate()
+        .map(|(chunk, rows)| {
+            let ids = (0..rows.len()).map(|i| (chunk * 4 + i) as i64);
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|e| e.key))),
+                    Arc::new(Int64Array::from_iter(rows.iter().map(|e| e.v))),
+                    Arc::new(Int64Array::from_iter_values(ids)),
+                    Arc::new(TimestampMillisecondArray::from_iter_values(
+                        rows.iter().map(|e| e.ts),
+                    )),
+                ],
+            )
+            .unwrap()
+        })
+        .collect();
+    let sink = CollectSink::new();
+    let source = MemorySource::new(schema, vec![batches]).unwrap();
+    let stream = Pipeline::new("dsl")
+        .source(source)
+        .watermark("ts", std::time::Duration::from_secs(1));
+    build(stream)
+        .sink(sink.clone())
+        .run(RunOptions::default().shards(shards))
+        .expect("job runs");
+    sink.batches()
+}
+
 /// Applies a changelog to a multiset of rows: `+I`/`+U` add, `-U`/`-D` remove a present row.
 pub fn apply_changelog(batches: &[RecordBatch], columns: &[&str]) -> Vec<Vec<Option<i64>>> {
     use weir::engine::changelog::{kind_at, row_kinds};

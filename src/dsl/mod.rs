@@ -2,8 +2,9 @@
 //!
 //! `Pipeline::new(name).source(..)` gives a [`Stream`]; streams filter, project and map batches;
 //! `key_by` gives a [`KeyedStream`]; `window` gives a [`WindowedStream`]; `aggregate` gives a
-//! [`Stream`] of window results again; two keyed streams `join` into [`JoinedStreams`], which
-//! `between` makes an interval join, `window` a window join and `regular` a regular join; `sink` ends a branch and returns a [`Job`] that can be
+//! [`Stream`] of window results again; keyed streams also aggregate without a window, rank
+//! (`top_n`, `deduplicate`) and run OVER aggregations ([`rank`]); two keyed streams `join`
+//! into [`JoinedStreams`] ([`join`]); `sink` ends a branch and returns a [`Job`] that can be
 //! run, started or explained. The type of each step only offers what is valid there (no
 //! `aggregate` without a window, no window without a stream); what depends on column names and
 //! types is checked when the graph is validated, before anything runs, with an error that
@@ -29,14 +30,15 @@ use weir_engine::source::SourceFactory;
 use weir_engine::time::WatermarkStrategy;
 use weir_engine::{BoxError, EngineError};
 use weir_operators::filter::{FilterFactory, Predicate};
-use weir_operators::join::interval::IntervalJoinFactory;
-use weir_operators::join::regular::RegularJoinFactory;
-use weir_operators::join::temporal::TemporalJoinFactory;
-use weir_operators::join::window::WindowJoinFactory;
-use weir_operators::join::{JoinSpec, JoinType};
 use weir_operators::project::{MapFactory, ProjectFactory};
 use weir_operators::updating::UpdatingAggregateFactory;
 use weir_operators::window::{WindowAggregateConfig, WindowAggregateFactory, WindowSpec};
+
+pub mod join;
+pub mod rank;
+
+pub use join::JoinedStreams;
+pub use rank::{Deduplicate, OrderKey, OverFrame, TopN};
 
 /// Errors of building or running a pipeline.
 #[derive(Debug, Error)]
@@ -106,6 +108,7 @@ impl Pipeline {
             port: OutputPort::Main,
             event_time: None,
             next_exchange: None,
+            window_results: false,
         }
     }
 }
@@ -121,6 +124,9 @@ pub struct Stream {
     /// How the next node receives this stream's rows, if the user chose (`rebalance`,
     /// `broadcast`); otherwise forward (same parallelism) or round-robin.
     next_exchange: Option<Exchange>,
+    /// The rows are results of time windows, with their `window_start` and `window_end`
+    /// (what makes a Top-N partitioned by both a window Top-N).
+    window_results: bool,
 }
 
 impl Stream {
@@ -143,6 +149,7 @@ impl Stream {
             port: OutputPort::Main,
             event_time: self.event_time.clone(),
             next_exchange: None,
+            window_results: false,
         }
     }
 
@@ -180,6 +187,13 @@ impl Stream {
         self
     }
 
+    /// Records a build error (reported by [`Job::graph`]); returns this stream, so building
+    /// can go on.
+    fn fail(&self, message: &str) -> Stream {
+        self.builder.borrow_mut().errors.push(message.to_string());
+        self.clone()
+    }
+
     /// Renames the last node (its name is also the namespace of its state).
     pub fn name(self, name: impl Into<String>) -> Stream {
         {
@@ -214,11 +228,11 @@ impl Stream {
 
     /// Keeps rows where `predicate` (a DataFusion expression) is true.
     pub fn filter(&self, predicate: Expr) -> Stream {
-        self.then(
-            "filter",
-            Arc::new(FilterFactory::new(Predicate::Expr(predicate))),
-            None,
-        )
+        let factory = FilterFactory::new(Predicate::Expr(predicate));
+        Stream {
+            window_results: self.window_results,
+            ..self.then("filter", Arc::new(factory), None)
+        }
     }
 
     /// Keeps rows where the closure's mask is true.
@@ -302,12 +316,7 @@ impl KeyedStream {
     /// = right.k1`, ... Choose the kind with [`JoinedStreams::kind`] and the join with
     /// [`JoinedStreams::between`] (an interval join).
     pub fn join(&self, other: &KeyedStream) -> JoinedStreams {
-        JoinedStreams {
-            left: self.clone(),
-            right: other.clone(),
-            join_type: JoinType::Inner,
-            filter: None,
-        }
+        JoinedStreams::new(self.clone(), other.clone())
     }
 
     /// Aggregates each key's rows without a window, as SQL's `GROUP BY` on a stream: an
@@ -333,160 +342,6 @@ impl KeyedStream {
             window,
             late_sink: None,
         }
-    }
-}
-
-/// Two keyed streams waiting for how to join them.
-#[derive(Clone)]
-pub struct JoinedStreams {
-    left: KeyedStream,
-    right: KeyedStream,
-    join_type: JoinType,
-    filter: Option<Expr>,
-}
-
-impl JoinedStreams {
-    /// Inner (the default), left, right or full outer.
-    pub fn kind(mut self, join_type: JoinType) -> Self {
-        self.join_type = join_type;
-        self
-    }
-
-    /// A further condition on the joined row (columns of both sides by name).
-    pub fn filter(mut self, predicate: Expr) -> Self {
-        self.filter = Some(predicate);
-        self
-    }
-
-    /// Interval join, as Flink's DataStream `intervalJoin(..).between(lower, upper)`: a right
-    /// row matches a left row when `left.time + lower_ms <= right.time <= left.time +
-    /// upper_ms`, times being each stream's event-time column. Output: the left columns, then
-    /// the right ones (names must differ), append-only.
-    pub fn between(&self, lower_ms: i64, upper_ms: i64) -> Stream {
-        let times = [&self.left.stream, &self.right.stream].map(|s| s.event_time.clone());
-        let [Some(left_time), Some(right_time)] = times else {
-            return self.fail(
-                "an interval join needs an event-time column on both sides: call .watermark(column, delay) or .event_time(column)",
-            );
-        };
-        let spec = JoinSpec {
-            join_type: self.join_type,
-            left_keys: self.left.keys.clone(),
-            right_keys: self.right.keys.clone(),
-            filter: self.filter.clone(),
-        };
-        // Flink's DataStream bounds are on right - left; the operator's on left - right.
-        match IntervalJoinFactory::new(spec, left_time, right_time, -upper_ms, -lower_ms) {
-            Ok(factory) => self.connect("interval-join", Arc::new(factory)),
-            Err(e) => self.fail(&e.to_string()),
-        }
-    }
-
-    /// Window join, as Flink's: both streams are results of the same windows (window
-    /// aggregations), joined on their keys and their windows, given as each side's
-    /// `[window_start, window_end]` columns (names must differ between the sides). A window's
-    /// rows are joined when the watermark passes its end, then freed; append-only.
-    pub fn window(&self, left_window: [&str; 2], right_window: [&str; 2]) -> Stream {
-        let keys = |side: &KeyedStream, window: [&str; 2]| {
-            let mut keys = side.keys.clone();
-            keys.extend(window.iter().map(|c| c.to_string()));
-            keys
-        };
-        let spec = JoinSpec {
-            join_type: self.join_type,
-            left_keys: keys(&self.left, left_window),
-            right_keys: keys(&self.right, right_window),
-            filter: self.filter.clone(),
-        };
-        let factory = WindowJoinFactory::new(spec, left_window[1], right_window[1]);
-        self.connect_on(
-            "window-join",
-            Arc::new(factory),
-            [left_window, right_window],
-        )
-    }
-
-    /// Regular join, as Flink SQL's `JOIN ... ON`: every pair of rows with equal keys, whenever
-    /// they arrived. Inputs may be updating results. Output: append-only for an inner join of
-    /// append-only inputs, otherwise a changelog (`+I`/`-D`). State grows with both inputs
-    /// unless bounded by `state_ttl` (processing time since a row was written).
-    pub fn regular(&self, state_ttl: Option<Duration>) -> Stream {
-        let spec = JoinSpec {
-            join_type: self.join_type,
-            left_keys: self.left.keys.clone(),
-            right_keys: self.right.keys.clone(),
-            filter: self.filter.clone(),
-        };
-        let factory = RegularJoinFactory::new(spec).with_state_ttl(state_ttl);
-        self.connect("join", Arc::new(factory))
-    }
-
-    /// Event-time temporal join, as Flink SQL's `JOIN versions FOR SYSTEM_TIME AS OF
-    /// left.time`: the right stream is a versioned table keyed by its join keys (its primary
-    /// key), whose rows (or `+I`/`+U`/`-D` changes) are versions from their event time on. When
-    /// the watermark passes a left row's event time, it joins the latest version of its key at
-    /// or before that time. Inner (dropping left rows without a version) or left (padding
-    /// them); the output has the left row's kind.
-    pub fn temporal(&self) -> Stream {
-        let times = [&self.left.stream, &self.right.stream].map(|s| s.event_time.clone());
-        let [Some(left_time), Some(right_time)] = times else {
-            return self.fail(
-                "a temporal join needs an event-time column on both sides: call .watermark(column, delay) or .event_time(column)",
-            );
-        };
-        let spec = JoinSpec {
-            join_type: self.join_type,
-            left_keys: self.left.keys.clone(),
-            right_keys: self.right.keys.clone(),
-            filter: self.filter.clone(),
-        };
-        match TemporalJoinFactory::new(spec, left_time, right_time) {
-            Ok(factory) => self.connect("temporal-join", Arc::new(factory)),
-            Err(e) => self.fail(&e.to_string()),
-        }
-    }
-
-    /// Adds the join node fed by both streams, each behind a hash exchange on its keys.
-    fn connect(&self, base: &str, factory: Arc<dyn OperatorFactory>) -> Stream {
-        self.connect_on(base, factory, [[]; 2])
-    }
-
-    /// [`JoinedStreams::connect`], each input also hashed on its `extra` key columns.
-    fn connect_on<const N: usize>(
-        &self,
-        base: &str,
-        factory: Arc<dyn OperatorFactory>,
-        extra: [[&str; N]; 2],
-    ) -> Stream {
-        let left = &self.left.stream;
-        let mut builder = left.builder.borrow_mut();
-        let name = builder.unique_name(base);
-        let node = builder.graph.add_operator(name, factory);
-        for (input, side) in [&self.left, &self.right].into_iter().enumerate() {
-            let mut keys = side.keys.clone();
-            keys.extend(extra[input].iter().map(|c| c.to_string()));
-            if keys.is_empty() {
-                // No key: one subtask, as Flink's.
-                builder.graph.set_parallelism(node, 1);
-            }
-            builder
-                .graph
-                .connect_input(side.stream.node, node, input, Exchange::Hash(keys));
-        }
-        Stream {
-            builder: Rc::clone(&left.builder),
-            node,
-            port: OutputPort::Main,
-            event_time: None,
-            next_exchange: None,
-        }
-    }
-
-    /// Records a build error; the returned stream is the left one, so building can go on.
-    fn fail(&self, message: &str) -> Stream {
-        let stream = self.left.stream.clone();
-        stream.builder.borrow_mut().errors.push(message.to_string());
-        stream
     }
 }
 
@@ -535,14 +390,21 @@ impl WindowedStream {
             Some(Exchange::Hash(self.keys.clone())),
         );
         windowed.event_time = None;
+        windowed.window_results = !matches!(self.window, WindowSpec::Count { .. });
+        self.connect_late_rows(&windowed);
+        windowed
+    }
+
+    /// Sends the late rows of `operator` (a node this windowed stream made) to the late-row
+    /// sink, if one was given.
+    fn connect_late_rows(&self, operator: &Stream) {
         if let Some(sink) = &self.late_sink {
             let late = Stream {
                 port: OutputPort::Late,
-                ..windowed.clone()
+                ..operator.clone()
             };
             late.sink_arc(Arc::clone(sink));
         }
-        windowed
     }
 }
 
