@@ -34,7 +34,10 @@ fn main() -> Result<(), WeirError> {
     let averaged = CollectSink::new();
     let job = bids
         .key_by(["auction"])
-        .over(OverFrame::Rows(Some(9)), [avg(col("price")).alias("avg_last_10")])
+        .over(
+            OverFrame::Rows(Some(9)),
+            [avg(col("price")).alias("avg_last_10")],
+        )
         .sink(averaged.clone());
     job.run(RunOptions::default().shards(2))?;
     let rows = |sink: &CollectSink| sink.batches().iter().map(|b| b.num_rows()).sum::<usize>();

@@ -147,10 +147,10 @@ pub struct WindowAggregateConfig {
     pub keys: Vec<String>,
     /// Aggregate expressions, e.g. `count(*)`, `max(col("price")).alias("top")`.
     pub aggregates: Vec<Expr>,
-    /// Flink's processing-time windows (over a `PROCTIME()` attribute; tumbling, hopping and
-    /// cumulating only): a row belongs to the windows of the wall-clock time it reaches the
-    /// operator (ms, UTC), and a window fires when the clock passes its end, or, for the
-    /// windows still open, when the input ends. Never late.
+    /// Flink's processing-time windows (over a `PROCTIME()` attribute; time windows only):
+    /// a row belongs to the windows of the wall-clock time it reaches the operator (ms, UTC;
+    /// a session's interval starts then), and a window fires when the clock passes its end,
+    /// or, for the windows still open, when the input ends. Never late.
     pub processing_time: bool,
     /// Early results (Flink's `table.exec.emit.early-fire.delay`; tumbling, hopping and
     /// cumulating windows only): an open window's partial result every this much processing
@@ -275,7 +275,7 @@ impl WindowPlan {
                 config.window.describe()
             )));
         }
-        if config.processing_time && !pane_windows {
+        if config.processing_time && matches!(config.window, WindowSpec::Count { .. }) {
             return Err(OperatorError::Plan(format!(
                 "{} windows on processing time are not supported yet",
                 config.window.describe()

@@ -8,6 +8,10 @@
 //! Rows wait in a [`RowBuffer`] until their session fires; firing gathers the rows of every
 //! fired session into one batch and aggregates them with one group per session.
 //!
+//! On processing time (a `PROCTIME()` attribute), a row's time is the clock when it arrives
+//! (never at or before a session that fired), sessions fire by the clock's timers, and
+//! watermarks fire nothing but, at the end of input, the sessions still open; no row is late.
+//!
 //! State at a barrier: the rows of every open session, plus the session bounds as two extra
 //! columns, written per key group as `sessions/<key group> = encode(0, rows + bounds)`.
 
@@ -18,7 +22,7 @@ use arrow::array::{ArrayRef, AsArray, Int64Array};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use arrow::record_batch::RecordBatch;
 use weir_engine::message::EventTimeMs;
-use weir_engine::operator::{Context, Operator};
+use weir_engine::operator::{Context, Operator, TimeDomain};
 use weir_engine::state::OperatorState;
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
@@ -114,53 +118,18 @@ impl SessionWindowOperator {
         sessions.insert(start, Session { end, rows });
         true
     }
-}
 
-impl Operator for SessionWindowOperator {
-    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
-        let time_column = self
-            .core
-            .plan
-            .time_column
-            .expect("session windows have a time column");
-        let times = event_times_ms(&batch, time_column).map_err(crate::OperatorError::from)?;
-        let key_ids = self.key_ids(&batch)?;
-        let batch_id = self.buffer(&batch).next_id();
-        let mut late = Vec::new();
-        for (row, (&time, &key)) in times.iter().zip(&key_ids).enumerate() {
-            let row_ref = RowRef {
-                batch: batch_id,
-                row: row as u32,
-            };
-            if !self.add(
-                key,
-                time,
-                time.saturating_add(self.gap_ms),
-                vec![row_ref],
-                true,
-            ) {
-                late.push(row as u32);
-            }
-        }
-        let kept = batch.num_rows() - late.len();
-        self.core.late.emit(&batch, late, ctx)?;
-        self.buffer(&batch).add(batch, kept);
-        Ok(())
-    }
-
-    fn on_watermark(
-        &mut self,
-        watermark: EventTimeMs,
-        ctx: &mut Context<'_>,
-    ) -> Result<(), BoxError> {
-        self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
+    /// Fires every session ending at or before `time + 1` (the watermark, or the clock on
+    /// processing time): one batch of their aggregates.
+    fn advance(&mut self, time: i64, ctx: &mut Context<'_>) -> Result<(), BoxError> {
+        self.watermark = Some(self.watermark.map_or(time, |w| w.max(time)));
         let mut starts = Vec::new();
         let mut ends = Vec::new();
         let mut rows = Vec::new();
         let mut first_rows = Vec::new();
         self.scratch.clear();
         while let Some(&(end, key, start)) = self.by_end.first() {
-            if end - 1 > watermark {
+            if end - 1 > time {
                 break;
             }
             self.by_end.pop_first();
@@ -182,6 +151,91 @@ impl Operator for SessionWindowOperator {
             self.core
                 .aggregate_buffered(buffer, &rows, &self.scratch, first_rows)?;
         ctx.emit(self.core.output(Some((starts, ends)), keys, values)?);
+        Ok(())
+    }
+}
+
+impl Operator for SessionWindowOperator {
+    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
+        let time_column = self
+            .core
+            .plan
+            .time_column
+            .expect("session windows have a time column");
+        let processing_time = self.core.plan.processing_time;
+        let times = match processing_time {
+            true => {
+                let now = weir_engine::time::now_ms();
+                let now = self
+                    .watermark
+                    .map_or(now, |fired| now.max(fired.saturating_add(1)));
+                vec![now; batch.num_rows()].into()
+            }
+            false => event_times_ms(&batch, time_column).map_err(crate::OperatorError::from)?,
+        };
+        let key_ids = self.key_ids(&batch)?;
+        let batch_id = self.buffer(&batch).next_id();
+        let mut late = Vec::new();
+        for (row, (&time, &key)) in times.iter().zip(&key_ids).enumerate() {
+            let row_ref = RowRef {
+                batch: batch_id,
+                row: row as u32,
+            };
+            if !self.add(
+                key,
+                time,
+                time.saturating_add(self.gap_ms),
+                vec![row_ref],
+                true,
+            ) {
+                late.push(row as u32);
+            }
+        }
+        if processing_time {
+            // The batch's rows share a time, so one timer (a set: one per millisecond) when
+            // their sessions end; an earlier timer of a session that grew finds nothing.
+            if let Some(&now) = times.first() {
+                ctx.register_timer(TimeDomain::ProcessingTime, now + self.gap_ms - 1);
+            }
+        }
+        let kept = batch.num_rows() - late.len();
+        self.core.late.emit(&batch, late, ctx)?;
+        self.buffer(&batch).add(batch, kept);
+        Ok(())
+    }
+
+    /// Event-time sessions fire as the watermark passes their end; processing-time ones
+    /// only at the end of input (the `MAX` watermark), for those still open.
+    fn on_watermark(
+        &mut self,
+        watermark: EventTimeMs,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), BoxError> {
+        match self.core.plan.processing_time {
+            true if watermark < EventTimeMs::MAX => Ok(()),
+            _ => self.advance(watermark, ctx),
+        }
+    }
+
+    fn on_timer(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), BoxError> {
+        match (domain, self.core.plan.processing_time) {
+            (TimeDomain::ProcessingTime, true) => self.advance(time, ctx),
+            _ => Ok(()),
+        }
+    }
+
+    /// Re-registers the processing-time timers of the sessions a restore brought back.
+    fn open(&mut self, ctx: &mut Context<'_>) -> Result<(), BoxError> {
+        if self.core.plan.processing_time {
+            for &(end, _, _) in &self.by_end {
+                ctx.register_timer(TimeDomain::ProcessingTime, end - 1);
+            }
+        }
         Ok(())
     }
 
@@ -263,4 +317,72 @@ fn bound_fields() -> [Field; 2] {
         Field::new(SESSION_START, DataType::Int64, false),
         Field::new(SESSION_END, DataType::Int64, false),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::TimestampMillisecondArray;
+    use arrow::datatypes::{TimeUnit, TimestampMillisecondType};
+    use weir_engine::operator::{OperatorFactory, SubtaskContext, Timers};
+
+    use crate::window::{WindowAggregateConfig, WindowAggregateFactory, WindowSpec};
+
+    /// Processing-time sessions: rows open their session at the clock when they arrive,
+    /// watermarks fire nothing (but the end of input), the clock's timers do; a row after a
+    /// session fired opens a new one.
+    #[test]
+    fn processing_time_sessions_fire_by_the_clock_not_the_watermark() {
+        let gap = 3_600_000;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("p", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        ]));
+        let factory = WindowAggregateFactory::new(WindowAggregateConfig {
+            window: WindowSpec::session(std::time::Duration::from_millis(gap as u64)),
+            time_column: "p".into(),
+            keys: vec!["k".into()],
+            aggregates: vec![datafusion_functions_aggregate::count::count_all()],
+            processing_time: true,
+            early_fire: None,
+        });
+        let mut op = factory
+            .create(&SubtaskContext::standalone(vec![Arc::clone(&schema)]))
+            .unwrap();
+        // The column says 1970; the clock says now.
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 1, 2])),
+                Arc::new(TimestampMillisecondArray::from(vec![0, 0, 0])),
+            ],
+        )
+        .unwrap();
+        let mut timers = Timers::default();
+        let all = weir_engine::partition::KeyGroupRange::all(128);
+        let mut ctx = Context::new(0, None, all, &mut timers);
+        let before = weir_engine::time::now_ms();
+        op.process_batch(batch.clone(), &mut ctx).unwrap();
+        let after = weir_engine::time::now_ms();
+        op.on_watermark(after + 10 * gap, &mut ctx).unwrap();
+        assert!(ctx.take_batches().is_empty(), "a watermark fires nothing");
+        op.on_timer(TimeDomain::ProcessingTime, before + gap - 2, &mut ctx)
+            .unwrap();
+        assert!(ctx.take_batches().is_empty(), "the sessions are open");
+        op.on_timer(TimeDomain::ProcessingTime, after + gap - 1, &mut ctx)
+            .unwrap();
+        let out = ctx.take_batches();
+        assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+        let starts = out[0].column(0).as_primitive::<TimestampMillisecondType>();
+        let ends = out[0].column(1).as_primitive::<TimestampMillisecondType>();
+        assert!((before..=after).contains(&starts.value(0)));
+        assert_eq!(ends.value(0) - starts.value(0), gap);
+        // After the timer: a new session, later than the fired one's end.
+        op.process_batch(batch, &mut ctx).unwrap();
+        op.on_watermark(EventTimeMs::MAX, &mut ctx).unwrap();
+        let out = ctx.take_batches();
+        assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+        let starts = out[0].column(0).as_primitive::<TimestampMillisecondType>();
+        assert!(starts.value(0) > after + gap - 1);
+    }
 }
