@@ -405,6 +405,21 @@ fn rankings_built_wrong_are_refused_with_a_message() {
                 .sink(CollectSink::new()),
             "by event time, not by arrival",
         ),
+        (
+            without_time()
+                .key_by(["k"])
+                .top_n(TopN::new(1, [OrderKey::asc("v")]).rank_column("v"))
+                .sink(CollectSink::new()),
+            "the rank column 'v' is already a column",
+        ),
+        (
+            without_time()
+                .watermark("ts", Duration::ZERO)
+                .key_by(["k"])
+                .over(OverFrame::Range(Some(-5)), [count_all().alias("c")])
+                .sink(CollectSink::new()),
+            "cannot reach forward",
+        ),
     ];
     for (job, expected) in cases {
         let message = error(job);

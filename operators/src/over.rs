@@ -120,6 +120,12 @@ impl OverAggregateFactory {
 
     /// The output: the input's columns, then one column per aggregate.
     fn plan(&self, input: &SchemaRef) -> Result<(SchemaRef, RowAccumulators)> {
+        if matches!(self.frame, OverFrame::Range(Some(ms)) if ms < 0) {
+            return Err(OperatorError::Plan(format!(
+                "an OVER frame cannot reach forward: {}",
+                self.frame.describe()
+            )));
+        }
         let data = without_row_kind(input);
         for column in self.partition_by.iter().chain([&self.time_column]) {
             if data.index_of(column).is_err() {

@@ -59,8 +59,11 @@ use crate::state_codec::{read_table, restore_watermark, snapshot_watermark, writ
 /// One `ORDER BY` key of a Top-N.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderKey {
+    /// The column ordered by.
     pub column: String,
+    /// Largest first.
     pub descending: bool,
+    /// NULLs before every value.
     pub nulls_first: bool,
 }
 
@@ -171,9 +174,10 @@ impl TopNFactory {
         self.window_end.is_some()
     }
 
-    /// Forgets a partition not written for `ttl` (none: keep every partition).
+    /// Forgets a partition not written for `ttl` (none or zero: keep every partition). Not
+    /// used by a window Top-N, whose windows the watermark frees.
     pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
-        self.state_ttl = ttl;
+        self.state_ttl = ttl.filter(|t| !t.is_zero());
         self
     }
 
@@ -211,6 +215,12 @@ impl OperatorFactory for TopNFactory {
         let data = self.data_schema(&inputs[0])?;
         let mut fields: Vec<_> = data.fields().iter().cloned().collect();
         if let Some(rank) = &self.rank_column {
+            if data.index_of(rank).is_ok() {
+                return Err(format!(
+                    "the rank column '{rank}' is already a column of the input; name it otherwise"
+                )
+                .into());
+            }
             fields.push(Arc::new(Field::new(rank, DataType::UInt64, false)));
         }
         let schema = Arc::new(Schema::new(fields));
@@ -326,7 +336,11 @@ impl OperatorFactory for TopNFactory {
             newer_wins_ties: self.newer_wins_ties,
             by_arrival: self.by_arrival,
             append_only: self.append_only(),
-            state_ttl: self.state_ttl.map(|t| t.as_millis() as i64),
+            // A window's rows live until the window fires, as in Flink's window rank.
+            state_ttl: match self.window_end {
+                Some(_) => None,
+                None => crate::ttl::ttl_ms(self.state_ttl),
+            },
             partitions: HashMap::new(),
         }))
     }
@@ -715,7 +729,8 @@ impl Operator for TopN {
         ctx: &mut Context<'_>,
     ) -> std::result::Result<(), BoxError> {
         if let Some(ttl) = self.state_ttl {
-            self.partitions.retain(|_, p| p.written + ttl > time);
+            self.partitions
+                .retain(|_, p| !crate::ttl::expired(p.written, ttl, time));
             crate::ttl::arm_sweep(ctx, ttl, time);
         }
         Ok(())
@@ -914,5 +929,47 @@ mod tests {
         );
         // Keep-last: the newest of the rows with the highest v.
         assert_eq!(out, [((1, 2, 0), 1)].into_iter().collect());
+    }
+
+    /// A window Top-N keeps a window's rows until the window fires, whatever the state TTL
+    /// (as Flink's window rank): the TTL applies to non-window Top-Ns only.
+    #[test]
+    fn a_window_top_n_ignores_the_state_ttl() {
+        let factory = TopNFactory::new(vec!["k".into()], vec![OrderKey::desc("v")], 1, None)
+            .unwrap()
+            .with_state_ttl(Some(Duration::from_millis(1)))
+            .at_window_end("id");
+        let mut op = factory
+            .create(&SubtaskContext::standalone(vec![schema()]))
+            .unwrap();
+        let mut timers = Timers::default();
+        let all = weir_engine::partition::KeyGroupRange::all(128);
+        let mut ctx = Context::new(0, None, all, &mut timers);
+        op.open(&mut ctx).unwrap();
+        op.process_batch(batch(&[(1, Some(5), 1_000), (2, Some(6), 1_000)]), &mut ctx)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        op.on_timer(
+            TimeDomain::ProcessingTime,
+            weir_engine::time::now_ms(),
+            &mut ctx,
+        )
+        .unwrap();
+        op.on_watermark(2_000, &mut ctx).unwrap();
+        let rows: usize = ctx.take_batches().iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 2, "both keys' top row at the window's end");
+    }
+
+    /// A zero TTL means none, as Flink's `table.exec.state.ttl` = 0.
+    #[test]
+    fn a_zero_state_ttl_keeps_state() {
+        let factory = TopNFactory::new(vec!["k".into()], vec![OrderKey::desc("v")], 1, None)
+            .unwrap()
+            .with_state_ttl(Some(Duration::ZERO));
+        assert!(
+            !factory.describe().contains("TTL"),
+            "{}",
+            factory.describe()
+        );
     }
 }

@@ -2,9 +2,26 @@
 //! time) is forgotten. Operators sweep their state on a processing-time timer that fires
 //! every half TTL, so an entry lives between one and one and a half TTLs after its last write.
 
+use std::time::Duration;
+
 use weir_engine::operator::{Context, TimeDomain};
+
+/// A state TTL in ms: `None` for none or zero (Flink's 0 = never expire), saturated at
+/// `i64::MAX` ms.
+pub fn ttl_ms(ttl: Option<Duration>) -> Option<i64> {
+    ttl.filter(|t| !t.is_zero())
+        .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Whether an entry written at `written_ms` has outlived `ttl_ms` at `now_ms`.
+pub fn expired(written_ms: i64, ttl_ms: i64, now_ms: i64) -> bool {
+    written_ms.saturating_add(ttl_ms) <= now_ms
+}
 
 /// Arms the next sweep of a `ttl_ms` state TTL, half a TTL after `now_ms`.
 pub fn arm_sweep(ctx: &mut Context<'_>, ttl_ms: i64, now_ms: i64) {
-    ctx.register_timer(TimeDomain::ProcessingTime, now_ms + (ttl_ms / 2).max(1));
+    ctx.register_timer(
+        TimeDomain::ProcessingTime,
+        now_ms.saturating_add((ttl_ms / 2).max(1)),
+    );
 }

@@ -68,7 +68,7 @@ impl UpdatingAggregateFactory {
 
     /// Forgets groups not updated for `ttl` (none: keep every group for the job's lifetime).
     pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
-        self.state_ttl = ttl;
+        self.state_ttl = ttl.filter(|t| !t.is_zero());
         self
     }
 }

@@ -163,12 +163,14 @@ impl JoinedStreams {
                 .graph
                 .connect_input(side.stream.node, node, input, Exchange::Hash(keys));
         }
+        let keyless = self.left.keys.is_empty() && extra[0].is_empty();
         Stream {
             builder: Rc::clone(&left.builder),
             node,
             port: OutputPort::Main,
             event_time: None,
-            next_exchange: None,
+            // A keyless join runs on one subtask: its changes stay together, in order.
+            next_exchange: keyless.then(|| Exchange::Hash(Vec::new())),
             window_results: false,
         }
     }

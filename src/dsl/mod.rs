@@ -83,6 +83,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// An empty pipeline named `name` (job name in logs and errors).
     pub fn new(name: impl Into<String>) -> Self {
         Pipeline {
             builder: Rc::new(RefCell::new(Builder {
@@ -98,6 +99,7 @@ impl Pipeline {
         self.source_arc(Arc::new(source))
     }
 
+    /// [`Pipeline::source`] of a shared source factory.
     pub fn source_arc(&self, source: Arc<dyn SourceFactory>) -> Stream {
         let mut builder = self.builder.borrow_mut();
         let name = builder.unique_name("source");
@@ -288,6 +290,7 @@ impl Stream {
         self.sink_arc(Arc::new(sink))
     }
 
+    /// [`Stream::sink`] of a shared sink factory.
     pub fn sink_arc(&self, sink: Arc<dyn SinkFactory>) -> Job {
         {
             let mut builder = self.builder.borrow_mut();

@@ -13,7 +13,7 @@
 //! bids.key_by(["auction"])
 //!     .top_n(TopN::new(3, [OrderKey::desc("price")]).rank_column("rn"))
 //!     .sink(CollectSink::new());
-//! // Each bidder's first bid (by event time), forgotten after an hour without bids.
+//! // Each bidder's first bid (by event time), forgotten an hour after it was kept.
 //! bids.key_by(["bidder"])
 //!     .deduplicate(Deduplicate::keep_first().state_ttl(Duration::from_secs(3600)))
 //!     .sink(CollectSink::new());
@@ -72,9 +72,9 @@ impl TopN {
         self
     }
 
-    /// Forgets a key not written for `ttl` of processing time (Flink's
-    /// `table.exec.state.ttl`); without one, state grows with the number of keys. Not used
-    /// by window Top-Ns, whose state the watermark frees.
+    /// Forgets a key whose kept rows did not change for `ttl` of processing time (Flink's
+    /// `table.exec.state.ttl`; zero: never); without one, state grows with the number of
+    /// keys. Not used by window Top-Ns, whose state the watermark frees.
     pub fn state_ttl(mut self, ttl: Duration) -> Self {
         self.state_ttl = Some(ttl);
         self
@@ -143,9 +143,9 @@ impl Deduplicate {
         self
     }
 
-    /// Forgets a key not written for `ttl` of processing time (Flink's
-    /// `table.exec.state.ttl`), after which the key's next row counts as its first. Not used
-    /// by window deduplication.
+    /// Forgets a key `ttl` of processing time after its kept row last changed (Flink's
+    /// `table.exec.state.ttl`; zero: never), after which the key's next row counts as its
+    /// first. Not used by window deduplication.
     pub fn state_ttl(mut self, ttl: Duration) -> Self {
         self.state_ttl = Some(ttl);
         self
@@ -275,8 +275,10 @@ impl WindowedStream {
     /// A window Top-N over the window's rows, as Flink's over a window TVF: each row is
     /// assigned to its windows (gaining `window_start`, `window_end` and `window_time`
     /// columns), and each key's and window's top rows come out once, append-only, when the
-    /// watermark passes the window's end. Tumbling, hopping and cumulating windows; late rows
-    /// go to [`WindowedStream::late_rows`] if given.
+    /// watermark passes the window's end. Tumbling, hopping and cumulating windows. Late rows
+    /// go to [`WindowedStream::late_rows`] if given, as assigned to their windows: with the
+    /// window columns, once per window that had fired (a hopping window's row may be late
+    /// for one window and not another).
     pub fn top_n(&self, top_n: TopN) -> Stream {
         let factory = top_n
             .factory(self.window_keys())

@@ -51,7 +51,7 @@ impl RegularJoinFactory {
 
     /// Forgets rows not written for `ttl` (none: keep every row for the job's lifetime).
     pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
-        self.state_ttl = ttl;
+        self.state_ttl = ttl.filter(|t| !t.is_zero());
         self
     }
 
@@ -125,7 +125,7 @@ impl OperatorFactory for RegularJoinFactory {
             join_type: self.spec.join_type,
             output: self.output_schema(&context.input_schemas)?,
             plan,
-            state_ttl: self.state_ttl.map(|t| t.as_millis() as i64),
+            state_ttl: crate::ttl::ttl_ms(self.state_ttl),
         }))
     }
 }
@@ -387,7 +387,7 @@ impl RegularJoin {
         };
         for side in &mut self.sides {
             side.by_key.retain(|_, rows| {
-                rows.retain(|r| r.written + ttl > now);
+                rows.retain(|r| !crate::ttl::expired(r.written, ttl, now));
                 !rows.is_empty()
             });
         }

@@ -32,9 +32,11 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::Rows;
 use datafusion_expr::Expr;
 use weir_engine::changelog::{with_row_kind, ChangelogMode};
+use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::KeyHasher;
 use weir_engine::state::OperatorState;
+use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
 use crate::late::LateOutput;
@@ -374,6 +376,26 @@ impl WindowCore {
             late: LateOutput::new(context),
             plan,
         })
+    }
+
+    /// The time of each row of `batch`: its event time, or on processing time the clock now
+    /// (the same for every row), never at or before `fired` (the latest time windows fired
+    /// at), so no row lands in a window that has fired.
+    pub(crate) fn row_times(
+        &self,
+        batch: &RecordBatch,
+        fired: Option<EventTimeMs>,
+    ) -> Result<arrow::buffer::ScalarBuffer<i64>> {
+        if self.plan.processing_time {
+            let now = weir_engine::time::now_ms();
+            let now = fired.map_or(now, |fired| now.max(fired.saturating_add(1)));
+            return Ok(vec![now; batch.num_rows()].into());
+        }
+        let column = self
+            .plan
+            .time_column
+            .ok_or_else(|| OperatorError::Plan("a time window without a time column".into()))?;
+        Ok(event_times_ms(batch, column)?)
     }
 
     pub(crate) fn new_group_index(&self) -> GroupIndex {

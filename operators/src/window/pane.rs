@@ -28,7 +28,6 @@ use arrow::row::Rows;
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Context, Operator, TimeDomain};
 use weir_engine::state::OperatorState;
-use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
 use super::early::EarlyFiring;
@@ -357,23 +356,7 @@ impl PaneWindowOperator {
 
 impl Operator for PaneWindowOperator {
     fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
-        let time_column = self
-            .core
-            .plan
-            .time_column
-            .expect("time windows have a time column");
-        let times = match self.core.plan.processing_time {
-            // Processing time: the wall clock as the row arrives, whatever the column says;
-            // never a window that has fired already (in the millisecond it fired).
-            true => {
-                let now = weir_engine::time::now_ms();
-                let now = self
-                    .watermark
-                    .map_or(now, |fired| now.max(fired.saturating_add(1)));
-                vec![now; batch.num_rows()].into()
-            }
-            false => event_times_ms(&batch, time_column).map_err(crate::OperatorError::from)?,
-        };
+        let times = self.core.row_times(&batch, self.watermark)?;
         // Row indices per pane. Rows are mostly in time order, so the pane of the previous
         // row is tried first; a batch usually spans one or two panes.
         let mut by_pane: Vec<(i64, Vec<u32>)> = Vec::new();

@@ -24,7 +24,6 @@ use arrow::record_batch::RecordBatch;
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Context, Operator, TimeDomain};
 use weir_engine::state::OperatorState;
-use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
 use super::WindowCore;
@@ -157,22 +156,7 @@ impl SessionWindowOperator {
 
 impl Operator for SessionWindowOperator {
     fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
-        let time_column = self
-            .core
-            .plan
-            .time_column
-            .expect("session windows have a time column");
-        let processing_time = self.core.plan.processing_time;
-        let times = match processing_time {
-            true => {
-                let now = weir_engine::time::now_ms();
-                let now = self
-                    .watermark
-                    .map_or(now, |fired| now.max(fired.saturating_add(1)));
-                vec![now; batch.num_rows()].into()
-            }
-            false => event_times_ms(&batch, time_column).map_err(crate::OperatorError::from)?,
-        };
+        let times = self.core.row_times(&batch, self.watermark)?;
         let key_ids = self.key_ids(&batch)?;
         let batch_id = self.buffer(&batch).next_id();
         let mut late = Vec::new();
@@ -191,11 +175,12 @@ impl Operator for SessionWindowOperator {
                 late.push(row as u32);
             }
         }
-        if processing_time {
+        if self.core.plan.processing_time {
             // The batch's rows share a time, so one timer (a set: one per millisecond) when
             // their sessions end; an earlier timer of a session that grew finds nothing.
             if let Some(&now) = times.first() {
-                ctx.register_timer(TimeDomain::ProcessingTime, now + self.gap_ms - 1);
+                let end = now.saturating_add(self.gap_ms);
+                ctx.register_timer(TimeDomain::ProcessingTime, end - 1);
             }
         }
         let kept = batch.num_rows() - late.len();
@@ -364,6 +349,12 @@ mod tests {
         let before = weir_engine::time::now_ms();
         op.process_batch(batch.clone(), &mut ctx).unwrap();
         let after = weir_engine::time::now_ms();
+        drop(ctx);
+        let timer = timers
+            .next_processing_time()
+            .expect("a timer at the sessions' end");
+        assert!((before + gap - 1..=after + gap - 1).contains(&timer));
+        let mut ctx = Context::new(0, None, all, &mut timers);
         op.on_watermark(after + 10 * gap, &mut ctx).unwrap();
         assert!(ctx.take_batches().is_empty(), "a watermark fires nothing");
         op.on_timer(TimeDomain::ProcessingTime, before + gap - 2, &mut ctx)
