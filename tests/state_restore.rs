@@ -1,6 +1,10 @@
 //! Snapshot and restore of every stateful window operator and of the updating (non-windowed)
 //! aggregation, including onto a different parallelism: a run cut by a snapshot at 2 subtasks
 //! and resumed at 3 (and at 1) must emit exactly the rows of an uninterrupted run.
+//!
+//! As in the runtime, a run's subtasks keep their state in a live backend (one here for all
+//! of them, each reading and writing its own key groups); a snapshot writes into it and
+//! copies it (a checkpoint), and a resumed run starts from a copy of that.
 
 mod common;
 
@@ -8,7 +12,6 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use common::{batch_of, event_schema, Event};
-use weir::engine::metrics::Metrics;
 use weir::engine::operator::{Context, Operator, OperatorFactory, SubtaskContext, Timers};
 use weir::engine::partition::{partition_by_key, KeyGroupRange, KeyHasher};
 use weir::engine::state::{InMemoryStateBackend, OperatorState};
@@ -34,6 +37,39 @@ fn factory(window: Window) -> WindowAggregateFactory {
     })
 }
 
+/// The subtasks of one run of an operator and their live state.
+struct Run {
+    operators: Vec<Box<dyn Operator>>,
+    live: InMemoryStateBackend,
+}
+
+/// A fresh run at `parallelism`.
+fn start(factory: &dyn OperatorFactory, parallelism: usize) -> Run {
+    Run {
+        operators: subtasks(factory, parallelism),
+        live: InMemoryStateBackend::new(),
+    }
+}
+
+/// A run at `parallelism` resumed from `checkpoint`; `Err` if a subtask's restore failed.
+fn resume(
+    factory: &dyn OperatorFactory,
+    parallelism: usize,
+    checkpoint: &InMemoryStateBackend,
+) -> Result<Run, String> {
+    let mut run = Run {
+        operators: subtasks(factory, parallelism),
+        live: checkpoint.clone(),
+    };
+    for (index, operator) in run.operators.iter_mut().enumerate() {
+        let range = KeyGroupRange::for_subtask(index, parallelism, KEY_GROUPS);
+        operator
+            .restore_state(&OperatorState::new(&mut run.live, "window", range))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(run)
+}
+
 fn subtasks(factory: &dyn OperatorFactory, parallelism: usize) -> Vec<Box<dyn Operator>> {
     (0..parallelism)
         .map(|index| {
@@ -44,68 +80,78 @@ fn subtasks(factory: &dyn OperatorFactory, parallelism: usize) -> Vec<Box<dyn Op
                 parallelism,
                 key_groups: KeyGroupRange::for_subtask(index, parallelism, KEY_GROUPS),
                 max_key_groups: KEY_GROUPS,
-                input_schemas: vec![event_schema()],
-                late_output_connected: false,
-                checkpointing: false,
-                metrics: Metrics::default(),
+                ..SubtaskContext::standalone(vec![event_schema()])
             };
             factory.create(&context).unwrap()
         })
         .collect()
 }
 
-/// Feeds batches (routed by key group) and a watermark after each to the subtasks.
-fn feed(
-    operators: &mut [Box<dyn Operator>],
-    batches: &[RecordBatch],
-    delay: i64,
-    out: &mut Vec<RecordBatch>,
-) {
-    let hasher = KeyHasher::new(&event_schema(), &["k".to_string()], KEY_GROUPS).unwrap();
-    let mut timers = Timers::default();
-    let mut output = Context::new(0, None, KeyGroupRange::all(KEY_GROUPS), &mut timers);
-    for batch in batches {
-        for (target, part) in partition_by_key(&hasher, batch, operators.len()).unwrap() {
-            operators[target].process_batch(part, &mut output).unwrap();
+impl Run {
+    /// Calls `call` on subtask `index` with a context over its state.
+    fn call(
+        &mut self,
+        index: usize,
+        out: &mut Vec<RecordBatch>,
+        call: impl FnOnce(
+            &mut Box<dyn Operator>,
+            &mut Context<'_>,
+        ) -> Result<(), weir::engine::BoxError>,
+    ) -> Result<(), String> {
+        let range = KeyGroupRange::for_subtask(index, self.operators.len(), KEY_GROUPS);
+        let mut timers = Timers::default();
+        let state = OperatorState::new(&mut self.live, "window", range);
+        let mut ctx = Context::new(0, None, range, &mut timers).with_state(state);
+        let result = call(&mut self.operators[index], &mut ctx).map_err(|e| e.to_string());
+        out.extend(ctx.take_batches());
+        result
+    }
+
+    /// Feeds batches (routed by key group) and a watermark after each to the subtasks.
+    fn try_feed(
+        &mut self,
+        batches: &[RecordBatch],
+        delay: i64,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), String> {
+        let hasher = KeyHasher::new(&event_schema(), &["k".to_string()], KEY_GROUPS).unwrap();
+        for batch in batches {
+            for (target, part) in partition_by_key(&hasher, batch, self.operators.len()).unwrap() {
+                self.call(target, out, |op, ctx| op.process_batch(part, ctx))?;
+            }
+            let max_ts = common::column_i64(batch, "ts")
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap();
+            for index in 0..self.operators.len() {
+                self.call(index, out, |op, ctx| op.on_watermark(max_ts - delay, ctx))?;
+            }
         }
-        let max_ts = common::column_i64(batch, "ts")
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap();
-        for operator in operators.iter_mut() {
-            operator.on_watermark(max_ts - delay, &mut output).unwrap();
+        Ok(())
+    }
+
+    fn feed(&mut self, batches: &[RecordBatch], delay: i64, out: &mut Vec<RecordBatch>) {
+        self.try_feed(batches, delay, out).unwrap();
+    }
+
+    fn finish(&mut self, out: &mut Vec<RecordBatch>) {
+        for index in 0..self.operators.len() {
+            self.call(index, out, |op, ctx| op.on_watermark(i64::MAX, ctx))
+                .unwrap();
         }
-        out.extend(output.take_batches());
     }
-}
 
-fn finish(operators: &mut [Box<dyn Operator>], out: &mut Vec<RecordBatch>) {
-    let mut timers = Timers::default();
-    let mut output = Context::new(0, None, KeyGroupRange::all(KEY_GROUPS), &mut timers);
-    for operator in operators.iter_mut() {
-        operator.on_watermark(i64::MAX, &mut output).unwrap();
-    }
-    out.extend(output.take_batches());
-}
-
-fn snapshot(operators: &mut [Box<dyn Operator>], backend: &mut InMemoryStateBackend) {
-    let parallelism = operators.len();
-    for (index, operator) in operators.iter_mut().enumerate() {
-        let range = KeyGroupRange::for_subtask(index, parallelism, KEY_GROUPS);
-        operator
-            .snapshot_state(&mut OperatorState::new(backend, "window", range))
-            .unwrap();
-    }
-}
-
-fn restore(operators: &mut [Box<dyn Operator>], backend: &mut InMemoryStateBackend) {
-    let parallelism = operators.len();
-    for (index, operator) in operators.iter_mut().enumerate() {
-        let range = KeyGroupRange::for_subtask(index, parallelism, KEY_GROUPS);
-        operator
-            .restore_state(&OperatorState::new(backend, "window", range))
-            .unwrap();
+    /// Writes every subtask's state into the live backend and returns a copy (a checkpoint).
+    fn snapshot(&mut self) -> InMemoryStateBackend {
+        let parallelism = self.operators.len();
+        for (index, operator) in self.operators.iter_mut().enumerate() {
+            let range = KeyGroupRange::for_subtask(index, parallelism, KEY_GROUPS);
+            operator
+                .snapshot_state(&mut OperatorState::new(&mut self.live, "window", range))
+                .unwrap();
+        }
+        self.live.clone()
     }
 }
 
@@ -150,21 +196,19 @@ fn check(window: Window, before: usize, after: usize) {
     let delay = 60;
 
     let mut expected = Vec::new();
-    let mut whole = subtasks(&factory, 1);
-    feed(&mut whole, &batches, delay, &mut expected);
-    finish(&mut whole, &mut expected);
+    let mut whole = start(&factory, 1);
+    whole.feed(&batches, delay, &mut expected);
+    whole.finish(&mut expected);
 
     let cut = batches.len() / 2;
     let mut got = Vec::new();
-    let mut first = subtasks(&factory, before);
-    feed(&mut first, &batches[..cut], delay, &mut got);
-    let mut backend = InMemoryStateBackend::new();
-    snapshot(&mut first, &mut backend);
+    let mut first = start(&factory, before);
+    first.feed(&batches[..cut], delay, &mut got);
+    let checkpoint = first.snapshot();
     drop(first);
-    let mut second = subtasks(&factory, after);
-    restore(&mut second, &mut backend);
-    feed(&mut second, &batches[cut..], delay, &mut got);
-    finish(&mut second, &mut got);
+    let mut second = resume(&factory, after, &checkpoint).unwrap();
+    second.feed(&batches[cut..], delay, &mut got);
+    second.finish(&mut got);
 
     let (got, expected) = (rows(&got), rows(&expected));
     assert!(!expected.is_empty());
@@ -209,14 +253,11 @@ fn every_window_kind_restores_onto_more_and_fewer_subtasks() {
 #[test]
 fn a_snapshot_without_a_live_job_is_empty_and_harmless() {
     let factory = factory(Window::tumble(Duration::from_millis(100)));
-    let mut operators = subtasks(&factory, 2);
-    let mut backend = InMemoryStateBackend::new();
-    snapshot(&mut operators, &mut backend);
-    assert!(backend.is_empty());
-    let mut restored = subtasks(&factory, 3);
-    restore(&mut restored, &mut backend);
+    let checkpoint = start(&factory, 2).snapshot();
+    assert!(checkpoint.is_empty());
+    let mut restored = resume(&factory, 3, &checkpoint).unwrap();
     let mut out = Vec::new();
-    finish(&mut restored, &mut out);
+    restored.finish(&mut out);
     assert!(out.is_empty());
 }
 
@@ -226,18 +267,18 @@ fn snapshots_taken_while_running_do_not_change_results() {
         let factory = factory(window);
         let batches = input(11);
         let mut expected = Vec::new();
-        let mut whole = subtasks(&factory, 2);
-        feed(&mut whole, &batches, 60, &mut expected);
-        finish(&mut whole, &mut expected);
+        let mut whole = start(&factory, 2);
+        whole.feed(&batches, 60, &mut expected);
+        whole.finish(&mut expected);
 
         // A snapshot after every batch, as checkpoints at a short interval do.
         let mut got = Vec::new();
-        let mut running = subtasks(&factory, 2);
+        let mut running = start(&factory, 2);
         for batch in &batches {
-            feed(&mut running, std::slice::from_ref(batch), 60, &mut got);
-            snapshot(&mut running, &mut InMemoryStateBackend::new());
+            running.feed(std::slice::from_ref(batch), 60, &mut got);
+            running.snapshot();
         }
-        finish(&mut running, &mut got);
+        running.finish(&mut got);
         assert!(
             rows(&got) == rows(&expected),
             "{window:?}: snapshots changed the results"
@@ -267,20 +308,18 @@ fn the_updating_aggregation_restores_onto_more_and_fewer_subtasks() {
     );
     let batches = input(11);
     let mut expected = Vec::new();
-    feed(&mut subtasks(&factory, 1), &batches, 0, &mut expected);
+    start(&factory, 1).feed(&batches, 0, &mut expected);
     let expected = changelog_rows(&expected);
     assert!(expected.len() > batches.len());
     for (before, after) in [(1, 1), (2, 3), (2, 1), (4, 2)] {
         let cut = batches.len() / 2;
         let mut got = Vec::new();
-        let mut first = subtasks(&factory, before);
-        feed(&mut first, &batches[..cut], 0, &mut got);
-        let mut backend = InMemoryStateBackend::new();
-        snapshot(&mut first, &mut backend);
+        let mut first = start(&factory, before);
+        first.feed(&batches[..cut], 0, &mut got);
+        let checkpoint = first.snapshot();
         drop(first);
-        let mut second = subtasks(&factory, after);
-        restore(&mut second, &mut backend);
-        feed(&mut second, &batches[cut..], 0, &mut got);
+        let mut second = resume(&factory, after, &checkpoint).unwrap();
+        second.feed(&batches[cut..], 0, &mut got);
         assert_eq!(
             changelog_rows(&got),
             expected,
@@ -295,30 +334,20 @@ fn the_updating_aggregation_restores_onto_more_and_fewer_subtasks() {
 fn the_updating_aggregation_forgets_groups_after_the_state_ttl() {
     let factory = UpdatingAggregateFactory::new(vec!["k".into()], vec![count_all().alias("c")])
         .with_state_ttl(Some(Duration::from_millis(400)));
-    let mut operator = subtasks(&factory, 1);
+    let mut operator = start(&factory, 1);
     let event = |key| Event {
         key,
         ts: 0,
         v: Some(1),
     };
     let mut out = Vec::new();
-    feed(
-        &mut operator,
-        &[batch_of(&[event(1), event(2)])],
-        0,
-        &mut out,
-    );
+    operator.feed(&[batch_of(&[event(1), event(2)])], 0, &mut out);
     std::thread::sleep(Duration::from_millis(200));
-    feed(&mut operator, &[batch_of(&[event(2)])], 0, &mut out);
+    operator.feed(&[batch_of(&[event(2)])], 0, &mut out);
     std::thread::sleep(Duration::from_millis(300));
     // Key 1 was last updated 500 ms ago (expired); key 2 300 ms ago (kept). The margins leave
     // 100 ms for a slow machine.
-    feed(
-        &mut operator,
-        &[batch_of(&[event(1), event(2)])],
-        0,
-        &mut out,
-    );
+    operator.feed(&[batch_of(&[event(1), event(2)])], 0, &mut out);
     let rows = changelog_rows(&out);
     // (k, c, op): +I 0, -U 1, +U 2.
     let expected = vec![
@@ -333,18 +362,11 @@ fn the_updating_aggregation_forgets_groups_after_the_state_ttl() {
     assert_eq!(rows, expected);
     // Only live groups are snapshotted.
     std::thread::sleep(Duration::from_millis(450));
-    feed(&mut operator, &[batch_of(&[event(3)])], 0, &mut out);
-    let mut backend = InMemoryStateBackend::new();
-    snapshot(&mut operator, &mut backend);
-    let mut restored = subtasks(&factory, 1);
-    restore(&mut restored, &mut backend);
+    operator.feed(&[batch_of(&[event(3)])], 0, &mut out);
+    let checkpoint = operator.snapshot();
+    let mut restored = resume(&factory, 1, &checkpoint).unwrap();
     let mut after = Vec::new();
-    feed(
-        &mut restored,
-        &[batch_of(&[event(2), event(3)])],
-        0,
-        &mut after,
-    );
+    restored.feed(&[batch_of(&[event(2), event(3)])], 0, &mut after);
     // Key 2 expired before the snapshot (+I again); key 3 was live (-U/+U).
     assert_eq!(
         changelog_rows(&after),
@@ -356,27 +378,19 @@ fn the_updating_aggregation_forgets_groups_after_the_state_ttl() {
     );
 }
 
-/// Restores `backend` into fresh subtasks of `factory`; `Err` if any restore failed. A panic
-/// fails the test: damaged state must be an error, never a crash.
+/// Resumes fresh subtasks of `factory` from `checkpoint` and feeds them `batches` (state
+/// tables read their entries as keys come); `Err` if the restore or an entry read failed. A
+/// panic fails the test: damaged state must be an error, never a crash.
 fn try_restore(
     factory: &dyn OperatorFactory,
-    backend: &mut InMemoryStateBackend,
+    checkpoint: &InMemoryStateBackend,
+    batches: &[RecordBatch],
 ) -> Result<(), String> {
-    let mut operators = subtasks(factory, 2);
-    let mut result = Ok(());
-    for (index, operator) in operators.iter_mut().enumerate() {
-        let range = KeyGroupRange::for_subtask(index, 2, KEY_GROUPS);
-        let view = OperatorState::new(backend, "window", range);
-        let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            operator.restore_state(&view)
-        }));
-        match restored {
-            Err(_) => panic!("restoring damaged state panicked"),
-            Ok(Err(e)) => result = Err(e.to_string()),
-            Ok(Ok(())) => {}
-        }
-    }
-    result
+    let resumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut run = resume(factory, 2, checkpoint)?;
+        run.try_feed(batches, 5_000, &mut Vec::new())
+    }));
+    resumed.unwrap_or_else(|_| panic!("restoring damaged state panicked"))
 }
 
 #[test]
@@ -392,18 +406,13 @@ fn damaged_or_foreign_state_is_an_error_not_a_panic() {
     factories.push(Box::new(updating));
     let batches = input(7);
     let mut snapshots = Vec::new();
+    let (first, second) = batches.split_at(batches.len() / 2);
     for factory in &factories {
-        let mut operators = subtasks(factory.as_ref(), 2);
-        feed(
-            &mut operators,
-            &batches[..batches.len() / 2],
-            5_000,
-            &mut Vec::new(),
-        );
-        let mut backend = InMemoryStateBackend::new();
-        snapshot(&mut operators, &mut backend);
+        let mut run = start(factory.as_ref(), 2);
+        run.feed(first, 5_000, &mut Vec::new());
+        let backend = run.snapshot();
         assert!(!backend.is_empty(), "{} has state", factory.describe());
-        try_restore(factory.as_ref(), &mut backend.clone()).expect("intact state restores");
+        try_restore(factory.as_ref(), &backend, second).expect("intact state restores");
         snapshots.push(backend);
     }
     for (factory, snapshot) in factories.iter().zip(&snapshots) {
@@ -413,7 +422,7 @@ fn damaged_or_foreign_state_is_an_error_not_a_panic() {
             for value in damaged.values_mut() {
                 value.truncate(keep.min(value.len().saturating_sub(1)));
             }
-            let error = try_restore(factory.as_ref(), &mut damaged).unwrap_err();
+            let error = try_restore(factory.as_ref(), &damaged, second).unwrap_err();
             assert!(!error.is_empty());
         }
         // Bytes flipped through the value: an error or (if the damage happens to decode) a
@@ -425,11 +434,11 @@ fn damaged_or_foreign_state_is_an_error_not_a_panic() {
                     value[i] ^= 0x5a;
                 }
             }
-            let _ = try_restore(factory.as_ref(), &mut damaged);
+            let _ = try_restore(factory.as_ref(), &damaged, second);
         }
         // Another operator's state under this one's name: refused.
         for other in snapshots.iter().filter(|s| !std::ptr::eq(*s, snapshot)) {
-            let _ = try_restore(factory.as_ref(), &mut other.clone());
+            let _ = try_restore(factory.as_ref(), other, second);
         }
     }
 }

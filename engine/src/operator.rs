@@ -23,6 +23,7 @@ use crate::error::BoxError;
 use crate::message::EventTimeMs;
 use crate::metrics::Metrics;
 use crate::partition::KeyGroupRange;
+use crate::state::table::MemoryBudget;
 use crate::state::OperatorState;
 
 /// The input names of an operator with one input.
@@ -51,6 +52,8 @@ pub struct SubtaskContext {
     /// Whether the job takes checkpoints: sinks then make output visible only on commit.
     pub checkpointing: bool,
     pub metrics: Metrics,
+    /// The memory budget the subtask's state tables share with the rest of its shard.
+    pub state_budget: MemoryBudget,
 }
 
 impl SubtaskContext {
@@ -69,6 +72,7 @@ impl SubtaskContext {
             late_output_connected: false,
             checkpointing: false,
             metrics: Metrics::default(),
+            state_budget: MemoryBudget::unlimited(),
         }
     }
 
@@ -152,7 +156,8 @@ impl<'a> Context<'a> {
         }
     }
 
-    pub(crate) fn with_state(mut self, state: OperatorState<'a>) -> Self {
+    /// The context with the operator's state (the runtime's, or a test's own backend).
+    pub fn with_state(mut self, state: OperatorState<'a>) -> Self {
         self.state = Some(state);
         self
     }
@@ -172,9 +177,18 @@ impl<'a> Context<'a> {
         self.key_groups
     }
 
-    /// The operator's state in the subtask's backend (`None` when called outside the runtime).
+    /// The operator's state in the subtask's backend (`None` when called outside the runtime
+    /// without [`Context::with_state`]).
     pub fn state(&mut self) -> Option<&mut OperatorState<'a>> {
         self.state.as_mut()
+    }
+
+    /// The operator's state, or an error saying the call has none (an operator with state
+    /// tables called outside the runtime without [`Context::with_state`]).
+    pub fn state_or_err(&mut self) -> Result<&mut OperatorState<'a>, BoxError> {
+        self.state.as_mut().ok_or_else(|| {
+            "this operator keeps state tables: call it with Context::with_state".into()
+        })
     }
 
     /// Emits a batch on the main output. Empty batches are not forwarded.

@@ -183,6 +183,7 @@ mod tests {
     use weir_engine::metrics::Metrics;
     use weir_engine::operator::Timers;
     use weir_engine::partition::KeyGroupRange;
+    use weir_engine::state::table::MemoryBudget;
 
     fn context(schema: &SchemaRef) -> SubtaskContext {
         SubtaskContext {
@@ -196,6 +197,7 @@ mod tests {
             late_output_connected: false,
             checkpointing: false,
             metrics: Metrics::default(),
+            state_budget: MemoryBudget::unlimited(),
         }
     }
 

@@ -12,42 +12,45 @@
 //! left with no rows emits `-D` of its last result and is forgotten, as Flink's
 //! `GroupAggFunction` with its record counter.
 //!
-//! State: per group, the number of rows it holds and one row accumulator per aggregate
-//! (DataFusion's `Accumulator`, which can report its current value without being consumed).
-//! Snapshots store, per key group, the keys, the row count and every accumulator's partial
-//! state; restore merges them back into fresh accumulators.
+//! State: a state table ([`weir_engine::state::table`]) keyed by the encoded group key: per
+//! group the number of rows it holds and one row accumulator per aggregate (DataFusion's
+//! `Accumulator`, which can report its current value without being consumed). Groups beyond
+//! the memory budget live in RocksDB; a checkpoint writes the groups changed since the last.
 //! With a state TTL (Flink's `table.exec.state.ttl`), a group not updated for that long (wall
-//! clock) loses its accumulators; its next row starts it again with `+I`, as in Flink (and a
-//! retraction of a row it held before is then ignored). The group's encoded key stays in the
-//! index (a few bytes per key).
+//! clock) is forgotten; its next row starts it again with `+I`, as in Flink (and a
+//! retraction of a row it held before is then ignored).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::{ArrayRef, AsArray, Int64Array, UInt32Array};
 use arrow::compute::take;
-use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, FieldRef, Int64Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, RowParser, SortField};
 use datafusion_common::ScalarValue;
 use datafusion_expr::Expr;
 use weir_engine::changelog::{
     has_row_kind, kind_array, kind_at, row_kind_field, row_kinds, ChangelogMode, RowKind,
 };
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
-use weir_engine::partition::KeyHasher;
-use weir_engine::state::OperatorState;
+use weir_engine::partition::{KeyGroup, KeyHasher};
+use weir_engine::state::table::{StateCodec, StateTable, TableSpec};
+use weir_engine::state::{OperatorState, StateError};
 use weir_engine::BoxError;
 
 use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
-use crate::group_index::{GroupIndex, KeyEncoder};
+use crate::group_index::KeyEncoder;
 use crate::row_accumulators::{AccumulatorSet, RowAccumulators};
-use crate::state_codec::{decode, encode, split_by_key_group};
 
-const GROUPS_TABLE: &str = "groups";
-/// The state column with each group's row count.
-const ROWS_COLUMN: &str = "$rows";
+/// The state table of groups (key: the encoded group key).
+const GROUPS_TABLE: &str = "group-state";
+/// The format version of [`GROUPS_TABLE`]'s values.
+const GROUPS_FORMAT: u16 = 1;
+/// The table of the snapshots before state tables (format 0), refused when restoring.
+const LEGACY_GROUPS_TABLE: &str = "groups";
 
 /// Describes an updating aggregation: grouping key columns and aggregate expressions.
 #[derive(Debug, Clone)]
@@ -154,77 +157,167 @@ impl OperatorFactory for UpdatingAggregateFactory {
         let plan = self.plan(context.input_schema())?;
         let keys = KeyEncoder::new(&plan.key_fields)?;
         let key_names: Vec<String> = plan.key_fields.iter().map(|f| f.name().clone()).collect();
-        let mut state_fields = plan.key_fields.clone();
-        state_fields.push(Arc::new(Field::new(ROWS_COLUMN, DataType::Int64, false)));
-        state_fields.extend(plan.accumulators.state_fields().iter().cloned());
-        let state_schema = Arc::new(Schema::new(state_fields));
+        let spec = TableSpec {
+            name: GROUPS_TABLE,
+            version: GROUPS_FORMAT,
+            ttl: self.state_ttl,
+        };
+        let codec = GroupCodec::new(plan.accumulators.clone())?;
         Ok(Box::new(UpdatingAggregate {
-            index: keys.group_index(0),
-            hasher: KeyHasher::new(&state_schema, &key_names, context.max_key_groups)?,
+            hasher: KeyHasher::new(context.input_schema(), &key_names, context.max_key_groups)?,
             keys,
-            groups: Vec::new(),
-            state_schema,
+            groups: StateTable::new(spec, codec, context.state_budget.clone()),
             plan,
-            state_ttl: self.state_ttl,
-            last_sweep: Instant::now(),
         }))
     }
 }
 
-/// One group's accumulators and the result last emitted for it.
-struct Group {
-    /// Empty once the group has expired (state TTL) or lost all its rows.
+/// One group's state: its accumulators and row count, and the result last emitted for it.
+pub struct Group {
     accumulators: AccumulatorSet,
-    /// Rows added less rows retracted; 0 for a group with no state (new, expired or emptied).
+    /// Rows added less rows retracted.
     rows: i64,
+    /// The result emitted last (in memory only: after a group is read back, its
+    /// accumulators' value, which is what was emitted).
     emitted: Option<Vec<ScalarValue>>,
-    last_update: Instant,
+}
+
+/// Stores a group as one row of Arrow's row format: the row count, then every
+/// accumulator's partial state (DataFusion's `Accumulator::state`), encoded column-wise for
+/// many groups at once and merged into fresh accumulators when read back.
+pub struct GroupCodec {
+    accumulators: RowAccumulators,
+    converter: RowConverter,
+    parser: RowParser,
+}
+
+impl GroupCodec {
+    fn new(accumulators: RowAccumulators) -> Result<Self> {
+        let mut fields = vec![SortField::new(DataType::Int64)];
+        fields.extend(
+            accumulators
+                .state_fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone())),
+        );
+        let converter = RowConverter::new(fields)?;
+        Ok(GroupCodec {
+            parser: converter.parser(),
+            converter,
+            accumulators,
+        })
+    }
+
+    fn try_decode(&self, bytes: &[u8]) -> Result<Group> {
+        let columns = self.converter.convert_rows([self.parser.parse(bytes)])?;
+        let rows = columns[0].as_primitive::<Int64Type>().value(0);
+        let mut accumulators = self.accumulators.create()?;
+        self.accumulators
+            .merge(&mut accumulators, &columns[1..], 0)?;
+        let emitted = Some(RowAccumulators::evaluate(&mut accumulators)?);
+        Ok(Group {
+            accumulators,
+            rows,
+            emitted,
+        })
+    }
+}
+
+impl StateCodec for GroupCodec {
+    type Value = Group;
+
+    fn encode(&self, groups: &mut [&mut Group]) -> std::result::Result<Vec<Vec<u8>>, StateError> {
+        let encoding = |e: OperatorError| StateError::Encoding(e.to_string());
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|g| g.rows),
+        ))];
+        columns.extend(
+            self.accumulators
+                .states(groups.iter_mut().map(|g| &mut g.accumulators))
+                .map_err(encoding)?,
+        );
+        let rows = self
+            .converter
+            .convert_columns(&columns)
+            .map_err(|e| encoding(e.into()))?;
+        Ok(rows.iter().map(|row| row.as_ref().to_vec()).collect())
+    }
+
+    fn decode(&self, bytes: &[u8], _version: u16) -> std::result::Result<Group, StateError> {
+        self.try_decode(bytes)
+            .map_err(|e| StateError::Encoding(e.to_string()))
+    }
+
+    fn memory_bytes(&self, group: &Group) -> usize {
+        let emitted = group
+            .emitted
+            .as_ref()
+            .map_or(0, |values| values.iter().map(ScalarValue::size).sum());
+        std::mem::size_of::<Group>()
+            + group.accumulators.iter().map(|a| a.size()).sum::<usize>()
+            + emitted
+    }
 }
 
 pub struct UpdatingAggregate {
     plan: Plan,
     keys: KeyEncoder,
-    index: GroupIndex,
-    groups: Vec<Group>,
+    /// Key groups of the encoded keys (those of the hash exchange before the operator).
     hasher: KeyHasher,
-    state_schema: SchemaRef,
-    state_ttl: Option<Duration>,
-    last_sweep: Instant,
+    groups: StateTable<GroupCodec>,
+}
+
+/// How a batch changed one group's result.
+enum Change {
+    None,
+    Insert(Vec<ScalarValue>),
+    Update(Vec<ScalarValue>, Vec<ScalarValue>),
+    /// Every row retracted: the result is deleted and the group forgotten.
+    Delete(Option<Vec<ScalarValue>>),
 }
 
 impl UpdatingAggregate {
-    /// A group with no state yet (its first row creates the accumulators).
-    fn new_group() -> Group {
-        Group {
-            accumulators: Vec::new(),
-            rows: 0,
-            emitted: None,
-            last_update: Instant::now(),
+    /// Feeds a group the rows `rows` (in arrival order; a retraction while the group holds
+    /// no row is ignored, as Flink's) and says how its result changed.
+    fn apply(
+        accumulators: &RowAccumulators,
+        group: &mut Group,
+        inputs: &[(Vec<ArrayRef>, Option<arrow::array::BooleanArray>)],
+        kinds: Option<&arrow::array::Int8Array>,
+        rows: &[u32],
+    ) -> Result<Change> {
+        if group.rows <= 0 {
+            // New, or emptied before: the group starts over.
+            group.accumulators = accumulators.create()?;
+            group.rows = 0;
         }
-    }
-
-    /// Drops the state of groups not updated for the state TTL (at most twice per TTL).
-    fn expire(&mut self, now: Instant) {
-        let Some(ttl) = self.state_ttl else {
-            return;
-        };
-        if now.duration_since(self.last_sweep) < ttl / 2 {
-            return;
-        }
-        self.last_sweep = now;
-        for group in &mut self.groups {
-            if group.rows > 0 && now.duration_since(group.last_update) > ttl {
-                group.accumulators = Vec::new();
-                group.rows = 0;
-                group.emitted = None;
+        let (mut adds, mut retracts) = (Vec::new(), Vec::new());
+        for &row in rows {
+            if kind_at(kinds, row as usize).is_accumulate() {
+                group.rows += 1;
+                adds.push(row);
+            } else if group.rows > 0 {
+                group.rows -= 1;
+                retracts.push(row);
             }
         }
+        RowAccumulators::feed(&mut group.accumulators, inputs, &adds, false)?;
+        RowAccumulators::feed(&mut group.accumulators, inputs, &retracts, true)?;
+        if group.rows <= 0 {
+            return Ok(Change::Delete(group.emitted.take()));
+        }
+        let new = RowAccumulators::evaluate(&mut group.accumulators)?;
+        Ok(match group.emitted.replace(new.clone()) {
+            Some(old) if old == new => Change::None,
+            Some(old) => Change::Update(old, new),
+            None => Change::Insert(new),
+        })
     }
 
-    /// The changelog rows of the touched groups: keys from `key_source` rows.
+    /// The changelog rows of `changes` (per touched group: a row of `keys` with its key).
     fn emit(
-        &mut self,
-        touched: &[(usize, u32)],
+        &self,
+        changes: Vec<(u32, Change)>,
         keys: &[ArrayRef],
         ctx: &mut Context<'_>,
     ) -> Result<()> {
@@ -239,25 +332,15 @@ impl UpdatingAggregate {
                 column.push(value);
             }
         };
-        for &(group, key_row) in touched {
-            let state = &mut self.groups[group];
-            if state.rows <= 0 {
-                // Every row retracted: the group's result is deleted and the group forgotten.
-                state.accumulators = Vec::new();
-                state.rows = 0;
-                if let Some(old) = state.emitted.take() {
-                    push(key_row, RowKind::Delete, old);
-                }
-                continue;
-            }
-            let new = RowAccumulators::evaluate(&mut state.accumulators)?;
-            match state.emitted.replace(new.clone()) {
-                Some(old) if old == new => continue,
-                Some(old) => {
+        for (key_row, change) in changes {
+            match change {
+                Change::None | Change::Delete(None) => {}
+                Change::Insert(new) => push(key_row, RowKind::Insert, new),
+                Change::Update(old, new) => {
                     push(key_row, RowKind::UpdateBefore, old);
                     push(key_row, RowKind::UpdateAfter, new);
                 }
-                None => push(key_row, RowKind::Insert, new),
+                Change::Delete(Some(old)) => push(key_row, RowKind::Delete, old),
             }
         }
         if key_rows.is_empty() {
@@ -295,54 +378,45 @@ impl Operator for UpdatingAggregate {
             .map(|&i| Arc::clone(batch.column(i)))
             .collect();
         let encoded = self.keys.encode(&keys, rows)?;
-        let mut group_of_row = Vec::with_capacity(rows);
-        self.index.intern(&encoded, &mut group_of_row);
-        self.groups
-            .resize_with(self.index.len(), UpdatingAggregate::new_group);
         // Rows of each touched group, groups in order of first appearance.
-        let mut order: Vec<(usize, u32)> = Vec::new();
-        let mut rows_of: HashMap<usize, Vec<u32>> = HashMap::new();
-        for (row, &group) in group_of_row.iter().enumerate() {
-            rows_of
-                .entry(group)
-                .or_insert_with(|| {
-                    order.push((group, row as u32));
-                    Vec::new()
-                })
-                .push(row as u32);
+        let mut touched: Vec<(u32, Vec<u32>)> = Vec::new();
+        let mut position: HashMap<&[u8], usize> = HashMap::new();
+        for row in 0..rows {
+            let at = *position.entry(encoded.row(row).data()).or_insert_with(|| {
+                touched.push((row as u32, Vec::new()));
+                touched.len() - 1
+            });
+            touched[at].1.push(row as u32);
         }
         let inputs = self.plan.accumulators.aggregates().inputs(&batch)?;
         let kinds = row_kinds(&batch);
-        let now = Instant::now();
-        for &(group, _) in &order {
-            let state = &mut self.groups[group];
-            let expired = self
-                .state_ttl
-                .is_some_and(|ttl| now.duration_since(state.last_update) > ttl);
-            if expired || state.rows <= 0 {
-                // Past its TTL (swept or not yet), new, or emptied: the group starts over.
-                state.accumulators = self.plan.accumulators.create()?;
-                state.rows = 0;
-                state.emitted = None;
+        let keyed = !self.plan.key_columns.is_empty();
+        let state = ctx.state_or_err()?;
+        let mut changes = Vec::with_capacity(touched.len());
+        for (first, group_rows) in touched {
+            let key = encoded.row(first as usize);
+            let group = match keyed {
+                true => self.hasher.key_group_of(key.as_ref()),
+                false => KeyGroup(0),
+            };
+            let accumulators = &self.plan.accumulators;
+            let new_group = || Group {
+                accumulators: Vec::new(),
+                rows: 0,
+                emitted: None,
+            };
+            let change = self
+                .groups
+                .update(state, group, key.as_ref(), new_group, |g| {
+                    Self::apply(accumulators, g, &inputs, kinds, &group_rows)
+                })??;
+            if let Change::Delete(_) = change {
+                self.groups.remove(group, key.as_ref());
             }
-            state.last_update = now;
-            // In arrival order: a retraction while the group holds no row (its state expired,
-            // or its row never came) is ignored, as Flink's.
-            let (mut adds, mut retracts) = (Vec::new(), Vec::new());
-            for row in rows_of.remove(&group).unwrap_or_default() {
-                if kind_at(kinds, row as usize).is_accumulate() {
-                    state.rows += 1;
-                    adds.push(row);
-                } else if state.rows > 0 {
-                    state.rows -= 1;
-                    retracts.push(row);
-                }
-            }
-            RowAccumulators::feed(&mut state.accumulators, &inputs, &adds, false)?;
-            RowAccumulators::feed(&mut state.accumulators, &inputs, &retracts, true)?;
+            changes.push((first, change));
         }
-        self.emit(&order, &keys, ctx)?;
-        self.expire(now);
+        self.groups.expire(state)?;
+        self.emit(changes, &keys, ctx)?;
         Ok(())
     }
 
@@ -350,63 +424,23 @@ impl Operator for UpdatingAggregate {
         &mut self,
         state: &mut OperatorState<'_>,
     ) -> std::result::Result<(), BoxError> {
-        state.clear_owned(GROUPS_TABLE)?;
-        if self.groups.is_empty() {
-            return Ok(());
-        }
-        let live: Vec<u32> = (0..self.groups.len() as u32)
-            .filter(|&g| self.groups[g as usize].rows > 0)
-            .collect();
-        let live_indices = UInt32Array::from(live);
-        let mut columns: Vec<ArrayRef> = self
-            .keys
-            .decode(self.index.keys())?
-            .iter()
-            .map(|k| take(k.as_ref(), &live_indices, None))
-            .collect::<std::result::Result<_, _>>()?;
-        let live_groups = self.groups.iter_mut().filter(|g| g.rows > 0);
-        columns.push(Arc::new(Int64Array::from_iter_values(
-            live_groups.map(|g| g.rows),
-        )));
-        let live_groups = self.groups.iter_mut().filter(|g| g.rows > 0);
-        columns.extend(
-            self.plan
-                .accumulators
-                .states(live_groups.map(|g| &mut g.accumulators))?,
-        );
-        let batch = RecordBatch::try_new(Arc::clone(&self.state_schema), columns)?;
-        for (group, part) in split_by_key_group(&self.hasher, &batch)? {
-            state.put(GROUPS_TABLE, group, b"", encode(0, &part)?)?;
-        }
+        self.groups.flush(state)?;
         Ok(())
     }
 
+    /// The groups are in the state backend already, read when first touched. A snapshot of
+    /// the format before state tables (format 0) is refused.
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
-        for entry in state.scan_owned(GROUPS_TABLE)? {
-            let (_, batch) = decode(&entry.value, GROUPS_TABLE, entry.group, &self.state_schema)?;
-            let key_count = self.plan.key_columns.len();
-            let keys: Vec<ArrayRef> = batch.columns()[..key_count].to_vec();
-            let rows = batch.column(key_count).as_primitive::<Int64Type>();
-            let encoded = self.keys.encode(&keys, batch.num_rows())?;
-            let mut group_of_row = Vec::new();
-            self.index.intern(&encoded, &mut group_of_row);
-            for (row, &group) in group_of_row.iter().enumerate() {
-                if self.groups.len() <= group {
-                    self.groups
-                        .resize_with(group + 1, UpdatingAggregate::new_group);
-                }
-                let target = &mut self.groups[group];
-                if target.rows <= 0 {
-                    target.accumulators = self.plan.accumulators.create()?;
-                }
-                target.rows += rows.value(row);
-                let states = &batch.columns()[key_count + 1..];
-                self.plan
-                    .accumulators
-                    .merge(&mut target.accumulators, states, row)?;
-                // What was emitted before the snapshot is the restored value.
-                target.emitted = Some(RowAccumulators::evaluate(&mut target.accumulators)?);
-            }
+        let mut legacy = false;
+        state.visit_owned(LEGACY_GROUPS_TABLE, &mut |_, _, _| {
+            legacy = true;
+            Ok(())
+        })?;
+        if legacy {
+            return Err(format!(
+                "its groups are stored in format 0 (one snapshot per key group), which this build does not read (it reads table '{GROUPS_TABLE}' format {GROUPS_FORMAT}); resume with the Weir version that wrote the checkpoint, or start without it"
+            )
+            .into());
         }
         Ok(())
     }
@@ -415,17 +449,20 @@ impl Operator for UpdatingAggregate {
 #[cfg(test)]
 mod tests {
     use arrow::array::{Int64Array, Int8Array};
+    use arrow::datatypes::Field;
     use datafusion_expr::col;
     use datafusion_functions_aggregate::count::count_all;
     use datafusion_functions_aggregate::sum::sum;
     use weir_engine::operator::Timers;
     use weir_engine::partition::KeyGroupRange;
+    use weir_engine::state::InMemoryStateBackend;
 
     use super::*;
 
     /// Feeds changelog rows (kind, k, v); returns the output as (kind, k, count, sum).
     fn step(
         op: &mut Box<dyn Operator>,
+        backend: &mut InMemoryStateBackend,
         rows: &[(RowKind, i64, i64)],
     ) -> Vec<(RowKind, i64, i64, i64)> {
         let schema = input();
@@ -439,7 +476,9 @@ mod tests {
         )
         .unwrap();
         let mut timers = Timers::default();
-        let mut ctx = Context::new(0, None, KeyGroupRange::all(128), &mut timers);
+        let all = KeyGroupRange::all(128);
+        let state = OperatorState::new(backend, "op", all);
+        let mut ctx = Context::new(0, None, all, &mut timers).with_state(state);
         op.process_batch(batch, &mut ctx).unwrap();
         let mut out = Vec::new();
         for b in ctx.take_batches() {
@@ -474,11 +513,20 @@ mod tests {
             .create(&SubtaskContext::standalone(vec![input()]))
             .unwrap();
         use RowKind::*;
-        let out = step(&mut op, &[(UpdateBefore, 1, 5), (UpdateAfter, 1, 6)]);
+        let backend = &mut InMemoryStateBackend::new();
+        let out = step(
+            &mut op,
+            backend,
+            &[(UpdateBefore, 1, 5), (UpdateAfter, 1, 6)],
+        );
         assert_eq!(out, vec![(Insert, 1, 1, 6)]);
-        let out = step(&mut op, &[(UpdateBefore, 1, 6), (UpdateAfter, 1, 7)]);
+        let out = step(
+            &mut op,
+            backend,
+            &[(UpdateBefore, 1, 6), (UpdateAfter, 1, 7)],
+        );
         assert_eq!(out, vec![(UpdateBefore, 1, 1, 6), (UpdateAfter, 1, 1, 7)]);
-        let out = step(&mut op, &[(Delete, 1, 7)]);
+        let out = step(&mut op, backend, &[(Delete, 1, 7)]);
         assert_eq!(out, vec![(Delete, 1, 1, 7)]);
     }
 }

@@ -15,7 +15,7 @@ use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{Direction, IteratorMode, Options, WriteOptions, DB};
 
 use crate::partition::{KeyGroup, KeyGroupRange};
-use crate::state::{StateBackend, StateEntry, StateError};
+use crate::state::{EntryVisitor, StateBackend, StateEntry, StateError};
 
 fn io(context: &str, path: &Path, error: impl std::fmt::Display) -> StateError {
     StateError::Io(format!("{context} {}: {error}", path.display()))
@@ -31,16 +31,30 @@ fn encode_key(table: &str, group: u16, key: &[u8]) -> Vec<u8> {
 }
 
 /// The key group and user key of a stored key of `table`.
-fn decode_key(table: &str, stored: &[u8]) -> Option<(u16, Vec<u8>)> {
+fn decode_key<'k>(table: &str, stored: &'k [u8]) -> Option<(u16, &'k [u8])> {
     let rest = stored.strip_prefix(table.as_bytes())?.strip_prefix(&[0])?;
     let (group, key) = rest.split_first_chunk::<2>()?;
-    Some((u16::from_be_bytes(*group), key.to_vec()))
+    Some((u16::from_be_bytes(*group), key))
 }
 
 /// The live RocksDB instance of one shard.
 pub struct ShardStore {
     db: DB,
     path: PathBuf,
+    /// Removes the store's directory once the database is closed (fields drop in order): a
+    /// temporary store's.
+    _removal: Option<RemoveDir>,
+}
+
+/// Removes a directory when dropped.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.0) {
+            tracing::warn!(path = %self.0.display(), %error, "cannot remove a temporary state store");
+        }
+    }
 }
 
 impl std::fmt::Debug for ShardStore {
@@ -65,7 +79,17 @@ impl ShardStore {
         Ok(Arc::new(ShardStore {
             db,
             path: path.to_path_buf(),
+            _removal: None,
         }))
+    }
+
+    /// [`ShardStore::create`], the directory removed again when the store is dropped.
+    pub fn create_temporary(path: &Path, operators: &[String]) -> Result<Arc<Self>, StateError> {
+        let mut store = Self::create(path, operators)?;
+        if let Some(store) = Arc::get_mut(&mut store) {
+            store._removal = Some(RemoveDir(path.to_path_buf()));
+        }
+        Ok(store)
     }
 
     /// A state backend writing into `operator`'s column family.
@@ -124,6 +148,21 @@ impl SnapshotReader {
         })
     }
 
+    /// Calls `visit` with every entry `operator` stored in `table` for the key groups of
+    /// `range`, in key order.
+    pub fn visit(
+        &self,
+        operator: &str,
+        table: &str,
+        range: KeyGroupRange,
+        visit: &mut EntryVisitor<'_>,
+    ) -> Result<(), StateError> {
+        match self.db.cf_handle(operator) {
+            Some(family) => visit_family(&self.db, family, table, range, visit),
+            None => Ok(()),
+        }
+    }
+
     /// Every entry `operator` stored in `table` for the key groups of `range`.
     pub fn scan(
         &self,
@@ -161,20 +200,35 @@ fn scan_family(
     table: &str,
     range: KeyGroupRange,
 ) -> Result<Vec<StateEntry>, StateError> {
-    let from = encode_key(table, range.start, &[]);
     let mut entries = Vec::new();
+    visit_family(db, family, table, range, &mut |group, key, value| {
+        entries.push(StateEntry {
+            group,
+            key: key.to_vec(),
+            value: value.to_vec(),
+        });
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
+/// Calls `visit` with every entry of `table` in `range`, in key order, as RocksDB iterates.
+fn visit_family(
+    db: &DB,
+    family: &rocksdb::ColumnFamily,
+    table: &str,
+    range: KeyGroupRange,
+    visit: &mut EntryVisitor<'_>,
+) -> Result<(), StateError> {
+    let from = encode_key(table, range.start, &[]);
     for item in db.iterator_cf(family, IteratorMode::From(&from, Direction::Forward)) {
         let (key, value) = item.map_err(|e| StateError::Io(e.to_string()))?;
         match decode_key(table, &key) {
-            Some((group, key)) if group < range.end => entries.push(StateEntry {
-                group: KeyGroup(group),
-                key,
-                value: value.into_vec(),
-            }),
+            Some((group, key)) if group < range.end => visit(KeyGroup(group), key, &value)?,
             _ => break,
         }
     }
-    Ok(entries)
+    Ok(())
 }
 
 /// One operator's column family in a [`ShardStore`].
@@ -228,6 +282,16 @@ impl StateBackend for RocksStateBackend {
         scan_family(&self.store.db, family, table, range)
     }
 
+    fn visit(
+        &self,
+        table: &str,
+        range: KeyGroupRange,
+        visit: &mut EntryVisitor<'_>,
+    ) -> Result<(), StateError> {
+        let family = self.store.family(&self.family)?;
+        visit_family(&self.store.db, family, table, range, visit)
+    }
+
     fn delete_range(&mut self, table: &str, range: KeyGroupRange) -> Result<(), StateError> {
         let family = self.store.family(&self.family)?;
         if range.end <= range.start {
@@ -250,6 +314,137 @@ impl StateBackend for RocksStateBackend {
             .db
             .delete_range_cf_opt(family, from, to, &self.write)
             .map_err(|e| StateError::Io(e.to_string()))
+    }
+}
+
+/// The store of one shard of a job without a state directory, where state tables spill
+/// what their memory budget does not hold: a RocksDB instance in a temporary directory,
+/// opened on the first write (most such jobs never spill) and removed when the job ends.
+pub struct SpillStore {
+    path: PathBuf,
+    operators: Vec<String>,
+    store: std::sync::Mutex<Option<Arc<ShardStore>>>,
+}
+
+impl std::fmt::Debug for SpillStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpillStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SpillStore {
+    /// A store at `path` (not created yet) with a column family per name in `operators`.
+    pub fn new(path: PathBuf, operators: Vec<String>) -> Arc<Self> {
+        Arc::new(SpillStore {
+            path,
+            operators,
+            store: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The store, opened now if it was not.
+    fn open(&self) -> Result<Arc<ShardStore>, StateError> {
+        let mut store = self
+            .store
+            .lock()
+            .map_err(|_| StateError::Io("a spill store's lock is poisoned".into()))?;
+        if let Some(store) = store.as_ref() {
+            return Ok(Arc::clone(store));
+        }
+        let created = ShardStore::create_temporary(&self.path, &self.operators)?;
+        tracing::info!(path = %self.path.display(), "state spills to a temporary store");
+        *store = Some(Arc::clone(&created));
+        Ok(created)
+    }
+
+    /// A state backend writing into `operator`'s column family.
+    pub fn backend(self: &Arc<Self>, operator: &str) -> SpillBackend {
+        SpillBackend {
+            spill: Arc::clone(self),
+            family: operator.to_string(),
+            backend: None,
+        }
+    }
+}
+
+/// One operator's column family in a [`SpillStore`]: empty until the first write.
+#[derive(Debug)]
+pub struct SpillBackend {
+    spill: Arc<SpillStore>,
+    family: String,
+    backend: Option<RocksStateBackend>,
+}
+
+impl SpillBackend {
+    fn writer(&mut self) -> Result<&mut RocksStateBackend, StateError> {
+        if self.backend.is_none() {
+            self.backend = Some(self.spill.open()?.backend(&self.family));
+        }
+        self.backend
+            .as_mut()
+            .ok_or_else(|| StateError::Io("the spill store did not open".into()))
+    }
+}
+
+impl StateBackend for SpillBackend {
+    fn put(
+        &mut self,
+        table: &str,
+        group: KeyGroup,
+        key: &[u8],
+        value: Vec<u8>,
+    ) -> Result<(), StateError> {
+        self.writer()?.put(table, group, key, value)
+    }
+
+    fn get(&self, table: &str, group: KeyGroup, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        match &self.backend {
+            Some(backend) => backend.get(table, group, key),
+            // Only this backend writes its family: nothing written, nothing to read.
+            None => Ok(None),
+        }
+    }
+
+    fn delete(&mut self, table: &str, group: KeyGroup, key: &[u8]) -> Result<(), StateError> {
+        match &mut self.backend {
+            Some(backend) => backend.delete(table, group, key),
+            None => Ok(()),
+        }
+    }
+
+    fn scan(&self, table: &str, range: KeyGroupRange) -> Result<Vec<StateEntry>, StateError> {
+        match &self.backend {
+            Some(backend) => backend.scan(table, range),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn visit(
+        &self,
+        table: &str,
+        range: KeyGroupRange,
+        visit: &mut EntryVisitor<'_>,
+    ) -> Result<(), StateError> {
+        match &self.backend {
+            Some(backend) => backend.visit(table, range, visit),
+            None => Ok(()),
+        }
+    }
+
+    fn delete_range(&mut self, table: &str, range: KeyGroupRange) -> Result<(), StateError> {
+        match &mut self.backend {
+            Some(backend) => backend.delete_range(table, range),
+            None => Ok(()),
+        }
+    }
+
+    fn clear(&mut self, table: &str) -> Result<(), StateError> {
+        match &mut self.backend {
+            Some(backend) => backend.clear(table),
+            None => Ok(()),
+        }
     }
 }
 

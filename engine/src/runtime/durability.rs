@@ -12,8 +12,9 @@
 //!    unclaimed state is refused unless the job allows it (`allow_non_restored_state`);
 //! 3. sinks commit the checkpoint's tokens again (idempotent) and then discard anything
 //!    staged after it;
-//! 4. each operator subtask reads its key groups from every old shard's store (so the shard
-//!    count may differ), each source split gets the stored positions.
+//! 4. each operator subtask copies its key groups from every old shard's store into its
+//!    live store (so the shard count may differ), each source split gets the stored
+//!    positions.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ use crate::graph::{operator_logic, Graph, GraphInfo, NodeKind};
 use crate::partition::KeyGroupRange;
 use crate::sink::SinkFactory;
 use crate::source::Positions;
-use crate::state::{InMemoryStateBackend, StateBackend};
+use crate::state::StateBackend;
 
 /// The checkpoint or savepoint a job resumes from.
 pub(crate) struct Resume {
@@ -75,28 +76,28 @@ impl Durability {
         }
     }
 
-    /// The stored state of `operator` in `range`, gathered from every old shard; `None` when
-    /// not resuming.
-    pub(crate) fn restored_state(
+    /// Copies the stored state of `operator` in `range`, from every old shard, into `live`
+    /// (entry by entry: nothing is gathered in memory); whether the job is resuming.
+    pub(crate) fn restore_into(
         &self,
         operator: &str,
         range: KeyGroupRange,
-    ) -> Result<Option<InMemoryStateBackend>, EngineError> {
+        live: &mut dyn StateBackend,
+    ) -> Result<bool, EngineError> {
         let Some(resume) = &self.resume else {
-            return Ok(None);
+            return Ok(false);
         };
         let fail = |e: crate::state::StateError| resume.error(e.to_string());
-        let mut state = InMemoryStateBackend::new();
         for reader in &resume.readers {
             for table in reader.tables(operator).map_err(fail)? {
-                for entry in reader.scan(operator, &table, range).map_err(fail)? {
-                    state
-                        .put(&table, entry.group, &entry.key, entry.value)
-                        .map_err(fail)?;
-                }
+                reader
+                    .visit(operator, &table, range, &mut |group, key, value| {
+                        live.put(&table, group, key, value.to_vec())
+                    })
+                    .map_err(fail)?;
             }
         }
-        Ok(Some(state))
+        Ok(true)
     }
 }
 

@@ -54,8 +54,13 @@ pub struct RunOptions {
     pub channel_capacity: usize,
     /// Number of key groups (the maximum useful parallelism of keyed operators).
     pub key_groups: u16,
-    /// Checkpoints, recovery and savepoints; `None`: state lives in memory only.
+    /// Checkpoints, recovery and savepoints; `None`: state lives in memory and, past the
+    /// memory budget, in a temporary store.
     pub checkpoint: Option<CheckpointConfig>,
+    /// Bytes the decoded state of all state tables may use, over all shards
+    /// (`state.memory-budget`); `None`: a quarter of the machine's memory
+    /// ([`default_state_memory_budget`]).
+    pub state_memory_budget: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -65,8 +70,21 @@ impl Default for RunOptions {
             channel_capacity: 16,
             key_groups: DEFAULT_KEY_GROUPS,
             checkpoint: None,
+            state_memory_budget: None,
         }
     }
+}
+
+/// The default state memory budget: a quarter of the machine's memory (`MemTotal` of
+/// `/proc/meminfo`), 1 GiB where that cannot be read.
+pub fn default_state_memory_budget() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<usize>().ok()
+        });
+    total_kib.map_or(1 << 30, |kib| kib.saturating_mul(1024) / 4)
 }
 
 impl RunOptions {
@@ -88,6 +106,19 @@ impl RunOptions {
     pub fn checkpoint(mut self, config: CheckpointConfig) -> Self {
         self.checkpoint = Some(config);
         self
+    }
+
+    /// Limits the decoded state of all state tables to `bytes` over all shards (Weir's
+    /// `state.memory-budget`); colder entries live in RocksDB.
+    pub fn state_memory_budget(mut self, bytes: usize) -> Self {
+        self.state_memory_budget = Some(bytes);
+        self
+    }
+
+    /// The state memory budget in bytes: the one set, or the default.
+    pub fn state_memory_budget_bytes(&self) -> usize {
+        self.state_memory_budget
+            .unwrap_or_else(default_state_memory_budget)
     }
 }
 

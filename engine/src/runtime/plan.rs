@@ -10,18 +10,22 @@
 //! 4. Every edge that leaves a chain becomes one router per upstream subtask, holding senders
 //!    to the downstream subtasks with their input numbers.
 //! 5. With checkpoints, each operator subtask stores its state in its shard's RocksDB store
-//!    and, when resuming, starts from the state of its key groups; each source split gets the
-//!    stored positions; each subtask reports to the coordinator under a task number.
+//!    and, when resuming, starts from the state of its key groups, copied into that store;
+//!    each source split gets the stored positions; each subtask reports to the coordinator
+//!    under a task number. Without checkpoints, state spills to a temporary store per shard.
+//!    Every shard's state tables share one memory budget (`state.memory-budget` / shards).
 
 use tokio::sync::mpsc;
 
+use crate::checkpoint::store::SpillStore;
 use crate::error::EngineError;
 use crate::graph::{Exchange, Graph, GraphInfo, NodeId, NodeKind, OutputPort};
 use crate::metrics::{names, Metrics};
 use crate::operator::SubtaskContext;
 use crate::partition::{KeyGroupRange, KeyHasher};
 use crate::source::SplitContext;
-use crate::state::{InMemoryStateBackend, OperatorState, StateBackend};
+use crate::state::table::MemoryBudget;
+use crate::state::{OperatorState, StateBackend};
 use crate::time::WatermarkGenerator;
 
 use super::durability::Durability;
@@ -175,6 +179,27 @@ pub(crate) fn build(
     };
 
     let shards = options.shards.max(1);
+    // Per shard: the memory budget of its state tables, and without checkpoints the
+    // temporary store they spill to.
+    let budgets: Vec<MemoryBudget> = (0..shards)
+        .map(|_| MemoryBudget::new(options.state_memory_budget_bytes() / shards))
+        .collect();
+    let spill: Vec<std::sync::Arc<SpillStore>> = match durability {
+        Some(_) => Vec::new(),
+        None => {
+            let operators: Vec<String> = graph
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| matches!(n.kind, NodeKind::Operator(_)))
+                .map(|(i, _)| info.uids[i].clone())
+                .collect();
+            let dir = spill_dir();
+            (0..shards)
+                .map(|shard| SpillStore::new(dir.join(format!("shard-{shard}")), operators.clone()))
+                .collect()
+        }
+    };
     let mut plan = PhysicalPlan {
         shards: (0..shards).map(|_| Vec::new()).collect(),
         source_controls: Vec::new(),
@@ -199,6 +224,7 @@ pub(crate) fn build(
                 late_output_connected: graph.outputs(node).any(|e| e.port == OutputPort::Late),
                 checkpointing: durability.is_some(),
                 metrics: metrics.clone(),
+                state_budget: budgets[subtask % shards].clone(),
             };
             let fail =
                 |node: NodeId, e| EngineError::operator(&graph.nodes[node.0].name, subtask, e);
@@ -250,35 +276,37 @@ pub(crate) fn build(
                         let name = &graph.nodes[node.0].name;
                         let mut operator = guarded(name, subtask, || factory.create(&ctx))?
                             .map_err(|e| fail(node, e))?;
-                        let state: Box<dyn StateBackend> = match durability {
+                        let mut state: Box<dyn StateBackend> = match durability {
                             Some(durability) => {
-                                if let Some(mut restored) =
-                                    durability.restored_state(&ctx.uid, ctx.key_groups)?
-                                {
-                                    let view =
-                                        OperatorState::new(&mut restored, &ctx.uid, ctx.key_groups);
-                                    // Restored bytes may be damaged or foreign: any failure,
-                                    // a panic included, names the operator and checkpoint.
-                                    let reason = match guarded(name, subtask, || {
-                                        operator.restore_state(&view)
-                                    }) {
-                                        Ok(Ok(())) => None,
-                                        Ok(Err(e)) => Some(e.to_string()),
-                                        Err(EngineError::OperatorPanicked { message, .. }) => {
-                                            Some(format!("it panicked: {message}"))
-                                        }
-                                        Err(e) => Some(e.to_string()),
-                                    };
-                                    if let Some(reason) = reason {
-                                        return Err(durability.restore_error(format!(
-                                            "operator '{name}' (subtask {subtask}) could not restore its state: {reason}"
-                                        )));
-                                    }
-                                }
                                 Box::new(durability.store(subtask % shards).backend(&ctx.uid))
                             }
-                            None => Box::new(InMemoryStateBackend::new()),
+                            None => Box::new(spill[subtask % shards].backend(&ctx.uid)),
                         };
+                        let restored = match durability {
+                            Some(durability) => {
+                                durability.restore_into(&ctx.uid, ctx.key_groups, state.as_mut())?
+                            }
+                            None => false,
+                        };
+                        if let (true, Some(durability)) = (restored, durability) {
+                            let view = OperatorState::new(state.as_mut(), &ctx.uid, ctx.key_groups);
+                            // Restored bytes may be damaged or foreign: any failure, a panic
+                            // included, names the operator and checkpoint.
+                            let reason =
+                                match guarded(name, subtask, || operator.restore_state(&view)) {
+                                    Ok(Ok(())) => None,
+                                    Ok(Err(e)) => Some(e.to_string()),
+                                    Err(EngineError::OperatorPanicked { message, .. }) => {
+                                        Some(format!("it panicked: {message}"))
+                                    }
+                                    Err(e) => Some(e.to_string()),
+                                };
+                            if let Some(reason) = reason {
+                                return Err(durability.restore_error(format!(
+                                    "operator '{name}' (subtask {subtask}) could not restore its state: {reason}"
+                                )));
+                            }
+                        }
                         let late_routers = edges_from(node, OutputPort::Late)
                             .into_iter()
                             .map(|e| routers_for(e, subtask))
@@ -338,4 +366,12 @@ pub(crate) fn build(
         }
     }
     Ok(plan)
+}
+
+/// A new directory for a job's temporary state stores (under the system's temporary
+/// directory; created only if state spills).
+fn spill_dir() -> std::path::PathBuf {
+    static JOBS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let job = JOBS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("weir-state-{}-{job}", std::process::id()))
 }

@@ -433,14 +433,8 @@ mod tests {
             let context = SubtaskContext {
                 operator_id: "join".into(),
                 uid: "join".into(),
-                index: 0,
-                parallelism: 1,
-                key_groups: KeyGroupRange::all(128),
-                max_key_groups: 128,
-                input_schemas: vec![schema(""), schema("r")],
-                late_output_connected: false,
-                checkpointing: false,
                 metrics: metrics.clone(),
+                ..SubtaskContext::standalone(vec![schema(""), schema("r")])
             };
             Driver {
                 join: factory.create(&context).unwrap(),

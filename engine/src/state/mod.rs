@@ -10,6 +10,8 @@
 //! the RocksDB backend of [`crate::checkpoint::store`] (one instance per shard, column family
 //! per operator) implements the same trait.
 
+pub mod table;
+
 use std::collections::BTreeMap;
 
 use thiserror::Error;
@@ -21,6 +23,8 @@ use crate::partition::{KeyGroup, KeyGroupRange};
 pub enum StateError {
     #[error("state backend I/O failed: {0}")]
     Io(String),
+    #[error("state value could not be encoded or decoded: {0}")]
+    Encoding(String),
     #[error("state entry {table}/{key_group} is corrupt: {reason}")]
     Corrupt {
         table: String,
@@ -36,6 +40,9 @@ pub struct StateEntry {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
 }
+
+/// A visitor of stored entries: (key group, key, value).
+pub type EntryVisitor<'v> = dyn FnMut(KeyGroup, &[u8], &[u8]) -> Result<(), StateError> + 'v;
 
 /// Storage for keyed operator state. Keys are ordered by `(table, key group, key)`.
 pub trait StateBackend: Send {
@@ -59,6 +66,19 @@ pub trait StateBackend: Send {
     }
     /// Removes every entry of `table`.
     fn clear(&mut self, table: &str) -> Result<(), StateError>;
+    /// Calls `visit` with every entry of `table` in `range` (key group, key, value), in key
+    /// order, without gathering them first.
+    fn visit(
+        &self,
+        table: &str,
+        range: KeyGroupRange,
+        visit: &mut EntryVisitor<'_>,
+    ) -> Result<(), StateError> {
+        for entry in self.scan(table, range)? {
+            visit(entry.group, &entry.key, &entry.value)?;
+        }
+        Ok(())
+    }
 }
 
 /// State kept in a `BTreeMap`; lost when the process ends.
@@ -180,6 +200,18 @@ impl<'a> OperatorState<'a> {
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, StateError> {
         self.backend.get(&self.table(table), group, key)
+    }
+
+    pub fn delete(&mut self, table: &str, group: KeyGroup, key: &[u8]) -> Result<(), StateError> {
+        let table = self.table(table);
+        self.backend.delete(&table, group, key)
+    }
+
+    /// Calls `visit` with every entry of `table` in this subtask's key groups (key group,
+    /// key, value), in key order, without gathering them first.
+    pub fn visit_owned(&self, table: &str, visit: &mut EntryVisitor<'_>) -> Result<(), StateError> {
+        self.backend
+            .visit(&self.table(table), self.key_groups, visit)
     }
 
     /// Replaces the whole content of `table` in this subtask's key groups.
