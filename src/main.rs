@@ -88,6 +88,10 @@ struct SqlArgs {
     /// Number of shard threads (default: `SET 'parallelism.default'`, else the number of cores).
     #[arg(long)]
     shards: Option<usize>,
+    /// Memory for the job's decoded state over all shards, e.g. 64mb (default: `SET
+    /// 'state.memory-budget'`, else a quarter of the machine's); colder state lives in RocksDB.
+    #[arg(long, value_parser = parse_memory_size)]
+    state_memory_budget: Option<usize>,
 }
 
 impl SqlArgs {
@@ -121,6 +125,13 @@ struct CheckpointArgs {
     /// claims (e.g. a removed INSERT), dropping it (Flink's --allowNonRestoredState).
     #[arg(long)]
     allow_non_restored_state: bool,
+}
+
+fn parse_memory_size(text: &str) -> Result<usize, String> {
+    weir::connectors::options::parse_memory_size(text)
+        .filter(|&bytes| bytes > 0)
+        .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX))
+        .ok_or_else(|| format!("'{text}' is not a size (e.g. 64mb, 2gb)"))
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -275,6 +286,12 @@ fn run_sql(args: &SqlArgs, checkpoints: Option<&CheckpointArgs>) -> anyhow::Resu
     let mut options = RunOptions::default();
     if let Some(shards) = args.shards.or(session.settings.parallelism) {
         options = options.shards(shards);
+    }
+    if let Some(bytes) = args
+        .state_memory_budget
+        .or(session.settings.state_memory_budget)
+    {
+        options = options.state_memory_budget(bytes);
     }
     if let Some(checkpoints) = checkpoints {
         options.checkpoint = checkpoints.config()?;

@@ -32,6 +32,9 @@ pub mod names {
     pub const LATE_ROWS_JOINED: &str = "late_rows_joined";
     /// Rows an operator received.
     pub const ROWS_IN: &str = "rows_in";
+    /// State table entries evicted from memory to the state backend (the memory budget was
+    /// full).
+    pub const STATE_ENTRIES_EVICTED: &str = "state_entries_evicted";
     /// Rows a sink received.
     pub const ROWS_WRITTEN: &str = "rows_written";
 }

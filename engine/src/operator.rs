@@ -23,7 +23,7 @@ use crate::error::BoxError;
 use crate::message::EventTimeMs;
 use crate::metrics::Metrics;
 use crate::partition::KeyGroupRange;
-use crate::state::table::MemoryBudget;
+use crate::state::table::{MemoryBudget, StateCodec, StateTable, TableSpec};
 use crate::state::OperatorState;
 
 /// The input names of an operator with one input.
@@ -74,6 +74,15 @@ impl SubtaskContext {
             metrics: Metrics::default(),
             state_budget: MemoryBudget::unlimited(),
         }
+    }
+
+    /// A state table of this subtask: its hot entries count against the shard's memory
+    /// budget, its evictions in the operator's `state_entries_evicted` metric.
+    pub fn state_table<C: StateCodec>(&self, spec: TableSpec, codec: C) -> StateTable<C> {
+        let evicted = self
+            .metrics
+            .counter(&self.operator_id, crate::metrics::names::STATE_ENTRIES_EVICTED);
+        StateTable::new(spec, codec, self.state_budget.clone()).counting_evictions(evicted)
     }
 
     /// Schema of the first (for most operators, the only) input.

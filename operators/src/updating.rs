@@ -166,7 +166,7 @@ impl OperatorFactory for UpdatingAggregateFactory {
         Ok(Box::new(UpdatingAggregate {
             hasher: KeyHasher::new(context.input_schema(), &key_names, context.max_key_groups)?,
             keys,
-            groups: StateTable::new(spec, codec, context.state_budget.clone()),
+            groups: context.state_table(spec, codec),
             plan,
         }))
     }

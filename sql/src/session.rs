@@ -55,6 +55,8 @@ pub struct Settings {
     pub early_fire: bool,
     /// `table.exec.emit.early-fire.delay`.
     pub early_fire_delay: Option<Duration>,
+    /// `state.memory-budget`: bytes the job's decoded state may use (Weir's).
+    pub state_memory_budget: Option<usize>,
     /// Every key set, as written.
     pub raw: BTreeMap<String, String>,
 }
@@ -94,6 +96,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
     (
         "table.exec.emit.early-fire.delay",
         "the processing time between a window's partial results (0: after every batch)",
+    ),
+    (
+        "state.memory-budget",
+        "memory for the job's decoded state over all shards, e.g. 64mb or 2gb (default: a quarter of the machine's); the rest lives in RocksDB",
     ),
     (
         "sql-client.execution.result-mode",
@@ -149,6 +155,16 @@ impl Settings {
                 }
             }
             "table.exec.emit.early-fire.delay" => self.early_fire_delay = Some(duration(value)?),
+            "state.memory-budget" => {
+                let bytes = weir_connectors::options::parse_memory_size(value)
+                    .filter(|&b| b > 0)
+                    .ok_or_else(|| {
+                        user(format!(
+                            "'{key}' is a positive size such as 64mb or 2gb, not '{value}'"
+                        ))
+                    })?;
+                self.state_memory_budget = Some(usize::try_from(bytes).unwrap_or(usize::MAX));
+            }
             "table.exec.late-rows.table" => {
                 self.late_rows_table = (!value.is_empty()).then(|| value.to_string())
             }

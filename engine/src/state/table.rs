@@ -25,6 +25,7 @@ use std::time::Duration;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{OperatorState, StateError};
+use crate::metrics::Counter;
 use crate::partition::KeyGroup;
 
 /// Bytes an entry costs besides its key and value (map slot, bookkeeping).
@@ -134,6 +135,7 @@ pub struct StateTable<C: StateCodec> {
     ttl_ms: Option<i64>,
     /// The last [`StateTable::expire`] sweep, ms since the epoch.
     swept_ms: i64,
+    evicted: Option<Counter>,
 }
 
 impl<C: StateCodec> Drop for StateTable<C> {
@@ -169,7 +171,14 @@ impl<C: StateCodec> StateTable<C> {
             budget,
             clock: 0,
             swept_ms: crate::time::now_ms(),
+            evicted: None,
         }
+    }
+
+    /// Counts the entries evicted from memory in `counter`.
+    pub fn counting_evictions(mut self, counter: Counter) -> Self {
+        self.evicted = Some(counter);
+        self
     }
 
     /// The table's description.
@@ -382,6 +391,9 @@ impl<C: StateCodec> StateTable<C> {
             .filter_map(|slot| self.hot.remove(&slot).map(|entry| (slot, entry)))
             .collect();
         let freed: usize = evicted.iter().map(|(_, e)| e.bytes).sum();
+        if let Some(counter) = &self.evicted {
+            counter.add(evicted.len() as u64);
+        }
         self.bytes -= freed;
         self.budget.sub(freed);
         let mut dirty: Vec<SlotRef<'_, C::Value>> = evicted

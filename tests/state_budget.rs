@@ -1,0 +1,117 @@
+//! State larger than its memory budget: an updating aggregation over many keys gives the same
+//! result with a budget far below its state (most groups evicted to RocksDB and read back)
+//! as with unlimited memory, at 1, 2 and 4 shards, with and without checkpoints.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use weir::engine::checkpoint::CheckpointConfig;
+use weir::engine::metrics::names;
+use weir::prelude::*;
+
+const KEYS: i64 = 20_000;
+
+/// Rows `k, v` over `KEYS` keys, each key several times, in batches of 1000.
+fn input() -> (Arc<Schema>, Vec<RecordBatch>) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("v", DataType::Int64, false),
+    ]));
+    let rows: Vec<(i64, i64)> = (0..4 * KEYS)
+        .map(|i| ((i * 7_919) % KEYS, i % 1_000))
+        .collect();
+    let batches = rows
+        .chunks(1_000)
+        .map(|chunk| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.0))),
+                    Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.1))),
+                ],
+            )
+            .unwrap()
+        })
+        .collect();
+    (schema, batches)
+}
+
+/// The final (k -> count, sum, max) of the aggregation, and how many entries were evicted.
+fn run(options: RunOptions) -> (BTreeMap<i64, Vec<Option<i64>>>, u64) {
+    let sink = CollectSink::new();
+    let evicted = run_into(options, &sink);
+    (groups(&sink), evicted)
+}
+
+/// The groups the changelog in `sink` ends with.
+fn groups(sink: &CollectSink) -> BTreeMap<i64, Vec<Option<i64>>> {
+    let rows = common::apply_changelog(&sink.batches(), &["k", "c", "s", "mx"]);
+    rows.into_iter()
+        .map(|row| (row[0].unwrap(), row[1..].to_vec()))
+        .collect()
+}
+
+/// Runs the aggregation into `sink`; returns how many entries were evicted.
+fn run_into(options: RunOptions, sink: &CollectSink) -> u64 {
+    let (schema, batches) = input();
+    let result = Pipeline::new("budget")
+        .source(MemorySource::new(schema, vec![batches]).unwrap())
+        .key_by(["k"])
+        .aggregate([
+            count_all().alias("c"),
+            sum(col("v")).alias("s"),
+            max(col("v")).alias("mx"),
+        ])
+        .sink(sink.clone())
+        .run(options)
+        .expect("job runs");
+    result.metrics.total(names::STATE_ENTRIES_EVICTED)
+}
+
+#[test]
+fn an_updating_aggregation_over_its_budget_matches_unlimited_memory() {
+    let (expected, evicted) = run(RunOptions::default().shards(2));
+    assert_eq!(expected.len(), KEYS as usize);
+    assert_eq!(evicted, 0, "unlimited memory evicts nothing");
+    for shards in [1, 2, 4] {
+        // About 200 bytes per group: 1 MiB holds a quarter of them.
+        let options = RunOptions::default()
+            .shards(shards)
+            .state_memory_budget(1 << 20);
+        let (got, evicted) = run(options);
+        assert!(evicted > KEYS as u64, "{shards} shards: {evicted} evictions");
+        assert!(got == expected, "{shards} shards: results differ");
+    }
+}
+
+#[test]
+fn spilled_state_is_checkpointed_and_restored_at_another_shard_count() {
+    let (expected, _) = run(RunOptions::default().shards(2));
+    let dir = std::env::temp_dir().join(format!("weir-budget-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // A first run at 2 shards ends with a final checkpoint of its (mostly spilled) state; a
+    // second run resumes from it at 3 shards and reads the input again (a memory source has
+    // no positions to restore): every group counts its rows twice, and the two runs'
+    // changelogs together end with those groups.
+    let options = |shards| {
+        RunOptions::default()
+            .shards(shards)
+            .state_memory_budget(1 << 20)
+            .checkpoint(CheckpointConfig::new(&dir))
+    };
+    let sink = CollectSink::new();
+    run_into(options(2), &sink);
+    let evicted = run_into(options(3), &sink);
+    assert!(evicted > 0);
+    let got = groups(&sink);
+    let doubled: BTreeMap<i64, Vec<Option<i64>>> = expected
+        .iter()
+        .map(|(k, v)| (*k, vec![v[0].map(|c| 2 * c), v[1].map(|s| 2 * s), v[2]]))
+        .collect();
+    assert!(got == doubled, "resumed results differ");
+    let _ = std::fs::remove_dir_all(&dir);
+}
