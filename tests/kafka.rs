@@ -930,13 +930,9 @@ fn upsert_and_debezium_topics_are_versioned_tables() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A Top-N (`weir run`: Kafka → top 3 bids per auction → upsert-kafka, exactly-once) killed
-/// with SIGKILL at random points and restarted from its checkpoints ends with the table an
-/// uninterrupted run ends with: the committed upserts (and tombstones) applied by key. Only
-/// the prices are compared, so equal prices ranked in either order give the same table.
-#[test]
-fn top_n_to_upsert_kafka_is_exactly_once_across_kill_and_restart() {
-    let input = topic("topn-in", 2);
+/// Produces 20 000 bids (auction, price, date_time) into a new topic of 2 partitions.
+fn bids_topic(name: &str) -> String {
+    let input = topic(name, 2);
     produce(
         &input,
         (0..20_000i64).map(|i| {
@@ -956,31 +952,39 @@ fn top_n_to_upsert_kafka_is_exactly_once_across_kill_and_restart() {
             (Some((i % 2) as i32), value, OwnedHeaders::new())
         }),
     );
+    input
+}
+
+/// Runs `weir run` over the bids of `bids_topic` into an exactly-once `upsert-kafka` table
+/// `out` (`columns`, its primary key and `insert`, the `INSERT INTO out ...`), once
+/// uninterrupted and once killed with SIGKILL at random points and restarted from its
+/// checkpoints, and asserts both end with the same table: the committed upserts (and
+/// tombstones) applied by key. Returns that table's size.
+fn assert_upsert_job_survives_kills(
+    name: &str,
+    columns: &str,
+    insert: &str,
+    args: &[&str],
+) -> usize {
+    let input = bids_topic(&format!("{name}-in"));
     let job = |output: &str, state: &std::path::Path| {
         let sql = format!(
             "CREATE TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP(3))
                WITH ('connector' = 'kafka', 'topic' = '{input}', 'properties.bootstrap.servers' = '{b}',
                      'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset',
                      'format' = 'json', 'scan.batch-size' = '500');
-             CREATE TABLE top3 (auction BIGINT, rn BIGINT, price BIGINT, PRIMARY KEY (auction, rn) NOT ENFORCED)
+             CREATE TABLE out ({columns})
                WITH ('connector' = 'upsert-kafka', 'topic' = '{output}', 'properties.bootstrap.servers' = '{b}',
                      'key.format' = 'json', 'value.format' = 'json',
                      'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = '{output}');
-             INSERT INTO top3 SELECT auction, rn, price FROM (
-               SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM bids
-             ) WHERE rn <= 3;",
+             {insert}",
             b = bootstrap()
         );
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
         command
-            .args([
-                "run",
-                "--shards",
-                "2",
-                "--checkpoint-interval",
-                "100ms",
-                "--state-dir",
-            ])
+            .args(["run", "--shards", "2", "--checkpoint-interval", "100ms"])
+            .args(args)
+            .arg("--state-dir")
             .arg(state)
             .args(["-e", &sql])
             .stdout(std::process::Stdio::null())
@@ -998,9 +1002,9 @@ fn top_n_to_upsert_kafka_is_exactly_once_across_kill_and_restart() {
         }
         rows
     };
-    let dir = std::env::temp_dir().join(format!("weir-kafka-topn-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("weir-kafka-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let clean_topic = topic("topn-clean", 1);
+    let clean_topic = topic(&format!("{name}-clean"), 1);
     let started = Instant::now();
     let clean = job(&clean_topic, &dir.join("clean")).output().unwrap();
     let run_time = started.elapsed();
@@ -1010,9 +1014,8 @@ fn top_n_to_upsert_kafka_is_exactly_once_across_kill_and_restart() {
         String::from_utf8_lossy(&clean.stderr)
     );
     let expected = table(&clean_topic);
-    assert_eq!(expected.len(), 97 * 3, "three ranks per auction");
 
-    let output = topic("topn-crash", 1);
+    let output = topic(&format!("{name}-crash"), 1);
     let state = dir.join("crash");
     let kills = kill_at_random(3, run_time, 0.2, &|| job(&output, &state));
     let last = job(&output, &state).output().unwrap();
@@ -1025,6 +1028,43 @@ fn top_n_to_upsert_kafka_is_exactly_once_across_kill_and_restart() {
         kills >= 1,
         "the job was killed while running ({kills} kills)"
     );
-    assert_eq!(table(&output), expected, "the table after {kills} kills");
+    assert!(
+        table(&output) == expected,
+        "{name}: the table after {kills} kills differs"
+    );
     let _ = std::fs::remove_dir_all(&dir);
+    expected.len()
+}
+
+/// A Top-N (Kafka → top 3 bids per auction → upsert-kafka, exactly-once) killed and
+/// restarted ends with the table an uninterrupted run ends with. Only the prices are output,
+/// so equal prices ranked in either order give the same table.
+#[test]
+fn top_n_to_upsert_kafka_is_exactly_once_across_kill_and_restart() {
+    let rows = assert_upsert_job_survives_kills(
+        "topn",
+        "auction BIGINT, rn BIGINT, price BIGINT, PRIMARY KEY (auction, rn) NOT ENFORCED",
+        "INSERT INTO out SELECT auction, rn, price FROM (
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM bids
+         ) WHERE rn <= 3;",
+        &[],
+    );
+    assert_eq!(rows, 97 * 3, "three ranks per auction");
+}
+
+/// A GROUP BY over about 4500 keys whose state (about 1 MiB) spills past a 256 KiB budget,
+/// killed and restarted, ends with the table an uninterrupted run ends with.
+#[test]
+fn a_spilled_group_by_to_upsert_kafka_is_exactly_once_across_kill_and_restart() {
+    let rows = assert_upsert_job_survives_kills(
+        "spilled",
+        "k BIGINT, c BIGINT, mx BIGINT, PRIMARY KEY (k) NOT ENFORCED",
+        "INSERT INTO out SELECT k, COUNT(*) AS c, MAX(auction) AS mx
+           FROM (SELECT price % 5003 AS k, auction FROM bids) GROUP BY k;",
+        &["--state-memory-budget", "256kb"],
+    );
+    let keys: std::collections::HashSet<i64> = (0..20_000i64)
+        .map(|i| (i * 7_919) % 100_003 % 5_003)
+        .collect();
+    assert_eq!(rows, keys.len(), "one row per key");
 }

@@ -83,7 +83,10 @@ fn an_updating_aggregation_over_its_budget_matches_unlimited_memory() {
             .shards(shards)
             .state_memory_budget(1 << 20);
         let (got, evicted) = run(options);
-        assert!(evicted > KEYS as u64, "{shards} shards: {evicted} evictions");
+        assert!(
+            evicted > KEYS as u64,
+            "{shards} shards: {evicted} evictions"
+        );
         assert!(got == expected, "{shards} shards: results differ");
     }
 }

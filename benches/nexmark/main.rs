@@ -120,6 +120,10 @@ struct Args {
     input: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "csv")]
     format: Format,
+    /// The state memory budget (Weir's `state.memory-budget`), e.g. 64mb; default: a quarter
+    /// of the machine's memory.
+    #[arg(long)]
+    state_memory_budget: Option<String>,
     /// Print the SQL and the plan, and do not run.
     #[arg(long)]
     explain: bool,
@@ -141,7 +145,12 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("planning {}", args.query))?;
     anyhow::ensure!(actions.is_empty(), "the queries are INSERTs");
     let mut job = session.take_insert_job().context("no INSERT")?;
-    let options = RunOptions::default().shards(args.shards);
+    let mut options = RunOptions::default().shards(args.shards);
+    if let Some(budget) = &args.state_memory_budget {
+        let bytes = weir::connectors::options::parse_memory_size(budget)
+            .with_context(|| format!("--state-memory-budget: '{budget}' is not a size"))?;
+        options = options.state_memory_budget(usize::try_from(bytes)?);
+    }
     if args.explain {
         println!(
             "{sql}\n{}",

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::store::ShardStore;
-use super::{checkpoint_dirs, dir_size, CheckpointConfig, Manifest};
+use super::{checkpoint_dirs, dir_size, new_bytes, CheckpointConfig, Manifest};
 use crate::error::EngineError;
 use crate::message::CheckpointId;
 use crate::runtime::task::Control;
@@ -162,6 +162,9 @@ impl Coordinator {
                     Some(request) => request.path.clone(),
                     None => self.config.checkpoint_dir(flight.id),
                 };
+                let previous = checkpoint_dirs(&self.config.checkpoints_dir())
+                    .into_iter()
+                    .rfind(|dir| *dir != target);
                 let completed =
                     self.complete(flight.id, &target, savepoint.is_some(), &positions, &tokens);
                 match completed {
@@ -171,6 +174,7 @@ impl Coordinator {
                             savepoint = savepoint.is_some(),
                             duration_ms = flight.started.elapsed().as_millis() as u64,
                             bytes = dir_size(&target),
+                            new_bytes = new_bytes(&target, previous.as_deref()),
                             path = %target.display(),
                             "checkpoint complete"
                         );

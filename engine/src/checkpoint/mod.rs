@@ -145,6 +145,34 @@ pub fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Bytes of the files under `dir` that are not also under `previous` (hard links of the same
+/// file count as shared): what a checkpoint wrote, as opposed to what it shares with the one
+/// before it. Without a previous checkpoint, all of `dir`.
+pub fn new_bytes(dir: &Path, previous: Option<&Path>) -> u64 {
+    use std::collections::HashSet;
+    use std::os::unix::fs::MetadataExt;
+    fn files(dir: &Path, out: &mut Vec<std::fs::Metadata>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => files(&entry.path(), out),
+                Ok(m) => out.push(m),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut before = Vec::new();
+    if let Some(previous) = previous {
+        files(previous, &mut before);
+    }
+    let shared: HashSet<(u64, u64)> = before.iter().map(|m| (m.dev(), m.ino())).collect();
+    let mut now = Vec::new();
+    files(dir, &mut now);
+    now.iter()
+        .filter(|m| !shared.contains(&(m.dev(), m.ino())))
+        .map(|m| m.len())
+        .sum()
+}
+
 /// An operator as a checkpoint records it, for messages about state no operator claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorEntry {
