@@ -24,7 +24,7 @@ use crate::message::EventTimeMs;
 use crate::metrics::Metrics;
 use crate::partition::KeyGroupRange;
 use crate::state::table::{MemoryBudget, StateCodec, StateTable, TableSpec};
-use crate::state::OperatorState;
+use crate::state::{OperatorState, StateError};
 
 /// The input names of an operator with one input.
 pub const SINGLE_INPUT: &[&str] = &["input"];
@@ -193,12 +193,10 @@ impl<'a> Context<'a> {
         self.state.as_mut()
     }
 
-    /// The operator's state, or an error saying the call has none (an operator with state
-    /// tables called outside the runtime without [`Context::with_state`]).
-    pub fn state_or_err(&mut self) -> Result<&mut OperatorState<'a>, BoxError> {
-        self.state.as_mut().ok_or_else(|| {
-            "this operator keeps state tables: call it with Context::with_state".into()
-        })
+    /// The operator's state, or [`StateError::NoBackend`] (an operator with state tables
+    /// called outside the runtime without [`Context::with_state`]).
+    pub fn state_or_err(&mut self) -> Result<&mut OperatorState<'a>, StateError> {
+        self.state.as_mut().ok_or(StateError::NoBackend)
     }
 
     /// Emits a batch on the main output. Empty batches are not forwarded.

@@ -33,12 +33,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, AsArray, UInt32Array, UInt64Array};
+use arrow::array::{ArrayRef, UInt64Array};
 use arrow::compute::{interleave, SortOptions};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
-use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
 use weir_engine::changelog::{
     data_columns, has_row_kind, kind_array, kind_at, row_kinds, with_row_kind, without_row_kind,
@@ -46,15 +45,16 @@ use weir_engine::changelog::{
 };
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext, TimeDomain};
-use weir_engine::partition::KeyHasher;
-use weir_engine::state::OperatorState;
+use weir_engine::partition::{KeyGroup, KeyHasher};
+use weir_engine::state::table::{StateCodec, StateTable, TableSpec};
+use weir_engine::state::{OperatorState, StateError};
 use weir_engine::time::{event_time_column, event_times_ms};
 use weir_engine::BoxError;
 
 use crate::error::{OperatorError, Result};
 use crate::late::LateOutput;
 use crate::row_format::decode_rows;
-use crate::state_codec::{read_table, restore_watermark, snapshot_watermark, write_table};
+use crate::state_codec::{restore_watermark, snapshot_watermark};
 
 /// One `ORDER BY` key of a Top-N.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,8 +311,6 @@ impl OperatorFactory for TopNFactory {
             .iter()
             .map(|f| SortField::new(f.data_type().clone()))
             .collect();
-        let mut state_fields: Vec<_> = data.fields().iter().cloned().collect();
-        state_fields.push(Arc::new(Field::new(POSITION, DataType::UInt32, false)));
         let window_end = match &self.window_end {
             Some(column) => Some(event_time_column(&data, column)?),
             None => None,
@@ -329,7 +327,6 @@ impl OperatorFactory for TopNFactory {
             order_columns,
             rows: RowConverter::new(row_fields)?,
             output: self.output_schema(&context.input_schemas)?,
-            state_schema: Arc::new(Schema::new(state_fields)),
             data,
             limit: self.limit,
             ranked: self.rank_column.is_some(),
@@ -341,15 +338,29 @@ impl OperatorFactory for TopNFactory {
                 Some(_) => None,
                 None => crate::ttl::ttl_ms(self.state_ttl),
             },
-            partitions: HashMap::new(),
+            partitions: context.state_table(
+                TableSpec {
+                    name: PARTITIONS_TABLE,
+                    version: PARTITIONS_FORMAT,
+                    ttl: match self.window_end {
+                        Some(_) => None,
+                        None => self.state_ttl,
+                    },
+                },
+                PartitionCodec,
+            ),
         }))
     }
 }
 
-/// Name of the snapshot column holding a row's place in its partition.
-const POSITION: &str = "$position";
-/// Name of the state table.
-const ROWS: &str = "rows";
+/// The state table of partitions (key: the encoded partition key; value: the kept rows).
+const PARTITIONS_TABLE: &str = "partitions";
+/// The format version of [`PARTITIONS_TABLE`]'s values.
+const PARTITIONS_FORMAT: u16 = 1;
+/// A window Top-N's windows and their partitions, per key group.
+const WINDOWS_TABLE: &str = "windows";
+/// The table of the snapshots before state tables (format 0), refused when restoring.
+const LEGACY_ROWS_TABLE: &str = "rows";
 
 /// A kept row: its order keys and its columns, both in Arrow's row format.
 #[derive(Debug, Clone)]
@@ -358,12 +369,61 @@ struct Kept {
     row: Box<[u8]>,
 }
 
-/// The kept rows of one partition, in rank order.
-#[derive(Debug, Default)]
-struct Partition {
-    rows: Vec<Kept>,
-    /// When it was last written (processing time, ms), for the state TTL.
-    written: i64,
+/// Stores a partition's kept rows, in rank order, as their lengths and bytes: a count (u32,
+/// big endian), then per row its order keys and its columns, each a length (u32) and bytes.
+struct PartitionCodec;
+
+impl StateCodec for PartitionCodec {
+    type Value = Vec<Kept>;
+
+    fn encode(
+        &self,
+        partitions: &mut [&mut Vec<Kept>],
+    ) -> std::result::Result<Vec<Vec<u8>>, StateError> {
+        Ok(partitions
+            .iter()
+            .map(|kept| {
+                let mut out = Vec::with_capacity(self.memory_bytes(kept));
+                out.extend_from_slice(&(kept.len() as u32).to_be_bytes());
+                for k in kept.iter() {
+                    for part in [&k.order, &k.row] {
+                        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+                        out.extend_from_slice(part);
+                    }
+                }
+                out
+            })
+            .collect())
+    }
+
+    fn decode(&self, bytes: &[u8], _version: u16) -> std::result::Result<Vec<Kept>, StateError> {
+        let short = || StateError::Encoding("a Top-N partition shorter than its lengths".into());
+        let (count, mut rest) = bytes.split_first_chunk::<4>().ok_or_else(short)?;
+        // One length and its bytes from the front of `rest`.
+        let mut part = || -> std::result::Result<Box<[u8]>, StateError> {
+            let (length, tail) = rest.split_first_chunk::<4>().ok_or_else(short)?;
+            let (part, tail) = tail
+                .split_at_checked(u32::from_be_bytes(*length) as usize)
+                .ok_or_else(short)?;
+            rest = tail;
+            Ok(Box::from(part))
+        };
+        let count = u32::from_be_bytes(*count) as usize;
+        let mut kept = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            let order = part()?;
+            let row = part()?;
+            kept.push(Kept { order, row });
+        }
+        Ok(kept)
+    }
+
+    fn memory_bytes(&self, kept: &Vec<Kept>) -> usize {
+        kept.iter()
+            .map(|k| k.order.len() + k.row.len() + 40)
+            .sum::<usize>()
+            + 24
+    }
 }
 
 /// One output row: its kind, where its columns come from (0: the input batch, 1: a kept
@@ -389,7 +449,6 @@ pub struct TopN {
     rows: RowConverter,
     data: SchemaRef,
     output: SchemaRef,
-    state_schema: SchemaRef,
     limit: usize,
     ranked: bool,
     newer_wins_ties: bool,
@@ -398,7 +457,8 @@ pub struct TopN {
     /// No row kinds: a window Top-N, or the first rows by arrival.
     append_only: bool,
     state_ttl: Option<i64>,
-    partitions: HashMap<Vec<u8>, Partition>,
+    /// Partition key -> its kept rows.
+    partitions: StateTable<PartitionCodec>,
 }
 
 impl TopN {
@@ -407,6 +467,14 @@ impl TopN {
             true => Some(self.hasher.rows(batch)?),
             false => None,
         })
+    }
+
+    /// The key group of an encoded partition key.
+    fn key_group(&self, key: &[u8]) -> KeyGroup {
+        match self.keyed {
+            true => self.hasher.key_group_of(key),
+            false => KeyGroup(0),
+        }
     }
 
     /// Order keys of `batch`'s rows (none when ranking by arrival: every row ties).
@@ -432,56 +500,54 @@ impl TopN {
     fn process_changelog(&mut self, batch: &RecordBatch, ctx: &mut Context<'_>) -> Result<()> {
         let data = data_columns(batch, &self.data)?;
         let kinds = row_kinds(batch);
-        let now = weir_engine::time::now_ms();
         let keys = self.partition_keys(&data)?;
         let orders = self.order_keys(&data)?;
         let rows = self.rows.convert_columns(data.columns())?;
+        let state = ctx.state_or_err()?;
+        let limit = self.limit;
         // Touched partitions, in order, with their top N before the batch.
         let mut before: HashMap<Vec<u8>, Vec<Box<[u8]>>> = HashMap::new();
         let mut touched: Vec<Vec<u8>> = Vec::new();
         for i in 0..data.num_rows() {
             let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
-            let partition = self.partitions.entry_ref(key).or_default();
-            if !before.contains_key(key) {
-                let top = partition.rows.iter().take(self.limit);
-                before.insert(key.to_vec(), top.map(|k| k.row.clone()).collect());
-                touched.push(key.to_vec());
-            }
-            partition.written = now;
-            let kept = &mut partition.rows;
             // (Never by arrival over an updating input: refused when planned.)
             let order: &[u8] = orders.as_ref().map_or(&[], |o| o.row(i).data());
             let row = rows.row(i);
-            let after_equals = kept.partition_point(|k| *k.order <= *order);
-            if kind_at(kinds, i).is_accumulate() {
-                let new = Kept {
-                    order: Box::from(order),
-                    row: Box::from(row.as_ref()),
-                };
-                kept.insert(after_equals, new);
-            } else {
-                let equals = kept.partition_point(|k| *k.order < *order);
-                if let Some(at) = (equals..after_equals)
-                    .rev()
-                    .find(|&j| *kept[j].row == *row.as_ref())
-                {
-                    kept.remove(at);
-                }
-            }
+            let group = self.key_group(key);
+            self.partitions
+                .update(state, group, key, Vec::new, |kept| {
+                    if !before.contains_key(key) {
+                        let top = kept.iter().take(limit).map(|k| k.row.clone()).collect();
+                        before.insert(key.to_vec(), top);
+                        touched.push(key.to_vec());
+                    }
+                    let after_equals = kept.partition_point(|k| *k.order <= *order);
+                    if kind_at(kinds, i).is_accumulate() {
+                        let new = Kept {
+                            order: Box::from(order),
+                            row: Box::from(row.as_ref()),
+                        };
+                        kept.insert(after_equals, new);
+                    } else {
+                        let equals = kept.partition_point(|k| *k.order < *order);
+                        if let Some(at) = (equals..after_equals)
+                            .rev()
+                            .find(|&j| *kept[j].row == *row.as_ref())
+                        {
+                            kept.remove(at);
+                        }
+                    }
+                })?;
         }
         let mut moved: Vec<Box<[u8]>> = Vec::new();
         let mut changes: Vec<Change> = Vec::new();
         for key in touched {
             let old = before.remove(&key).unwrap_or_default();
-            let Some(partition) = self.partitions.get(&key) else {
+            let group = self.key_group(&key);
+            let Some(partition) = self.partitions.get(state, group, &key)? else {
                 continue;
             };
-            let new: Vec<&Box<[u8]>> = partition
-                .rows
-                .iter()
-                .take(self.limit)
-                .map(|k| &k.row)
-                .collect();
+            let new: Vec<&Box<[u8]>> = partition.iter().take(limit).map(|k| &k.row).collect();
             let mut change = |kind: RowKind, row: &[u8], rank: usize| {
                 changes.push((kind, 1, moved.len(), rank as i64 + 1));
                 moved.push(Box::from(row));
@@ -514,10 +580,11 @@ impl TopN {
                     }
                 }
             }
-            if partition.rows.is_empty() {
-                self.partitions.remove(&key);
+            if partition.is_empty() {
+                self.partitions.remove(group, &key);
             }
         }
+        self.partitions.expire(state)?;
         let empty = RecordBatch::new_empty(Arc::clone(&self.data));
         self.emit(&empty, &moved, &changes, ctx)
     }
@@ -527,7 +594,6 @@ impl TopN {
             return self.process_changelog(batch, ctx);
         }
         let data = data_columns(batch, &self.data)?;
-        let now = weir_engine::time::now_ms();
         let keys = self.partition_keys(&data)?;
         let orders = self.order_keys(&data)?;
         let rows = self.rows.convert_columns(data.columns())?;
@@ -538,6 +604,8 @@ impl TopN {
             Some(column) => Some(event_times_ms(&data, column)?),
             None => None,
         };
+        let (limit, ranked, newer_wins_ties) = (self.limit, self.ranked, self.newer_wins_ties);
+        let state = ctx.state_or_err()?;
         let mut late = Vec::new();
         for i in 0..data.num_rows() {
             let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
@@ -548,90 +616,84 @@ impl TopN {
                 late.push(i as u32);
                 continue;
             }
-            let partition = match self.partitions.entry_ref(key) {
-                EntryRef::Occupied(partition) => partition.into_mut(),
-                EntryRef::Vacant(vacant) => {
-                    // A new partition of a window Top-N is fired with its window.
-                    if let Some(end) = end {
-                        self.windows.entry(end).or_default().insert(key.to_vec());
-                    }
-                    vacant.insert(Partition::default())
-                }
-            };
-            let kept = &mut partition.rows;
-            let position = match self.newer_wins_ties {
-                true => kept.partition_point(|k| *k.order < *order),
-                false => kept.partition_point(|k| *k.order <= *order),
-            };
-            if position >= self.limit {
-                continue;
-            }
+            let group = self.key_group(key);
             // Written (for the state TTL) only when the row is kept, as Flink writes state.
-            partition.written = now;
-            let kept = &mut partition.rows;
-            let new = Kept {
-                order: Box::from(order),
-                row: Box::from(rows.row(i).as_ref()),
-            };
-            if self.newer_wins_ties && kept.get(position).is_some_and(|k| k.order == new.order) {
-                // The newer row replaces the kept one with the same order keys.
-                let old = std::mem::replace(&mut kept[position], new);
-                if ends.is_some() {
-                    continue;
-                }
-                let rank = position as i64 + 1;
-                match self.ranked {
-                    true => changes.push((RowKind::UpdateBefore, 1, moved.len(), rank)),
-                    false => changes.push((RowKind::Delete, 1, moved.len(), rank)),
-                }
-                moved.push(old.row);
-                changes.push((
-                    if self.ranked {
-                        RowKind::UpdateAfter
-                    } else {
-                        RowKind::Insert
-                    },
-                    0,
-                    i,
-                    rank,
-                ));
-                continue;
-            }
-            kept.insert(position, new);
-            let dropped = (kept.len() > self.limit).then(|| kept.pop()).flatten();
-            if ends.is_some() {
-                // A window Top-N emits at the window's end.
-                continue;
-            }
-            if !self.ranked {
-                if let Some(dropped) = dropped {
-                    changes.push((RowKind::Delete, 1, moved.len(), self.limit as i64));
-                    moved.push(dropped.row);
-                }
-                changes.push((RowKind::Insert, 0, i, position as i64 + 1));
-                continue;
-            }
-            // Every rank from the new row's down changes: the previous row at each rank is
-            // the one now a rank lower (or the dropped one at the last rank).
-            for rank in position..kept.len() {
-                let previous = match kept.get(rank + 1) {
-                    Some(k) => Some(k.row.clone()),
-                    None => dropped.as_ref().map(|d| d.row.clone()),
+            let new_partition = self.partitions.update_with(state, group, key, Vec::new, |kept| {
+                let new_partition = kept.is_empty();
+                let position = match newer_wins_ties {
+                    true => kept.partition_point(|k| *k.order < *order),
+                    false => kept.partition_point(|k| *k.order <= *order),
                 };
-                let number = rank as i64 + 1;
-                match previous {
-                    Some(previous) => {
-                        changes.push((RowKind::UpdateBefore, 1, moved.len(), number));
-                        moved.push(previous);
-                        changes.push((RowKind::UpdateAfter, 1, moved.len(), number));
-                        moved.push(kept[rank].row.clone());
+                if position >= limit {
+                    return (false, false);
+                }
+                let new = Kept {
+                    order: Box::from(order),
+                    row: Box::from(rows.row(i).as_ref()),
+                };
+                if newer_wins_ties && kept.get(position).is_some_and(|k| k.order == new.order) {
+                    // The newer row replaces the kept one with the same order keys.
+                    let old = std::mem::replace(&mut kept[position], new);
+                    if end.is_some() {
+                        return (false, true);
                     }
-                    None => {
-                        changes.push((RowKind::Insert, 1, moved.len(), number));
-                        moved.push(kept[rank].row.clone());
+                    let rank = position as i64 + 1;
+                    match ranked {
+                        true => changes.push((RowKind::UpdateBefore, 1, moved.len(), rank)),
+                        false => changes.push((RowKind::Delete, 1, moved.len(), rank)),
+                    }
+                    moved.push(old.row);
+                    let kind = match ranked {
+                        true => RowKind::UpdateAfter,
+                        false => RowKind::Insert,
+                    };
+                    changes.push((kind, 0, i, rank));
+                    return (false, true);
+                }
+                kept.insert(position, new);
+                let dropped = (kept.len() > limit).then(|| kept.pop()).flatten();
+                if end.is_some() {
+                    // A window Top-N emits at the window's end.
+                    return (new_partition, true);
+                }
+                if !ranked {
+                    if let Some(dropped) = dropped {
+                        changes.push((RowKind::Delete, 1, moved.len(), limit as i64));
+                        moved.push(dropped.row);
+                    }
+                    changes.push((RowKind::Insert, 0, i, position as i64 + 1));
+                    return (new_partition, true);
+                }
+                // Every rank from the new row's down changes: the previous row at each rank
+                // is the one now a rank lower (or the dropped one at the last rank).
+                for rank in position..kept.len() {
+                    let previous = match kept.get(rank + 1) {
+                        Some(k) => Some(k.row.clone()),
+                        None => dropped.as_ref().map(|d| d.row.clone()),
+                    };
+                    let number = rank as i64 + 1;
+                    match previous {
+                        Some(previous) => {
+                            changes.push((RowKind::UpdateBefore, 1, moved.len(), number));
+                            moved.push(previous);
+                            changes.push((RowKind::UpdateAfter, 1, moved.len(), number));
+                            moved.push(kept[rank].row.clone());
+                        }
+                        None => {
+                            changes.push((RowKind::Insert, 1, moved.len(), number));
+                            moved.push(kept[rank].row.clone());
+                        }
                     }
                 }
+                (new_partition, true)
+            })?;
+            // A new partition of a window Top-N is fired with its window.
+            if let (true, Some(end)) = (new_partition, end) {
+                self.windows.entry(end).or_default().insert(key.to_vec());
             }
+        }
+        if self.window_end.is_none() {
+            self.partitions.expire(state)?;
         }
         self.late.emit(batch, late, ctx)?;
         self.emit(&data, &moved, &changes, ctx)
@@ -671,15 +733,17 @@ impl TopN {
     fn fire(&mut self, watermark: EventTimeMs, ctx: &mut Context<'_>) -> Result<()> {
         let mut rows: Vec<Box<[u8]>> = Vec::new();
         let mut changes: Vec<Change> = Vec::new();
+        let state = ctx.state_or_err()?;
         while let Some(entry) = self.windows.first_entry() {
             if *entry.key() - 1 > watermark {
                 break;
             }
             for key in entry.remove() {
-                let Some(partition) = self.partitions.remove(&key) else {
+                let group = self.key_group(&key);
+                let Some(kept) = self.partitions.take(state, group, &key)? else {
                     continue;
                 };
-                for (rank, kept) in partition.rows.into_iter().enumerate() {
+                for (rank, kept) in kept.into_iter().enumerate() {
                     changes.push((RowKind::Insert, 1, rows.len(), rank as i64 + 1));
                     rows.push(kept.row);
                 }
@@ -687,6 +751,55 @@ impl TopN {
         }
         let empty = RecordBatch::new_empty(Arc::clone(&self.data));
         self.emit(&empty, &rows, &changes, ctx)
+    }
+
+    /// Writes the window index (window end and partition key of every open window's
+    /// partitions) into [`WINDOWS_TABLE`], one entry per key group: per partition its end
+    /// (i64, big endian), its key's length (u32) and the key.
+    fn snapshot_windows(&self, state: &mut OperatorState<'_>) -> Result<()> {
+        state.clear_owned(WINDOWS_TABLE)?;
+        let mut by_group: BTreeMap<KeyGroup, Vec<u8>> = BTreeMap::new();
+        for (end, keys) in &self.windows {
+            for key in keys {
+                let out = by_group.entry(self.key_group(key)).or_default();
+                out.extend_from_slice(&end.to_be_bytes());
+                out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+                out.extend_from_slice(key);
+            }
+        }
+        for (group, bytes) in by_group {
+            state.put(WINDOWS_TABLE, group, b"", bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Reads back what [`TopN::snapshot_windows`] wrote for this subtask's key groups.
+    fn restore_windows(&mut self, state: &OperatorState<'_>) -> Result<()> {
+        for entry in state.scan_owned(WINDOWS_TABLE)? {
+            let corrupt = |reason: &str| StateError::Corrupt {
+                table: WINDOWS_TABLE.into(),
+                key_group: entry.group.0,
+                reason: reason.into(),
+            };
+            let mut rest = entry.value.as_slice();
+            while !rest.is_empty() {
+                let (end, tail) = rest
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| corrupt("a window end cut short"))?;
+                let (len, tail) = tail
+                    .split_first_chunk::<4>()
+                    .ok_or_else(|| corrupt("a key length cut short"))?;
+                let (key, tail) = tail
+                    .split_at_checked(u32::from_be_bytes(*len) as usize)
+                    .ok_or_else(|| corrupt("a key cut short"))?;
+                self.windows
+                    .entry(i64::from_be_bytes(*end))
+                    .or_default()
+                    .insert(key.to_vec());
+                rest = tail;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -729,8 +842,7 @@ impl Operator for TopN {
         ctx: &mut Context<'_>,
     ) -> std::result::Result<(), BoxError> {
         if let Some(ttl) = self.state_ttl {
-            self.partitions
-                .retain(|_, p| !crate::ttl::expired(p.written, ttl, time));
+            self.partitions.expire(ctx.state_or_err()?)?;
             crate::ttl::arm_sweep(ctx, ttl, time);
         }
         Ok(())
@@ -740,61 +852,33 @@ impl Operator for TopN {
         &mut self,
         state: &mut OperatorState<'_>,
     ) -> std::result::Result<(), BoxError> {
-        let kept: Vec<(usize, &Kept)> = self
-            .partitions
-            .values()
-            .flat_map(|p| p.rows.iter().enumerate())
-            .collect();
-        let mut columns = decode_rows(&self.rows, kept.iter().map(|(_, k)| &*k.row))?;
-        columns.push(Arc::new(UInt32Array::from_iter_values(
-            kept.iter().map(|(position, _)| *position as u32),
-        )));
-        let batch = RecordBatch::try_new(Arc::clone(&self.state_schema), columns)?;
-        write_table(state, ROWS, &self.hasher, &batch, 0)?;
+        self.partitions.flush(state)?;
+        if self.window_end.is_some() {
+            self.snapshot_windows(state)?;
+        }
         snapshot_watermark(state, self.watermark)?;
         Ok(())
     }
 
+    /// The partitions are in the state backend already, read when first touched; a window
+    /// Top-N reads back its window index. A snapshot of the format before state tables
+    /// (format 0) is refused.
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
+        let mut legacy = false;
+        state.visit_owned(LEGACY_ROWS_TABLE, &mut |_, _, _| {
+            legacy = true;
+            Ok(())
+        })?;
+        if legacy {
+            return Err(format!(
+                "its rows are stored in format 0 (one snapshot per key group), which this build does not read (it reads table '{PARTITIONS_TABLE}' format {PARTITIONS_FORMAT}); resume with the Weir version that wrote the checkpoint, or start without it"
+            )
+            .into());
+        }
         // A window Top-N's rows of closed windows stay late after a restore.
         self.watermark = restore_watermark(state)?;
-        let now = weir_engine::time::now_ms();
-        let mut restored: Vec<(Vec<u8>, u32, Kept)> = Vec::new();
-        for (_, batch) in read_table(state, ROWS, &Arc::clone(&self.state_schema))? {
-            let positions = batch
-                .column(batch.num_columns() - 1)
-                .as_primitive::<UInt32Type>()
-                .clone();
-            let data = data_columns(&batch, &self.data)?;
-            let keys = self.partition_keys(&data)?;
-            let orders = self.order_keys(&data)?;
-            let rows = self.rows.convert_columns(data.columns())?;
-            let ends = match self.window_end {
-                Some(column) => Some(event_times_ms(&data, column)?),
-                None => None,
-            };
-            for i in 0..data.num_rows() {
-                let key = keys
-                    .as_ref()
-                    .map_or(Vec::new(), |k| k.row(i).data().to_vec());
-                if let Some(ends) = &ends {
-                    self.windows.entry(ends[i]).or_default().insert(key.clone());
-                }
-                restored.push((
-                    key,
-                    positions.value(i),
-                    Kept {
-                        order: Box::from(orders.as_ref().map_or(&[][..], |o| o.row(i).data())),
-                        row: Box::from(rows.row(i).as_ref()),
-                    },
-                ));
-            }
-        }
-        restored.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        for (key, _, kept) in restored {
-            let partition = self.partitions.entry(key).or_default();
-            partition.written = now;
-            partition.rows.push(kept);
+        if self.window_end.is_some() {
+            self.restore_windows(state)?;
         }
         Ok(())
     }
@@ -804,7 +888,7 @@ impl Operator for TopN {
 mod tests {
     use std::collections::BTreeMap;
 
-    use arrow::array::Int64Array;
+    use arrow::array::{AsArray, Int64Array};
     use arrow::datatypes::{Int64Type, Int8Type, UInt64Type};
     use weir_engine::operator::Timers;
     use weir_engine::state::InMemoryStateBackend;
@@ -852,11 +936,13 @@ mod tests {
     fn apply(
         out: &mut BTreeMap<(i64, i64, i64), i64>,
         op: &mut Box<dyn Operator>,
+        backend: &mut InMemoryStateBackend,
         rows: &[(i64, Option<i64>, i64)],
     ) {
         let mut timers = Timers::default();
         let all = weir_engine::partition::KeyGroupRange::all(128);
-        let mut ctx = Context::new(0, None, all, &mut timers);
+        let state = OperatorState::new(backend, "topn", all);
+        let mut ctx = Context::new(0, None, all, &mut timers).with_state(state);
         op.process_batch(batch(rows), &mut ctx).unwrap();
         for b in ctx.take_batches() {
             let k = b.column(0).as_primitive::<Int64Type>();
@@ -895,15 +981,18 @@ mod tests {
         for ranked in [false, true] {
             let mut out = BTreeMap::new();
             let mut op = operator(ranked, false);
-            apply(&mut out, &mut op, &input[..4]);
-            let mut backend = InMemoryStateBackend::new();
+            let mut live = InMemoryStateBackend::new();
+            apply(&mut out, &mut op, &mut live, &input[..4]);
             let all = weir_engine::partition::KeyGroupRange::all(128);
-            op.snapshot_state(&mut OperatorState::new(&mut backend, "topn", all))
+            op.snapshot_state(&mut OperatorState::new(&mut live, "topn", all))
                 .unwrap();
+            // A new subtask over a copy of the snapshot, as a restored job's.
+            let mut restored = live.clone();
+            drop(op);
             let mut op = operator(ranked, false);
-            op.restore_state(&OperatorState::new(&mut backend, "topn", all))
+            op.restore_state(&OperatorState::new(&mut restored, "topn", all))
                 .unwrap();
-            apply(&mut out, &mut op, &input[4..]);
+            apply(&mut out, &mut op, &mut restored, &input[4..]);
             let rank = |r: i64| if ranked { r } else { 0 };
             // Partition 1: 7 (id 2) then 7 (id 6, arrived later); partition 2: 3 then 2.
             let expected: BTreeMap<_, _> = [
@@ -925,6 +1014,7 @@ mod tests {
         apply(
             &mut out,
             &mut op,
+            &mut InMemoryStateBackend::new(),
             &[(1, Some(7), 1), (1, Some(7), 2), (1, Some(5), 3)],
         );
         // Keep-last: the newest of the rows with the highest v.
@@ -944,7 +1034,9 @@ mod tests {
             .unwrap();
         let mut timers = Timers::default();
         let all = weir_engine::partition::KeyGroupRange::all(128);
-        let mut ctx = Context::new(0, None, all, &mut timers);
+        let mut backend = InMemoryStateBackend::new();
+        let state = OperatorState::new(&mut backend, "topn", all);
+        let mut ctx = Context::new(0, None, all, &mut timers).with_state(state);
         op.open(&mut ctx).unwrap();
         op.process_batch(batch(&[(1, Some(5), 1_000), (2, Some(6), 1_000)]), &mut ctx)
             .unwrap();

@@ -25,6 +25,10 @@ pub enum StateError {
     Io(String),
     #[error("state value could not be encoded or decoded: {0}")]
     Encoding(String),
+    /// An operator with state tables was called without a state backend (outside the
+    /// runtime, without `Context::with_state`).
+    #[error("this operator keeps state tables: call it with Context::with_state")]
+    NoBackend,
     #[error("state entry {table}/{key_group} is corrupt: {reason}")]
     Corrupt {
         table: String,

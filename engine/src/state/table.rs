@@ -283,42 +283,83 @@ impl<C: StateCodec> StateTable<C> {
         init: impl FnOnce() -> C::Value,
         change: impl FnOnce(&mut C::Value) -> R,
     ) -> Result<R, StateError> {
+        self.update_with(state, group, key, init, |value| (change(value), true))
+    }
+
+    /// Like [`StateTable::update`], but `change` says whether it changed the value: only then
+    /// does the entry count as written (TTL, as Flink writes state only when it changes) and
+    /// go to the backend; a new value `change` did not write is not kept.
+    pub fn update_with<R>(
+        &mut self,
+        state: &mut OperatorState<'_>,
+        group: KeyGroup,
+        key: &[u8],
+        init: impl FnOnce() -> C::Value,
+        change: impl FnOnce(&mut C::Value) -> (R, bool),
+    ) -> Result<R, StateError> {
         let slot = slot_key(group, key);
         let now = crate::time::now_ms();
         self.clock += 1;
         if !self.load(state, &slot, now)? {
-            self.make_room(state)?;
-            self.removed.remove(&slot);
-            let value = init();
-            let bytes = slot.len() + self.codec.memory_bytes(&value) + ENTRY_OVERHEAD;
-            self.bytes += bytes;
-            self.budget.add(bytes);
-            self.hot.insert(
-                slot.clone(),
-                Slot {
-                    value,
-                    dirty: true,
-                    touched: self.clock,
-                    written_ms: now,
-                    bytes,
-                },
-            );
+            let mut value = init();
+            let (result, written) = change(&mut value);
+            if written {
+                self.make_room(state)?;
+                self.removed.remove(&slot);
+                let bytes = slot.len() + self.codec.memory_bytes(&value) + ENTRY_OVERHEAD;
+                self.bytes += bytes;
+                self.budget.add(bytes);
+                self.hot.insert(
+                    slot,
+                    Slot {
+                        value,
+                        dirty: true,
+                        touched: self.clock,
+                        written_ms: now,
+                        bytes,
+                    },
+                );
+            }
+            return Ok(result);
         }
         let clock = self.clock;
         let entry = self
             .hot
             .get_mut(&slot)
             .ok_or_else(|| StateError::Io("a loaded state entry is missing".into()))?;
-        let result = change(&mut entry.value);
-        entry.dirty = true;
+        let (result, written) = change(&mut entry.value);
         entry.touched = clock;
-        entry.written_ms = now;
-        let bytes = slot.len() + self.codec.memory_bytes(&entry.value) + ENTRY_OVERHEAD;
-        self.budget.add(bytes);
-        self.budget.sub(entry.bytes);
-        self.bytes = self.bytes + bytes - entry.bytes;
-        entry.bytes = bytes;
+        if written {
+            entry.dirty = true;
+            entry.written_ms = now;
+            let bytes = slot.len() + self.codec.memory_bytes(&entry.value) + ENTRY_OVERHEAD;
+            self.budget.add(bytes);
+            self.budget.sub(entry.bytes);
+            self.bytes = self.bytes + bytes - entry.bytes;
+            entry.bytes = bytes;
+        }
         Ok(result)
+    }
+
+    /// Removes the entry of `key` in `group` and returns its value, if it had one (and it
+    /// had not expired).
+    pub fn take(
+        &mut self,
+        state: &mut OperatorState<'_>,
+        group: KeyGroup,
+        key: &[u8],
+    ) -> Result<Option<C::Value>, StateError> {
+        let slot = slot_key(group, key);
+        if !self.load(state, &slot, crate::time::now_ms())? {
+            return Ok(None);
+        }
+        let entry = self.hot.remove(&slot);
+        if let Some(entry) = &entry {
+            self.bytes -= entry.bytes;
+            self.budget.sub(entry.bytes);
+        }
+        self.removed.insert(slot);
+        Ok(entry.map(|e| e.value))
     }
 
     /// Puts `value` under `key` in `group` as a changed hot entry, without reading the
