@@ -618,75 +618,79 @@ impl TopN {
             }
             let group = self.key_group(key);
             // Written (for the state TTL) only when the row is kept, as Flink writes state.
-            let new_partition = self.partitions.update_with(state, group, key, Vec::new, |kept| {
-                let new_partition = kept.is_empty();
-                let position = match newer_wins_ties {
-                    true => kept.partition_point(|k| *k.order < *order),
-                    false => kept.partition_point(|k| *k.order <= *order),
-                };
-                if position >= limit {
-                    return (false, false);
-                }
-                let new = Kept {
-                    order: Box::from(order),
-                    row: Box::from(rows.row(i).as_ref()),
-                };
-                if newer_wins_ties && kept.get(position).is_some_and(|k| k.order == new.order) {
-                    // The newer row replaces the kept one with the same order keys.
-                    let old = std::mem::replace(&mut kept[position], new);
-                    if end.is_some() {
-                        return (false, true);
-                    }
-                    let rank = position as i64 + 1;
-                    match ranked {
-                        true => changes.push((RowKind::UpdateBefore, 1, moved.len(), rank)),
-                        false => changes.push((RowKind::Delete, 1, moved.len(), rank)),
-                    }
-                    moved.push(old.row);
-                    let kind = match ranked {
-                        true => RowKind::UpdateAfter,
-                        false => RowKind::Insert,
-                    };
-                    changes.push((kind, 0, i, rank));
-                    return (false, true);
-                }
-                kept.insert(position, new);
-                let dropped = (kept.len() > limit).then(|| kept.pop()).flatten();
-                if end.is_some() {
-                    // A window Top-N emits at the window's end.
-                    return (new_partition, true);
-                }
-                if !ranked {
-                    if let Some(dropped) = dropped {
-                        changes.push((RowKind::Delete, 1, moved.len(), limit as i64));
-                        moved.push(dropped.row);
-                    }
-                    changes.push((RowKind::Insert, 0, i, position as i64 + 1));
-                    return (new_partition, true);
-                }
-                // Every rank from the new row's down changes: the previous row at each rank
-                // is the one now a rank lower (or the dropped one at the last rank).
-                for rank in position..kept.len() {
-                    let previous = match kept.get(rank + 1) {
-                        Some(k) => Some(k.row.clone()),
-                        None => dropped.as_ref().map(|d| d.row.clone()),
-                    };
-                    let number = rank as i64 + 1;
-                    match previous {
-                        Some(previous) => {
-                            changes.push((RowKind::UpdateBefore, 1, moved.len(), number));
-                            moved.push(previous);
-                            changes.push((RowKind::UpdateAfter, 1, moved.len(), number));
-                            moved.push(kept[rank].row.clone());
+            let new_partition =
+                self.partitions
+                    .update_with(state, group, key, Vec::new, |kept| {
+                        let new_partition = kept.is_empty();
+                        let position = match newer_wins_ties {
+                            true => kept.partition_point(|k| *k.order < *order),
+                            false => kept.partition_point(|k| *k.order <= *order),
+                        };
+                        if position >= limit {
+                            return (false, false);
                         }
-                        None => {
-                            changes.push((RowKind::Insert, 1, moved.len(), number));
-                            moved.push(kept[rank].row.clone());
+                        let new = Kept {
+                            order: Box::from(order),
+                            row: Box::from(rows.row(i).as_ref()),
+                        };
+                        if newer_wins_ties
+                            && kept.get(position).is_some_and(|k| k.order == new.order)
+                        {
+                            // The newer row replaces the kept one with the same order keys.
+                            let old = std::mem::replace(&mut kept[position], new);
+                            if end.is_some() {
+                                return (false, true);
+                            }
+                            let rank = position as i64 + 1;
+                            match ranked {
+                                true => changes.push((RowKind::UpdateBefore, 1, moved.len(), rank)),
+                                false => changes.push((RowKind::Delete, 1, moved.len(), rank)),
+                            }
+                            moved.push(old.row);
+                            let kind = match ranked {
+                                true => RowKind::UpdateAfter,
+                                false => RowKind::Insert,
+                            };
+                            changes.push((kind, 0, i, rank));
+                            return (false, true);
                         }
-                    }
-                }
-                (new_partition, true)
-            })?;
+                        kept.insert(position, new);
+                        let dropped = (kept.len() > limit).then(|| kept.pop()).flatten();
+                        if end.is_some() {
+                            // A window Top-N emits at the window's end.
+                            return (new_partition, true);
+                        }
+                        if !ranked {
+                            if let Some(dropped) = dropped {
+                                changes.push((RowKind::Delete, 1, moved.len(), limit as i64));
+                                moved.push(dropped.row);
+                            }
+                            changes.push((RowKind::Insert, 0, i, position as i64 + 1));
+                            return (new_partition, true);
+                        }
+                        // Every rank from the new row's down changes: the previous row at each rank
+                        // is the one now a rank lower (or the dropped one at the last rank).
+                        for rank in position..kept.len() {
+                            let previous = match kept.get(rank + 1) {
+                                Some(k) => Some(k.row.clone()),
+                                None => dropped.as_ref().map(|d| d.row.clone()),
+                            };
+                            let number = rank as i64 + 1;
+                            match previous {
+                                Some(previous) => {
+                                    changes.push((RowKind::UpdateBefore, 1, moved.len(), number));
+                                    moved.push(previous);
+                                    changes.push((RowKind::UpdateAfter, 1, moved.len(), number));
+                                    moved.push(kept[rank].row.clone());
+                                }
+                                None => {
+                                    changes.push((RowKind::Insert, 1, moved.len(), number));
+                                    moved.push(kept[rank].row.clone());
+                                }
+                            }
+                        }
+                        (new_partition, true)
+                    })?;
             // A new partition of a window Top-N is fired with its window.
             if let (true, Some(end)) = (new_partition, end) {
                 self.windows.entry(end).or_default().insert(key.to_vec());

@@ -75,7 +75,17 @@ impl ShardStore {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let db = DB::open_cf(&options, path, operators).map_err(|e| io("cannot open", path, e))?;
+        // State tables look keys up one by one, most of them absent at first: a bloom filter
+        // per SST file answers those without reading the file.
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        let mut family = Options::default();
+        family.set_block_based_table_factory(&table);
+        let families = operators
+            .iter()
+            .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, family.clone()));
+        let db = DB::open_cf_descriptors(&options, path, families)
+            .map_err(|e| io("cannot open", path, e))?;
         Ok(Arc::new(ShardStore {
             db,
             path: path.to_path_buf(),
@@ -212,6 +222,24 @@ fn scan_family(
     Ok(entries)
 }
 
+/// Whether `table` has an entry in `range`: one seek.
+fn family_has_entries(
+    db: &DB,
+    family: &rocksdb::ColumnFamily,
+    table: &str,
+    range: KeyGroupRange,
+) -> Result<bool, StateError> {
+    let from = encode_key(table, range.start, &[]);
+    let mut iterator = db.iterator_cf(family, IteratorMode::From(&from, Direction::Forward));
+    match iterator.next() {
+        Some(item) => {
+            let (key, _) = item.map_err(|e| StateError::Io(e.to_string()))?;
+            Ok(decode_key(table, &key).is_some_and(|(group, _)| group < range.end))
+        }
+        None => Ok(false),
+    }
+}
+
 /// Calls `visit` with every entry of `table` in `range`, in key order, as RocksDB iterates.
 fn visit_family(
     db: &DB,
@@ -290,6 +318,11 @@ impl StateBackend for RocksStateBackend {
     ) -> Result<(), StateError> {
         let family = self.store.family(&self.family)?;
         visit_family(&self.store.db, family, table, range, visit)
+    }
+
+    fn has_entries(&self, table: &str, range: KeyGroupRange) -> Result<bool, StateError> {
+        let family = self.store.family(&self.family)?;
+        family_has_entries(&self.store.db, family, table, range)
     }
 
     fn delete_range(&mut self, table: &str, range: KeyGroupRange) -> Result<(), StateError> {
@@ -418,6 +451,13 @@ impl StateBackend for SpillBackend {
         match &self.backend {
             Some(backend) => backend.scan(table, range),
             None => Ok(Vec::new()),
+        }
+    }
+
+    fn has_entries(&self, table: &str, range: KeyGroupRange) -> Result<bool, StateError> {
+        match &self.backend {
+            Some(backend) => backend.has_entries(table, range),
+            None => Ok(false),
         }
     }
 

@@ -70,6 +70,10 @@ pub trait StateBackend: Send {
     }
     /// Removes every entry of `table`.
     fn clear(&mut self, table: &str) -> Result<(), StateError>;
+    /// Whether `table` has any entry in `range`.
+    fn has_entries(&self, table: &str, range: KeyGroupRange) -> Result<bool, StateError> {
+        Ok(!self.scan(table, range)?.is_empty())
+    }
     /// Calls `visit` with every entry of `table` in `range` (key group, key, value), in key
     /// order, without gathering them first.
     fn visit(
@@ -134,6 +138,15 @@ impl StateBackend for InMemoryStateBackend {
         self.entries
             .remove(&(table.to_string(), group.0, key.to_vec()));
         Ok(())
+    }
+
+    fn has_entries(&self, table: &str, range: KeyGroupRange) -> Result<bool, StateError> {
+        let from = (table.to_string(), range.start, Vec::new());
+        Ok(self
+            .entries
+            .range(from..)
+            .next()
+            .is_some_and(|((t, g, _), _)| t == table && *g < range.end))
     }
 
     fn scan(&self, table: &str, range: KeyGroupRange) -> Result<Vec<StateEntry>, StateError> {
@@ -209,6 +222,12 @@ impl<'a> OperatorState<'a> {
     pub fn delete(&mut self, table: &str, group: KeyGroup, key: &[u8]) -> Result<(), StateError> {
         let table = self.table(table);
         self.backend.delete(&table, group, key)
+    }
+
+    /// Whether `table` has any entry in this subtask's key groups.
+    pub fn has_entries(&self, table: &str) -> Result<bool, StateError> {
+        self.backend
+            .has_entries(&self.table(table), self.key_groups)
     }
 
     /// Calls `visit` with every entry of `table` in this subtask's key groups (key group,

@@ -136,6 +136,11 @@ pub struct StateTable<C: StateCodec> {
     /// The last [`StateTable::expire`] sweep, ms since the epoch.
     swept_ms: i64,
     evicted: Option<Counter>,
+    /// The map key being looked up (reused: a hit allocates nothing).
+    scratch: Vec<u8>,
+    /// Whether the backend may hold entries of the table (unknown until first asked; a fresh
+    /// job's table is empty there until it writes), so lookups of new keys skip it.
+    in_backend: Option<bool>,
 }
 
 impl<C: StateCodec> Drop for StateTable<C> {
@@ -172,6 +177,8 @@ impl<C: StateCodec> StateTable<C> {
             clock: 0,
             swept_ms: crate::time::now_ms(),
             evicted: None,
+            scratch: Vec::new(),
+            in_backend: None,
         }
     }
 
@@ -215,6 +222,13 @@ impl<C: StateCodec> StateTable<C> {
             return Ok(false);
         }
         if self.removed.contains(slot) {
+            return Ok(false);
+        }
+        let in_backend = match self.in_backend {
+            Some(known) => known,
+            None => *self.in_backend.insert(state.has_entries(self.spec.name)?),
+        };
+        if !in_backend {
             return Ok(false);
         }
         let (group, key) = split_slot_key(slot);
@@ -297,9 +311,31 @@ impl<C: StateCodec> StateTable<C> {
         init: impl FnOnce() -> C::Value,
         change: impl FnOnce(&mut C::Value) -> (R, bool),
     ) -> Result<R, StateError> {
-        let slot = slot_key(group, key);
         let now = crate::time::now_ms();
         self.clock += 1;
+        // A hot entry: one lookup, no allocation.
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&group.0.to_be_bytes());
+        self.scratch.extend_from_slice(key);
+        let ttl_ms = self.ttl_ms;
+        if let Some(entry) = self.hot.get_mut(self.scratch.as_slice()) {
+            if ttl_ms.is_none_or(|ttl| now - entry.written_ms <= ttl) {
+                let (result, written) = change(&mut entry.value);
+                entry.touched = self.clock;
+                if written {
+                    entry.dirty = true;
+                    entry.written_ms = now;
+                    let bytes =
+                        self.scratch.len() + self.codec.memory_bytes(&entry.value) + ENTRY_OVERHEAD;
+                    self.budget.add(bytes);
+                    self.budget.sub(entry.bytes);
+                    self.bytes = self.bytes + bytes - entry.bytes;
+                    entry.bytes = bytes;
+                }
+                return Ok(result);
+            }
+        }
+        let slot: Box<[u8]> = Box::from(self.scratch.as_slice());
         if !self.load(state, &slot, now)? {
             let mut value = init();
             let (result, written) = change(&mut value);
@@ -397,6 +433,7 @@ impl<C: StateCodec> StateTable<C> {
             let (group, key) = split_slot_key(&slot);
             state.delete(self.spec.name, group, key)?;
         }
+        self.in_backend = Some(true);
         let mut dirty: Vec<SlotRef<'_, C::Value>> = self
             .hot
             .iter_mut()
@@ -437,6 +474,7 @@ impl<C: StateCodec> StateTable<C> {
         }
         self.bytes -= freed;
         self.budget.sub(freed);
+        self.in_backend = Some(true);
         let mut dirty: Vec<SlotRef<'_, C::Value>> = evicted
             .iter_mut()
             .filter(|(_, e)| e.dirty)
