@@ -124,6 +124,9 @@ struct Args {
     /// of the machine's memory.
     #[arg(long)]
     state_memory_budget: Option<String>,
+    /// `table.exec.state.ttl` for the query, e.g. `1 min`.
+    #[arg(long)]
+    state_ttl: Option<String>,
     /// Print the SQL and the plan, and do not run.
     #[arg(long)]
     explain: bool,
@@ -138,7 +141,10 @@ fn main() -> anyhow::Result<()> {
     if args.query == "all" {
         return run_all(&args);
     }
-    let (sql, events) = job_sql(&args)?;
+    let (mut sql, events) = job_sql(&args)?;
+    if let Some(ttl) = &args.state_ttl {
+        sql = format!("SET 'table.exec.state.ttl' = '{ttl}';\n{sql}");
+    }
     let mut session = Session::new();
     let actions = session
         .execute(&sql, &|_| Arc::new(weir::prelude::PrintSink::default()))

@@ -7,32 +7,34 @@
 //! `-D`, and an outer join's padded row is retracted (`-D`) when its first match arrives and
 //! emitted again (`+I`) when its last match is retracted.
 //!
-//! State: per side, per key, each distinct row (Arrow's row format) with how many times it is
-//! present and, for a side an outer join pads, how many rows of the other side it matches.
-//! With a state TTL (`table.exec.state.ttl`) a row not written for that long (processing
-//! time) is forgotten, as in Flink; restored rows count as written at restore.
+//! State: per side a state table ([`weir_engine::state::table`]) by encoded key: each distinct
+//! row (Arrow's row format) with how many times it is present, how many rows of the other side
+//! it matches (for a side an outer join pads) and when it was last written. Keys beyond the
+//! memory budget live in RocksDB; checkpoints write the keys changed since the last one. With
+//! a state TTL (`table.exec.state.ttl`) a row not written for that long (processing time) is
+//! forgotten, as in Flink: never matched again, dropped when its key is next touched or by
+//! the sweep (a key not written for the TTL goes whole).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, AsArray, UInt32Array};
+use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::take;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
-use hashbrown::HashMap;
 use weir_engine::changelog::{
     kind_array, kind_at, row_kinds, with_row_kind, ChangelogMode, RowKind,
 };
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext, TimeDomain};
-use weir_engine::partition::KeyHasher;
-use weir_engine::state::OperatorState;
+use weir_engine::partition::{KeyGroup, KeyHasher};
+use weir_engine::state::table::{StateCodec, StateTable, TableSpec};
+use weir_engine::state::{OperatorState, StateError};
 use weir_engine::BoxError;
 
 use super::{key_is_null, JoinKeys, JoinPlan, JoinSpec, JoinType, Side, JOIN_INPUTS};
 use crate::error::Result;
 use crate::row_format::decode_rows;
-use crate::state_codec::{read_table, write_table};
 
 /// Describes a regular join.
 #[derive(Debug, Clone)]
@@ -109,14 +111,15 @@ impl OperatorFactory for RegularJoinFactory {
                 .iter()
                 .map(|f| SortField::new(f.data_type().clone()))
                 .collect();
-            let mut state_fields: Vec<_> = schema.fields().iter().cloned().collect();
-            state_fields.push(Arc::new(Field::new(COUNT, DataType::UInt32, false)));
-            state_fields.push(Arc::new(Field::new(ASSOCIATIONS, DataType::UInt32, false)));
+            let spec = TableSpec {
+                name: rows_table(side),
+                version: ROWS_FORMAT,
+                ttl: self.state_ttl,
+            };
             Ok(SideRows {
                 hasher: KeyHasher::new(schema, keys, context.max_key_groups)?,
                 rows: RowConverter::new(fields)?,
-                by_key: HashMap::new(),
-                state_schema: Arc::new(Schema::new(state_fields)),
+                by_key: context.state_table(spec, StoredCodec),
             })
         };
         Ok(Box::new(RegularJoin {
@@ -130,9 +133,16 @@ impl OperatorFactory for RegularJoinFactory {
     }
 }
 
-/// Names of the per-row counters in snapshots.
-const COUNT: &str = "$count";
-const ASSOCIATIONS: &str = "$associations";
+/// The format version of the sides' state tables.
+const ROWS_FORMAT: u16 = 1;
+
+/// The state table of a side's rows (the snapshots before state tables used the side's name).
+fn rows_table(side: Side) -> &'static str {
+    match side {
+        Side::Left => "left-rows",
+        Side::Right => "right-rows",
+    }
+}
 
 /// One distinct row of a side.
 #[derive(Debug, Clone)]
@@ -147,17 +157,99 @@ struct Stored {
     written: i64,
 }
 
+/// Stores a key's rows: a count (u32, big endian), then per row its length (u32), its bytes,
+/// its count and associations (u32 each) and when it was written (i64 ms).
+struct StoredCodec;
+
+impl StateCodec for StoredCodec {
+    type Value = Vec<Stored>;
+
+    fn encode(
+        &self,
+        keys: &mut [&mut Vec<Stored>],
+    ) -> std::result::Result<Vec<Vec<u8>>, StateError> {
+        Ok(keys
+            .iter()
+            .map(|rows| {
+                let mut out = Vec::with_capacity(self.memory_bytes(rows));
+                out.extend_from_slice(&(rows.len() as u32).to_be_bytes());
+                for stored in rows.iter() {
+                    out.extend_from_slice(&(stored.row.len() as u32).to_be_bytes());
+                    out.extend_from_slice(&stored.row);
+                    out.extend_from_slice(&stored.count.to_be_bytes());
+                    out.extend_from_slice(&stored.associations.to_be_bytes());
+                    out.extend_from_slice(&stored.written.to_be_bytes());
+                }
+                out
+            })
+            .collect())
+    }
+
+    fn decode(&self, bytes: &[u8], _version: u16) -> std::result::Result<Vec<Stored>, StateError> {
+        let short = || StateError::Encoding("a join key's rows shorter than their lengths".into());
+        let (count, mut rest) = bytes.split_first_chunk::<4>().ok_or_else(short)?;
+        let mut rows = Vec::with_capacity((u32::from_be_bytes(*count) as usize).min(1 << 16));
+        for _ in 0..u32::from_be_bytes(*count) {
+            let (length, tail) = rest.split_first_chunk::<4>().ok_or_else(short)?;
+            let (row, tail) = tail
+                .split_at_checked(u32::from_be_bytes(*length) as usize)
+                .ok_or_else(short)?;
+            let (count, tail) = tail.split_first_chunk::<4>().ok_or_else(short)?;
+            let (associations, tail) = tail.split_first_chunk::<4>().ok_or_else(short)?;
+            let (written, tail) = tail.split_first_chunk::<8>().ok_or_else(short)?;
+            rows.push(Stored {
+                row: Box::from(row),
+                count: u32::from_be_bytes(*count),
+                associations: u32::from_be_bytes(*associations),
+                written: i64::from_be_bytes(*written),
+            });
+            rest = tail;
+        }
+        Ok(rows)
+    }
+
+    fn memory_bytes(&self, rows: &Vec<Stored>) -> usize {
+        rows.iter().map(|r| r.row.len() + 48).sum::<usize>() + 24
+    }
+}
+
 /// The rows of one side, by encoded key.
 struct SideRows {
     hasher: KeyHasher,
     rows: RowConverter,
-    by_key: HashMap<Vec<u8>, Vec<Stored>>,
-    state_schema: SchemaRef,
+    by_key: StateTable<StoredCodec>,
 }
 
 impl SideRows {
     fn keys(&self, batch: &RecordBatch) -> Result<JoinKeys> {
         JoinKeys::of(&self.hasher, self.hasher.key_columns(), batch)
+    }
+
+    /// The key group of an encoded key.
+    fn group(&self, key: &[u8]) -> KeyGroup {
+        self.hasher.key_group_of(key)
+    }
+
+    /// Sets how many rows of the other side the row at `position` under `key` matches.
+    fn set_associations(
+        &mut self,
+        state: &mut OperatorState<'_>,
+        key: &[u8],
+        position: usize,
+        associations: u32,
+    ) -> Result<()> {
+        let group = self.group(key);
+        self.by_key
+            .update_with(state, group, key, Vec::new, |rows| {
+                match rows.get_mut(position) {
+                    Some(row) if row.associations != associations => {
+                        row.associations = associations;
+                        ((), true)
+                    }
+                    _ => ((), false),
+                }
+            })?;
+        Ok(())
     }
 
     /// Decodes stored rows into the side's columns.
@@ -197,24 +289,29 @@ impl RegularJoin {
         let keys = self.sides[own].keys(&data)?;
         let own_keys = &self.plan.keys[own];
 
+        let state = ctx.state_or_err()?;
+        let ttl = self.state_ttl;
+        let live = |row: &Stored| ttl.is_none_or(|ttl| !crate::ttl::expired(row.written, ttl, now));
         // Candidates: (input row, position under its key on the other side).
         let mut candidates: Vec<(u32, usize)> = Vec::new();
-        let mut candidate_rows: Vec<&[u8]> = Vec::new();
+        let mut candidate_rows: Vec<Box<[u8]>> = Vec::new();
         for i in 0..data.num_rows() {
             let key = keys.get(i);
             if key_is_null(&data, own_keys, i) {
                 continue;
             }
-            if let Some(stored) = self.sides[other].by_key.get(key) {
-                for (position, row) in stored.iter().enumerate() {
+            let group = self.sides[other].group(key);
+            if let Some(stored) = self.sides[other].by_key.get(state, group, key)? {
+                for (position, row) in stored.iter().enumerate().filter(|(_, r)| live(r)) {
                     candidates.push((i as u32, position));
-                    candidate_rows.push(&row.row);
+                    candidate_rows.push(row.row.clone());
                 }
             }
         }
+        let candidate_refs: Vec<&[u8]> = candidate_rows.iter().map(|r| &**r).collect();
         let other_rows = RecordBatch::try_new(
             Arc::clone(self.plan.schema(side.other())),
-            self.sides[other].decode(&candidate_rows)?,
+            self.sides[other].decode(&candidate_refs)?,
         )?;
         let mask = if candidates.is_empty() {
             Vec::new()
@@ -249,11 +346,16 @@ impl RegularJoin {
                 if !mask[candidate as usize] {
                     continue;
                 }
-                let Some(stored) = self.sides[other]
-                    .by_key
-                    .get_mut(key)
-                    .and_then(|rows| rows.get_mut(position))
-                else {
+                let group = self.sides[other].group(key);
+                // The matched row of the other side, to count matches on (its position is the
+                // one the candidates were listed in: nothing changed that side since).
+                let matched =
+                    self.sides[other]
+                        .by_key
+                        .update_with(state, group, key, Vec::new, |rows| {
+                            (rows.get(position).cloned(), false)
+                        })?;
+                let Some(mut stored) = matched else {
                     continue;
                 };
                 matches += stored.count;
@@ -266,6 +368,7 @@ impl RegularJoin {
                             false => before.saturating_sub(1),
                         };
                         stored.associations = after;
+                        self.sides[other].set_associations(state, key, position, after)?;
                         if in_result(before) != in_result(after) {
                             let kind = match in_result(after) {
                                 true => RowKind::Insert,
@@ -296,6 +399,7 @@ impl RegularJoin {
                 } else {
                     stored.associations = stored.associations.saturating_sub(1);
                 }
+                self.sides[other].set_associations(state, key, position, stored.associations)?;
             }
             let kind = if accumulate {
                 RowKind::Insert
@@ -306,38 +410,48 @@ impl RegularJoin {
                 emitted.push((kind, Some(i as u32), None));
             }
             let row = full_rows.row(i);
-            let map = &mut self.sides[own].by_key;
-            if accumulate {
-                let entries = map.entry_ref(key).or_default();
-                // Equal rows share an entry only where one may be retracted (an updating
-                // input); an append-only side never looks, so a hot key costs no scan.
-                let existing = match updating {
-                    true => entries.iter_mut().find(|s| *s.row == *row.as_ref()),
-                    false => None,
-                };
-                match existing {
-                    Some(stored) => {
-                        stored.count += 1;
-                        stored.written = now;
-                    }
-                    None => entries.push(Stored {
-                        row: Box::from(row.as_ref()),
-                        count: 1,
-                        associations: matches,
-                        written: now,
-                    }),
-                }
-            } else if let Some(entries) = map.get_mut(key) {
-                // A row that is not there (its state expired) has nothing to remove.
-                if let Some(at) = entries.iter().position(|s| *s.row == *row.as_ref()) {
-                    entries[at].count -= 1;
-                    if entries[at].count == 0 {
-                        entries.swap_remove(at);
-                    }
-                }
-                if entries.is_empty() {
-                    map.remove(key);
-                }
+            let group = self.sides[own].group(key);
+            let emptied =
+                self.sides[own]
+                    .by_key
+                    .update_with(state, group, key, Vec::new, |entries| {
+                        // Expired rows go when their key is touched.
+                        let before = entries.len();
+                        entries.retain(live);
+                        let expired = entries.len() != before;
+                        if accumulate {
+                            // Equal rows share an entry only where one may be retracted (an updating
+                            // input); an append-only side never looks, so a hot key costs no scan.
+                            let existing = match updating {
+                                true => entries.iter_mut().find(|s| *s.row == *row.as_ref()),
+                                false => None,
+                            };
+                            match existing {
+                                Some(stored) => {
+                                    stored.count += 1;
+                                    stored.written = now;
+                                }
+                                None => entries.push(Stored {
+                                    row: Box::from(row.as_ref()),
+                                    count: 1,
+                                    associations: matches,
+                                    written: now,
+                                }),
+                            }
+                            return (false, true);
+                        }
+                        // A row that is not there (its state expired) has nothing to remove.
+                        let Some(at) = entries.iter().position(|s| *s.row == *row.as_ref()) else {
+                            return (entries.is_empty(), expired);
+                        };
+                        entries[at].count -= 1;
+                        if entries[at].count == 0 {
+                            entries.swap_remove(at);
+                        }
+                        (entries.is_empty(), true)
+                    })?;
+            if emptied {
+                self.sides[own].by_key.remove(group, key);
             }
         }
         self.emit(side, &data, &other_rows, &emitted, ctx)
@@ -380,17 +494,13 @@ impl RegularJoin {
         Ok(())
     }
 
-    /// Forgets rows not written for the state TTL.
-    fn expire(&mut self, now: i64) {
-        let Some(ttl) = self.state_ttl else {
-            return;
-        };
+    /// Forgets keys not written for the state TTL (their rows are all older); an expired row
+    /// under a key written since goes when the key is next touched.
+    fn expire(&mut self, state: &mut OperatorState<'_>) -> Result<()> {
         for side in &mut self.sides {
-            side.by_key.retain(|_, rows| {
-                rows.retain(|r| !crate::ttl::expired(r.written, ttl, now));
-                !rows.is_empty()
-            });
+            side.by_key.expire(state)?;
         }
+        Ok(())
     }
 }
 
@@ -420,7 +530,7 @@ impl Operator for RegularJoin {
         time: i64,
         ctx: &mut Context<'_>,
     ) -> std::result::Result<(), BoxError> {
-        self.expire(time);
+        self.expire(ctx.state_or_err()?)?;
         if let Some(ttl) = self.state_ttl {
             crate::ttl::arm_sweep(ctx, ttl, time);
         }
@@ -431,48 +541,23 @@ impl Operator for RegularJoin {
         &mut self,
         state: &mut OperatorState<'_>,
     ) -> std::result::Result<(), BoxError> {
-        for side in [Side::Left, Side::Right] {
-            let rows = &self.sides[side as usize];
-            let stored: Vec<&Stored> = rows.by_key.values().flatten().collect();
-            let encoded: Vec<&[u8]> = stored.iter().map(|s| &*s.row).collect();
-            let mut columns = rows.decode(&encoded)?;
-            columns.push(Arc::new(UInt32Array::from_iter_values(
-                stored.iter().map(|s| s.count),
-            )));
-            columns.push(Arc::new(UInt32Array::from_iter_values(
-                stored.iter().map(|s| s.associations),
-            )));
-            let batch = RecordBatch::try_new(Arc::clone(&rows.state_schema), columns)?;
-            write_table(state, side.name(), &rows.hasher, &batch, 0)?;
+        for side in &mut self.sides {
+            side.by_key.flush(state)?;
         }
         Ok(())
     }
 
+    /// The rows are in the state backend already, read when their keys come. A snapshot of
+    /// the format before state tables (format 0) is refused.
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
-        let now = weir_engine::time::now_ms();
         for side in [Side::Left, Side::Right] {
-            let rows = &mut self.sides[side as usize];
-            for (_, batch) in read_table(state, side.name(), &rows.state_schema)? {
-                let width = batch.num_columns() - 2;
-                let data = RecordBatch::try_new(
-                    Arc::clone(self.plan.schema(side)),
-                    batch.columns()[..width].to_vec(),
-                )?;
-                let counts = batch.column(width).as_primitive::<UInt32Type>();
-                let associations = batch.column(width + 1).as_primitive::<UInt32Type>();
-                let keys = rows.keys(&data)?;
-                let encoded = rows.rows.convert_columns(data.columns())?;
-                for i in 0..data.num_rows() {
-                    rows.by_key
-                        .entry_ref(keys.get(i))
-                        .or_default()
-                        .push(Stored {
-                            row: Box::from(encoded.row(i).as_ref()),
-                            count: counts.value(i),
-                            associations: associations.value(i),
-                            written: now,
-                        });
-                }
+            if state.has_entries(side.name())? {
+                return Err(format!(
+                    "its {} rows are stored in format 0 (one snapshot per key group), which this build does not read (it reads table '{}' format {ROWS_FORMAT}); resume with the Weir version that wrote the checkpoint, or start without it",
+                    side.name(),
+                    rows_table(side)
+                )
+                .into());
             }
         }
         Ok(())
