@@ -1,6 +1,7 @@
-//! State larger than its memory budget: an updating aggregation over many keys gives the same
-//! result with a budget far below its state (most groups evicted to RocksDB and read back)
-//! as with unlimited memory, at 1, 2 and 4 shards, with and without checkpoints.
+//! State larger than its memory budget: an updating aggregation and a regular join over many
+//! keys give the same result with a budget far below their state (most entries evicted to
+//! RocksDB and read back) as with unlimited memory, at 1, 2 and 4 shards, with and without
+//! checkpoints.
 
 mod common;
 
@@ -117,4 +118,61 @@ fn spilled_state_is_checkpointed_and_restored_at_another_shard_count() {
         .collect();
     assert!(got == doubled, "resumed results differ");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The pairs of a regular join of `left` (k, v) and `right` (rk, rv) rows, sorted, and how
+/// many state entries were evicted.
+fn join(options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {
+    let side = |prefix: &str, rows: Vec<(i64, i64)>| {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(format!("{prefix}k"), DataType::Int64, false),
+            Field::new(format!("{prefix}v"), DataType::Int64, false),
+        ]));
+        let batches = rows
+            .chunks(1_000)
+            .map(|chunk| {
+                RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    vec![
+                        Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.0))),
+                        Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.1))),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect();
+        MemorySource::new(schema, vec![batches]).unwrap()
+    };
+    // Two left rows and one right row per key, keys in a scattered order.
+    let left: Vec<(i64, i64)> = (0..2 * KEYS).map(|i| ((i * 7_919) % KEYS, i)).collect();
+    let right: Vec<(i64, i64)> = (0..KEYS).map(|i| ((i * 104_729) % KEYS, -i)).collect();
+    let pipeline = Pipeline::new("budget-join");
+    let left = pipeline.source(side("", left)).key_by(["k"]);
+    let right = pipeline.source(side("r", right)).key_by(["rk"]);
+    let sink = CollectSink::new();
+    let result = left
+        .join(&right)
+        .regular(None)
+        .sink(sink.clone())
+        .run(options)
+        .expect("job runs");
+    let rows = common::apply_changelog(&sink.batches(), &["k", "v", "rk", "rv"]);
+    (rows, result.metrics.total(names::STATE_ENTRIES_EVICTED))
+}
+
+#[test]
+fn a_regular_join_over_its_budget_matches_unlimited_memory() {
+    let (expected, _) = join(RunOptions::default().shards(2));
+    assert_eq!(expected.len(), 2 * KEYS as usize);
+    for shards in [1, 2, 4] {
+        let options = RunOptions::default()
+            .shards(shards)
+            .state_memory_budget(1 << 20);
+        let (got, evicted) = join(options);
+        assert!(
+            evicted > KEYS as u64 / 2,
+            "{shards} shards: {evicted} evictions"
+        );
+        assert!(got == expected, "{shards} shards: results differ");
+    }
 }

@@ -563,3 +563,66 @@ impl Operator for RegularJoin {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use weir_engine::operator::Timers;
+    use weir_engine::partition::KeyGroupRange;
+    use weir_engine::state::InMemoryStateBackend;
+
+    use super::*;
+
+    fn side(prefix: &str) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(format!("{prefix}k"), DataType::Int64, false),
+            Field::new(format!("{prefix}v"), DataType::Int64, false),
+        ]))
+    }
+
+    /// Feeds rows `(k, v)` to input `input`; returns how many rows came out.
+    fn feed(
+        join: &mut Box<dyn Operator>,
+        backend: &mut InMemoryStateBackend,
+        input: usize,
+        rows: &[(i64, i64)],
+    ) -> usize {
+        let schema = side(if input == 0 { "" } else { "r" });
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap();
+        let mut timers = Timers::default();
+        let all = KeyGroupRange::all(128);
+        let state = OperatorState::new(backend, "join", all);
+        let mut ctx = Context::new(input, None, all, &mut timers).with_state(state);
+        join.process_batch(batch, &mut ctx).unwrap();
+        ctx.take_batches().iter().map(|b| b.num_rows()).sum()
+    }
+
+    /// With a state TTL, a row not written for the TTL matches nothing more (as Flink's);
+    /// a row written since does.
+    #[test]
+    fn rows_past_the_state_ttl_match_nothing() {
+        let spec = JoinSpec {
+            join_type: JoinType::Inner,
+            left_keys: vec!["k".into()],
+            right_keys: vec!["rk".into()],
+            filter: None,
+        };
+        let factory = RegularJoinFactory::new(spec).with_state_ttl(Some(Duration::from_millis(50)));
+        let context = SubtaskContext::standalone(vec![side(""), side("r")]);
+        let mut join = factory.create(&context).unwrap();
+        let backend = &mut InMemoryStateBackend::new();
+        assert_eq!(feed(&mut join, backend, 0, &[(1, 10), (2, 20)]), 0);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(feed(&mut join, backend, 0, &[(2, 21)]), 0);
+        // Key 1's row expired; key 2 has an expired row and a live one.
+        assert_eq!(feed(&mut join, backend, 1, &[(1, 100), (2, 200)]), 1);
+    }
+}
