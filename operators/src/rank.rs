@@ -581,7 +581,7 @@ impl TopN {
                 }
             }
             if partition.is_empty() {
-                self.partitions.remove(group, &key);
+                self.partitions.remove(state, group, &key)?;
             }
         }
         self.partitions.expire(state)?;

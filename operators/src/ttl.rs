@@ -13,10 +13,9 @@ pub fn ttl_ms(ttl: Option<Duration>) -> Option<i64> {
         .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Whether an entry written at `written_ms` has outlived `ttl_ms` at `now_ms`.
-pub fn expired(written_ms: i64, ttl_ms: i64, now_ms: i64) -> bool {
-    written_ms.saturating_add(ttl_ms) <= now_ms
-}
+/// Whether an entry written at `written_ms` has outlived `ttl_ms` at `now_ms` (the state
+/// tables' rule, Flink's).
+pub use weir_engine::state::table::ttl_expired as expired;
 
 /// Arms the next sweep of a `ttl_ms` state TTL, half a TTL after `now_ms`.
 pub fn arm_sweep(ctx: &mut Context<'_>, ttl_ms: i64, now_ms: i64) {

@@ -411,7 +411,7 @@ impl Operator for UpdatingAggregate {
                     Self::apply(accumulators, g, &inputs, kinds, &group_rows)
                 })??;
             if let Change::Delete(_) = change {
-                self.groups.remove(group, key.as_ref());
+                self.groups.remove(state, group, key.as_ref())?;
             }
             changes.push((first, change));
         }

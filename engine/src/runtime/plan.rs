@@ -184,21 +184,17 @@ pub(crate) fn build(
     let budgets: Vec<MemoryBudget> = (0..shards)
         .map(|_| MemoryBudget::new(options.state_memory_budget_bytes() / shards))
         .collect();
-    let spill: Vec<std::sync::Arc<SpillStore>> = match durability {
-        Some(_) => Vec::new(),
-        None => {
-            let operators: Vec<String> = graph
-                .nodes
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| matches!(n.kind, NodeKind::Operator(_)))
-                .map(|(i, _)| info.uids[i].clone())
-                .collect();
-            let dir = spill_dir();
-            (0..shards)
-                .map(|shard| SpillStore::new(dir.join(format!("shard-{shard}")), operators.clone()))
-                .collect()
-        }
+    let spill: Vec<std::sync::Arc<SpillStore>> = {
+        let operators: Vec<String> = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(n.kind, NodeKind::Operator(_)))
+            .map(|(i, _)| info.uids[i].clone())
+            .collect();
+        (0..shards)
+            .map(|shard| SpillStore::new(spill_dir(shard), operators.clone()))
+            .collect()
     };
     let mut plan = PhysicalPlan {
         shards: (0..shards).map(|_| Vec::new()).collect(),
@@ -320,6 +316,9 @@ pub(crate) fn build(
                             metrics.counter(&ctx.operator_id, names::ROWS_IN),
                         );
                         slot.late_routers = late_routers;
+                        if durability.is_some() {
+                            slot.spill = Some(Box::new(spill[subtask % shards].backend(&ctx.uid)));
+                        }
                         operators.push(slot);
                     }
                     NodeKind::Sink(factory) => {
@@ -368,10 +367,13 @@ pub(crate) fn build(
     Ok(plan)
 }
 
-/// A new directory for a job's temporary state stores (under the system's temporary
-/// directory; created only if state spills).
-fn spill_dir() -> std::path::PathBuf {
-    static JOBS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let job = JOBS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("weir-state-{}-{job}", std::process::id()))
+/// A new directory for a shard's temporary state store (under the system's temporary
+/// directory; created only if state spills, removed when the job ends).
+fn spill_dir(shard: usize) -> std::path::PathBuf {
+    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let store = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "weir-spill-{}-{store}-shard-{shard}",
+        std::process::id()
+    ))
 }

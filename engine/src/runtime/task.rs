@@ -156,9 +156,12 @@ pub(crate) struct OperatorSlot {
     pub(crate) uid: String,
     pub(crate) operator: Box<dyn Operator>,
     pub(crate) late_routers: Vec<Router>,
-    /// Where the operator's state goes at a barrier: the shard's RocksDB store when the job
-    /// checkpoints, memory otherwise.
+    /// The operator's state: the shard's checkpointed RocksDB store when the job
+    /// checkpoints, its temporary store otherwise.
     pub(crate) state: Box<dyn StateBackend>,
+    /// With checkpoints, the shard's temporary store, where state tables evict between
+    /// barriers.
+    pub(crate) spill: Option<Box<dyn StateBackend>>,
     pub(crate) key_groups: KeyGroupRange,
     pub(crate) rows_in: Counter,
     pub(crate) timers: Timers,
@@ -194,6 +197,7 @@ impl OperatorSlot {
             operator,
             late_routers: Vec::new(),
             state,
+            spill: None,
             key_groups,
             rows_in,
             timers: Timers::default(),
@@ -214,7 +218,12 @@ impl OperatorSlot {
         late: &mut Vec<Message>,
     ) -> Result<Option<EventTimeMs>, EngineError> {
         let operator = &mut self.operator;
-        let state = OperatorState::new(self.state.as_mut(), &self.uid, self.key_groups);
+        let spill: Option<&mut dyn StateBackend> = match self.spill.as_mut() {
+            Some(spill) => Some(spill.as_mut()),
+            None => None,
+        };
+        let state =
+            OperatorState::new(self.state.as_mut(), &self.uid, self.key_groups).with_spill(spill);
         let mut ctx = Context::new(input, self.watermark, self.key_groups, &mut self.timers)
             .with_state(state);
         let result = guarded(&self.name, subtask, || match call {

@@ -6,9 +6,11 @@
 //! operator reads back exactly the key groups its subtask owns, so a snapshot taken at one
 //! parallelism can be restored at another.
 //!
-//! [`InMemoryStateBackend`] serves jobs without checkpoints (and restoring); with checkpoints,
-//! the RocksDB backend of [`crate::checkpoint::store`] (one instance per shard, column family
-//! per operator) implements the same trait.
+//! The runtime's backends are RocksDB ([`crate::checkpoint::store`]: one instance per shard,
+//! a column family per operator): the checkpointed live store with `--state-dir`, a temporary
+//! spill store without (and, with checkpoints, as the spill store state tables evict into
+//! between barriers). [`InMemoryStateBackend`] serves tests and drivers that call operators
+//! directly.
 
 pub mod table;
 
@@ -170,9 +172,12 @@ impl StateBackend for InMemoryStateBackend {
 }
 
 /// One operator's view of a backend: its tables are namespaced by the operator's id, and it
-/// knows which key groups its subtask owns.
+/// knows which key groups its subtask owns. With checkpoints it also has a spill store: where
+/// state tables put what they evict between barriers (the backend changes only at barriers,
+/// so a checkpoint never holds state from after its barrier).
 pub struct OperatorState<'a> {
     backend: &'a mut dyn StateBackend,
+    spill: Option<&'a mut dyn StateBackend>,
     operator_id: &'a str,
     key_groups: KeyGroupRange,
 }
@@ -185,8 +190,63 @@ impl<'a> OperatorState<'a> {
     ) -> Self {
         OperatorState {
             backend,
+            spill: None,
             operator_id,
             key_groups,
+        }
+    }
+
+    /// The view with a spill store (a job with checkpoints).
+    pub fn with_spill(mut self, spill: Option<&'a mut dyn StateBackend>) -> Self {
+        self.spill = spill;
+        self
+    }
+
+    /// Whether there is a spill store apart from the backend.
+    pub fn has_spill(&self) -> bool {
+        self.spill.is_some()
+    }
+
+    /// Puts into the spill store (the backend if there is none).
+    pub fn spill_put(
+        &mut self,
+        table: &str,
+        group: KeyGroup,
+        key: &[u8],
+        value: Vec<u8>,
+    ) -> Result<(), StateError> {
+        let table = self.table(table);
+        match self.spill.as_deref_mut() {
+            Some(spill) => spill.put(&table, group, key, value),
+            None => self.backend.put(&table, group, key, value),
+        }
+    }
+
+    /// Reads from the spill store (the backend if there is none).
+    pub fn spill_get(
+        &self,
+        table: &str,
+        group: KeyGroup,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        let table = self.table(table);
+        match self.spill.as_deref() {
+            Some(spill) => spill.get(&table, group, key),
+            None => self.backend.get(&table, group, key),
+        }
+    }
+
+    /// Deletes from the spill store (nothing if there is none).
+    pub fn spill_delete(
+        &mut self,
+        table: &str,
+        group: KeyGroup,
+        key: &[u8],
+    ) -> Result<(), StateError> {
+        let table = self.table(table);
+        match self.spill.as_deref_mut() {
+            Some(spill) => spill.delete(&table, group, key),
+            None => Ok(()),
         }
     }
 

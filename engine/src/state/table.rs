@@ -2,20 +2,26 @@
 //! entries decoded in memory under the shard's memory budget, every other one in the
 //! subtask's state backend (RocksDB).
 //!
-//! An entry is hot (decoded in a hash map) or cold (only its bytes in the backend). Reading a
-//! cold entry decodes it into memory. When a shard's hot entries pass its [`MemoryBudget`],
-//! the table that is growing evicts its least recently used quarter, writing the dirty ones
-//! to the backend first. At a barrier, [`StateTable::flush`] writes every dirty entry and
-//! deletes the removed ones: the backend then holds the whole table, and a RocksDB checkpoint
-//! of it writes only what changed since the one before (unchanged files are hard links).
+//! An entry is hot (decoded in a hash map) or cold (only its bytes in a store). Reading a
+//! cold entry decodes it into memory. When a shard's hot entries pass its [`MemoryBudget`], a
+//! table that grows evicts its least recently used quarter (unless it is small next to the
+//! shard's others). At a barrier, [`StateTable::flush`] writes every changed entry into the
+//! backend and deletes the removed ones: the backend then holds the whole table as of the
+//! barrier, and a RocksDB checkpoint of it writes only what changed since the one before
+//! (unchanged files are hard links).
+//!
+//! Between barriers the backend changes only by deleting expired entries, so a checkpoint
+//! taken after a barrier never holds later state: with checkpoints, changed entries evicted
+//! between barriers go to the spill store ([`OperatorState::spill_put`], a temporary RocksDB
+//! outside checkpoints) and move into the backend at the next flush. Without checkpoints the
+//! backend is that temporary store, and evictions and removals go straight to it.
 //!
 //! A stored value is the table's format version (u16, big endian), for a table with a TTL the
-//! time it was last written (i64 ms since the epoch, big endian), the XXH3 hash of the value's
-//! bytes (u64, big endian: damaged state is an error, never handed to a decoder) and the
-//! value's bytes.
-//! An entry older than the TTL (processing time since written, as Flink's `OnCreateAndWrite`,
-//! `NeverReturnExpired`) is never returned and is removed when met, or by
-//! [`StateTable::expire`], so the checkpoint after it leaves it out.
+//! time it was last written (i64 ms since the epoch, big endian), the XXH3 hash of all of
+//! that and the value's bytes (u64, big endian: a damaged value is an error, never handed to
+//! a decoder), then the value's bytes. An entry whose TTL has passed (processing time since
+//! written, as Flink's `OnCreateAndWrite`, `NeverReturnExpired`) is never returned; it is
+//! removed when met or by [`StateTable::expire`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +39,12 @@ const ENTRY_OVERHEAD: usize = 64;
 
 /// The most values a [`StateCodec`] encodes at once.
 pub const ENCODE_BATCH: usize = 1024;
+
+/// Whether an entry written at `written_ms` has outlived `ttl_ms` at `now_ms` (Flink's rule:
+/// expired once `written + ttl <= now`).
+pub fn ttl_expired(written_ms: i64, ttl_ms: i64, now_ms: i64) -> bool {
+    written_ms.saturating_add(ttl_ms) <= now_ms
+}
 
 /// The memory a shard's hot state entries may use, shared by all state tables of its
 /// subtasks (`state.memory-budget`, divided by the number of shards).
@@ -113,6 +125,8 @@ struct Slot<V> {
     value: V,
     /// Changed since it was last written to the backend (or never written).
     dirty: bool,
+    /// The backend may hold a copy (an older one if dirty): a removal must delete it.
+    stored: bool,
     /// Last read or written, in the table's access clock (for eviction).
     touched: u64,
     /// Last written, ms since the epoch (TTL).
@@ -126,8 +140,11 @@ pub struct StateTable<C: StateCodec> {
     spec: TableSpec,
     codec: C,
     hot: HashMap<Box<[u8]>, Slot<C::Value>>,
-    /// Keys removed since the last flush whose entries the backend may hold.
+    /// Keys removed since the last flush whose entries the backend may hold (with
+    /// checkpoints; without, removals delete at once).
     removed: HashSet<Box<[u8]>>,
+    /// Keys whose newest value was evicted into the spill store since the last flush.
+    spilled: HashSet<Box<[u8]>>,
     /// Bytes of the hot entries.
     bytes: usize,
     budget: MemoryBudget,
@@ -167,11 +184,15 @@ impl<C: StateCodec> StateTable<C> {
     /// whose values `codec` encodes, counting its hot entries against `budget`.
     pub fn new(spec: TableSpec, codec: C, budget: MemoryBudget) -> Self {
         StateTable {
-            ttl_ms: spec.ttl.map(|t| t.as_millis().min(i64::MAX as u128) as i64),
+            ttl_ms: spec
+                .ttl
+                .filter(|t| !t.is_zero())
+                .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
             spec,
             codec,
             hot: HashMap::new(),
             removed: HashSet::new(),
+            spilled: HashSet::new(),
             bytes: 0,
             budget,
             clock: 0,
@@ -204,7 +225,36 @@ impl<C: StateCodec> StateTable<C> {
     }
 
     fn expired(&self, written_ms: i64, now: i64) -> bool {
-        self.ttl_ms.is_some_and(|ttl| now - written_ms > ttl)
+        self.ttl_ms
+            .is_some_and(|ttl| ttl_expired(written_ms, ttl, now))
+    }
+
+    /// Puts a decoded value into memory (after making room).
+    fn insert_hot(
+        &mut self,
+        state: &mut OperatorState<'_>,
+        slot: Box<[u8]>,
+        value: C::Value,
+        written_ms: i64,
+        dirty: bool,
+        stored: bool,
+    ) -> Result<(), StateError> {
+        self.make_room(state)?;
+        let bytes = slot.len() + self.codec.memory_bytes(&value) + ENTRY_OVERHEAD;
+        self.bytes += bytes;
+        self.budget.add(bytes);
+        self.hot.insert(
+            slot,
+            Slot {
+                value,
+                dirty,
+                stored,
+                touched: self.clock,
+                written_ms,
+                bytes,
+            },
+        );
+        Ok(())
     }
 
     /// Makes the entry of `slot` hot if it exists and has not expired; whether it is.
@@ -218,8 +268,28 @@ impl<C: StateCodec> StateTable<C> {
             if !self.expired(entry.written_ms, now) {
                 return Ok(true);
             }
-            self.forget(slot);
+            self.forget(state, slot)?;
             return Ok(false);
+        }
+        let (group, key) = split_slot_key(slot);
+        if self.spilled.remove(slot) {
+            // Newer than the backend's copy: hot and changed again until the next flush.
+            let bytes = state
+                .spill_get(self.spec.name, group, key)?
+                .ok_or_else(|| {
+                    StateError::Io(format!(
+                        "a spilled entry of table '{}' is missing",
+                        self.spec.name
+                    ))
+                })?;
+            state.spill_delete(self.spec.name, group, key)?;
+            let (written_ms, value) = self.decode(group, &bytes)?;
+            if self.expired(written_ms, now) {
+                self.removed.insert(Box::from(slot));
+                return Ok(false);
+            }
+            self.insert_hot(state, Box::from(slot), value, written_ms, true, true)?;
+            return Ok(true);
         }
         if self.removed.contains(slot) {
             return Ok(false);
@@ -231,40 +301,52 @@ impl<C: StateCodec> StateTable<C> {
         if !in_backend {
             return Ok(false);
         }
-        let (group, key) = split_slot_key(slot);
         let Some(bytes) = state.get(self.spec.name, group, key)? else {
             return Ok(false);
         };
         let (written_ms, value) = self.decode(group, &bytes)?;
         if self.expired(written_ms, now) {
+            // (Expired at any later restore too: deleting it between barriers is safe.)
             state.delete(self.spec.name, group, key)?;
             return Ok(false);
         }
-        self.make_room(state)?;
-        let bytes = slot.len() + self.codec.memory_bytes(&value) + ENTRY_OVERHEAD;
-        self.bytes += bytes;
-        self.budget.add(bytes);
-        self.hot.insert(
-            Box::from(slot),
-            Slot {
-                value,
-                dirty: false,
-                touched: self.clock,
-                written_ms,
-                bytes,
-            },
-        );
+        self.insert_hot(state, Box::from(slot), value, written_ms, false, true)?;
         Ok(true)
     }
 
-    /// Removes a hot entry from memory and marks it removed (the backend's copy, if any, is
-    /// deleted at the next flush).
-    fn forget(&mut self, slot: &[u8]) {
-        if let Some(entry) = self.hot.remove(slot) {
+    /// Removes an entry, hot or cold: from memory, from the spill store, and from the
+    /// backend (at the next flush with checkpoints, at once without).
+    fn forget(&mut self, state: &mut OperatorState<'_>, slot: &[u8]) -> Result<(), StateError> {
+        let hot = self.hot.remove(slot);
+        if let Some(entry) = &hot {
             self.bytes -= entry.bytes;
             self.budget.sub(entry.bytes);
         }
-        self.removed.insert(Box::from(slot));
+        self.record_removal(state, slot, hot.is_none_or(|entry| entry.stored))
+    }
+
+    /// Removes a key that is no longer hot from the spill store and, if the backend may hold
+    /// it (`stored`), from the backend.
+    fn record_removal(
+        &mut self,
+        state: &mut OperatorState<'_>,
+        slot: &[u8],
+        stored: bool,
+    ) -> Result<(), StateError> {
+        let (group, key) = split_slot_key(slot);
+        if self.spilled.remove(slot) {
+            state.spill_delete(self.spec.name, group, key)?;
+        }
+        if !stored || self.in_backend == Some(false) {
+            return Ok(());
+        }
+        match state.has_spill() {
+            true => {
+                self.removed.insert(Box::from(slot));
+            }
+            false => state.delete(self.spec.name, group, key)?,
+        }
+        Ok(())
     }
 
     /// The value of `key` in key group `group`, if it exists (and has not expired).
@@ -288,7 +370,7 @@ impl<C: StateCodec> StateTable<C> {
 
     /// Changes the value of `key` in `group` with `change` (starting from `init()` if there is
     /// none) and returns what `change` returns. The entry counts as written (TTL) and is
-    /// written to the backend at the next flush or eviction.
+    /// written to the backend at the next flush.
     pub fn update<R>(
         &mut self,
         state: &mut OperatorState<'_>,
@@ -318,63 +400,56 @@ impl<C: StateCodec> StateTable<C> {
         self.scratch.extend_from_slice(&group.0.to_be_bytes());
         self.scratch.extend_from_slice(key);
         let ttl_ms = self.ttl_ms;
-        if let Some(entry) = self.hot.get_mut(self.scratch.as_slice()) {
-            if ttl_ms.is_none_or(|ttl| now - entry.written_ms <= ttl) {
+        let live = |entry: &Slot<C::Value>| {
+            ttl_ms.is_none_or(|ttl| !ttl_expired(entry.written_ms, ttl, now))
+        };
+        let slot: Box<[u8]> = match self.hot.get_mut(self.scratch.as_slice()) {
+            Some(entry) if live(entry) => {
                 let (result, written) = change(&mut entry.value);
                 entry.touched = self.clock;
                 if written {
-                    entry.dirty = true;
-                    entry.written_ms = now;
-                    let bytes =
-                        self.scratch.len() + self.codec.memory_bytes(&entry.value) + ENTRY_OVERHEAD;
-                    self.budget.add(bytes);
-                    self.budget.sub(entry.bytes);
-                    self.bytes = self.bytes + bytes - entry.bytes;
-                    entry.bytes = bytes;
+                    self.written(now);
+                    self.make_room(state)?;
                 }
                 return Ok(result);
             }
-        }
-        let slot: Box<[u8]> = Box::from(self.scratch.as_slice());
-        if !self.load(state, &slot, now)? {
-            let mut value = init();
-            let (result, written) = change(&mut value);
+            _ => Box::from(self.scratch.as_slice()),
+        };
+        if self.load(state, &slot, now)? {
+            let entry = self
+                .hot
+                .get_mut(&slot)
+                .ok_or_else(|| StateError::Io("a loaded state entry is missing".into()))?;
+            let (result, written) = change(&mut entry.value);
             if written {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(&slot);
+                self.written(now);
                 self.make_room(state)?;
-                self.removed.remove(&slot);
-                let bytes = slot.len() + self.codec.memory_bytes(&value) + ENTRY_OVERHEAD;
-                self.bytes += bytes;
-                self.budget.add(bytes);
-                self.hot.insert(
-                    slot,
-                    Slot {
-                        value,
-                        dirty: true,
-                        touched: self.clock,
-                        written_ms: now,
-                        bytes,
-                    },
-                );
             }
             return Ok(result);
         }
-        let clock = self.clock;
-        let entry = self
-            .hot
-            .get_mut(&slot)
-            .ok_or_else(|| StateError::Io("a loaded state entry is missing".into()))?;
-        let (result, written) = change(&mut entry.value);
-        entry.touched = clock;
+        let mut value = init();
+        let (result, written) = change(&mut value);
         if written {
-            entry.dirty = true;
-            entry.written_ms = now;
-            let bytes = slot.len() + self.codec.memory_bytes(&entry.value) + ENTRY_OVERHEAD;
-            self.budget.add(bytes);
-            self.budget.sub(entry.bytes);
-            self.bytes = self.bytes + bytes - entry.bytes;
-            entry.bytes = bytes;
+            let stored = self.removed.remove(&slot);
+            self.insert_hot(state, slot, value, now, true, stored)?;
         }
         Ok(result)
+    }
+
+    /// Marks the hot entry under `self.scratch` written at `now` and measures it again.
+    fn written(&mut self, now: i64) {
+        let Some(entry) = self.hot.get_mut(self.scratch.as_slice()) else {
+            return;
+        };
+        entry.dirty = true;
+        entry.written_ms = now;
+        let bytes = self.scratch.len() + self.codec.memory_bytes(&entry.value) + ENTRY_OVERHEAD;
+        self.budget.add(bytes);
+        self.budget.sub(entry.bytes);
+        self.bytes = self.bytes + bytes - entry.bytes;
+        entry.bytes = bytes;
     }
 
     /// Removes the entry of `key` in `group` and returns its value, if it had one (and it
@@ -389,70 +464,66 @@ impl<C: StateCodec> StateTable<C> {
         if !self.load(state, &slot, crate::time::now_ms())? {
             return Ok(None);
         }
-        let entry = self.hot.remove(&slot);
-        if let Some(entry) = &entry {
-            self.bytes -= entry.bytes;
-            self.budget.sub(entry.bytes);
-        }
-        self.removed.insert(slot);
-        Ok(entry.map(|e| e.value))
-    }
-
-    /// Puts `value` under `key` in `group` as a changed hot entry, without reading the
-    /// backend or evicting (restoring state of an older format into the table); it is
-    /// written at the next flush.
-    pub fn restore(&mut self, group: KeyGroup, key: &[u8], value: C::Value) {
-        let slot = slot_key(group, key);
-        self.forget(&slot);
-        self.removed.remove(&slot);
-        self.clock += 1;
-        let bytes = slot.len() + self.codec.memory_bytes(&value) + ENTRY_OVERHEAD;
-        self.bytes += bytes;
-        self.budget.add(bytes);
-        self.hot.insert(
-            slot,
-            Slot {
-                value,
-                dirty: true,
-                touched: self.clock,
-                written_ms: crate::time::now_ms(),
-                bytes,
-            },
-        );
+        let Some(entry) = self.hot.remove(&slot) else {
+            return Ok(None);
+        };
+        self.bytes -= entry.bytes;
+        self.budget.sub(entry.bytes);
+        self.record_removal(state, &slot, entry.stored)?;
+        Ok(Some(entry.value))
     }
 
     /// Removes the entry of `key` in `group`, if any.
-    pub fn remove(&mut self, group: KeyGroup, key: &[u8]) {
-        self.forget(&slot_key(group, key));
+    pub fn remove(
+        &mut self,
+        state: &mut OperatorState<'_>,
+        group: KeyGroup,
+        key: &[u8],
+    ) -> Result<(), StateError> {
+        self.forget(state, &slot_key(group, key))
     }
 
-    /// Writes every dirty entry to the backend and deletes the removed ones: called at a
-    /// barrier, before the backend is checkpointed. Entries stay hot.
+    /// Writes the entries changed since the last flush into the backend (the hot ones and
+    /// those evicted into the spill store) and deletes the removed ones: called at a barrier,
+    /// before the backend is checkpointed. Entries stay hot.
     pub fn flush(&mut self, state: &mut OperatorState<'_>) -> Result<(), StateError> {
         for slot in self.removed.drain() {
             let (group, key) = split_slot_key(&slot);
             state.delete(self.spec.name, group, key)?;
         }
-        self.in_backend = Some(true);
+        for slot in self.spilled.drain() {
+            let (group, key) = split_slot_key(&slot);
+            if let Some(bytes) = state.spill_get(self.spec.name, group, key)? {
+                state.put(self.spec.name, group, key, bytes)?;
+                self.in_backend = Some(true);
+            }
+            state.spill_delete(self.spec.name, group, key)?;
+        }
         let mut dirty: Vec<SlotRef<'_, C::Value>> = self
             .hot
             .iter_mut()
             .filter(|(_, e)| e.dirty)
             .map(|(slot, entry)| (&**slot, entry))
             .collect();
+        if !dirty.is_empty() {
+            self.in_backend = Some(true);
+        }
         write_back(
             &self.spec,
             &self.codec,
             self.ttl_ms.is_some(),
             state,
             &mut dirty,
+            false,
         )
     }
 
-    /// Evicts the least recently used quarter of the hot entries when the budget is
-    /// exceeded, writing the dirty ones to the backend first.
+    /// When the shard is over its budget and this table holds a fair part of it, evicts the
+    /// least recently used quarter of the hot entries. Changed ones are written first: to
+    /// the spill store with checkpoints (the backend changes only at barriers), to the
+    /// backend without.
     fn make_room(&mut self, state: &mut OperatorState<'_>) -> Result<(), StateError> {
-        if !self.budget.exceeded() || self.hot.len() < 4 {
+        if !self.budget.exceeded() || self.hot.len() < 4 || self.bytes < self.budget.used() / 8 {
             return Ok(());
         }
         let mut ages: Vec<u64> = self.hot.values().map(|e| e.touched).collect();
@@ -469,46 +540,60 @@ impl<C: StateCodec> StateTable<C> {
             .filter_map(|slot| self.hot.remove(&slot).map(|entry| (slot, entry)))
             .collect();
         let freed: usize = evicted.iter().map(|(_, e)| e.bytes).sum();
+        self.bytes -= freed;
+        self.budget.sub(freed);
         if let Some(counter) = &self.evicted {
             counter.add(evicted.len() as u64);
         }
-        self.bytes -= freed;
-        self.budget.sub(freed);
-        self.in_backend = Some(true);
         let mut dirty: Vec<SlotRef<'_, C::Value>> = evicted
             .iter_mut()
             .filter(|(_, e)| e.dirty)
             .map(|(slot, entry)| (&**slot, entry))
             .collect();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let spill = state.has_spill();
+        match spill {
+            true => self
+                .spilled
+                .extend(dirty.iter().map(|(slot, _)| Box::from(*slot))),
+            false => self.in_backend = Some(true),
+        }
         write_back(
             &self.spec,
             &self.codec,
             self.ttl_ms.is_some(),
             state,
             &mut dirty,
+            spill,
         )
     }
 
     /// Removes the entries older than the TTL, hot and in the backend (this subtask's key
-    /// groups), at most twice per TTL; returns how many were removed.
+    /// groups), at most twice per TTL; returns how many were removed. (Entries evicted into
+    /// the spill store since the last flush are removed when next read.)
     pub fn expire(&mut self, state: &mut OperatorState<'_>) -> Result<usize, StateError> {
         let Some(ttl) = self.ttl_ms else {
             return Ok(0);
         };
         let now = crate::time::now_ms();
-        if now - self.swept_ms < ttl / 2 {
+        if now.saturating_sub(self.swept_ms) < ttl / 2 {
             return Ok(0);
         }
         self.swept_ms = now;
         let old: Vec<Box<[u8]>> = self
             .hot
             .iter()
-            .filter(|(_, e)| now - e.written_ms > ttl)
+            .filter(|(_, e)| ttl_expired(e.written_ms, ttl, now))
             .map(|(slot, _)| slot.clone())
             .collect();
         let mut removed = old.len();
         for slot in old {
-            self.forget(&slot);
+            self.forget(state, &slot)?;
+        }
+        if self.in_backend == Some(false) {
+            return Ok(removed);
         }
         let mut cold = Vec::new();
         state.visit_owned(self.spec.name, &mut |group, key, value| {
@@ -517,13 +602,14 @@ impl<C: StateCodec> StateTable<C> {
                 return Ok(());
             }
             let (written_ms, _) = split_header(&self.spec, true, group, value)?;
-            if now - written_ms > ttl {
+            if ttl_expired(written_ms, ttl, now) {
                 cold.push(slot);
             }
             Ok(())
         })?;
         removed += cold.len();
         for slot in cold {
+            // (Expired at any later restore too: deleting it between barriers is safe.)
             let (group, key) = split_slot_key(&slot);
             state.delete(self.spec.name, group, key)?;
         }
@@ -538,14 +624,16 @@ impl<C: StateCodec> StateTable<C> {
     }
 }
 
-/// Writes `entries` to the backend in their stored form (version, write time with a TTL,
-/// value), encoded [`ENCODE_BATCH`] at a time, and marks them clean.
+/// Writes `entries` in their stored form (version, write time with a TTL, checksum, value)
+/// into the backend, or with `to_spill` into the spill store, encoded [`ENCODE_BATCH`] at a
+/// time, and marks them clean.
 fn write_back<C: StateCodec>(
     spec: &TableSpec,
     codec: &C,
     with_time: bool,
     state: &mut OperatorState<'_>,
     entries: &mut [SlotRef<'_, C::Value>],
+    to_spill: bool,
 ) -> Result<(), StateError> {
     for chunk in entries.chunks_mut(ENCODE_BATCH) {
         let mut values: Vec<&mut C::Value> = chunk.iter_mut().map(|(_, e)| &mut e.value).collect();
@@ -559,23 +647,38 @@ fn write_back<C: StateCodec>(
             )));
         }
         for ((slot, entry), body) in chunk.iter_mut().zip(encoded) {
-            let mut bytes = Vec::with_capacity(10 + body.len());
+            let mut bytes = Vec::with_capacity(18 + body.len());
             bytes.extend_from_slice(&spec.version.to_be_bytes());
             if with_time {
                 bytes.extend_from_slice(&entry.written_ms.to_be_bytes());
             }
-            bytes.extend_from_slice(&xxh3_64(&body).to_be_bytes());
+            let header = bytes.len();
+            bytes.extend_from_slice(&[0; 8]);
             bytes.extend_from_slice(&body);
+            let hash = checksum(&bytes[..header], &bytes[header + 8..]);
+            bytes[header..header + 8].copy_from_slice(&hash.to_be_bytes());
             let (group, key) = split_slot_key(slot);
-            state.put(spec.name, group, key, bytes)?;
+            match to_spill {
+                true => state.spill_put(spec.name, group, key, bytes)?,
+                false => state.put(spec.name, group, key, bytes)?,
+            }
             entry.dirty = false;
+            entry.stored = true;
         }
     }
     Ok(())
 }
 
+/// The checksum of a stored value: XXH3 of its header (version, write time) and its bytes.
+fn checksum(header: &[u8], body: &[u8]) -> u64 {
+    let mut all = Vec::with_capacity(header.len() + body.len());
+    all.extend_from_slice(header);
+    all.extend_from_slice(body);
+    xxh3_64(&all)
+}
+
 /// The write time (0 without a TTL) and the value bytes of a stored value, checking its
-/// version.
+/// checksum and version.
 fn split_header<'b>(
     spec: &TableSpec,
     with_time: bool,
@@ -587,31 +690,31 @@ fn split_header<'b>(
         key_group: group.0,
         reason,
     };
-    let Some((version, rest)) = bytes.split_first_chunk::<2>() else {
-        return Err(corrupt("a value shorter than its version".into()));
-    };
-    let version = u16::from_be_bytes(*version);
+    let header = if with_time { 10 } else { 2 };
+    if bytes.len() < header + 8 {
+        return Err(corrupt("a value shorter than its header".into()));
+    }
+    let (head, rest) = bytes.split_at(header);
+    let (hash, body) = rest.split_at(8);
+    let hash = u64::from_be_bytes([
+        hash[0], hash[1], hash[2], hash[3], hash[4], hash[5], hash[6], hash[7],
+    ]);
+    if hash != checksum(head, body) {
+        return Err(corrupt("its checksum does not match its bytes".into()));
+    }
+    let version = u16::from_be_bytes([head[0], head[1]]);
     if version > spec.version {
         return Err(corrupt(format!(
             "format version {version} is newer than this build's {} of table '{}'",
             spec.version, spec.name
         )));
     }
-    let (written_ms, rest) = match with_time {
-        true => {
-            let Some((time, rest)) = rest.split_first_chunk::<8>() else {
-                return Err(corrupt("a value shorter than its write time".into()));
-            };
-            (i64::from_be_bytes(*time), rest)
-        }
-        false => (0, rest),
+    let written_ms = match with_time {
+        true => i64::from_be_bytes([
+            head[2], head[3], head[4], head[5], head[6], head[7], head[8], head[9],
+        ]),
+        false => 0,
     };
-    let Some((hash, body)) = rest.split_first_chunk::<8>() else {
-        return Err(corrupt("a value shorter than its checksum".into()));
-    };
-    if u64::from_be_bytes(*hash) != xxh3_64(body) {
-        return Err(corrupt("its checksum does not match its bytes".into()));
-    }
     Ok((written_ms, body))
 }
 
@@ -619,7 +722,7 @@ fn split_header<'b>(
 mod tests {
     use super::*;
     use crate::partition::KeyGroupRange;
-    use crate::state::InMemoryStateBackend;
+    use crate::state::{InMemoryStateBackend, StateBackend};
 
     /// Counts as 8 bytes.
     struct Counts;
@@ -695,6 +798,67 @@ mod tests {
         assert_eq!(budget.used(), 0);
     }
 
+    /// With checkpoints (a spill store), the backend changes only at flushes: what is evicted
+    /// between them waits in the spill store, so a checkpoint taken after a barrier never
+    /// holds later state; the flush moves it into the backend.
+    #[test]
+    fn with_a_spill_store_the_backend_changes_only_at_flushes() {
+        let mut backend = InMemoryStateBackend::new();
+        let mut spill = InMemoryStateBackend::new();
+        let all = KeyGroupRange::all(128);
+        let budget = MemoryBudget::new(100 * (ENTRY_OVERHEAD + 18));
+        let mut table = new_table(spec(None), budget);
+        let round = |table: &mut StateTable<Counts>,
+                     backend: &mut InMemoryStateBackend,
+                     spill: &mut InMemoryStateBackend,
+                     flush: bool| {
+            let mut state = OperatorState::new(backend, "op", all)
+                .with_spill(Some(spill as &mut dyn StateBackend));
+            for k in 0..1_000u64 {
+                let group = KeyGroup((k % 128) as u16);
+                table
+                    .update(&mut state, group, &k.to_be_bytes(), || 0, |v| *v += 1)
+                    .unwrap();
+            }
+            if flush {
+                table.flush(&mut state).unwrap();
+            }
+        };
+        round(&mut table, &mut backend, &mut spill, true);
+        assert_eq!(backend.len(), 1_000, "the flush wrote every key");
+        assert!(spill.is_empty(), "and emptied the spill store");
+        let at_barrier = backend.clone();
+        round(&mut table, &mut backend, &mut spill, false);
+        assert!(!spill.is_empty(), "evictions went to the spill store");
+        assert!(
+            backend
+                .values_mut()
+                .zip(at_barrier.clone().values_mut())
+                .all(|(a, b)| a == b),
+            "the backend still holds the state as of the barrier"
+        );
+        let mut state = OperatorState::new(&mut backend, "op", all).with_spill(Some(&mut spill));
+        for k in (0..1_000u64).step_by(13) {
+            let group = KeyGroup((k % 128) as u16);
+            assert_eq!(
+                table.get(&mut state, group, &k.to_be_bytes()).unwrap(),
+                Some(&2)
+            );
+        }
+        table.flush(&mut state).unwrap();
+        assert!(spill.is_empty());
+        let mut state = OperatorState::new(&mut backend, "op", all);
+        let mut fresh = new_table(spec(None), MemoryBudget::unlimited());
+        for k in 0..1_000u64 {
+            let group = KeyGroup((k % 128) as u16);
+            assert_eq!(
+                fresh.get(&mut state, group, &k.to_be_bytes()).unwrap(),
+                Some(&2),
+                "key {k}"
+            );
+        }
+    }
+
     /// A flush writes only what changed since the previous one, and removed entries go.
     #[test]
     fn a_flush_writes_what_changed() {
@@ -724,7 +888,9 @@ mod tests {
                 |v| *v = -3,
             )
             .unwrap();
-        table.remove(KeyGroup(0), &4u64.to_be_bytes());
+        table
+            .remove(&mut state, KeyGroup(0), &4u64.to_be_bytes())
+            .unwrap();
         assert_eq!(table.hot.values().filter(|e| e.dirty).count(), 1);
         table.flush(&mut state).unwrap();
         assert_eq!(

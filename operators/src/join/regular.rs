@@ -394,12 +394,15 @@ impl RegularJoin {
                         }
                     }
                 }
-                if accumulate {
-                    stored.associations += 1;
-                } else {
-                    stored.associations = stored.associations.saturating_sub(1);
+                // Associations are read only where the other side is padded (an outer join):
+                // elsewhere they are not kept up, so a probe writes no state.
+                if other_outer {
+                    let associations = match accumulate {
+                        true => stored.associations + 1,
+                        false => stored.associations.saturating_sub(1),
+                    };
+                    self.sides[other].set_associations(state, key, position, associations)?;
                 }
-                self.sides[other].set_associations(state, key, position, stored.associations)?;
             }
             let kind = if accumulate {
                 RowKind::Insert
@@ -415,9 +418,11 @@ impl RegularJoin {
                 self.sides[own]
                     .by_key
                     .update_with(state, group, key, Vec::new, |entries| {
-                        // Expired rows go when their key is touched.
+                        // Expired rows go when their key is touched (with a TTL).
                         let before = entries.len();
-                        entries.retain(live);
+                        if ttl.is_some() {
+                            entries.retain(live);
+                        }
                         let expired = entries.len() != before;
                         if accumulate {
                             // Equal rows share an entry only where one may be retracted (an updating
@@ -451,7 +456,7 @@ impl RegularJoin {
                         (entries.is_empty(), true)
                     })?;
             if emptied {
-                self.sides[own].by_key.remove(group, key);
+                self.sides[own].by_key.remove(state, group, key)?;
             }
         }
         self.emit(side, &data, &other_rows, &emitted, ctx)
