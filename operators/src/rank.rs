@@ -54,7 +54,7 @@ use weir_engine::BoxError;
 use crate::error::{OperatorError, Result};
 use crate::late::LateOutput;
 use crate::row_format::decode_rows;
-use crate::state_codec::{restore_watermark, snapshot_watermark};
+use crate::state_codec::{refuse_format_0, restore_watermark, snapshot_watermark};
 
 /// One `ORDER BY` key of a Top-N.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -868,17 +868,12 @@ impl Operator for TopN {
     /// Top-N reads back its window index. A snapshot of the format before state tables
     /// (format 0) is refused.
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
-        let mut legacy = false;
-        state.visit_owned(LEGACY_ROWS_TABLE, &mut |_, _, _| {
-            legacy = true;
-            Ok(())
-        })?;
-        if legacy {
-            return Err(format!(
-                "its rows are stored in format 0 (one snapshot per key group), which this build does not read (it reads table '{PARTITIONS_TABLE}' format {PARTITIONS_FORMAT}); resume with the Weir version that wrote the checkpoint, or start without it"
-            )
-            .into());
-        }
+        refuse_format_0(
+            state,
+            LEGACY_ROWS_TABLE,
+            PARTITIONS_TABLE,
+            PARTITIONS_FORMAT,
+        )?;
         // A window Top-N's rows of closed windows stay late after a restore.
         self.watermark = restore_watermark(state)?;
         if self.window_end.is_some() {

@@ -21,7 +21,7 @@ use arrow::record_batch::RecordBatch;
 use weir_engine::partition::{KeyGroup, KeyHasher};
 use weir_engine::state::StateError;
 
-use crate::error::Result;
+use crate::error::{OperatorError, Result};
 
 /// Format version of state written by this build.
 /// 2: pane windows store all panes of a key group in one entry.
@@ -153,6 +153,23 @@ pub fn read_table(
 
 /// State table holding an operator's watermark per key group.
 const WATERMARK_TABLE: &str = "watermark";
+
+/// Refuses a snapshot that holds `legacy`, a table of the format before state tables
+/// (format 0: one Arrow snapshot per key group), which this build reads as state table
+/// `table` of format `version`.
+pub fn refuse_format_0(
+    state: &weir_engine::state::OperatorState<'_>,
+    legacy: &str,
+    table: &str,
+    version: u16,
+) -> Result<()> {
+    if state.has_entries(legacy)? {
+        return Err(OperatorError::Plan(format!(
+            "its '{legacy}' state is in format 0 (one snapshot per key group), which this build does not read (it reads table '{table}' format {version}); resume with the Weir version that wrote the checkpoint, or start without it"
+        )));
+    }
+    Ok(())
+}
 
 /// Records an operator's watermark in every key group this subtask owns, so that a restored
 /// subtask (at any parallelism) knows which windows have fired and which rows are late before

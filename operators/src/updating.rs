@@ -44,6 +44,7 @@ use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
 use crate::group_index::KeyEncoder;
 use crate::row_accumulators::{AccumulatorSet, RowAccumulators};
+use crate::state_codec::refuse_format_0;
 
 /// The state table of groups (key: the encoded group key).
 const GROUPS_TABLE: &str = "group-state";
@@ -431,18 +432,12 @@ impl Operator for UpdatingAggregate {
     /// The groups are in the state backend already, read when first touched. A snapshot of
     /// the format before state tables (format 0) is refused.
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
-        let mut legacy = false;
-        state.visit_owned(LEGACY_GROUPS_TABLE, &mut |_, _, _| {
-            legacy = true;
-            Ok(())
-        })?;
-        if legacy {
-            return Err(format!(
-                "its groups are stored in format 0 (one snapshot per key group), which this build does not read (it reads table '{GROUPS_TABLE}' format {GROUPS_FORMAT}); resume with the Weir version that wrote the checkpoint, or start without it"
-            )
-            .into());
-        }
-        Ok(())
+        Ok(refuse_format_0(
+            state,
+            LEGACY_GROUPS_TABLE,
+            GROUPS_TABLE,
+            GROUPS_FORMAT,
+        )?)
     }
 }
 

@@ -4,9 +4,10 @@
 //! of key groups are one contiguous key range: a subtask scans exactly its key groups, and a
 //! snapshot restored at another shard count reads the same ranges from every old shard.
 //!
-//! Writes skip RocksDB's write-ahead log: state is written only at barriers, and a checkpoint
-//! ([`ShardStore::checkpoint_to`]) flushes the memtables before hard-linking the SST files, so
-//! unchanged SST files are shared between the live store and every retained checkpoint.
+//! Writes skip RocksDB's write-ahead log: the live store changes only at barriers (and by
+//! deleting expired entries), a checkpoint ([`ShardStore::checkpoint_to`]) flushes the
+//! memtables before hard-linking the SST files, so unchanged SST files are shared between the
+//! live store and every retained checkpoint. A [`SpillStore`] is never checkpointed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -435,7 +436,7 @@ impl StateBackend for SpillBackend {
     fn get(&self, table: &str, group: KeyGroup, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         match &self.backend {
             Some(backend) => backend.get(table, group, key),
-            // Only this backend writes its family: nothing written, nothing to read.
+            // Nothing written yet: this subtask's key groups are written only by it.
             None => Ok(None),
         }
     }

@@ -35,6 +35,7 @@ use weir_engine::BoxError;
 use super::{key_is_null, JoinKeys, JoinPlan, JoinSpec, JoinType, Side, JOIN_INPUTS};
 use crate::error::Result;
 use crate::row_format::decode_rows;
+use crate::state_codec::refuse_format_0;
 
 /// Describes a regular join.
 #[derive(Debug, Clone)]
@@ -556,14 +557,7 @@ impl Operator for RegularJoin {
     /// the format before state tables (format 0) is refused.
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
         for side in [Side::Left, Side::Right] {
-            if state.has_entries(side.name())? {
-                return Err(format!(
-                    "its {} rows are stored in format 0 (one snapshot per key group), which this build does not read (it reads table '{}' format {ROWS_FORMAT}); resume with the Weir version that wrote the checkpoint, or start without it",
-                    side.name(),
-                    rows_table(side)
-                )
-                .into());
-            }
+            refuse_format_0(state, side.name(), rows_table(side), ROWS_FORMAT)?;
         }
         Ok(())
     }
