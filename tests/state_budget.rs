@@ -17,14 +17,19 @@ use weir::prelude::*;
 const KEYS: i64 = 20_000;
 
 /// Rows `k, v` over `KEYS` keys, each key several times, in batches of 1000.
-fn input() -> (Arc<Schema>, Vec<RecordBatch>) {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("k", DataType::Int64, false),
-        Field::new("v", DataType::Int64, false),
-    ]));
+fn input() -> MemorySource {
     let rows: Vec<(i64, i64)> = (0..4 * KEYS)
         .map(|i| ((i * 7_919) % KEYS, i % 1_000))
         .collect();
+    source("", &rows)
+}
+
+/// A memory source of `rows` as columns `{prefix}k`, `{prefix}v`, 1000 rows per batch.
+fn source(prefix: &str, rows: &[(i64, i64)]) -> MemorySource {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(format!("{prefix}k"), DataType::Int64, false),
+        Field::new(format!("{prefix}v"), DataType::Int64, false),
+    ]));
     let batches = rows
         .chunks(1_000)
         .map(|chunk| {
@@ -38,7 +43,7 @@ fn input() -> (Arc<Schema>, Vec<RecordBatch>) {
             .unwrap()
         })
         .collect();
-    (schema, batches)
+    MemorySource::new(schema, vec![batches]).unwrap()
 }
 
 /// The final (k -> count, sum, max) of the aggregation, and how many entries were evicted.
@@ -58,9 +63,8 @@ fn groups(sink: &CollectSink) -> BTreeMap<i64, Vec<Option<i64>>> {
 
 /// Runs the aggregation into `sink`; returns how many entries were evicted.
 fn run_into(options: RunOptions, sink: &CollectSink) -> u64 {
-    let (schema, batches) = input();
     let result = Pipeline::new("budget")
-        .source(MemorySource::new(schema, vec![batches]).unwrap())
+        .source(input())
         .key_by(["k"])
         .aggregate([
             count_all().alias("c"),
@@ -123,32 +127,12 @@ fn spilled_state_is_checkpointed_and_restored_at_another_shard_count() {
 /// The pairs of a regular join of `left` (k, v) and `right` (rk, rv) rows, sorted, and how
 /// many state entries were evicted.
 fn join(options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {
-    let side = |prefix: &str, rows: Vec<(i64, i64)>| {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(format!("{prefix}k"), DataType::Int64, false),
-            Field::new(format!("{prefix}v"), DataType::Int64, false),
-        ]));
-        let batches = rows
-            .chunks(1_000)
-            .map(|chunk| {
-                RecordBatch::try_new(
-                    Arc::clone(&schema),
-                    vec![
-                        Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.0))),
-                        Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.1))),
-                    ],
-                )
-                .unwrap()
-            })
-            .collect();
-        MemorySource::new(schema, vec![batches]).unwrap()
-    };
     // Two left rows and one right row per key, keys in a scattered order.
     let left: Vec<(i64, i64)> = (0..2 * KEYS).map(|i| ((i * 7_919) % KEYS, i)).collect();
     let right: Vec<(i64, i64)> = (0..KEYS).map(|i| ((i * 104_729) % KEYS, -i)).collect();
     let pipeline = Pipeline::new("budget-join");
-    let left = pipeline.source(side("", left)).key_by(["k"]);
-    let right = pipeline.source(side("r", right)).key_by(["rk"]);
+    let left = pipeline.source(source("", &left)).key_by(["k"]);
+    let right = pipeline.source(source("r", &right)).key_by(["rk"]);
     let sink = CollectSink::new();
     let result = left
         .join(&right)

@@ -54,7 +54,9 @@ use weir_engine::BoxError;
 use crate::error::{OperatorError, Result};
 use crate::late::LateOutput;
 use crate::row_format::decode_rows;
-use crate::state_codec::{refuse_format_0, restore_watermark, snapshot_watermark};
+use crate::state_codec::{
+    put_bytes, refuse_format_0, restore_watermark, snapshot_watermark, Parts,
+};
 
 /// One `ORDER BY` key of a Top-N.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,10 +388,8 @@ impl StateCodec for PartitionCodec {
                 let mut out = Vec::with_capacity(self.memory_bytes(kept));
                 out.extend_from_slice(&(kept.len() as u32).to_be_bytes());
                 for k in kept.iter() {
-                    for part in [&k.order, &k.row] {
-                        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-                        out.extend_from_slice(part);
-                    }
+                    put_bytes(&mut out, &k.order);
+                    put_bytes(&mut out, &k.row);
                 }
                 out
             })
@@ -397,22 +397,12 @@ impl StateCodec for PartitionCodec {
     }
 
     fn decode(&self, bytes: &[u8], _version: u16) -> std::result::Result<Vec<Kept>, StateError> {
-        let short = || StateError::Encoding("a Top-N partition shorter than its lengths".into());
-        let (count, mut rest) = bytes.split_first_chunk::<4>().ok_or_else(short)?;
-        // One length and its bytes from the front of `rest`.
-        let mut part = || -> std::result::Result<Box<[u8]>, StateError> {
-            let (length, tail) = rest.split_first_chunk::<4>().ok_or_else(short)?;
-            let (part, tail) = tail
-                .split_at_checked(u32::from_be_bytes(*length) as usize)
-                .ok_or_else(short)?;
-            rest = tail;
-            Ok(Box::from(part))
-        };
-        let count = u32::from_be_bytes(*count) as usize;
+        let mut parts = Parts::new(bytes, "a Top-N partition");
+        let count = parts.u32()? as usize;
         let mut kept = Vec::with_capacity(count.min(1 << 16));
         for _ in 0..count {
-            let order = part()?;
-            let row = part()?;
+            let order = Box::from(parts.bytes()?);
+            let row = Box::from(parts.bytes()?);
             kept.push(Kept { order, row });
         }
         Ok(kept)

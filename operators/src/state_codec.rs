@@ -154,6 +154,58 @@ pub fn read_table(
 /// State table holding an operator's watermark per key group.
 const WATERMARK_TABLE: &str = "watermark";
 
+/// Appends `bytes` after their length (u32, big endian): one part of a state value.
+pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Reads the parts of a state value one after another, each read checked: a value cut short
+/// is an error naming `what`, never a panic.
+pub struct Parts<'b> {
+    rest: &'b [u8],
+    what: &'static str,
+}
+
+impl<'b> Parts<'b> {
+    pub fn new(bytes: &'b [u8], what: &'static str) -> Self {
+        Parts { rest: bytes, what }
+    }
+
+    fn short(&self) -> StateError {
+        StateError::Encoding(format!("{} cut short", self.what))
+    }
+
+    /// The next `N` bytes.
+    pub fn array<const N: usize>(&mut self) -> std::result::Result<[u8; N], StateError> {
+        let (head, tail) = self
+            .rest
+            .split_first_chunk::<N>()
+            .ok_or_else(|| self.short())?;
+        self.rest = tail;
+        Ok(*head)
+    }
+
+    pub fn u32(&mut self) -> std::result::Result<u32, StateError> {
+        self.array().map(u32::from_be_bytes)
+    }
+
+    pub fn i64(&mut self) -> std::result::Result<i64, StateError> {
+        self.array().map(i64::from_be_bytes)
+    }
+
+    /// The next bytes [`put_bytes`] wrote.
+    pub fn bytes(&mut self) -> std::result::Result<&'b [u8], StateError> {
+        let length = self.u32()? as usize;
+        let (head, tail) = self
+            .rest
+            .split_at_checked(length)
+            .ok_or_else(|| self.short())?;
+        self.rest = tail;
+        Ok(head)
+    }
+}
+
 /// Refuses a snapshot that holds `legacy`, a table of the format before state tables
 /// (format 0: one Arrow snapshot per key group), which this build reads as state table
 /// `table` of format `version`.

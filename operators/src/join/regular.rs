@@ -35,7 +35,7 @@ use weir_engine::BoxError;
 use super::{key_is_null, JoinKeys, JoinPlan, JoinSpec, JoinType, Side, JOIN_INPUTS};
 use crate::error::Result;
 use crate::row_format::decode_rows;
-use crate::state_codec::refuse_format_0;
+use crate::state_codec::{put_bytes, refuse_format_0, Parts};
 
 /// Describes a regular join.
 #[derive(Debug, Clone)]
@@ -175,8 +175,7 @@ impl StateCodec for StoredCodec {
                 let mut out = Vec::with_capacity(self.memory_bytes(rows));
                 out.extend_from_slice(&(rows.len() as u32).to_be_bytes());
                 for stored in rows.iter() {
-                    out.extend_from_slice(&(stored.row.len() as u32).to_be_bytes());
-                    out.extend_from_slice(&stored.row);
+                    put_bytes(&mut out, &stored.row);
                     out.extend_from_slice(&stored.count.to_be_bytes());
                     out.extend_from_slice(&stored.associations.to_be_bytes());
                     out.extend_from_slice(&stored.written.to_be_bytes());
@@ -187,24 +186,16 @@ impl StateCodec for StoredCodec {
     }
 
     fn decode(&self, bytes: &[u8], _version: u16) -> std::result::Result<Vec<Stored>, StateError> {
-        let short = || StateError::Encoding("a join key's rows shorter than their lengths".into());
-        let (count, mut rest) = bytes.split_first_chunk::<4>().ok_or_else(short)?;
-        let mut rows = Vec::with_capacity((u32::from_be_bytes(*count) as usize).min(1 << 16));
-        for _ in 0..u32::from_be_bytes(*count) {
-            let (length, tail) = rest.split_first_chunk::<4>().ok_or_else(short)?;
-            let (row, tail) = tail
-                .split_at_checked(u32::from_be_bytes(*length) as usize)
-                .ok_or_else(short)?;
-            let (count, tail) = tail.split_first_chunk::<4>().ok_or_else(short)?;
-            let (associations, tail) = tail.split_first_chunk::<4>().ok_or_else(short)?;
-            let (written, tail) = tail.split_first_chunk::<8>().ok_or_else(short)?;
+        let mut parts = Parts::new(bytes, "a join key's rows");
+        let count = parts.u32()? as usize;
+        let mut rows = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
             rows.push(Stored {
-                row: Box::from(row),
-                count: u32::from_be_bytes(*count),
-                associations: u32::from_be_bytes(*associations),
-                written: i64::from_be_bytes(*written),
+                row: Box::from(parts.bytes()?),
+                count: parts.u32()?,
+                associations: parts.u32()?,
+                written: parts.i64()?,
             });
-            rest = tail;
         }
         Ok(rows)
     }
