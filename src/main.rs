@@ -128,9 +128,7 @@ struct CheckpointArgs {
 }
 
 fn parse_memory_size(text: &str) -> Result<usize, String> {
-    weir::connectors::options::parse_memory_size(text)
-        .filter(|&bytes| bytes > 0)
-        .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX))
+    weir::connectors::options::parse_memory_budget(text)
         .ok_or_else(|| format!("'{text}' is not a size (e.g. 64mb, 2gb)"))
 }
 

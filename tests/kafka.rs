@@ -610,14 +610,7 @@ fn the_sql_kafka_example_runs_exactly_once() {
     let input = topic("sql-bids", 2);
     let output = topic("sql-stats", 1);
     let bids = (0..2_000i64).map(|i| {
-        let ms = 1_704_067_200_000i64 + i * 25;
-        let (s, ms) = ((ms / 1000) % 86_400, ms % 1000);
-        let time = format!(
-            "2024-01-01 {:02}:{:02}:{:02}.{ms:03}",
-            s / 3600,
-            s / 60 % 60,
-            s % 60
-        );
+        let time = time_on_2024_01_01(i * 25);
         let value = format!(
             r#"{{"auction": {}, "bidder": {}, "price": {}, "date_time": "{time}"}}"#,
             i % 7,
@@ -930,20 +923,24 @@ fn upsert_and_debezium_topics_are_versioned_tables() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `ms` after midnight of 2024-01-01 as SQL's `TIMESTAMP(3)` text (under a day).
+fn time_on_2024_01_01(ms: i64) -> String {
+    let (s, ms) = (ms / 1000, ms % 1000);
+    format!(
+        "2024-01-01 {:02}:{:02}:{:02}.{ms:03}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 /// Produces 20 000 bids (auction, price, date_time) into a new topic of 2 partitions.
 fn bids_topic(name: &str) -> String {
     let input = topic(name, 2);
     produce(
         &input,
         (0..20_000i64).map(|i| {
-            let ms = 1_704_067_200_000i64 + i * 5;
-            let (s, ms) = ((ms / 1000) % 86_400, ms % 1000);
-            let time = format!(
-                "2024-01-01 {:02}:{:02}:{:02}.{ms:03}",
-                s / 3600,
-                s / 60 % 60,
-                s % 60
-            );
+            let time = time_on_2024_01_01(i * 5);
             let value = format!(
                 r#"{{"auction": {}, "price": {}, "date_time": "{time}"}}"#,
                 i % 97,

@@ -153,9 +153,9 @@ fn main() -> anyhow::Result<()> {
     let mut job = session.take_insert_job().context("no INSERT")?;
     let mut options = RunOptions::default().shards(args.shards);
     if let Some(budget) = &args.state_memory_budget {
-        let bytes = weir::connectors::options::parse_memory_size(budget)
+        let bytes = weir::connectors::options::parse_memory_budget(budget)
             .with_context(|| format!("--state-memory-budget: '{budget}' is not a size"))?;
-        options = options.state_memory_budget(usize::try_from(bytes)?);
+        options = options.state_memory_budget(bytes);
     }
     if args.explain {
         println!(

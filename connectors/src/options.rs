@@ -117,6 +117,13 @@ pub fn parse_memory_size(text: &str) -> Option<u64> {
     Some((number * bytes) as u64)
 }
 
+/// A positive memory size in bytes (`state.memory-budget`, `--state-memory-budget`).
+pub fn parse_memory_budget(text: &str) -> Option<usize> {
+    parse_memory_size(text)
+        .filter(|&bytes| bytes > 0)
+        .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX))
+}
+
 fn check_kind(kind: OptionKind, value: &str) -> Result<(), String> {
     let ok = match kind {
         OptionKind::String => true,

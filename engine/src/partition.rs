@@ -108,7 +108,11 @@ impl KeyHasher {
     }
 
     /// The key group of one encoded key.
+    /// (Without key columns every key is in key group 0, as [`KeyHasher::key_groups`] says.)
     pub fn key_group_of(&self, row: &[u8]) -> KeyGroup {
+        if self.key_columns.is_empty() {
+            return KeyGroup(0);
+        }
         KeyGroup((xxh3_64(row) % self.key_groups as u64) as u16)
     }
 

@@ -459,14 +459,6 @@ impl TopN {
         })
     }
 
-    /// The key group of an encoded partition key.
-    fn key_group(&self, key: &[u8]) -> KeyGroup {
-        match self.keyed {
-            true => self.hasher.key_group_of(key),
-            false => KeyGroup(0),
-        }
-    }
-
     /// Order keys of `batch`'s rows (none when ranking by arrival: every row ties).
     fn order_keys(&self, batch: &RecordBatch) -> Result<Option<arrow::row::Rows>> {
         if self.by_arrival {
@@ -503,7 +495,7 @@ impl TopN {
             // (Never by arrival over an updating input: refused when planned.)
             let order: &[u8] = orders.as_ref().map_or(&[], |o| o.row(i).data());
             let row = rows.row(i);
-            let group = self.key_group(key);
+            let group = self.hasher.key_group_of(key);
             self.partitions
                 .update(state, group, key, Vec::new, |kept| {
                     if !before.contains_key(key) {
@@ -533,7 +525,7 @@ impl TopN {
         let mut changes: Vec<Change> = Vec::new();
         for key in touched {
             let old = before.remove(&key).unwrap_or_default();
-            let group = self.key_group(&key);
+            let group = self.hasher.key_group_of(&key);
             let Some(partition) = self.partitions.get(state, group, &key)? else {
                 continue;
             };
@@ -606,7 +598,7 @@ impl TopN {
                 late.push(i as u32);
                 continue;
             }
-            let group = self.key_group(key);
+            let group = self.hasher.key_group_of(key);
             // Written (for the state TTL) only when the row is kept, as Flink writes state.
             let new_partition =
                 self.partitions
@@ -733,7 +725,7 @@ impl TopN {
                 break;
             }
             for key in entry.remove() {
-                let group = self.key_group(&key);
+                let group = self.hasher.key_group_of(&key);
                 let Some(kept) = self.partitions.take(state, group, &key)? else {
                     continue;
                 };
@@ -755,10 +747,9 @@ impl TopN {
         let mut by_group: BTreeMap<KeyGroup, Vec<u8>> = BTreeMap::new();
         for (end, keys) in &self.windows {
             for key in keys {
-                let out = by_group.entry(self.key_group(key)).or_default();
+                let out = by_group.entry(self.hasher.key_group_of(key)).or_default();
                 out.extend_from_slice(&end.to_be_bytes());
-                out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-                out.extend_from_slice(key);
+                put_bytes(out, key);
             }
         }
         for (group, bytes) in by_group {
@@ -770,27 +761,11 @@ impl TopN {
     /// Reads back what [`TopN::snapshot_windows`] wrote for this subtask's key groups.
     fn restore_windows(&mut self, state: &OperatorState<'_>) -> Result<()> {
         for entry in state.scan_owned(WINDOWS_TABLE)? {
-            let corrupt = |reason: &str| StateError::Corrupt {
-                table: WINDOWS_TABLE.into(),
-                key_group: entry.group.0,
-                reason: reason.into(),
-            };
-            let mut rest = entry.value.as_slice();
-            while !rest.is_empty() {
-                let (end, tail) = rest
-                    .split_first_chunk::<8>()
-                    .ok_or_else(|| corrupt("a window end cut short"))?;
-                let (len, tail) = tail
-                    .split_first_chunk::<4>()
-                    .ok_or_else(|| corrupt("a key length cut short"))?;
-                let (key, tail) = tail
-                    .split_at_checked(u32::from_be_bytes(*len) as usize)
-                    .ok_or_else(|| corrupt("a key cut short"))?;
-                self.windows
-                    .entry(i64::from_be_bytes(*end))
-                    .or_default()
-                    .insert(key.to_vec());
-                rest = tail;
+            let mut parts = Parts::new(&entry.value, "a window Top-N's window index");
+            while !parts.is_empty() {
+                let end = parts.i64()?;
+                let key = parts.bytes()?;
+                self.windows.entry(end).or_default().insert(key.to_vec());
             }
         }
         Ok(())

@@ -172,6 +172,11 @@ impl<'b> Parts<'b> {
         Parts { rest: bytes, what }
     }
 
+    /// Whether every part was read.
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
     fn short(&self) -> StateError {
         StateError::Encoding(format!("{} cut short", self.what))
     }

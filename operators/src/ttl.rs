@@ -2,16 +2,10 @@
 //! time) is forgotten. Operators sweep their state on a processing-time timer that fires
 //! every half TTL, so an entry lives between one and one and a half TTLs after its last write.
 
-use std::time::Duration;
-
 use weir_engine::operator::{Context, TimeDomain};
 
-/// A state TTL in ms: `None` for none or zero (Flink's 0 = never expire), saturated at
-/// `i64::MAX` ms.
-pub fn ttl_ms(ttl: Option<Duration>) -> Option<i64> {
-    ttl.filter(|t| !t.is_zero())
-        .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX))
-}
+/// A state TTL in ms (the state tables' conversion): `None` for none or zero.
+pub use weir_engine::state::table::ttl_millis as ttl_ms;
 
 /// Whether an entry written at `written_ms` has outlived `ttl_ms` at `now_ms` (the state
 /// tables' rule, Flink's).

@@ -35,7 +35,7 @@ use weir_engine::changelog::{
     has_row_kind, kind_array, kind_at, row_kind_field, row_kinds, ChangelogMode, RowKind,
 };
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
-use weir_engine::partition::{KeyGroup, KeyHasher};
+use weir_engine::partition::KeyHasher;
 use weir_engine::state::table::{StateCodec, StateTable, TableSpec};
 use weir_engine::state::{OperatorState, StateError};
 use weir_engine::BoxError;
@@ -391,15 +391,11 @@ impl Operator for UpdatingAggregate {
         }
         let inputs = self.plan.accumulators.aggregates().inputs(&batch)?;
         let kinds = row_kinds(&batch);
-        let keyed = !self.plan.key_columns.is_empty();
         let state = ctx.state_or_err()?;
         let mut changes = Vec::with_capacity(touched.len());
         for (first, group_rows) in touched {
             let key = encoded.row(first as usize);
-            let group = match keyed {
-                true => self.hasher.key_group_of(key.as_ref()),
-                false => KeyGroup(0),
-            };
+            let group = self.hasher.key_group_of(key.as_ref());
             let accumulators = &self.plan.accumulators;
             let new_group = || Group {
                 accumulators: Vec::new(),

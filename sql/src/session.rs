@@ -156,14 +156,12 @@ impl Settings {
             }
             "table.exec.emit.early-fire.delay" => self.early_fire_delay = Some(duration(value)?),
             "state.memory-budget" => {
-                let bytes = weir_connectors::options::parse_memory_size(value)
-                    .filter(|&b| b > 0)
-                    .ok_or_else(|| {
-                        user(format!(
-                            "'{key}' is a positive size such as 64mb or 2gb, not '{value}'"
-                        ))
-                    })?;
-                self.state_memory_budget = Some(usize::try_from(bytes).unwrap_or(usize::MAX));
+                let bytes = weir_connectors::options::parse_memory_budget(value).ok_or_else(|| {
+                    user(format!(
+                        "'{key}' is a positive size such as 64mb or 2gb, not '{value}'"
+                    ))
+                })?;
+                self.state_memory_budget = Some(bytes);
             }
             "table.exec.late-rows.table" => {
                 self.late_rows_table = (!value.is_empty()).then(|| value.to_string())

@@ -61,10 +61,12 @@ impl Builder {
         if !self.graph.nodes.iter().any(|n| n.name == base) {
             return base.to_string();
         }
-        (2..)
-            .map(|i| format!("{base}-{i}"))
-            .find(|name| !self.graph.nodes.iter().any(|n| &n.name == name))
-            .expect("some suffix is free")
+        let taken = |name: &str| self.graph.nodes.iter().any(|n| n.name == name);
+        let mut suffix = 2;
+        while taken(&format!("{base}-{suffix}")) {
+            suffix += 1;
+        }
+        format!("{base}-{suffix}")
     }
 
     /// The edge to use from `from` to a new node with default parallelism.

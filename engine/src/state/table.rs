@@ -40,6 +40,13 @@ const ENTRY_OVERHEAD: usize = 64;
 /// The most values a [`StateCodec`] encodes at once.
 pub const ENCODE_BATCH: usize = 1024;
 
+/// A state TTL in ms: `None` for none or zero (Flink's 0 = never expire), saturated at
+/// `i64::MAX` ms.
+pub fn ttl_millis(ttl: Option<Duration>) -> Option<i64> {
+    ttl.filter(|t| !t.is_zero())
+        .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Whether an entry written at `written_ms` has outlived `ttl_ms` at `now_ms` (Flink's rule:
 /// expired once `written + ttl <= now`).
 pub fn ttl_expired(written_ms: i64, ttl_ms: i64, now_ms: i64) -> bool {
@@ -184,10 +191,7 @@ impl<C: StateCodec> StateTable<C> {
     /// whose values `codec` encodes, counting its hot entries against `budget`.
     pub fn new(spec: TableSpec, codec: C, budget: MemoryBudget) -> Self {
         StateTable {
-            ttl_ms: spec
-                .ttl
-                .filter(|t| !t.is_zero())
-                .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+            ttl_ms: ttl_millis(spec.ttl),
             spec,
             codec,
             hot: HashMap::new(),
@@ -209,19 +213,9 @@ impl<C: StateCodec> StateTable<C> {
         self
     }
 
-    /// The table's description.
-    pub fn spec(&self) -> &TableSpec {
-        &self.spec
-    }
-
     /// Number of hot entries.
     pub fn hot_len(&self) -> usize {
         self.hot.len()
-    }
-
-    /// Bytes the hot entries count against the budget.
-    pub fn hot_bytes(&self) -> usize {
-        self.bytes
     }
 
     fn expired(&self, written_ms: i64, now: i64) -> bool {
@@ -356,13 +350,17 @@ impl<C: StateCodec> StateTable<C> {
         group: KeyGroup,
         key: &[u8],
     ) -> Result<Option<&C::Value>, StateError> {
-        let slot = slot_key(group, key);
+        // The map key in the reused buffer: a hot entry costs no allocation.
+        let mut slot = std::mem::take(&mut self.scratch);
+        slot.clear();
+        slot.extend_from_slice(&group.0.to_be_bytes());
+        slot.extend_from_slice(key);
         self.clock += 1;
-        if !self.load(state, &slot, crate::time::now_ms())? {
-            return Ok(None);
-        }
+        let found = self.load(state, &slot, crate::time::now_ms())?;
         let clock = self.clock;
-        Ok(self.hot.get_mut(&slot).map(|entry| {
+        let entry = self.hot.get_mut(slot.as_slice()).filter(|_| found);
+        self.scratch = slot;
+        Ok(entry.map(|entry| {
             entry.touched = clock;
             &entry.value
         }))

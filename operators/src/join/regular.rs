@@ -158,21 +158,53 @@ struct Stored {
     written: i64,
 }
 
+/// Bytes a stored row costs in memory besides its bytes (the box, the counters).
+const STORED_OVERHEAD: usize = 48;
+
+/// The rows under one key, with the memory they use kept up as rows come and go (so a hot
+/// key's size is not summed again at every write).
+#[derive(Debug, Default)]
+struct KeyRows {
+    rows: Vec<Stored>,
+    bytes: usize,
+}
+
+impl KeyRows {
+    fn push(&mut self, stored: Stored) {
+        self.bytes += stored.row.len() + STORED_OVERHEAD;
+        self.rows.push(stored);
+    }
+
+    fn swap_remove(&mut self, at: usize) {
+        let removed = self.rows.swap_remove(at);
+        self.bytes -= removed.row.len() + STORED_OVERHEAD;
+    }
+
+    fn retain(&mut self, keep: impl Fn(&Stored) -> bool) {
+        let bytes = &mut self.bytes;
+        self.rows.retain(|stored| {
+            let kept = keep(stored);
+            if !kept {
+                *bytes -= stored.row.len() + STORED_OVERHEAD;
+            }
+            kept
+        });
+    }
+}
+
 /// Stores a key's rows: a count (u32, big endian), then per row its length (u32), its bytes,
 /// its count and associations (u32 each) and when it was written (i64 ms).
 struct StoredCodec;
 
 impl StateCodec for StoredCodec {
-    type Value = Vec<Stored>;
+    type Value = KeyRows;
 
-    fn encode(
-        &self,
-        keys: &mut [&mut Vec<Stored>],
-    ) -> std::result::Result<Vec<Vec<u8>>, StateError> {
+    fn encode(&self, keys: &mut [&mut KeyRows]) -> std::result::Result<Vec<Vec<u8>>, StateError> {
         Ok(keys
             .iter()
-            .map(|rows| {
-                let mut out = Vec::with_capacity(self.memory_bytes(rows));
+            .map(|key| {
+                let rows = &key.rows;
+                let mut out = Vec::with_capacity(key.bytes + 4);
                 out.extend_from_slice(&(rows.len() as u32).to_be_bytes());
                 for stored in rows.iter() {
                     put_bytes(&mut out, &stored.row);
@@ -185,10 +217,13 @@ impl StateCodec for StoredCodec {
             .collect())
     }
 
-    fn decode(&self, bytes: &[u8], _version: u16) -> std::result::Result<Vec<Stored>, StateError> {
+    fn decode(&self, bytes: &[u8], _version: u16) -> std::result::Result<KeyRows, StateError> {
         let mut parts = Parts::new(bytes, "a join key's rows");
         let count = parts.u32()? as usize;
-        let mut rows = Vec::with_capacity(count.min(1 << 16));
+        let mut rows = KeyRows {
+            rows: Vec::with_capacity(count.min(1 << 16)),
+            bytes: 0,
+        };
         for _ in 0..count {
             rows.push(Stored {
                 row: Box::from(parts.bytes()?),
@@ -200,8 +235,8 @@ impl StateCodec for StoredCodec {
         Ok(rows)
     }
 
-    fn memory_bytes(&self, rows: &Vec<Stored>) -> usize {
-        rows.iter().map(|r| r.row.len() + 48).sum::<usize>() + 24
+    fn memory_bytes(&self, rows: &KeyRows) -> usize {
+        rows.bytes + std::mem::size_of::<KeyRows>()
     }
 }
 
@@ -222,26 +257,29 @@ impl SideRows {
         self.hasher.key_group_of(key)
     }
 
-    /// Sets how many rows of the other side the row at `position` under `key` matches.
-    fn set_associations(
+    /// Counts one more (`accumulate`) or one fewer match of the other side for the row at
+    /// `position` under `key`; returns its count and its matches before, if it is there.
+    fn count_match(
         &mut self,
         state: &mut OperatorState<'_>,
         key: &[u8],
         position: usize,
-        associations: u32,
-    ) -> Result<()> {
+        accumulate: bool,
+    ) -> Result<Option<(u32, u32)>> {
         let group = self.group(key);
-        self.by_key
-            .update_with(state, group, key, Vec::new, |rows| {
-                match rows.get_mut(position) {
-                    Some(row) if row.associations != associations => {
-                        row.associations = associations;
-                        ((), true)
-                    }
-                    _ => ((), false),
-                }
-            })?;
-        Ok(())
+        Ok(self
+            .by_key
+            .update_with(state, group, key, KeyRows::default, |rows| {
+                let Some(row) = rows.rows.get_mut(position) else {
+                    return (None, false);
+                };
+                let before = row.associations;
+                row.associations = match accumulate {
+                    true => before + 1,
+                    false => before.saturating_sub(1),
+                };
+                (Some((row.count, before)), row.associations != before)
+            })?)
     }
 
     /// Decodes stored rows into the side's columns.
@@ -284,9 +322,11 @@ impl RegularJoin {
         let state = ctx.state_or_err()?;
         let ttl = self.state_ttl;
         let live = |row: &Stored| ttl.is_none_or(|ttl| !crate::ttl::expired(row.written, ttl, now));
-        // Candidates: (input row, position under its key on the other side).
-        let mut candidates: Vec<(u32, usize)> = Vec::new();
-        let mut candidate_rows: Vec<Box<[u8]>> = Vec::new();
+        // Candidates: (input row, position under its key on the other side, its count and
+        // matches), their rows' bytes one after another in `candidate_bytes`.
+        let mut candidates: Vec<(u32, usize, u32, u32)> = Vec::new();
+        let mut candidate_bytes: Vec<u8> = Vec::new();
+        let mut candidate_ends: Vec<usize> = Vec::new();
         for i in 0..data.num_rows() {
             let key = keys.get(i);
             if key_is_null(&data, own_keys, i) {
@@ -294,13 +334,21 @@ impl RegularJoin {
             }
             let group = self.sides[other].group(key);
             if let Some(stored) = self.sides[other].by_key.get(state, group, key)? {
-                for (position, row) in stored.iter().enumerate().filter(|(_, r)| live(r)) {
-                    candidates.push((i as u32, position));
-                    candidate_rows.push(row.row.clone());
+                for (position, row) in stored.rows.iter().enumerate().filter(|(_, r)| live(r)) {
+                    candidates.push((i as u32, position, row.count, row.associations));
+                    candidate_bytes.extend_from_slice(&row.row);
+                    candidate_ends.push(candidate_bytes.len());
                 }
             }
         }
-        let candidate_refs: Vec<&[u8]> = candidate_rows.iter().map(|r| &**r).collect();
+        let candidate_refs: Vec<&[u8]> = candidate_ends
+            .iter()
+            .scan(0, |start, &end| {
+                let row = &candidate_bytes[*start..end];
+                *start = end;
+                Some(row)
+            })
+            .collect();
         let other_rows = RecordBatch::try_new(
             Arc::clone(self.plan.schema(side.other())),
             self.sides[other].decode(&candidate_refs)?,
@@ -322,6 +370,10 @@ impl RegularJoin {
         // In a semi or anti join a left row is in the result by whether it has matches.
         let semi_anti = self.join_type.is_semi_or_anti();
         let in_result = |matches: u32| (self.join_type == JoinType::Semi) == (matches > 0);
+        let counts_matches = match semi_anti {
+            true => side == Side::Right,
+            false => other_outer,
+        };
         let full_rows = self.sides[own].rows.convert_columns(data.columns())?;
         let updating = self.plan.updating[own];
         let mut emitted: Vec<Emitted> = Vec::new();
@@ -332,68 +384,57 @@ impl RegularJoin {
             let accumulate = kind.is_accumulate();
             let mut matches = 0u32;
             while next < candidates.len() && candidates[next].0 as usize == i {
-                let (_, position) = candidates[next];
+                let (_, position, listed_count, listed_associations) = candidates[next];
                 let candidate = next as u32;
                 next += 1;
                 if !mask[candidate as usize] {
                     continue;
                 }
-                let group = self.sides[other].group(key);
-                // The matched row of the other side, to count matches on (its position is the
-                // one the candidates were listed in: nothing changed that side since).
-                let matched =
-                    self.sides[other]
-                        .by_key
-                        .update_with(state, group, key, Vec::new, |rows| {
-                            (rows.get(position).cloned(), false)
-                        })?;
-                let Some(mut stored) = matched else {
-                    continue;
+                // A stored row's matches are kept up only where they are read: the other side
+                // is padded (an outer join), or is the left side of a semi or anti join.
+                // Elsewhere a probe writes no state, and the count listed above holds (nothing
+                // changed the other side since).
+                let (count, before) = match counts_matches {
+                    true => {
+                        match self.sides[other].count_match(state, key, position, accumulate)? {
+                            Some(counted) => counted,
+                            None => continue,
+                        }
+                    }
+                    false => (listed_count, listed_associations),
                 };
-                matches += stored.count;
+                matches += count;
                 if semi_anti {
                     if side == Side::Right {
                         // The stored left row enters or leaves the result as its matches do.
-                        let before = stored.associations;
                         let after = match accumulate {
                             true => before + 1,
                             false => before.saturating_sub(1),
                         };
-                        stored.associations = after;
-                        self.sides[other].set_associations(state, key, position, after)?;
                         if in_result(before) != in_result(after) {
                             let kind = match in_result(after) {
                                 true => RowKind::Insert,
                                 false => RowKind::Delete,
                             };
-                            for _ in 0..stored.count {
+                            for _ in 0..count {
                                 emitted.push((kind, None, Some(candidate)));
                             }
                         }
                     }
                     continue;
                 }
-                for _ in 0..stored.count {
+                for _ in 0..count {
                     if accumulate {
-                        if other_outer && stored.associations == 0 {
+                        if other_outer && before == 0 {
                             emitted.push((RowKind::Delete, None, Some(candidate)));
                         }
                         emitted.push((RowKind::Insert, Some(i as u32), Some(candidate)));
                     } else {
                         emitted.push((RowKind::Delete, Some(i as u32), Some(candidate)));
-                        if other_outer && stored.associations == 1 {
+                        if other_outer && before == 1 {
                             emitted.push((RowKind::Insert, None, Some(candidate)));
                         }
                     }
-                }
-                // Associations are read only where the other side is padded (an outer join):
-                // elsewhere they are not kept up, so a probe writes no state.
-                if other_outer {
-                    let associations = match accumulate {
-                        true => stored.associations + 1,
-                        false => stored.associations.saturating_sub(1),
-                    };
-                    self.sides[other].set_associations(state, key, position, associations)?;
                 }
             }
             let kind = if accumulate {
@@ -406,47 +447,50 @@ impl RegularJoin {
             }
             let row = full_rows.row(i);
             let group = self.sides[own].group(key);
-            let emptied =
-                self.sides[own]
-                    .by_key
-                    .update_with(state, group, key, Vec::new, |entries| {
-                        // Expired rows go when their key is touched (with a TTL).
-                        let before = entries.len();
-                        if ttl.is_some() {
-                            entries.retain(live);
-                        }
-                        let expired = entries.len() != before;
-                        if accumulate {
-                            // Equal rows share an entry only where one may be retracted (an updating
-                            // input); an append-only side never looks, so a hot key costs no scan.
-                            let existing = match updating {
-                                true => entries.iter_mut().find(|s| *s.row == *row.as_ref()),
-                                false => None,
-                            };
-                            match existing {
-                                Some(stored) => {
-                                    stored.count += 1;
-                                    stored.written = now;
-                                }
-                                None => entries.push(Stored {
-                                    row: Box::from(row.as_ref()),
-                                    count: 1,
-                                    associations: matches,
-                                    written: now,
-                                }),
-                            }
-                            return (false, true);
-                        }
-                        // A row that is not there (its state expired) has nothing to remove.
-                        let Some(at) = entries.iter().position(|s| *s.row == *row.as_ref()) else {
-                            return (entries.is_empty(), expired);
+            let emptied = self.sides[own].by_key.update_with(
+                state,
+                group,
+                key,
+                KeyRows::default,
+                |entries| {
+                    // Expired rows go when their key is touched (with a TTL).
+                    let before = entries.rows.len();
+                    if ttl.is_some() {
+                        entries.retain(live);
+                    }
+                    let expired = entries.rows.len() != before;
+                    if accumulate {
+                        // Equal rows share an entry only where one may be retracted (an updating
+                        // input); an append-only side never looks, so a hot key costs no scan.
+                        let existing = match updating {
+                            true => entries.rows.iter_mut().find(|s| *s.row == *row.as_ref()),
+                            false => None,
                         };
-                        entries[at].count -= 1;
-                        if entries[at].count == 0 {
-                            entries.swap_remove(at);
+                        match existing {
+                            Some(stored) => {
+                                stored.count += 1;
+                                stored.written = now;
+                            }
+                            None => entries.push(Stored {
+                                row: Box::from(row.as_ref()),
+                                count: 1,
+                                associations: matches,
+                                written: now,
+                            }),
                         }
-                        (entries.is_empty(), true)
-                    })?;
+                        return (false, true);
+                    }
+                    // A row that is not there (its state expired) has nothing to remove.
+                    let Some(at) = entries.rows.iter().position(|s| *s.row == *row.as_ref()) else {
+                        return (entries.rows.is_empty(), expired);
+                    };
+                    entries.rows[at].count -= 1;
+                    if entries.rows[at].count == 0 {
+                        entries.swap_remove(at);
+                    }
+                    (entries.rows.is_empty(), true)
+                },
+            )?;
             if emptied {
                 self.sides[own].by_key.remove(state, group, key)?;
             }

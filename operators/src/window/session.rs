@@ -107,7 +107,9 @@ impl SessionWindowOperator {
             return false;
         }
         for old_start in touching {
-            let old = sessions.remove(&old_start).expect("listed above");
+            let Some(old) = sessions.remove(&old_start) else {
+                continue;
+            };
             self.by_end.remove(&(old.end, key, old_start));
             start = start.min(old_start);
             end = end.max(old.end);
@@ -132,9 +134,11 @@ impl SessionWindowOperator {
                 break;
             }
             self.by_end.pop_first();
-            let session = self.sessions[key]
-                .remove(&start)
-                .expect("indexed sessions exist");
+            let session = self
+                .sessions
+                .get_mut(key)
+                .and_then(|sessions| sessions.remove(&start))
+                .ok_or("a session window's index names a session it does not hold")?;
             first_rows.push(rows.len() as u32);
             self.scratch
                 .extend(std::iter::repeat_n(starts.len(), session.rows.len()));
@@ -145,7 +149,10 @@ impl SessionWindowOperator {
         if starts.is_empty() {
             return Ok(());
         }
-        let buffer = self.buffer.as_mut().expect("rows were buffered");
+        let buffer = self
+            .buffer
+            .as_mut()
+            .ok_or("a session window fired without buffered rows")?;
         let (keys, values) =
             self.core
                 .aggregate_buffered(buffer, &rows, &self.scratch, first_rows)?;
