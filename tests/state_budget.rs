@@ -160,3 +160,103 @@ fn a_regular_join_over_its_budget_matches_unlimited_memory() {
         assert!(got == expected, "{shards} shards: results differ");
     }
 }
+
+/// Every window result of a tumbling or hopping window over `KEYS` keys (rows `k, v, ts`,
+/// 10 per ms, up to 300 ms out of order), sorted, and how many state entries were evicted.
+fn windows(window: Window, options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {
+    use arrow::array::TimestampMillisecondArray;
+    use arrow::datatypes::TimeUnit;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("v", DataType::Int64, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]));
+    let rows: Vec<i64> = (0..4 * KEYS).collect();
+    let batches = rows
+        .chunks(1_000)
+        .map(|chunk| {
+            let column = |f: fn(i64) -> i64| chunk.iter().map(move |&i| f(i));
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(column(|i| (i * 7_919) % KEYS))),
+                    Arc::new(Int64Array::from_iter_values(column(|i| i % 1_000))),
+                    Arc::new(TimestampMillisecondArray::from_iter_values(column(|i| {
+                        i / 10 - (i * 31) % 300
+                    }))),
+                ],
+            )
+            .unwrap()
+        })
+        .collect();
+    let sink = CollectSink::new();
+    let result = Pipeline::new("budget-windows")
+        .source(MemorySource::new(schema, vec![batches]).unwrap())
+        .watermark("ts", std::time::Duration::from_millis(300))
+        .key_by(["k"])
+        .window(window)
+        .aggregate([
+            count_all().alias("c"),
+            sum(col("v")).alias("s"),
+            max(col("v")).alias("mx"),
+        ])
+        .sink(sink.clone())
+        .run(options)
+        .expect("job runs");
+    let mut rows = common::apply_changelog(
+        &sink.batches(),
+        &["window_start", "window_end", "k", "c", "s", "mx"],
+    );
+    rows.sort();
+    (rows, result.metrics.total(names::STATE_ENTRIES_EVICTED))
+}
+
+#[test]
+fn windows_over_their_budget_match_unlimited_memory() {
+    use std::time::Duration;
+    let dir = std::env::temp_dir().join(format!("weir-budget-windows-{}", std::process::id()));
+    for window in [
+        Window::tumble(Duration::from_secs(2)),
+        Window::hop(Duration::from_secs(2), Duration::from_millis(500)),
+    ] {
+        let (expected, evicted) = windows(window, RunOptions::default().shards(2));
+        assert_eq!(evicted, 0, "unlimited memory evicts nothing");
+        for shards in [1, 2, 4] {
+            for checkpoints in [false, true] {
+                let _ = std::fs::remove_dir_all(&dir);
+                let mut options = RunOptions::default()
+                    .shards(shards)
+                    .state_memory_budget(1 << 20);
+                if checkpoints {
+                    let config = CheckpointConfig::new(&dir).interval(Duration::from_millis(5));
+                    options = options.checkpoint(config);
+                }
+                let (got, evicted) = windows(window, options);
+                let case = format!("{window:?} at {shards} shards, checkpoints {checkpoints}");
+                assert!(evicted > 0, "{case}: nothing evicted");
+                if got != expected {
+                    let missing: Vec<_> = expected
+                        .iter()
+                        .filter(|r| !got.contains(r))
+                        .take(3)
+                        .collect();
+                    let extra: Vec<_> = got
+                        .iter()
+                        .filter(|r| !expected.contains(r))
+                        .take(3)
+                        .collect();
+                    panic!(
+                        "{case}: {} rows, not {}; missing {missing:?}, extra {extra:?}",
+                        got.len(),
+                        expected.len()
+                    );
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

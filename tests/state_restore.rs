@@ -263,7 +263,13 @@ fn a_snapshot_without_a_live_job_is_empty_and_harmless() {
 
 #[test]
 fn snapshots_taken_while_running_do_not_change_results() {
-    for window in every_window_kind() {
+    // Windows longer than the input too: every snapshot adds runs to their panes, which are
+    // merged when there are too many.
+    let long = [
+        Window::tumble(Duration::from_secs(20)),
+        Window::hop(Duration::from_secs(20), Duration::from_secs(5)),
+    ];
+    for window in every_window_kind().into_iter().chain(long) {
         let factory = factory(window);
         let batches = input(11);
         let mut expected = Vec::new();

@@ -69,11 +69,11 @@ struct MemoryReader {
 
 impl SourceReader for MemoryReader {
     fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<SourceBatch>, BoxError>> {
-        let next = self.batches.pop_front();
         Box::pin(async move {
-            // Let other subtasks of the shard run between batches.
+            // Let other subtasks of the shard run between batches. A call dropped here (a
+            // barrier arrived) has taken nothing: the batch is taken after the yield.
             tokio::task::yield_now().await;
-            Ok(next.map(Into::into))
+            Ok(self.batches.pop_front().map(Into::into))
         })
     }
 }

@@ -96,6 +96,49 @@ impl MemoryBudget {
     fn exceeded(&self) -> bool {
         self.used() > self.limit
     }
+
+    /// A charge of memory an operator holds outside its state tables (e.g. a window's
+    /// accumulators being updated), counted with the hot entries, so that tables evict to
+    /// make room for it. It starts at 0 bytes and is released when dropped.
+    pub fn charge(&self) -> BudgetCharge {
+        BudgetCharge {
+            budget: self.clone(),
+            bytes: 0,
+        }
+    }
+}
+
+/// Memory counted against a [`MemoryBudget`] outside state tables; see
+/// [`MemoryBudget::charge`].
+#[derive(Debug)]
+pub struct BudgetCharge {
+    budget: MemoryBudget,
+    bytes: usize,
+}
+
+impl BudgetCharge {
+    /// Sets the charge to `bytes`.
+    pub fn set(&mut self, bytes: usize) {
+        self.budget.add(bytes);
+        self.budget.sub(self.bytes);
+        self.bytes = bytes;
+    }
+
+    /// The bytes charged.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The budget's limit in bytes.
+    pub fn limit(&self) -> usize {
+        self.budget.limit
+    }
+}
+
+impl Drop for BudgetCharge {
+    fn drop(&mut self) {
+        self.budget.sub(self.bytes);
+    }
 }
 
 /// How a [`StateTable`]'s values become bytes for the backend and back (a codec may hold
@@ -448,6 +491,22 @@ impl<C: StateCodec> StateTable<C> {
         self.budget.sub(entry.bytes);
         self.bytes = self.bytes + bytes - entry.bytes;
         entry.bytes = bytes;
+    }
+
+    /// Adds the entry of `key` in `group`, a key the table does not hold (an operator's own
+    /// unique key, e.g. a sequence number): no lookup. It counts as written.
+    pub fn insert_new(
+        &mut self,
+        state: &mut OperatorState<'_>,
+        group: KeyGroup,
+        key: &[u8],
+        value: C::Value,
+    ) -> Result<(), StateError> {
+        self.clock += 1;
+        let slot = slot_key(group, key);
+        // Removed before and not flushed yet: the backend still holds the old value.
+        let stored = self.removed.remove(&slot);
+        self.insert_hot(state, slot, value, crate::time::now_ms(), true, stored)
     }
 
     /// Removes the entry of `key` in `group` and returns its value, if it had one (and it

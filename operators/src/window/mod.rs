@@ -242,6 +242,7 @@ impl OperatorFactory for WindowAggregateFactory {
                     core,
                     pane::PaneAssigner::new(spec),
                     early,
+                    context,
                 ))
             }
         })

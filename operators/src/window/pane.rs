@@ -5,42 +5,54 @@
 //! to. A window is the union of its panes; when it fires, the partial states of its panes are
 //! merged into fresh accumulators and evaluated.
 //!
-//! A pane is `live` (accumulators being updated) and/or has `frozen` partial states (encoded
-//! keys + Arrow state columns). The first window that needs a pane freezes its live part;
-//! later windows reuse the frozen batch. A row arriving for a pane after that starts a new live
-//! part, which the next window merges as well. A tumbling window owns its single pane and is
-//! evaluated directly, without freezing.
+//! A pane has a `live` part (accumulators being updated, in memory) and *runs*: its partial
+//! states frozen earlier, one batch (key columns + state columns) per key group, kept in a
+//! state table (`pane_runs`, key: pane start then a sequence number) under the shard's memory
+//! budget, so cold runs live in RocksDB. The live part is frozen into runs when a window needs
+//! it, at every checkpoint (the runs written since the previous checkpoint are all it
+//! writes), and when the live parts pass half the budget. A pane and key group with
+//! [`MAX_RUNS`] runs has them merged into one, so a long window's runs stay few.
 //!
-//! State at a barrier: every pane is frozen and all panes are written in one entry per key
-//! group, `panes/<key group> = encode(watermark, keys + states + pane start)` (one Arrow IPC
-//! message per key group, not per pane: with many small panes the per-message header would
-//! dominate). After the snapshot the panes are thawed back into live accumulators. On restore
-//! the windows of each pane that had not fired by that watermark become pending again.
+//! A window fires key group by key group: the runs of its panes in one key group are merged
+//! and evaluated, so the state in memory while firing is one key group's; results go out in
+//! batches of about [`OUTPUT_BATCH_ROWS`] rows. A tumbling window whose pane never left
+//! memory is evaluated directly. On restore, the runs of the subtask's key groups are listed
+//! and the windows of their panes that had not fired by the restored watermark become pending
+//! again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, Int64Array, UInt32Array};
-use arrow::compute::{concat_batches, take_record_batch};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use arrow::array::UInt32Array;
+use arrow::compute::{concat_batches, take_record_batch, BatchCoalescer};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use arrow::row::Rows;
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Context, Operator, TimeDomain};
-use weir_engine::state::OperatorState;
+use weir_engine::partition::KeyGroup;
+use weir_engine::state::table::{BudgetCharge, StateCodec, StateTable, TableSpec};
+use weir_engine::state::{OperatorState, StateError};
 use weir_engine::BoxError;
 
 use super::early::EarlyFiring;
 
 use super::{WindowCore, WindowSpec};
 use crate::aggregate::Accumulators;
-use crate::error::Result;
+use crate::error::{OperatorError, Result};
 use crate::group_index::GroupIndex;
-use crate::state_codec::{decode, encode, split_by_key_group};
+use crate::state_codec::{decode, encode, refuse_format_0};
 
-const PANES_TABLE: &str = "panes";
-/// The column of the stored panes that says which pane a row belongs to.
-const PANE_START_COLUMN: &str = "__pane_start";
+/// The state table of pane runs.
+const RUNS_TABLE: &str = "pane_runs";
+/// Format of [`RUNS_TABLE`]'s values: one Arrow IPC batch (key columns + state columns).
+const RUNS_FORMAT: u16 = 1;
+/// The table of the snapshots before state tables (format 0: every pane of a key group in
+/// one entry), refused when restoring.
+const LEGACY_PANES_TABLE: &str = "panes";
+/// Runs of one pane and key group past which a new run is merged with them.
+pub const MAX_RUNS: usize = 8;
+/// Rows per result batch of a window fired key group by key group (about).
+pub const OUTPUT_BATCH_ROWS: usize = 8192;
 
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 {
@@ -117,22 +129,72 @@ fn fired(end: i64, watermark: Option<EventTimeMs>) -> bool {
     watermark.is_some_and(|w| end - 1 <= w)
 }
 
+/// The key of a run: its pane's start (sign bit flipped, big endian: panes in time order)
+/// then its sequence number.
+fn run_key(pane: i64, seq: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&((pane as u64) ^ (1 << 63)).to_be_bytes());
+    key[8..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The pane and sequence number of a run's key (`None`: not a run key).
+fn parse_run_key(key: &[u8]) -> Option<(i64, u64)> {
+    let pane: [u8; 8] = key.get(..8)?.try_into().ok()?;
+    let seq: [u8; 8] = key.get(8..16)?.try_into().ok()?;
+    Some((
+        (u64::from_be_bytes(pane) ^ (1 << 63)) as i64,
+        u64::from_be_bytes(seq),
+    ))
+}
+
+/// Encodes runs (key columns + state columns) as Arrow IPC.
+struct RunCodec {
+    schema: SchemaRef,
+}
+
+impl StateCodec for RunCodec {
+    type Value = RecordBatch;
+
+    fn encode(&self, values: &mut [&mut RecordBatch]) -> Result<Vec<Vec<u8>>, StateError> {
+        values
+            .iter()
+            .map(|run| encode(0, run).map_err(|e| StateError::Encoding(e.to_string())))
+            .collect()
+    }
+
+    fn decode(&self, bytes: &[u8], _version: u16) -> Result<RecordBatch, StateError> {
+        // (The table's checksum names the key group of a damaged value; a wrong layout is
+        // named here.)
+        match decode(bytes, RUNS_TABLE, KeyGroup(0), &self.schema) {
+            Ok((_, run)) => Ok(run),
+            Err(OperatorError::State(e)) => Err(e),
+            Err(e) => Err(StateError::Encoding(e.to_string())),
+        }
+    }
+
+    fn memory_bytes(&self, run: &RecordBatch) -> usize {
+        run.get_array_memory_size()
+    }
+}
+
 /// The accumulators of a pane that rows are still being added to.
 struct LivePane {
     groups: GroupIndex,
     accumulators: Accumulators,
 }
 
-/// Partial states of some groups of a pane, with their keys already encoded for lookup.
-struct FrozenPartial {
-    keys: Rows,
-    states: Vec<ArrayRef>,
+impl LivePane {
+    fn size(&self) -> usize {
+        self.groups.size() + self.accumulators.size()
+    }
 }
 
 #[derive(Default)]
 struct Pane {
     live: Option<LivePane>,
-    frozen: Vec<FrozenPartial>,
+    /// The sequence numbers of the pane's runs, per key group, oldest first.
+    runs: BTreeMap<KeyGroup, Vec<u64>>,
 }
 
 /// A tumbling, hopping or cumulating window subtask. See the module doc.
@@ -140,14 +202,17 @@ pub struct PaneWindowOperator {
     core: WindowCore,
     assigner: PaneAssigner,
     panes: BTreeMap<i64, Pane>,
+    runs: StateTable<RunCodec>,
+    /// The next run's sequence number.
+    next_seq: u64,
+    /// The memory of the live parts, counted against the shard's budget.
+    live_bytes: BudgetCharge,
     /// Windows `(end, start)` that have rows and have not fired.
     pending: BTreeSet<(i64, i64)>,
     watermark: Option<EventTimeMs>,
     /// Groups in the most recently frozen or fired pane: the size to expect for new ones.
     groups_hint: usize,
     scratch: Vec<usize>,
-    /// Schema of the stored panes: the window's state columns and the pane start.
-    stored_schema: SchemaRef,
     /// Early results (`table.exec.emit.early-fire.*`), and when the next are due (processing
     /// time, ms).
     early: Option<EarlyFiring>,
@@ -159,17 +224,20 @@ impl PaneWindowOperator {
         core: WindowCore,
         assigner: PaneAssigner,
         early: Option<EarlyFiring>,
+        context: &weir_engine::operator::SubtaskContext,
     ) -> Self {
-        let mut fields: Vec<Field> = core
-            .plan
-            .state_schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new(PANE_START_COLUMN, DataType::Int64, false));
+        let spec = TableSpec {
+            name: RUNS_TABLE,
+            version: RUNS_FORMAT,
+            ttl: None,
+        };
+        let codec = RunCodec {
+            schema: Arc::clone(&core.plan.state_schema),
+        };
         PaneWindowOperator {
-            stored_schema: Arc::new(Schema::new(fields)),
+            runs: context.state_table(spec, codec),
+            live_bytes: context.state_budget.charge(),
+            next_seq: 0,
             core,
             assigner,
             panes: BTreeMap::new(),
@@ -207,55 +275,97 @@ impl PaneWindowOperator {
         )
     }
 
-    /// Moves the live part of a pane into its frozen partial states.
-    fn freeze(pane: &mut Pane) -> Result<()> {
-        if let Some(mut live) = pane.live.take() {
-            let states = live.accumulators.take_state()?;
-            pane.frozen.push(FrozenPartial {
-                keys: live.groups.into_keys(),
-                states,
-            });
+    /// Measures the live parts; past half the budget, freezes them all into runs.
+    fn bound_live(&mut self, state: &mut OperatorState<'_>) -> Result<()> {
+        let bytes = self
+            .panes
+            .values()
+            .filter_map(|p| p.live.as_ref())
+            .map(LivePane::size)
+            .sum();
+        self.live_bytes.set(bytes);
+        if bytes > self.live_bytes.limit() / 2 {
+            let panes: Vec<i64> = self.panes.keys().copied().collect();
+            for pane in panes {
+                self.freeze(pane, state)?;
+            }
+            self.live_bytes.set(0);
         }
         Ok(())
     }
 
-    /// Turns a pane's frozen partial states back into one live pane. A snapshot freezes every
-    /// pane to write it; thawing afterwards keeps a long window from collecting one partial
-    /// per checkpoint (memory and snapshot size would grow with every checkpoint).
-    fn thaw(core: &WindowCore, pane: &mut Pane, scratch: &mut Vec<usize>) -> Result<()> {
-        if pane.live.is_some() || pane.frozen.is_empty() {
+    /// Moves the live part of a pane into runs, one per key group.
+    fn freeze(&mut self, pane_start: i64, state: &mut OperatorState<'_>) -> Result<()> {
+        let Some(mut live) = self
+            .panes
+            .get_mut(&pane_start)
+            .and_then(|pane| pane.live.take())
+        else {
             return Ok(());
+        };
+        self.groups_hint = live.groups.len();
+        let mut by_group: BTreeMap<KeyGroup, Vec<u32>> = BTreeMap::new();
+        for (i, key) in live.groups.keys().iter().enumerate() {
+            let group = self.core.state_hasher.key_group_of(key.as_ref());
+            by_group.entry(group).or_default().push(i as u32);
         }
-        let rows = pane.frozen.iter().map(|p| p.keys.num_rows()).sum();
-        let mut groups = core.group_index_for(rows);
-        let mut accumulators = core.plan.aggregates.accumulators()?;
-        for partial in pane.frozen.drain(..) {
-            groups.intern(&partial.keys, scratch);
-            accumulators.merge(
-                &core.plan.aggregates,
-                &partial.states,
-                scratch,
-                groups.len(),
-            )?;
+        let mut columns = self.core.group_keys(&live.groups)?;
+        columns.extend(live.accumulators.take_state()?);
+        let all = RecordBatch::try_new(Arc::clone(&self.core.plan.state_schema), columns)?;
+        for (group, rows) in by_group {
+            let run = match rows.len() == all.num_rows() {
+                true => all.clone(),
+                false => take_record_batch(&all, &UInt32Array::from(rows))?,
+            };
+            self.add_run(pane_start, group, run, state)?;
         }
-        pane.live = Some(LivePane {
-            groups,
-            accumulators,
-        });
+        Ok(())
+    }
+
+    /// Stores a new run of a pane's key group, merged with the earlier ones if there are
+    /// [`MAX_RUNS`] of them.
+    fn add_run(
+        &mut self,
+        pane_start: i64,
+        group: KeyGroup,
+        mut run: RecordBatch,
+        state: &mut OperatorState<'_>,
+    ) -> Result<()> {
+        let Some(pane) = self.panes.get_mut(&pane_start) else {
+            return Ok(());
+        };
+        let seqs = pane.runs.entry(group).or_default();
+        if seqs.len() >= MAX_RUNS {
+            let mut merged = Merge::new(&self.core);
+            for seq in seqs.drain(..) {
+                let old = self
+                    .runs
+                    .take(state, group, &run_key(pane_start, seq))?
+                    .ok_or_else(|| missing_run(pane_start, group))?;
+                merged.add(&self.core, &old, &mut self.scratch)?;
+            }
+            merged.add(&self.core, &run, &mut self.scratch)?;
+            run = merged.into_states(&self.core)?;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seqs.push(seq);
+        self.runs
+            .insert_new(state, group, &run_key(pane_start, seq), run)?;
         Ok(())
     }
 
     /// Emits the final result of window `[start, end)`, or with early results its changes.
     fn fire(&mut self, start: i64, end: i64, ctx: &mut Context<'_>) -> Result<()> {
-        let result = self.result(start, end, true)?;
-        match (&mut self.early, result) {
-            (Some(early), Some(result)) => {
+        let results = self.results(start, end, true, ctx.state_or_err()?)?;
+        match &mut self.early {
+            Some(early) => {
+                let result = concat_batches(&self.core.plan.output_schema, &results)?;
                 if let Some(changes) = early.changes((end, start), &result, true)? {
                     ctx.emit(changes);
                 }
             }
-            (None, Some(result)) => ctx.emit(result),
-            (_, None) => {}
+            None => results.into_iter().for_each(|batch| ctx.emit(batch)),
         }
         Ok(())
     }
@@ -264,74 +374,164 @@ impl PaneWindowOperator {
     fn fire_early(&mut self, ctx: &mut Context<'_>) -> Result<()> {
         let open: Vec<(i64, i64)> = self.pending.iter().copied().collect();
         for (end, start) in open {
-            if let Some(result) = self.result(start, end, false)? {
-                if let Some(early) = &mut self.early {
-                    if let Some(changes) = early.changes((end, start), &result, false)? {
-                        ctx.emit(changes);
-                    }
+            let results = self.results(start, end, false, ctx.state_or_err()?)?;
+            let result = concat_batches(&self.core.plan.output_schema, &results)?;
+            if let Some(early) = &mut self.early {
+                if let Some(changes) = early.changes((end, start), &result, false)? {
+                    ctx.emit(changes);
                 }
             }
-        }
-        // Merging froze the panes; one live part each again keeps them from growing.
-        for pane in self.panes.values_mut() {
-            Self::thaw(&self.core, pane, &mut self.scratch)?;
         }
         Ok(())
     }
 
-    /// The result of window `[start, end)` (`None` without rows). `closing`: the window fires
-    /// for good, so a tumbling window's only pane may be consumed.
-    fn result(&mut self, start: i64, end: i64, closing: bool) -> Result<Option<RecordBatch>> {
+    /// The result rows of window `[start, end)`, in batches of about [`OUTPUT_BATCH_ROWS`]
+    /// rows. `closing`: the window fires for good, so the runs of the panes whose last
+    /// window it is are removed as they are read.
+    fn results(
+        &mut self,
+        start: i64,
+        end: i64,
+        closing: bool,
+        state: &mut OperatorState<'_>,
+    ) -> Result<Vec<RecordBatch>> {
         let pane_starts: Vec<i64> = self.panes.range(start..end).map(|(p, _)| *p).collect();
         let bounds = |n: usize| Some((vec![start; n], vec![end; n]));
-        // A tumbling window owns its only pane: evaluate it directly.
+        // A tumbling window whose only pane never left memory: evaluate it directly.
         if let [only] = pane_starts[..] {
             let sole_window = self.assigner.windows(only).len() == 1;
-            let pane = self.panes.get_mut(&only).expect("listed above");
-            if closing && sole_window && pane.frozen.is_empty() {
-                if let Some(mut live) = pane.live.take() {
-                    self.groups_hint = live.groups.len();
-                    let keys = self.core.group_keys(&live.groups)?;
-                    let values = live.accumulators.evaluate()?;
-                    return Ok(Some(self.core.output(
-                        bounds(live.groups.len()),
-                        keys,
-                        values,
-                    )?));
+            if let Some(pane) = self.panes.get_mut(&only) {
+                if closing && sole_window && pane.runs.is_empty() {
+                    if let Some(mut live) = pane.live.take() {
+                        self.groups_hint = live.groups.len();
+                        let keys = self.core.group_keys(&live.groups)?;
+                        let values = live.accumulators.evaluate()?;
+                        let n = live.groups.len();
+                        return Ok(vec![self.core.output(bounds(n), keys, values)?]);
+                    }
                 }
             }
         }
-        let aggregates = &self.core.plan.aggregates;
-        let mut upper_bound = 0;
-        for pane_start in &pane_starts {
-            let pane = self.panes.get_mut(pane_start).expect("listed above");
-            if let Some(live) = &pane.live {
-                self.groups_hint = live.groups.len();
+        for &pane in &pane_starts {
+            self.freeze(pane, state)?;
+        }
+        let groups: BTreeSet<KeyGroup> = pane_starts
+            .iter()
+            .filter_map(|p| self.panes.get(p))
+            .flat_map(|p| p.runs.keys().copied())
+            .collect();
+        let mut out =
+            BatchCoalescer::new(Arc::clone(&self.core.plan.output_schema), OUTPUT_BATCH_ROWS);
+        for group in groups {
+            let mut merged = Merge::new(&self.core);
+            for &pane_start in &pane_starts {
+                let consume = closing && self.assigner.last_window_end(pane_start) <= end;
+                let Some(pane) = self.panes.get_mut(&pane_start) else {
+                    continue;
+                };
+                let seqs = match consume {
+                    true => pane.runs.remove(&group).unwrap_or_default(),
+                    false => pane.runs.get(&group).cloned().unwrap_or_default(),
+                };
+                for seq in seqs {
+                    let key = run_key(pane_start, seq);
+                    let missing = || missing_run(pane_start, group);
+                    match consume {
+                        true => {
+                            let run = self.runs.take(state, group, &key)?.ok_or_else(missing)?;
+                            merged.add(&self.core, &run, &mut self.scratch)?;
+                        }
+                        false => {
+                            let run = self.runs.get(state, group, &key)?.ok_or_else(missing)?;
+                            merged.add(&self.core, run, &mut self.scratch)?;
+                        }
+                    }
+                }
             }
-            Self::freeze(pane)?;
-            upper_bound += pane.frozen.iter().map(|p| p.keys.num_rows()).sum::<usize>();
-        }
-        // Sized for the sum of the panes' groups, so the index never rehashes while merging.
-        let mut groups = self.core.group_index_for(upper_bound);
-        let mut accumulators = aggregates.accumulators()?;
-        for pane_start in pane_starts {
-            let pane = &self.panes[&pane_start];
-            for partial in &pane.frozen {
-                groups.intern(&partial.keys, &mut self.scratch);
-                accumulators.merge(aggregates, &partial.states, &self.scratch, groups.len())?;
+            if let Some(result) = merged.evaluate(&self.core, start, end)? {
+                out.push_batch(result)?;
             }
         }
-        if groups.is_empty() {
-            return Ok(None);
+        out.finish_buffered_batch()?;
+        let mut batches = Vec::new();
+        while let Some(batch) = out.next_completed_batch() {
+            batches.push(batch);
         }
-        let keys = self.core.group_keys(&groups)?;
-        let values = accumulators.evaluate()?;
-        Ok(Some(self.core.output(
-            bounds(groups.len()),
-            keys,
-            values,
-        )?))
+        Ok(batches)
     }
+}
+
+/// The runs of one key group merged into fresh accumulators.
+struct Merge {
+    groups: GroupIndex,
+    accumulators: Option<Accumulators>,
+}
+
+impl Merge {
+    fn new(core: &WindowCore) -> Self {
+        Merge {
+            groups: core.group_index_for(0),
+            accumulators: None,
+        }
+    }
+
+    fn add(
+        &mut self,
+        core: &WindowCore,
+        run: &RecordBatch,
+        scratch: &mut Vec<usize>,
+    ) -> Result<()> {
+        let aggregates = &core.plan.aggregates;
+        let accumulators = match &mut self.accumulators {
+            Some(accumulators) => accumulators,
+            None => self.accumulators.insert(aggregates.accumulators()?),
+        };
+        let width = core.plan.key_columns.len();
+        let keys = core.key_rows(&run.columns()[..width], run.num_rows())?;
+        self.groups.intern(&keys, scratch);
+        accumulators.merge(
+            aggregates,
+            &run.columns()[width..],
+            scratch,
+            self.groups.len(),
+        )
+    }
+
+    /// The result rows of window `[start, end)` (`None`: no group).
+    fn evaluate(mut self, core: &WindowCore, start: i64, end: i64) -> Result<Option<RecordBatch>> {
+        let Some(accumulators) = self
+            .accumulators
+            .as_mut()
+            .filter(|_| !self.groups.is_empty())
+        else {
+            return Ok(None);
+        };
+        let n = self.groups.len();
+        let bounds = Some((vec![start; n], vec![end; n]));
+        let keys = core.group_keys(&self.groups)?;
+        Ok(Some(core.output(bounds, keys, accumulators.evaluate()?)?))
+    }
+
+    /// The merged partial states as one run.
+    fn into_states(mut self, core: &WindowCore) -> Result<RecordBatch> {
+        let mut columns = core.group_keys(&self.groups)?;
+        match &mut self.accumulators {
+            Some(accumulators) => columns.extend(accumulators.take_state()?),
+            None => return Ok(RecordBatch::new_empty(Arc::clone(&core.plan.state_schema))),
+        }
+        Ok(RecordBatch::try_new(
+            Arc::clone(&core.plan.state_schema),
+            columns,
+        )?)
+    }
+}
+
+/// A run the pane index lists but the table does not hold.
+fn missing_run(pane: i64, group: KeyGroup) -> OperatorError {
+    OperatorError::State(StateError::Io(format!(
+        "a run of the window pane starting at {pane} ms, key group {}, is missing from table '{RUNS_TABLE}'",
+        group.0
+    )))
 }
 
 impl PaneWindowOperator {
@@ -347,9 +547,24 @@ impl PaneWindowOperator {
             self.pending.pop_first();
             self.fire(start, end, ctx)?;
         }
-        let assigner = self.assigner;
-        self.panes
-            .retain(|&pane, _| !fired(assigner.last_window_end(pane), Some(watermark)));
+        let done: Vec<i64> = self
+            .panes
+            .keys()
+            .copied()
+            .filter(|&pane| fired(self.assigner.last_window_end(pane), Some(watermark)))
+            .collect();
+        let state = ctx.state_or_err()?;
+        for pane_start in done {
+            // (Its last window took its runs; a pane whose windows all fired before it got
+            // rows has none either. Any left are removed.)
+            if let Some(pane) = self.panes.remove(&pane_start) {
+                for (group, seqs) in pane.runs {
+                    for seq in seqs {
+                        self.runs.remove(state, group, &run_key(pane_start, seq))?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -394,6 +609,7 @@ impl Operator for PaneWindowOperator {
         }
         late.sort_unstable();
         self.core.late.emit(&batch, late, ctx)?;
+        self.bound_live(ctx.state_or_err()?)?;
         if self.early.as_ref().is_some_and(|e| e.delay_ms == 0) {
             self.fire_early(ctx)?;
         }
@@ -449,78 +665,52 @@ impl Operator for PaneWindowOperator {
         }
     }
 
+    /// Freezes the live parts into runs and writes the runs made since the last snapshot.
     fn snapshot_state(&mut self, state: &mut OperatorState<'_>) -> Result<(), BoxError> {
         if let Some(early) = &self.early {
             early.snapshot(state)?;
         }
-        state.clear_owned(PANES_TABLE)?;
         crate::state_codec::snapshot_watermark(state, self.watermark)?;
-        let watermark = self.watermark.unwrap_or(EventTimeMs::MIN);
-        let mut batches = Vec::new();
-        for (pane_start, pane) in &mut self.panes {
-            Self::freeze(pane)?;
-            for partial in &pane.frozen {
-                let mut columns = self.core.keys_of(&partial.keys)?;
-                columns.extend(partial.states.iter().cloned());
-                columns.push(Arc::new(Int64Array::from_value(
-                    *pane_start,
-                    partial.keys.num_rows(),
-                )));
-                batches.push(RecordBatch::try_new(
-                    Arc::clone(&self.stored_schema),
-                    columns,
-                )?);
-            }
+        let panes: Vec<i64> = self.panes.keys().copied().collect();
+        for pane in panes {
+            self.freeze(pane, state)?;
         }
-        if !batches.is_empty() {
-            let merged = concat_batches(&self.stored_schema, &batches)?;
-            for (group, part) in split_by_key_group(&self.core.state_hasher, &merged)? {
-                state.put(PANES_TABLE, group, b"", encode(watermark, &part)?)?;
-            }
-        }
-        for pane in self.panes.values_mut() {
-            Self::thaw(&self.core, pane, &mut self.scratch)?;
-        }
+        self.live_bytes.set(0);
+        self.runs.flush(state)?;
         Ok(())
     }
 
+    /// Lists the runs of this subtask's key groups (they stay in the backend until read).
     fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
+        refuse_format_0(state, LEGACY_PANES_TABLE, RUNS_TABLE, RUNS_FORMAT)?;
         if let Some(early) = &mut self.early {
             early.restore(state)?;
         }
         self.panes.clear();
         self.pending.clear();
         self.watermark = crate::state_codec::restore_watermark(state)?;
-        for entry in state.scan_owned(PANES_TABLE)? {
-            let (watermark, stored) =
-                decode(&entry.value, PANES_TABLE, entry.group, &self.stored_schema)?;
-            let pane_column = stored.num_columns() - 1;
-            let mut rows_by_pane: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
-            let starts = stored.column(pane_column).as_primitive::<Int64Type>();
-            for (row, pane_start) in starts.values().iter().enumerate() {
-                rows_by_pane
-                    .entry(*pane_start)
-                    .or_default()
-                    .push(row as u32);
-            }
-            for (pane_start, rows) in rows_by_pane {
-                for (start, end) in self.assigner.windows(pane_start) {
-                    if watermark == EventTimeMs::MIN || !fired(end, Some(watermark)) {
-                        self.pending.insert((end, start));
-                    }
+        let mut runs = Vec::new();
+        state.visit_owned(RUNS_TABLE, &mut |group, key, _| {
+            let (pane, seq) = parse_run_key(key).ok_or_else(|| StateError::Corrupt {
+                table: RUNS_TABLE.into(),
+                key_group: group.0,
+                reason: format!("a key of {} bytes, not 16", key.len()),
+            })?;
+            runs.push((pane, group, seq));
+            Ok(())
+        })?;
+        // Oldest first within a pane and key group.
+        runs.sort_unstable_by_key(|&(pane, group, seq)| (pane, group, seq));
+        for (pane_start, group, seq) in runs {
+            self.next_seq = self.next_seq.max(seq + 1);
+            let pane = self.panes.entry(pane_start).or_default();
+            pane.runs.entry(group).or_default().push(seq);
+        }
+        for &pane_start in self.panes.keys() {
+            for (start, end) in self.assigner.windows(pane_start) {
+                if !fired(end, self.watermark) {
+                    self.pending.insert((end, start));
                 }
-                let partial = take_record_batch(&stored, &UInt32Array::from(rows))?;
-                let columns = &partial.columns()[..pane_column];
-                let (keys, states) = columns.split_at(self.core.plan.key_columns.len());
-                let keys = self.core.key_rows(keys, partial.num_rows())?;
-                self.panes
-                    .entry(pane_start)
-                    .or_default()
-                    .frozen
-                    .push(FrozenPartial {
-                        keys,
-                        states: states.to_vec(),
-                    });
             }
         }
         Ok(())
@@ -530,6 +720,8 @@ impl Operator for PaneWindowOperator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Field, Schema};
 
     /// Processing-time windows: rows go to the window of the clock when they arrive,
     /// watermarks fire nothing (but the end of input), the clock's timers do.
@@ -569,7 +761,9 @@ mod tests {
         let now = weir_engine::time::now_ms();
         let mut timers = Timers::default();
         let all = weir_engine::partition::KeyGroupRange::all(128);
-        let mut ctx = Context::new(0, None, all, &mut timers);
+        let mut backend = weir_engine::state::InMemoryStateBackend::default();
+        let state = OperatorState::new(&mut backend, "w", all);
+        let mut ctx = Context::new(0, None, all, &mut timers).with_state(state);
         op.process_batch(batch, &mut ctx).unwrap();
         if weir_engine::time::now_ms().div_euclid(3_600_000) != now.div_euclid(3_600_000) {
             return; // The hour turned while the batch was added: another window.
