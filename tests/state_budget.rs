@@ -260,3 +260,68 @@ fn windows_over_their_budget_match_unlimited_memory() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The (keys, rows) a global window counts over the per-key results of a window over
+/// `keys` keys (each once, a third twice more), everything in one 10 s window.
+fn window_of_window_results(keys: i64, options: RunOptions) -> Vec<Vec<Option<i64>>> {
+    use arrow::array::TimestampMillisecondArray;
+    use arrow::datatypes::TimeUnit;
+    use std::time::Duration;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]));
+    let rows: Vec<i64> = (0..keys + 2 * (keys / 3)).collect();
+    let batches = rows
+        .chunks(4_096)
+        .map(|chunk| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(
+                        chunk.iter().map(|&i| (i * 7_919) % keys),
+                    )),
+                    Arc::new(TimestampMillisecondArray::from_iter_values(
+                        chunk.iter().map(|&i| i % 10_000),
+                    )),
+                ],
+            )
+            .unwrap()
+        })
+        .collect();
+    let sink = CollectSink::new();
+    Pipeline::new("parts")
+        .source(MemorySource::new(schema, vec![batches]).unwrap())
+        .watermark("ts", Duration::from_secs(10))
+        .key_by(["k"])
+        .window(Window::tumble(Duration::from_secs(10)))
+        .aggregate([count_all().alias("c")])
+        .event_time("window_end")
+        .window(Window::tumble(Duration::from_secs(10)))
+        .aggregate([count_all().alias("keys"), sum(col("c")).alias("rows")])
+        .sink(sink.clone())
+        .run(options)
+        .expect("job runs");
+    common::apply_changelog(&sink.batches(), &["keys", "rows"])
+}
+
+/// A window over more keys than one part of its result goes out in parts (the runtime calls
+/// it again after each went downstream); the watermark that fired it follows the last part,
+/// so a window over its results counts every key (a watermark forwarded early would make the
+/// later parts late there).
+#[test]
+fn a_large_window_result_goes_out_in_parts_before_its_watermark() {
+    let keys = 300_000;
+    for (shards, budget) in [(1, usize::MAX), (2, 4 << 20)] {
+        let options = RunOptions::default()
+            .shards(shards)
+            .state_memory_budget(budget);
+        let got = window_of_window_results(keys, options);
+        let expected = vec![vec![Some(keys), Some(keys + 2 * (keys / 3))]];
+        assert_eq!(got, expected, "{shards} shards");
+    }
+}

@@ -102,9 +102,15 @@ impl Run {
         let mut timers = Timers::default();
         let state = OperatorState::new(&mut self.live, "window", range);
         let mut ctx = Context::new(0, None, range, &mut timers).with_state(state);
-        let result = call(&mut self.operators[index], &mut ctx).map_err(|e| e.to_string());
+        let operator = &mut self.operators[index];
+        let mut result = call(operator, &mut ctx);
+        // A long result comes in parts (as the runtime calls, after each went downstream).
+        while result.is_ok() && ctx.take_continue() {
+            out.extend(ctx.take_batches());
+            result = operator.on_continue(&mut ctx);
+        }
         out.extend(ctx.take_batches());
-        result
+        result.map_err(|e| e.to_string())
     }
 
     /// Feeds batches (routed by key group) and a watermark after each to the subtasks.

@@ -140,6 +140,8 @@ pub struct Context<'a> {
     timers: &'a mut Timers,
     state: Option<OperatorState<'a>>,
     hold: Option<EventTimeMs>,
+    /// The operator asked to be called again ([`Context::continue_later`]).
+    more: bool,
     pub(crate) batches: Vec<RecordBatch>,
     pub(crate) late: Vec<RecordBatch>,
 }
@@ -161,6 +163,7 @@ impl<'a> Context<'a> {
             timers,
             state: None,
             hold: None,
+            more: false,
             batches: Vec::new(),
             late: Vec::new(),
         }
@@ -237,6 +240,20 @@ impl<'a> Context<'a> {
         self.hold
     }
 
+    /// Asks for [`Operator::on_continue`] once what this call emitted has gone downstream:
+    /// an operator with a long result (a window over millions of keys) emits it in bounded
+    /// parts, one per call, instead of building it whole. Until it stops asking, no other
+    /// call comes, and a watermark that started the result is forwarded after its last part.
+    pub fn continue_later(&mut self) {
+        self.more = true;
+    }
+
+    /// Whether the operator asked to be called again during this call, clearing the request
+    /// (for the runtime, tests and drivers: call [`Operator::on_continue`] while it is true).
+    pub fn take_continue(&mut self) -> bool {
+        std::mem::take(&mut self.more)
+    }
+
     /// Takes what was emitted on the main output (for tests and drivers).
     pub fn take_batches(&mut self) -> Vec<RecordBatch> {
         std::mem::take(&mut self.batches)
@@ -281,6 +298,11 @@ pub trait Operator: Send {
         _time: i64,
         _ctx: &mut Context<'_>,
     ) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Emits the next part of a result, after a call asked with [`Context::continue_later`].
+    fn on_continue(&mut self, _ctx: &mut Context<'_>) -> Result<(), BoxError> {
         Ok(())
     }
 

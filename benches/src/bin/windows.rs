@@ -6,6 +6,9 @@
 //! cargo run --release -p weir-benches --bin windows -- --query tumble --events 10000000 --shards 1
 //! cargo run --release -p weir-benches --bin windows -- --query hop --events 10000000 --shards 2
 //! cargo run --release -p weir-benches --bin windows -- --query hop --events 5000000 --rate 1000000   # latency
+//! # one 1-hour window over ~4.3M of 5M auctions, state under a 64 MiB budget:
+//! cargo run --release -p weir-benches --bin windows -- --query tumble --window-secs 3600 \
+//!     --events 10000000 --auctions 5000000 --events-per-ms 3 --shards 2 --state-memory-budget 64mb
 //! ```
 //!
 //! Unthrottled runs measure throughput (events/s, events/s per shard). Throttled runs
@@ -54,6 +57,15 @@ struct Args {
     rate: Option<u64>,
     #[arg(long, default_value_t = 4096)]
     batch_size: usize,
+    /// Window size in seconds (the slide of `hop` stays 2 s).
+    #[arg(long, default_value_t = 10)]
+    window_secs: u64,
+    /// Events per millisecond of event time.
+    #[arg(long, default_value_t = 1)]
+    events_per_ms: u64,
+    /// `state.memory-budget` for the job, e.g. `64mb` (default: a quarter of the machine's).
+    #[arg(long)]
+    state_memory_budget: Option<String>,
 }
 
 /// Watermark delay; equal to the generator's disorder, so no row is late.
@@ -67,12 +79,20 @@ fn main() -> anyhow::Result<()> {
         max_disorder_ms: DELAY_MS,
         batch_size: args.batch_size,
         rate_per_second: args.rate,
+        events_per_ms: args.events_per_ms,
         ..BidGeneratorConfig::default()
     };
+    let size = Duration::from_secs(args.window_secs);
     let window = match args.query {
-        Query::Tumble => Window::tumble(Duration::from_secs(10)),
-        Query::Hop => Window::hop(Duration::from_secs(10), Duration::from_secs(2)),
+        Query::Tumble => Window::tumble(size),
+        Query::Hop => Window::hop(size, Duration::from_secs(2)),
     };
+    let mut options = RunOptions::default().shards(args.shards);
+    if let Some(budget) = &args.state_memory_budget {
+        let bytes = weir::connectors::options::parse_memory_budget(budget)
+            .with_context(|| format!("--state-memory-budget: '{budget}' is not a size"))?;
+        options = options.state_memory_budget(bytes);
+    }
     let sink = LatencySink::new(config, args.shards);
     let started = Instant::now();
     *sink.started.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
@@ -86,7 +106,7 @@ fn main() -> anyhow::Result<()> {
             max(col("price")).alias("top_price"),
         ])
         .sink(sink.clone())
-        .run(RunOptions::default().shards(args.shards))
+        .run(options)
         .context("benchmark job failed")?;
     let elapsed = started.elapsed().as_secs_f64();
     let rows_in: u64 = result
@@ -103,8 +123,9 @@ fn main() -> anyhow::Result<()> {
     );
     let events_per_s = args.events as f64 / elapsed;
     println!(
-        "query={:?} shards={} events={} batch={} elapsed_s={:.2} events_per_s={:.0} events_per_s_per_shard={:.0} windows_out={} peak_rss_mib={:.0}",
+        "query={:?} window_s={} shards={} events={} batch={} elapsed_s={:.2} events_per_s={:.0} events_per_s_per_shard={:.0} windows_out={} peak_rss_mib={:.0}",
         args.query,
+        args.window_secs,
         args.shards,
         args.events,
         args.batch_size,

@@ -171,6 +171,10 @@ pub(crate) struct OperatorSlot {
     pub(crate) watermark: Option<EventTimeMs>,
     /// The last watermark forwarded (lower than the input's while the operator holds it).
     pub(crate) forwarded: Option<EventTimeMs>,
+    /// The operator asked to be called again ([`Context::continue_later`]); the messages to
+    /// forward once it is done.
+    pub(crate) continuing: bool,
+    deferred: Vec<Message>,
 }
 
 /// What one call into an operator is about.
@@ -179,6 +183,7 @@ enum Call {
     Batch(RecordBatch),
     Timer(TimeDomain, i64),
     Watermark(EventTimeMs),
+    Continue,
     Snapshot,
 }
 
@@ -204,6 +209,8 @@ impl OperatorSlot {
             opened: false,
             watermark: None,
             forwarded: None,
+            continuing: false,
+            deferred: Vec::new(),
         }
     }
 
@@ -231,12 +238,14 @@ impl OperatorSlot {
             Call::Batch(batch) => operator.process_batch(batch, &mut ctx),
             Call::Timer(domain, time) => operator.on_timer(domain, time, &mut ctx),
             Call::Watermark(t) => operator.on_watermark(t, &mut ctx),
+            Call::Continue => operator.on_continue(&mut ctx),
             Call::Snapshot => match ctx.state() {
                 Some(state) => operator.snapshot_state(state),
                 None => Ok(()),
             },
         })?;
         result.map_err(|e| EngineError::operator(&self.name, subtask, e))?;
+        self.continuing = ctx.take_continue();
         next.extend(ctx.batches.drain(..).map(Message::Batch));
         late.extend(ctx.late.drain(..).map(Message::Batch));
         Ok(ctx.held())
@@ -267,6 +276,11 @@ impl OperatorSlot {
                 while let Some(time) = self.timers.pop_due(TimeDomain::EventTime, t) {
                     let call = Call::Timer(TimeDomain::EventTime, time);
                     self.call(call, 0, subtask, next, late)?;
+                    // (Parts of an event-time timer's result are taken at once: the watermark
+                    // call must come after them.)
+                    while self.continuing {
+                        self.call(Call::Continue, 0, subtask, next, late)?;
+                    }
                 }
                 let held = self.call(Call::Watermark(t), 0, subtask, next, late)?;
                 let forwarded = held.map_or(t, |h| h.min(t));
@@ -282,9 +296,32 @@ impl OperatorSlot {
             }
             message @ (Message::Watermark(Watermark::Idle) | Message::EndOfStream) => message,
         };
-        next.push(forward.clone());
+        match self.continuing {
+            true => self.deferred.push(forward),
+            false => self.forward(forward, next, late),
+        }
+        Ok(())
+    }
+
+    fn forward(&self, message: Message, next: &mut Vec<Message>, late: &mut Vec<Message>) {
+        next.push(message.clone());
         if !self.late_routers.is_empty() {
-            late.push(forward);
+            late.push(message);
+        }
+    }
+
+    /// Calls an operator that asked to continue; once it is done, forwards what waited.
+    fn resume(
+        &mut self,
+        subtask: usize,
+        next: &mut Vec<Message>,
+        late: &mut Vec<Message>,
+    ) -> Result<(), EngineError> {
+        self.call(Call::Continue, 0, subtask, next, late)?;
+        if !self.continuing {
+            for message in std::mem::take(&mut self.deferred) {
+                self.forward(message, next, late);
+            }
         }
         Ok(())
     }
@@ -297,7 +334,11 @@ impl OperatorSlot {
         next: &mut Vec<Message>,
         late: &mut Vec<Message>,
     ) -> Result<(), EngineError> {
-        while let Some(time) = self.timers.pop_due(TimeDomain::ProcessingTime, now) {
+        // A timer whose result continues stops the loop; the others stay due.
+        while !self.continuing {
+            let Some(time) = self.timers.pop_due(TimeDomain::ProcessingTime, now) else {
+                break;
+            };
             let call = Call::Timer(TimeDomain::ProcessingTime, time);
             self.call(call, 0, subtask, next, late)?;
         }
@@ -387,13 +428,16 @@ impl Chain {
     ) -> Result<(), PushError> {
         let subtask = self.subtask;
         let mut late = Vec::new();
-        for (index, slot) in self.operators.iter_mut().enumerate().skip(start) {
+        for index in start..self.operators.len() {
             let input = if index == start { input } else { 0 };
             let mut next = Vec::with_capacity(current.len());
             for message in current {
-                slot.handle(message, input, subtask, &mut next, &mut late)
+                self.operators[index]
+                    .handle(message, input, subtask, &mut next, &mut late)
                     .map_err(PushError::Failed)?;
+                self.continue_operator(index, &mut next, &mut late).await?;
             }
+            let slot = &mut self.operators[index];
             for message in late.drain(..) {
                 send_all(&mut slot.late_routers, message, &slot.name, subtask).await?;
             }
@@ -401,6 +445,30 @@ impl Chain {
         }
         for message in current {
             self.deliver(message).await?;
+        }
+        Ok(())
+    }
+
+    /// While operator `index` asks to continue ([`Context::continue_later`]), sends what it
+    /// emitted on through the rest of the chain and calls it again: a long result goes out
+    /// part by part, never held whole.
+    async fn continue_operator(
+        &mut self,
+        index: usize,
+        next: &mut Vec<Message>,
+        late: &mut Vec<Message>,
+    ) -> Result<(), PushError> {
+        let subtask = self.subtask;
+        while self.operators[index].continuing {
+            let slot = &mut self.operators[index];
+            for message in late.drain(..) {
+                send_all(&mut slot.late_routers, message, &slot.name, subtask).await?;
+            }
+            let parts = std::mem::take(next);
+            Box::pin(self.push_from(index + 1, 0, parts)).await?;
+            self.operators[index]
+                .resume(subtask, next, late)
+                .map_err(PushError::Failed)?;
         }
         Ok(())
     }
@@ -422,6 +490,8 @@ impl Chain {
             let slot = &mut self.operators[index];
             slot.fire_processing_timers(now, self.subtask, &mut next, &mut late)
                 .map_err(PushError::Failed)?;
+            self.continue_operator(index, &mut next, &mut late).await?;
+            let slot = &mut self.operators[index];
             for message in late {
                 send_all(&mut slot.late_routers, message, &slot.name, self.subtask).await?;
             }

@@ -53,6 +53,8 @@ const LEGACY_PANES_TABLE: &str = "panes";
 pub const MAX_RUNS: usize = 8;
 /// Rows per result batch of a window fired key group by key group (about).
 pub const OUTPUT_BATCH_ROWS: usize = 8192;
+/// Result rows a window fires per call (about); the runtime calls again for the rest.
+pub const FIRE_PART_ROWS: usize = 8 * OUTPUT_BATCH_ROWS;
 
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 {
@@ -217,6 +219,8 @@ pub struct PaneWindowOperator {
     /// time, ms).
     early: Option<EarlyFiring>,
     next_early: i64,
+    /// The window being fired, when its result is going out in parts.
+    firing: Option<Firing>,
 }
 
 impl PaneWindowOperator {
@@ -247,6 +251,7 @@ impl PaneWindowOperator {
             scratch: Vec::new(),
             early,
             next_early: 0,
+            firing: None,
         }
     }
 
@@ -355,26 +360,13 @@ impl PaneWindowOperator {
         Ok(())
     }
 
-    /// Emits the final result of window `[start, end)`, or with early results its changes.
-    fn fire(&mut self, start: i64, end: i64, ctx: &mut Context<'_>) -> Result<()> {
-        let results = self.results(start, end, true, ctx.state_or_err()?)?;
-        match &mut self.early {
-            Some(early) => {
-                let result = concat_batches(&self.core.plan.output_schema, &results)?;
-                if let Some(changes) = early.changes((end, start), &result, true)? {
-                    ctx.emit(changes);
-                }
-            }
-            None => results.into_iter().for_each(|batch| ctx.emit(batch)),
-        }
-        Ok(())
-    }
-
     /// Emits the changes of every open window's current result since its last one.
     fn fire_early(&mut self, ctx: &mut Context<'_>) -> Result<()> {
         let open: Vec<(i64, i64)> = self.pending.iter().copied().collect();
         for (end, start) in open {
-            let results = self.results(start, end, false, ctx.state_or_err()?)?;
+            let state = ctx.state_or_err()?;
+            let mut firing = self.start_firing(start, end, false, state)?;
+            let results = self.fire_some(&mut firing, usize::MAX, state)?;
             let result = concat_batches(&self.core.plan.output_schema, &results)?;
             if let Some(early) = &mut self.early {
                 if let Some(changes) = early.changes((end, start), &result, false)? {
@@ -385,47 +377,77 @@ impl PaneWindowOperator {
         Ok(())
     }
 
-    /// The result rows of window `[start, end)`, in batches of about [`OUTPUT_BATCH_ROWS`]
-    /// rows. `closing`: the window fires for good, so the runs of the panes whose last
-    /// window it is are removed as they are read.
-    fn results(
+    /// Starts computing the result of window `[start, end)`. `closing`: the window fires for
+    /// good, so the runs of the panes whose last window it is are removed as they are read.
+    fn start_firing(
         &mut self,
         start: i64,
         end: i64,
         closing: bool,
         state: &mut OperatorState<'_>,
-    ) -> Result<Vec<RecordBatch>> {
-        let pane_starts: Vec<i64> = self.panes.range(start..end).map(|(p, _)| *p).collect();
-        let bounds = |n: usize| Some((vec![start; n], vec![end; n]));
+    ) -> Result<Firing> {
+        let panes: Vec<i64> = self.panes.range(start..end).map(|(p, _)| *p).collect();
+        let mut firing = Firing {
+            start,
+            end,
+            closing,
+            groups: Vec::new(),
+            whole: None,
+            panes,
+        };
         // A tumbling window whose only pane never left memory: evaluate it directly.
-        if let [only] = pane_starts[..] {
+        if let [only] = firing.panes[..] {
             let sole_window = self.assigner.windows(only).len() == 1;
             if let Some(pane) = self.panes.get_mut(&only) {
                 if closing && sole_window && pane.runs.is_empty() {
                     if let Some(mut live) = pane.live.take() {
                         self.groups_hint = live.groups.len();
+                        let n = live.groups.len();
                         let keys = self.core.group_keys(&live.groups)?;
                         let values = live.accumulators.evaluate()?;
-                        let n = live.groups.len();
-                        return Ok(vec![self.core.output(bounds(n), keys, values)?]);
+                        let bounds = Some((vec![start; n], vec![end; n]));
+                        firing.whole = Some(self.core.output(bounds, keys, values)?);
+                        return Ok(firing);
                     }
                 }
             }
         }
-        for &pane in &pane_starts {
+        for &pane in &firing.panes {
             self.freeze(pane, state)?;
         }
-        let groups: BTreeSet<KeyGroup> = pane_starts
+        let groups: BTreeSet<KeyGroup> = firing
+            .panes
             .iter()
             .filter_map(|p| self.panes.get(p))
             .flat_map(|p| p.runs.keys().copied())
             .collect();
-        let mut out =
-            BatchCoalescer::new(Arc::clone(&self.core.plan.output_schema), OUTPUT_BATCH_ROWS);
-        for group in groups {
+        // Popped from the back: the lowest key group first.
+        firing.groups = groups.into_iter().rev().collect();
+        Ok(firing)
+    }
+
+    /// The next result rows of `firing`, key group by key group until about `rows` rows, in
+    /// batches of about [`OUTPUT_BATCH_ROWS`] rows.
+    fn fire_some(
+        &mut self,
+        firing: &mut Firing,
+        rows: usize,
+        state: &mut OperatorState<'_>,
+    ) -> Result<Vec<RecordBatch>> {
+        if let Some(whole) = firing.whole.take() {
+            return Ok(vec![whole]);
+        }
+        let schema = Arc::clone(&self.core.plan.output_schema);
+        let mut out = BatchCoalescer::new(schema, OUTPUT_BATCH_ROWS);
+        let mut emitted = 0;
+        while emitted < rows {
+            let Some(group) = firing.groups.pop() else {
+                break;
+            };
             let mut merged = Merge::new(&self.core);
-            for &pane_start in &pane_starts {
-                let consume = closing && self.assigner.last_window_end(pane_start) <= end;
+            for &pane_start in &firing.panes {
+                let consume =
+                    firing.closing && self.assigner.last_window_end(pane_start) <= firing.end;
                 let Some(pane) = self.panes.get_mut(&pane_start) else {
                     continue;
                 };
@@ -448,7 +470,8 @@ impl PaneWindowOperator {
                     }
                 }
             }
-            if let Some(result) = merged.evaluate(&self.core, start, end)? {
+            if let Some(result) = merged.evaluate(&self.core, firing.start, firing.end)? {
+                emitted += result.num_rows();
                 out.push_batch(result)?;
             }
         }
@@ -458,6 +481,24 @@ impl PaneWindowOperator {
             batches.push(batch);
         }
         Ok(batches)
+    }
+}
+
+/// A window being fired: its bounds and panes, and the key groups left (or, evaluated
+/// directly, its whole result).
+struct Firing {
+    start: i64,
+    end: i64,
+    closing: bool,
+    panes: Vec<i64>,
+    /// Key groups not fired yet, the next last.
+    groups: Vec<KeyGroup>,
+    whole: Option<RecordBatch>,
+}
+
+impl Firing {
+    fn is_done(&self) -> bool {
+        self.groups.is_empty() && self.whole.is_none()
     }
 }
 
@@ -536,22 +577,60 @@ fn missing_run(pane: i64, group: KeyGroup) -> OperatorError {
 
 impl PaneWindowOperator {
     /// Fires the windows ending at or before `time + 1` (the watermark, or the clock for
-    /// processing-time windows) and frees the panes no window needs any more.
+    /// processing-time windows).
     fn advance(&mut self, time: i64, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         let watermark = self.watermark.map_or(time, |w| w.max(time));
         self.watermark = Some(watermark);
-        while let Some(&(end, start)) = self.pending.first() {
-            if !fired(end, Some(watermark)) {
-                break;
+        self.fire_due(ctx)
+    }
+
+    /// Fires the windows the watermark has passed, in order of their ends, [`FIRE_PART_ROWS`]
+    /// result rows per call (asking the runtime to call again for the rest: a window over
+    /// millions of keys goes out in parts, never whole); then frees the panes no window
+    /// needs any more.
+    fn fire_due(&mut self, ctx: &mut Context<'_>) -> Result<(), BoxError> {
+        loop {
+            if let Some(mut firing) = self.firing.take() {
+                let state = ctx.state_or_err()?;
+                match self.early.is_some() {
+                    // Early results compare whole results: taken at once.
+                    true => {
+                        let results = self.fire_some(&mut firing, usize::MAX, state)?;
+                        let result = concat_batches(&self.core.plan.output_schema, &results)?;
+                        let window = (firing.end, firing.start);
+                        if let Some(early) = &mut self.early {
+                            if let Some(changes) = early.changes(window, &result, true)? {
+                                ctx.emit(changes);
+                            }
+                        }
+                    }
+                    false => {
+                        let results = self.fire_some(&mut firing, FIRE_PART_ROWS, state)?;
+                        results.into_iter().for_each(|batch| ctx.emit(batch));
+                    }
+                }
+                if !firing.is_done() {
+                    self.firing = Some(firing);
+                    ctx.continue_later();
+                    return Ok(());
+                }
+                continue;
             }
-            self.pending.pop_first();
-            self.fire(start, end, ctx)?;
+            match self.pending.first() {
+                Some(&(end, start)) if fired(end, self.watermark) => {
+                    self.pending.pop_first();
+                    let state = ctx.state_or_err()?;
+                    self.firing = Some(self.start_firing(start, end, true, state)?);
+                }
+                _ => break,
+            }
         }
+        let watermark = self.watermark;
         let done: Vec<i64> = self
             .panes
             .keys()
             .copied()
-            .filter(|&pane| fired(self.assigner.last_window_end(pane), Some(watermark)))
+            .filter(|&pane| fired(self.assigner.last_window_end(pane), watermark))
             .collect();
         let state = ctx.state_or_err()?;
         for pane_start in done {
@@ -650,6 +729,11 @@ impl Operator for PaneWindowOperator {
             }
         }
         Ok(())
+    }
+
+    /// The next part of a window's result.
+    fn on_continue(&mut self, ctx: &mut Context<'_>) -> Result<(), BoxError> {
+        self.fire_due(ctx)
     }
 
     /// Event-time windows fire as the watermark passes their end; processing-time windows
