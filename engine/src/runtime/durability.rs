@@ -137,6 +137,7 @@ pub(crate) fn prepare(
     config: &CheckpointConfig,
     shards: usize,
     key_groups: u16,
+    memory_budget: usize,
 ) -> Result<Durability, EngineError> {
     let fingerprints = fingerprints(graph, info);
     let mut sinks = Vec::new();
@@ -239,7 +240,7 @@ pub(crate) fn prepare(
     let operators: Vec<String> = fingerprints.keys().cloned().collect();
     let stores = (0..shards)
         .map(|shard| {
-            ShardStore::create(&config.live_dir(shard), &operators)
+            ShardStore::create(&config.live_dir(shard), &operators, memory_budget / shards)
                 .map_err(|e| EngineError::Checkpoint(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -302,6 +302,7 @@ pub fn start(graph: &Graph, options: RunOptions) -> Result<JobHandle, EngineErro
             config,
             shards,
             options.key_groups,
+            options.state_memory_budget_bytes(),
         )?),
         None => None,
     };

@@ -193,7 +193,9 @@ pub(crate) fn build(
             .map(|(i, _)| info.uids[i].clone())
             .collect();
         (0..shards)
-            .map(|shard| SpillStore::new(spill_dir(shard), operators.clone()))
+            .map(|shard| {
+                SpillStore::new(spill_dir(shard), operators.clone(), budgets[shard].limit())
+            })
             .collect()
     };
     let mut plan = PhysicalPlan {
