@@ -14,8 +14,10 @@
 //! [`MAX_RUNS`] runs has them merged into one, so a long window's runs stay few.
 //!
 //! A window fires key group by key group: the runs of its panes in one key group are merged
-//! and evaluated, so the state in memory while firing is one key group's; results go out in
-//! batches of about [`OUTPUT_BATCH_ROWS`] rows. A tumbling window whose pane never left
+//! and evaluated, so the state in memory while firing is one key group's; results are batches
+//! of about [`OUTPUT_BATCH_ROWS`] rows, and a call emits about [`FIRE_PART_ROWS`] of them
+//! before asking the runtime to call again (`Context::continue_later`) once they have gone
+//! downstream. A tumbling window whose pane never left
 //! memory is evaluated directly. On restore, the runs of the subtask's key groups are listed
 //! and the windows of their panes that had not fired by the restored watermark become pending
 //! again.
