@@ -69,8 +69,10 @@ impl std::fmt::Debug for ShardStore {
 impl ShardStore {
     /// Creates an empty store at `path` (anything there is removed) with one column family per
     /// name in `operators`. RocksDB's own memory follows `memory_budget` (the shard's state
-    /// budget, bytes): its memtables take at most a quarter of it, its block cache an eighth
-    /// (each between 4 MiB and RocksDB's defaults, 64 MiB per memtable).
+    /// budget, bytes): its memtables take at most a quarter of it (4 MiB to 1 GiB over all
+    /// column families, each family's at most half of that and 64 MiB), its block cache an
+    /// eighth (4 to 256 MiB). With checkpoints a shard has two stores (live and spill), each
+    /// sized so.
     pub fn create(
         path: &Path,
         operators: &[String],

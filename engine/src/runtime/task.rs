@@ -171,9 +171,9 @@ pub(crate) struct OperatorSlot {
     pub(crate) watermark: Option<EventTimeMs>,
     /// The last watermark forwarded (lower than the input's while the operator holds it).
     pub(crate) forwarded: Option<EventTimeMs>,
-    /// The operator asked to be called again ([`Context::continue_later`]); the messages to
-    /// forward once it is done.
+    /// The operator asked to be called again ([`Context::continue_later`]).
     pub(crate) continuing: bool,
+    /// The control messages to forward once it is done.
     deferred: Vec<Message>,
 }
 
@@ -481,8 +481,9 @@ impl Chain {
             .min()
     }
 
-    /// Fires every processing-time timer due now, operator by operator; what a timer emits
-    /// goes through the operators after it.
+    /// Fires the processing-time timers due now, operator by operator (an operator's stop at
+    /// one whose result continues; the rest fire at the next wake-up); what a timer emits goes
+    /// through the operators after it.
     async fn fire_processing_timers(&mut self) -> Result<(), PushError> {
         let now = now_ms();
         for index in 0..self.operators.len() {

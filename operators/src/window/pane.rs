@@ -14,11 +14,12 @@
 //! [`MAX_RUNS`] runs has them merged into one, so a long window's runs stay few.
 //!
 //! A window fires key group by key group: the runs of its panes in one key group are merged
-//! and evaluated, so the state in memory while firing is one key group's; results are batches
+//! and evaluated, so the merged state in memory while firing is one key group's (runs a later
+//! window needs stay hot in the table, under the budget); results are batches
 //! of about [`OUTPUT_BATCH_ROWS`] rows, and a call emits about [`FIRE_PART_ROWS`] of them
 //! before asking the runtime to call again (`Context::continue_later`) once they have gone
 //! downstream. A tumbling window whose pane never left
-//! memory is evaluated directly. On restore, the runs of the subtask's key groups are listed
+//! memory (under half the budget) is evaluated directly, as one batch. On restore, the runs of the subtask's key groups are listed
 //! and the windows of their panes that had not fired by the restored watermark become pending
 //! again.
 
@@ -284,6 +285,14 @@ impl PaneWindowOperator {
 
     /// Measures the live parts; past half the budget, freezes them all into runs.
     fn bound_live(&mut self, state: &mut OperatorState<'_>) -> Result<()> {
+        if self.measure_live() > self.live_bytes.limit() / 2 {
+            self.freeze_all(state)?;
+        }
+        Ok(())
+    }
+
+    /// Charges the live parts' memory against the budget; returns it (bytes).
+    fn measure_live(&mut self) -> usize {
         let bytes = self
             .panes
             .values()
@@ -291,12 +300,16 @@ impl PaneWindowOperator {
             .map(LivePane::size)
             .sum();
         self.live_bytes.set(bytes);
-        if bytes > self.live_bytes.limit() / 2 {
-            let panes: Vec<i64> = self.panes.keys().copied().collect();
-            for pane in panes {
-                self.freeze(pane, state)?;
-            }
-            self.live_bytes.set(0);
+        bytes
+    }
+
+    /// Freezes every pane's live part into runs.
+    fn freeze_all(&mut self, state: &mut OperatorState<'_>) -> Result<()> {
+        // (Uncharged first: the runs made take the memory's place in the budget.)
+        self.live_bytes.set(0);
+        let panes: Vec<i64> = self.panes.keys().copied().collect();
+        for pane in panes {
+            self.freeze(pane, state)?;
         }
         Ok(())
     }
@@ -368,15 +381,27 @@ impl PaneWindowOperator {
         for (end, start) in open {
             let state = ctx.state_or_err()?;
             let mut firing = self.start_firing(start, end, false, state)?;
-            let results = self.fire_some(&mut firing, usize::MAX, state)?;
-            let result = concat_batches(&self.core.plan.output_schema, &results)?;
-            if let Some(early) = &mut self.early {
-                if let Some(changes) = early.changes((end, start), &result, false)? {
-                    ctx.emit(changes);
-                }
+            if let Some(changes) = self.early_changes(&mut firing, state)? {
+                ctx.emit(changes);
             }
         }
+        self.measure_live();
         Ok(())
+    }
+
+    /// With early results: the changes of `firing`'s whole result (taken at once: it is
+    /// compared with what the window emitted before) since the window's last result.
+    fn early_changes(
+        &mut self,
+        firing: &mut Firing,
+        state: &mut OperatorState<'_>,
+    ) -> Result<Option<RecordBatch>> {
+        let results = self.fire_some(firing, usize::MAX, state)?;
+        let result = concat_batches(&self.core.plan.output_schema, &results)?;
+        match &mut self.early {
+            Some(early) => early.changes((firing.end, firing.start), &result, firing.closing),
+            None => Ok(None),
+        }
     }
 
     /// Starts computing the result of window `[start, end)`. `closing`: the window fires for
@@ -591,24 +616,23 @@ impl PaneWindowOperator {
     /// millions of keys goes out in parts, never whole); then frees the panes no window
     /// needs any more.
     fn fire_due(&mut self, ctx: &mut Context<'_>) -> Result<(), BoxError> {
+        // Result rows emitted by this call, over all the windows it fires.
+        let mut emitted = 0;
         loop {
             if let Some(mut firing) = self.firing.take() {
                 let state = ctx.state_or_err()?;
                 match self.early.is_some() {
-                    // Early results compare whole results: taken at once.
                     true => {
-                        let results = self.fire_some(&mut firing, usize::MAX, state)?;
-                        let result = concat_batches(&self.core.plan.output_schema, &results)?;
-                        let window = (firing.end, firing.start);
-                        if let Some(early) = &mut self.early {
-                            if let Some(changes) = early.changes(window, &result, true)? {
-                                ctx.emit(changes);
-                            }
+                        if let Some(changes) = self.early_changes(&mut firing, state)? {
+                            ctx.emit(changes);
                         }
                     }
                     false => {
-                        let results = self.fire_some(&mut firing, FIRE_PART_ROWS, state)?;
-                        results.into_iter().for_each(|batch| ctx.emit(batch));
+                        let rows = FIRE_PART_ROWS.saturating_sub(emitted).max(1);
+                        for batch in self.fire_some(&mut firing, rows, state)? {
+                            emitted += batch.num_rows();
+                            ctx.emit(batch);
+                        }
                     }
                 }
                 if !firing.is_done() {
@@ -619,6 +643,11 @@ impl PaneWindowOperator {
                 continue;
             }
             match self.pending.first() {
+                Some(_) if emitted >= FIRE_PART_ROWS => {
+                    // The next windows in the next part (if they are due).
+                    ctx.continue_later();
+                    return Ok(());
+                }
                 Some(&(end, start)) if fired(end, self.watermark) => {
                     self.pending.pop_first();
                     let state = ctx.state_or_err()?;
@@ -646,6 +675,8 @@ impl PaneWindowOperator {
                 }
             }
         }
+        // Firing froze or consumed live parts.
+        self.measure_live();
         Ok(())
     }
 }
@@ -757,11 +788,7 @@ impl Operator for PaneWindowOperator {
             early.snapshot(state)?;
         }
         crate::state_codec::snapshot_watermark(state, self.watermark)?;
-        let panes: Vec<i64> = self.panes.keys().copied().collect();
-        for pane in panes {
-            self.freeze(pane, state)?;
-        }
-        self.live_bytes.set(0);
+        self.freeze_all(state)?;
         self.runs.flush(state)?;
         Ok(())
     }
@@ -788,7 +815,7 @@ impl Operator for PaneWindowOperator {
         // Oldest first within a pane and key group.
         runs.sort_unstable_by_key(|&(pane, group, seq)| (pane, group, seq));
         for (pane_start, group, seq) in runs {
-            self.next_seq = self.next_seq.max(seq + 1);
+            self.next_seq = self.next_seq.max(seq.saturating_add(1));
             let pane = self.panes.entry(pane_start).or_default();
             pane.runs.entry(group).or_default().push(seq);
         }
