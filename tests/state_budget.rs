@@ -161,7 +161,7 @@ fn a_regular_join_over_its_budget_matches_unlimited_memory() {
     }
 }
 
-/// Every window result of a tumbling or hopping window over `KEYS` keys (rows `k, v, ts`,
+/// Every window result of a tumbling, hopping or session window over `KEYS` keys (rows `k, v, ts`,
 /// 10 per ms, up to 300 ms out of order), sorted, and how many state entries were evicted.
 fn windows(window: Window, options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {
     use arrow::array::TimestampMillisecondArray;
@@ -222,6 +222,8 @@ fn windows_over_their_budget_match_unlimited_memory() {
     for window in [
         Window::tumble(Duration::from_secs(2)),
         Window::hop(Duration::from_secs(2), Duration::from_millis(500)),
+        // A key's rows come 2 s apart, most within the gap of the one before, in any order.
+        Window::session(Duration::from_millis(2_100)),
     ] {
         let (expected, evicted) = windows(window, RunOptions::default().shards(2));
         assert_eq!(evicted, 0, "unlimited memory evicts nothing");

@@ -51,6 +51,20 @@ impl KeyEncoder {
         self.converter.convert_columns(keys)
     }
 
+    /// Decodes keys encoded by [`KeyEncoder::encode`], given as bytes, into key columns (none
+    /// when there are no keys).
+    pub fn decode_bytes<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Result<Vec<ArrayRef>, ArrowError> {
+        if self.keyless {
+            return Ok(Vec::new());
+        }
+        let parser = self.converter.parser();
+        self.converter
+            .convert_rows(keys.into_iter().map(|key| parser.parse(key)))
+    }
+
     /// Decodes encoded keys into key columns (none when there are no keys).
     pub fn decode(&self, rows: &Rows) -> Result<Vec<ArrayRef>, ArrowError> {
         if self.keyless {

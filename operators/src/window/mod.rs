@@ -225,7 +225,7 @@ impl OperatorFactory for WindowAggregateFactory {
         let core = WindowCore::new(plan, context)?;
         Ok(match self.config.window {
             WindowSpec::Session { gap_ms } => {
-                Box::new(session::SessionWindowOperator::new(core, gap_ms))
+                Box::new(session::SessionWindowOperator::new(core, gap_ms, context)?)
             }
             WindowSpec::Count { size } => Box::new(count::CountWindowOperator::new(core, size)),
             spec => {
@@ -425,6 +425,15 @@ impl WindowCore {
     /// The keys of every group of `index`, as the output's key columns.
     pub(crate) fn group_keys(&self, index: &GroupIndex) -> Result<Vec<ArrayRef>> {
         self.keys_of(index.keys())
+    }
+
+    /// Decodes keys encoded by [`WindowCore::key_rows`], as bytes, into the output's key
+    /// columns.
+    pub(crate) fn keys_of_bytes<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Result<Vec<ArrayRef>> {
+        Ok(self.keys.decode_bytes(keys)?)
     }
 
     /// Decodes keys encoded by [`WindowCore::key_rows`] into the output's key columns.

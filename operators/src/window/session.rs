@@ -1,186 +1,434 @@
 //! Session windows: per key, rows whose `[time, time + gap)` intervals touch form one window.
 //!
-//! Each key has its open sessions in a map ordered by start; they never overlap. A row opens
+//! Each key has its open sessions, ordered by start; they never overlap. A row opens
 //! `[t, t + gap)` and merges every open session it touches (as Flink: intervals that meet or
-//! overlap merge). A session fires when the watermark reaches `end - 1`. A row that touches no
-//! open session and whose own interval has already fired is late.
+//! overlap merge, their accumulators merged as Flink's `MergingWindowSet` does). A session
+//! fires when the watermark reaches `end - 1`. A row that touches no open session and whose
+//! own interval has already fired is late.
 //!
-//! Rows wait in a [`RowBuffer`] until their session fires; firing gathers the rows of every
-//! fired session into one batch and aggregates them with one group per session.
+//! State: a state table (`session_states`, key: the encoded group key) holds each key's open
+//! sessions, each with its bounds and one row accumulator per aggregate (partial states in
+//! Arrow's row format when stored), so keys past the memory budget live in RocksDB and a
+//! checkpoint writes the keys that changed. An index of every open session by end (end, key,
+//! start) stays in memory, to fire sessions in order; it is written per key group at each
+//! barrier (`session_index`). Firing emits about [`FIRE_PART_ROWS`] rows per call and asks the
+//! runtime to call again for the rest.
 //!
 //! On processing time (a `PROCTIME()` attribute), a row's time is the clock when it arrives
 //! (never at or before a session that fired), sessions fire by the clock's timers, and
 //! watermarks fire nothing but, at the end of input, the sessions still open; no row is late.
-//!
-//! State at a barrier: the rows of every open session, plus the session bounds as two extra
-//! columns, written per key group as `sessions/<key group> = encode(0, rows + bounds)`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Int64Array};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use arrow::datatypes::{DataType, Int64Type};
 use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, RowParser, SortField};
+use datafusion_common::ScalarValue;
 use weir_engine::message::EventTimeMs;
-use weir_engine::operator::{Context, Operator, TimeDomain};
-use weir_engine::state::OperatorState;
+use weir_engine::operator::{Context, Operator, SubtaskContext, TimeDomain};
+use weir_engine::partition::KeyGroup;
+use weir_engine::state::table::{StateCodec, StateTable, TableSpec};
+use weir_engine::state::{OperatorState, StateError};
 use weir_engine::BoxError;
 
+use super::pane::{FIRE_PART_ROWS, OUTPUT_BATCH_ROWS};
 use super::WindowCore;
-use crate::error::Result;
-use crate::group_index::GroupIndex;
-use crate::row_buffer::{RowBuffer, RowRef};
+use crate::error::{OperatorError, Result};
+use crate::row_accumulators::{AccumulatorSet, RowAccumulators};
+use crate::state_codec::{put_bytes, refuse_format_0, Parts};
 
-const SESSIONS_TABLE: &str = "sessions";
-const SESSION_START: &str = "__weir_session_start";
-const SESSION_END: &str = "__weir_session_end";
+/// The state table of each key's open sessions.
+const SESSIONS_TABLE: &str = "session_states";
+/// Format of [`SESSIONS_TABLE`]'s values: per session, its row (start, end, partial states).
+const SESSIONS_FORMAT: u16 = 1;
+/// The index of open sessions, one entry per key group: per session its end, start and key.
+const INDEX_TABLE: &str = "session_index";
+/// The table of the snapshots before state tables (format 0: buffered rows with bounds),
+/// refused when restoring.
+const LEGACY_SESSIONS_TABLE: &str = "sessions";
 
+/// One open session of a key.
 struct Session {
+    start: i64,
     end: i64,
-    rows: Vec<RowRef>,
+    accumulators: AccumulatorSet,
+}
+
+/// A key's open sessions, by start.
+#[derive(Default)]
+struct KeySessions {
+    sessions: Vec<Session>,
+}
+
+/// Encodes a key's sessions: per session, a row of (start, end, partial states) in Arrow's
+/// row format, each after its length.
+struct SessionCodec {
+    accumulators: RowAccumulators,
+    converter: RowConverter,
+    parser: RowParser,
+}
+
+impl SessionCodec {
+    fn new(accumulators: RowAccumulators) -> Result<Self> {
+        let mut fields = vec![
+            SortField::new(DataType::Int64),
+            SortField::new(DataType::Int64),
+        ];
+        fields.extend(
+            accumulators
+                .state_fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone())),
+        );
+        let converter = RowConverter::new(fields)?;
+        Ok(SessionCodec {
+            parser: converter.parser(),
+            converter,
+            accumulators,
+        })
+    }
+
+    fn try_encode(&self, keys: &mut [&mut KeySessions]) -> Result<Vec<Vec<u8>>> {
+        let sessions = keys.iter_mut().flat_map(|k| k.sessions.iter_mut());
+        let (mut starts, mut ends, mut sets) = (Vec::new(), Vec::new(), Vec::new());
+        for session in sessions {
+            starts.push(session.start);
+            ends.push(session.end);
+            sets.push(&mut session.accumulators);
+        }
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(starts)),
+            Arc::new(Int64Array::from(ends)),
+        ];
+        columns.extend(self.accumulators.states(sets.into_iter())?);
+        let rows = self.converter.convert_columns(&columns)?;
+        let mut rows = rows.iter();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys.iter() {
+            let mut bytes = Vec::new();
+            for _ in &key.sessions {
+                let row = rows
+                    .next()
+                    .ok_or_else(|| OperatorError::Plan("a session without its row".into()))?;
+                put_bytes(&mut bytes, row.as_ref());
+            }
+            out.push(bytes);
+        }
+        Ok(out)
+    }
+
+    fn try_decode(&self, bytes: &[u8]) -> Result<KeySessions> {
+        let mut parts = Parts::new(bytes, "a key's session windows");
+        let mut rows = Vec::new();
+        while !parts.is_empty() {
+            rows.push(self.parser.parse(parts.bytes()?));
+        }
+        let columns = self.converter.convert_rows(rows.iter().copied())?;
+        let starts = columns[0].as_primitive::<Int64Type>();
+        let ends = columns[1].as_primitive::<Int64Type>();
+        let mut sessions = Vec::with_capacity(rows.len());
+        for row in 0..rows.len() {
+            let mut accumulators = self.accumulators.create()?;
+            self.accumulators
+                .merge(&mut accumulators, &columns[2..], row)?;
+            sessions.push(Session {
+                start: starts.value(row),
+                end: ends.value(row),
+                accumulators,
+            });
+        }
+        Ok(KeySessions { sessions })
+    }
+}
+
+impl StateCodec for SessionCodec {
+    type Value = KeySessions;
+
+    fn encode(&self, keys: &mut [&mut KeySessions]) -> Result<Vec<Vec<u8>>, StateError> {
+        self.try_encode(keys)
+            .map_err(|e| StateError::Encoding(e.to_string()))
+    }
+
+    fn decode(&self, bytes: &[u8], _version: u16) -> Result<KeySessions, StateError> {
+        // (An older version would be migrated here; there is none.)
+        self.try_decode(bytes)
+            .map_err(|e| StateError::Encoding(e.to_string()))
+    }
+
+    fn memory_bytes(&self, key: &KeySessions) -> usize {
+        std::mem::size_of::<KeySessions>()
+            + key
+                .sessions
+                .iter()
+                .map(|s| {
+                    std::mem::size_of::<Session>()
+                        + s.accumulators.iter().map(|a| a.size()).sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+}
+
+/// What adding rows did to a key's sessions: the bounds `(start, end)` of the sessions that
+/// went (merged or grown) and came, for the index; and which rows were late.
+#[derive(Default)]
+struct Added {
+    gone: Vec<(i64, i64)>,
+    new: Vec<(i64, i64)>,
+    late: Vec<u32>,
 }
 
 /// A session window subtask. See the module doc.
 pub struct SessionWindowOperator {
     core: WindowCore,
     gap_ms: i64,
-    keys: GroupIndex,
-    /// Open sessions per key id, by start.
-    sessions: Vec<BTreeMap<i64, Session>>,
-    /// Every open session as `(end, key id, start)`, in firing order.
-    by_end: BTreeSet<(i64, usize, i64)>,
-    buffer: Option<RowBuffer>,
+    accumulators: RowAccumulators,
+    sessions: StateTable<SessionCodec>,
+    /// Every open session as `(end, encoded key, start)`, in firing order.
+    by_end: BTreeSet<(i64, Box<[u8]>, i64)>,
     watermark: Option<EventTimeMs>,
-    scratch: Vec<usize>,
 }
 
 impl SessionWindowOperator {
-    pub(crate) fn new(core: WindowCore, gap_ms: i64) -> Self {
-        SessionWindowOperator {
-            keys: core.new_group_index(),
+    pub(crate) fn new(core: WindowCore, gap_ms: i64, context: &SubtaskContext) -> Result<Self> {
+        let accumulators = RowAccumulators::new(core.plan.aggregates.clone(), false)?;
+        let spec = TableSpec {
+            name: SESSIONS_TABLE,
+            version: SESSIONS_FORMAT,
+            ttl: None,
+        };
+        let codec = SessionCodec::new(accumulators.clone())?;
+        Ok(SessionWindowOperator {
+            sessions: context.state_table(spec, codec),
+            accumulators,
             core,
             gap_ms,
-            sessions: Vec::new(),
             by_end: BTreeSet::new(),
-            buffer: None,
             watermark: None,
-            scratch: Vec::new(),
-        }
+        })
     }
 
-    fn buffer(&mut self, batch: &RecordBatch) -> &mut RowBuffer {
-        self.buffer
-            .get_or_insert_with(|| RowBuffer::new(batch.schema()))
-    }
-
-    /// Key ids of the rows of `batch`.
-    fn key_ids(&mut self, batch: &RecordBatch) -> Result<Vec<usize>> {
-        let keys = self.core.input_keys(batch);
-        let encoded = self.core.key_rows(&keys, batch.num_rows())?;
-        let index = &mut self.keys;
-        let mut ids = Vec::new();
-        index.intern(&encoded, &mut ids);
-        if self.sessions.len() < index.len() {
-            self.sessions.resize_with(index.len(), BTreeMap::new);
-        }
-        Ok(ids)
-    }
-
-    /// Adds a row with interval `[start, end)` to key `key`, merging what it touches.
-    /// Returns false (and adds nothing) if the row is late.
+    /// Adds rows `rows` (times `times`) of one key to its sessions, merging what they touch.
     fn add(
-        &mut self,
-        key: usize,
-        mut start: i64,
-        mut end: i64,
-        mut rows: Vec<RowRef>,
-        check_late: bool,
-    ) -> bool {
-        let sessions = &mut self.sessions[key];
-        let touching: Vec<i64> = sessions
-            .range(..=end)
-            .rev()
-            .take_while(|(_, s)| s.end >= start)
-            .map(|(s, _)| *s)
-            .collect();
-        if check_late && touching.is_empty() && self.watermark.is_some_and(|w| end - 1 <= w) {
-            return false;
-        }
-        for old_start in touching {
-            let Some(old) = sessions.remove(&old_start) else {
+        accumulators: &RowAccumulators,
+        key: &mut KeySessions,
+        rows: &[u32],
+        times: &[i64],
+        gap_ms: i64,
+        watermark: Option<EventTimeMs>,
+        inputs: &[(Vec<ArrayRef>, Option<arrow::array::BooleanArray>)],
+    ) -> Result<Added> {
+        let mut added = Added::default();
+        let before: Vec<(i64, i64)> = key.sessions.iter().map(|s| (s.start, s.end)).collect();
+        // The rows each session gets, by the session's position (rows of merged sessions
+        // move to the merged one).
+        let mut fed: Vec<Vec<u32>> = vec![Vec::new(); key.sessions.len()];
+        for &row in rows {
+            let time = times[row as usize];
+            let (mut start, mut end) = (time, time.saturating_add(gap_ms));
+            let touching: Vec<usize> = (0..key.sessions.len())
+                .filter(|&i| key.sessions[i].start <= end && key.sessions[i].end >= start)
+                .collect();
+            if touching.is_empty() && watermark.is_some_and(|w| end - 1 <= w) {
+                added.late.push(row);
                 continue;
+            }
+            let mut merged_rows = vec![row];
+            let mut merged: Option<AccumulatorSet> = None;
+            // Highest position first, so the lower ones stay valid while removing.
+            for &i in touching.iter().rev() {
+                let session = key.sessions.remove(i);
+                merged_rows.extend(fed.remove(i));
+                start = start.min(session.start);
+                end = end.max(session.end);
+                merged = Some(match merged {
+                    None => session.accumulators,
+                    Some(mut set) => {
+                        let mut other = session.accumulators;
+                        merge_sets(&mut set, &mut other)?;
+                        set
+                    }
+                });
+            }
+            let accumulators = match merged {
+                Some(set) => set,
+                None => accumulators.create()?,
             };
-            self.by_end.remove(&(old.end, key, old_start));
-            start = start.min(old_start);
-            end = end.max(old.end);
-            rows.extend(old.rows);
+            let at = key.sessions.partition_point(|s| s.start < start);
+            key.sessions.insert(
+                at,
+                Session {
+                    start,
+                    end,
+                    accumulators,
+                },
+            );
+            fed.insert(at, merged_rows);
         }
-        self.by_end.insert((end, key, start));
-        sessions.insert(start, Session { end, rows });
-        true
+        for (session, rows) in key.sessions.iter_mut().zip(&mut fed) {
+            rows.sort_unstable();
+            RowAccumulators::feed(&mut session.accumulators, inputs, rows, false)?;
+        }
+        let after: Vec<(i64, i64)> = key.sessions.iter().map(|s| (s.start, s.end)).collect();
+        added.gone = before
+            .iter()
+            .filter(|b| !after.contains(b))
+            .copied()
+            .collect();
+        added.new = after
+            .iter()
+            .filter(|a| !before.contains(a))
+            .copied()
+            .collect();
+        Ok(added)
     }
 
-    /// Fires every session ending at or before `time + 1` (the watermark, or the clock on
-    /// processing time): one batch of their aggregates.
+    /// Fires the sessions ending at or before `time + 1` (the watermark, or the clock on
+    /// processing time), about [`FIRE_PART_ROWS`] per call (asking to be called again for the
+    /// rest).
     fn advance(&mut self, time: i64, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         self.watermark = Some(self.watermark.map_or(time, |w| w.max(time)));
-        let mut starts = Vec::new();
-        let mut ends = Vec::new();
-        let mut rows = Vec::new();
-        let mut first_rows = Vec::new();
-        self.scratch.clear();
-        while let Some(&(end, key, start)) = self.by_end.first() {
-            if end - 1 > time {
+        let Some(limit) = self.watermark else {
+            return Ok(());
+        };
+        let state = ctx.state_or_err()?;
+        let (mut keys, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+        let mut values: Vec<Vec<ScalarValue>> =
+            vec![Vec::new(); self.accumulators.aggregates().output_fields().len()];
+        let mut batches = Vec::new();
+        let mut emitted = 0;
+        while let Some((end, _, _)) = self.by_end.first() {
+            if end - 1 > limit {
                 break;
             }
-            self.by_end.pop_first();
-            let session = self
-                .sessions
-                .get_mut(key)
-                .and_then(|sessions| sessions.remove(&start))
-                .ok_or("a session window's index names a session it does not hold")?;
-            first_rows.push(rows.len() as u32);
-            self.scratch
-                .extend(std::iter::repeat_n(starts.len(), session.rows.len()));
-            rows.extend(session.rows);
+            if emitted >= FIRE_PART_ROWS {
+                ctx.continue_later();
+                break;
+            }
+            let Some((end, key, start)) = self.by_end.pop_first() else {
+                break;
+            };
+            let group = self.core.state_hasher.key_group_of(&key);
+            let missing = || {
+                OperatorError::State(StateError::Io(format!(
+                    "the session [{start}, {end}) of a key in key group {} is missing from table '{SESSIONS_TABLE}'",
+                    group.0
+                )))
+            };
+            let (result, empty) =
+                self.sessions
+                    .update_with(state, group, &key, KeySessions::default, |k| {
+                        let position = k.sessions.iter().position(|s| s.start == start);
+                        let result = position.map(|i| k.sessions.remove(i));
+                        ((result, k.sessions.is_empty()), true)
+                    })?;
+            if empty {
+                self.sessions.remove(state, group, &key)?;
+            }
+            let mut session = result.ok_or_else(missing)?;
+            for (column, value) in values
+                .iter_mut()
+                .zip(RowAccumulators::evaluate(&mut session.accumulators)?)
+            {
+                column.push(value);
+            }
+            keys.push(key);
             starts.push(start);
             ends.push(end);
+            emitted += 1;
+            if keys.len() >= OUTPUT_BATCH_ROWS {
+                batches.push(self.output(&mut keys, &mut starts, &mut ends, &mut values)?);
+            }
         }
-        if starts.is_empty() {
-            return Ok(());
+        if !keys.is_empty() {
+            batches.push(self.output(&mut keys, &mut starts, &mut ends, &mut values)?);
         }
-        let buffer = self
-            .buffer
-            .as_mut()
-            .ok_or("a session window fired without buffered rows")?;
-        let (keys, values) =
-            self.core
-                .aggregate_buffered(buffer, &rows, &self.scratch, first_rows)?;
-        ctx.emit(self.core.output(Some((starts, ends)), keys, values)?);
+        batches.into_iter().for_each(|batch| ctx.emit(batch));
         Ok(())
     }
+
+    /// One result batch of the fired sessions collected so far (taken out of the vectors).
+    fn output(
+        &self,
+        keys: &mut Vec<Box<[u8]>>,
+        starts: &mut Vec<i64>,
+        ends: &mut Vec<i64>,
+        values: &mut [Vec<ScalarValue>],
+    ) -> Result<RecordBatch> {
+        let key_columns = self.core.keys_of_bytes(keys.iter().map(|k| &k[..]))?;
+        keys.clear();
+        let values: Vec<Vec<ScalarValue>> = values.iter_mut().map(std::mem::take).collect();
+        let values = self.accumulators.value_columns(values)?;
+        let bounds = Some((std::mem::take(starts), std::mem::take(ends)));
+        self.core.output(bounds, key_columns, values)
+    }
+}
+
+/// Merges the partial states of `other` into `set` (as Flink merges the accumulators of
+/// merging session windows).
+fn merge_sets(set: &mut AccumulatorSet, other: &mut AccumulatorSet) -> Result<()> {
+    for (into, from) in set.iter_mut().zip(other.iter_mut()) {
+        let state: Vec<ArrayRef> = from
+            .state()?
+            .into_iter()
+            .map(|value| value.to_array())
+            .collect::<std::result::Result<_, _>>()?;
+        into.merge_batch(&state)?;
+    }
+    Ok(())
 }
 
 impl Operator for SessionWindowOperator {
     fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         let times = self.core.row_times(&batch, self.watermark)?;
-        let key_ids = self.key_ids(&batch)?;
-        let batch_id = self.buffer(&batch).next_id();
+        let keys = self.core.input_keys(&batch);
+        let encoded = self.core.key_rows(&keys, batch.num_rows())?;
+        // Rows of each key, keys in order of first appearance.
+        let mut by_key: Vec<(u32, Vec<u32>)> = Vec::new();
+        let mut position: HashMap<&[u8], usize> = HashMap::new();
+        for row in 0..batch.num_rows() {
+            let at = *position.entry(encoded.row(row).data()).or_insert_with(|| {
+                by_key.push((row as u32, Vec::new()));
+                by_key.len() - 1
+            });
+            by_key[at].1.push(row as u32);
+        }
+        let inputs = self.accumulators.aggregates().inputs(&batch)?;
+        let state = ctx.state_or_err()?;
         let mut late = Vec::new();
-        for (row, (&time, &key)) in times.iter().zip(&key_ids).enumerate() {
-            let row_ref = RowRef {
-                batch: batch_id,
-                row: row as u32,
-            };
-            if !self.add(
-                key,
-                time,
-                time.saturating_add(self.gap_ms),
-                vec![row_ref],
-                true,
-            ) {
-                late.push(row as u32);
+        for (first, rows) in by_key {
+            let key = encoded.row(first as usize);
+            let group = self.core.state_hasher.key_group_of(key.as_ref());
+            let (accumulators, gap, watermark) = (&self.accumulators, self.gap_ms, self.watermark);
+            let added = self.sessions.update_with(
+                state,
+                group,
+                key.as_ref(),
+                KeySessions::default,
+                |sessions| {
+                    let added = Self::add(
+                        accumulators,
+                        sessions,
+                        &rows,
+                        &times,
+                        gap,
+                        watermark,
+                        &inputs,
+                    );
+                    let written = added
+                        .as_ref()
+                        .map_or(true, |a| !a.new.is_empty() || a.late.len() < rows.len());
+                    (added, written)
+                },
+            )??;
+            for (start, end) in added.gone {
+                self.by_end.remove(&(end, Box::from(key.as_ref()), start));
             }
+            for (start, end) in added.new {
+                self.by_end.insert((end, Box::from(key.as_ref()), start));
+            }
+            late.extend(added.late);
         }
         if self.core.plan.processing_time {
             // The batch's rows share a time, so one timer (a set: one per millisecond) when
@@ -190,9 +438,8 @@ impl Operator for SessionWindowOperator {
                 ctx.register_timer(TimeDomain::ProcessingTime, end - 1);
             }
         }
-        let kept = batch.num_rows() - late.len();
+        late.sort_unstable();
         self.core.late.emit(&batch, late, ctx)?;
-        self.buffer(&batch).add(batch, kept);
         Ok(())
     }
 
@@ -221,100 +468,72 @@ impl Operator for SessionWindowOperator {
         }
     }
 
+    /// The next part of the fired sessions.
+    fn on_continue(&mut self, ctx: &mut Context<'_>) -> Result<(), BoxError> {
+        match self.watermark {
+            Some(watermark) => self.advance(watermark, ctx),
+            None => Ok(()),
+        }
+    }
+
     /// Re-registers the processing-time timers of the sessions a restore brought back.
     fn open(&mut self, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         if self.core.plan.processing_time {
-            for &(end, _, _) in &self.by_end {
+            for (end, _, _) in &self.by_end {
                 ctx.register_timer(TimeDomain::ProcessingTime, end - 1);
             }
         }
         Ok(())
     }
 
+    /// Writes the changed keys' sessions and the index of open sessions per key group.
     fn snapshot_state(&mut self, state: &mut OperatorState<'_>) -> Result<(), BoxError> {
-        state.clear_owned(SESSIONS_TABLE)?;
         crate::state_codec::snapshot_watermark(state, self.watermark)?;
-        let Some(buffer) = &self.buffer else {
-            return Ok(());
-        };
-        let mut rows = Vec::new();
-        let mut starts = Vec::new();
-        let mut ends = Vec::new();
-        for (start_end_key, session) in self
-            .by_end
-            .iter()
-            .map(|&(end, key, start)| ((start, end), &self.sessions[key][&start]))
-        {
-            rows.extend_from_slice(&session.rows);
-            starts.extend(std::iter::repeat_n(start_end_key.0, session.rows.len()));
-            ends.extend(std::iter::repeat_n(start_end_key.1, session.rows.len()));
+        self.sessions.flush(state)?;
+        state.clear_owned(INDEX_TABLE)?;
+        let mut by_group: BTreeMap<KeyGroup, Vec<u8>> = BTreeMap::new();
+        for (end, key, start) in &self.by_end {
+            let out = by_group
+                .entry(self.core.state_hasher.key_group_of(key))
+                .or_default();
+            out.extend_from_slice(&end.to_be_bytes());
+            out.extend_from_slice(&start.to_be_bytes());
+            put_bytes(out, key);
         }
-        if rows.is_empty() {
-            return Ok(());
+        for (group, bytes) in by_group {
+            state.put(INDEX_TABLE, group, b"", bytes)?;
         }
-        let gathered = buffer.gather(&rows)?;
-        let mut fields: Vec<Field> = gathered
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.extend(bound_fields());
-        let mut columns: Vec<ArrayRef> = gathered.columns().to_vec();
-        columns.push(Arc::new(Int64Array::from(starts)));
-        columns.push(Arc::new(Int64Array::from(ends)));
-        let with_bounds = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-        self.core
-            .snapshot_rows(state, SESSIONS_TABLE, &with_bounds)?;
         Ok(())
     }
 
+    /// Reads back the index of open sessions (the sessions stay in the backend until read).
     fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
-        // `restore_rows` checked the layout: input columns, then the two bounds.
+        refuse_format_0(
+            state,
+            LEGACY_SESSIONS_TABLE,
+            SESSIONS_TABLE,
+            SESSIONS_FORMAT,
+        )?;
         self.watermark = crate::state_codec::restore_watermark(state)?;
-        let Some(all) = self
-            .core
-            .restore_rows(state, SESSIONS_TABLE, &bound_fields())?
-        else {
-            return Ok(());
-        };
-        let width = all.num_columns() - 2;
-        let starts = all.column(width).as_primitive::<Int64Type>().clone();
-        let ends = all.column(width + 1).as_primitive::<Int64Type>().clone();
-        let rows = all.project(&(0..width).collect::<Vec<_>>())?;
-        let key_ids = self.key_ids(&rows)?;
-        let batch_id = self.buffer(&rows).next_id();
-        for (row, &key) in key_ids.iter().enumerate() {
-            let (start, end) = (starts.value(row), ends.value(row));
-            let row_ref = RowRef {
-                batch: batch_id,
-                row: row as u32,
-            };
-            match self.sessions[key].get_mut(&start) {
-                Some(session) => session.rows.push(row_ref),
-                None => {
-                    self.add(key, start, end, vec![row_ref], false);
-                }
+        self.by_end.clear();
+        for entry in state.scan_owned(INDEX_TABLE)? {
+            let mut parts = Parts::new(&entry.value, "a session window's index");
+            while !parts.is_empty() {
+                let end = parts.i64()?;
+                let start = parts.i64()?;
+                let key = parts.bytes()?;
+                self.by_end.insert((end, Box::from(key), start));
             }
         }
-        let count = rows.num_rows();
-        self.buffer(&rows).add(rows, count);
         Ok(())
     }
-}
-
-/// The columns a snapshot adds to each buffered row: its session's start and end (ms).
-fn bound_fields() -> [Field; 2] {
-    [
-        Field::new(SESSION_START, DataType::Int64, false),
-        Field::new(SESSION_END, DataType::Int64, false),
-    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::TimestampMillisecondArray;
+    use arrow::datatypes::{Field, Schema};
     use arrow::datatypes::{TimeUnit, TimestampMillisecondType};
     use weir_engine::operator::{OperatorFactory, SubtaskContext, Timers};
 
@@ -352,7 +571,9 @@ mod tests {
         .unwrap();
         let mut timers = Timers::default();
         let all = weir_engine::partition::KeyGroupRange::all(128);
-        let mut ctx = Context::new(0, None, all, &mut timers);
+        let mut backend = weir_engine::state::InMemoryStateBackend::default();
+        let state = OperatorState::new(&mut backend, "s", all);
+        let mut ctx = Context::new(0, None, all, &mut timers).with_state(state);
         let before = weir_engine::time::now_ms();
         op.process_batch(batch.clone(), &mut ctx).unwrap();
         let after = weir_engine::time::now_ms();
@@ -361,7 +582,8 @@ mod tests {
             .next_processing_time()
             .expect("a timer at the sessions' end");
         assert!((before + gap - 1..=after + gap - 1).contains(&timer));
-        let mut ctx = Context::new(0, None, all, &mut timers);
+        let state = OperatorState::new(&mut backend, "s", all);
+        let mut ctx = Context::new(0, None, all, &mut timers).with_state(state);
         op.on_watermark(after + 10 * gap, &mut ctx).unwrap();
         assert!(ctx.take_batches().is_empty(), "a watermark fires nothing");
         op.on_timer(TimeDomain::ProcessingTime, before + gap - 2, &mut ctx)
