@@ -8,14 +8,16 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
 use arrow::compute::{filter, take};
-use arrow::datatypes::{Field, FieldRef};
+use arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
+use arrow::row::{RowConverter, RowParser, SortField};
 use datafusion_common::ScalarValue;
 use datafusion_expr::Accumulator;
+use weir_engine::state::StateError;
 
 use crate::aggregate::Aggregates;
-use crate::error::Result;
+use crate::error::{OperatorError, Result};
 
 /// One group's accumulators, one per aggregate.
 pub type AccumulatorSet = Vec<Box<dyn Accumulator>>;
@@ -173,4 +175,71 @@ fn to_array(values: Vec<ScalarValue>, field: &Field) -> Result<ArrayRef> {
         true => array,
         false => arrow::compute::cast(&array, field.data_type())?,
     })
+}
+
+/// Encodes `(count, accumulator set)` pairs, each as one row of Arrow's row format: the count
+/// (i64), then every accumulator's partial state (DataFusion's `Accumulator::state`), encoded
+/// column-wise for many sets at once and merged into fresh accumulators when read back. The
+/// value of an updating `GROUP BY`'s group (its row count) and of a count window's key (its
+/// open window's rows).
+pub struct CountedCodec {
+    accumulators: RowAccumulators,
+    converter: RowConverter,
+    parser: RowParser,
+}
+
+impl CountedCodec {
+    pub fn new(accumulators: RowAccumulators) -> Result<Self> {
+        let mut fields = vec![SortField::new(DataType::Int64)];
+        fields.extend(
+            accumulators
+                .state_fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone())),
+        );
+        let converter = RowConverter::new(fields)?;
+        Ok(CountedCodec {
+            parser: converter.parser(),
+            converter,
+            accumulators,
+        })
+    }
+
+    /// The bytes of each pair, in order.
+    pub fn encode<'a>(
+        &self,
+        pairs: impl Iterator<Item = (i64, &'a mut AccumulatorSet)>,
+    ) -> std::result::Result<Vec<Vec<u8>>, StateError> {
+        let encoding = |e: OperatorError| StateError::Encoding(e.to_string());
+        let (counts, sets): (Vec<i64>, Vec<&mut AccumulatorSet>) = pairs.unzip();
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(counts))];
+        columns.extend(
+            self.accumulators
+                .states(sets.into_iter())
+                .map_err(encoding)?,
+        );
+        let rows = self
+            .converter
+            .convert_columns(&columns)
+            .map_err(|e| encoding(e.into()))?;
+        Ok(rows.iter().map(|row| row.as_ref().to_vec()).collect())
+    }
+
+    /// The pair [`CountedCodec::encode`] wrote as `bytes`.
+    pub fn decode(&self, bytes: &[u8]) -> std::result::Result<(i64, AccumulatorSet), StateError> {
+        let decode = || -> Result<(i64, AccumulatorSet)> {
+            let columns = self.converter.convert_rows([self.parser.parse(bytes)])?;
+            let count = columns[0].as_primitive::<Int64Type>().value(0);
+            let mut accumulators = self.accumulators.create()?;
+            self.accumulators
+                .merge(&mut accumulators, &columns[1..], 0)?;
+            Ok((count, accumulators))
+        };
+        decode().map_err(|e| StateError::Encoding(e.to_string()))
+    }
+
+    /// Bytes a set holds (an estimate, for the memory budget).
+    pub fn memory_bytes(set: &AccumulatorSet) -> usize {
+        set.iter().map(|a| a.size()).sum()
+    }
 }

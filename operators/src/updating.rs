@@ -24,11 +24,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, AsArray, Int64Array, UInt32Array};
+use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::take;
-use arrow::datatypes::{DataType, FieldRef, Int64Type, Schema, SchemaRef};
+use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, RowParser, SortField};
 use datafusion_common::ScalarValue;
 use datafusion_expr::Expr;
 use weir_engine::changelog::{
@@ -43,7 +42,7 @@ use weir_engine::BoxError;
 use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
 use crate::group_index::KeyEncoder;
-use crate::row_accumulators::{AccumulatorSet, RowAccumulators};
+use crate::row_accumulators::{AccumulatorSet, CountedCodec, RowAccumulators};
 use crate::state_codec::refuse_format_0;
 
 /// The state table of groups (key: the encoded group key).
@@ -163,7 +162,7 @@ impl OperatorFactory for UpdatingAggregateFactory {
             version: GROUPS_FORMAT,
             ttl: self.state_ttl,
         };
-        let codec = GroupCodec::new(plan.accumulators.clone())?;
+        let codec = GroupCodec(CountedCodec::new(plan.accumulators.clone())?);
         Ok(Box::new(UpdatingAggregate {
             hasher: KeyHasher::new(context.input_schema(), &key_names, context.max_key_groups)?,
             keys,
@@ -183,70 +182,27 @@ pub struct Group {
     emitted: Option<Vec<ScalarValue>>,
 }
 
-/// Stores a group as one row of Arrow's row format: the row count, then every
-/// accumulator's partial state (DataFusion's `Accumulator::state`), encoded column-wise for
-/// many groups at once and merged into fresh accumulators when read back.
-pub struct GroupCodec {
-    accumulators: RowAccumulators,
-    converter: RowConverter,
-    parser: RowParser,
-}
-
-impl GroupCodec {
-    fn new(accumulators: RowAccumulators) -> Result<Self> {
-        let mut fields = vec![SortField::new(DataType::Int64)];
-        fields.extend(
-            accumulators
-                .state_fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone())),
-        );
-        let converter = RowConverter::new(fields)?;
-        Ok(GroupCodec {
-            parser: converter.parser(),
-            converter,
-            accumulators,
-        })
-    }
-
-    fn try_decode(&self, bytes: &[u8]) -> Result<Group> {
-        let columns = self.converter.convert_rows([self.parser.parse(bytes)])?;
-        let rows = columns[0].as_primitive::<Int64Type>().value(0);
-        let mut accumulators = self.accumulators.create()?;
-        self.accumulators
-            .merge(&mut accumulators, &columns[1..], 0)?;
-        let emitted = Some(RowAccumulators::evaluate(&mut accumulators)?);
-        Ok(Group {
-            accumulators,
-            rows,
-            emitted,
-        })
-    }
-}
+/// Stores a group as its row count and accumulators ([`CountedCodec`]).
+pub struct GroupCodec(CountedCodec);
 
 impl StateCodec for GroupCodec {
     type Value = Group;
 
     fn encode(&self, groups: &mut [&mut Group]) -> std::result::Result<Vec<Vec<u8>>, StateError> {
-        let encoding = |e: OperatorError| StateError::Encoding(e.to_string());
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(
-            groups.iter().map(|g| g.rows),
-        ))];
-        columns.extend(
-            self.accumulators
-                .states(groups.iter_mut().map(|g| &mut g.accumulators))
-                .map_err(encoding)?,
-        );
-        let rows = self
-            .converter
-            .convert_columns(&columns)
-            .map_err(|e| encoding(e.into()))?;
-        Ok(rows.iter().map(|row| row.as_ref().to_vec()).collect())
+        self.0
+            .encode(groups.iter_mut().map(|g| (g.rows, &mut g.accumulators)))
     }
 
     fn decode(&self, bytes: &[u8], _version: u16) -> std::result::Result<Group, StateError> {
-        self.try_decode(bytes)
-            .map_err(|e| StateError::Encoding(e.to_string()))
+        let (rows, mut accumulators) = self.0.decode(bytes)?;
+        // What was emitted: the accumulators' value.
+        let emitted = RowAccumulators::evaluate(&mut accumulators)
+            .map_err(|e| StateError::Encoding(e.to_string()))?;
+        Ok(Group {
+            accumulators,
+            rows,
+            emitted: Some(emitted),
+        })
     }
 
     fn memory_bytes(&self, group: &Group) -> usize {
@@ -254,9 +210,7 @@ impl StateCodec for GroupCodec {
             .emitted
             .as_ref()
             .map_or(0, |values| values.iter().map(ScalarValue::size).sum());
-        std::mem::size_of::<Group>()
-            + group.accumulators.iter().map(|a| a.size()).sum::<usize>()
-            + emitted
+        std::mem::size_of::<Group>() + CountedCodec::memory_bytes(&group.accumulators) + emitted
     }
 }
 
@@ -439,8 +393,8 @@ impl Operator for UpdatingAggregate {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Int64Array, Int8Array};
-    use arrow::datatypes::Field;
+    use arrow::array::{AsArray, Int64Array, Int8Array};
+    use arrow::datatypes::{DataType, Field, Int64Type};
     use datafusion_expr::col;
     use datafusion_functions_aggregate::count::count_all;
     use datafusion_functions_aggregate::sum::sum;

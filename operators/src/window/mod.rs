@@ -25,8 +25,7 @@ pub mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, TimestampMillisecondArray, UInt32Array};
-use arrow::compute::{concat_batches, take};
+use arrow::array::{ArrayRef, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use arrow::row::Rows;
@@ -35,7 +34,6 @@ use weir_engine::changelog::{with_row_kind, ChangelogMode};
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::KeyHasher;
-use weir_engine::state::OperatorState;
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
@@ -44,8 +42,6 @@ use crate::late::LateOutput;
 use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
 use crate::group_index::{GroupIndex, KeyEncoder};
-use crate::row_buffer::{RowBuffer, RowRef};
-use crate::state_codec::{decode, encode, split_by_key_group};
 
 /// Name of the window start column.
 pub const WINDOW_START: &str = "window_start";
@@ -227,7 +223,9 @@ impl OperatorFactory for WindowAggregateFactory {
             WindowSpec::Session { gap_ms } => {
                 Box::new(session::SessionWindowOperator::new(core, gap_ms, context)?)
             }
-            WindowSpec::Count { size } => Box::new(count::CountWindowOperator::new(core, size)),
+            WindowSpec::Count { size } => {
+                Box::new(count::CountWindowOperator::new(core, size, context)?)
+            }
             spec => {
                 let early = match self.config.early_fire {
                     Some(delay) => Some(early::EarlyFiring::new(
@@ -262,7 +260,6 @@ pub(crate) struct WindowPlan {
     pub(crate) output_schema: SchemaRef,
     /// Key columns followed by the aggregates' partial-state columns.
     pub(crate) state_schema: SchemaRef,
-    pub(crate) input_schema: SchemaRef,
 }
 
 impl WindowPlan {
@@ -350,7 +347,6 @@ impl WindowPlan {
             aggregates,
             output_schema: Arc::new(Schema::new(fields)),
             state_schema: Arc::new(Schema::new(state_fields)),
-            input_schema: SchemaRef::clone(input),
         })
     }
 }
@@ -362,7 +358,6 @@ pub(crate) struct WindowCore {
     keys: KeyEncoder,
     /// Key groups of keys, for splitting state.
     pub(crate) state_hasher: KeyHasher,
-    key_groups: u16,
     pub(crate) late: LateOutput,
 }
 
@@ -373,7 +368,6 @@ impl WindowCore {
         Ok(WindowCore {
             keys: KeyEncoder::new(&plan.key_fields)?,
             state_hasher,
-            key_groups: context.max_key_groups,
             late: LateOutput::new(context),
             plan,
         })
@@ -397,10 +391,6 @@ impl WindowCore {
             .time_column
             .ok_or_else(|| OperatorError::Plan("a time window without a time column".into()))?;
         Ok(event_times_ms(batch, column)?)
-    }
-
-    pub(crate) fn new_group_index(&self) -> GroupIndex {
-        self.keys.group_index(0)
     }
 
     /// A group index expected to hold about `groups` groups.
@@ -459,65 +449,5 @@ impl WindowCore {
             Arc::clone(&self.plan.output_schema),
             columns,
         )?)
-    }
-
-    /// Aggregates buffered rows into windows and releases them: `rows` in window order,
-    /// `windows[i]` the window of `rows[i]`, `first_rows[w]` the index in `rows` of a row of
-    /// window `w` (for its key). Returns the key columns and the aggregate columns.
-    pub(crate) fn aggregate_buffered(
-        &self,
-        buffer: &mut RowBuffer,
-        rows: &[RowRef],
-        windows: &[usize],
-        first_rows: Vec<u32>,
-    ) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>)> {
-        let gathered = buffer.gather(rows)?;
-        buffer.release(rows);
-        let aggregates = &self.plan.aggregates;
-        let mut accumulators = aggregates.accumulators()?;
-        accumulators.update(aggregates, &gathered, windows, first_rows.len())?;
-        let first_rows = UInt32Array::from(first_rows);
-        let keys = self
-            .input_keys(&gathered)
-            .iter()
-            .map(|k| take(k, &first_rows, None))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((keys, accumulators.evaluate()?))
-    }
-
-    /// Writes buffered input rows (with any extra columns) per key group as one entry each:
-    /// `table/<key group> = encode(0, rows)`.
-    pub(crate) fn snapshot_rows(
-        &self,
-        state: &mut OperatorState<'_>,
-        table: &str,
-        rows: &RecordBatch,
-    ) -> Result<()> {
-        let hasher = KeyHasher::new(&rows.schema(), &self.plan.key_names, self.key_groups)?;
-        for (group, part) in split_by_key_group(&hasher, rows)? {
-            state.put(table, group, b"", encode(0, &part)?)?;
-        }
-        Ok(())
-    }
-
-    /// Reads back what [`WindowCore::snapshot_rows`] wrote for this subtask's key groups:
-    /// input rows followed by `extra` columns.
-    pub(crate) fn restore_rows(
-        &self,
-        state: &OperatorState<'_>,
-        table: &str,
-        extra: &[Field],
-    ) -> Result<Option<RecordBatch>> {
-        let mut fields: Vec<FieldRef> = self.plan.input_schema.fields().iter().cloned().collect();
-        fields.extend(extra.iter().cloned().map(Arc::new));
-        let expected = Schema::new(fields);
-        let mut parts = Vec::new();
-        for entry in state.scan_owned(table)? {
-            parts.push(decode(&entry.value, table, entry.group, &expected)?.1);
-        }
-        let Some(first) = parts.first() else {
-            return Ok(None);
-        };
-        Ok(Some(concat_batches(&first.schema(), &parts)?))
     }
 }
