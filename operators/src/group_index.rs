@@ -74,6 +74,21 @@ impl KeyEncoder {
     }
 }
 
+/// The rows of each distinct key of `keys` (encoded keys of one batch), keys in the order of
+/// their first row: `(first row, every row in order)`.
+pub fn rows_by_key(keys: &Rows) -> Vec<(u32, Vec<u32>)> {
+    let mut by_key: Vec<(u32, Vec<u32>)> = Vec::new();
+    let mut position: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    for row in 0..keys.num_rows() {
+        let at = *position.entry(keys.row(row).data()).or_insert_with(|| {
+            by_key.push((row as u32, Vec::new()));
+            by_key.len() - 1
+        });
+        by_key[at].1.push(row as u32);
+    }
+    by_key
+}
+
 /// Dense numbering of the distinct keys seen.
 pub struct GroupIndex {
     table: HashTable<(u64, usize)>,

@@ -20,7 +20,6 @@
 //! clock) is forgotten; its next row starts it again with `+I`, as in Flink (and a
 //! retraction of a row it held before is then ignored).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -334,15 +333,7 @@ impl Operator for UpdatingAggregate {
             .collect();
         let encoded = self.keys.encode(&keys, rows)?;
         // Rows of each touched group, groups in order of first appearance.
-        let mut touched: Vec<(u32, Vec<u32>)> = Vec::new();
-        let mut position: HashMap<&[u8], usize> = HashMap::new();
-        for row in 0..rows {
-            let at = *position.entry(encoded.row(row).data()).or_insert_with(|| {
-                touched.push((row as u32, Vec::new()));
-                touched.len() - 1
-            });
-            touched[at].1.push(row as u32);
-        }
+        let touched = crate::group_index::rows_by_key(&encoded);
         let inputs = self.plan.accumulators.aggregates().inputs(&batch)?;
         let kinds = row_kinds(&batch);
         let state = ctx.state_or_err()?;

@@ -9,8 +9,6 @@
 //! still incomplete at end of input is not emitted. Arrival order is only deterministic when
 //! each key's rows come from one upstream split.
 
-use std::collections::HashMap;
-
 use arrow::array::{ArrayRef, BooleanArray};
 use arrow::record_batch::RecordBatch;
 use datafusion_common::ScalarValue;
@@ -83,27 +81,29 @@ impl CountWindowOperator {
         })
     }
 
-    /// Adds `rows` (in arrival order) to a key's open window; returns the values of the
-    /// windows they filled.
+    /// Adds `rows` (in arrival order) to a key's open window; returns the windows they filled:
+    /// the row that filled each, and its values.
     fn add(
         accumulators: &RowAccumulators,
         window: &mut OpenWindow,
         rows: &[u32],
         size: i64,
         inputs: &[(Vec<ArrayRef>, Option<BooleanArray>)],
-    ) -> Result<Vec<Vec<ScalarValue>>> {
+    ) -> Result<Vec<(u32, Vec<ScalarValue>)>> {
         let mut filled = Vec::new();
         let mut rest = rows;
         while !rest.is_empty() {
             if window.rows == 0 {
                 window.accumulators = accumulators.create()?;
             }
-            let room = usize::try_from(size - window.rows).unwrap_or(usize::MAX);
+            // (At least one row: a window restored with more rows than `size` fires now.)
+            let room = usize::try_from(size - window.rows).unwrap_or(0).max(1);
             let (now, later) = rest.split_at(room.min(rest.len()));
             RowAccumulators::feed(&mut window.accumulators, inputs, now, false)?;
             window.rows += now.len() as i64;
-            if window.rows == size {
-                filled.push(RowAccumulators::evaluate(&mut window.accumulators)?);
+            if let (true, Some(&last)) = (window.rows >= size, now.last()) {
+                let values = RowAccumulators::evaluate(&mut window.accumulators)?;
+                filled.push((last, values));
                 window.rows = 0;
             }
             rest = later;
@@ -116,21 +116,12 @@ impl Operator for CountWindowOperator {
     fn process_batch(&mut self, batch: RecordBatch, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         let keys = self.core.input_keys(&batch);
         let encoded = self.core.key_rows(&keys, batch.num_rows())?;
-        // Rows of each key in arrival order, keys in order of first appearance.
-        let mut by_key: Vec<(u32, Vec<u32>)> = Vec::new();
-        let mut position: HashMap<&[u8], usize> = HashMap::new();
-        for row in 0..batch.num_rows() {
-            let at = *position.entry(encoded.row(row).data()).or_insert_with(|| {
-                by_key.push((row as u32, Vec::new()));
-                by_key.len() - 1
-            });
-            by_key[at].1.push(row as u32);
-        }
+        // Rows of each key in arrival order.
+        let by_key = crate::group_index::rows_by_key(&encoded);
         let inputs = self.accumulators.aggregates().inputs(&batch)?;
         let state = ctx.state_or_err()?;
-        let mut fired_keys: Vec<&[u8]> = Vec::new();
-        let mut values: Vec<Vec<ScalarValue>> =
-            vec![Vec::new(); self.accumulators.aggregates().output_fields().len()];
+        // The windows that filled: the row that filled each, its key, its values.
+        let mut fired: Vec<(u32, &[u8], Vec<ScalarValue>)> = Vec::new();
         for (first, rows) in &by_key {
             let key = encoded.row(*first as usize).data();
             let group = self.core.state_hasher.key_group_of(key);
@@ -146,17 +137,23 @@ impl Operator for CountWindowOperator {
             if empty {
                 self.windows.remove(state, group, key)?;
             }
-            for window in filled? {
-                fired_keys.push(key);
-                for (column, value) in values.iter_mut().zip(window) {
-                    column.push(value);
-                }
-            }
+            fired.extend(filled?.into_iter().map(|(row, values)| (row, key, values)));
         }
-        if fired_keys.is_empty() {
+        if fired.is_empty() {
             return Ok(());
         }
-        let keys = self.core.keys_of_bytes(fired_keys)?;
+        // In the order the windows filled, as Flink's.
+        fired.sort_unstable_by_key(|(row, _, _)| *row);
+        let mut values: Vec<Vec<ScalarValue>> =
+            vec![Vec::new(); self.accumulators.aggregates().output_fields().len()];
+        for (_, _, window) in &mut fired {
+            for (column, value) in values.iter_mut().zip(std::mem::take(window)) {
+                column.push(value);
+            }
+        }
+        let keys = self
+            .core
+            .keys_of_bytes(fired.iter().map(|(_, key, _)| *key))?;
         let values = self.accumulators.value_columns(values)?;
         ctx.emit(self.core.output(None, keys, values)?);
         Ok(())
@@ -175,5 +172,66 @@ impl Operator for CountWindowOperator {
             WINDOWS_TABLE,
             WINDOWS_FORMAT,
         )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use weir_engine::operator::{OperatorFactory, Timers};
+    use weir_engine::partition::KeyGroupRange;
+    use weir_engine::state::InMemoryStateBackend;
+
+    use super::*;
+    use crate::window::{WindowAggregateConfig, WindowAggregateFactory, WindowSpec};
+
+    /// Windows come out in the order they filled, across keys; a key's next window starts
+    /// with the row after the one that filled the last.
+    #[test]
+    fn windows_fire_in_the_order_they_fill() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        let factory = WindowAggregateFactory::new(WindowAggregateConfig {
+            window: WindowSpec::count(2),
+            time_column: String::new(),
+            keys: vec!["k".into()],
+            aggregates: vec![datafusion_functions_aggregate::sum::sum(
+                datafusion_expr::col("v"),
+            )],
+            processing_time: false,
+            early_fire: None,
+        });
+        let mut op = factory
+            .create(&SubtaskContext::standalone(vec![Arc::clone(&schema)]))
+            .unwrap();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 2, 1, 1, 1])),
+                Arc::new(Int64Array::from(vec![1, 10, 20, 2, 3, 4])),
+            ],
+        )
+        .unwrap();
+        let all = KeyGroupRange::all(128);
+        let mut timers = Timers::default();
+        let mut backend = InMemoryStateBackend::default();
+        let state = OperatorState::new(&mut backend, "c", all);
+        let mut ctx = Context::new(0, None, all, &mut timers).with_state(state);
+        op.process_batch(batch, &mut ctx).unwrap();
+        let out = ctx.take_batches();
+        let column = |i: usize| {
+            out[0]
+                .column(i)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        };
+        assert_eq!(column(0), vec![2, 1, 1]);
+        assert_eq!(column(1), vec![30, 3, 7]);
     }
 }

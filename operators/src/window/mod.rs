@@ -4,7 +4,8 @@
 //! picks the implementation:
 //! - [`pane::PaneWindowOperator`] for tumbling, hopping and cumulating windows (partial
 //!   aggregates per pane, combined when a window fires);
-//! - [`session::SessionWindowOperator`] for session windows (rows buffered per session);
+//! - [`session::SessionWindowOperator`] for session windows (accumulators per session,
+//!   merged when sessions merge);
 //! - [`count::CountWindowOperator`] for count windows (DSL only).
 //!
 //! Output: one batch per fire with `window_start`, `window_end` (TIMESTAMP(3); absent for count

@@ -10,15 +10,15 @@
 //! sessions, each with its bounds and one row accumulator per aggregate (partial states in
 //! Arrow's row format when stored), so keys past the memory budget live in RocksDB and a
 //! checkpoint writes the keys that changed. An index of every open session by end (end, key,
-//! start) stays in memory, to fire sessions in order; it is written per key group at each
-//! barrier (`session_index`). Firing emits about [`FIRE_PART_ROWS`] rows per call and asks the
+//! start) stays in memory, outside the budget, to fire sessions in order; it is written whole,
+//! per key group, at each barrier (`session_index`). Firing emits about [`FIRE_PART_ROWS`] rows per call and asks the
 //! runtime to call again for the rest.
 //!
 //! On processing time (a `PROCTIME()` attribute), a row's time is the clock when it arrives
 //! (never at or before a session that fired), sessions fire by the clock's timers, and
 //! watermarks fire nothing but, at the end of input, the sessions still open; no row is late.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Int64Array};
@@ -236,10 +236,14 @@ impl SessionWindowOperator {
             }
             let mut merged_rows = vec![row];
             let mut merged: Option<AccumulatorSet> = None;
-            // Highest position first, so the lower ones stay valid while removing.
+            // Removed from the highest position, so the lower ones stay valid; merged in
+            // order of start.
+            let mut removed = Vec::new();
             for &i in touching.iter().rev() {
-                let session = key.sessions.remove(i);
+                removed.push(key.sessions.remove(i));
                 merged_rows.extend(fed.remove(i));
+            }
+            for session in removed.into_iter().rev() {
                 start = start.min(session.start);
                 end = end.max(session.end);
                 merged = Some(match merged {
@@ -284,9 +288,9 @@ impl SessionWindowOperator {
         Ok(added)
     }
 
-    /// Fires the sessions ending at or before `time + 1` (the watermark, or the clock on
-    /// processing time), about [`FIRE_PART_ROWS`] per call (asking to be called again for the
-    /// rest).
+    /// Fires the sessions ending at or before the watermark + 1 (the watermark rises to
+    /// `time`: the input's, or the clock on processing time), about [`FIRE_PART_ROWS`] per
+    /// call (asking to be called again for the rest).
     fn advance(&mut self, time: i64, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         self.watermark = Some(self.watermark.map_or(time, |w| w.max(time)));
         let Some(limit) = self.watermark else {
@@ -299,7 +303,7 @@ impl SessionWindowOperator {
         let mut batches = Vec::new();
         let mut emitted = 0;
         while let Some((end, _, _)) = self.by_end.first() {
-            if end - 1 > limit {
+            if end.saturating_sub(1) > limit {
                 break;
             }
             if emitted >= FIRE_PART_ROWS {
@@ -321,7 +325,8 @@ impl SessionWindowOperator {
                     .update_with(state, group, &key, KeySessions::default, |k| {
                         let position = k.sessions.iter().position(|s| s.start == start);
                         let result = position.map(|i| k.sessions.remove(i));
-                        ((result, k.sessions.is_empty()), true)
+                        let found = result.is_some();
+                        ((result, k.sessions.is_empty()), found)
                     })?;
             if empty {
                 self.sessions.remove(state, group, &key)?;
@@ -384,16 +389,7 @@ impl Operator for SessionWindowOperator {
         let times = self.core.row_times(&batch, self.watermark)?;
         let keys = self.core.input_keys(&batch);
         let encoded = self.core.key_rows(&keys, batch.num_rows())?;
-        // Rows of each key, keys in order of first appearance.
-        let mut by_key: Vec<(u32, Vec<u32>)> = Vec::new();
-        let mut position: HashMap<&[u8], usize> = HashMap::new();
-        for row in 0..batch.num_rows() {
-            let at = *position.entry(encoded.row(row).data()).or_insert_with(|| {
-                by_key.push((row as u32, Vec::new()));
-                by_key.len() - 1
-            });
-            by_key[at].1.push(row as u32);
-        }
+        let by_key = crate::group_index::rows_by_key(&encoded);
         let inputs = self.accumulators.aggregates().inputs(&batch)?;
         let state = ctx.state_or_err()?;
         let mut late = Vec::new();
@@ -480,7 +476,7 @@ impl Operator for SessionWindowOperator {
     fn open(&mut self, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         if self.core.plan.processing_time {
             for (end, _, _) in &self.by_end {
-                ctx.register_timer(TimeDomain::ProcessingTime, end - 1);
+                ctx.register_timer(TimeDomain::ProcessingTime, end.saturating_sub(1));
             }
         }
         Ok(())
