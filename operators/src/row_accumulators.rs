@@ -72,6 +72,18 @@ impl RowAccumulators {
         }
     }
 
+    /// A converter to Arrow's row format for rows of `leading` BIGINT columns (a count, a
+    /// session's bounds) followed by a set's partial-state columns.
+    pub fn state_rows(&self, leading: usize) -> Result<RowConverter> {
+        let mut fields = vec![SortField::new(DataType::Int64); leading];
+        fields.extend(
+            self.state_fields
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone())),
+        );
+        Ok(RowConverter::new(fields)?)
+    }
+
     /// The partial-state columns of a set, in order.
     pub fn state_fields(&self) -> &[FieldRef] {
         &self.state_fields
@@ -190,14 +202,7 @@ pub struct CountedCodec {
 
 impl CountedCodec {
     pub fn new(accumulators: RowAccumulators) -> Result<Self> {
-        let mut fields = vec![SortField::new(DataType::Int64)];
-        fields.extend(
-            accumulators
-                .state_fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone())),
-        );
-        let converter = RowConverter::new(fields)?;
+        let converter = accumulators.state_rows(1)?;
         Ok(CountedCodec {
             parser: converter.parser(),
             converter,

@@ -22,9 +22,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Int64Array};
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::Int64Type;
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, RowParser, SortField};
+use arrow::row::{RowConverter, RowParser};
 use datafusion_common::ScalarValue;
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Context, Operator, SubtaskContext, TimeDomain};
@@ -72,17 +72,8 @@ struct SessionCodec {
 
 impl SessionCodec {
     fn new(accumulators: RowAccumulators) -> Result<Self> {
-        let mut fields = vec![
-            SortField::new(DataType::Int64),
-            SortField::new(DataType::Int64),
-        ];
-        fields.extend(
-            accumulators
-                .state_fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone())),
-        );
-        let converter = RowConverter::new(fields)?;
+        // Start and end, then the partial states.
+        let converter = accumulators.state_rows(2)?;
         Ok(SessionCodec {
             parser: converter.parser(),
             converter,
@@ -529,7 +520,7 @@ impl Operator for SessionWindowOperator {
 mod tests {
     use super::*;
     use arrow::array::TimestampMillisecondArray;
-    use arrow::datatypes::{Field, Schema};
+    use arrow::datatypes::{DataType, Field, Schema};
     use arrow::datatypes::{TimeUnit, TimestampMillisecondType};
     use weir_engine::operator::{OperatorFactory, SubtaskContext, Timers};
 
