@@ -5,23 +5,25 @@
 //! to. A window is the union of its panes; when it fires, the partial states of its panes are
 //! merged into fresh accumulators and evaluated.
 //!
-//! A pane has a `live` part (accumulators being updated, in memory) and *runs*: its partial
-//! states frozen earlier, one batch (key columns + state columns) per key group, kept in a
-//! state table (`pane_runs`, key: pane start then a sequence number) under the shard's memory
-//! budget, so cold runs live in RocksDB. The live part is frozen into runs when a window needs
-//! it, at every checkpoint (the runs written since the previous checkpoint are all it
-//! writes), and when the live parts pass half the budget. A pane and key group with
+//! A pane has a `live` part (accumulators being updated, in memory), *frozen* partial states
+//! (keys + state columns, in memory, made when a window needs the pane and reused by its
+//! later windows) and *runs*: partial states spilled into a state table (`pane_runs`, key:
+//! pane start then a sequence number), one batch per key group, under the shard's memory
+//! budget, so cold runs live in RocksDB. A pane spills its live and frozen parts into runs at
+//! every checkpoint (the runs written since the previous checkpoint are all it writes) and
+//! when the live and frozen parts pass half the budget. A pane and key group with
 //! [`MAX_RUNS`] runs has them merged into one, so a long window's runs stay few.
 //!
-//! A window fires key group by key group: the runs of its panes in one key group are merged
-//! and evaluated, so the merged state in memory while firing is one key group's (runs a later
-//! window needs stay hot in the table, under the budget); results are batches
-//! of about [`OUTPUT_BATCH_ROWS`] rows, and a call emits about [`FIRE_PART_ROWS`] of them
-//! before asking the runtime to call again (`Context::continue_later`) once they have gone
-//! downstream. A tumbling window whose pane never left
-//! memory (under half the budget) is evaluated directly, as one batch. On restore, the runs of the subtask's key groups are listed
-//! and the windows of their panes that had not fired by the restored watermark become pending
-//! again.
+//! A window whose panes have no runs merges their frozen states at once into one result (in
+//! memory, which the budget bounds); a tumbling window whose pane was never frozen evaluates
+//! its live part directly. A window with runs spills its panes and fires key group by key
+//! group: the runs of its panes in a key group are merged, several key groups together until
+//! about [`OUTPUT_BATCH_ROWS`] groups, and evaluated, so the merged state in memory while
+//! firing is about that many groups (runs a later window needs stay hot in the table, under
+//! the budget). Either way a call emits about [`FIRE_PART_ROWS`] result rows, then asks the
+//! runtime to call again (`Context::continue_later`) once they have gone downstream. On
+//! restore, the runs of the subtask's key groups are listed and the windows of their panes
+//! that had not fired by the restored watermark become pending again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -198,6 +200,9 @@ impl LivePane {
 #[derive(Default)]
 struct Pane {
     live: Option<LivePane>,
+    /// Partial states frozen in memory (keys + state columns, every key group), for the
+    /// pane's later windows; counted with the live parts.
+    frozen: Vec<RecordBatch>,
     /// The sequence numbers of the pane's runs, per key group, oldest first.
     runs: BTreeMap<KeyGroup, Vec<u64>>,
 }
@@ -286,7 +291,7 @@ impl PaneWindowOperator {
     /// Measures the live parts; past half the budget, freezes them all into runs.
     fn bound_live(&mut self, state: &mut OperatorState<'_>) -> Result<()> {
         if self.measure_live() > self.live_bytes.limit() / 2 {
-            self.freeze_all(state)?;
+            self.spill_all(state)?;
         }
         Ok(())
     }
@@ -296,48 +301,90 @@ impl PaneWindowOperator {
         let bytes = self
             .panes
             .values()
-            .filter_map(|p| p.live.as_ref())
-            .map(LivePane::size)
+            .map(|p| {
+                p.live.as_ref().map_or(0, LivePane::size)
+                    + p.frozen
+                        .iter()
+                        .map(RecordBatch::get_array_memory_size)
+                        .sum::<usize>()
+            })
             .sum();
         self.live_bytes.set(bytes);
         bytes
     }
 
-    /// Freezes every pane's live part into runs.
-    fn freeze_all(&mut self, state: &mut OperatorState<'_>) -> Result<()> {
+    /// Moves every pane's live and frozen partial states into runs.
+    fn spill_all(&mut self, state: &mut OperatorState<'_>) -> Result<()> {
         // (Uncharged first: the runs made take the memory's place in the budget.)
         self.live_bytes.set(0);
         let panes: Vec<i64> = self.panes.keys().copied().collect();
         for pane in panes {
-            self.freeze(pane, state)?;
+            self.spill(pane, state)?;
         }
         Ok(())
     }
 
-    /// Moves the live part of a pane into runs, one per key group.
-    fn freeze(&mut self, pane_start: i64, state: &mut OperatorState<'_>) -> Result<()> {
-        let Some(mut live) = self
-            .panes
-            .get_mut(&pane_start)
-            .and_then(|pane| pane.live.take())
-        else {
+    /// Moves the live part of a pane into its frozen partial states (in memory).
+    fn freeze(&mut self, pane_start: i64) -> Result<()> {
+        let Some(pane) = self.panes.get_mut(&pane_start) else {
+            return Ok(());
+        };
+        let Some(mut live) = pane.live.take() else {
             return Ok(());
         };
         self.groups_hint = live.groups.len();
-        let mut by_group: BTreeMap<KeyGroup, Vec<u32>> = BTreeMap::new();
-        for (i, key) in live.groups.keys().iter().enumerate() {
-            let group = self.core.state_hasher.key_group_of(key.as_ref());
-            by_group.entry(group).or_default().push(i as u32);
-        }
         let mut columns = self.core.group_keys(&live.groups)?;
         columns.extend(live.accumulators.take_state()?);
-        let all = RecordBatch::try_new(Arc::clone(&self.core.plan.state_schema), columns)?;
-        for (group, rows) in by_group {
-            let run = match rows.len() == all.num_rows() {
-                true => all.clone(),
-                false => take_record_batch(&all, &UInt32Array::from(rows))?,
-            };
-            self.add_run(pane_start, group, run, state)?;
+        let schema = Arc::clone(&self.core.plan.state_schema);
+        pane.frozen.push(RecordBatch::try_new(schema, columns)?);
+        Ok(())
+    }
+
+    /// Merges a pane's frozen partial states back into one live part (early results freeze
+    /// the panes at every firing: without this, partials would pile up).
+    fn thaw(&mut self, pane_start: i64) -> Result<()> {
+        let Some(pane) = self.panes.get_mut(&pane_start) else {
+            return Ok(());
+        };
+        if pane.live.is_some() || pane.frozen.is_empty() {
+            return Ok(());
+        }
+        let mut merged = Merge::new(&self.core);
+        for partial in pane.frozen.drain(..) {
+            merged.add(&self.core, &partial, &mut self.scratch)?;
+        }
+        if let Some(accumulators) = merged.accumulators {
+            pane.live = Some(LivePane {
+                groups: merged.groups,
+                accumulators,
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves a pane's live and frozen partial states into runs, one per key group.
+    fn spill(&mut self, pane_start: i64, state: &mut OperatorState<'_>) -> Result<()> {
+        self.freeze(pane_start)?;
+        let Some(pane) = self.panes.get_mut(&pane_start) else {
+            return Ok(());
+        };
+        let width = self.core.plan.key_columns.len();
+        for partial in std::mem::take(&mut pane.frozen) {
+            let keys = self
+                .core
+                .key_rows(&partial.columns()[..width], partial.num_rows())?;
+            let mut by_group: BTreeMap<KeyGroup, Vec<u32>> = BTreeMap::new();
+            for (i, key) in keys.iter().enumerate() {
+                let group = self.core.state_hasher.key_group_of(key.as_ref());
+                by_group.entry(group).or_default().push(i as u32);
+            }
+            for (group, rows) in by_group {
+                let run = match rows.len() == partial.num_rows() {
+                    true => partial.clone(),
+                    false => take_record_batch(&partial, &UInt32Array::from(rows))?,
+                };
+                self.add_run(pane_start, group, run, state)?;
+            }
         }
         Ok(())
     }
@@ -385,6 +432,10 @@ impl PaneWindowOperator {
                 ctx.emit(changes);
             }
         }
+        let panes: Vec<i64> = self.panes.keys().copied().collect();
+        for pane in panes {
+            self.thaw(pane)?;
+        }
         self.measure_live();
         Ok(())
     }
@@ -426,7 +477,7 @@ impl PaneWindowOperator {
         if let [only] = firing.panes[..] {
             let sole_window = self.assigner.windows(only).len() == 1;
             if let Some(pane) = self.panes.get_mut(&only) {
-                if closing && sole_window && pane.runs.is_empty() {
+                if closing && sole_window && pane.runs.is_empty() && pane.frozen.is_empty() {
                     if let Some(mut live) = pane.live.take() {
                         self.groups_hint = live.groups.len();
                         let n = live.groups.len();
@@ -439,8 +490,32 @@ impl PaneWindowOperator {
                 }
             }
         }
+        let spilled = firing
+            .panes
+            .iter()
+            .filter_map(|p| self.panes.get(p))
+            .any(|p| !p.runs.is_empty());
+        if !spilled {
+            // Every pane in memory: merge their frozen partial states at once.
+            let mut merged = Merge::new(&self.core);
+            for &pane_start in &firing.panes {
+                self.freeze(pane_start)?;
+                let consume = closing && self.assigner.last_window_end(pane_start) <= end;
+                let Some(pane) = self.panes.get_mut(&pane_start) else {
+                    continue;
+                };
+                for partial in &pane.frozen {
+                    merged.add(&self.core, partial, &mut self.scratch)?;
+                }
+                if consume {
+                    pane.frozen.clear();
+                }
+            }
+            firing.whole = merged.evaluate(&self.core, start, end)?;
+            return Ok(firing);
+        }
         for &pane in &firing.panes {
-            self.freeze(pane, state)?;
+            self.spill(pane, state)?;
         }
         let groups: BTreeSet<KeyGroup> = firing
             .panes
@@ -462,16 +537,22 @@ impl PaneWindowOperator {
         state: &mut OperatorState<'_>,
     ) -> Result<Vec<RecordBatch>> {
         if let Some(whole) = firing.whole.take() {
+            // In parts of `rows` rows (zero-copy slices).
+            if whole.num_rows() > rows {
+                firing.whole = Some(whole.slice(rows, whole.num_rows() - rows));
+                return Ok(vec![whole.slice(0, rows)]);
+            }
             return Ok(vec![whole]);
         }
         let schema = Arc::clone(&self.core.plan.output_schema);
         let mut out = BatchCoalescer::new(schema, OUTPUT_BATCH_ROWS);
         let mut emitted = 0;
-        while emitted < rows {
+        // Key groups are merged together (their keys differ) until about a batch of groups.
+        let mut merged = Merge::new(&self.core);
+        while emitted + merged.groups.len() < rows {
             let Some(group) = firing.groups.pop() else {
                 break;
             };
-            let mut merged = Merge::new(&self.core);
             for &pane_start in &firing.panes {
                 let consume =
                     firing.closing && self.assigner.last_window_end(pane_start) <= firing.end;
@@ -497,10 +578,16 @@ impl PaneWindowOperator {
                     }
                 }
             }
-            if let Some(result) = merged.evaluate(&self.core, firing.start, firing.end)? {
-                emitted += result.num_rows();
-                out.push_batch(result)?;
+            if merged.groups.len() >= OUTPUT_BATCH_ROWS {
+                let full = std::mem::replace(&mut merged, Merge::new(&self.core));
+                if let Some(result) = full.evaluate(&self.core, firing.start, firing.end)? {
+                    emitted += result.num_rows();
+                    out.push_batch(result)?;
+                }
             }
+        }
+        if let Some(result) = merged.evaluate(&self.core, firing.start, firing.end)? {
+            out.push_batch(result)?;
         }
         out.finish_buffered_batch()?;
         let mut batches = Vec::new();
@@ -788,7 +875,7 @@ impl Operator for PaneWindowOperator {
             early.snapshot(state)?;
         }
         crate::state_codec::snapshot_watermark(state, self.watermark)?;
-        self.freeze_all(state)?;
+        self.spill_all(state)?;
         self.runs.flush(state)?;
         Ok(())
     }
