@@ -497,9 +497,17 @@ impl PaneWindowOperator {
             .any(|p| !p.runs.is_empty());
         if !spilled {
             // Every pane in memory: merge their frozen partial states at once.
-            let mut merged = Merge::new(&self.core);
             for &pane_start in &firing.panes {
                 self.freeze(pane_start)?;
+            }
+            let rows = firing
+                .panes
+                .iter()
+                .filter_map(|p| self.panes.get(p))
+                .flat_map(|p| p.frozen.iter().map(RecordBatch::num_rows))
+                .sum();
+            let mut merged = Merge::with_capacity(&self.core, rows);
+            for &pane_start in &firing.panes {
                 let consume = closing && self.assigner.last_window_end(pane_start) <= end;
                 let Some(pane) = self.panes.get_mut(&pane_start) else {
                     continue;
@@ -624,8 +632,13 @@ struct Merge {
 
 impl Merge {
     fn new(core: &WindowCore) -> Self {
+        Self::with_capacity(core, 0)
+    }
+
+    /// A merge expecting about `groups` groups (its index is sized for them at once).
+    fn with_capacity(core: &WindowCore, groups: usize) -> Self {
         Merge {
-            groups: core.group_index_for(0),
+            groups: core.group_index_for(groups),
             accumulators: None,
         }
     }
