@@ -217,49 +217,40 @@ impl SessionWindowOperator {
         let mut fed: Vec<Vec<u32>> = vec![Vec::new(); key.sessions.len()];
         for &row in rows {
             let time = times[row as usize];
-            let (mut start, mut end) = (time, time.saturating_add(gap_ms));
-            let touching: Vec<usize> = (0..key.sessions.len())
-                .filter(|&i| key.sessions[i].start <= end && key.sessions[i].end >= start)
-                .collect();
-            if touching.is_empty() && watermark.is_some_and(|w| end - 1 <= w) {
-                added.late.push(row);
+            let (start, end) = (time, time.saturating_add(gap_ms));
+            // Sessions are sorted by start and never touch, so their ends are sorted too and
+            // the ones the row touches (end >= start, start <= end) are contiguous.
+            let lo = key.sessions.partition_point(|s| s.end < start);
+            let hi = key.sessions.partition_point(|s| s.start <= end);
+            if lo >= hi {
+                if watermark.is_some_and(|w| end - 1 <= w) {
+                    added.late.push(row);
+                    continue;
+                }
+                let accumulators = accumulators.create()?;
+                key.sessions.insert(
+                    lo,
+                    Session {
+                        start,
+                        end,
+                        accumulators,
+                    },
+                );
+                fed.insert(lo, vec![row]);
                 continue;
             }
-            let mut merged_rows = vec![row];
-            let mut merged: Option<AccumulatorSet> = None;
-            // Removed from the highest position, so the lower ones stay valid; merged in
-            // order of start.
-            let mut removed = Vec::new();
-            for &i in touching.iter().rev() {
-                removed.push(key.sessions.remove(i));
-                merged_rows.extend(fed.remove(i));
+            // The touched sessions merge into the first, in order of start.
+            let later: Vec<Session> = key.sessions.drain(lo + 1..hi).collect();
+            let later_rows: Vec<Vec<u32>> = fed.drain(lo + 1..hi).collect();
+            let first = &mut key.sessions[lo];
+            for mut other in later {
+                merge_sets(&mut first.accumulators, &mut other.accumulators)?;
+                first.end = first.end.max(other.end);
             }
-            for session in removed.into_iter().rev() {
-                start = start.min(session.start);
-                end = end.max(session.end);
-                merged = Some(match merged {
-                    None => session.accumulators,
-                    Some(mut set) => {
-                        let mut other = session.accumulators;
-                        merge_sets(&mut set, &mut other)?;
-                        set
-                    }
-                });
-            }
-            let accumulators = match merged {
-                Some(set) => set,
-                None => accumulators.create()?,
-            };
-            let at = key.sessions.partition_point(|s| s.start < start);
-            key.sessions.insert(
-                at,
-                Session {
-                    start,
-                    end,
-                    accumulators,
-                },
-            );
-            fed.insert(at, merged_rows);
+            first.start = first.start.min(start);
+            first.end = first.end.max(end);
+            fed[lo].push(row);
+            fed[lo].extend(later_rows.into_iter().flatten());
         }
         for (session, rows) in key.sessions.iter_mut().zip(&mut fed) {
             rows.sort_unstable();
