@@ -105,7 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     source
         .key_by(["customer"])
         .join(&counts.key_by(["who"]))
-        .regular(None)
+        .regular()
         .sink(PrintSink::default())
         .run(RunOptions::default().shards(2))?;
     Ok(())

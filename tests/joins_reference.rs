@@ -221,7 +221,7 @@ fn run_regular_join(
     }
     let sink = CollectSink::new();
     joined
-        .regular(None)
+        .regular()
         .sink(sink.clone())
         .run(RunOptions::default().shards(shards).channel_capacity(4))
         .expect("job runs");

@@ -136,7 +136,7 @@ fn join(options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {
     let sink = CollectSink::new();
     let result = left
         .join(&right)
-        .regular(None)
+        .regular()
         .sink(sink.clone())
         .run(options)
         .expect("job runs");

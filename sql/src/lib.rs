@@ -5,13 +5,15 @@
 //! table-valued functions are taken out of the token stream ([`window_tvf`]) so sqlparser can
 //! read the rest; DataFusion's `SqlToRel` plans each query into a `LogicalPlan` over the
 //! session's tables ([`catalog`]) and Flink's built-in functions ([`functions`]);
-//! [`translate`] turns that plan into Weir's dataflow graph.
+//! [`translate`] turns that plan into Weir's dataflow graph, with the `STATE_TTL` hints
+//! [`hints`] read.
 //! [`session::Session`] drives it all.
 
 pub mod catalog;
 pub mod ddl;
 pub mod error;
 pub mod functions;
+pub mod hints;
 pub mod join;
 pub mod names;
 pub mod script;

@@ -2,11 +2,11 @@
 //!
 //! Statements end at a top-level `;`. `EXECUTE STATEMENT SET BEGIN ... END;` (and the older
 //! `BEGIN STATEMENT SET; ... END;`) is one statement holding several `INSERT`s. Comments
-//! (`--`, `/* */`) are whitespace.
+//! (`--`, `/* */`) are whitespace, but hints (`/*+ ... */`) stay for the parser.
 
 use datafusion_sql::sqlparser::dialect::GenericDialect;
 use datafusion_sql::sqlparser::keywords::Keyword;
-use datafusion_sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use datafusion_sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use crate::error::{user, Location, Result};
 
@@ -90,6 +90,12 @@ pub fn split(text: &str) -> Result<Vec<Statement>> {
     };
     for token in tokens {
         match &token.token {
+            // A hint comment (`/*+ STATE_TTL(...) */`) stays for the parser to read.
+            Token::Whitespace(Whitespace::MultiLineComment(comment))
+                if comment.starts_with('+') && !current.is_empty() =>
+            {
+                current.push(token)
+            }
             Token::Whitespace(_) => continue,
             Token::SemiColon if !in_set => {
                 // `BEGIN STATEMENT SET;` opens a set that ends with `END;`.

@@ -25,6 +25,7 @@ use weir_engine::sink::SinkFactory;
 use crate::catalog::{SessionContext, Table};
 use crate::ddl::{self, ColumnKind, CreateTable, Cursor};
 use crate::error::{user, Location, Result, SqlError, UserError};
+use crate::hints::StateTtlHints;
 use crate::script::{self, is_word, Statement, DIALECT};
 use crate::translate::{GraphBuilder, LateRowsTable, TranslateOptions};
 use crate::window_tvf::{self, interval_ms, WindowTvfPlanner};
@@ -208,6 +209,8 @@ pub struct Session {
     pub settings: Settings,
     /// The `INSERT`s so far: one job.
     inserts: Option<GraphBuilder>,
+    /// The `STATE_TTL` hints of the views that have any.
+    view_hints: BTreeMap<String, StateTtlHints>,
 }
 
 impl std::fmt::Debug for GraphBuilder {
@@ -351,6 +354,7 @@ impl Session {
             let name = cursor.object_name("a name")?;
             cursor.expect_end()?;
             let removed = if view {
+                self.view_hints.remove(&name);
                 self.context.views.remove(&name).is_some()
             } else {
                 self.context.tables.remove(&name).is_some()
@@ -418,14 +422,14 @@ impl Session {
                     return Err(user("a statement set holds only INSERT statements")
                         .at(script::location(&insert[0])));
                 }
-                let plan = self.plan(insert)?;
-                self.insert(&plan)?;
+                let (plan, hints) = self.plan(insert)?;
+                self.insert(&plan, &hints)?;
             }
             return Ok(None);
         }
-        let plan = self.plan(tokens)?;
+        let (plan, hints) = self.plan(tokens)?;
         if let LogicalPlan::Dml(_) = &plan {
-            self.insert(&plan)?;
+            self.insert(&plan, &hints)?;
             return Ok(None);
         }
         match &plan {
@@ -455,14 +459,14 @@ impl Session {
             true => Arc::new(MaterializeSink::new(query_sink(&columns))),
             false => query_sink(&columns),
         };
-        builder.sink(&plan, "print", sink, None)?;
+        builder.sink(&plan, &hints, "print", sink, None)?;
         Ok(Some(Action::Query(SqlJob {
             graph: builder.graph,
             columns: Some(columns),
         })))
     }
 
-    fn insert(&mut self, plan: &LogicalPlan) -> Result<()> {
+    fn insert(&mut self, plan: &LogicalPlan, hints: &StateTtlHints) -> Result<()> {
         let LogicalPlan::Dml(dml) = plan else {
             return Err(user("expected INSERT INTO"));
         };
@@ -483,11 +487,12 @@ impl Session {
         let builder = self
             .inserts
             .get_or_insert_with(|| GraphBuilder::new(options));
-        builder.sink(&dml.input, name, sink, Some(&table.spec.schema))
+        builder.sink(&dml.input, hints, name, sink, Some(&table.spec.schema))
     }
 
-    /// Plans a query or INSERT statement into an analysed DataFusion plan.
-    fn plan(&mut self, tokens: &[TokenWithSpan]) -> Result<LogicalPlan> {
+    /// Plans a query or INSERT statement into an analysed DataFusion plan, with its
+    /// `STATE_TTL` hints (and those of the views it reads).
+    fn plan(&mut self, tokens: &[TokenWithSpan]) -> Result<(LogicalPlan, StateTtlHints)> {
         let (tokens, calls) = window_tvf::rewrite(tokens)?;
         let (tokens, temporal_calls) = crate::temporal::rewrite(&tokens)?;
         let mut parser = Parser::new(&DIALECT).with_tokens_with_locations(tokens.clone());
@@ -501,6 +506,7 @@ impl Session {
                     .at(script::location(&next)),
             );
         }
+        let hints = StateTtlHints::of_statement(&ast, &|name| self.view_hints.get(name).cloned())?;
         crate::functions::prepare(&mut ast, &|name| self.context.has_function(name))?;
         self.context.relation_planners = vec![
             Arc::new(WindowTvfPlanner { calls }),
@@ -519,12 +525,13 @@ impl Session {
         // Two optimizer rules run: `IN`/`EXISTS` subqueries become semi and anti joins, and
         // column pruning (scans keep only the columns the query uses, so operators neither
         // copy nor carry the others).
-        Optimizer::with_rules(vec![
+        let optimized = Optimizer::with_rules(vec![
             Arc::new(DecorrelatePredicateSubquery::new()),
             Arc::new(OptimizeProjections::new()),
         ])
         .optimize(analyzed, &OptimizerContext::new(), |_, _| {})
-        .map_err(plan_error)
+        .map_err(plan_error)?;
+        Ok((optimized, hints))
     }
 
     fn create_view(&mut self, tokens: &[TokenWithSpan]) -> Result<()> {
@@ -543,9 +550,12 @@ impl Session {
                 Err(user(format!("'{name}' already exists")))
             };
         }
-        let plan = self.plan(&query)?;
+        let (plan, hints) = self.plan(&query)?;
         if let LogicalPlan::Dml(_) = plan {
             return Err(user("a view is defined by a SELECT"));
+        }
+        if !hints.is_empty() {
+            self.view_hints.insert(name.clone(), hints);
         }
         self.context.views.insert(name, plan);
         Ok(())

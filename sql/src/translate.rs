@@ -48,6 +48,7 @@ use weir_operators::window::{
 
 use crate::catalog::{Table, TableRef};
 use crate::error::{user, Result};
+use crate::hints::{relation_name, StateTtlHints};
 use crate::join::Origin;
 use crate::names::{physical_names, resolve};
 use crate::source::{ColumnSource, ComputedColumnsSource};
@@ -59,7 +60,8 @@ use crate::window_tvf::{WindowTvfNode, WINDOW_TIME};
 pub struct TranslateOptions {
     /// `table.exec.source.idle-timeout`.
     pub idle_timeout: Option<Duration>,
-    /// `table.exec.state.ttl`, for updating aggregations.
+    /// `table.exec.state.ttl`: the state TTL of regular joins, updating aggregations and
+    /// Top-N, unless a `STATE_TTL` hint sets one.
     pub state_ttl: Option<Duration>,
     /// `table.exec.late-rows.table`.
     pub late_rows: Option<LateRowsTable>,
@@ -100,6 +102,10 @@ pub struct GraphBuilder {
     used_above_filter: Option<HashSet<String>>,
     /// The sink node of `table.exec.late-rows.table`, once an operator sends it rows.
     late_sink: Option<NodeId>,
+    /// The `STATE_TTL` hints of the statement being translated, and the names a join or
+    /// aggregation used.
+    hints: StateTtlHints,
+    hints_used: HashSet<String>,
 }
 
 /// The output of a translated plan node.
@@ -409,7 +415,20 @@ impl GraphBuilder {
             options,
             used_above_filter: None,
             late_sink: None,
+            hints: StateTtlHints::default(),
+            hints_used: HashSet::new(),
         }
+    }
+
+    /// The state TTL of a regular join's or an updating aggregation's `input`: its
+    /// `STATE_TTL` hint if it is a relation the statement hints, else `table.exec.state.ttl`.
+    fn state_ttl_of(&mut self, input: &LogicalPlan) -> Option<Duration> {
+        let hinted = relation_name(input).and_then(|name| {
+            let ttl = self.hints.get(name)?;
+            self.hints_used.insert(name.to_string());
+            Some(ttl)
+        });
+        hinted.or(self.options.state_ttl)
     }
 
     /// With `table.exec.late-rows.table` set: the rows operator `node` drops as late go to
@@ -499,15 +518,29 @@ impl GraphBuilder {
         }
     }
 
-    /// Adds `plan`'s rows to the graph, ending in `sink`.
+    /// Adds `plan`'s rows to the graph, ending in `sink`; `hints` are the statement's
+    /// `STATE_TTL` hints, each of which must name an input of a join or aggregation.
     pub fn sink(
         &mut self,
         plan: &LogicalPlan,
+        hints: &StateTtlHints,
         name: &str,
         sink: Arc<dyn SinkFactory>,
         columns: Option<&SchemaRef>,
     ) -> Result<()> {
+        self.hints = hints.clone();
+        self.hints_used.clear();
         let mut stream = self.rows(plan)?;
+        let unused: Vec<&str> = (self.hints.names())
+            .filter(|name| !self.hints_used.contains(*name))
+            .collect();
+        if !unused.is_empty() {
+            return Err(user(format!(
+                "STATE_TTL names {}, which no regular join or GROUP BY aggregation reads",
+                unused.join(", ")
+            ))
+            .hint("the hint sets the state TTL of regular joins and GROUP BY aggregations by the name of their input, as Flink's; windows and interval joins free their state by the watermark"));
+        }
         if stream.updating && !sink.accepts_changelog() {
             return Err(user(format!(
                 "'{name}' cannot take an updating result (the changelog of a GROUP BY without a window): its connector only appends rows"
@@ -969,8 +1002,10 @@ impl GraphBuilder {
                 }
                 // Bounds that admit no pair included: the residual decides, nothing matches.
                 (None, None, None) => {
-                    let factory =
-                        RegularJoinFactory::new(spec).with_state_ttl(self.options.state_ttl);
+                    let factory = RegularJoinFactory::new(spec).with_state_ttls([
+                        self.state_ttl_of(&join.left),
+                        self.state_ttl_of(&join.right),
+                    ]);
                     (Arc::new(factory) as _, "join", Vec::new(), None)
                 }
             };
@@ -2099,11 +2134,11 @@ impl GraphBuilder {
     /// (the row kind stays last).
     fn updating_aggregate(&mut self, aggregate: &Aggregate, rows: Stream) -> Result<Stream> {
         let (rows, keys, aggregates) = self.grouping(aggregate, rows, &[], &|_| false)?;
+        let state_ttl = self.state_ttl_of(&aggregate.input);
         let output = self.operator(
             "group-aggregate",
             Arc::new(
-                UpdatingAggregateFactory::new(keys.clone(), aggregates)
-                    .with_state_ttl(self.options.state_ttl),
+                UpdatingAggregateFactory::new(keys.clone(), aggregates).with_state_ttl(state_ttl),
             ),
             &rows,
             Exchange::Hash(keys.clone()),

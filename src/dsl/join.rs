@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use datafusion_expr::Expr;
 use weir_engine::graph::{Exchange, OutputPort};
@@ -99,15 +98,17 @@ impl JoinedStreams {
     /// Regular join, as Flink SQL's `JOIN ... ON`: every pair of rows with equal keys, whenever
     /// they arrived. Inputs may be updating results. Output: append-only for an inner join of
     /// append-only inputs, otherwise a changelog (`+I`/`-D`). State grows with both inputs
-    /// unless bounded by `state_ttl` (processing time since a row was written).
-    pub fn regular(&self, state_ttl: Option<Duration>) -> Stream {
+    /// unless bounded by each side's [`KeyedStream::state_ttl`] (processing time since a row
+    /// was written).
+    pub fn regular(&self) -> Stream {
         let spec = JoinSpec {
             join_type: self.join_type,
             left_keys: self.left.keys.clone(),
             right_keys: self.right.keys.clone(),
             filter: self.filter.clone(),
         };
-        let factory = RegularJoinFactory::new(spec).with_state_ttl(state_ttl);
+        let factory = RegularJoinFactory::new(spec)
+            .with_state_ttls([self.left.state_ttl, self.right.state_ttl]);
         self.connect("join", Arc::new(factory))
     }
 

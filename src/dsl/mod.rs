@@ -274,6 +274,7 @@ impl Stream {
         KeyedStream {
             stream: self.clone(),
             keys: keys.into_iter().map(Into::into).collect(),
+            state_ttl: None,
         }
     }
 
@@ -314,9 +315,19 @@ impl Stream {
 pub struct KeyedStream {
     stream: Stream,
     keys: Vec<String>,
+    state_ttl: Option<Duration>,
 }
 
 impl KeyedStream {
+    /// Forgets this stream's state not written for `ttl` (processing time) in the next
+    /// [`KeyedStream::aggregate`] or [`JoinedStreams::regular`] (this side's rows), as Flink's
+    /// `STATE_TTL` hint on that operator's input. Windows and time-bounded joins free their
+    /// state by the watermark and ignore it.
+    pub fn state_ttl(mut self, ttl: Duration) -> Self {
+        self.state_ttl = Some(ttl);
+        self
+    }
+
     /// Joins this stream (left) with `other` (right) on their keys, paired in order: `left.k1
     /// = right.k1`, ... Choose the kind with [`JoinedStreams::kind`] and the join with
     /// [`JoinedStreams::between`] (an interval join).
@@ -329,7 +340,8 @@ impl KeyedStream {
     /// the row kind, one change per key touched by a batch.
     pub fn aggregate(&self, aggregates: impl IntoIterator<Item = Expr>) -> Stream {
         let factory =
-            UpdatingAggregateFactory::new(self.keys.clone(), aggregates.into_iter().collect());
+            UpdatingAggregateFactory::new(self.keys.clone(), aggregates.into_iter().collect())
+                .with_state_ttl(self.state_ttl);
         let mut aggregated = self.stream.then(
             "group-aggregate",
             Arc::new(factory),

@@ -319,10 +319,7 @@ impl WindowedStream {
             Ok(assign) => self.stream.then("window-assign", Arc::new(assign), None),
             Err(e) => return self.stream.fail(&e.to_string()),
         };
-        let keyed = KeyedStream {
-            stream: assigned,
-            keys: self.window_keys(),
-        };
+        let keyed = assigned.key_by(self.window_keys());
         let ranked = keyed.rank(factory, None);
         self.connect_late_rows(&ranked);
         Stream {

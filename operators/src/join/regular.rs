@@ -11,9 +11,9 @@
 //! row (Arrow's row format) with how many times it is present, how many rows of the other side
 //! it matches (for a side an outer join pads) and when it was last written. Keys beyond the
 //! memory budget live in RocksDB; checkpoints write the keys changed since the last one. With
-//! a state TTL (`table.exec.state.ttl`) a row not written for that long (processing time) is
-//! forgotten, as in Flink: never matched again, dropped when its key is next touched or by
-//! the sweep (a key not written for the TTL goes whole).
+//! a state TTL (`table.exec.state.ttl`, or per side Flink's `STATE_TTL` hint) a row not written
+//! for that long (processing time) is forgotten, as in Flink: never matched again, dropped
+//! when its key is next touched or by the sweep (a key not written for the TTL goes whole).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,20 +41,28 @@ use crate::state_codec::{put_bytes, refuse_format_0, Parts};
 #[derive(Debug, Clone)]
 pub struct RegularJoinFactory {
     spec: JoinSpec,
-    state_ttl: Option<Duration>,
+    /// Per side (left, right).
+    state_ttls: [Option<Duration>; 2],
 }
 
 impl RegularJoinFactory {
     pub fn new(spec: JoinSpec) -> Self {
         RegularJoinFactory {
             spec,
-            state_ttl: None,
+            state_ttls: [None, None],
         }
     }
 
-    /// Forgets rows not written for `ttl` (none: keep every row for the job's lifetime).
-    pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
-        self.state_ttl = ttl.filter(|t| !t.is_zero());
+    /// Forgets rows of either side not written for `ttl` (none or zero: keep every row for
+    /// the job's lifetime).
+    pub fn with_state_ttl(self, ttl: Option<Duration>) -> Self {
+        self.with_state_ttls([ttl, ttl])
+    }
+
+    /// Forgets the left side's rows not written for `ttls[0]` and the right side's not
+    /// written for `ttls[1]` (Flink's `STATE_TTL` hint on a join's two inputs).
+    pub fn with_state_ttls(mut self, ttls: [Option<Duration>; 2]) -> Self {
+        self.state_ttls = ttls.map(|ttl| ttl.filter(|t| !t.is_zero()));
         self
     }
 
@@ -91,9 +99,12 @@ impl OperatorFactory for RegularJoinFactory {
     }
 
     fn describe(&self) -> String {
-        let ttl = self
-            .state_ttl
-            .map_or(String::new(), |t| format!(", state TTL {t:?}"));
+        let show = |ttl: Option<Duration>| ttl.map_or("none".to_string(), |t| format!("{t:?}"));
+        let ttl = match self.state_ttls {
+            [None, None] => String::new(),
+            [left, right] if left == right => format!(", state TTL {}", show(left)),
+            [left, right] => format!(", state TTL left {}, right {}", show(left), show(right)),
+        };
         format!("join {}{ttl}", self.spec.describe())
     }
 
@@ -115,7 +126,7 @@ impl OperatorFactory for RegularJoinFactory {
             let spec = TableSpec {
                 name: rows_table(side),
                 version: ROWS_FORMAT,
-                ttl: self.state_ttl,
+                ttl: self.state_ttls[side as usize],
             };
             Ok(SideRows {
                 hasher: KeyHasher::new(schema, keys, context.max_key_groups)?,
@@ -129,7 +140,7 @@ impl OperatorFactory for RegularJoinFactory {
             join_type: self.spec.join_type,
             output: self.output_schema(&context.input_schemas)?,
             plan,
-            state_ttl: crate::ttl::ttl_ms(self.state_ttl),
+            state_ttls: self.state_ttls.map(crate::ttl::ttl_ms),
         }))
     }
 }
@@ -299,7 +310,8 @@ pub struct RegularJoin {
     join_type: JoinType,
     changelog: bool,
     output: SchemaRef,
-    state_ttl: Option<i64>,
+    /// Per side (ms).
+    state_ttls: [Option<i64>; 2],
 }
 
 impl RegularJoin {
@@ -320,8 +332,14 @@ impl RegularJoin {
         let own_keys = &self.plan.keys[own];
 
         let state = ctx.state_or_err()?;
-        let ttl = self.state_ttl;
-        let live = |row: &Stored| ttl.is_none_or(|ttl| !crate::ttl::expired(row.written, ttl, now));
+        // Each side's rows live under its own TTL.
+        let ttls = self.state_ttls;
+        let live_in = |side: usize| {
+            move |row: &Stored| {
+                ttls[side].is_none_or(|ttl| !crate::ttl::expired(row.written, ttl, now))
+            }
+        };
+        let (live, own_live) = (live_in(other), live_in(own));
         // Candidates: (input row, position under its key on the other side, its count and
         // matches), their rows' bytes one after another in `candidate_bytes`.
         let mut candidates: Vec<(u32, usize, u32, u32)> = Vec::new();
@@ -455,8 +473,8 @@ impl RegularJoin {
                 |entries| {
                     // Expired rows go when their key is touched (with a TTL).
                     let before = entries.rows.len();
-                    if ttl.is_some() {
-                        entries.retain(live);
+                    if ttls[own].is_some() {
+                        entries.retain(own_live);
                     }
                     let expired = entries.rows.len() != before;
                     if accumulate {
@@ -535,6 +553,12 @@ impl RegularJoin {
         Ok(())
     }
 
+    /// The TTL the sweeps are timed by: the shorter side's (each table sweeps itself at most
+    /// twice per its own TTL).
+    fn sweep_ttl(&self) -> Option<i64> {
+        self.state_ttls.iter().flatten().min().copied()
+    }
+
     /// Forgets keys not written for the state TTL (their rows are all older); an expired row
     /// under a key written since goes when the key is next touched.
     fn expire(&mut self, state: &mut OperatorState<'_>) -> Result<()> {
@@ -547,7 +571,7 @@ impl RegularJoin {
 
 impl Operator for RegularJoin {
     fn open(&mut self, ctx: &mut Context<'_>) -> std::result::Result<(), BoxError> {
-        if let Some(ttl) = self.state_ttl {
+        if let Some(ttl) = self.sweep_ttl() {
             let now = weir_engine::time::now_ms();
             crate::ttl::arm_sweep(ctx, ttl, now);
         }
@@ -572,7 +596,7 @@ impl Operator for RegularJoin {
         ctx: &mut Context<'_>,
     ) -> std::result::Result<(), BoxError> {
         self.expire(ctx.state_or_err()?)?;
-        if let Some(ttl) = self.state_ttl {
+        if let Some(ttl) = self.sweep_ttl() {
             crate::ttl::arm_sweep(ctx, ttl, time);
         }
         Ok(())
@@ -639,17 +663,21 @@ mod tests {
         ctx.take_batches().iter().map(|b| b.num_rows()).sum()
     }
 
-    /// With a state TTL, a row not written for the TTL matches nothing more (as Flink's);
-    /// a row written since does.
-    #[test]
-    fn rows_past_the_state_ttl_match_nothing() {
-        let spec = JoinSpec {
+    fn inner_on_k() -> JoinSpec {
+        JoinSpec {
             join_type: JoinType::Inner,
             left_keys: vec!["k".into()],
             right_keys: vec!["rk".into()],
             filter: None,
-        };
-        let factory = RegularJoinFactory::new(spec).with_state_ttl(Some(Duration::from_millis(50)));
+        }
+    }
+
+    /// With a state TTL, a row not written for the TTL matches nothing more (as Flink's);
+    /// a row written since does.
+    #[test]
+    fn rows_past_the_state_ttl_match_nothing() {
+        let factory =
+            RegularJoinFactory::new(inner_on_k()).with_state_ttl(Some(Duration::from_millis(50)));
         let context = SubtaskContext::standalone(vec![side(""), side("r")]);
         let mut join = factory.create(&context).unwrap();
         let backend = &mut InMemoryStateBackend::new();
@@ -658,5 +686,21 @@ mod tests {
         assert_eq!(feed(&mut join, backend, 0, &[(2, 21)]), 0);
         // Key 1's row expired; key 2 has an expired row and a live one.
         assert_eq!(feed(&mut join, backend, 1, &[(1, 100), (2, 200)]), 1);
+    }
+
+    /// Each side's rows live under their own TTL (the `STATE_TTL` hint's per-input TTLs).
+    #[test]
+    fn each_side_keeps_its_rows_for_its_own_ttl() {
+        let factory = RegularJoinFactory::new(inner_on_k())
+            .with_state_ttls([Some(Duration::from_millis(50)), None]);
+        let context = SubtaskContext::standalone(vec![side(""), side("r")]);
+        let mut join = factory.create(&context).unwrap();
+        let backend = &mut InMemoryStateBackend::new();
+        assert_eq!(feed(&mut join, backend, 0, &[(1, 10)]), 0);
+        assert_eq!(feed(&mut join, backend, 1, &[(2, 20)]), 0);
+        std::thread::sleep(Duration::from_millis(100));
+        // The left row has expired; the right one has not.
+        assert_eq!(feed(&mut join, backend, 1, &[(1, 100)]), 0);
+        assert_eq!(feed(&mut join, backend, 0, &[(2, 200)]), 1);
     }
 }
