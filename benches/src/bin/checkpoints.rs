@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p weir-benches --bin checkpoints -- state --keys 1000000 --shards 2
+//! cargo run --release -p weir-benches --bin checkpoints -- state --keys 10000000 --changed-percent 1
 //! cargo run --release -p weir-benches --bin checkpoints -- throughput --events 10000000 --keys 1000000 --interval-ms 1000
 //! cargo run --release -p weir-benches --bin checkpoints -- throughput --events 10000000 --keys 1000000
 //! ```
@@ -11,11 +12,15 @@
 //! (`count(*)`, `sum(price)`, `max(price)` per key) and stay there; the source then idles. A
 //! savepoint of that state is timed (barrier to manifest), its directory measured, and a new
 //! job started from it is timed until its state is restored (restore runs while the job
-//! starts).
+//! starts). With `--changed-percent P`, a first savepoint is taken while the job runs, then
+//! one more row for each of `P`% of the keys (spread over all key groups) is let in and a
+//! second savepoint timed: its new bytes are those of the files the first one does not
+//! share (a savepoint is a RocksDB checkpoint, hard-linked like an incremental checkpoint).
 //! `throughput`: the bid generator with `keys` auctions through 10 s tumbling windows, with
 //! checkpoints every `--interval-ms` or none, in events/s.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +53,9 @@ enum Command {
         keys: u64,
         #[arg(long, default_value_t = 2)]
         shards: usize,
+        /// Also time a second savepoint after this percentage of the keys changed.
+        #[arg(long)]
+        changed_percent: Option<f64>,
     },
     /// Events/s with and without periodic checkpoints.
     Throughput {
@@ -63,12 +71,15 @@ enum Command {
     },
 }
 
-/// `rows` rows `(key, price, ts)`, key `i % keys`, all in the first day; after them the
+/// `rows` rows `(key, price, ts)`, key `i % keys`, all in the first day; then, once `more`
+/// is released, `extra` rows over `extra` keys spread evenly over all keys; after them the
 /// source stays open and idle, so the window state stays.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct KeyRows {
     rows: u64,
     keys: u64,
+    extra: u64,
+    more: Arc<AtomicBool>,
 }
 
 fn key_schema() -> SchemaRef {
@@ -94,16 +105,19 @@ impl SourceFactory for KeyRows {
 
     fn create_reader(&self, split: SplitContext) -> Result<Box<dyn SourceReader>, BoxError> {
         let (p, j) = (split.parallelism as u64, split.index as u64);
-        let end = (j + 1) * self.rows / p;
+        // Row ids: `[0, rows)` first, then the extra rows `[rows, rows + extra)`.
+        let share = |start: u64, count: u64| start + j * count / p..start + (j + 1) * count / p;
+        let (first, extra) = (share(0, self.rows), share(self.rows, self.extra));
         let next = match split.restored.as_ref().and_then(|r| r.get(&format!("{j}"))) {
             Some(next) => next.parse()?,
-            None => j * self.rows / p,
+            None => first.start,
         };
         Ok(Box::new(KeyRowsReader {
             index: j,
             next,
-            end,
-            keys: self.keys,
+            first,
+            extra,
+            source: self.clone(),
         }))
     }
 }
@@ -111,26 +125,50 @@ impl SourceFactory for KeyRows {
 struct KeyRowsReader {
     index: u64,
     next: u64,
-    end: u64,
-    keys: u64,
+    first: std::ops::Range<u64>,
+    extra: std::ops::Range<u64>,
+    source: KeyRows,
+}
+
+impl KeyRowsReader {
+    /// The key of row `id`: `id % keys` for the first rows; the extra rows step over all keys.
+    fn key(&self, id: u64) -> i64 {
+        let KeyRows {
+            rows, keys, extra, ..
+        } = self.source;
+        match id < rows {
+            true => (id % keys) as i64,
+            false => ((id - rows) * (keys / extra.max(1)).max(1) % keys) as i64,
+        }
+    }
 }
 
 impl SourceReader for KeyRowsReader {
     fn next_batch(&mut self) -> LocalBoxFuture<'_, Result<Option<SourceBatch>, BoxError>> {
         Box::pin(async move {
-            if self.next >= self.end {
+            if self.next >= self.first.end && self.next < self.extra.start {
+                self.next = self.extra.start;
+            }
+            while self.next >= self.extra.start && !self.source.more.load(Ordering::SeqCst) {
+                // Waiting for the extra rows (cancel-safe: nothing is held).
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let end = match self.next < self.first.end {
+                true => self.first.end,
+                false => self.extra.end,
+            };
+            if self.next >= end {
                 // Idle: the state stays open (cancel-safe: nothing is held).
                 std::future::pending::<()>().await;
             }
-            let rows = (self.end - self.next).min(8192);
+            let rows = (end - self.next).min(8192);
             let ids = self.next..self.next + rows;
             self.next += rows;
-            let keys = self.keys;
             let batch = RecordBatch::try_new(
                 key_schema(),
                 vec![
                     Arc::new(Int64Array::from_iter_values(
-                        ids.clone().map(|i| (i % keys) as i64),
+                        ids.clone().map(|i| self.key(i)),
                     )),
                     Arc::new(Int64Array::from_iter_values(
                         ids.clone().map(|i| (i % 1000) as i64),
@@ -149,12 +187,9 @@ impl SourceReader for KeyRowsReader {
     }
 }
 
-fn state_job(keys: u64) -> Job {
+fn state_job(source: KeyRows) -> Job {
     Pipeline::new("state")
-        .source(KeyRows {
-            rows: keys * 2,
-            keys,
-        })
+        .source(source)
         .watermark("ts", Duration::from_secs(1))
         .key_by(["key"])
         .window(Window::tumble(Duration::from_secs(86_400)))
@@ -170,19 +205,52 @@ fn dir_mib(dir: &Path) -> f64 {
     weir::engine::checkpoint::dir_size(dir) as f64 / (1 << 20) as f64
 }
 
-fn state(keys: u64, shards: usize) -> anyhow::Result<()> {
+fn state(keys: u64, shards: usize, changed_percent: Option<f64>) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("weir-bench-checkpoints-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let options = RunOptions::default()
         .shards(shards)
         .checkpoint(CheckpointConfig::new(dir.join("state")));
-    let handle = state_job(keys).start(options)?;
+    let extra = changed_percent.map_or(0, |p| (keys as f64 * p / 100.0) as u64);
+    let source = KeyRows {
+        rows: keys * 2,
+        keys,
+        extra,
+        more: Arc::new(AtomicBool::new(false)),
+    };
+    let handle = state_job(source.clone()).start(options)?;
     let started = Instant::now();
     while handle.metrics().total(ROWS_IN) < keys * 2 {
         std::thread::sleep(Duration::from_millis(10));
     }
     let ingest = started.elapsed();
     let savepoint = dir.join("savepoint");
+    if changed_percent.is_some() {
+        let first = dir.join("savepoint-all");
+        let taken = Instant::now();
+        handle.savepoint(&first, false)?;
+        let duration = taken.elapsed();
+        source.more.store(true, Ordering::SeqCst);
+        while handle.metrics().total(ROWS_IN) < keys * 2 + extra {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let taken = Instant::now();
+        handle.savepoint(&savepoint, true)?;
+        let changed = taken.elapsed();
+        handle.join()?;
+        let all = dir_mib(&first);
+        let new =
+            weir::engine::checkpoint::new_bytes(&savepoint, Some(&first)) as f64 / (1 << 20) as f64;
+        println!(
+            "changed: keys={keys} shards={shards} first={:.0}ms size={all:.1}MiB \
+             changed_keys={extra} second={:.0}ms new={new:.2}MiB ({:.2}% of the first)",
+            duration.as_secs_f64() * 1e3,
+            changed.as_secs_f64() * 1e3,
+            new / all * 100.0
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     let taken = Instant::now();
     handle.savepoint(&savepoint, true)?;
     let duration = taken.elapsed();
@@ -193,7 +261,7 @@ fn state(keys: u64, shards: usize) -> anyhow::Result<()> {
     let options = RunOptions::default()
         .shards(shards)
         .checkpoint(CheckpointConfig::new(dir.join("restored")).from_savepoint(&savepoint));
-    let handle = state_job(keys).start(options)?;
+    let handle = state_job(source).start(options)?;
     let restore = restored.elapsed();
     handle.cancel();
     let _ = handle.join();
@@ -251,7 +319,11 @@ fn throughput(
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
-        Command::State { keys, shards } => state(keys, shards),
+        Command::State {
+            keys,
+            shards,
+            changed_percent,
+        } => state(keys, shards, changed_percent),
         Command::Throughput {
             events,
             keys,
