@@ -161,6 +161,62 @@ fn a_regular_join_over_its_budget_matches_unlimited_memory() {
     }
 }
 
+/// A regular join of `keys` keys per side (one row per key and side, keys in a scattered
+/// order): how many rows it emits, an order-independent digest of them (a sum of row hashes)
+/// and how many state entries were evicted.
+fn large_join(keys: i64, options: RunOptions) -> (usize, u64, u64) {
+    let left: Vec<(i64, i64)> = (0..keys).map(|i| ((i * 7_919) % keys, i)).collect();
+    let right: Vec<(i64, i64)> = (0..keys).map(|i| ((i * 104_729) % keys, -i)).collect();
+    let pipeline = Pipeline::new("budget-join-large");
+    let left = pipeline.source(source("", &left)).key_by(["k"]);
+    let right = pipeline.source(source("r", &right)).key_by(["rk"]);
+    let sink = CollectSink::new();
+    let result = (left.join(&right).regular())
+        .sink(sink.clone())
+        .run(options)
+        .expect("job runs");
+    let (mut rows, mut digest) = (0, 0u64);
+    for batch in sink.batches() {
+        let column = |name: &str| {
+            let column = batch.column_by_name(name).expect("join column");
+            column
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("BIGINT")
+                .clone()
+        };
+        let columns = ["k", "v", "rk", "rv"].map(column);
+        for i in 0..batch.num_rows() {
+            let mut hash = 0xcbf2_9ce4_8422_2325u64;
+            for column in &columns {
+                hash = (hash ^ column.value(i) as u64).wrapping_mul(0x100_0000_01b3);
+            }
+            digest = digest.wrapping_add(hash);
+        }
+        rows += batch.num_rows();
+    }
+    (
+        rows,
+        digest,
+        result.metrics.total(names::STATE_ENTRIES_EVICTED),
+    )
+}
+
+/// The issue's size: 2M keys per side at a 64 MiB budget (4M entries, several times the
+/// budget; more entries are evicted than there are keys) give the rows unlimited memory gives.
+#[test]
+fn a_regular_join_of_2m_keys_per_side_at_64_mib_matches_unlimited_memory() {
+    const KEYS: i64 = 2_000_000;
+    let (rows, digest, _) = large_join(KEYS, RunOptions::default().shards(2));
+    assert_eq!(rows, KEYS as usize, "one pair per key");
+    let budget = RunOptions::default()
+        .shards(2)
+        .state_memory_budget(64 << 20);
+    let (got_rows, got_digest, evicted) = large_join(KEYS, budget);
+    assert!(evicted > KEYS as u64, "{evicted} evictions");
+    assert_eq!((got_rows, got_digest), (rows, digest), "the pairs differ");
+}
+
 /// Every window result of a tumbling, hopping or session window over `KEYS` keys (rows `k, v, ts`,
 /// 10 per ms, up to 300 ms out of order), sorted, and how many state entries were evicted.
 fn windows(window: Window, options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {
