@@ -217,6 +217,98 @@ fn a_regular_join_of_2m_keys_per_side_at_64_mib_matches_unlimited_memory() {
     assert_eq!((got_rows, got_digest), (rows, digest), "the pairs differ");
 }
 
+/// A memory source of `rows` `(k, v, ts ms)` as columns `{prefix}k`, `{prefix}v`,
+/// `{prefix}ts`, 1000 rows per batch, with `ts` as its event time (300 ms of disorder).
+fn timed_source(pipeline: &Pipeline, prefix: &str, rows: &[(i64, i64, i64)]) -> Stream {
+    use arrow::array::TimestampMillisecondArray;
+    use arrow::datatypes::TimeUnit;
+    let time = format!("{prefix}ts");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(format!("{prefix}k"), DataType::Int64, false),
+        Field::new(format!("{prefix}v"), DataType::Int64, false),
+        Field::new(
+            &time,
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]));
+    let batches = rows
+        .chunks(1_000)
+        .map(|chunk| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.0))),
+                    Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.1))),
+                    Arc::new(TimestampMillisecondArray::from_iter_values(
+                        chunk.iter().map(|r| r.2),
+                    )),
+                ],
+            )
+            .unwrap()
+        })
+        .collect();
+    pipeline
+        .source(MemorySource::new(schema, vec![batches]).unwrap())
+        .watermark(time, std::time::Duration::from_millis(300))
+}
+
+/// The rows of a full outer interval join (`right.ts` within 2 s of `left.ts`) of two left
+/// rows and one right row per key over `KEYS` keys, 10 and 5 rows per ms, up to 300 ms out of
+/// order, sorted; and how many state entries were evicted.
+fn interval_join(options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {
+    let left: Vec<(i64, i64, i64)> = (0..2 * KEYS)
+        .map(|i| ((i * 7_919) % KEYS, i, i / 10 - (i * 31) % 300))
+        .collect();
+    let right: Vec<(i64, i64, i64)> = (0..KEYS)
+        .map(|i| ((i * 104_729) % KEYS, -i, i / 5 - (i * 17) % 300))
+        .collect();
+    let pipeline = Pipeline::new("budget-interval-join");
+    let left = timed_source(&pipeline, "", &left).key_by(["k"]);
+    let right = timed_source(&pipeline, "r", &right).key_by(["rk"]);
+    let sink = CollectSink::new();
+    let result = (left.join(&right).kind(JoinType::Full))
+        .between(-2_000, 2_000)
+        .sink(sink.clone())
+        .run(options)
+        .expect("job runs");
+    let mut rows = common::apply_changelog(&sink.batches(), &["k", "v", "rk", "rv"]);
+    rows.sort();
+    (rows, result.metrics.total(names::STATE_ENTRIES_EVICTED))
+}
+
+#[test]
+fn an_interval_join_over_its_budget_matches_unlimited_memory() {
+    let (expected, _) = interval_join(RunOptions::default().shards(2));
+    let padded = expected.iter().filter(|r| r.contains(&None)).count();
+    assert!(
+        padded > 0 && padded < expected.len() / 2,
+        "{padded} of {} rows padded",
+        expected.len()
+    );
+    let dir = std::env::temp_dir().join(format!("weir-budget-interval-{}", std::process::id()));
+    for shards in [1, 2, 4] {
+        for checkpoints in [false, true] {
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut options = RunOptions::default()
+                .shards(shards)
+                .state_memory_budget(1 << 20);
+            if checkpoints {
+                let config =
+                    CheckpointConfig::new(&dir).interval(std::time::Duration::from_millis(5));
+                options = options.checkpoint(config);
+            }
+            let (got, evicted) = interval_join(options);
+            assert!(evicted > 0, "{shards} shards: {evicted} evictions");
+            assert!(
+                got == expected,
+                "{shards} shards, checkpoints {checkpoints}: results differ"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Every window result of a tumbling, hopping or session window over `KEYS` keys (rows `k, v, ts`,
 /// 10 per ms, up to 300 ms out of order), sorted, and how many state entries were evicted.
 fn windows(window: Window, options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {

@@ -24,7 +24,6 @@ pub mod project;
 pub mod rank;
 pub mod retract;
 pub mod row_accumulators;
-pub mod row_buffer;
 pub mod row_format;
 pub mod state_codec;
 pub mod text;

@@ -23,7 +23,7 @@
 //! written, as Flink's `OnCreateAndWrite`, `NeverReturnExpired`) is never returned; it is
 //! removed when met or by [`StateTable::expire`].
 
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,6 +168,9 @@ pub struct TableSpec {
     pub ttl: Option<Duration>,
 }
 
+/// What [`StateTable::visit_stored`] calls with each entry: its key group, key and value.
+pub type ValueVisitor<'v, V> = dyn FnMut(KeyGroup, &[u8], V) -> Result<(), StateError> + 'v;
+
 /// A slot with its map key, to write back.
 type SlotRef<'t, V> = (&'t [u8], &'t mut Slot<V>);
 
@@ -259,6 +262,15 @@ impl<C: StateCodec> StateTable<C> {
     /// Number of hot entries.
     pub fn hot_len(&self) -> usize {
         self.hot.len()
+    }
+
+    /// The time entries are written at (ms since the epoch): the clock is read only with a
+    /// TTL, the one thing write times are for.
+    fn now(&self) -> i64 {
+        match self.ttl_ms {
+            Some(_) => crate::time::now_ms(),
+            None => 0,
+        }
     }
 
     fn expired(&self, written_ms: i64, now: i64) -> bool {
@@ -399,7 +411,7 @@ impl<C: StateCodec> StateTable<C> {
         slot.extend_from_slice(&group.0.to_be_bytes());
         slot.extend_from_slice(key);
         self.clock += 1;
-        let found = self.load(state, &slot, crate::time::now_ms())?;
+        let found = self.load(state, &slot, self.now())?;
         let clock = self.clock;
         let entry = self.hot.get_mut(slot.as_slice()).filter(|_| found);
         self.scratch = slot;
@@ -434,7 +446,7 @@ impl<C: StateCodec> StateTable<C> {
         init: impl FnOnce() -> C::Value,
         change: impl FnOnce(&mut C::Value) -> (R, bool),
     ) -> Result<R, StateError> {
-        let now = crate::time::now_ms();
+        let now = self.now();
         self.clock += 1;
         // A hot entry: one lookup, no allocation.
         self.scratch.clear();
@@ -506,7 +518,7 @@ impl<C: StateCodec> StateTable<C> {
         let slot = slot_key(group, key);
         // Removed before and not flushed yet: the backend still holds the old value.
         let stored = self.removed.remove(&slot);
-        self.insert_hot(state, slot, value, crate::time::now_ms(), true, stored)
+        self.insert_hot(state, slot, value, self.now(), true, stored)
     }
 
     /// Removes the entry of `key` in `group` and returns its value, if it had one (and it
@@ -518,7 +530,7 @@ impl<C: StateCodec> StateTable<C> {
         key: &[u8],
     ) -> Result<Option<C::Value>, StateError> {
         let slot = slot_key(group, key);
-        if !self.load(state, &slot, crate::time::now_ms())? {
+        if !self.load(state, &slot, self.now())? {
             return Ok(None);
         }
         let Some(entry) = self.hot.remove(&slot) else {
@@ -671,6 +683,24 @@ impl<C: StateCodec> StateTable<C> {
             state.delete(self.spec.name, group, key)?;
         }
         Ok(removed)
+    }
+
+    /// Calls `visit` with every entry of the table in the backend in this subtask's key
+    /// groups, decoded, and not expired: how a restore rebuilds an operator's in-memory index
+    /// of its entries. Hot entries are not visited: call it before the table is used.
+    pub fn visit_stored(
+        &self,
+        state: &OperatorState<'_>,
+        visit: &mut ValueVisitor<'_, C::Value>,
+    ) -> Result<(), StateError> {
+        let now = crate::time::now_ms();
+        state.visit_owned(self.spec.name, &mut |group, key, bytes| {
+            let (written_ms, value) = self.decode(group, bytes)?;
+            match self.expired(written_ms, now) {
+                true => Ok(()),
+                false => visit(group, key, value),
+            }
+        })
     }
 
     /// The write time and value of stored bytes.

@@ -12,13 +12,14 @@
 //! so that the padded rows, which are that much older than the watermark that releases them,
 //! are not late for a window downstream (Flink's `KeyedCoProcessOperatorWithWatermarkDelay`).
 //!
-//! State: each side's kept rows per key group, with their matched flag, as Arrow IPC.
+//! State: each side's kept rows in a state table by join key ([`super::store`]), with their
+//! matched flags; the watermark per key group.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, UInt32Array};
+use arrow::array::UInt32Array;
 use arrow::compute::take_record_batch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use weir_engine::changelog::ChangelogMode;
 use weir_engine::message::EventTimeMs;
@@ -29,14 +30,13 @@ use weir_engine::state::OperatorState;
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
-use super::store::{NewRow, SideStore};
+use super::store::{slices, NewRow, SideStore};
 use super::{
     append_only, key_is_null, plan_timed, side_hashers, JoinKeys, JoinPlan, JoinSpec, Side,
     JOIN_INPUTS,
 };
 use crate::error::{OperatorError, Result};
-use crate::row_buffer::RowRef;
-use crate::state_codec::{read_table, write_table};
+use crate::state_codec::{refuse_format_0, restore_watermark, snapshot_watermark};
 
 /// Describes an interval join: the equi-join, each side's time column, and the bounds (ms,
 /// inclusive) of `left.time - right.time`.
@@ -121,18 +121,12 @@ impl OperatorFactory for IntervalJoinFactory {
 
     fn create(&self, context: &SubtaskContext) -> std::result::Result<Box<dyn Operator>, BoxError> {
         let (plan, time_columns) = self.plan(&context.input_schemas)?;
-        let state_schema = |side: Side| {
-            let mut fields: Vec<_> = plan.schema(side).fields().iter().cloned().collect();
-            fields.push(Arc::new(Field::new(MATCHED, DataType::Boolean, false)));
-            Arc::new(Schema::new(fields))
-        };
         Ok(Box::new(IntervalJoin {
             hashers: side_hashers(&self.spec, &plan, context.max_key_groups)?,
             stores: [
-                SideStore::new(Arc::clone(&plan.left)),
-                SideStore::new(Arc::clone(&plan.right)),
+                SideStore::new(rows_table(Side::Left), Arc::clone(&plan.left), context)?,
+                SideStore::new(rows_table(Side::Right), Arc::clone(&plan.right), context)?,
             ],
-            state_schemas: [state_schema(Side::Left), state_schema(Side::Right)],
             keeps_unmatched: [
                 self.spec.join_type.keeps_unmatched(Side::Left),
                 self.spec.join_type.keeps_unmatched(Side::Right),
@@ -150,8 +144,17 @@ impl OperatorFactory for IntervalJoinFactory {
     }
 }
 
-/// Name of the matched flag in snapshots.
-const MATCHED: &str = "$matched";
+/// The state table of a side's kept rows (the snapshots before state tables used the side's
+/// name).
+fn rows_table(side: Side) -> &'static str {
+    match side {
+        Side::Left => "interval-left",
+        Side::Right => "interval-right",
+    }
+}
+
+/// The kept rows' format (see [`super::store`]).
+const KEPT_FORMAT: u16 = 1;
 
 /// One subtask of an interval join.
 pub struct IntervalJoin {
@@ -162,7 +165,6 @@ pub struct IntervalJoin {
     delay: i64,
     hashers: [KeyHasher; 2],
     stores: [SideStore; 2],
-    state_schemas: [SchemaRef; 2],
     keeps_unmatched: [bool; 2],
     watermark: Option<EventTimeMs>,
     late_rows: Counter,
@@ -203,42 +205,54 @@ impl IntervalJoin {
         let times = event_times_ms(&batch, self.time_columns[side as usize])?;
         let keys = self.keys(side, &batch)?;
         let own_keys = &self.plan.keys[side as usize];
-        // Candidate pairs: (row of the batch, index of the kept row under its key, kept row).
+        let (own, other) = (side as usize, side.other() as usize);
+        let state = ctx.state_or_err()?;
+        // Candidate pairs: the row of the batch, the position of the kept row under its key
+        // and whether it had matched; the kept rows' bytes one after another.
         let mut own_rows: Vec<u32> = Vec::new();
-        let mut positions: Vec<usize> = Vec::new();
-        let mut other_rows: Vec<RowRef> = Vec::new();
-        let other = &self.stores[side.other() as usize];
+        let mut positions: Vec<(usize, bool)> = Vec::new();
+        let mut kept_bytes: Vec<u8> = Vec::new();
+        let mut kept_ends: Vec<usize> = Vec::new();
         for i in 0..batch.num_rows() {
-            let key = keys.get(i);
             if key_is_null(&batch, own_keys, i) {
                 continue;
             }
+            let key = keys.get(i);
+            let group = self.hashers[other].key_group_of(key);
             let (low, high) = self.bounds(side, times[i]);
-            for (position, entry) in other.get(key).iter().enumerate() {
+            let Some(kept) = self.stores[other].get(state, group, key)? else {
+                continue;
+            };
+            for (position, (row, entry)) in kept.rows().enumerate() {
                 if entry.time >= low && entry.time <= high {
                     own_rows.push(i as u32);
-                    positions.push(position);
-                    other_rows.push(entry.row);
+                    positions.push((position, entry.matched));
+                    kept_bytes.extend_from_slice(row);
+                    kept_ends.push(kept_bytes.len());
                 }
             }
         }
         let mut matched = vec![false; batch.num_rows()];
+        let mut joined = None;
         if !own_rows.is_empty() {
-            let own = take_record_batch(&batch, &UInt32Array::from(own_rows.clone()))?;
-            let kept = other.gather(&other_rows)?;
-            let (joined, mask) = match side {
-                Side::Left => self.plan.pairs(&own, &kept)?,
-                Side::Right => self.plan.pairs(&kept, &own)?,
+            let own_batch = take_record_batch(&batch, &UInt32Array::from(own_rows.clone()))?;
+            let kept = self.stores[other].decode(slices(&kept_bytes, &kept_ends))?;
+            let (pairs, mask) = match side {
+                Side::Left => self.plan.pairs(&own_batch, &kept)?,
+                Side::Right => self.plan.pairs(&kept, &own_batch)?,
             };
-            let other = &mut self.stores[side.other() as usize];
             for pair in (0..mask.len()).filter(|&p| mask.value(p)) {
                 let row = own_rows[pair] as usize;
                 matched[row] = true;
-                if let Some(entries) = other.get_mut(keys.get(row)) {
-                    entries[positions[pair]].matched = true;
+                let (position, was_matched) = positions[pair];
+                // Only a side an outer join pads needs its matches remembered.
+                if self.keeps_unmatched[other] && !was_matched {
+                    let key = keys.get(row);
+                    let group = self.hashers[other].key_group_of(key);
+                    self.stores[other].mark_matched(state, group, key, position)?;
                 }
             }
-            ctx.emit(self.plan.matched(&joined, &mask)?);
+            joined = Some(self.plan.matched(&pairs, &mask)?);
         }
         let watermark = self.watermark;
         let mut keep = Vec::new();
@@ -246,49 +260,50 @@ impl IntervalJoin {
         for i in 0..batch.num_rows() {
             let expires = self.expiry(side, times[i]);
             if watermark.is_none_or(|w| expires > w) {
+                let key = keys.get(i);
                 keep.push(NewRow {
                     row: i as u32,
-                    key: keys.get(i),
+                    key,
+                    group: self.hashers[own].key_group_of(key),
                     time: times[i],
                     expires,
                     matched: matched[i],
                 });
             } else {
                 self.late_rows.add(1);
-                if self.keeps_unmatched[side as usize] && !matched[i] {
+                if self.keeps_unmatched[own] && !matched[i] {
                     padded.push(i as u32);
                 }
             }
+        }
+        self.stores[own].insert(state, &batch, keep)?;
+        if let Some(joined) = joined {
+            ctx.emit(joined);
         }
         if !padded.is_empty() {
             let rows = take_record_batch(&batch, &UInt32Array::from(padded))?;
             ctx.emit(self.plan.padded(side, &rows)?);
         }
-        self.stores[side as usize].insert(batch, keep);
         Ok(())
     }
 
     /// Frees the rows the watermark expired, emitting an outer join's unmatched ones padded.
     fn expire(&mut self, watermark: EventTimeMs, ctx: &mut Context<'_>) -> Result<()> {
         for side in [Side::Left, Side::Right] {
-            let store = &mut self.stores[side as usize];
-            let expired = store.expire(watermark);
-            if expired.is_empty() {
-                continue;
-            }
-            if self.keeps_unmatched[side as usize] {
-                let unmatched: Vec<RowRef> = expired
-                    .iter()
-                    .filter(|e| !e.matched)
-                    .map(|e| e.row)
-                    .collect();
-                if !unmatched.is_empty() {
-                    let rows = store.gather(&unmatched)?;
-                    ctx.emit(self.plan.padded(side, &rows)?);
+            // An outer side's unmatched rows, their bytes one after another.
+            let pads = self.keeps_unmatched[side as usize];
+            let (mut bytes, mut ends) = (Vec::new(), Vec::new());
+            let state = ctx.state_or_err()?;
+            self.stores[side as usize].expire(state, watermark, &mut |row, kept| {
+                if pads && !kept.matched {
+                    bytes.extend_from_slice(row);
+                    ends.push(bytes.len());
                 }
+            })?;
+            if !ends.is_empty() {
+                let rows = self.stores[side as usize].decode(slices(&bytes, &ends))?;
+                ctx.emit(self.plan.padded(side, &rows)?);
             }
-            let refs: Vec<RowRef> = expired.iter().map(|e| e.row).collect();
-            self.stores[side as usize].release(&refs);
         }
         Ok(())
     }
@@ -323,55 +338,21 @@ impl Operator for IntervalJoin {
         &mut self,
         state: &mut OperatorState<'_>,
     ) -> std::result::Result<(), BoxError> {
-        let watermark = self.watermark.unwrap_or(EventTimeMs::MIN);
-        for side in [Side::Left, Side::Right] {
-            let store = &self.stores[side as usize];
-            let entries: Vec<_> = store.entries().copied().collect();
-            let refs: Vec<RowRef> = entries.iter().map(|e| e.row).collect();
-            let mut columns = store.gather(&refs)?.columns().to_vec();
-            let matched: BooleanArray = entries.iter().map(|e| Some(e.matched)).collect();
-            columns.push(Arc::new(matched));
-            let rows =
-                RecordBatch::try_new(Arc::clone(&self.state_schemas[side as usize]), columns)?;
-            write_table(
-                state,
-                side.name(),
-                &self.hashers[side as usize],
-                &rows,
-                watermark,
-            )?;
+        for store in &mut self.stores {
+            store.flush(state)?;
         }
+        snapshot_watermark(state, self.watermark)?;
         Ok(())
     }
 
+    /// The rows stay in the state backend, read when their keys come; the expiry index is
+    /// rebuilt. A snapshot of the format before state tables (format 0) is refused.
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
         for side in [Side::Left, Side::Right] {
-            for (watermark, batch) in
-                read_table(state, side.name(), &self.state_schemas[side as usize])?
-            {
-                if watermark > EventTimeMs::MIN {
-                    self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
-                }
-                let last = batch.num_columns() - 1;
-                let matched = batch.column(last).as_boolean().clone();
-                let rows = RecordBatch::try_new(
-                    Arc::clone(self.plan.schema(side)),
-                    batch.columns()[..last].to_vec(),
-                )?;
-                let times = event_times_ms(&rows, self.time_columns[side as usize])?;
-                let keys = self.keys(side, &rows)?;
-                let keep = (0..rows.num_rows())
-                    .map(|i| NewRow {
-                        row: i as u32,
-                        key: keys.get(i),
-                        time: times[i],
-                        expires: self.expiry(side, times[i]),
-                        matched: matched.is_valid(i) && matched.value(i),
-                    })
-                    .collect();
-                self.stores[side as usize].insert(rows, keep);
-            }
+            refuse_format_0(state, side.name(), rows_table(side), KEPT_FORMAT)?;
+            self.stores[side as usize].restore(state)?;
         }
+        self.watermark = restore_watermark(state)?;
         Ok(())
     }
 }
@@ -379,11 +360,12 @@ impl Operator for IntervalJoin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, TimestampMillisecondArray};
-    use arrow::datatypes::TimeUnit;
+    use arrow::array::{Array, AsArray, Int64Array, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use weir_engine::metrics::Metrics;
     use weir_engine::operator::Timers;
     use weir_engine::partition::KeyGroupRange;
+    use weir_engine::state::InMemoryStateBackend;
 
     fn schema(prefix: &str) -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -418,6 +400,7 @@ mod tests {
         timers: Timers,
         watermark: Option<i64>,
         metrics: Metrics,
+        backend: InMemoryStateBackend,
     }
 
     impl Driver {
@@ -441,6 +424,7 @@ mod tests {
                 timers: Timers::default(),
                 watermark: None,
                 metrics,
+                backend: InMemoryStateBackend::new(),
             }
         }
 
@@ -453,12 +437,14 @@ mod tests {
             if let Some(w) = watermark {
                 self.watermark = Some(w);
             }
+            let all = KeyGroupRange::all(128);
             let mut ctx = Context::new(
                 input.as_ref().map_or(0, |i| i.0),
                 self.watermark,
-                KeyGroupRange::all(128),
+                all,
                 &mut self.timers,
-            );
+            )
+            .with_state(OperatorState::new(&mut self.backend, "join", all));
             match (input, watermark) {
                 (Some((_, batch)), _) => self.join.process_batch(batch, &mut ctx).unwrap(),
                 (None, Some(w)) => self.join.on_watermark(w, &mut ctx).unwrap(),
@@ -516,18 +502,24 @@ mod tests {
     fn state_is_freed_by_the_watermark_and_survives_a_snapshot() {
         let mut join = Driver::new(super::super::JoinType::Inner, 0, 0);
         join.call(Some((0, rows("", &[(1, 10), (2, 20)]))), None);
-        let mut backend = weir_engine::state::InMemoryStateBackend::new();
-        let mut state = OperatorState::new(&mut backend, "join", KeyGroupRange::all(128));
+        let all = KeyGroupRange::all(128);
+        let mut state = OperatorState::new(&mut join.backend, "join", all);
         join.join.snapshot_state(&mut state).unwrap();
         let mut restored = Driver::new(super::super::JoinType::Inner, 0, 0);
-        let state = OperatorState::new(&mut backend, "join", KeyGroupRange::all(128));
+        restored.backend = std::mem::take(&mut join.backend);
+        let state = OperatorState::new(&mut restored.backend, "join", all);
         restored.join.restore_state(&state).unwrap();
         let (out, _) = restored.call(Some((1, rows("r", &[(2, 20), (1, 11)]))), None);
         assert_eq!(out, vec![(Some(20), Some(20))]);
         restored.call(None, Some(30));
-        let mut backend = weir_engine::state::InMemoryStateBackend::new();
-        let mut state = OperatorState::new(&mut backend, "join", KeyGroupRange::all(128));
+        let mut state = OperatorState::new(&mut restored.backend, "join", all);
         restored.join.snapshot_state(&mut state).unwrap();
-        assert!(backend.is_empty(), "expired rows are not in the snapshot");
+        let state = OperatorState::new(&mut restored.backend, "join", all);
+        for table in ["interval-left", "interval-right"] {
+            assert!(
+                !state.has_entries(table).unwrap(),
+                "expired rows are not in the snapshot ({table})"
+            );
+        }
     }
 }

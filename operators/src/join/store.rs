@@ -1,21 +1,34 @@
-//! The rows one side of a join keeps: by encoded join key, each with its event time, the time
-//! it expires (a watermark at or past it frees it) and whether it has matched yet (an outer
-//! join pads the unmatched ones when they expire). Rows stay in their input batches
-//! ([`RowBuffer`]); a batch is freed when its last kept row is.
+//! The rows one side of a time-bounded join keeps until the watermark frees them (an interval
+//! join's two sides, a temporal join's waiting left rows), in a state table
+//! ([`weir_engine::state::table`]) by encoded join key: each row in Arrow's row format with
+//! its event time, the watermark at or past which it expires and whether it has matched (an
+//! outer join pads the unmatched ones when they expire). Keys beyond the memory budget live
+//! in RocksDB; checkpoints write the keys changed since the last one.
+//!
+//! Each key's earliest expiry is indexed in memory (counted against the budget), so a
+//! watermark finds the expired rows without a scan; a restore rebuilds the index from the
+//! table.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use hashbrown::HashMap;
+use arrow::row::{RowConverter, SortField};
+use weir_engine::operator::SubtaskContext;
+use weir_engine::partition::KeyGroup;
+use weir_engine::state::table::{BudgetCharge, StateCodec, StateTable, TableSpec};
+use weir_engine::state::{OperatorState, StateError};
 
-use crate::row_buffer::{RowBuffer, RowRef};
+use crate::error::Result;
+use crate::row_format::decode_rows;
+use crate::state_codec::{put_bytes, Parts};
 
-/// One kept row.
+/// A kept row's time, expiry and matched flag; its bytes are in its key's [`KeyKept`].
 #[derive(Debug, Clone, Copy)]
-pub struct Entry {
-    pub row: RowRef,
+pub struct Kept {
+    /// Where the row's bytes end in [`KeyKept::data`].
+    end: u32,
     /// Event time (ms).
     pub time: i64,
     /// The watermark at or past which the row can match nothing more.
@@ -23,124 +36,299 @@ pub struct Entry {
     pub matched: bool,
 }
 
-/// A row to keep: its index in the batch being added, encoded key, time, expiry, matched.
+/// A row to keep: its index in the batch being added, encoded key and its key group, time,
+/// expiry, matched.
 #[derive(Debug, Clone)]
 pub struct NewRow<'a> {
     pub row: u32,
     pub key: &'a [u8],
+    pub group: KeyGroup,
     pub time: i64,
     pub expires: i64,
     pub matched: bool,
 }
 
+/// Bytes an index entry costs in memory besides its key (the B-tree's share included).
+const INDEX_OVERHEAD: usize = 56;
+
+/// The rows under one key: their bytes (Arrow's row format, the side's columns) one after
+/// another, and per row its time, expiry and matched flag (one allocation each, not one per
+/// row).
+#[derive(Debug, Default)]
+pub struct KeyKept {
+    data: Vec<u8>,
+    rows: Vec<Kept>,
+}
+
+impl KeyKept {
+    fn push(&mut self, row: &[u8], time: i64, expires: i64, matched: bool) {
+        self.data.extend_from_slice(row);
+        self.rows.push(Kept {
+            end: self.data.len() as u32,
+            time,
+            expires,
+            matched,
+        });
+    }
+
+    /// The rows with their bytes, in the order they were kept.
+    pub fn rows(&self) -> impl Iterator<Item = (&[u8], &Kept)> {
+        let starts = std::iter::once(0).chain(self.rows.iter().map(|k| k.end as usize));
+        starts
+            .zip(&self.rows)
+            .map(|(start, kept)| (&self.data[start..kept.end as usize], kept))
+    }
+
+    fn earliest(&self) -> Option<i64> {
+        self.rows.iter().map(|k| k.expires).min()
+    }
+
+    /// Removes the rows expiring at or before `watermark`, handing each to `expired`;
+    /// returns whether any was.
+    fn remove_expired(&mut self, watermark: i64, expired: &mut dyn FnMut(&[u8], &Kept)) -> bool {
+        if self.rows.iter().all(|k| k.expires > watermark) {
+            return false;
+        }
+        let mut kept = KeyKept::default();
+        for (row, k) in self.rows() {
+            match k.expires <= watermark {
+                true => expired(row, k),
+                false => kept.push(row, k.time, k.expires, k.matched),
+            }
+        }
+        *self = kept;
+        true
+    }
+}
+
+/// Stores a key's rows: a count (u32, big endian), then per row its bytes (length first),
+/// time and expiry (i64) and matched flag (one byte).
+struct KeptCodec;
+
+impl StateCodec for KeptCodec {
+    type Value = KeyKept;
+
+    fn encode(&self, keys: &mut [&mut KeyKept]) -> std::result::Result<Vec<Vec<u8>>, StateError> {
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let mut out = Vec::with_capacity(key.data.len() + 21 * key.rows.len() + 4);
+                out.extend_from_slice(&(key.rows.len() as u32).to_be_bytes());
+                for (row, kept) in key.rows() {
+                    put_bytes(&mut out, row);
+                    out.extend_from_slice(&kept.time.to_be_bytes());
+                    out.extend_from_slice(&kept.expires.to_be_bytes());
+                    out.push(u8::from(kept.matched));
+                }
+                out
+            })
+            .collect())
+    }
+
+    fn decode(&self, bytes: &[u8], _version: u16) -> std::result::Result<KeyKept, StateError> {
+        let mut parts = Parts::new(bytes, "a join key's kept rows");
+        let count = parts.u32()? as usize;
+        let mut key = KeyKept {
+            data: Vec::with_capacity(bytes.len()),
+            rows: Vec::with_capacity(count.min(1 << 16)),
+        };
+        for _ in 0..count {
+            let row = parts.bytes()?;
+            let time = parts.i64()?;
+            let expires = parts.i64()?;
+            let [matched] = parts.array::<1>()?;
+            key.push(row, time, expires, matched != 0);
+        }
+        Ok(key)
+    }
+
+    fn memory_bytes(&self, key: &KeyKept) -> usize {
+        key.data.capacity()
+            + key.rows.capacity() * std::mem::size_of::<Kept>()
+            + std::mem::size_of::<KeyKept>()
+    }
+}
+
+/// The format version of the kept rows' tables.
+const KEPT_FORMAT: u16 = 1;
+
 /// The kept rows of one side.
-#[derive(Debug)]
 pub struct SideStore {
-    rows: RowBuffer,
-    by_key: HashMap<Vec<u8>, Vec<Entry>>,
-    /// Expiry time -> keys with a row expiring then (a key once per row).
-    expiry: BTreeMap<i64, Vec<Box<[u8]>>>,
-    len: usize,
+    table: StateTable<KeptCodec>,
+    rows: RowConverter,
+    schema: SchemaRef,
+    /// (earliest expiry, key group, key) of every key with kept rows.
+    expiry: BTreeSet<(i64, KeyGroup, Box<[u8]>)>,
+    /// The index's memory, against the budget.
+    charge: BudgetCharge,
+    index_bytes: usize,
 }
 
 impl SideStore {
-    pub fn new(schema: SchemaRef) -> Self {
-        SideStore {
-            rows: RowBuffer::new(schema),
-            by_key: HashMap::new(),
-            expiry: BTreeMap::new(),
-            len: 0,
-        }
+    /// An empty store of rows of `schema` in state table `table`.
+    pub fn new(table: &'static str, schema: SchemaRef, context: &SubtaskContext) -> Result<Self> {
+        let fields = schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        let spec = TableSpec {
+            name: table,
+            version: KEPT_FORMAT,
+            ttl: None,
+        };
+        Ok(SideStore {
+            table: context.state_table(spec, KeptCodec),
+            rows: RowConverter::new(fields)?,
+            schema,
+            expiry: BTreeSet::new(),
+            charge: context.state_budget.charge(),
+            index_bytes: 0,
+        })
     }
 
-    /// Number of rows kept.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Keeps `rows` of `batch`.
-    pub fn insert(&mut self, batch: RecordBatch, rows: Vec<NewRow<'_>>) {
-        if rows.is_empty() {
-            return;
-        }
-        let id = self.rows.add(batch, rows.len());
-        self.len += rows.len();
-        for new in rows {
-            self.expiry
-                .entry(new.expires)
-                .or_default()
-                .push(Box::from(new.key));
-            self.by_key.entry_ref(new.key).or_default().push(Entry {
-                row: RowRef {
-                    batch: id,
-                    row: new.row,
-                },
-                time: new.time,
-                expires: new.expires,
-                matched: new.matched,
-            });
-        }
+    /// Number of keys with kept rows.
+    pub fn keys(&self) -> usize {
+        self.expiry.len()
     }
 
     /// The rows kept under `key`.
-    pub fn get(&self, key: &[u8]) -> &[Entry] {
-        self.by_key.get(key).map_or(&[], Vec::as_slice)
+    pub fn get(
+        &mut self,
+        state: &mut OperatorState<'_>,
+        group: KeyGroup,
+        key: &[u8],
+    ) -> Result<Option<&KeyKept>> {
+        Ok(self.table.get(state, group, key)?)
     }
 
-    /// The rows kept under `key`, to mark matches.
-    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Vec<Entry>> {
-        self.by_key.get_mut(key)
-    }
-
-    /// Removes and returns every row that expires at or before `watermark`, in expiry order.
-    /// Their batches stay buffered until [`SideStore::release`].
-    pub fn expire(&mut self, watermark: i64) -> Vec<Entry> {
-        let mut removed = Vec::new();
-        while let Some(entry) = self.expiry.first_entry() {
-            if *entry.key() > watermark {
-                break;
-            }
-            for key in entry.remove() {
-                let Some(entries) = self.by_key.get_mut(&*key) else {
-                    continue;
-                };
-                entries.retain(|e| {
-                    let expired = e.expires <= watermark;
-                    if expired {
-                        removed.push(*e);
+    /// Marks the row at `position` under `key` matched.
+    pub fn mark_matched(
+        &mut self,
+        state: &mut OperatorState<'_>,
+        group: KeyGroup,
+        key: &[u8],
+        position: usize,
+    ) -> Result<()> {
+        self.table
+            .update_with(state, group, key, KeyKept::default, |kept| {
+                match kept.rows.get_mut(position) {
+                    Some(row) if !row.matched => {
+                        row.matched = true;
+                        ((), true)
                     }
-                    !expired
-                });
-                if entries.is_empty() {
-                    self.by_key.remove(&*key);
+                    _ => ((), false),
                 }
+            })?;
+        Ok(())
+    }
+
+    /// Keeps `rows` of `batch` (of the store's schema).
+    pub fn insert(
+        &mut self,
+        state: &mut OperatorState<'_>,
+        batch: &RecordBatch,
+        rows: Vec<NewRow<'_>>,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let converted = self.rows.convert_columns(batch.columns())?;
+        for new in rows {
+            let row = converted.row(new.row as usize);
+            let earliest =
+                self.table
+                    .update(state, new.group, new.key, KeyKept::default, |key| {
+                        let before = key.earliest();
+                        key.push(row.as_ref(), new.time, new.expires, new.matched);
+                        before
+                    })?;
+            match earliest {
+                Some(before) if before <= new.expires => {}
+                Some(before) => {
+                    self.unindex(before, new.group, new.key);
+                    self.index(new.expires, new.group, new.key);
+                }
+                None => self.index(new.expires, new.group, new.key),
             }
         }
-        self.len -= removed.len();
-        removed
+        self.charge.set(self.index_bytes);
+        Ok(())
     }
 
-    /// The referenced rows as one batch.
-    pub fn gather(&self, rows: &[RowRef]) -> Result<RecordBatch, ArrowError> {
-        self.rows.gather(rows)
+    fn index(&mut self, expires: i64, group: KeyGroup, key: &[u8]) {
+        if self.expiry.insert((expires, group, Box::from(key))) {
+            self.index_bytes += key.len() + INDEX_OVERHEAD;
+        }
     }
 
-    /// Frees the buffered rows of expired entries.
-    pub fn release(&mut self, rows: &[RowRef]) {
-        self.rows.release(rows);
+    fn unindex(&mut self, expires: i64, group: KeyGroup, key: &[u8]) {
+        if self.expiry.remove(&(expires, group, Box::from(key))) {
+            self.index_bytes -= key.len() + INDEX_OVERHEAD;
+        }
     }
 
-    /// Every kept row (for snapshots), grouped by key.
-    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.by_key.values().flatten()
+    /// Removes every row that expires at or before `watermark`, handing each (its bytes and
+    /// flags) to `expired`.
+    pub fn expire(
+        &mut self,
+        state: &mut OperatorState<'_>,
+        watermark: i64,
+        expired: &mut dyn FnMut(&[u8], &Kept),
+    ) -> Result<()> {
+        while let Some(first) = self.expiry.first() {
+            if first.0 > watermark {
+                break;
+            }
+            let Some((_, group, key)) = self.expiry.pop_first() else {
+                break;
+            };
+            self.index_bytes -= key.len() + INDEX_OVERHEAD;
+            let next = self
+                .table
+                .update_with(state, group, &key, KeyKept::default, |kept| {
+                    let changed = kept.remove_expired(watermark, expired);
+                    (kept.earliest(), changed)
+                })?;
+            match next {
+                Some(expires) => self.index(expires, group, &key),
+                None => self.table.remove(state, group, &key)?,
+            }
+        }
+        self.charge.set(self.index_bytes);
+        Ok(())
     }
 
-    /// Number of input batches held (for tests of memory release).
-    pub fn batches_held(&self) -> usize {
-        self.rows.batches_held()
+    /// Rows' bytes as one batch of the store's schema.
+    pub fn decode<'a>(&self, rows: impl IntoIterator<Item = &'a [u8]>) -> Result<RecordBatch> {
+        let columns = decode_rows(&self.rows, rows)?;
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
+
+    /// Writes the rows changed since the last flush into the backend (at a barrier).
+    pub fn flush(&mut self, state: &mut OperatorState<'_>) -> Result<()> {
+        Ok(self.table.flush(state)?)
+    }
+
+    /// Rebuilds the expiry index from the restored table (the rows stay in the backend).
+    pub fn restore(&mut self, state: &OperatorState<'_>) -> Result<()> {
+        let mut found = Vec::new();
+        self.table.visit_stored(state, &mut |group, key, kept| {
+            if let Some(expires) = kept.earliest() {
+                found.push((expires, group, Box::from(key)));
+            }
+            Ok(())
+        })?;
+        for (expires, group, key) in found {
+            self.index(expires, group, &key);
+        }
+        self.charge.set(self.index_bytes);
+        Ok(())
+    }
+}
+
+/// The rows in `bytes` that end at `ends`, one after another.
+pub fn slices<'a>(bytes: &'a [u8], ends: &'a [usize]) -> impl Iterator<Item = &'a [u8]> {
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    starts.zip(ends).map(|(start, &end)| &bytes[start..end])
 }

@@ -36,13 +36,12 @@ use weir_engine::state::OperatorState;
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
-use super::store::{NewRow, SideStore};
+use super::store::{slices, NewRow, SideStore};
 use super::JOIN_INPUTS;
 use super::{key_is_null, plan_timed, side_hashers, JoinKeys, JoinPlan, JoinSpec, JoinType, Side};
 use crate::error::{OperatorError, Result};
-use crate::row_buffer::RowRef;
 use crate::row_format::decode_rows;
-use crate::state_codec::{read_table, write_table};
+use crate::state_codec::{read_table, refuse_format_0, write_table};
 
 /// Describes an event-time temporal join: INNER or LEFT, with the left input's time
 /// attribute (the `AS OF` column) and the versioned table's.
@@ -129,8 +128,7 @@ impl OperatorFactory for TemporalJoinFactory {
         version_fields.push(Arc::new(Field::new(ACCUMULATE, DataType::Boolean, false)));
         Ok(Box::new(TemporalJoin {
             hashers: side_hashers(&self.spec, &plan, context.max_key_groups)?,
-            left: SideStore::new(Arc::clone(&left_input)),
-            left_input,
+            left: SideStore::new(LEFT_TABLE, Arc::clone(&left_input), context)?,
             versions: HashMap::new(),
             to_prune: BTreeMap::new(),
             rows: RowConverter::new(fields)?,
@@ -142,6 +140,11 @@ impl OperatorFactory for TemporalJoinFactory {
         }))
     }
 }
+
+/// The state table of the waiting left rows (the snapshots before state tables used the
+/// side's name), and its format.
+const LEFT_TABLE: &str = "temporal-left";
+const LEFT_FORMAT: u16 = 1;
 
 /// Name of the snapshot column that tells a version (`true`) from a deletion.
 const ACCUMULATE: &str = "$accumulate";
@@ -161,9 +164,8 @@ pub struct TemporalJoin {
     hashers: [KeyHasher; 2],
     /// Time column index in each input.
     time_columns: [usize; 2],
-    /// The left input's schema (with its row kinds if a changelog): how left rows are kept.
-    left_input: SchemaRef,
-    /// Left rows waiting for the watermark; each "expires" at its time.
+    /// Left rows (the left input's columns, with its row kinds if a changelog) waiting for
+    /// the watermark; each "expires" at its time.
     left: SideStore,
     /// Encoded key -> time -> version.
     versions: HashMap<Vec<u8>, BTreeMap<i64, Version>>,
@@ -187,20 +189,20 @@ impl TemporalJoin {
         )
     }
 
-    fn add_left(&mut self, batch: RecordBatch) -> Result<()> {
-        let times = event_times_ms(&batch, self.time_columns[0])?;
-        let keys = self.keys(Side::Left, &batch)?;
+    fn add_left(&mut self, batch: &RecordBatch, state: &mut OperatorState<'_>) -> Result<()> {
+        let times = event_times_ms(batch, self.time_columns[0])?;
+        let keys = self.keys(Side::Left, batch)?;
         let rows = (0..batch.num_rows())
             .map(|i| NewRow {
                 row: i as u32,
                 key: keys.get(i),
+                group: self.hashers[0].key_group_of(keys.get(i)),
                 time: times[i],
                 expires: times[i],
                 matched: false,
             })
             .collect();
-        self.left.insert(batch.clone(), rows);
-        Ok(())
+        self.left.insert(state, batch, rows)
     }
 
     /// Keeps the versions in `batch` (right columns, without row kinds); `accumulate[i]` tells
@@ -235,11 +237,14 @@ impl TemporalJoin {
     /// Joins the left rows the watermark has passed, then forgets versions no left row can
     /// reach any more.
     fn advance(&mut self, watermark: EventTimeMs, ctx: &mut Context<'_>) -> Result<()> {
-        let due = self.left.expire(watermark);
-        if !due.is_empty() {
-            let refs: Vec<RowRef> = due.iter().map(|e| e.row).collect();
-            let rows = self.left.gather(&refs)?;
-            self.left.release(&refs);
+        let (mut bytes, mut ends) = (Vec::new(), Vec::new());
+        self.left
+            .expire(ctx.state_or_err()?, watermark, &mut |row, _| {
+                bytes.extend_from_slice(row);
+                ends.push(bytes.len());
+            })?;
+        if !ends.is_empty() {
+            let rows = self.left.decode(slices(&bytes, &ends))?;
             self.join(&rows, ctx)?;
         }
         while let Some(entry) = self.to_prune.first_entry() {
@@ -335,7 +340,7 @@ impl Operator for TemporalJoin {
             return Ok(());
         }
         match Side::of_input(ctx.input()) {
-            Side::Left => self.add_left(batch)?,
+            Side::Left => self.add_left(&batch, ctx.state_or_err()?)?,
             Side::Right => {
                 let kinds = row_kinds(&batch).cloned();
                 let accumulate: Vec<Option<bool>> = (0..batch.num_rows())
@@ -362,9 +367,7 @@ impl Operator for TemporalJoin {
         &mut self,
         state: &mut OperatorState<'_>,
     ) -> std::result::Result<(), BoxError> {
-        let refs: Vec<RowRef> = self.left.entries().map(|e| e.row).collect();
-        let left = self.left.gather(&refs)?;
-        write_table(state, Side::Left.name(), &self.hashers[0], &left, 0)?;
+        self.left.flush(state)?;
         let versions: Vec<&Version> = self.versions.values().flat_map(|v| v.values()).collect();
         let mut columns = decode_rows(&self.rows, versions.iter().map(|v| &*v.row))?;
         columns.push(Arc::new(BooleanArray::from_iter(
@@ -376,9 +379,8 @@ impl Operator for TemporalJoin {
     }
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
-        for (_, batch) in read_table(state, Side::Left.name(), &Arc::clone(&self.left_input))? {
-            self.add_left(batch)?;
-        }
+        refuse_format_0(state, Side::Left.name(), LEFT_TABLE, LEFT_FORMAT)?;
+        self.left.restore(state)?;
         for (_, batch) in read_table(state, Side::Right.name(), &Arc::clone(&self.version_schema))?
         {
             let flags = batch.column(batch.num_columns() - 1).as_boolean();
@@ -469,6 +471,7 @@ mod tests {
     /// Feeds a batch (`Some((input, batch))`) or a watermark; returns (key, left ts, value).
     fn call(
         join: &mut Box<dyn Operator>,
+        backend: &mut InMemoryStateBackend,
         input: Option<(usize, RecordBatch)>,
         watermark: Option<i64>,
     ) -> Vec<(i64, i64, Option<i64>)> {
@@ -479,7 +482,8 @@ mod tests {
             watermark,
             key_groups,
             &mut timers,
-        );
+        )
+        .with_state(OperatorState::new(backend, "join", key_groups));
         match (input, watermark) {
             (Some((_, batch)), _) => join.process_batch(batch, &mut ctx).unwrap(),
             (None, Some(w)) => join.on_watermark(w, &mut ctx).unwrap(),
@@ -501,13 +505,16 @@ mod tests {
     fn left_rows_take_the_version_valid_at_their_time_across_a_snapshot() {
         use RowKind::*;
         let mut join = operator();
+        let backend = &mut InMemoryStateBackend::new();
         call(
             &mut join,
+            backend,
             Some((1, right(&[(Insert, 1, 10, 100), (Insert, 2, 10, 200)]))),
             None,
         );
         call(
             &mut join,
+            backend,
             Some((0, left(&[(1, 15), (2, 25), (1, 30), (3, 30)]))),
             None,
         );
@@ -517,18 +524,20 @@ mod tests {
             (UpdateAfter, 1, 20, 101),
             (Delete, 2, 22, 200),
         ]);
-        call(&mut join, Some((1, changes)), None);
-        assert_eq!(call(&mut join, None, Some(16)), vec![(1, 15, Some(100))]);
+        call(&mut join, backend, Some((1, changes)), None);
+        assert_eq!(
+            call(&mut join, backend, None, Some(16)),
+            vec![(1, 15, Some(100))]
+        );
 
-        let mut backend = InMemoryStateBackend::new();
         let all = weir_engine::partition::KeyGroupRange::all(128);
-        join.snapshot_state(&mut OperatorState::new(&mut backend, "join", all))
+        join.snapshot_state(&mut OperatorState::new(backend, "join", all))
             .unwrap();
         let mut restored = operator();
         restored
-            .restore_state(&OperatorState::new(&mut backend, "join", all))
+            .restore_state(&OperatorState::new(backend, "join", all))
             .unwrap();
-        let mut rows = call(&mut restored, None, Some(40));
+        let mut rows = call(&mut restored, backend, None, Some(40));
         rows.sort();
         assert_eq!(
             rows,
@@ -538,9 +547,14 @@ mod tests {
         // A left row behind the watermark is joined at the next one, with what is kept: the
         // version valid at the watermark (20), not the one valid at 12, which is gone (as in
         // Flink), so it is padded.
-        call(&mut restored, Some((0, left(&[(1, 12), (1, 35)]))), None);
+        call(
+            &mut restored,
+            backend,
+            Some((0, left(&[(1, 12), (1, 35)]))),
+            None,
+        );
         assert_eq!(
-            call(&mut restored, None, Some(41)),
+            call(&mut restored, backend, None, Some(41)),
             vec![(1, 12, None), (1, 35, Some(101))]
         );
     }
