@@ -309,6 +309,56 @@ fn an_interval_join_over_its_budget_matches_unlimited_memory() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Every row of an OVER aggregation (sum and max of the last three rows of each key, by
+/// event time) over four rows per key of `KEYS` keys, 10 per ms, up to 300 ms out of order,
+/// sorted; and how many state entries were evicted.
+fn over(options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {
+    let rows: Vec<(i64, i64, i64)> = (0..4 * KEYS)
+        .map(|i| ((i * 7_919) % KEYS, i, i / 10 - (i * 31) % 300))
+        .collect();
+    let pipeline = Pipeline::new("budget-over");
+    let sink = CollectSink::new();
+    let result = timed_source(&pipeline, "", &rows)
+        .key_by(["k"])
+        .over(
+            OverFrame::Rows(Some(2)),
+            [sum(col("v")).alias("s"), max(col("v")).alias("mx")],
+        )
+        .sink(sink.clone())
+        .run(options)
+        .expect("job runs");
+    let mut rows = common::apply_changelog(&sink.batches(), &["k", "v", "s", "mx"]);
+    rows.sort();
+    (rows, result.metrics.total(names::STATE_ENTRIES_EVICTED))
+}
+
+#[test]
+fn an_over_aggregation_over_its_budget_matches_unlimited_memory() {
+    let (expected, _) = over(RunOptions::default().shards(2));
+    assert_eq!(expected.len(), 4 * KEYS as usize, "every row once");
+    let dir = std::env::temp_dir().join(format!("weir-budget-over-{}", std::process::id()));
+    for shards in [1, 2, 4] {
+        for checkpoints in [false, true] {
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut options = RunOptions::default()
+                .shards(shards)
+                .state_memory_budget(1 << 20);
+            if checkpoints {
+                let config =
+                    CheckpointConfig::new(&dir).interval(std::time::Duration::from_millis(5));
+                options = options.checkpoint(config);
+            }
+            let (got, evicted) = over(options);
+            assert!(evicted > 0, "{shards} shards: {evicted} evictions");
+            assert!(
+                got == expected,
+                "{shards} shards, checkpoints {checkpoints}: results differ"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Every window result of a tumbling, hopping or session window over `KEYS` keys (rows `k, v, ts`,
 /// 10 per ms, up to 300 ms out of order), sorted, and how many state entries were evicted.
 fn windows(window: Window, options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {

@@ -14,18 +14,20 @@
 //! - `RANGE`: rows with equal time are peers, aggregated together and emitted with the same
 //!   values; the frame holds the rows whose time is at most the interval before the row's.
 //!
-//! State per partition: the rows waiting for the watermark, the accumulators (one per
+//! State per partition, one entry of a state table ([`weir_engine::state::table`]) by
+//! encoded partition key: the rows waiting for the watermark, the accumulators (one per
 //! aggregate, retracting for bounded frames, see [`crate::retract`]) and, for bounded frames,
-//! the rows of the current frame, which are retracted as the frame moves on. Snapshots store
-//! the rows (Arrow's row format, decoded into columns) and the accumulators' partial states,
-//! per key group.
+//! the rows of the current frame, which are retracted as the frame moves on (rows in Arrow's
+//! row format; accumulators as their partial states). An index of the (time, partition) pairs
+//! waiting for the watermark stays in memory (counted against the budget) and is rebuilt from
+//! the table at restore; the watermark is kept per key group.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, UInt32Array};
+use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::{concat_batches, take};
-use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use datafusion_common::ScalarValue;
@@ -33,23 +35,31 @@ use datafusion_expr::Expr;
 use weir_engine::changelog::{data_columns, without_row_kind, ChangelogMode};
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
-use weir_engine::partition::KeyHasher;
-use weir_engine::state::OperatorState;
+use weir_engine::partition::{KeyGroup, KeyHasher};
+use weir_engine::state::table::{BudgetCharge, StateCodec, StateTable, TableSpec};
+use weir_engine::state::{OperatorState, StateError};
 use weir_engine::time::{event_time_column, event_times_ms};
 use weir_engine::BoxError;
 
 use crate::aggregate::Aggregates;
 use crate::error::{OperatorError, Result};
-use crate::group_index::{GroupIndex, KeyEncoder};
+use crate::group_index::KeyEncoder;
 use crate::late::LateOutput;
-use crate::row_accumulators::{AccumulatorSet, RowAccumulators};
+use crate::row_accumulators::{AccumulatorSet, CountedCodec, RowAccumulators};
 use crate::row_format::decode_rows;
-use crate::state_codec::{read_table, restore_watermark, snapshot_watermark, write_table};
+use crate::state_codec::{
+    put_bytes, refuse_format_0, restore_watermark, snapshot_watermark, Parts,
+};
 
-const ROWS_TABLE: &str = "rows";
-const ACCUMULATORS_TABLE: &str = "accumulators";
-/// State column: the row belongs to the current frame (else it waits for the watermark).
-const IN_FRAME: &str = "$in_frame";
+/// The state table of the partitions, and its format.
+const PARTITIONS_TABLE: &str = "over_partitions";
+const PARTITIONS_FORMAT: u16 = 1;
+/// The tables of the format before state tables (format 0: Arrow snapshots per key group).
+const LEGACY_TABLES: [&str; 2] = ["rows", "accumulators"];
+/// Bytes a kept row costs besides its bytes (the box, its time, the map's share).
+const ROW_OVERHEAD: usize = 40;
+/// Bytes an entry of the index of waiting rows costs besides its key.
+const DUE_OVERHEAD: usize = 64;
 
 /// The frame of an OVER aggregation, which always ends at the current row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,31 +207,27 @@ impl OperatorFactory for OverAggregateFactory {
             .iter()
             .map(|f| SortField::new(f.data_type().clone()))
             .collect();
-        let mut row_fields: Vec<FieldRef> = data.fields().iter().cloned().collect();
-        row_fields.push(Arc::new(Field::new(IN_FRAME, DataType::Boolean, false)));
-        let mut accumulator_fields = key_fields.clone();
-        accumulator_fields.extend(accumulators.state_fields().iter().cloned());
-        let accumulator_schema = Arc::new(Schema::new(accumulator_fields));
+        let spec = TableSpec {
+            name: PARTITIONS_TABLE,
+            version: PARTITIONS_FORMAT,
+            ttl: None,
+        };
+        let codec = PartitionCodec {
+            counted: CountedCodec::new(accumulators.clone())?,
+        };
         Ok(Box::new(OverAggregate {
             time_column: event_time_column(&data, &self.time_column)?,
             frame: self.frame,
             processing_time: self.processing_time,
-            index: keys.group_index(0),
-            row_hasher: KeyHasher::new(&data, &self.partition_by, context.max_key_groups)?,
-            accumulator_hasher: KeyHasher::new(
-                &accumulator_schema,
-                &self.partition_by,
-                context.max_key_groups,
-            )?,
+            hasher: KeyHasher::new(&data, &self.partition_by, context.max_key_groups)?,
             keys,
             key_columns,
             rows: RowConverter::new(sort_fields)?,
-            partitions: Vec::new(),
+            partitions: context.state_table(spec, codec),
             due: BTreeSet::new(),
+            due_bytes: context.state_budget.charge(),
             watermark: None,
             late: LateOutput::new(context),
-            row_schema: Arc::new(Schema::new(row_fields)),
-            accumulator_schema,
             accumulators,
             data,
             output,
@@ -240,6 +246,101 @@ struct Partition {
     frame: VecDeque<TimedRow>,
     /// Empty until the partition's first row is aggregated.
     accumulators: AccumulatorSet,
+    /// Bytes of the rows held (with their overhead), for the budget.
+    bytes: usize,
+}
+
+impl Partition {
+    fn add_pending(&mut self, time: EventTimeMs, row: &[u8]) {
+        self.bytes += row.len() + ROW_OVERHEAD;
+        self.pending.entry(time).or_default().push(Box::from(row));
+    }
+
+    fn measure(&mut self) {
+        let rows = self
+            .frame
+            .iter()
+            .map(|(_, r)| r)
+            .chain(self.pending.values().flatten());
+        self.bytes = rows.map(|r| r.len() + ROW_OVERHEAD).sum();
+    }
+}
+
+/// Stores a partition: whether it has accumulators (one byte) and then their partial states
+/// ([`CountedCodec`], length first), then its frame rows and its pending rows, each list a
+/// count (u32) followed by (time i64, row bytes length first).
+struct PartitionCodec {
+    counted: CountedCodec,
+}
+
+impl StateCodec for PartitionCodec {
+    type Value = Partition;
+
+    fn encode(
+        &self,
+        values: &mut [&mut Partition],
+    ) -> std::result::Result<Vec<Vec<u8>>, StateError> {
+        // The accumulators of those that have them, encoded together (column-wise).
+        let sets = values
+            .iter_mut()
+            .filter(|p| !p.accumulators.is_empty())
+            .map(|p| (0, &mut p.accumulators));
+        let mut states = self.counted.encode(sets)?.into_iter();
+        let mut out = Vec::with_capacity(values.len());
+        for partition in values.iter() {
+            let mut bytes = Vec::with_capacity(partition.bytes + 16);
+            match partition.accumulators.is_empty() {
+                true => bytes.push(0),
+                false => {
+                    bytes.push(1);
+                    let state = states.next().ok_or_else(|| {
+                        StateError::Encoding("an OVER partition's accumulators are missing".into())
+                    })?;
+                    put_bytes(&mut bytes, &state);
+                }
+            }
+            let mut list = |rows: &mut dyn ExactSizeIterator<Item = (EventTimeMs, &[u8])>| {
+                bytes.extend_from_slice(&(rows.len() as u32).to_be_bytes());
+                for (time, row) in rows {
+                    bytes.extend_from_slice(&time.to_be_bytes());
+                    put_bytes(&mut bytes, row);
+                }
+            };
+            list(&mut partition.frame.iter().map(|(t, r)| (*t, &r[..])));
+            let pending: Vec<(EventTimeMs, &[u8])> = (partition.pending.iter())
+                .flat_map(|(t, rows)| rows.iter().map(move |r| (*t, &r[..])))
+                .collect();
+            list(&mut pending.into_iter());
+            out.push(bytes);
+        }
+        Ok(out)
+    }
+
+    fn decode(&self, bytes: &[u8], _version: u16) -> std::result::Result<Partition, StateError> {
+        let mut parts = Parts::new(bytes, "an OVER partition");
+        let mut partition = Partition::default();
+        let [has_accumulators] = parts.array::<1>()?;
+        if has_accumulators != 0 {
+            partition.accumulators = self.counted.decode(parts.bytes()?)?.1;
+        }
+        for _ in 0..parts.u32()? {
+            let time = parts.i64()?;
+            let row = parts.bytes()?;
+            partition.bytes += row.len() + ROW_OVERHEAD;
+            partition.frame.push_back((time, Box::from(row)));
+        }
+        for _ in 0..parts.u32()? {
+            let time = parts.i64()?;
+            partition.add_pending(time, parts.bytes()?);
+        }
+        Ok(partition)
+    }
+
+    fn memory_bytes(&self, partition: &Partition) -> usize {
+        partition.bytes
+            + CountedCodec::memory_bytes(&partition.accumulators)
+            + std::mem::size_of::<Partition>()
+    }
 }
 
 /// One subtask of an OVER aggregation (see the module).
@@ -251,57 +352,79 @@ pub struct OverAggregate {
     processing_time: bool,
     key_columns: Vec<usize>,
     keys: KeyEncoder,
-    index: GroupIndex,
+    hasher: KeyHasher,
     /// Whole input rows.
     rows: RowConverter,
-    partitions: Vec<Partition>,
-    /// (time, partition) of every pending row's time: what a watermark releases.
-    due: BTreeSet<(EventTimeMs, usize)>,
+    partitions: StateTable<PartitionCodec>,
+    /// (time, key group, partition key) of every pending row's time: what a watermark
+    /// releases.
+    due: BTreeSet<(EventTimeMs, KeyGroup, Box<[u8]>)>,
+    /// The index's memory, against the budget.
+    due_bytes: BudgetCharge,
     watermark: Option<EventTimeMs>,
     late: LateOutput,
     accumulators: RowAccumulators,
-    row_schema: SchemaRef,
-    row_hasher: KeyHasher,
-    accumulator_schema: SchemaRef,
-    accumulator_hasher: KeyHasher,
+}
+
+/// What firing a partition needs of the operator.
+struct Firing<'a> {
+    rows: &'a RowConverter,
+    data: &'a SchemaRef,
+    output: &'a SchemaRef,
+    accumulators: &'a RowAccumulators,
+    frame: OverFrame,
 }
 
 impl OverAggregate {
-    /// The partition of each row of `data`.
-    fn partitions_of(&mut self, data: &RecordBatch) -> Result<Vec<usize>> {
-        let keys: Vec<ArrayRef> = self
-            .key_columns
-            .iter()
-            .map(|&i| Arc::clone(data.column(i)))
-            .collect();
-        let encoded = self.keys.encode(&keys, data.num_rows())?;
-        let mut partition_of = Vec::with_capacity(data.num_rows());
-        self.index.intern(&encoded, &mut partition_of);
-        self.partitions
-            .resize_with(self.index.len(), Partition::default);
-        Ok(partition_of)
+    fn add_due(&mut self, time: EventTimeMs, group: KeyGroup, key: &[u8]) {
+        if self.due.insert((time, group, Box::from(key))) {
+            let bytes = self.due_bytes.bytes() + key.len() + DUE_OVERHEAD;
+            self.due_bytes.set(bytes);
+        }
     }
 
     /// Aggregates and emits, per partition, the rows the watermark has passed.
     fn fire(&mut self, watermark: EventTimeMs, ctx: &mut Context<'_>) -> Result<()> {
-        let later = self.due.split_off(&(watermark.saturating_add(1), 0));
-        let fired: BTreeSet<usize> = std::mem::replace(&mut self.due, later)
+        let later =
+            self.due
+                .split_off(&(watermark.saturating_add(1), KeyGroup(0), Box::from(&[][..])));
+        let fired: BTreeSet<(KeyGroup, Box<[u8]>)> = std::mem::replace(&mut self.due, later)
             .into_iter()
-            .map(|(_, partition)| partition)
+            .map(|(_, group, key)| (group, key))
             .collect();
+        let bytes: usize = self
+            .due
+            .iter()
+            .map(|(_, _, k)| k.len() + DUE_OVERHEAD)
+            .sum();
+        self.due_bytes.set(bytes);
+        let firing = Firing {
+            rows: &self.rows,
+            data: &self.data,
+            output: &self.output,
+            accumulators: &self.accumulators,
+            frame: self.frame,
+        };
+        let state = ctx.state_or_err()?;
         let mut batches = Vec::new();
-        for partition in fired {
-            batches.push(self.fire_partition(partition, watermark)?);
+        for (group, key) in fired {
+            let batch =
+                self.partitions
+                    .update(state, group, &key, Partition::default, |partition| {
+                        firing.fire(partition, watermark)
+                    })??;
+            batches.push(batch);
         }
         if !batches.is_empty() {
             ctx.emit(concat_batches(&self.output, &batches)?);
         }
         Ok(())
     }
+}
 
+impl Firing<'_> {
     /// The rows of `partition` up to `watermark`, with their aggregates.
-    fn fire_partition(&mut self, partition: usize, watermark: EventTimeMs) -> Result<RecordBatch> {
-        let state = &mut self.partitions[partition];
+    fn fire(&self, state: &mut Partition, watermark: EventTimeMs) -> Result<RecordBatch> {
         let later = state.pending.split_off(&watermark.saturating_add(1));
         let ready = std::mem::replace(&mut state.pending, later);
         // The frame's rows, then the new ones: one batch, so that rows leaving the frame are
@@ -311,8 +434,8 @@ impl OverAggregate {
         for (time, rows) in ready {
             all.extend(rows.into_iter().map(|row| (time, row)));
         }
-        let columns = decode_rows(&self.rows, all.iter().map(|(_, row)| &row[..]))?;
-        let batch = RecordBatch::try_new(Arc::clone(&self.data), columns)?;
+        let columns = decode_rows(self.rows, all.iter().map(|(_, row)| &row[..]))?;
+        let batch = RecordBatch::try_new(Arc::clone(self.data), columns)?;
         let inputs = self.accumulators.aggregates().inputs(&batch)?;
         if state.accumulators.is_empty() {
             state.accumulators = self.accumulators.create()?;
@@ -357,6 +480,7 @@ impl OverAggregate {
         if self.frame.bounded() {
             state.frame = all.drain(start..).collect();
         }
+        state.measure();
         let emitted = UInt32Array::from_iter_values(first_new as u32..batch.num_rows() as u32);
         let mut columns: Vec<ArrayRef> = batch
             .columns()
@@ -364,7 +488,7 @@ impl OverAggregate {
             .map(|c| take(c.as_ref(), &emitted, None))
             .collect::<std::result::Result<_, _>>()?;
         columns.extend(self.accumulators.value_columns(values)?);
-        Ok(RecordBatch::try_new(Arc::clone(&self.output), columns)?)
+        Ok(RecordBatch::try_new(Arc::clone(self.output), columns)?)
     }
 }
 
@@ -387,21 +511,40 @@ impl Operator for OverAggregate {
             }
             false => event_times_ms(&data, self.time_column)?,
         };
-        let partition_of = self.partitions_of(&data)?;
+        let keys: Vec<ArrayRef> = (self.key_columns.iter())
+            .map(|&i| Arc::clone(data.column(i)))
+            .collect();
+        let encoded = self.keys.encode(&keys, data.num_rows())?;
         let rows = self.rows.convert_columns(data.columns())?;
         let mut late = Vec::new();
-        for (i, (&time, &partition)) in times.iter().zip(&partition_of).enumerate() {
-            if !self.processing_time && self.watermark.is_some_and(|w| time <= w) {
-                late.push(i as u32);
-                continue;
+        let state = ctx.state_or_err()?;
+        for (first, partition_rows) in crate::group_index::rows_by_key(&encoded) {
+            let key = encoded.row(first as usize);
+            let group = self.hasher.key_group_of(key.as_ref());
+            let mut times_added = Vec::new();
+            self.partitions.update_with(
+                state,
+                group,
+                key.as_ref(),
+                Partition::default,
+                |partition| {
+                    for &i in &partition_rows {
+                        let time = times[i as usize];
+                        if !self.processing_time && self.watermark.is_some_and(|w| time <= w) {
+                            late.push(i);
+                            continue;
+                        }
+                        partition.add_pending(time, rows.row(i as usize).as_ref());
+                        times_added.push(time);
+                    }
+                    ((), !times_added.is_empty())
+                },
+            )?;
+            for time in times_added {
+                self.add_due(time, group, key.as_ref());
             }
-            self.partitions[partition]
-                .pending
-                .entry(time)
-                .or_default()
-                .push(Box::from(rows.row(i).as_ref()));
-            self.due.insert((time, partition));
         }
+        late.sort_unstable();
         self.late.emit(&batch, late, ctx)?;
         if self.processing_time {
             // Aggregated and emitted as they arrive.
@@ -428,98 +571,33 @@ impl Operator for OverAggregate {
         &mut self,
         state: &mut OperatorState<'_>,
     ) -> std::result::Result<(), BoxError> {
-        // Rows: each partition's frame, then its pending rows in time order.
-        let mut rows: Vec<&[u8]> = Vec::new();
-        let mut in_frame: Vec<bool> = Vec::new();
-        for partition in &self.partitions {
-            for (_, row) in &partition.frame {
-                rows.push(row);
-                in_frame.push(true);
-            }
-            for row in partition.pending.values().flatten() {
-                rows.push(row);
-                in_frame.push(false);
-            }
-        }
-        let mut columns = decode_rows(&self.rows, rows)?;
-        columns.push(Arc::new(BooleanArray::from(in_frame)));
-        let batch = RecordBatch::try_new(Arc::clone(&self.row_schema), columns)?;
-        write_table(state, ROWS_TABLE, &self.row_hasher, &batch, 0)?;
-        // Accumulators of the partitions that have them.
-        let live: Vec<u32> = (0..self.partitions.len() as u32)
-            .filter(|&p| !self.partitions[p as usize].accumulators.is_empty())
-            .collect();
-        let mut columns: Vec<ArrayRef> = self
-            .keys
-            .decode(self.index.keys())?
-            .iter()
-            .map(|k| take(k.as_ref(), &UInt32Array::from(live.clone()), None))
-            .collect::<std::result::Result<_, _>>()?;
-        let sets = self
-            .partitions
-            .iter_mut()
-            .filter(|p| !p.accumulators.is_empty())
-            .map(|p| &mut p.accumulators);
-        columns.extend(self.accumulators.states(sets)?);
-        let batch = RecordBatch::try_new(Arc::clone(&self.accumulator_schema), columns)?;
-        write_table(
-            state,
-            ACCUMULATORS_TABLE,
-            &self.accumulator_hasher,
-            &batch,
-            0,
-        )?;
+        self.partitions.flush(state)?;
         snapshot_watermark(state, self.watermark)?;
         Ok(())
     }
 
+    /// The partitions stay in the state backend, read when their keys come; the index of
+    /// waiting rows is rebuilt from them. A snapshot of the format before state tables
+    /// (format 0) is refused.
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
+        for legacy in LEGACY_TABLES {
+            refuse_format_0(state, legacy, PARTITIONS_TABLE, PARTITIONS_FORMAT)?;
+        }
         // Rows at or behind it stay late after a restore.
         self.watermark = restore_watermark(state)?;
-        for (_, batch) in read_table(state, ROWS_TABLE, &Arc::clone(&self.row_schema))? {
-            let in_frame = batch.column(batch.num_columns() - 1).as_boolean().clone();
-            let data = RecordBatch::try_new(
-                Arc::clone(&self.data),
-                batch.columns()[..batch.num_columns() - 1].to_vec(),
-            )?;
-            let times = event_times_ms(&data, self.time_column)?;
-            let partition_of = self.partitions_of(&data)?;
-            let rows = self.rows.convert_columns(data.columns())?;
-            for (i, (&time, &partition)) in times.iter().zip(&partition_of).enumerate() {
-                let row: Box<[u8]> = Box::from(rows.row(i).as_ref());
-                let target = &mut self.partitions[partition];
-                match in_frame.value(i) {
-                    true => target.frame.push_back((time, row)),
-                    false => {
-                        target.pending.entry(time).or_default().push(row);
-                        self.due.insert((time, partition));
-                    }
-                }
-            }
-        }
-        let key_count = self.key_columns.len();
-        for (_, batch) in read_table(
-            state,
-            ACCUMULATORS_TABLE,
-            &Arc::clone(&self.accumulator_schema),
-        )? {
-            let keys = &batch.columns()[..key_count];
-            let encoded = self.keys.encode(keys, batch.num_rows())?;
-            let mut partition_of = Vec::new();
-            self.index.intern(&encoded, &mut partition_of);
-            self.partitions
-                .resize_with(self.index.len(), Partition::default);
-            for (row, &partition) in partition_of.iter().enumerate() {
-                let target = &mut self.partitions[partition];
-                if target.accumulators.is_empty() {
-                    target.accumulators = self.accumulators.create()?;
-                }
-                self.accumulators.merge(
-                    &mut target.accumulators,
-                    &batch.columns()[key_count..],
-                    row,
-                )?;
-            }
+        let mut due = Vec::new();
+        self.partitions
+            .visit_stored(state, &mut |group, key, partition| {
+                due.extend(
+                    partition
+                        .pending
+                        .keys()
+                        .map(|&time| (time, group, Box::from(key))),
+                );
+                Ok(())
+            })?;
+        for (time, group, key) in due {
+            self.add_due(time, group, &key);
         }
         Ok(())
     }
@@ -527,12 +605,15 @@ impl Operator for OverAggregate {
 
 #[cfg(test)]
 mod tests {
+    use arrow::array::AsArray;
     use arrow::array::{Int64Array, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Field};
     use arrow::datatypes::{Int64Type, TimeUnit};
     use datafusion_expr::col;
     use datafusion_functions_aggregate::sum::sum;
     use weir_engine::operator::Timers;
     use weir_engine::partition::KeyGroupRange;
+    use weir_engine::state::InMemoryStateBackend;
 
     use super::*;
 
@@ -551,6 +632,7 @@ mod tests {
     /// Feeds `rows` (k, v, ts) then `watermark`; returns (v, sum) of the rows emitted.
     fn step(
         op: &mut Box<dyn Operator>,
+        backend: &mut InMemoryStateBackend,
         rows: &[(i64, i64, i64)],
         watermark: i64,
     ) -> Vec<(i64, i64)> {
@@ -566,7 +648,9 @@ mod tests {
         )
         .unwrap();
         let mut timers = Timers::default();
-        let mut ctx = Context::new(0, None, KeyGroupRange::all(128), &mut timers);
+        let all = KeyGroupRange::all(128);
+        let mut ctx = Context::new(0, None, all, &mut timers)
+            .with_state(OperatorState::new(backend, "over", all));
         op.process_batch(batch, &mut ctx).unwrap();
         op.on_watermark(watermark, &mut ctx).unwrap();
         ctx.take_batches()
@@ -589,15 +673,17 @@ mod tests {
         );
         let context = SubtaskContext::standalone(vec![schema()]);
         let mut op = factory.create(&context).unwrap();
+        let backend = &mut InMemoryStateBackend::new();
         // Out of order: emitted in time order once the watermark passes them.
         let out = step(
             &mut op,
+            backend,
             &[(1, 2, 2_000), (1, 1, 1_000), (1, 3, 3_000)],
             2_000,
         );
         assert_eq!(out, vec![(1, 1), (2, 3)]);
         // 1500 is behind the watermark: late. 2500 is not, and follows 2000 in the frame.
-        let out = step(&mut op, &[(1, 10, 1_500), (1, 4, 2_500)], i64::MAX);
+        let out = step(&mut op, backend, &[(1, 10, 1_500), (1, 4, 2_500)], i64::MAX);
         assert_eq!(out, vec![(4, 6), (3, 7)]);
         assert_eq!(
             context
