@@ -72,6 +72,7 @@ const NEXMARK_QUERIES: &[(&str, &str)] = &[
     ("q21", include_str!("queries/q21.sql")),
     ("q22", include_str!("queries/q22.sql")),
     ("ij", include_str!("queries/ij.sql")),
+    ("over", include_str!("queries/over.sql")),
 ];
 
 /// The peers' queries over a bid file.

@@ -32,3 +32,10 @@ pub mod updating;
 pub mod window;
 
 pub use error::OperatorError;
+
+/// Rows per result batch of a large result emitted in parts (about).
+pub const OUTPUT_BATCH_ROWS: usize = 8192;
+/// Result rows an operator emits per call when a result is large (about): a window firing
+/// over many keys, an OVER aggregation releasing many rows; it asks the runtime to call again
+/// for the rest (`Context::continue_later`).
+pub const FIRE_PART_ROWS: usize = 8 * OUTPUT_BATCH_ROWS;

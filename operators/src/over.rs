@@ -18,12 +18,13 @@
 //! encoded partition key: the rows waiting for the watermark, the accumulators (one per
 //! aggregate, retracting for bounded frames, see [`crate::retract`]) and, for bounded frames,
 //! the rows of the current frame, which are retracted as the frame moves on (rows in Arrow's
-//! row format; accumulators as their partial states). An index of the (time, partition) pairs
-//! waiting for the watermark stays in memory (counted against the budget) and is rebuilt from
-//! the table at restore; the watermark is kept per key group.
+//! row format; accumulators as their partial states). An index of each partition's earliest
+//! waiting time stays in memory (counted against the budget) and is rebuilt from the table at
+//! restore; the watermark is kept per key group.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::{concat_batches, take};
@@ -50,6 +51,7 @@ use crate::row_format::decode_rows;
 use crate::state_codec::{
     put_bytes, refuse_format_0, restore_watermark, snapshot_watermark, Parts,
 };
+use crate::{FIRE_PART_ROWS, OUTPUT_BATCH_ROWS};
 
 /// The state table of the partitions, and its format.
 const PARTITIONS_TABLE: &str = "over_partitions";
@@ -96,6 +98,7 @@ pub struct OverAggregateFactory {
     frame: OverFrame,
     aggregates: Vec<Expr>,
     processing_time: bool,
+    state_ttl: Option<Duration>,
 }
 
 impl OverAggregateFactory {
@@ -115,7 +118,17 @@ impl OverAggregateFactory {
             frame,
             aggregates,
             processing_time: false,
+            state_ttl: None,
         }
+    }
+
+    /// Forgets a partition (its frame, accumulators and waiting rows) not written for `ttl`
+    /// (processing time; none or zero: kept for the job's lifetime), as Flink's OVER
+    /// aggregations under `table.exec.state.ttl`: a row of it that comes later starts it
+    /// afresh.
+    pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.state_ttl = ttl.filter(|t| !t.is_zero());
+        self
     }
 
     /// Ordered by processing time (`time_column` a `PROCTIME()` attribute), as Flink's
@@ -179,8 +192,11 @@ impl OperatorFactory for OverAggregateFactory {
 
     fn describe(&self) -> String {
         let aggregates: Vec<String> = self.aggregates.iter().map(|a| a.to_string()).collect();
+        let ttl = self
+            .state_ttl
+            .map_or(String::new(), |t| format!(", state TTL {t:?}"));
         format!(
-            "over aggregate, partition [{}], order by {} {}: [{}]",
+            "over aggregate, partition [{}], order by {} {}: [{}]{ttl}",
             self.partition_by.join(", "),
             self.time_column,
             self.frame.describe(),
@@ -210,7 +226,7 @@ impl OperatorFactory for OverAggregateFactory {
         let spec = TableSpec {
             name: PARTITIONS_TABLE,
             version: PARTITIONS_FORMAT,
-            ttl: None,
+            ttl: self.state_ttl,
         };
         let codec = PartitionCodec {
             counted: CountedCodec::new(accumulators.clone())?,
@@ -227,6 +243,7 @@ impl OperatorFactory for OverAggregateFactory {
             due: BTreeSet::new(),
             due_bytes: context.state_budget.charge(),
             watermark: None,
+            firing: None,
             late: LateOutput::new(context),
             accumulators,
             data,
@@ -356,12 +373,14 @@ pub struct OverAggregate {
     /// Whole input rows.
     rows: RowConverter,
     partitions: StateTable<PartitionCodec>,
-    /// (time, key group, partition key) of every pending row's time: what a watermark
-    /// releases.
+    /// (earliest waiting time, key group, partition key) of every partition with rows
+    /// waiting for the watermark: what a watermark releases.
     due: BTreeSet<(EventTimeMs, KeyGroup, Box<[u8]>)>,
     /// The index's memory, against the budget.
     due_bytes: BudgetCharge,
     watermark: Option<EventTimeMs>,
+    /// The time being fired while a large result goes out in parts.
+    firing: Option<EventTimeMs>,
     late: LateOutput,
     accumulators: RowAccumulators,
 }
@@ -376,28 +395,66 @@ struct Firing<'a> {
 }
 
 impl OverAggregate {
-    fn add_due(&mut self, time: EventTimeMs, group: KeyGroup, key: &[u8]) {
-        if self.due.insert((time, group, Box::from(key))) {
-            let bytes = self.due_bytes.bytes() + key.len() + DUE_OVERHEAD;
-            self.due_bytes.set(bytes);
+    /// Indexes `key`'s earliest waiting time, in place of `before` (its earlier one, if any).
+    fn reindex(
+        &mut self,
+        before: Option<EventTimeMs>,
+        now: Option<EventTimeMs>,
+        group: KeyGroup,
+        key: &[u8],
+    ) {
+        if before == now {
+            return;
         }
+        let mut bytes = self.due_bytes.bytes();
+        if let Some(before) = before {
+            if self.due.remove(&(before, group, Box::from(key))) {
+                bytes -= key.len() + DUE_OVERHEAD;
+            }
+        }
+        if let Some(now) = now {
+            if self.due.insert((now, group, Box::from(key))) {
+                bytes += key.len() + DUE_OVERHEAD;
+            }
+        }
+        self.due_bytes.set(bytes);
     }
 
-    /// Aggregates and emits, per partition, the rows the watermark has passed.
+    /// Aggregates and emits, per partition, the rows `watermark` has passed, about
+    /// [`FIRE_PART_ROWS`] per call: with more, it asks to be called again
+    /// ([`Operator::on_continue`]) and fires the rest then.
     fn fire(&mut self, watermark: EventTimeMs, ctx: &mut Context<'_>) -> Result<()> {
-        let later =
-            self.due
-                .split_off(&(watermark.saturating_add(1), KeyGroup(0), Box::from(&[][..])));
-        let fired: BTreeSet<(KeyGroup, Box<[u8]>)> = std::mem::replace(&mut self.due, later)
-            .into_iter()
-            .map(|(_, group, key)| (group, key))
-            .collect();
-        let bytes: usize = self
-            .due
-            .iter()
-            .map(|(_, _, k)| k.len() + DUE_OVERHEAD)
-            .sum();
-        self.due_bytes.set(bytes);
+        let mut fired = Vec::new();
+        let mut rows = 0;
+        while let Some((time, _, _)) = self.due.first() {
+            if *time > watermark {
+                self.firing = None;
+                break;
+            }
+            if rows >= FIRE_PART_ROWS {
+                self.firing = Some(watermark);
+                ctx.continue_later();
+                break;
+            }
+            let Some((_, group, key)) = self.due.pop_first() else {
+                break;
+            };
+            self.due_bytes
+                .set(self.due_bytes.bytes() - key.len() - DUE_OVERHEAD);
+            rows += self
+                .partitions
+                .get(ctx.state_or_err()?, group, &key)?
+                .map_or(0, |p| {
+                    p.pending
+                        .range(..=watermark)
+                        .map(|(_, rows)| rows.len())
+                        .sum()
+                });
+            fired.push((group, key));
+        }
+        if self.due.is_empty() {
+            self.firing = None;
+        }
         let firing = Firing {
             rows: &self.rows,
             data: &self.data,
@@ -407,16 +464,39 @@ impl OverAggregate {
         };
         let state = ctx.state_or_err()?;
         let mut batches = Vec::new();
+        // Partitions that still wait for rows after this watermark, with their next time.
+        let mut waiting = Vec::new();
         for (group, key) in fired {
-            let batch =
-                self.partitions
-                    .update(state, group, &key, Partition::default, |partition| {
-                        firing.fire(partition, watermark)
-                    })??;
-            batches.push(batch);
+            let (batch, next) = self.partitions.update_with(
+                state,
+                group,
+                &key,
+                Partition::default,
+                |partition| {
+                    // Nothing to release if its state expired (state TTL) since it was indexed.
+                    if partition.pending.range(..=watermark).next().is_none() {
+                        return ((None, partition.pending.keys().next().copied()), false);
+                    }
+                    let batch = firing.fire(partition, watermark);
+                    (
+                        (Some(batch), partition.pending.keys().next().copied()),
+                        true,
+                    )
+                },
+            )?;
+            batches.extend(batch.transpose()?);
+            if let Some(next) = next {
+                waiting.push((next, group, key));
+            }
+        }
+        for (next, group, key) in waiting {
+            self.reindex(None, Some(next), group, &key);
         }
         if !batches.is_empty() {
-            ctx.emit(concat_batches(&self.output, &batches)?);
+            let all = concat_batches(&self.output, &batches)?;
+            for offset in (0..all.num_rows()).step_by(OUTPUT_BATCH_ROWS) {
+                ctx.emit(all.slice(offset, OUTPUT_BATCH_ROWS.min(all.num_rows() - offset)));
+            }
         }
         Ok(())
     }
@@ -521,13 +601,14 @@ impl Operator for OverAggregate {
         for (first, partition_rows) in crate::group_index::rows_by_key(&encoded) {
             let key = encoded.row(first as usize);
             let group = self.hasher.key_group_of(key.as_ref());
-            let mut times_added = Vec::new();
-            self.partitions.update_with(
+            let (before, now) = self.partitions.update_with(
                 state,
                 group,
                 key.as_ref(),
                 Partition::default,
                 |partition| {
+                    let before = partition.pending.keys().next().copied();
+                    let mut added = false;
                     for &i in &partition_rows {
                         let time = times[i as usize];
                         if !self.processing_time && self.watermark.is_some_and(|w| time <= w) {
@@ -535,15 +616,14 @@ impl Operator for OverAggregate {
                             continue;
                         }
                         partition.add_pending(time, rows.row(i as usize).as_ref());
-                        times_added.push(time);
+                        added = true;
                     }
-                    ((), !times_added.is_empty())
+                    ((before, partition.pending.keys().next().copied()), added)
                 },
             )?;
-            for time in times_added {
-                self.add_due(time, group, key.as_ref());
-            }
+            self.reindex(before, now, group, key.as_ref());
         }
+        self.partitions.expire(state)?;
         late.sort_unstable();
         self.late.emit(&batch, late, ctx)?;
         if self.processing_time {
@@ -563,6 +643,13 @@ impl Operator for OverAggregate {
         if !self.processing_time {
             self.watermark = Some(watermark);
             self.fire(watermark, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn on_continue(&mut self, ctx: &mut Context<'_>) -> std::result::Result<(), BoxError> {
+        if let Some(time) = self.firing {
+            self.fire(time, ctx)?;
         }
         Ok(())
     }
@@ -588,16 +675,13 @@ impl Operator for OverAggregate {
         let mut due = Vec::new();
         self.partitions
             .visit_stored(state, &mut |group, key, partition| {
-                due.extend(
-                    partition
-                        .pending
-                        .keys()
-                        .map(|&time| (time, group, Box::from(key))),
-                );
+                if let Some(&time) = partition.pending.keys().next() {
+                    due.push((time, group, Box::from(key)));
+                }
                 Ok(())
             })?;
         for (time, group, key) in due {
-            self.add_due(time, group, &key);
+            self.reindex(None, Some(time), group, &key);
         }
         Ok(())
     }
@@ -691,5 +775,86 @@ mod tests {
                 .total(weir_engine::metrics::names::LATE_ROWS_DROPPED),
             1
         );
+    }
+
+    /// Rows the watermark releases at once leave in parts of about `FIRE_PART_ROWS`, the
+    /// operator asking to be called again until all have.
+    #[test]
+    fn a_large_release_goes_out_in_parts() {
+        let factory = OverAggregateFactory::new(
+            vec!["k".into()],
+            "ts",
+            OverFrame::Rows(None),
+            vec![sum(col("v")).alias("s")],
+        );
+        let context = SubtaskContext::standalone(vec![schema()]);
+        let mut op = factory.create(&context).unwrap();
+        let backend = &mut InMemoryStateBackend::new();
+        let rows = 3 * FIRE_PART_ROWS as i64;
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i % 1_000))),
+                Arc::new(Int64Array::from_iter_values((0..rows).map(|_| 1))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(0..rows)),
+            ],
+        )
+        .unwrap();
+        let mut timers = Timers::default();
+        let all = KeyGroupRange::all(128);
+        let mut ctx = Context::new(0, None, all, &mut timers)
+            .with_state(OperatorState::new(backend, "over", all));
+        op.process_batch(batch, &mut ctx).unwrap();
+        op.on_watermark(i64::MAX, &mut ctx).unwrap();
+        let mut parts = vec![ctx.take_batches()];
+        while ctx.take_continue() {
+            op.on_continue(&mut ctx).unwrap();
+            parts.push(ctx.take_batches());
+        }
+        let sizes: Vec<usize> = (parts.iter())
+            .map(|p| p.iter().map(|b| b.num_rows()).sum())
+            .collect();
+        assert!(sizes.len() >= 3, "parts: {sizes:?}");
+        // A part ends after the partition that passes the limit (here 197 rows at most).
+        assert!(
+            sizes.iter().all(|&n| n <= FIRE_PART_ROWS + 200),
+            "{sizes:?}"
+        );
+        assert_eq!(sizes.iter().sum::<usize>(), rows as usize);
+        let max = (parts.iter().flatten())
+            .map(|b| arrow::compute::max(b.column(3).as_primitive::<Int64Type>()).unwrap())
+            .max();
+        assert_eq!(
+            max,
+            Some(rows / 1_000 + 1),
+            "the busiest key's running count"
+        );
+    }
+
+    /// With a state TTL, a partition not written for the TTL is forgotten: its next row
+    /// starts a new frame (as Flink's OVER under `table.exec.state.ttl`).
+    #[test]
+    fn a_partition_past_the_state_ttl_starts_again() {
+        let factory = OverAggregateFactory::new(
+            vec!["k".into()],
+            "ts",
+            OverFrame::Rows(None),
+            vec![sum(col("v")).alias("s")],
+        )
+        .with_state_ttl(Some(std::time::Duration::from_millis(50)));
+        let context = SubtaskContext::standalone(vec![schema()]);
+        let mut op = factory.create(&context).unwrap();
+        let backend = &mut InMemoryStateBackend::new();
+        let out = step(&mut op, backend, &[(1, 1, 1_000), (1, 2, 2_000)], 2_000);
+        assert_eq!(out, vec![(1, 1), (2, 3)]);
+        let out = step(&mut op, backend, &[(1, 4, 3_000)], 3_000);
+        assert_eq!(
+            out,
+            vec![(4, 7)],
+            "written within the TTL: the frame goes on"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let out = step(&mut op, backend, &[(1, 8, 4_000)], 4_000);
+        assert_eq!(out, vec![(8, 8)], "past the TTL: a new frame");
     }
 }

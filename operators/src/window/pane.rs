@@ -46,6 +46,7 @@ use crate::aggregate::Accumulators;
 use crate::error::{OperatorError, Result};
 use crate::group_index::GroupIndex;
 use crate::state_codec::{decode, encode, refuse_format_0};
+use crate::{FIRE_PART_ROWS, OUTPUT_BATCH_ROWS};
 
 /// The state table of pane runs.
 const RUNS_TABLE: &str = "pane_runs";
@@ -56,10 +57,6 @@ const RUNS_FORMAT: u16 = 1;
 const LEGACY_PANES_TABLE: &str = "panes";
 /// Runs of one pane and key group past which a new run is merged with them.
 pub const MAX_RUNS: usize = 8;
-/// Rows per result batch of a window fired key group by key group (about).
-pub const OUTPUT_BATCH_ROWS: usize = 8192;
-/// Result rows a window fires per call (about); the runtime calls again for the rest.
-pub const FIRE_PART_ROWS: usize = 8 * OUTPUT_BATCH_ROWS;
 
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 {

@@ -33,11 +33,11 @@ use weir_engine::state::table::{StateCodec, StateTable, TableSpec};
 use weir_engine::state::{OperatorState, StateError};
 use weir_engine::BoxError;
 
-use super::pane::{FIRE_PART_ROWS, OUTPUT_BATCH_ROWS};
 use super::WindowCore;
 use crate::error::{OperatorError, Result};
 use crate::row_accumulators::{AccumulatorSet, RowAccumulators};
 use crate::state_codec::{put_bytes, refuse_format_0, Parts};
+use crate::{FIRE_PART_ROWS, OUTPUT_BATCH_ROWS};
 
 /// The state table of each key's open sessions.
 const SESSIONS_TABLE: &str = "session_states";
