@@ -266,13 +266,20 @@ fn interval_join(options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {
     let pipeline = Pipeline::new("budget-interval-join");
     let left = timed_source(&pipeline, "", &left).key_by(["k"]);
     let right = timed_source(&pipeline, "r", &right).key_by(["rk"]);
+    let joined = (left.join(&right).kind(JoinType::Full)).between(-2_000, 2_000);
+    sorted_rows(joined, &["k", "v", "rk", "rv"], options)
+}
+
+/// Runs the job ending in `stream` with `options`: the rows its changelog ends with (columns
+/// `columns`), sorted, and how many state entries were evicted.
+fn sorted_rows(
+    stream: Stream,
+    columns: &[&str],
+    options: RunOptions,
+) -> (Vec<Vec<Option<i64>>>, u64) {
     let sink = CollectSink::new();
-    let result = (left.join(&right).kind(JoinType::Full))
-        .between(-2_000, 2_000)
-        .sink(sink.clone())
-        .run(options)
-        .expect("job runs");
-    let mut rows = common::apply_changelog(&sink.batches(), &["k", "v", "rk", "rv"]);
+    let result = stream.sink(sink.clone()).run(options).expect("job runs");
+    let mut rows = common::apply_changelog(&sink.batches(), columns);
     rows.sort();
     (rows, result.metrics.total(names::STATE_ENTRIES_EVICTED))
 }
@@ -286,7 +293,18 @@ fn an_interval_join_over_its_budget_matches_unlimited_memory() {
         "{padded} of {} rows padded",
         expected.len()
     );
-    let dir = std::env::temp_dir().join(format!("weir-budget-interval-{}", std::process::id()));
+    assert_over_budget_matches("interval join", &expected, &interval_join);
+}
+
+/// Runs `job` at a 1 MiB budget at 1, 2 and 4 shards, with and without checkpoints every
+/// 5 ms, and asserts that each run evicts state and ends with `expected` rows (what the job
+/// gave with unlimited memory).
+fn assert_over_budget_matches(name: &str, expected: &[Vec<Option<i64>>], job: &BudgetJob<'_>) {
+    let dir = std::env::temp_dir().join(format!(
+        "weir-budget-{}-{}",
+        name.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
+        std::process::id()
+    ));
     for shards in [1, 2, 4] {
         for checkpoints in [false, true] {
             let _ = std::fs::remove_dir_all(&dir);
@@ -298,16 +316,31 @@ fn an_interval_join_over_its_budget_matches_unlimited_memory() {
                     CheckpointConfig::new(&dir).interval(std::time::Duration::from_millis(5));
                 options = options.checkpoint(config);
             }
-            let (got, evicted) = interval_join(options);
-            assert!(evicted > 0, "{shards} shards: {evicted} evictions");
-            assert!(
-                got == expected,
-                "{shards} shards, checkpoints {checkpoints}: results differ"
-            );
+            let (got, evicted) = job(options);
+            let case = format!("{name} at {shards} shards, checkpoints {checkpoints}");
+            assert!(evicted > 0, "{case}: nothing evicted");
+            if got != expected {
+                let missing: Vec<_> = (expected.iter())
+                    .filter(|r| !got.contains(r))
+                    .take(3)
+                    .collect();
+                let extra: Vec<_> = (got.iter())
+                    .filter(|r| !expected.contains(r))
+                    .take(3)
+                    .collect();
+                panic!(
+                    "{case}: {} rows, not {}; missing {missing:?}, extra {extra:?}",
+                    got.len(),
+                    expected.len()
+                );
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A job's sorted result rows and how many state entries it evicted.
+type BudgetJob<'a> = dyn Fn(RunOptions) -> (Vec<Vec<Option<i64>>>, u64) + 'a;
 
 /// Every row of an OVER aggregation (sum and max of the last three rows of each key, by
 /// event time) over four rows per key of `KEYS` keys, 10 per ms, up to 300 ms out of order,
@@ -317,106 +350,42 @@ fn over(options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {
         .map(|i| ((i * 7_919) % KEYS, i, i / 10 - (i * 31) % 300))
         .collect();
     let pipeline = Pipeline::new("budget-over");
-    let sink = CollectSink::new();
-    let result = timed_source(&pipeline, "", &rows)
-        .key_by(["k"])
-        .over(
-            OverFrame::Rows(Some(2)),
-            [sum(col("v")).alias("s"), max(col("v")).alias("mx")],
-        )
-        .sink(sink.clone())
-        .run(options)
-        .expect("job runs");
-    let mut rows = common::apply_changelog(&sink.batches(), &["k", "v", "s", "mx"]);
-    rows.sort();
-    (rows, result.metrics.total(names::STATE_ENTRIES_EVICTED))
+    let over = timed_source(&pipeline, "", &rows).key_by(["k"]).over(
+        OverFrame::Rows(Some(2)),
+        [sum(col("v")).alias("s"), max(col("v")).alias("mx")],
+    );
+    sorted_rows(over, &["k", "v", "s", "mx"], options)
 }
 
 #[test]
 fn an_over_aggregation_over_its_budget_matches_unlimited_memory() {
     let (expected, _) = over(RunOptions::default().shards(2));
     assert_eq!(expected.len(), 4 * KEYS as usize, "every row once");
-    let dir = std::env::temp_dir().join(format!("weir-budget-over-{}", std::process::id()));
-    for shards in [1, 2, 4] {
-        for checkpoints in [false, true] {
-            let _ = std::fs::remove_dir_all(&dir);
-            let mut options = RunOptions::default()
-                .shards(shards)
-                .state_memory_budget(1 << 20);
-            if checkpoints {
-                let config =
-                    CheckpointConfig::new(&dir).interval(std::time::Duration::from_millis(5));
-                options = options.checkpoint(config);
-            }
-            let (got, evicted) = over(options);
-            assert!(evicted > 0, "{shards} shards: {evicted} evictions");
-            assert!(
-                got == expected,
-                "{shards} shards, checkpoints {checkpoints}: results differ"
-            );
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_over_budget_matches("over", &expected, &over);
 }
 
 /// Every window result of a tumbling, hopping or session window over `KEYS` keys (rows `k, v, ts`,
 /// 10 per ms, up to 300 ms out of order), sorted, and how many state entries were evicted.
 fn windows(window: Window, options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {
-    use arrow::array::TimestampMillisecondArray;
-    use arrow::datatypes::TimeUnit;
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("k", DataType::Int64, false),
-        Field::new("v", DataType::Int64, false),
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            false,
-        ),
-    ]));
-    let rows: Vec<i64> = (0..4 * KEYS).collect();
-    let batches = rows
-        .chunks(1_000)
-        .map(|chunk| {
-            let column = |f: fn(i64) -> i64| chunk.iter().map(move |&i| f(i));
-            RecordBatch::try_new(
-                Arc::clone(&schema),
-                vec![
-                    Arc::new(Int64Array::from_iter_values(column(|i| (i * 7_919) % KEYS))),
-                    Arc::new(Int64Array::from_iter_values(column(|i| i % 1_000))),
-                    Arc::new(TimestampMillisecondArray::from_iter_values(column(|i| {
-                        i / 10 - (i * 31) % 300
-                    }))),
-                ],
-            )
-            .unwrap()
-        })
+    let rows: Vec<(i64, i64, i64)> = (0..4 * KEYS)
+        .map(|i| ((i * 7_919) % KEYS, i % 1_000, i / 10 - (i * 31) % 300))
         .collect();
-    let sink = CollectSink::new();
-    let result = Pipeline::new("budget-windows")
-        .source(MemorySource::new(schema, vec![batches]).unwrap())
-        .watermark("ts", std::time::Duration::from_millis(300))
+    let pipeline = Pipeline::new("budget-windows");
+    let windowed = timed_source(&pipeline, "", &rows)
         .key_by(["k"])
         .window(window)
         .aggregate([
             count_all().alias("c"),
             sum(col("v")).alias("s"),
             max(col("v")).alias("mx"),
-        ])
-        .sink(sink.clone())
-        .run(options)
-        .expect("job runs");
-    let mut rows = common::apply_changelog(
-        &sink.batches(),
-        &["window_start", "window_end", "k", "c", "s", "mx"],
-    );
-    rows.sort();
-    (rows, result.metrics.total(names::STATE_ENTRIES_EVICTED))
+        ]);
+    let columns = ["window_start", "window_end", "k", "c", "s", "mx"];
+    sorted_rows(windowed, &columns, options)
 }
 
 #[test]
 fn windows_over_their_budget_match_unlimited_memory() {
     use std::time::Duration;
-    let dir = std::env::temp_dir().join(format!("weir-budget-windows-{}", std::process::id()));
     for window in [
         Window::tumble(Duration::from_secs(2)),
         Window::hop(Duration::from_secs(2), Duration::from_millis(500)),
@@ -425,40 +394,9 @@ fn windows_over_their_budget_match_unlimited_memory() {
     ] {
         let (expected, evicted) = windows(window, RunOptions::default().shards(2));
         assert_eq!(evicted, 0, "unlimited memory evicts nothing");
-        for shards in [1, 2, 4] {
-            for checkpoints in [false, true] {
-                let _ = std::fs::remove_dir_all(&dir);
-                let mut options = RunOptions::default()
-                    .shards(shards)
-                    .state_memory_budget(1 << 20);
-                if checkpoints {
-                    let config = CheckpointConfig::new(&dir).interval(Duration::from_millis(5));
-                    options = options.checkpoint(config);
-                }
-                let (got, evicted) = windows(window, options);
-                let case = format!("{window:?} at {shards} shards, checkpoints {checkpoints}");
-                assert!(evicted > 0, "{case}: nothing evicted");
-                if got != expected {
-                    let missing: Vec<_> = expected
-                        .iter()
-                        .filter(|r| !got.contains(r))
-                        .take(3)
-                        .collect();
-                    let extra: Vec<_> = got
-                        .iter()
-                        .filter(|r| !expected.contains(r))
-                        .take(3)
-                        .collect();
-                    panic!(
-                        "{case}: {} rows, not {}; missing {missing:?}, extra {extra:?}",
-                        got.len(),
-                        expected.len()
-                    );
-                }
-            }
-        }
+        let name = format!("{window:?}");
+        assert_over_budget_matches(&name, &expected, &|options| windows(window, options));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The (keys, rows) a global window counts over the per-key results of a window over
