@@ -25,10 +25,12 @@ fn bootstrap() -> String {
 
 /// Creates a fresh topic with `partitions` partitions.
 fn topic(name: &str, partitions: i32) -> String {
+    // Unique in this process (a counter) and across runs (the process id).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let topic = format!(
         "weir-{name}-{}-{}",
         std::process::id(),
-        Instant::now().elapsed().as_nanos()
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())

@@ -101,7 +101,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "d" | "day" | "days" => 86_400_000.0,
         _ => return None,
     };
-    Some(Duration::from_secs_f64(number * millis / 1_000.0))
+    // A number too large for a duration is not one (no panic).
+    Duration::try_from_secs_f64(number * millis / 1_000.0).ok()
 }
 
 /// Parses `128MB`, `64 kb`, `1gb`, `100b`; a bare number is bytes.
@@ -333,6 +334,12 @@ mod tests {
             Some(Duration::from_millis(1_500))
         );
         assert_eq!(parse_duration("5min"), Some(Duration::from_secs(300)));
+        assert_eq!(
+            parse_duration("99999999999999999999999d"),
+            None,
+            "too large"
+        );
+        assert_eq!(parse_duration(&"9".repeat(400)), None, "infinite");
         assert_eq!(parse_memory_size("128MB"), Some(128 << 20));
         assert!(Options::validate(
             "x",

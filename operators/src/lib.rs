@@ -27,6 +27,7 @@ pub mod row_accumulators;
 pub mod row_format;
 pub mod state_codec;
 pub mod text;
+pub mod time_index;
 pub mod ttl;
 pub mod updating;
 pub mod window;

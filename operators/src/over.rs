@@ -22,9 +22,8 @@
 //! waiting time stays in memory (counted against the budget) and is rebuilt from the table at
 //! restore; the watermark is kept per key group.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::{concat_batches, take};
@@ -36,8 +35,8 @@ use datafusion_expr::Expr;
 use weir_engine::changelog::{data_columns, without_row_kind, ChangelogMode};
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
-use weir_engine::partition::{KeyGroup, KeyHasher};
-use weir_engine::state::table::{BudgetCharge, StateCodec, StateTable, TableSpec};
+use weir_engine::partition::KeyHasher;
+use weir_engine::state::table::{StateCodec, StateTable, TableSpec};
 use weir_engine::state::{OperatorState, StateError};
 use weir_engine::time::{event_time_column, event_times_ms};
 use weir_engine::BoxError;
@@ -51,6 +50,7 @@ use crate::row_format::decode_rows;
 use crate::state_codec::{
     put_bytes, refuse_format_0, restore_watermark, snapshot_watermark, Parts,
 };
+use crate::time_index::TimeIndex;
 use crate::{FIRE_PART_ROWS, OUTPUT_BATCH_ROWS};
 
 /// The state table of the partitions, and its format.
@@ -60,8 +60,6 @@ const PARTITIONS_FORMAT: u16 = 1;
 const LEGACY_TABLES: [&str; 2] = ["rows", "accumulators"];
 /// Bytes a kept row costs besides its bytes (the box, its time, the map's share).
 const ROW_OVERHEAD: usize = 40;
-/// Bytes an entry of the index of waiting rows costs besides its key.
-const DUE_OVERHEAD: usize = 64;
 
 /// The frame of an OVER aggregation, which always ends at the current row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +96,6 @@ pub struct OverAggregateFactory {
     frame: OverFrame,
     aggregates: Vec<Expr>,
     processing_time: bool,
-    state_ttl: Option<Duration>,
 }
 
 impl OverAggregateFactory {
@@ -118,17 +115,7 @@ impl OverAggregateFactory {
             frame,
             aggregates,
             processing_time: false,
-            state_ttl: None,
         }
-    }
-
-    /// Forgets a partition (its frame, accumulators and waiting rows) not written for `ttl`
-    /// (processing time; none or zero: kept for the job's lifetime), as Flink's OVER
-    /// aggregations under `table.exec.state.ttl`: a row of it that comes later starts it
-    /// afresh.
-    pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
-        self.state_ttl = ttl.filter(|t| !t.is_zero());
-        self
     }
 
     /// Ordered by processing time (`time_column` a `PROCTIME()` attribute), as Flink's
@@ -192,11 +179,8 @@ impl OperatorFactory for OverAggregateFactory {
 
     fn describe(&self) -> String {
         let aggregates: Vec<String> = self.aggregates.iter().map(|a| a.to_string()).collect();
-        let ttl = self
-            .state_ttl
-            .map_or(String::new(), |t| format!(", state TTL {t:?}"));
         format!(
-            "over aggregate, partition [{}], order by {} {}: [{}]{ttl}",
+            "over aggregate, partition [{}], order by {} {}: [{}]",
             self.partition_by.join(", "),
             self.time_column,
             self.frame.describe(),
@@ -226,7 +210,7 @@ impl OperatorFactory for OverAggregateFactory {
         let spec = TableSpec {
             name: PARTITIONS_TABLE,
             version: PARTITIONS_FORMAT,
-            ttl: self.state_ttl,
+            ttl: None,
         };
         let codec = PartitionCodec {
             counted: CountedCodec::new(accumulators.clone())?,
@@ -240,8 +224,7 @@ impl OperatorFactory for OverAggregateFactory {
             key_columns,
             rows: RowConverter::new(sort_fields)?,
             partitions: context.state_table(spec, codec),
-            due: BTreeSet::new(),
-            due_bytes: context.state_budget.charge(),
+            due: TimeIndex::new(context),
             watermark: None,
             firing: None,
             late: LateOutput::new(context),
@@ -373,11 +356,9 @@ pub struct OverAggregate {
     /// Whole input rows.
     rows: RowConverter,
     partitions: StateTable<PartitionCodec>,
-    /// (earliest waiting time, key group, partition key) of every partition with rows
-    /// waiting for the watermark: what a watermark releases.
-    due: BTreeSet<(EventTimeMs, KeyGroup, Box<[u8]>)>,
-    /// The index's memory, against the budget.
-    due_bytes: BudgetCharge,
+    /// Every partition with rows waiting for the watermark, by its earliest: what a watermark
+    /// releases.
+    due: TimeIndex,
     watermark: Option<EventTimeMs>,
     /// The time being fired while a large result goes out in parts.
     firing: Option<EventTimeMs>,
@@ -395,52 +376,22 @@ struct Firing<'a> {
 }
 
 impl OverAggregate {
-    /// Indexes `key`'s earliest waiting time, in place of `before` (its earlier one, if any).
-    fn reindex(
-        &mut self,
-        before: Option<EventTimeMs>,
-        now: Option<EventTimeMs>,
-        group: KeyGroup,
-        key: &[u8],
-    ) {
-        if before == now {
-            return;
-        }
-        let mut bytes = self.due_bytes.bytes();
-        if let Some(before) = before {
-            if self.due.remove(&(before, group, Box::from(key))) {
-                bytes -= key.len() + DUE_OVERHEAD;
-            }
-        }
-        if let Some(now) = now {
-            if self.due.insert((now, group, Box::from(key))) {
-                bytes += key.len() + DUE_OVERHEAD;
-            }
-        }
-        self.due_bytes.set(bytes);
-    }
-
     /// Aggregates and emits, per partition, the rows `watermark` has passed, about
     /// [`FIRE_PART_ROWS`] per call: with more, it asks to be called again
     /// ([`Operator::on_continue`]) and fires the rest then.
     fn fire(&mut self, watermark: EventTimeMs, ctx: &mut Context<'_>) -> Result<()> {
         let mut fired = Vec::new();
         let mut rows = 0;
-        while let Some((time, _, _)) = self.due.first() {
-            if *time > watermark {
-                self.firing = None;
-                break;
-            }
+        self.firing = None;
+        while self.due.first_time().is_some_and(|time| time <= watermark) {
             if rows >= FIRE_PART_ROWS {
                 self.firing = Some(watermark);
                 ctx.continue_later();
                 break;
             }
-            let Some((_, group, key)) = self.due.pop_first() else {
+            let Some((_, group, key)) = self.due.pop_until(watermark) else {
                 break;
             };
-            self.due_bytes
-                .set(self.due_bytes.bytes() - key.len() - DUE_OVERHEAD);
             rows += self
                 .partitions
                 .get(ctx.state_or_err()?, group, &key)?
@@ -451,9 +402,6 @@ impl OverAggregate {
                         .sum()
                 });
             fired.push((group, key));
-        }
-        if self.due.is_empty() {
-            self.firing = None;
         }
         let firing = Firing {
             rows: &self.rows,
@@ -473,7 +421,7 @@ impl OverAggregate {
                 &key,
                 Partition::default,
                 |partition| {
-                    // Nothing to release if its state expired (state TTL) since it was indexed.
+                    // Nothing to release (an index entry left behind): nothing written.
                     if partition.pending.range(..=watermark).next().is_none() {
                         return ((None, partition.pending.keys().next().copied()), false);
                     }
@@ -490,7 +438,7 @@ impl OverAggregate {
             }
         }
         for (next, group, key) in waiting {
-            self.reindex(None, Some(next), group, &key);
+            self.due.reindex(None, Some(next), group, &key);
         }
         if !batches.is_empty() {
             let all = concat_batches(&self.output, &batches)?;
@@ -621,9 +569,8 @@ impl Operator for OverAggregate {
                     ((before, partition.pending.keys().next().copied()), added)
                 },
             )?;
-            self.reindex(before, now, group, key.as_ref());
+            self.due.reindex(before, now, group, key.as_ref());
         }
-        self.partitions.expire(state)?;
         late.sort_unstable();
         self.late.emit(&batch, late, ctx)?;
         if self.processing_time {
@@ -672,17 +619,12 @@ impl Operator for OverAggregate {
         }
         // Rows at or behind it stay late after a restore.
         self.watermark = restore_watermark(state)?;
-        let mut due = Vec::new();
+        let due = &mut self.due;
         self.partitions
             .visit_stored(state, &mut |group, key, partition| {
-                if let Some(&time) = partition.pending.keys().next() {
-                    due.push((time, group, Box::from(key)));
-                }
+                due.reindex(None, partition.pending.keys().next().copied(), group, key);
                 Ok(())
             })?;
-        for (time, group, key) in due {
-            self.reindex(None, Some(time), group, &key);
-        }
         Ok(())
     }
 }
@@ -829,32 +771,5 @@ mod tests {
             Some(rows / 1_000 + 1),
             "the busiest key's running count"
         );
-    }
-
-    /// With a state TTL, a partition not written for the TTL is forgotten: its next row
-    /// starts a new frame (as Flink's OVER under `table.exec.state.ttl`).
-    #[test]
-    fn a_partition_past_the_state_ttl_starts_again() {
-        let factory = OverAggregateFactory::new(
-            vec!["k".into()],
-            "ts",
-            OverFrame::Rows(None),
-            vec![sum(col("v")).alias("s")],
-        )
-        .with_state_ttl(Some(std::time::Duration::from_millis(50)));
-        let context = SubtaskContext::standalone(vec![schema()]);
-        let mut op = factory.create(&context).unwrap();
-        let backend = &mut InMemoryStateBackend::new();
-        let out = step(&mut op, backend, &[(1, 1, 1_000), (1, 2, 2_000)], 2_000);
-        assert_eq!(out, vec![(1, 1), (2, 3)]);
-        let out = step(&mut op, backend, &[(1, 4, 3_000)], 3_000);
-        assert_eq!(
-            out,
-            vec![(4, 7)],
-            "written within the TTL: the frame goes on"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let out = step(&mut op, backend, &[(1, 8, 4_000)], 4_000);
-        assert_eq!(out, vec![(8, 8)], "past the TTL: a new frame");
     }
 }

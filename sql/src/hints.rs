@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use datafusion_expr::LogicalPlan;
 use datafusion_sql::sqlparser::ast::{
-    Query, SetExpr, Statement, TableFactor, TableWithJoins, Visit, Visitor,
+    ObjectName, Query, SetExpr, Statement, TableFactor, TableWithJoins, Visit, Visitor,
 };
 use datafusion_sql::sqlparser::tokenizer::{Token, Tokenizer};
 use std::ops::ControlFlow;
@@ -114,8 +114,7 @@ impl Visitor for Collector<'_> {
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<UserError> {
         if let TableFactor::Table { name, .. } = factor {
-            let view = name.0.last().map(|part| part.to_string());
-            if let Some(hints) = view.and_then(|v| (self.view_hints)(&v)) {
+            if let Some(hints) = last_name(name).and_then(|v| (self.view_hints)(&v)) {
                 for (name, ttl) in hints.ttls {
                     if let Err(error) = self.hints.add(&name, ttl) {
                         return ControlFlow::Break(error);
@@ -199,25 +198,45 @@ impl Collector<'_> {
     }
 }
 
-/// The names the relations of a `FROM` go by: aliases, else table or view names.
+/// The unquoted last part of a table or view name (`db.t` and `` `t` `` are `t`).
+fn last_name(name: &ObjectName) -> Option<String> {
+    name.0.last().map(|part| match part.as_ident() {
+        Some(ident) => ident.value.clone(),
+        None => part.to_string(),
+    })
+}
+
+/// The names the relations of a `FROM` go by: aliases, else table or view names (those of a
+/// parenthesised join included).
 fn from_names(from: &[TableWithJoins]) -> BTreeSet<String> {
-    from.iter()
-        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
-        .filter_map(|factor| match factor {
-            TableFactor::Table { name, alias, .. } => match alias {
-                Some(alias) => Some(alias.name.value.clone()),
-                None => name.0.last().map(|part| match part.as_ident() {
-                    Some(ident) => ident.value.clone(),
-                    None => part.to_string(),
-                }),
-            },
-            TableFactor::Derived { alias, .. }
-            | TableFactor::Function { alias, .. }
-            | TableFactor::TableFunction { alias, .. }
-            | TableFactor::UNNEST { alias, .. } => alias.as_ref().map(|a| a.name.value.clone()),
-            _ => None,
-        })
-        .collect()
+    let mut names = BTreeSet::new();
+    let mut tables: Vec<&TableWithJoins> = from.iter().collect();
+    while let Some(table) = tables.pop() {
+        let factors =
+            std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation));
+        for factor in factors {
+            let name = match factor {
+                TableFactor::Table { name, alias, .. } => match alias {
+                    Some(alias) => Some(alias.name.value.clone()),
+                    None => last_name(name),
+                },
+                TableFactor::NestedJoin {
+                    table_with_joins,
+                    alias,
+                } => {
+                    tables.push(table_with_joins);
+                    alias.as_ref().map(|a| a.name.value.clone())
+                }
+                TableFactor::Derived { alias, .. }
+                | TableFactor::Function { alias, .. }
+                | TableFactor::TableFunction { alias, .. }
+                | TableFactor::UNNEST { alias, .. } => alias.as_ref().map(|a| a.name.value.clone()),
+                _ => None,
+            };
+            names.extend(name);
+        }
+    }
+    names
 }
 
 #[cfg(test)]
@@ -264,9 +283,18 @@ mod tests {
     }
 
     #[test]
+    fn a_parenthesised_join_names_its_relations() {
+        let got = hints(
+            "SELECT /*+ STATE_TTL('a' = '1h') */ * FROM (a JOIN b ON a.k = b.k) JOIN c ON a.k = c.k",
+        )
+        .unwrap();
+        assert_eq!(got.get("a"), Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
     fn a_view_brings_its_hints() {
         let statement = Parser::new(&DIALECT)
-            .try_with_sql("SELECT * FROM v")
+            .try_with_sql("SELECT * FROM `v`")
             .and_then(|mut p| p.parse_statement())
             .unwrap();
         let mut view = StateTtlHints::default();

@@ -2,7 +2,8 @@
 //!
 //! Statements end at a top-level `;`. `EXECUTE STATEMENT SET BEGIN ... END;` (and the older
 //! `BEGIN STATEMENT SET; ... END;`) is one statement holding several `INSERT`s. Comments
-//! (`--`, `/* */`) are whitespace, but hints (`/*+ ... */`) stay for the parser.
+//! (`--`, `/* */`) are whitespace, but a hint right after `SELECT` (`/*+ ... */`) stays for
+//! the parser.
 
 use datafusion_sql::sqlparser::dialect::GenericDialect;
 use datafusion_sql::sqlparser::keywords::Keyword;
@@ -90,9 +91,11 @@ pub fn split(text: &str) -> Result<Vec<Statement>> {
     };
     for token in tokens {
         match &token.token {
-            // A hint comment (`/*+ STATE_TTL(...) */`) stays for the parser to read.
+            // A hint comment right after SELECT (`SELECT /*+ STATE_TTL(...) */`) stays for
+            // the parser to read; anywhere else a comment is whitespace.
             Token::Whitespace(Whitespace::MultiLineComment(comment))
-                if comment.starts_with('+') && !current.is_empty() =>
+                if comment.starts_with('+')
+                    && current.last().is_some_and(|t| is_word(&t.token, "SELECT")) =>
             {
                 current.push(token)
             }

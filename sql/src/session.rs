@@ -39,7 +39,8 @@ pub struct Settings {
     pub checkpoint_interval: Option<Duration>,
     /// `table.exec.source.idle-timeout`.
     pub idle_timeout: Option<Duration>,
-    /// `table.exec.state.ttl`: how long an updating aggregation keeps a group not updated.
+    /// `table.exec.state.ttl`: how long updating aggregations, regular joins and Top-N keep
+    /// state not written (a `STATE_TTL` hint overrides it per join input or aggregation).
     pub state_ttl: Option<Duration>,
     /// `pipeline.name`.
     pub job_name: Option<String>,

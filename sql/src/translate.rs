@@ -60,8 +60,8 @@ use crate::window_tvf::{WindowTvfNode, WINDOW_TIME};
 pub struct TranslateOptions {
     /// `table.exec.source.idle-timeout`.
     pub idle_timeout: Option<Duration>,
-    /// `table.exec.state.ttl`: the state TTL of regular joins, updating aggregations, OVER
-    /// and Top-N, unless a `STATE_TTL` hint sets one.
+    /// `table.exec.state.ttl`: the state TTL of regular joins, updating aggregations and
+    /// Top-N, unless a `STATE_TTL` hint sets one.
     pub state_ttl: Option<Duration>,
     /// `table.exec.late-rows.table`.
     pub late_rows: Option<LateRowsTable>,
@@ -1386,8 +1386,7 @@ impl GraphBuilder {
             })
             .collect::<Result<Vec<_>>>()?;
         let processing_time = input.proctimes.contains(&time);
-        let mut factory = OverAggregateFactory::new(partition_by.clone(), time, frame, aggregates)
-            .with_state_ttl(self.options.state_ttl);
+        let mut factory = OverAggregateFactory::new(partition_by.clone(), time, frame, aggregates);
         if processing_time {
             factory = factory.on_processing_time();
         }

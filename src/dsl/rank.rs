@@ -221,8 +221,7 @@ impl KeyedStream {
             time,
             frame,
             aggregates.into_iter().collect(),
-        )
-        .with_state_ttl(self.state_ttl);
+        );
         let mut over = self.stream.then(
             "over-aggregate",
             Arc::new(factory),

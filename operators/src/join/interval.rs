@@ -30,12 +30,13 @@ use weir_engine::state::OperatorState;
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
-use super::store::{slices, NewRow, SideStore};
+use super::store::{NewRow, SideStore, KEPT_FORMAT};
 use super::{
     append_only, key_is_null, plan_timed, side_hashers, JoinKeys, JoinPlan, JoinSpec, Side,
     JOIN_INPUTS,
 };
 use crate::error::{OperatorError, Result};
+use crate::row_format::slices;
 use crate::state_codec::{refuse_format_0, restore_watermark, snapshot_watermark};
 
 /// Describes an interval join: the equi-join, each side's time column, and the bounds (ms,
@@ -152,9 +153,6 @@ fn rows_table(side: Side) -> &'static str {
         Side::Right => "interval-right",
     }
 }
-
-/// The kept rows' format (see [`super::store`]).
-const KEPT_FORMAT: u16 = 1;
 
 /// One subtask of an interval join.
 pub struct IntervalJoin {

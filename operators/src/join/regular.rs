@@ -34,7 +34,7 @@ use weir_engine::BoxError;
 
 use super::{key_is_null, JoinKeys, JoinPlan, JoinSpec, JoinType, Side, JOIN_INPUTS};
 use crate::error::Result;
-use crate::row_format::decode_rows;
+use crate::row_format::{decode_rows, slices};
 use crate::state_codec::{put_bytes, refuse_format_0, Parts};
 
 /// Describes a regular join.
@@ -359,14 +359,7 @@ impl RegularJoin {
                 }
             }
         }
-        let candidate_refs: Vec<&[u8]> = candidate_ends
-            .iter()
-            .scan(0, |start, &end| {
-                let row = &candidate_bytes[*start..end];
-                *start = end;
-                Some(row)
-            })
-            .collect();
+        let candidate_refs: Vec<&[u8]> = slices(&candidate_bytes, &candidate_ends).collect();
         let other_rows = RecordBatch::try_new(
             Arc::clone(self.plan.schema(side.other())),
             self.sides[other].decode(&candidate_refs)?,

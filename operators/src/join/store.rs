@@ -9,7 +9,6 @@
 //! watermark finds the expired rows without a scan; a restore rebuilds the index from the
 //! table.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -17,18 +16,19 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use weir_engine::operator::SubtaskContext;
 use weir_engine::partition::KeyGroup;
-use weir_engine::state::table::{BudgetCharge, StateCodec, StateTable, TableSpec};
+use weir_engine::state::table::{StateCodec, StateTable, TableSpec};
 use weir_engine::state::{OperatorState, StateError};
 
 use crate::error::Result;
 use crate::row_format::decode_rows;
 use crate::state_codec::{put_bytes, Parts};
+use crate::time_index::TimeIndex;
 
 /// A kept row's time, expiry and matched flag; its bytes are in its key's [`KeyKept`].
 #[derive(Debug, Clone, Copy)]
 pub struct Kept {
     /// Where the row's bytes end in [`KeyKept::data`].
-    end: u32,
+    end: usize,
     /// Event time (ms).
     pub time: i64,
     /// The watermark at or past which the row can match nothing more.
@@ -48,9 +48,6 @@ pub struct NewRow<'a> {
     pub matched: bool,
 }
 
-/// Bytes an index entry costs in memory besides its key (the B-tree's share included).
-const INDEX_OVERHEAD: usize = 56;
-
 /// The rows under one key: their bytes (Arrow's row format, the side's columns) one after
 /// another, and per row its time, expiry and matched flag (one allocation each, not one per
 /// row).
@@ -64,7 +61,7 @@ impl KeyKept {
     fn push(&mut self, row: &[u8], time: i64, expires: i64, matched: bool) {
         self.data.extend_from_slice(row);
         self.rows.push(Kept {
-            end: self.data.len() as u32,
+            end: self.data.len(),
             time,
             expires,
             matched,
@@ -73,10 +70,10 @@ impl KeyKept {
 
     /// The rows with their bytes, in the order they were kept.
     pub fn rows(&self) -> impl Iterator<Item = (&[u8], &Kept)> {
-        let starts = std::iter::once(0).chain(self.rows.iter().map(|k| k.end as usize));
+        let starts = std::iter::once(0).chain(self.rows.iter().map(|k| k.end));
         starts
             .zip(&self.rows)
-            .map(|(start, kept)| (&self.data[start..kept.end as usize], kept))
+            .map(|(start, kept)| (&self.data[start..kept.end], kept))
     }
 
     fn earliest(&self) -> Option<i64> {
@@ -150,18 +147,15 @@ impl StateCodec for KeptCodec {
 }
 
 /// The format version of the kept rows' tables.
-const KEPT_FORMAT: u16 = 1;
+pub const KEPT_FORMAT: u16 = 1;
 
 /// The kept rows of one side.
 pub struct SideStore {
     table: StateTable<KeptCodec>,
     rows: RowConverter,
     schema: SchemaRef,
-    /// (earliest expiry, key group, key) of every key with kept rows.
-    expiry: BTreeSet<(i64, KeyGroup, Box<[u8]>)>,
-    /// The index's memory, against the budget.
-    charge: BudgetCharge,
-    index_bytes: usize,
+    /// Every key with kept rows by its earliest expiry.
+    expiry: TimeIndex,
 }
 
 impl SideStore {
@@ -181,15 +175,8 @@ impl SideStore {
             table: context.state_table(spec, KeptCodec),
             rows: RowConverter::new(fields)?,
             schema,
-            expiry: BTreeSet::new(),
-            charge: context.state_budget.charge(),
-            index_bytes: 0,
+            expiry: TimeIndex::new(context),
         })
-    }
-
-    /// Number of keys with kept rows.
-    pub fn keys(&self) -> usize {
-        self.expiry.len()
     }
 
     /// The rows kept under `key`.
@@ -243,29 +230,10 @@ impl SideStore {
                         key.push(row.as_ref(), new.time, new.expires, new.matched);
                         before
                     })?;
-            match earliest {
-                Some(before) if before <= new.expires => {}
-                Some(before) => {
-                    self.unindex(before, new.group, new.key);
-                    self.index(new.expires, new.group, new.key);
-                }
-                None => self.index(new.expires, new.group, new.key),
-            }
+            let now = earliest.map_or(new.expires, |before| before.min(new.expires));
+            self.expiry.reindex(earliest, Some(now), new.group, new.key);
         }
-        self.charge.set(self.index_bytes);
         Ok(())
-    }
-
-    fn index(&mut self, expires: i64, group: KeyGroup, key: &[u8]) {
-        if self.expiry.insert((expires, group, Box::from(key))) {
-            self.index_bytes += key.len() + INDEX_OVERHEAD;
-        }
-    }
-
-    fn unindex(&mut self, expires: i64, group: KeyGroup, key: &[u8]) {
-        if self.expiry.remove(&(expires, group, Box::from(key))) {
-            self.index_bytes -= key.len() + INDEX_OVERHEAD;
-        }
     }
 
     /// Removes every row that expires at or before `watermark`, handing each (its bytes and
@@ -276,14 +244,7 @@ impl SideStore {
         watermark: i64,
         expired: &mut dyn FnMut(&[u8], &Kept),
     ) -> Result<()> {
-        while let Some(first) = self.expiry.first() {
-            if first.0 > watermark {
-                break;
-            }
-            let Some((_, group, key)) = self.expiry.pop_first() else {
-                break;
-            };
-            self.index_bytes -= key.len() + INDEX_OVERHEAD;
+        while let Some((_, group, key)) = self.expiry.pop_until(watermark) {
             let next = self
                 .table
                 .update_with(state, group, &key, KeyKept::default, |kept| {
@@ -291,11 +252,10 @@ impl SideStore {
                     (kept.earliest(), changed)
                 })?;
             match next {
-                Some(expires) => self.index(expires, group, &key),
+                Some(expires) => self.expiry.reindex(None, Some(expires), group, &key),
                 None => self.table.remove(state, group, &key)?,
             }
         }
-        self.charge.set(self.index_bytes);
         Ok(())
     }
 
@@ -312,23 +272,11 @@ impl SideStore {
 
     /// Rebuilds the expiry index from the restored table (the rows stay in the backend).
     pub fn restore(&mut self, state: &OperatorState<'_>) -> Result<()> {
-        let mut found = Vec::new();
+        let expiry = &mut self.expiry;
         self.table.visit_stored(state, &mut |group, key, kept| {
-            if let Some(expires) = kept.earliest() {
-                found.push((expires, group, Box::from(key)));
-            }
+            expiry.reindex(None, kept.earliest(), group, key);
             Ok(())
         })?;
-        for (expires, group, key) in found {
-            self.index(expires, group, &key);
-        }
-        self.charge.set(self.index_bytes);
         Ok(())
     }
-}
-
-/// The rows in `bytes` that end at `ends`, one after another.
-pub fn slices<'a>(bytes: &'a [u8], ends: &'a [usize]) -> impl Iterator<Item = &'a [u8]> {
-    let starts = std::iter::once(0).chain(ends.iter().copied());
-    starts.zip(ends).map(|(start, &end)| &bytes[start..end])
 }

@@ -14,8 +14,9 @@
 //! - Output: the left columns then the right ones, with the left row's kind when the left
 //!   input is a changelog (append-only otherwise). The output rows' times are the left
 //!   rows', which the watermark has only just passed, so the watermark is not held back.
-//! - State: left rows until joined; per key the versions after the watermark and the last
-//!   one at or before it (older ones can never be joined again). Checkpointed per key group.
+//! - State: left rows until joined, in a state table ([`super::store`]); per key the versions
+//!   after the watermark and the last one at or before it (older ones can never be joined
+//!   again), in memory and snapshotted per key group.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,11 +37,11 @@ use weir_engine::state::OperatorState;
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
-use super::store::{slices, NewRow, SideStore};
+use super::store::{NewRow, SideStore, KEPT_FORMAT};
 use super::JOIN_INPUTS;
 use super::{key_is_null, plan_timed, side_hashers, JoinKeys, JoinPlan, JoinSpec, JoinType, Side};
 use crate::error::{OperatorError, Result};
-use crate::row_format::decode_rows;
+use crate::row_format::{decode_rows, slices};
 use crate::state_codec::{read_table, refuse_format_0, write_table};
 
 /// Describes an event-time temporal join: INNER or LEFT, with the left input's time
@@ -142,9 +143,8 @@ impl OperatorFactory for TemporalJoinFactory {
 }
 
 /// The state table of the waiting left rows (the snapshots before state tables used the
-/// side's name), and its format.
+/// side's name).
 const LEFT_TABLE: &str = "temporal-left";
-const LEFT_FORMAT: u16 = 1;
 
 /// Name of the snapshot column that tells a version (`true`) from a deletion.
 const ACCUMULATE: &str = "$accumulate";
@@ -379,7 +379,7 @@ impl Operator for TemporalJoin {
     }
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
-        refuse_format_0(state, Side::Left.name(), LEFT_TABLE, LEFT_FORMAT)?;
+        refuse_format_0(state, Side::Left.name(), LEFT_TABLE, KEPT_FORMAT)?;
         self.left.restore(state)?;
         for (_, batch) in read_table(state, Side::Right.name(), &Arc::clone(&self.version_schema))?
         {
