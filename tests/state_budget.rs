@@ -364,6 +364,51 @@ fn an_over_aggregation_over_its_budget_matches_unlimited_memory() {
     assert_over_budget_matches("over", &expected, &over);
 }
 
+/// The rows of a full outer window join of two 2 s tumbling-window aggregations over `KEYS`
+/// keys (a key's count next to its sum; some keys only on one side), sorted; and how many
+/// state entries were evicted.
+fn window_join(options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {
+    let left: Vec<(i64, i64, i64)> = (0..4 * KEYS)
+        .map(|i| ((i * 7_919) % KEYS, i, i / 10 - (i * 31) % 300))
+        .collect();
+    let right: Vec<(i64, i64, i64)> = (0..4 * KEYS)
+        .map(|i| ((i * 104_729) % (KEYS + 500), i, i / 10 - (i * 17) % 300))
+        .collect();
+    let pipeline = Pipeline::new("budget-window-join");
+    let window = Window::tumble(std::time::Duration::from_secs(2));
+    let counts = timed_source(&pipeline, "", &left)
+        .key_by(["k"])
+        .window(window)
+        .aggregate([count_all().alias("n")]);
+    let sums = timed_source(&pipeline, "r", &right)
+        .key_by(["rk"])
+        .window(window)
+        .aggregate([sum(col("rv")).alias("total")])
+        .select([
+            col("rk"),
+            col("window_start").alias("start2"),
+            col("window_end").alias("end2"),
+            col("total"),
+        ]);
+    let joined = (counts.key_by(["k"]).join(&sums.key_by(["rk"])))
+        .kind(JoinType::Full)
+        .window(["window_start", "window_end"], ["start2", "end2"]);
+    let columns = ["k", "window_start", "n", "rk", "start2", "total"];
+    sorted_rows(joined, &columns, options)
+}
+
+#[test]
+fn a_window_join_over_its_budget_matches_unlimited_memory() {
+    let (expected, _) = window_join(RunOptions::default().shards(2));
+    let padded = expected.iter().filter(|r| r.contains(&None)).count();
+    assert!(
+        padded > 0 && padded < expected.len() / 2,
+        "{padded} of {} rows padded",
+        expected.len()
+    );
+    assert_over_budget_matches("window join", &expected, &window_join);
+}
+
 /// Every window result of a tumbling, hopping or session window over `KEYS` keys (rows `k, v, ts`,
 /// 10 per ms, up to 300 ms out of order), sorted, and how many state entries were evicted.
 fn windows(window: Window, options: RunOptions) -> (Vec<Vec<Option<i64>>>, u64) {

@@ -7,21 +7,27 @@
 //! the watermark that closes the window. A row whose window has already been joined is late:
 //! dropped and counted (`late_rows_dropped`), as Flink drops it.
 //!
-//! State: each side's waiting rows per key group, as Arrow IPC.
+//! State: a state table ([`weir_engine::state::table`]) by join key (which holds the window's
+//! start and end): each side's waiting rows in Arrow's row format, and the window's end. An
+//! in-memory [`TimeIndex`] of the keys by window end says what a watermark closes (rebuilt
+//! from the table at restore); a window over many keys is joined about [`FIRE_PART_ROWS`]
+//! rows at a time (complete keys: each part is a join of its own), the runtime calling again
+//! for the rest. The watermark is kept per key group.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::UInt32Array;
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
 use hashbrown::HashMap;
 use weir_engine::changelog::ChangelogMode;
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::KeyHasher;
-use weir_engine::state::OperatorState;
+use weir_engine::state::table::{StateCodec, StateTable, TableSpec};
+use weir_engine::state::{OperatorState, StateError};
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
@@ -29,9 +35,14 @@ use super::{
     append_only, key_is_null, plan_timed, side_hashers, JoinKeys, JoinPlan, JoinSpec, JoinType,
     Side, JOIN_INPUTS,
 };
-use crate::error::Result;
+use crate::error::{OperatorError, Result};
 use crate::late::LateOutput;
-use crate::state_codec::{read_table, write_table};
+use crate::row_format::{decode_rows, slices};
+use crate::state_codec::{
+    put_bytes, refuse_format_0, restore_watermark, snapshot_watermark, Parts,
+};
+use crate::time_index::TimeIndex;
+use crate::FIRE_PART_ROWS;
 
 /// Describes a window join: the equi-join (its keys include the window columns) and each
 /// side's `window_end` column.
@@ -93,6 +104,17 @@ impl OperatorFactory for WindowJoinFactory {
 
     fn create(&self, context: &SubtaskContext) -> std::result::Result<Box<dyn Operator>, BoxError> {
         let (plan, ends) = self.plan(&context.input_schemas)?;
+        let converter = |schema: &SchemaRef| {
+            let fields = (schema.fields().iter())
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect();
+            RowConverter::new(fields)
+        };
+        let spec = TableSpec {
+            name: ROWS_TABLE,
+            version: ROWS_FORMAT,
+            ttl: None,
+        };
         Ok(Box::new(WindowJoin {
             hashers: side_hashers(&self.spec, &plan, context.max_key_groups)?,
             keeps_unmatched: [
@@ -100,12 +122,74 @@ impl OperatorFactory for WindowJoinFactory {
                 self.spec.join_type.keeps_unmatched(Side::Right),
             ],
             join_type: self.spec.join_type,
+            rows: [converter(&plan.left)?, converter(&plan.right)?],
             plan,
             ends,
-            windows: BTreeMap::new(),
+            windows: context.state_table(spec, WindowKeyCodec),
+            due: TimeIndex::new(context),
             watermark: None,
             late: LateOutput::encoded(context),
         }))
+    }
+}
+
+/// The state table of the waiting rows, and its format (the snapshots before state tables
+/// used the sides' names).
+const ROWS_TABLE: &str = "window-join-rows";
+const ROWS_FORMAT: u16 = 1;
+
+/// One key's waiting rows in one window: its end, and per side the rows' bytes one after
+/// another with where each ends.
+#[derive(Debug, Default)]
+struct WindowKey {
+    end: i64,
+    sides: [(Vec<u8>, Vec<usize>); 2],
+}
+
+/// Stores a [`WindowKey`]: the end (i64), then per side a count (u32) and the rows (length
+/// first).
+struct WindowKeyCodec;
+
+impl StateCodec for WindowKeyCodec {
+    type Value = WindowKey;
+
+    fn encode(&self, keys: &mut [&mut WindowKey]) -> std::result::Result<Vec<Vec<u8>>, StateError> {
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let mut out = Vec::with_capacity(12 + self.memory_bytes(key));
+                out.extend_from_slice(&key.end.to_be_bytes());
+                for (bytes, ends) in &key.sides {
+                    out.extend_from_slice(&(ends.len() as u32).to_be_bytes());
+                    for row in slices(bytes, ends) {
+                        put_bytes(&mut out, row);
+                    }
+                }
+                out
+            })
+            .collect())
+    }
+
+    fn decode(&self, bytes: &[u8], _version: u16) -> std::result::Result<WindowKey, StateError> {
+        let mut parts = Parts::new(bytes, "a window join key's rows");
+        let mut key = WindowKey {
+            end: parts.i64()?,
+            ..WindowKey::default()
+        };
+        for (data, ends) in &mut key.sides {
+            for _ in 0..parts.u32()? {
+                data.extend_from_slice(parts.bytes()?);
+                ends.push(data.len());
+            }
+        }
+        Ok(key)
+    }
+
+    fn memory_bytes(&self, key: &WindowKey) -> usize {
+        let sides: usize = (key.sides.iter())
+            .map(|(bytes, ends)| bytes.capacity() + 8 * ends.capacity())
+            .sum();
+        sides + std::mem::size_of::<WindowKey>()
     }
 }
 
@@ -116,34 +200,96 @@ pub struct WindowJoin {
     ends: [usize; 2],
     hashers: [KeyHasher; 2],
     keeps_unmatched: [bool; 2],
-    /// Window end (ms) -> each side's waiting rows.
-    windows: BTreeMap<i64, [Vec<RecordBatch>; 2]>,
+    /// Each side's rows in Arrow's row format.
+    rows: [RowConverter; 2],
+    /// Join key (window columns included) -> its waiting rows.
+    windows: StateTable<WindowKeyCodec>,
+    /// The keys with waiting rows, by window end.
+    due: TimeIndex,
     watermark: Option<EventTimeMs>,
     late: LateOutput,
 }
 
 impl WindowJoin {
-    /// Files the rows of `batch` under their windows; returns the late ones (their window
-    /// has fired), which are not filed.
-    fn add(&mut self, side: Side, batch: &RecordBatch) -> Result<Vec<u32>> {
+    /// Files the rows of `batch` under their keys; returns the late ones (their window has
+    /// been joined), which are not filed.
+    fn add(
+        &mut self,
+        side: Side,
+        batch: &RecordBatch,
+        state: &mut OperatorState<'_>,
+    ) -> Result<Vec<u32>> {
         let ends = event_times_ms(batch, self.ends[side as usize])?;
-        let mut rows: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        let keys = JoinKeys::of(
+            &self.hashers[side as usize],
+            &self.plan.keys[side as usize],
+            batch,
+        )?;
+        let rows = self.rows[side as usize].convert_columns(batch.columns())?;
         let mut late = Vec::new();
-        for (i, end) in ends.iter().enumerate() {
+        for (i, &end) in ends.iter().enumerate() {
             if self.watermark.is_some_and(|w| end - 1 <= w) {
                 late.push(i as u32);
-            } else {
-                rows.entry(*end).or_default().push(i as u32);
+                continue;
+            }
+            let key = keys.get(i);
+            let group = self.hashers[side as usize].key_group_of(key);
+            let new = self
+                .windows
+                .update(state, group, key, WindowKey::default, |window| {
+                    let new = window.sides.iter().all(|(_, ends)| ends.is_empty());
+                    window.end = end;
+                    let (data, ends) = &mut window.sides[side as usize];
+                    data.extend_from_slice(rows.row(i).as_ref());
+                    ends.push(data.len());
+                    new
+                })?;
+            if new {
+                self.due.reindex(None, Some(end), group, key);
             }
         }
-        for (end, indices) in rows {
-            let part = match indices.len() == batch.num_rows() {
-                true => batch.clone(),
-                false => take_record_batch(batch, &UInt32Array::from(indices))?,
-            };
-            self.windows.entry(end).or_default()[side as usize].push(part);
-        }
         Ok(late)
+    }
+
+    /// Joins the keys of the windows the watermark has closed, about [`FIRE_PART_ROWS`] rows
+    /// per call; with more, asks to be called again.
+    fn fire(&mut self, ctx: &mut Context<'_>) -> Result<()> {
+        let Some(watermark) = self.watermark else {
+            return Ok(());
+        };
+        // A window closes when the watermark reaches its end - 1.
+        let closed = watermark.saturating_add(1);
+        let mut parts: [(Vec<u8>, Vec<usize>); 2] = Default::default();
+        let state = ctx.state_or_err()?;
+        while self.due.first_time().is_some_and(|end| end <= closed) {
+            if parts.iter().map(|(_, ends)| ends.len()).sum::<usize>() >= FIRE_PART_ROWS {
+                ctx.continue_later();
+                break;
+            }
+            let Some((_, group, key)) = self.due.pop_until(closed) else {
+                break;
+            };
+            let Some(window) = self.windows.take(state, group, &key)? else {
+                continue;
+            };
+            for ((data, ends), (rows, row_ends)) in parts.iter_mut().zip(window.sides) {
+                let base = data.len();
+                data.extend_from_slice(&rows);
+                ends.extend(row_ends.into_iter().map(|end| base + end));
+            }
+        }
+        if parts.iter().all(|(_, ends)| ends.is_empty()) {
+            return Ok(());
+        }
+        let [left, right] = [Side::Left, Side::Right].map(|side| {
+            let (data, ends) = &parts[side as usize];
+            let columns = decode_rows(&self.rows[side as usize], slices(data, ends))?;
+            Ok::<_, OperatorError>(RecordBatch::try_new(
+                Arc::clone(self.plan.schema(side)),
+                columns,
+            )?)
+        });
+        self.join([vec![left?], vec![right?]], ctx)
     }
 
     /// Joins the rows of one window.
@@ -221,7 +367,8 @@ impl Operator for WindowJoin {
         ctx: &mut Context<'_>,
     ) -> std::result::Result<(), BoxError> {
         if batch.num_rows() > 0 {
-            let late = self.add(Side::of_input(ctx.input()), &batch)?;
+            let side = Side::of_input(ctx.input());
+            let late = self.add(side, &batch, ctx.state_or_err()?)?;
             self.late.emit(&batch, late, ctx)?;
         }
         Ok(())
@@ -233,47 +380,36 @@ impl Operator for WindowJoin {
         ctx: &mut Context<'_>,
     ) -> std::result::Result<(), BoxError> {
         self.watermark = Some(watermark);
-        while let Some(entry) = self.windows.first_entry() {
-            if *entry.key() - 1 > watermark {
-                break;
-            }
-            let rows = entry.remove();
-            self.join(rows, ctx)?;
-        }
-        Ok(())
+        Ok(self.fire(ctx)?)
+    }
+
+    fn on_continue(&mut self, ctx: &mut Context<'_>) -> std::result::Result<(), BoxError> {
+        Ok(self.fire(ctx)?)
     }
 
     fn snapshot_state(
         &mut self,
         state: &mut OperatorState<'_>,
     ) -> std::result::Result<(), BoxError> {
-        let watermark = self.watermark.unwrap_or(EventTimeMs::MIN);
-        for side in [Side::Left, Side::Right] {
-            let batches = self.windows.values().flat_map(|w| &w[side as usize]);
-            let rows = concat_batches(self.plan.schema(side), batches)?;
-            write_table(
-                state,
-                side.name(),
-                &self.hashers[side as usize],
-                &rows,
-                watermark,
-            )?;
-        }
+        self.windows.flush(state)?;
+        snapshot_watermark(state, self.watermark)?;
         Ok(())
     }
 
+    /// The rows stay in the state backend, read when their windows close; the index of
+    /// window ends is rebuilt. A snapshot of the format before state tables (format 0) is
+    /// refused.
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
-        let mut watermark = None;
         for side in [Side::Left, Side::Right] {
-            for (w, rows) in read_table(state, side.name(), &Arc::clone(self.plan.schema(side)))? {
-                if w > EventTimeMs::MIN {
-                    watermark = Some(watermark.map_or(w, |x: i64| x.max(w)));
-                }
-                // Filed before the watermark is set: restored rows are not late.
-                self.add(side, &rows)?;
-            }
+            refuse_format_0(state, side.name(), ROWS_TABLE, ROWS_FORMAT)?;
         }
-        self.watermark = watermark;
+        self.watermark = restore_watermark(state)?;
+        let due = &mut self.due;
+        self.windows
+            .visit_stored(state, &mut |group, key, window| {
+                due.reindex(None, Some(window.end), group, key);
+                Ok(())
+            })?;
         Ok(())
     }
 }
@@ -284,6 +420,7 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use weir_engine::operator::Timers;
     use weir_engine::partition::KeyGroupRange;
+    use weir_engine::state::InMemoryStateBackend;
 
     use super::*;
 
@@ -324,14 +461,22 @@ mod tests {
         context.late_output_connected = true;
         let mut op = factory.create(&context).unwrap();
         let mut timers = Timers::default();
-        let mut ctx = Context::new(0, None, KeyGroupRange::all(128), &mut timers);
+        let mut backend = InMemoryStateBackend::new();
+        let all = KeyGroupRange::all(128);
+        let mut ctx = Context::new(0, None, all, &mut timers).with_state(OperatorState::new(
+            &mut backend,
+            "join",
+            all,
+        ));
         op.on_watermark(1_500, &mut ctx).unwrap();
         op.process_batch(rows("", &[1_000, 2_000]), &mut ctx)
             .unwrap();
-        let mut ctx = Context::new(1, Some(1_500), KeyGroupRange::all(128), &mut timers);
+        let mut ctx = Context::new(1, Some(1_500), all, &mut timers)
+            .with_state(OperatorState::new(&mut backend, "join", all));
         op.process_batch(rows("r", &[900]), &mut ctx).unwrap();
         let mut late = ctx.take_late();
-        let mut ctx = Context::new(0, Some(1_500), KeyGroupRange::all(128), &mut timers);
+        let mut ctx = Context::new(0, Some(1_500), all, &mut timers)
+            .with_state(OperatorState::new(&mut backend, "join", all));
         op.process_batch(rows("", &[1_200]), &mut ctx).unwrap();
         late.extend(ctx.take_late());
         let json: Vec<String> = late
@@ -349,5 +494,89 @@ mod tests {
             ]
         );
         assert_eq!(late[0].schema(), crate::late::late_rows_schema());
+    }
+
+    /// Rows waiting for their window survive a snapshot: a restored subtask joins them when
+    /// the watermark closes the window.
+    #[test]
+    fn waiting_rows_are_joined_after_a_restore() {
+        let spec = JoinSpec {
+            join_type: JoinType::Full,
+            left_keys: vec!["k".into(), "end".into()],
+            right_keys: vec!["rk".into(), "rend".into()],
+            filter: None,
+        };
+        let factory = WindowJoinFactory::new(spec, "end", "rend");
+        let context = SubtaskContext::standalone(vec![side(""), side("r")]);
+        let mut backend = InMemoryStateBackend::new();
+        let all = KeyGroupRange::all(128);
+        let mut timers = Timers::default();
+        let mut op = factory.create(&context).unwrap();
+        for (input, batch) in [(0, rows("", &[1_000, 2_000])), (1, rows("r", &[2_000]))] {
+            let mut ctx = Context::new(input, None, all, &mut timers)
+                .with_state(OperatorState::new(&mut backend, "join", all));
+            op.process_batch(batch, &mut ctx).unwrap();
+        }
+        op.snapshot_state(&mut OperatorState::new(&mut backend, "join", all))
+            .unwrap();
+        let mut restored = factory.create(&context).unwrap();
+        restored
+            .restore_state(&OperatorState::new(&mut backend, "join", all))
+            .unwrap();
+        let mut ctx = Context::new(0, None, all, &mut timers).with_state(OperatorState::new(
+            &mut backend,
+            "join",
+            all,
+        ));
+        restored.on_watermark(1_999, &mut ctx).unwrap();
+        let rows: usize = ctx.take_batches().iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 2, "window 1000 padded, window 2000 joined");
+    }
+
+    /// A window over more keys than one part joins them over several calls, each key once.
+    #[test]
+    fn a_large_window_is_joined_in_parts() {
+        let spec = JoinSpec {
+            join_type: JoinType::Left,
+            left_keys: vec!["k".into(), "end".into()],
+            right_keys: vec!["rk".into(), "rend".into()],
+            filter: None,
+        };
+        let factory = WindowJoinFactory::new(spec, "end", "rend");
+        let context = SubtaskContext::standalone(vec![side(""), side("r")]);
+        let mut op = factory.create(&context).unwrap();
+        let mut backend = InMemoryStateBackend::new();
+        let all = KeyGroupRange::all(128);
+        let mut timers = Timers::default();
+        let keys = 2 * FIRE_PART_ROWS as i64 + 10;
+        let batch = RecordBatch::try_new(
+            side(""),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..keys)),
+                Arc::new(TimestampMillisecondArray::from(vec![1_000; keys as usize])),
+            ],
+        )
+        .unwrap();
+        let mut ctx = Context::new(0, None, all, &mut timers).with_state(OperatorState::new(
+            &mut backend,
+            "join",
+            all,
+        ));
+        op.process_batch(batch, &mut ctx).unwrap();
+        op.on_watermark(999, &mut ctx).unwrap();
+        let mut parts = vec![ctx.take_batches()];
+        while ctx.take_continue() {
+            op.on_continue(&mut ctx).unwrap();
+            parts.push(ctx.take_batches());
+        }
+        let sizes: Vec<usize> = (parts.iter())
+            .map(|p| p.iter().map(|b| b.num_rows()).sum())
+            .collect();
+        assert_eq!(sizes.len(), 3, "{sizes:?}");
+        assert_eq!(
+            sizes.iter().sum::<usize>(),
+            keys as usize,
+            "each key once, padded"
+        );
     }
 }
