@@ -380,29 +380,6 @@ impl OverAggregate {
     /// [`FIRE_PART_ROWS`] per call: with more, it asks to be called again
     /// ([`Operator::on_continue`]) and fires the rest then.
     fn fire(&mut self, watermark: EventTimeMs, ctx: &mut Context<'_>) -> Result<()> {
-        let mut fired = Vec::new();
-        let mut rows = 0;
-        self.firing = None;
-        while self.due.first_time().is_some_and(|time| time <= watermark) {
-            if rows >= FIRE_PART_ROWS {
-                self.firing = Some(watermark);
-                ctx.continue_later();
-                break;
-            }
-            let Some((_, group, key)) = self.due.pop_until(watermark) else {
-                break;
-            };
-            rows += self
-                .partitions
-                .get(ctx.state_or_err()?, group, &key)?
-                .map_or(0, |p| {
-                    p.pending
-                        .range(..=watermark)
-                        .map(|(_, rows)| rows.len())
-                        .sum()
-                });
-            fired.push((group, key));
-        }
         let firing = Firing {
             rows: &self.rows,
             data: &self.data,
@@ -412,9 +389,9 @@ impl OverAggregate {
         };
         let state = ctx.state_or_err()?;
         let mut batches = Vec::new();
-        // Partitions that still wait for rows after this watermark, with their next time.
-        let mut waiting = Vec::new();
-        for (group, key) in fired {
+        let mut rows = 0;
+        self.firing = None;
+        while let Some((_, group, key)) = self.due.pop_until(watermark) {
             let (batch, next) = self.partitions.update_with(
                 state,
                 group,
@@ -432,13 +409,17 @@ impl OverAggregate {
                     )
                 },
             )?;
-            batches.extend(batch.transpose()?);
-            if let Some(next) = next {
-                waiting.push((next, group, key));
+            if let Some(batch) = batch.transpose()? {
+                rows += batch.num_rows();
+                batches.push(batch);
             }
-        }
-        for (next, group, key) in waiting {
-            self.due.reindex(None, Some(next), group, &key);
+            // Its rows after this watermark wait on.
+            self.due.reindex(None, next, group, &key);
+            if rows >= FIRE_PART_ROWS && self.due.first_time().is_some_and(|t| t <= watermark) {
+                self.firing = Some(watermark);
+                ctx.continue_later();
+                break;
+            }
         }
         if !batches.is_empty() {
             let all = concat_batches(&self.output, &batches)?;

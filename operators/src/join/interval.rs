@@ -25,7 +25,7 @@ use weir_engine::changelog::ChangelogMode;
 use weir_engine::message::EventTimeMs;
 use weir_engine::metrics::{names, Counter};
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
-use weir_engine::partition::KeyHasher;
+use weir_engine::partition::{KeyGroup, KeyHasher};
 use weir_engine::state::OperatorState;
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
@@ -209,14 +209,17 @@ impl IntervalJoin {
         // and whether it had matched; the kept rows' bytes one after another.
         let mut own_rows: Vec<u32> = Vec::new();
         let mut positions: Vec<(usize, bool)> = Vec::new();
+        // Each row's key group (the same for both sides' encodings of a key).
+        let mut groups = vec![KeyGroup(0); batch.num_rows()];
         let mut kept_bytes: Vec<u8> = Vec::new();
         let mut kept_ends: Vec<usize> = Vec::new();
         for i in 0..batch.num_rows() {
+            let key = keys.get(i);
+            let group = self.hashers[own].key_group_of(key);
+            groups[i] = group;
             if key_is_null(&batch, own_keys, i) {
                 continue;
             }
-            let key = keys.get(i);
-            let group = self.hashers[other].key_group_of(key);
             let (low, high) = self.bounds(side, times[i]);
             let Some(kept) = self.stores[other].get(state, group, key)? else {
                 continue;
@@ -245,9 +248,7 @@ impl IntervalJoin {
                 let (position, was_matched) = positions[pair];
                 // Only a side an outer join pads needs its matches remembered.
                 if self.keeps_unmatched[other] && !was_matched {
-                    let key = keys.get(row);
-                    let group = self.hashers[other].key_group_of(key);
-                    self.stores[other].mark_matched(state, group, key, position)?;
+                    self.stores[other].mark_matched(state, groups[row], keys.get(row), position)?;
                 }
             }
             joined = Some(self.plan.matched(&pairs, &mask)?);
@@ -262,7 +263,7 @@ impl IntervalJoin {
                 keep.push(NewRow {
                     row: i as u32,
                     key,
-                    group: self.hashers[own].key_group_of(key),
+                    group: groups[i],
                     time: times[i],
                     expires,
                     matched: matched[i],

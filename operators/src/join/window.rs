@@ -228,7 +228,7 @@ impl WindowJoin {
         let rows = self.rows[side as usize].convert_columns(batch.columns())?;
         let mut late = Vec::new();
         for (i, &end) in ends.iter().enumerate() {
-            if self.watermark.is_some_and(|w| end - 1 <= w) {
+            if self.watermark.is_some_and(|w| end.saturating_sub(1) <= w) {
                 late.push(i as u32);
                 continue;
             }
