@@ -27,8 +27,8 @@ use crate::time_index::TimeIndex;
 /// A kept row's time, expiry and matched flag; its bytes are in its key's [`KeyKept`].
 #[derive(Debug, Clone, Copy)]
 pub struct Kept {
-    /// Where the row's bytes end in [`KeyKept::data`].
-    end: usize,
+    /// Where the row's bytes end in [`KeyKept::data`] (u32: a kept row is 24 bytes).
+    end: u32,
     /// Event time (ms).
     pub time: i64,
     /// The watermark at or past which the row can match nothing more.
@@ -58,22 +58,33 @@ pub struct KeyKept {
 }
 
 impl KeyKept {
-    fn push(&mut self, row: &[u8], time: i64, expires: i64, matched: bool) {
+    /// Errors if the key's rows would pass 4 GiB.
+    fn push(
+        &mut self,
+        row: &[u8],
+        time: i64,
+        expires: i64,
+        matched: bool,
+    ) -> std::result::Result<(), StateError> {
+        let end = u32::try_from(self.data.len() + row.len()).map_err(|_| {
+            StateError::Encoding("one join key's kept rows would pass 4 GiB".into())
+        })?;
         self.data.extend_from_slice(row);
         self.rows.push(Kept {
-            end: self.data.len(),
+            end,
             time,
             expires,
             matched,
         });
+        Ok(())
     }
 
     /// The rows with their bytes, in the order they were kept.
     pub fn rows(&self) -> impl Iterator<Item = (&[u8], &Kept)> {
-        let starts = std::iter::once(0).chain(self.rows.iter().map(|k| k.end));
+        let starts = std::iter::once(0).chain(self.rows.iter().map(|k| k.end as usize));
         starts
             .zip(&self.rows)
-            .map(|(start, kept)| (&self.data[start..kept.end], kept))
+            .map(|(start, kept)| (&self.data[start..kept.end as usize], kept))
     }
 
     fn earliest(&self) -> Option<i64> {
@@ -82,19 +93,23 @@ impl KeyKept {
 
     /// Removes the rows expiring at or before `watermark`, handing each to `expired`;
     /// returns whether any was.
-    fn remove_expired(&mut self, watermark: i64, expired: &mut dyn FnMut(&[u8], &Kept)) -> bool {
+    fn remove_expired(
+        &mut self,
+        watermark: i64,
+        expired: &mut dyn FnMut(&[u8], &Kept),
+    ) -> std::result::Result<bool, StateError> {
         if self.rows.iter().all(|k| k.expires > watermark) {
-            return false;
+            return Ok(false);
         }
         let mut kept = KeyKept::default();
         for (row, k) in self.rows() {
             match k.expires <= watermark {
                 true => expired(row, k),
-                false => kept.push(row, k.time, k.expires, k.matched),
+                false => kept.push(row, k.time, k.expires, k.matched)?,
             }
         }
         *self = kept;
-        true
+        Ok(true)
     }
 }
 
@@ -134,7 +149,7 @@ impl StateCodec for KeptCodec {
             let time = parts.i64()?;
             let expires = parts.i64()?;
             let [matched] = parts.array::<1>()?;
-            key.push(row, time, expires, matched != 0);
+            key.push(row, time, expires, matched != 0)?;
         }
         Ok(key)
     }
@@ -225,11 +240,13 @@ impl SideStore {
             let row = converted.row(new.row as usize);
             let earliest =
                 self.table
-                    .update(state, new.group, new.key, KeyKept::default, |key| {
+                    .update_with(state, new.group, new.key, KeyKept::default, |key| {
                         let before = key.earliest();
-                        key.push(row.as_ref(), new.time, new.expires, new.matched);
-                        before
-                    })?;
+                        match key.push(row.as_ref(), new.time, new.expires, new.matched) {
+                            Ok(()) => (Ok(before), true),
+                            Err(error) => (Err(error), false),
+                        }
+                    })??;
             let now = earliest.map_or(new.expires, |before| before.min(new.expires));
             self.expiry.reindex(earliest, Some(now), new.group, new.key);
         }
@@ -248,9 +265,11 @@ impl SideStore {
             let next = self
                 .table
                 .update_with(state, group, &key, KeyKept::default, |kept| {
-                    let changed = kept.remove_expired(watermark, expired);
-                    (kept.earliest(), changed)
-                })?;
+                    match kept.remove_expired(watermark, expired) {
+                        Ok(changed) => (Ok(kept.earliest()), changed),
+                        Err(error) => (Err(error), false),
+                    }
+                })??;
             match next {
                 Some(expires) => self.expiry.reindex(None, Some(expires), group, &key),
                 None => self.table.remove(state, group, &key)?,
