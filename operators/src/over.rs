@@ -21,9 +21,15 @@
 //! row format; accumulators as their partial states). An index of each partition's earliest
 //! waiting time stays in memory (counted against the budget) and is rebuilt from the table at
 //! restore; the watermark is kept per key group.
+//!
+//! With a state TTL (`table.exec.state.ttl`), a partition not written for the TTL is
+//! forgotten (its frame and accumulators: its next row starts it again), unless rows of it
+//! wait for the watermark, as Flink's OVER functions clean up only a partition without
+//! pending rows (a stalled watermark must not lose them).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::{concat_batches, take};
@@ -96,6 +102,7 @@ pub struct OverAggregateFactory {
     frame: OverFrame,
     aggregates: Vec<Expr>,
     processing_time: bool,
+    state_ttl: Option<Duration>,
 }
 
 impl OverAggregateFactory {
@@ -115,7 +122,15 @@ impl OverAggregateFactory {
             frame,
             aggregates,
             processing_time: false,
+            state_ttl: None,
         }
+    }
+
+    /// Forgets partitions not written for `ttl` that have no rows waiting for the watermark
+    /// (none or zero: keep every partition for the job's lifetime).
+    pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.state_ttl = ttl.filter(|t| !t.is_zero());
+        self
     }
 
     /// Ordered by processing time (`time_column` a `PROCTIME()` attribute), as Flink's
@@ -179,8 +194,11 @@ impl OperatorFactory for OverAggregateFactory {
 
     fn describe(&self) -> String {
         let aggregates: Vec<String> = self.aggregates.iter().map(|a| a.to_string()).collect();
+        let ttl = self
+            .state_ttl
+            .map_or(String::new(), |t| format!(", state TTL {t:?}"));
         format!(
-            "over aggregate, partition [{}], order by {} {}: [{}]",
+            "over aggregate, partition [{}], order by {} {}: [{}]{ttl}",
             self.partition_by.join(", "),
             self.time_column,
             self.frame.describe(),
@@ -210,7 +228,7 @@ impl OperatorFactory for OverAggregateFactory {
         let spec = TableSpec {
             name: PARTITIONS_TABLE,
             version: PARTITIONS_FORMAT,
-            ttl: None,
+            ttl: self.state_ttl,
         };
         let codec = PartitionCodec {
             counted: CountedCodec::new(accumulators.clone())?,
@@ -340,6 +358,11 @@ impl StateCodec for PartitionCodec {
         partition.bytes
             + CountedCodec::memory_bytes(&partition.accumulators)
             + std::mem::size_of::<Partition>()
+    }
+
+    /// Rows waiting for the watermark keep their partition past the TTL.
+    fn keeps_alive(&self, partition: &Partition) -> bool {
+        !partition.pending.is_empty()
     }
 }
 
@@ -552,6 +575,7 @@ impl Operator for OverAggregate {
             )?;
             self.due.reindex(before, now, group, key.as_ref());
         }
+        self.partitions.expire(state)?;
         late.sort_unstable();
         self.late.emit(&batch, late, ctx)?;
         if self.processing_time {
@@ -572,6 +596,7 @@ impl Operator for OverAggregate {
             self.watermark = Some(watermark);
             self.fire(watermark, ctx)?;
         }
+        self.partitions.expire(ctx.state_or_err()?)?;
         Ok(())
     }
 
@@ -697,6 +722,33 @@ mod tests {
                 .metrics
                 .total(weir_engine::metrics::names::LATE_ROWS_DROPPED),
             1
+        );
+    }
+
+    /// Under a state TTL a partition idle for it is forgotten (its next row starts a new
+    /// frame), but not one whose rows wait for the watermark, as Flink's OVER functions.
+    #[test]
+    fn the_state_ttl_forgets_idle_partitions_but_not_waiting_rows() {
+        let factory = OverAggregateFactory::new(
+            vec!["k".into()],
+            "ts",
+            OverFrame::Rows(None),
+            vec![sum(col("v")).alias("s")],
+        )
+        .with_state_ttl(Some(std::time::Duration::from_millis(50)));
+        let context = SubtaskContext::standalone(vec![schema()]);
+        let mut op = factory.create(&context).unwrap();
+        let backend = &mut InMemoryStateBackend::new();
+        // Key 1 is aggregated; key 2's row waits (the watermark stalls at 1000).
+        let out = step(&mut op, backend, &[(1, 1, 1_000), (2, 20, 5_000)], 1_000);
+        assert_eq!(out, vec![(1, 1)]);
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let mut out = step(&mut op, backend, &[(1, 2, 2_000)], 6_000);
+        out.sort();
+        assert_eq!(
+            out,
+            vec![(2, 2), (20, 20)],
+            "key 1 starts again; key 2's waiting row outlived the TTL"
         );
     }
 

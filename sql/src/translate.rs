@@ -1386,7 +1386,8 @@ impl GraphBuilder {
             })
             .collect::<Result<Vec<_>>>()?;
         let processing_time = input.proctimes.contains(&time);
-        let mut factory = OverAggregateFactory::new(partition_by.clone(), time, frame, aggregates);
+        let mut factory = OverAggregateFactory::new(partition_by.clone(), time, frame, aggregates)
+            .with_state_ttl(self.options.state_ttl);
         if processing_time {
             factory = factory.on_processing_time();
         }

@@ -320,9 +320,10 @@ pub struct KeyedStream {
 
 impl KeyedStream {
     /// Forgets this stream's state not written for `ttl` (processing time) in the next
-    /// [`KeyedStream::aggregate`] or [`JoinedStreams::regular`] (this side's rows), as Flink's
-    /// `STATE_TTL` hint on that operator's input. Windows, OVER and time-bounded joins free
-    /// their state by the watermark (or keep it) and ignore it.
+    /// [`KeyedStream::aggregate`], [`KeyedStream::over`] (keys without rows waiting for the
+    /// watermark) or [`JoinedStreams::regular`] (this side's rows), as Flink's `STATE_TTL`
+    /// hint on that operator's input. Windows and time-bounded joins free their state by the
+    /// watermark and ignore it.
     pub fn state_ttl(mut self, ttl: Duration) -> Self {
         self.state_ttl = Some(ttl);
         self

@@ -210,6 +210,8 @@ impl KeyedStream {
     /// BY time ROWS|RANGE BETWEEN .. PRECEDING AND CURRENT ROW)`: every row once, with the
     /// aggregates appended, released in event-time order when the watermark passes it
     /// (append-only; late rows dropped and counted). Needs the stream's event-time column.
+    /// With [`KeyedStream::state_ttl`], a key not written for the TTL and without rows
+    /// waiting for the watermark is forgotten.
     pub fn over(&self, frame: OverFrame, aggregates: impl IntoIterator<Item = Expr>) -> Stream {
         let Some(time) = self.stream.event_time.clone() else {
             return self.stream.fail(
@@ -221,7 +223,8 @@ impl KeyedStream {
             time,
             frame,
             aggregates.into_iter().collect(),
-        );
+        )
+        .with_state_ttl(self.state_ttl);
         let mut over = self.stream.then(
             "over-aggregate",
             Arc::new(factory),

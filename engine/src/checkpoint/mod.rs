@@ -180,6 +180,11 @@ pub struct OperatorEntry {
     pub name: String,
     /// Its logic and input columns, as `EXPLAIN` describes them.
     pub logic: String,
+    /// Its number of subtasks (absent in checkpoints of earlier builds): a job resuming with
+    /// the same shard count and every operator's parallelism starts from the checkpoint's
+    /// stores by hard links instead of copying entries.
+    #[serde(default)]
+    pub parallelism: Option<usize>,
 }
 
 /// What a completed checkpoint holds besides the shards' stores.

@@ -81,31 +81,59 @@ impl ShardStore {
         if path.exists() {
             std::fs::remove_dir_all(path).map_err(|e| io("cannot clear", path, e))?;
         }
-        const MIB: usize = 1 << 20;
-        let memtables = (memory_budget / 4).clamp(4 * MIB, 1024 * MIB);
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        options.set_db_write_buffer_size(memtables);
-        // State tables look keys up one by one, most of them absent at first: a bloom filter
-        // per SST file answers those without reading the file.
-        let mut table = rocksdb::BlockBasedOptions::default();
-        table.set_bloom_filter(10.0, false);
-        let cache = rocksdb::Cache::new_lru_cache((memory_budget / 8).clamp(4 * MIB, 256 * MIB));
-        table.set_block_cache(&cache);
-        let mut family = Options::default();
-        family.set_block_based_table_factory(&table);
-        family.set_write_buffer_size((memtables / 2).min(64 * MIB));
-        let families = operators
-            .iter()
-            .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, family.clone()));
-        let db = DB::open_cf_descriptors(&options, path, families)
-            .map_err(|e| io("cannot open", path, e))?;
-        Ok(Arc::new(ShardStore {
+        Ok(Self::wrap(path, open_live(path, operators, memory_budget)?))
+    }
+
+    fn wrap(path: &Path, db: DB) -> Arc<Self> {
+        Arc::new(ShardStore {
             db,
             path: path.to_path_buf(),
             _removal: None,
-        }))
+        })
+    }
+
+    /// A store at `path` (anything there is removed) that starts as the checkpointed store in
+    /// `checkpoint` (a `shard-<k>` directory), as Flink's incremental RocksDB restore: its SST
+    /// files are hard-linked (copied where a link is refused, e.g. across file systems), the
+    /// small metadata files copied, so nothing is read entry by entry and the checkpoint is
+    /// never written (RocksDB never changes an SST file, it only unlinks it). The column
+    /// families of `operators` are created when missing, the others dropped. For a job
+    /// resuming at the shard count that took the checkpoint.
+    pub fn restore_linked(
+        path: &Path,
+        checkpoint: &Path,
+        operators: &[String],
+        memory_budget: usize,
+    ) -> Result<Arc<Self>, StateError> {
+        if path.exists() {
+            std::fs::remove_dir_all(path).map_err(|e| io("cannot clear", path, e))?;
+        }
+        std::fs::create_dir_all(path).map_err(|e| io("cannot create", path, e))?;
+        let files = std::fs::read_dir(checkpoint).map_err(|e| io("cannot read", checkpoint, e))?;
+        for file in files {
+            let file = file.map_err(|e| io("cannot read", checkpoint, e))?;
+            let name = file.file_name();
+            let name_text = name.to_string_lossy();
+            // The lock and info logs belong to whoever opened the checkpoint, not to its data.
+            if name_text == "LOCK" || name_text.starts_with("LOG") {
+                continue;
+            }
+            let (from, to) = (file.path(), path.join(&name));
+            let linked = name_text.ends_with(".sst") && std::fs::hard_link(&from, &to).is_ok();
+            if !linked {
+                std::fs::copy(&from, &to).map_err(|e| io("cannot copy", &from, e))?;
+            }
+        }
+        let mut db = open_live(path, operators, memory_budget)?;
+        let existing =
+            DB::list_cf(&Options::default(), path).map_err(|e| io("cannot read", path, e))?;
+        for family in existing {
+            if family != rocksdb::DEFAULT_COLUMN_FAMILY_NAME && !operators.contains(&family) {
+                db.drop_cf(&family)
+                    .map_err(|e| io("cannot drop a column family of", path, e))?;
+            }
+        }
+        Ok(Self::wrap(path, db))
     }
 
     /// [`ShardStore::create`], the directory removed again when the store is dropped.
@@ -149,6 +177,38 @@ impl ShardStore {
             .cf_handle(name)
             .ok_or_else(|| StateError::Io(format!("no column family for operator '{name}'")))
     }
+}
+
+/// Opens (or creates) the live store at `path` with the families of `operators` and of
+/// anything already there, its memory sized by `memory_budget` (see [`ShardStore::create`]).
+fn open_live(path: &Path, operators: &[String], memory_budget: usize) -> Result<DB, StateError> {
+    const MIB: usize = 1 << 20;
+    let memtables = (memory_budget / 4).clamp(4 * MIB, 1024 * MIB);
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    options.set_db_write_buffer_size(memtables);
+    // State tables look keys up one by one, most of them absent at first: a bloom filter
+    // per SST file answers those without reading the file.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    let cache = rocksdb::Cache::new_lru_cache((memory_budget / 8).clamp(4 * MIB, 256 * MIB));
+    table.set_block_cache(&cache);
+    let mut family = Options::default();
+    family.set_block_based_table_factory(&table);
+    family.set_write_buffer_size((memtables / 2).min(64 * MIB));
+    let mut names: Vec<String> = operators.to_vec();
+    if path.exists() {
+        for existing in DB::list_cf(&options, path).unwrap_or_default() {
+            if !names.contains(&existing) {
+                names.push(existing);
+            }
+        }
+    }
+    let families = names
+        .iter()
+        .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, family.clone()));
+    DB::open_cf_descriptors(&options, path, families).map_err(|e| io("cannot open", path, e))
 }
 
 /// A read-only view of one shard's store inside a checkpoint, for restoring.
@@ -546,6 +606,83 @@ mod tests {
             .scan("other", "a", KeyGroupRange::all(8))
             .unwrap()
             .is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A linked restore shares the checkpoint's SST files (same inodes), reads back every
+    /// entry of the operators it keeps, drops the others' families, and never changes the
+    /// checkpoint however the live store is written and compacted afterwards.
+    #[test]
+    fn a_linked_restore_shares_the_checkpoints_files_and_leaves_them_unchanged() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("weir-linked-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let operators = ["kept".to_string(), "gone".to_string()];
+        let store = ShardStore::create(&dir.join("live"), &operators, usize::MAX).unwrap();
+        let (mut kept, mut gone) = (store.backend("kept"), store.backend("gone"));
+        for g in 0..16u16 {
+            kept.put("t", KeyGroup(g), b"k", vec![g as u8]).unwrap();
+            gone.put("t", KeyGroup(g), b"k", vec![1]).unwrap();
+        }
+        store.checkpoint_to(&dir.join("chk")).unwrap();
+        drop((kept, gone, store));
+        let sst_inodes = |path: &Path| -> Vec<u64> {
+            let mut inodes: Vec<u64> = std::fs::read_dir(path)
+                .unwrap()
+                .flatten()
+                .filter(|f| f.file_name().to_string_lossy().ends_with(".sst"))
+                .map(|f| f.metadata().unwrap().ino())
+                .collect();
+            inodes.sort();
+            inodes
+        };
+        let before = sst_inodes(&dir.join("chk"));
+        assert!(!before.is_empty());
+
+        let operators = ["kept".to_string(), "new".to_string()];
+        let live = dir.join("live-2");
+        let store =
+            ShardStore::restore_linked(&live, &dir.join("chk"), &operators, usize::MAX).unwrap();
+        // Dropping the family of "gone" deleted its file; the rest are the checkpoint's.
+        let linked = sst_inodes(&live);
+        assert!(
+            !linked.is_empty() && linked.iter().all(|i| before.contains(i)),
+            "the SST files are hard links: {linked:?} of {before:?}"
+        );
+        let mut families = DB::list_cf(&Options::default(), &live).unwrap();
+        families.sort();
+        assert_eq!(families, ["default", "kept", "new"]);
+        let mut kept = store.backend("kept");
+        let all = KeyGroupRange::all(16);
+        let values: Vec<u8> = kept
+            .scan("t", all)
+            .unwrap()
+            .iter()
+            .map(|e| e.value[0])
+            .collect();
+        assert_eq!(values, (0..16).collect::<Vec<u8>>());
+
+        for g in 0..16u16 {
+            kept.put("t", KeyGroup(g), b"k", vec![99]).unwrap();
+        }
+        store.db.flush_cf(store.family("kept").unwrap()).unwrap();
+        store
+            .db
+            .compact_range_cf(store.family("kept").unwrap(), None::<&[u8]>, None::<&[u8]>);
+        drop((kept, store));
+        assert_eq!(sst_inodes(&dir.join("chk")), before);
+        let reader = SnapshotReader::open(&dir.join("chk")).unwrap();
+        let values: Vec<u8> = reader
+            .scan("kept", "t", all)
+            .unwrap()
+            .iter()
+            .map(|e| e.value[0])
+            .collect();
+        assert_eq!(
+            values,
+            (0..16).collect::<Vec<u8>>(),
+            "the checkpoint is unchanged"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

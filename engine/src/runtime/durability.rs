@@ -12,9 +12,11 @@
 //!    unclaimed state is refused unless the job allows it (`allow_non_restored_state`);
 //! 3. sinks commit the checkpoint's tokens again (idempotent) and then discard anything
 //!    staged after it;
-//! 4. each operator subtask copies its key groups from every old shard's store into its
-//!    live store (so the shard count may differ), each source split gets the stored
-//!    positions.
+//! 4. at the shard count and operator parallelism that took the checkpoint, each shard's
+//!    live store starts as its checkpointed store by hard links
+//!    ([`ShardStore::restore_linked`]: nothing is read); otherwise (rescaling) each operator
+//!    subtask copies its key groups from every old shard's store into its live store. Each
+//!    source split gets the stored positions.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,6 +38,9 @@ pub(crate) struct Resume {
     pub(crate) path: PathBuf,
     pub(crate) manifest: Manifest,
     readers: Vec<SnapshotReader>,
+    /// Whether the live stores were linked from the checkpoint's, so they hold the state
+    /// already (step 4 of the module doc).
+    linked: bool,
 }
 
 /// Everything a checkpointing job needs besides its plan.
@@ -77,7 +82,8 @@ impl Durability {
     }
 
     /// Copies the stored state of `operator` in `range`, from every old shard, into `live`
-    /// (entry by entry: nothing is gathered in memory); whether the job is resuming.
+    /// (entry by entry: nothing is gathered in memory) unless the live stores were linked from
+    /// the checkpoint; whether the job is resuming.
     pub(crate) fn restore_into(
         &self,
         operator: &str,
@@ -87,6 +93,9 @@ impl Durability {
         let Some(resume) = &self.resume else {
             return Ok(false);
         };
+        if resume.linked {
+            return Ok(true);
+        }
         let fail = |e: crate::state::StateError| resume.error(e.to_string());
         for reader in &resume.readers {
             for table in reader.tables(operator).map_err(fail)? {
@@ -122,6 +131,7 @@ pub(crate) fn fingerprints(graph: &Graph, info: &GraphInfo) -> BTreeMap<String, 
                 OperatorEntry {
                     name: node.name.clone(),
                     logic: operator_logic(factory.as_ref(), &info.input_schemas[i]),
+                    parallelism: Some(info.parallelism[i]),
                 },
             )),
             _ => None,
@@ -199,6 +209,7 @@ pub(crate) fn prepare(
                 path,
                 manifest,
                 readers,
+                linked: false,
             };
             let connectors: Vec<&str> = graph
                 .nodes
@@ -207,6 +218,7 @@ pub(crate) fn prepare(
                 .map(|n| n.name.as_str())
                 .collect();
             check_compatible(&resume, &fingerprints, &connectors, key_groups, config)?;
+            resume.linked = same_layout(&resume.manifest, &fingerprints, shards);
             // Positions of a source the job no longer has (allowed above) are dropped, not
             // carried into the next checkpoints.
             resume
@@ -218,6 +230,7 @@ pub(crate) fn prepare(
                 path = %resume.path.display(),
                 shards_before = resume.manifest.shards,
                 shards_now = shards,
+                linked = resume.linked,
                 "resuming"
             );
             Some(resume)
@@ -240,8 +253,18 @@ pub(crate) fn prepare(
     let operators: Vec<String> = fingerprints.keys().cloned().collect();
     let stores = (0..shards)
         .map(|shard| {
-            ShardStore::create(&config.live_dir(shard), &operators, memory_budget / shards)
-                .map_err(|e| EngineError::Checkpoint(e.to_string()))
+            let (live, budget) = (config.live_dir(shard), memory_budget / shards);
+            match &resume {
+                Some(resume) if resume.linked => ShardStore::restore_linked(
+                    &live,
+                    &Manifest::shard_dir(&resume.path, shard),
+                    &operators,
+                    budget,
+                )
+                .map_err(|e| resume.error(e.to_string())),
+                _ => ShardStore::create(&live, &operators, budget)
+                    .map_err(|e| EngineError::Checkpoint(e.to_string())),
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (events, receiver) = std::sync::mpsc::channel();
@@ -254,6 +277,23 @@ pub(crate) fn prepare(
         events,
         receiver: Some(receiver),
     })
+}
+
+/// Whether the checkpoint was taken at `shards` shards with every operator of the job that
+/// has state in it at its parallelism now: then each old shard's store is exactly the new
+/// shard's.
+fn same_layout(
+    manifest: &Manifest,
+    fingerprints: &BTreeMap<String, OperatorEntry>,
+    shards: usize,
+) -> bool {
+    manifest.shards == shards
+        && fingerprints.iter().all(|(uid, now)| {
+            manifest
+                .operators
+                .get(uid)
+                .is_none_or(|before| before.parallelism == now.parallelism)
+        })
 }
 
 /// Refuses a checkpoint whose key groups differ, or that holds state no part of the job

@@ -154,6 +154,12 @@ pub trait StateCodec {
     fn decode(&self, bytes: &[u8], version: u16) -> Result<Self::Value, StateError>;
     /// Bytes the decoded value holds, on the heap and inline (for the budget; an estimate).
     fn memory_bytes(&self, value: &Self::Value) -> usize;
+    /// Whether `value`, as just written, outlives the table's TTL however long it then goes
+    /// unwritten (as Flink's OVER aggregations never clean up a partition whose rows wait for
+    /// the watermark): its TTL starts again when it is next written and this says no.
+    fn keeps_alive(&self, _value: &Self::Value) -> bool {
+        false
+    }
 }
 
 /// What a table is: its name (unique within the operator), its format version and how long
@@ -270,6 +276,15 @@ impl<C: StateCodec> StateTable<C> {
         match self.ttl_ms {
             Some(_) => crate::time::now_ms(),
             None => 0,
+        }
+    }
+
+    /// The write time an entry written at `now` with `value` records: never expiring while
+    /// the codec keeps it alive ([`StateCodec::keeps_alive`]).
+    fn write_time(ttl_ms: Option<i64>, codec: &C, value: &C::Value, now: i64) -> i64 {
+        match ttl_ms.is_some() && codec.keeps_alive(value) {
+            true => i64::MAX,
+            false => now,
         }
     }
 
@@ -486,7 +501,8 @@ impl<C: StateCodec> StateTable<C> {
         let (result, written) = change(&mut value);
         if written {
             let stored = self.removed.remove(&slot);
-            self.insert_hot(state, slot, value, now, true, stored)?;
+            let written_ms = Self::write_time(self.ttl_ms, &self.codec, &value, now);
+            self.insert_hot(state, slot, value, written_ms, true, stored)?;
         }
         Ok(result)
     }
@@ -497,7 +513,7 @@ impl<C: StateCodec> StateTable<C> {
             return;
         };
         entry.dirty = true;
-        entry.written_ms = now;
+        entry.written_ms = Self::write_time(self.ttl_ms, &self.codec, &entry.value, now);
         let bytes = self.scratch.len() + self.codec.memory_bytes(&entry.value) + ENTRY_OVERHEAD;
         self.budget.add(bytes);
         self.budget.sub(entry.bytes);
@@ -518,7 +534,8 @@ impl<C: StateCodec> StateTable<C> {
         let slot = slot_key(group, key);
         // Removed before and not flushed yet: the backend still holds the old value.
         let stored = self.removed.remove(&slot);
-        self.insert_hot(state, slot, value, self.now(), true, stored)
+        let written_ms = Self::write_time(self.ttl_ms, &self.codec, &value, self.now());
+        self.insert_hot(state, slot, value, written_ms, true, stored)
     }
 
     /// Removes the entry of `key` in `group` and returns its value, if it had one (and it

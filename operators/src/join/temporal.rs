@@ -14,26 +14,27 @@
 //! - Output: the left columns then the right ones, with the left row's kind when the left
 //!   input is a changelog (append-only otherwise). The output rows' times are the left
 //!   rows', which the watermark has only just passed, so the watermark is not held back.
-//! - State: left rows until joined, in a state table ([`super::store`]); per key the versions
-//!   after the watermark and the last one at or before it (older ones can never be joined
-//!   again), in memory and snapshotted per key group.
+//! - State, in two state tables (beyond the memory budget in RocksDB; checkpoints write what
+//!   changed): the left rows until joined ([`super::store`]), and per key the versions after
+//!   the watermark and the last one at or before it (older ones can never be joined again).
+//!   An in-memory index holds each key whose oldest version the watermark can make
+//!   unreachable, by the time it does (a key with one version is not in it).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, UInt32Array};
+use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::{take, take_record_batch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
-use hashbrown::HashMap;
 use weir_engine::changelog::{
     data_columns, kind_at, row_kinds, with_row_kind, ChangelogMode, RowKind,
 };
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::KeyHasher;
-use weir_engine::state::OperatorState;
+use weir_engine::state::table::{StateCodec, StateTable, TableSpec};
+use weir_engine::state::{OperatorState, StateError};
 use weir_engine::time::event_times_ms;
 use weir_engine::BoxError;
 
@@ -42,7 +43,8 @@ use super::JOIN_INPUTS;
 use super::{key_is_null, plan_timed, side_hashers, JoinKeys, JoinPlan, JoinSpec, JoinType, Side};
 use crate::error::{OperatorError, Result};
 use crate::row_format::{decode_rows, slices};
-use crate::state_codec::{read_table, refuse_format_0, write_table};
+use crate::state_codec::{put_bytes, refuse_format_0, Parts};
+use crate::time_index::TimeIndex;
 
 /// Describes an event-time temporal join: INNER or LEFT, with the left input's time
 /// attribute (the `AS OF` column) and the versioned table's.
@@ -125,15 +127,17 @@ impl OperatorFactory for TemporalJoinFactory {
             .iter()
             .map(|f| SortField::new(f.data_type().clone()))
             .collect();
-        let mut version_fields: Vec<_> = plan.right.fields().iter().cloned().collect();
-        version_fields.push(Arc::new(Field::new(ACCUMULATE, DataType::Boolean, false)));
+        let spec = TableSpec {
+            name: VERSIONS_TABLE,
+            version: VERSIONS_FORMAT,
+            ttl: None,
+        };
         Ok(Box::new(TemporalJoin {
             hashers: side_hashers(&self.spec, &plan, context.max_key_groups)?,
             left: SideStore::new(LEFT_TABLE, Arc::clone(&left_input), context)?,
-            versions: HashMap::new(),
-            to_prune: BTreeMap::new(),
+            versions: context.state_table(spec, VersionsCodec),
+            to_prune: TimeIndex::new(context),
             rows: RowConverter::new(fields)?,
-            version_schema: Arc::new(Schema::new(version_fields)),
             output: self.output_schema(&context.input_schemas)?,
             time_columns,
             padded: self.spec.join_type == JoinType::Left,
@@ -146,16 +150,116 @@ impl OperatorFactory for TemporalJoinFactory {
 /// side's name).
 const LEFT_TABLE: &str = "temporal-left";
 
-/// Name of the snapshot column that tells a version (`true`) from a deletion.
-const ACCUMULATE: &str = "$accumulate";
+/// The state table of the versions, and its format (format 0 was one Arrow snapshot per key
+/// group in table `right`).
+const VERSIONS_TABLE: &str = "temporal-versions";
+const VERSIONS_FORMAT: u16 = 1;
 
 /// One version of a key's row: from its time until the next version's.
 #[derive(Debug, Clone)]
 struct Version {
+    /// Event time (ms) from which it is valid.
+    time: i64,
     /// The right row (Arrow's row format).
     row: Box<[u8]>,
     /// `false` for a deletion: no row from this time on.
     accumulate: bool,
+}
+
+/// One key's versions, ordered by time (one per time: the last one at a time wins).
+#[derive(Debug, Default)]
+struct KeyVersions(Vec<Version>);
+
+impl KeyVersions {
+    fn insert(&mut self, version: Version) {
+        match self.0.binary_search_by_key(&version.time, |v| v.time) {
+            Ok(at) => self.0[at] = version,
+            Err(at) => self.0.insert(at, version),
+        }
+    }
+
+    /// The version valid at `time`: the latest at or before it.
+    fn at(&self, time: i64) -> Option<&Version> {
+        let after = self.0.partition_point(|v| v.time <= time);
+        after.checked_sub(1).map(|i| &self.0[i])
+    }
+
+    /// The watermark at which something can be dropped: the second version's time (the
+    /// first is then unreachable), or a lone deletion's own (the key then holds nothing).
+    fn prune_time(&self) -> Option<i64> {
+        match self.0.as_slice() {
+            [_, second, ..] => Some(second.time),
+            [only] if !only.accumulate => Some(only.time),
+            _ => None,
+        }
+    }
+
+    /// Drops the versions no left row at or after `watermark` can reach: all before the one
+    /// valid at the watermark, and that one too if it is a deletion. Whether any was.
+    fn prune(&mut self, watermark: i64) -> bool {
+        let valid = self.0.partition_point(|v| v.time <= watermark);
+        let mut dropped = valid.saturating_sub(1);
+        if self
+            .0
+            .get(dropped)
+            .is_some_and(|v| v.time <= watermark && !v.accumulate)
+        {
+            dropped += 1;
+        }
+        self.0.drain(..dropped);
+        dropped > 0
+    }
+}
+
+/// Stores a key's versions: a count (u32, big endian), then per version its row (length
+/// first), time (i64) and accumulate flag (one byte).
+struct VersionsCodec;
+
+impl StateCodec for VersionsCodec {
+    type Value = KeyVersions;
+
+    fn encode(
+        &self,
+        keys: &mut [&mut KeyVersions],
+    ) -> std::result::Result<Vec<Vec<u8>>, StateError> {
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let bytes: usize = key.0.iter().map(|v| v.row.len() + 17).sum();
+                let mut out = Vec::with_capacity(bytes + 4);
+                out.extend_from_slice(&(key.0.len() as u32).to_be_bytes());
+                for version in &key.0 {
+                    put_bytes(&mut out, &version.row);
+                    out.extend_from_slice(&version.time.to_be_bytes());
+                    out.push(u8::from(version.accumulate));
+                }
+                out
+            })
+            .collect())
+    }
+
+    fn decode(&self, bytes: &[u8], _version: u16) -> std::result::Result<KeyVersions, StateError> {
+        let mut parts = Parts::new(bytes, "a temporal join key's versions");
+        let count = parts.u32()? as usize;
+        let mut versions = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            let row = Box::from(parts.bytes()?);
+            let time = parts.i64()?;
+            let [accumulate] = parts.array::<1>()?;
+            versions.push(Version {
+                time,
+                row,
+                accumulate: accumulate != 0,
+            });
+        }
+        Ok(KeyVersions(versions))
+    }
+
+    fn memory_bytes(&self, key: &KeyVersions) -> usize {
+        key.0.capacity() * std::mem::size_of::<Version>()
+            + key.0.iter().map(|v| v.row.len()).sum::<usize>()
+            + std::mem::size_of::<KeyVersions>()
+    }
 }
 
 /// One subtask of a temporal join.
@@ -167,14 +271,12 @@ pub struct TemporalJoin {
     /// Left rows (the left input's columns, with its row kinds if a changelog) waiting for
     /// the watermark; each "expires" at its time.
     left: SideStore,
-    /// Encoded key -> time -> version.
-    versions: HashMap<Vec<u8>, BTreeMap<i64, Version>>,
-    /// Version time -> keys that got a version then: where older versions may become
-    /// unreachable once the watermark passes.
-    to_prune: BTreeMap<i64, Vec<Box<[u8]>>>,
+    /// Encoded key -> its versions.
+    versions: StateTable<VersionsCodec>,
+    /// Keys by [`KeyVersions::prune_time`].
+    to_prune: TimeIndex,
+    /// Right rows in Arrow's row format.
     rows: RowConverter,
-    /// The right columns and [`ACCUMULATE`]: how versions are snapshotted.
-    version_schema: SchemaRef,
     output: SchemaRef,
     /// Whether left rows without a version are emitted padded (LEFT join).
     padded: bool,
@@ -207,7 +309,12 @@ impl TemporalJoin {
 
     /// Keeps the versions in `batch` (right columns, without row kinds); `accumulate[i]` tells
     /// a version from a deletion, `None` skips the row.
-    fn add_versions(&mut self, batch: &RecordBatch, accumulate: &[Option<bool>]) -> Result<()> {
+    fn add_versions(
+        &mut self,
+        batch: &RecordBatch,
+        accumulate: &[Option<bool>],
+        state: &mut OperatorState<'_>,
+    ) -> Result<()> {
         let times = event_times_ms(batch, self.time_columns[1])?;
         let keys = self.keys(Side::Right, batch)?;
         let rows = self.rows.convert_columns(batch.columns())?;
@@ -219,17 +326,20 @@ impl TemporalJoin {
                 continue;
             }
             let key = keys.get(i);
-            self.versions.entry_ref(key).or_default().insert(
-                times[i],
-                Version {
-                    row: Box::from(rows.row(i).as_ref()),
-                    accumulate,
-                },
-            );
-            self.to_prune
-                .entry(times[i])
-                .or_default()
-                .push(Box::from(key));
+            let group = self.hashers[1].key_group_of(key);
+            let version = Version {
+                time: times[i],
+                row: Box::from(rows.row(i).as_ref()),
+                accumulate,
+            };
+            let (before, now) =
+                self.versions
+                    .update(state, group, key, KeyVersions::default, |versions| {
+                        let before = versions.prune_time();
+                        versions.insert(version);
+                        (before, versions.prune_time())
+                    })?;
+            self.to_prune.reindex(before, now, group, key);
         }
         Ok(())
     }
@@ -247,55 +357,59 @@ impl TemporalJoin {
             let rows = self.left.decode(slices(&bytes, &ends))?;
             self.join(&rows, ctx)?;
         }
-        while let Some(entry) = self.to_prune.first_entry() {
-            if *entry.key() > watermark {
-                break;
-            }
-            for key in entry.remove() {
-                let Some(versions) = self.versions.get_mut(&*key) else {
-                    continue;
-                };
-                let Some(&current) = versions.range(..=watermark).next_back().map(|(t, _)| t)
-                else {
-                    continue;
-                };
-                *versions = versions.split_off(&current);
-                let deleted = versions.len() == 1 && versions.values().all(|v| !v.accumulate);
-                if deleted {
-                    self.versions.remove(&*key);
-                }
+        let state = ctx.state_or_err()?;
+        while let Some((_, group, key)) = self.to_prune.pop_until(watermark) {
+            let (pruned, empty, next) = self.versions.update_with(
+                state,
+                group,
+                &key,
+                KeyVersions::default,
+                |versions| {
+                    let pruned = versions.prune(watermark);
+                    (
+                        (pruned, versions.0.is_empty(), versions.prune_time()),
+                        pruned,
+                    )
+                },
+            )?;
+            match (pruned && empty, next) {
+                (true, _) => self.versions.remove(state, group, &key)?,
+                (false, Some(next)) => self.to_prune.reindex(None, Some(next), group, &key),
+                (false, None) => {}
             }
         }
         Ok(())
     }
 
     /// Joins left rows (the left input's columns) with their versions and emits the result.
-    fn join(&self, rows: &RecordBatch, ctx: &mut Context<'_>) -> Result<()> {
+    fn join(&mut self, rows: &RecordBatch, ctx: &mut Context<'_>) -> Result<()> {
         let kinds = row_kinds(rows).cloned();
         let data = data_columns(rows, &self.plan.left)?;
         let times = event_times_ms(&data, self.time_columns[0])?;
         let keys = self.keys(Side::Left, &data)?;
         // Left rows with a version, and their versions (in the same order).
         let mut with_version: Vec<u32> = Vec::new();
-        let mut found: Vec<&[u8]> = Vec::new();
+        let (mut found, mut ends) = (Vec::new(), Vec::new());
+        let state = ctx.state_or_err()?;
         for (i, time) in times.iter().enumerate() {
             if key_is_null(&data, &self.plan.keys[0], i) {
                 continue;
             }
+            let (key, group) = (keys.get(i), self.hashers[0].key_group_of(keys.get(i)));
             let version = self
                 .versions
-                .get(keys.get(i))
-                .and_then(|v| v.range(..=*time).next_back())
-                .map(|(_, v)| v)
+                .get(state, group, key)?
+                .and_then(|v| v.at(*time))
                 .filter(|v| v.accumulate);
             if let Some(version) = version {
                 with_version.push(i as u32);
-                found.push(&version.row);
+                found.extend_from_slice(&version.row);
+                ends.push(found.len());
             }
         }
         let versions = RecordBatch::try_new(
             Arc::clone(&self.plan.right),
-            decode_rows(&self.rows, found.iter().copied())?,
+            decode_rows(&self.rows, slices(&found, &ends))?,
         )?;
         let left_with_version = take_record_batch(&data, &UInt32Array::from(with_version.clone()))?;
         let (_, mask) = self.plan.pairs(&left_with_version, &versions)?;
@@ -349,7 +463,8 @@ impl Operator for TemporalJoin {
                         kind => Some(kind.is_accumulate()),
                     })
                     .collect();
-                self.add_versions(&data_columns(&batch, &self.plan.right)?, &accumulate)?;
+                let versions = data_columns(&batch, &self.plan.right)?;
+                self.add_versions(&versions, &accumulate, ctx.state_or_err()?)?;
             }
         }
         Ok(())
@@ -368,33 +483,28 @@ impl Operator for TemporalJoin {
         state: &mut OperatorState<'_>,
     ) -> std::result::Result<(), BoxError> {
         self.left.flush(state)?;
-        let versions: Vec<&Version> = self.versions.values().flat_map(|v| v.values()).collect();
-        let mut columns = decode_rows(&self.rows, versions.iter().map(|v| &*v.row))?;
-        columns.push(Arc::new(BooleanArray::from_iter(
-            versions.iter().map(|v| Some(v.accumulate)),
-        )));
-        let right = RecordBatch::try_new(Arc::clone(&self.version_schema), columns)?;
-        write_table(state, Side::Right.name(), &self.hashers[1], &right, 0)?;
+        self.versions.flush(state)?;
         Ok(())
     }
 
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
         refuse_format_0(state, Side::Left.name(), LEFT_TABLE, KEPT_FORMAT)?;
+        refuse_format_0(state, Side::Right.name(), VERSIONS_TABLE, VERSIONS_FORMAT)?;
         self.left.restore(state)?;
-        for (_, batch) in read_table(state, Side::Right.name(), &Arc::clone(&self.version_schema))?
-        {
-            let flags = batch.column(batch.num_columns() - 1).as_boolean();
-            let accumulate: Vec<Option<bool>> = flags.iter().collect();
-            self.add_versions(&data_columns(&batch, &self.plan.right)?, &accumulate)?;
-        }
+        let to_prune = &mut self.to_prune;
+        self.versions
+            .visit_stored(state, &mut |group, key, versions| {
+                to_prune.reindex(None, versions.prune_time(), group, key);
+                Ok(())
+            })?;
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Array, Int64Array, TimestampMillisecondArray};
-    use arrow::datatypes::{Int64Type, TimeUnit};
+    use arrow::array::{Array, AsArray, Int64Array, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
     use weir_engine::changelog::{kind_array, row_kind_field};
     use weir_engine::operator::Timers;
     use weir_engine::state::InMemoryStateBackend;
