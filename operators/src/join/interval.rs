@@ -38,6 +38,7 @@ use super::{
 use crate::error::{OperatorError, Result};
 use crate::row_format::slices;
 use crate::state_codec::{refuse_format_0, restore_watermark, snapshot_watermark};
+use crate::FIRE_PART_ROWS;
 
 /// Describes an interval join: the equi-join, each side's time column, and the bounds (ms,
 /// inclusive) of `left.time - right.time`.
@@ -138,6 +139,7 @@ impl OperatorFactory for IntervalJoinFactory {
             upper: self.upper,
             delay: self.watermark_delay(),
             watermark: None,
+            expiring: None,
             late_rows: context
                 .metrics
                 .counter(&context.operator_id, names::LATE_ROWS_JOINED),
@@ -165,6 +167,8 @@ pub struct IntervalJoin {
     stores: [SideStore; 2],
     keeps_unmatched: [bool; 2],
     watermark: Option<EventTimeMs>,
+    /// The watermark whose expired rows are being freed in parts.
+    expiring: Option<EventTimeMs>,
     late_rows: Counter,
 }
 
@@ -286,22 +290,35 @@ impl IntervalJoin {
         Ok(())
     }
 
-    /// Frees the rows the watermark expired, emitting an outer join's unmatched ones padded.
+    /// Frees the rows the watermark expired, emitting an outer join's unmatched ones padded,
+    /// about [`FIRE_PART_ROWS`] per call: with more, it asks to be called again
+    /// ([`Operator::on_continue`]) and frees the rest then.
     fn expire(&mut self, watermark: EventTimeMs, ctx: &mut Context<'_>) -> Result<()> {
+        self.expiring = None;
         for side in [Side::Left, Side::Right] {
             // An outer side's unmatched rows, their bytes one after another.
             let pads = self.keeps_unmatched[side as usize];
             let (mut bytes, mut ends) = (Vec::new(), Vec::new());
             let state = ctx.state_or_err()?;
-            self.stores[side as usize].expire(state, watermark, &mut |row, kept| {
-                if pads && !kept.matched {
-                    bytes.extend_from_slice(row);
-                    ends.push(bytes.len());
-                }
-            })?;
+            let more = self.stores[side as usize].expire(
+                state,
+                watermark,
+                FIRE_PART_ROWS,
+                &mut |row, kept| {
+                    if pads && !kept.matched {
+                        bytes.extend_from_slice(row);
+                        ends.push(bytes.len());
+                    }
+                },
+            )?;
             if !ends.is_empty() {
                 let rows = self.stores[side as usize].decode(slices(&bytes, &ends))?;
                 ctx.emit(self.plan.padded(side, &rows)?);
+            }
+            if more {
+                self.expiring = Some(watermark);
+                ctx.continue_later();
+                return Ok(());
             }
         }
         Ok(())
@@ -329,6 +346,13 @@ impl Operator for IntervalJoin {
         self.expire(watermark, ctx)?;
         if watermark < EventTimeMs::MAX {
             ctx.hold_watermark(watermark.saturating_sub(self.delay));
+        }
+        Ok(())
+    }
+
+    fn on_continue(&mut self, ctx: &mut Context<'_>) -> std::result::Result<(), BoxError> {
+        if let Some(watermark) = self.expiring {
+            self.expire(watermark, ctx)?;
         }
         Ok(())
     }
@@ -400,6 +424,8 @@ mod tests {
         watermark: Option<i64>,
         metrics: Metrics,
         backend: InMemoryStateBackend,
+        /// How many times the operator asked to be called again.
+        continued: usize,
     }
 
     impl Driver {
@@ -424,6 +450,7 @@ mod tests {
                 watermark: None,
                 metrics,
                 backend: InMemoryStateBackend::new(),
+                continued: 0,
             }
         }
 
@@ -450,6 +477,10 @@ mod tests {
                 (None, None) => {}
             }
             let held = ctx.held();
+            while ctx.take_continue() {
+                self.continued += 1;
+                self.join.on_continue(&mut ctx).unwrap();
+            }
             let mut out = Vec::new();
             for batch in ctx.take_batches() {
                 let times = |name: &str| {
@@ -462,6 +493,23 @@ mod tests {
             }
             (out, held)
         }
+    }
+
+    /// Rows one watermark expires at once are freed (and the padded ones emitted) in parts
+    /// of about `FIRE_PART_ROWS`, the operator asking to be called again.
+    #[test]
+    fn many_expired_rows_are_freed_in_parts() {
+        let mut join = Driver::new(super::super::JoinType::Full, -10, 5);
+        let n = 5 * FIRE_PART_ROWS as i64 / 2;
+        let left: Vec<(i64, i64)> = (0..n).map(|i| (i % 5_000, 100 + i % 7)).collect();
+        let right: Vec<(i64, i64)> = (0..n).map(|i| (5_000 + i % 3_000, 100)).collect();
+        join.call(Some((0, rows("", &left))), None);
+        join.call(Some((1, rows("r", &right))), None);
+        let (pairs, held) = join.call(None, Some(1_000));
+        assert_eq!(pairs.len(), 2 * n as usize, "every row padded once");
+        assert!(join.continued >= 3, "{} parts", join.continued + 1);
+        assert_eq!(held, Some(990));
+        assert!(join.call(None, Some(2_000)).0.is_empty());
     }
 
     #[test]

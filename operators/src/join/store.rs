@@ -55,6 +55,9 @@ pub struct NewRow<'a> {
 pub struct KeyKept {
     data: Vec<u8>,
     rows: Vec<Kept>,
+    /// The earliest expiry of the rows (kept up as rows come, so that adding a row to a key
+    /// with many costs no scan).
+    earliest: Option<i64>,
 }
 
 impl KeyKept {
@@ -70,6 +73,7 @@ impl KeyKept {
             StateError::Encoding("one join key's kept rows would pass 4 GiB".into())
         })?;
         self.data.extend_from_slice(row);
+        self.earliest = Some(self.earliest.map_or(expires, |e| e.min(expires)));
         self.rows.push(Kept {
             end,
             time,
@@ -88,7 +92,7 @@ impl KeyKept {
     }
 
     fn earliest(&self) -> Option<i64> {
-        self.rows.iter().map(|k| k.expires).min()
+        self.earliest
     }
 
     /// Removes the rows expiring at or before `watermark`, handing each to `expired`;
@@ -98,7 +102,7 @@ impl KeyKept {
         watermark: i64,
         expired: &mut dyn FnMut(&[u8], &Kept),
     ) -> std::result::Result<bool, StateError> {
-        if self.rows.iter().all(|k| k.expires > watermark) {
+        if self.earliest.is_none_or(|e| e > watermark) {
             return Ok(false);
         }
         let mut kept = KeyKept::default();
@@ -143,6 +147,7 @@ impl StateCodec for KeptCodec {
         let mut key = KeyKept {
             data: Vec::with_capacity(bytes.len()),
             rows: Vec::with_capacity(count.min(1 << 16)),
+            earliest: None,
         };
         for _ in 0..count {
             let row = parts.bytes()?;
@@ -253,19 +258,26 @@ impl SideStore {
         Ok(())
     }
 
-    /// Removes every row that expires at or before `watermark`, handing each (its bytes and
-    /// flags) to `expired`.
+    /// Removes the rows that expire at or before `watermark`, handing each (its bytes and
+    /// flags) to `expired`, key by key until about `limit` rows were: whether keys with such
+    /// rows remain (call again for the next part).
     pub fn expire(
         &mut self,
         state: &mut OperatorState<'_>,
         watermark: i64,
+        limit: usize,
         expired: &mut dyn FnMut(&[u8], &Kept),
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let count = std::cell::Cell::new(0);
+        let mut counted = |row: &[u8], kept: &Kept| {
+            count.set(count.get() + 1);
+            expired(row, kept);
+        };
         while let Some((_, group, key)) = self.expiry.pop_until(watermark) {
             let next = self
                 .table
                 .update_with(state, group, &key, KeyKept::default, |kept| {
-                    match kept.remove_expired(watermark, expired) {
+                    match kept.remove_expired(watermark, &mut counted) {
                         Ok(changed) => (Ok(kept.earliest()), changed),
                         Err(error) => (Err(error), false),
                     }
@@ -274,8 +286,11 @@ impl SideStore {
                 Some(expires) => self.expiry.reindex(None, Some(expires), group, &key),
                 None => self.table.remove(state, group, &key)?,
             }
+            if count.get() >= limit {
+                return Ok(self.expiry.first_time().is_some_and(|t| t <= watermark));
+            }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Rows' bytes as one batch of the store's schema.

@@ -45,6 +45,7 @@ use crate::error::{OperatorError, Result};
 use crate::row_format::{decode_rows, slices};
 use crate::state_codec::{put_bytes, refuse_format_0, Parts};
 use crate::time_index::TimeIndex;
+use crate::FIRE_PART_ROWS;
 
 /// Describes an event-time temporal join: INNER or LEFT, with the left input's time
 /// attribute (the `AS OF` column) and the versioned table's.
@@ -137,6 +138,7 @@ impl OperatorFactory for TemporalJoinFactory {
             left: SideStore::new(LEFT_TABLE, Arc::clone(&left_input), context)?,
             versions: context.state_table(spec, VersionsCodec),
             to_prune: TimeIndex::new(context),
+            joining: None,
             rows: RowConverter::new(fields)?,
             output: self.output_schema(&context.input_schemas)?,
             time_columns,
@@ -275,6 +277,8 @@ pub struct TemporalJoin {
     versions: StateTable<VersionsCodec>,
     /// Keys by [`KeyVersions::prune_time`].
     to_prune: TimeIndex,
+    /// The watermark whose left rows are being joined in parts.
+    joining: Option<EventTimeMs>,
     /// Right rows in Arrow's row format.
     rows: RowConverter,
     output: SchemaRef,
@@ -344,18 +348,29 @@ impl TemporalJoin {
         Ok(())
     }
 
-    /// Joins the left rows the watermark has passed, then forgets versions no left row can
-    /// reach any more.
+    /// Joins the left rows the watermark has passed, about [`FIRE_PART_ROWS`] per call (with
+    /// more, it asks to be called again, [`Operator::on_continue`]), then forgets versions no
+    /// left row can reach any more.
     fn advance(&mut self, watermark: EventTimeMs, ctx: &mut Context<'_>) -> Result<()> {
         let (mut bytes, mut ends) = (Vec::new(), Vec::new());
-        self.left
-            .expire(ctx.state_or_err()?, watermark, &mut |row, _| {
+        let more = self.left.expire(
+            ctx.state_or_err()?,
+            watermark,
+            FIRE_PART_ROWS,
+            &mut |row, _| {
                 bytes.extend_from_slice(row);
                 ends.push(bytes.len());
-            })?;
+            },
+        )?;
         if !ends.is_empty() {
             let rows = self.left.decode(slices(&bytes, &ends))?;
             self.join(&rows, ctx)?;
+        }
+        self.joining = more.then_some(watermark);
+        if more {
+            // Versions are freed once every left row up to the watermark has joined.
+            ctx.continue_later();
+            return Ok(());
         }
         let state = ctx.state_or_err()?;
         while let Some((_, group, key)) = self.to_prune.pop_until(watermark) {
@@ -478,6 +493,13 @@ impl Operator for TemporalJoin {
         Ok(self.advance(watermark, ctx)?)
     }
 
+    fn on_continue(&mut self, ctx: &mut Context<'_>) -> std::result::Result<(), BoxError> {
+        if let Some(watermark) = self.joining {
+            self.advance(watermark, ctx)?;
+        }
+        Ok(())
+    }
+
     fn snapshot_state(
         &mut self,
         state: &mut OperatorState<'_>,
@@ -578,7 +600,13 @@ mod tests {
             .unwrap()
     }
 
-    /// Feeds a batch (`Some((input, batch))`) or a watermark; returns (key, left ts, value).
+    thread_local! {
+        /// How many times the join asked to be called again (per test thread).
+        static PARTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Feeds a batch (`Some((input, batch))`) or a watermark, calling the join again while it
+    /// asks to; returns (key, left ts, value).
     fn call(
         join: &mut Box<dyn Operator>,
         backend: &mut InMemoryStateBackend,
@@ -598,6 +626,10 @@ mod tests {
             (Some((_, batch)), _) => join.process_batch(batch, &mut ctx).unwrap(),
             (None, Some(w)) => join.on_watermark(w, &mut ctx).unwrap(),
             (None, None) => {}
+        }
+        while ctx.take_continue() {
+            PARTS.with(|p| p.set(p.get() + 1));
+            join.on_continue(&mut ctx).unwrap();
         }
         let mut out = Vec::new();
         for batch in ctx.take_batches() {
@@ -666,6 +698,35 @@ mod tests {
         assert_eq!(
             call(&mut restored, backend, None, Some(41)),
             vec![(1, 12, None), (1, 35, Some(101))]
+        );
+    }
+
+    /// Left rows one watermark releases at once are joined in parts of about
+    /// `FIRE_PART_ROWS`, and the versions they need are freed only after the last part.
+    #[test]
+    fn many_released_left_rows_join_in_parts_with_their_versions() {
+        use RowKind::*;
+        let mut join = operator();
+        let backend = &mut InMemoryStateBackend::new();
+        call(
+            &mut join,
+            backend,
+            Some((1, right(&[(Insert, 1, 10, 100), (Insert, 1, 20, 101)]))),
+            None,
+        );
+        let n = 3 * FIRE_PART_ROWS;
+        let left_rows: Vec<(i64, i64)> = (0..n as i64).map(|i| (1 + i % 8, 15)).collect();
+        call(&mut join, backend, Some((0, left(&left_rows))), None);
+        PARTS.with(|p| p.set(0));
+        let rows = call(&mut join, backend, None, Some(40));
+        assert!(PARTS.with(|p| p.get()) >= 2, "joined in parts");
+        assert_eq!(rows.len(), n);
+        assert!(
+            rows.iter().all(|r| match r.0 {
+                1 => r.2 == Some(100),
+                _ => r.2.is_none(),
+            }),
+            "every key-1 row at 15 joins the version of 10"
         );
     }
 }
