@@ -29,7 +29,7 @@
 //! (`table.exec.state.ttl`), a partition not written for that long (processing time) is
 //! forgotten, as in Flink.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +57,7 @@ use crate::row_format::decode_rows;
 use crate::state_codec::{
     put_bytes, refuse_format_0, restore_watermark, snapshot_watermark, Parts,
 };
+use crate::time_index::TimeIndex;
 
 /// One `ORDER BY` key of a Top-N.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,7 +321,7 @@ impl OperatorFactory for TopNFactory {
         Ok(Box::new(TopN {
             retracting: has_row_kind(context.input_schema()),
             window_end,
-            windows: BTreeMap::new(),
+            windows: TimeIndex::new(context),
             watermark: None,
             late: LateOutput::new(context),
             hasher: KeyHasher::new(&data, &self.partition_by, context.max_key_groups)?,
@@ -427,8 +428,8 @@ pub struct TopN {
     retracting: bool,
     /// A window Top-N's window-end column.
     window_end: Option<usize>,
-    /// Window end -> partitions of that window (a window Top-N).
-    windows: BTreeMap<i64, HashSet<Vec<u8>>>,
+    /// A window Top-N's partitions by their window's end (charged to the budget).
+    windows: TimeIndex,
     watermark: Option<EventTimeMs>,
     late: LateOutput,
     hasher: KeyHasher,
@@ -675,7 +676,7 @@ impl TopN {
                     })?;
             // A new partition of a window Top-N is fired with its window.
             if let (true, Some(end)) = (new_partition, end) {
-                self.windows.entry(end).or_default().insert(key.to_vec());
+                self.windows.reindex(None, Some(end), group, key);
             }
         }
         if self.window_end.is_none() {
@@ -720,19 +721,14 @@ impl TopN {
         let mut rows: Vec<Box<[u8]>> = Vec::new();
         let mut changes: Vec<Change> = Vec::new();
         let state = ctx.state_or_err()?;
-        while let Some(entry) = self.windows.first_entry() {
-            if *entry.key() - 1 > watermark {
-                break;
-            }
-            for key in entry.remove() {
-                let group = self.hasher.key_group_of(&key);
-                let Some(kept) = self.partitions.take(state, group, &key)? else {
-                    continue;
-                };
-                for (rank, kept) in kept.into_iter().enumerate() {
-                    changes.push((RowKind::Insert, 1, rows.len(), rank as i64 + 1));
-                    rows.push(kept.row);
-                }
+        // A window closes once the watermark reaches its end - 1.
+        while let Some((_, group, key)) = self.windows.pop_until(watermark.saturating_add(1)) {
+            let Some(kept) = self.partitions.take(state, group, &key)? else {
+                continue;
+            };
+            for (rank, kept) in kept.into_iter().enumerate() {
+                changes.push((RowKind::Insert, 1, rows.len(), rank as i64 + 1));
+                rows.push(kept.row);
             }
         }
         let empty = RecordBatch::new_empty(Arc::clone(&self.data));
@@ -745,12 +741,10 @@ impl TopN {
     fn snapshot_windows(&self, state: &mut OperatorState<'_>) -> Result<()> {
         state.clear_owned(WINDOWS_TABLE)?;
         let mut by_group: BTreeMap<KeyGroup, Vec<u8>> = BTreeMap::new();
-        for (end, keys) in &self.windows {
-            for key in keys {
-                let out = by_group.entry(self.hasher.key_group_of(key)).or_default();
-                out.extend_from_slice(&end.to_be_bytes());
-                put_bytes(out, key);
-            }
+        for (end, group, key) in self.windows.entries() {
+            let out = by_group.entry(group).or_default();
+            out.extend_from_slice(&end.to_be_bytes());
+            put_bytes(out, key);
         }
         for (group, bytes) in by_group {
             state.put(WINDOWS_TABLE, group, b"", bytes)?;
@@ -765,7 +759,7 @@ impl TopN {
             while !parts.is_empty() {
                 let end = parts.i64()?;
                 let key = parts.bytes()?;
-                self.windows.entry(end).or_default().insert(key.to_vec());
+                self.windows.reindex(None, Some(end), entry.group, key);
             }
         }
         Ok(())
@@ -1014,6 +1008,47 @@ mod tests {
         op.on_watermark(2_000, &mut ctx).unwrap();
         let rows: usize = ctx.take_batches().iter().map(|b| b.num_rows()).sum();
         assert_eq!(rows, 2, "both keys' top row at the window's end");
+    }
+
+    /// A window Top-N's open windows survive a snapshot: the restored subtask fires each at
+    /// its end (the index of windows is written at the barrier and read back).
+    #[test]
+    fn a_window_top_n_fires_its_windows_after_a_restore() {
+        let factory = TopNFactory::new(vec!["k".into()], vec![OrderKey::desc("v")], 1, None)
+            .unwrap()
+            .at_window_end("id");
+        let context = SubtaskContext::standalone(vec![schema()]);
+        let all = weir_engine::partition::KeyGroupRange::all(128);
+        let mut backend = InMemoryStateBackend::new();
+        let mut op = factory.create(&context).unwrap();
+        let mut timers = Timers::default();
+        let state = OperatorState::new(&mut backend, "topn", all);
+        let mut ctx = Context::new(0, None, all, &mut timers).with_state(state);
+        let rows = [
+            (1, Some(5), 1_000),
+            (1, Some(8), 1_000),
+            (2, Some(6), 2_000),
+        ];
+        op.process_batch(batch(&rows), &mut ctx).unwrap();
+        drop(ctx);
+        op.snapshot_state(&mut OperatorState::new(&mut backend, "topn", all))
+            .unwrap();
+        let mut restored = factory.create(&context).unwrap();
+        restored
+            .restore_state(&OperatorState::new(&mut backend, "topn", all))
+            .unwrap();
+        let state = OperatorState::new(&mut backend, "topn", all);
+        let mut ctx = Context::new(0, None, all, &mut timers).with_state(state);
+        let mut fired = |watermark: i64| -> Vec<i64> {
+            restored.on_watermark(watermark, &mut ctx).unwrap();
+            let batches = ctx.take_batches();
+            (batches.iter())
+                .flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec())
+                .collect()
+        };
+        assert_eq!(fired(998), Vec::<i64>::new());
+        assert_eq!(fired(999), vec![8], "window ending at 1000: key 1's top");
+        assert_eq!(fired(1_999), vec![6], "window ending at 2000: key 2's");
     }
 
     /// A zero TTL means none, as Flink's `table.exec.state.ttl` = 0.

@@ -47,6 +47,13 @@ impl TimeIndex {
         self.charge.set(self.bytes);
     }
 
+    /// Every entry (time, key group, key), earliest first.
+    pub fn entries(&self) -> impl Iterator<Item = (i64, KeyGroup, &[u8])> + '_ {
+        self.entries
+            .iter()
+            .map(|(time, group, key)| (*time, *group, &key[..]))
+    }
+
     /// The earliest time in the index.
     pub fn first_time(&self) -> Option<i64> {
         self.entries.first().map(|(time, _, _)| *time)

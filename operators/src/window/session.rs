@@ -9,16 +9,15 @@
 //! State: a state table (`session_states`, key: the encoded group key) holds each key's open
 //! sessions, each with its bounds and one row accumulator per aggregate (partial states in
 //! Arrow's row format when stored), so keys past the memory budget live in RocksDB and a
-//! checkpoint writes the keys that changed. An index of every open session by end (end, key,
-//! start) stays in memory, outside the budget, to fire sessions in order; it is written whole,
-//! per key group, at each barrier (`session_index`). Firing emits about [`FIRE_PART_ROWS`] rows per call and asks the
+//! checkpoint writes the keys that changed. An index of every open session by end (a
+//! [`TimeIndex`] of (end, key group, key), charged to the budget) stays in memory to fire
+//! sessions in order; a restore rebuilds it from the table. Firing emits about [`FIRE_PART_ROWS`] rows per call and asks the
 //! runtime to call again for the rest.
 //!
 //! On processing time (a `PROCTIME()` attribute), a row's time is the clock when it arrives
 //! (never at or before a session that fired), sessions fire by the clock's timers, and
 //! watermarks fire nothing but, at the end of input, the sessions still open; no row is late.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Int64Array};
@@ -28,7 +27,6 @@ use arrow::row::{RowConverter, RowParser};
 use datafusion_common::ScalarValue;
 use weir_engine::message::EventTimeMs;
 use weir_engine::operator::{Context, Operator, SubtaskContext, TimeDomain};
-use weir_engine::partition::KeyGroup;
 use weir_engine::state::table::{StateCodec, StateTable, TableSpec};
 use weir_engine::state::{OperatorState, StateError};
 use weir_engine::BoxError;
@@ -37,14 +35,16 @@ use super::WindowCore;
 use crate::error::{OperatorError, Result};
 use crate::row_accumulators::{AccumulatorSet, RowAccumulators};
 use crate::state_codec::{put_bytes, refuse_format_0, Parts};
+use crate::time_index::TimeIndex;
 use crate::{FIRE_PART_ROWS, OUTPUT_BATCH_ROWS};
 
 /// The state table of each key's open sessions.
 const SESSIONS_TABLE: &str = "session_states";
 /// Format of [`SESSIONS_TABLE`]'s values: per session, its row (start, end, partial states).
 const SESSIONS_FORMAT: u16 = 1;
-/// The index of open sessions, one entry per key group: per session its end, start and key.
-const INDEX_TABLE: &str = "session_index";
+/// Where snapshots before this build wrote the index of open sessions (now rebuilt from
+/// [`SESSIONS_TABLE`] at restore): ignored, and deleted at the first snapshot.
+const LEGACY_INDEX_TABLE: &str = "session_index";
 /// The table of the snapshots before state tables (format 0: buffered rows with bounds),
 /// refused when restoring.
 const LEGACY_SESSIONS_TABLE: &str = "sessions";
@@ -176,9 +176,11 @@ pub struct SessionWindowOperator {
     gap_ms: i64,
     accumulators: RowAccumulators,
     sessions: StateTable<SessionCodec>,
-    /// Every open session as `(end, encoded key, start)`, in firing order.
-    by_end: BTreeSet<(i64, Box<[u8]>, i64)>,
+    /// Every open session by its end (a key's sessions never share one), in firing order.
+    by_end: TimeIndex,
     watermark: Option<EventTimeMs>,
+    /// The restored snapshot holds [`LEGACY_INDEX_TABLE`] entries to delete.
+    legacy_index: bool,
 }
 
 impl SessionWindowOperator {
@@ -195,8 +197,9 @@ impl SessionWindowOperator {
             accumulators,
             core,
             gap_ms,
-            by_end: BTreeSet::new(),
+            by_end: TimeIndex::new(context),
             watermark: None,
+            legacy_index: false,
         })
     }
 
@@ -284,28 +287,26 @@ impl SessionWindowOperator {
             vec![Vec::new(); self.accumulators.aggregates().output_fields().len()];
         let mut batches = Vec::new();
         let mut emitted = 0;
-        while let Some((end, _, _)) = self.by_end.first() {
-            if end.saturating_sub(1) > limit {
-                break;
-            }
+        // A session fires once the watermark reaches `end - 1`.
+        let due = limit.saturating_add(1);
+        while self.by_end.first_time().is_some_and(|end| end <= due) {
             if emitted >= FIRE_PART_ROWS {
                 ctx.continue_later();
                 break;
             }
-            let Some((end, key, start)) = self.by_end.pop_first() else {
+            let Some((end, group, key)) = self.by_end.pop_until(due) else {
                 break;
             };
-            let group = self.core.state_hasher.key_group_of(&key);
             let missing = || {
                 OperatorError::State(StateError::Io(format!(
-                    "the session [{start}, {end}) of a key in key group {} is missing from table '{SESSIONS_TABLE}'",
+                    "the session ending at {end} of a key in key group {} is missing from table '{SESSIONS_TABLE}'",
                     group.0
                 )))
             };
             let (result, empty) =
                 self.sessions
                     .update_with(state, group, &key, KeySessions::default, |k| {
-                        let position = k.sessions.iter().position(|s| s.start == start);
+                        let position = k.sessions.iter().position(|s| s.end == end);
                         let result = position.map(|i| k.sessions.remove(i));
                         let found = result.is_some();
                         ((result, k.sessions.is_empty()), found)
@@ -314,6 +315,7 @@ impl SessionWindowOperator {
                 self.sessions.remove(state, group, &key)?;
             }
             let mut session = result.ok_or_else(missing)?;
+            let start = session.start;
             for (column, value) in values
                 .iter_mut()
                 .zip(RowAccumulators::evaluate(&mut session.accumulators)?)
@@ -400,11 +402,11 @@ impl Operator for SessionWindowOperator {
                     (added, written)
                 },
             )??;
-            for (start, end) in added.gone {
-                self.by_end.remove(&(end, Box::from(key.as_ref()), start));
+            for (_, end) in added.gone {
+                self.by_end.reindex(Some(end), None, group, key.as_ref());
             }
-            for (start, end) in added.new {
-                self.by_end.insert((end, Box::from(key.as_ref()), start));
+            for (_, end) in added.new {
+                self.by_end.reindex(None, Some(end), group, key.as_ref());
             }
             late.extend(added.late);
         }
@@ -457,34 +459,25 @@ impl Operator for SessionWindowOperator {
     /// Re-registers the processing-time timers of the sessions a restore brought back.
     fn open(&mut self, ctx: &mut Context<'_>) -> Result<(), BoxError> {
         if self.core.plan.processing_time {
-            for (end, _, _) in &self.by_end {
+            for (end, _, _) in self.by_end.entries() {
                 ctx.register_timer(TimeDomain::ProcessingTime, end.saturating_sub(1));
             }
         }
         Ok(())
     }
 
-    /// Writes the changed keys' sessions and the index of open sessions per key group.
+    /// Writes the changed keys' sessions.
     fn snapshot_state(&mut self, state: &mut OperatorState<'_>) -> Result<(), BoxError> {
         crate::state_codec::snapshot_watermark(state, self.watermark)?;
         self.sessions.flush(state)?;
-        state.clear_owned(INDEX_TABLE)?;
-        let mut by_group: BTreeMap<KeyGroup, Vec<u8>> = BTreeMap::new();
-        for (end, key, start) in &self.by_end {
-            let out = by_group
-                .entry(self.core.state_hasher.key_group_of(key))
-                .or_default();
-            out.extend_from_slice(&end.to_be_bytes());
-            out.extend_from_slice(&start.to_be_bytes());
-            put_bytes(out, key);
-        }
-        for (group, bytes) in by_group {
-            state.put(INDEX_TABLE, group, b"", bytes)?;
+        if std::mem::take(&mut self.legacy_index) {
+            state.clear_owned(LEGACY_INDEX_TABLE)?;
         }
         Ok(())
     }
 
-    /// Reads back the index of open sessions (the sessions stay in the backend until read).
+    /// Rebuilds the index of open sessions from the table (the sessions stay in the backend
+    /// until read).
     fn restore_state(&mut self, state: &OperatorState<'_>) -> Result<(), BoxError> {
         refuse_format_0(
             state,
@@ -493,16 +486,15 @@ impl Operator for SessionWindowOperator {
             SESSIONS_FORMAT,
         )?;
         self.watermark = crate::state_codec::restore_watermark(state)?;
-        self.by_end.clear();
-        for entry in state.scan_owned(INDEX_TABLE)? {
-            let mut parts = Parts::new(&entry.value, "a session window's index");
-            while !parts.is_empty() {
-                let end = parts.i64()?;
-                let start = parts.i64()?;
-                let key = parts.bytes()?;
-                self.by_end.insert((end, Box::from(key), start));
-            }
-        }
+        self.legacy_index = state.has_entries(LEGACY_INDEX_TABLE)?;
+        let by_end = &mut self.by_end;
+        self.sessions
+            .visit_stored(state, &mut |group, key, sessions| {
+                for session in &sessions.sessions {
+                    by_end.reindex(None, Some(session.end), group, key);
+                }
+                Ok(())
+            })?;
         Ok(())
     }
 }
