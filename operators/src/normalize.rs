@@ -6,39 +6,54 @@
 //! of the kept row then `+U` of the new one; an equal row is dropped (it changes nothing); a
 //! deletion of a kept key is `-D` of the kept row (so a tombstone that carries only the key
 //! retracts the whole row); a deletion of an unknown key is dropped. The input arrives behind
-//! a hash exchange on the key; the kept rows are checkpointed per key group.
+//! a hash exchange on the key; the kept rows are a state table by key (beyond the memory
+//! budget in RocksDB; checkpoints write the keys that changed). With a state TTL
+//! (`table.exec.state.ttl`, as Flink's) a key not written for the TTL is forgotten: its next
+//! row is a `+I` again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::ArrayRef;
 use arrow::compute::interleave;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
-use hashbrown::HashMap;
 use weir_engine::changelog::{
     data_columns, kind_array, kind_at, row_kinds, with_row_kind, without_row_kind, ChangelogMode,
     RowKind,
 };
 use weir_engine::operator::{Context, Operator, OperatorFactory, SubtaskContext};
 use weir_engine::partition::KeyHasher;
+use weir_engine::state::table::{StateTable, TableSpec};
 use weir_engine::state::OperatorState;
 use weir_engine::BoxError;
 
 use crate::error::{OperatorError, Result};
 use crate::row_format::decode_rows;
-use crate::state_codec::{read_table, write_table};
+use crate::state_codec::{refuse_format_0, upsert_row, BytesCodec, Upsert};
 
 /// Describes a normalization keyed by `key` (the table's primary key).
 #[derive(Debug, Clone)]
 pub struct ChangelogNormalizeFactory {
     key: Vec<String>,
+    state_ttl: Option<Duration>,
 }
 
 impl ChangelogNormalizeFactory {
     /// Keyed by the columns `key` of the input (its primary key).
     pub fn new(key: Vec<String>) -> Self {
-        ChangelogNormalizeFactory { key }
+        ChangelogNormalizeFactory {
+            key,
+            state_ttl: None,
+        }
+    }
+
+    /// Forgets keys not written for `ttl` (none or zero: keep every key for the job's
+    /// lifetime).
+    pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.state_ttl = ttl.filter(|t| !t.is_zero());
+        self
     }
 }
 
@@ -64,7 +79,10 @@ impl OperatorFactory for ChangelogNormalizeFactory {
     }
 
     fn describe(&self) -> String {
-        format!("changelog-normalize by [{}]", self.key.join(", "))
+        let ttl = self
+            .state_ttl
+            .map_or(String::new(), |t| format!(", state TTL {t:?}"));
+        format!("changelog-normalize by [{}]{ttl}", self.key.join(", "))
     }
 
     fn create(&self, context: &SubtaskContext) -> std::result::Result<Box<dyn Operator>, BoxError> {
@@ -74,18 +92,26 @@ impl OperatorFactory for ChangelogNormalizeFactory {
             .iter()
             .map(|f| SortField::new(f.data_type().clone()))
             .collect();
+        let spec = TableSpec {
+            name: ROWS_TABLE,
+            version: ROWS_FORMAT,
+            ttl: self.state_ttl,
+        };
         Ok(Box::new(ChangelogNormalize {
             hasher: KeyHasher::new(&data, &self.key, context.max_key_groups)?,
             rows: RowConverter::new(fields)?,
             output: with_row_kind(&data),
             data,
-            kept: HashMap::new(),
+            kept: context.state_table(spec, BytesCodec),
         }))
     }
 }
 
-/// Name of the state table of kept rows.
-const ROWS: &str = "rows";
+/// The state table of the kept rows, and its format.
+const ROWS_TABLE: &str = "normalize-rows";
+const ROWS_FORMAT: u16 = 1;
+/// The table of the format before state tables (format 0: Arrow snapshots per key group).
+const LEGACY_ROWS_TABLE: &str = "rows";
 
 /// One subtask: the last row per key.
 pub struct ChangelogNormalize {
@@ -96,7 +122,7 @@ pub struct ChangelogNormalize {
     data: SchemaRef,
     output: SchemaRef,
     /// Encoded key -> encoded row.
-    kept: HashMap<Vec<u8>, Box<[u8]>>,
+    kept: StateTable<BytesCodec>,
 }
 
 impl ChangelogNormalize {
@@ -109,20 +135,19 @@ impl ChangelogNormalize {
         let mut picks: Vec<(usize, usize)> = Vec::new();
         let mut out_kinds: Vec<RowKind> = Vec::new();
         let mut retracted: Vec<Box<[u8]>> = Vec::new();
+        let state = ctx.state_or_err()?;
         for i in 0..data.num_rows() {
             let key = keys.row(i);
+            let group = self.hasher.key_group_of(key.as_ref());
             let row = rows.row(i);
             if kind_at(kinds.as_ref(), i).is_accumulate() {
-                match self.kept.get_mut(key.as_ref()) {
-                    None => {
-                        self.kept
-                            .insert(key.as_ref().to_vec(), Box::from(row.as_ref()));
+                match upsert_row(&mut self.kept, state, group, key.as_ref(), row.as_ref())? {
+                    Upsert::Inserted => {
                         picks.push((0, i));
                         out_kinds.push(RowKind::Insert);
                     }
-                    Some(previous) if **previous == *row.as_ref() => {}
-                    Some(previous) => {
-                        let old = std::mem::replace(previous, Box::from(row.as_ref()));
+                    Upsert::Unchanged => {}
+                    Upsert::Replaced(old) => {
                         picks.push((1, retracted.len()));
                         retracted.push(old);
                         out_kinds.push(RowKind::UpdateBefore);
@@ -130,12 +155,13 @@ impl ChangelogNormalize {
                         out_kinds.push(RowKind::UpdateAfter);
                     }
                 }
-            } else if let Some(old) = self.kept.remove(key.as_ref()) {
+            } else if let Some(old) = self.kept.take(state, group, key.as_ref())? {
                 picks.push((1, retracted.len()));
                 retracted.push(old);
                 out_kinds.push(RowKind::Delete);
             }
         }
+        self.kept.expire(state)?;
         if picks.is_empty() {
             return Ok(());
         }
@@ -170,23 +196,14 @@ impl Operator for ChangelogNormalize {
         &mut self,
         state: &mut OperatorState<'_>,
     ) -> std::result::Result<(), BoxError> {
-        let rows: Vec<Box<[u8]>> = self.kept.values().cloned().collect();
-        let batch = RecordBatch::try_new(Arc::clone(&self.data), self.decode(&rows)?)?;
-        write_table(state, ROWS, &self.hasher, &batch, 0)?;
+        self.kept.flush(state)?;
         Ok(())
     }
 
+    /// The kept rows stay in the state backend, read when their keys come. A snapshot of the
+    /// format before state tables (format 0) is refused.
     fn restore_state(&mut self, state: &OperatorState<'_>) -> std::result::Result<(), BoxError> {
-        for (_, batch) in read_table(state, ROWS, &self.data)? {
-            let keys = self.hasher.rows(&batch)?;
-            let rows = self.rows.convert_columns(batch.columns())?;
-            for i in 0..batch.num_rows() {
-                self.kept.insert(
-                    keys.row(i).as_ref().to_vec(),
-                    Box::from(rows.row(i).as_ref()),
-                );
-            }
-        }
+        refuse_format_0(state, LEGACY_ROWS_TABLE, ROWS_TABLE, ROWS_FORMAT)?;
         Ok(())
     }
 }
@@ -199,8 +216,15 @@ mod tests {
 
     use super::*;
 
-    /// Runs the normalization over upserts `(kind, id, value)` and returns its output rows.
-    fn normalize(changes: &[(RowKind, i64, Option<&str>)]) -> Vec<(&'static str, i64, String)> {
+    /// Runs `factory`'s normalization over upserts `(kind, id, value)`, a new subtask
+    /// restoring from a snapshot after the first `split` of them (after `pause`), and returns
+    /// its output rows.
+    fn normalize(
+        factory: &ChangelogNormalizeFactory,
+        changes: &[(RowKind, i64, Option<&str>)],
+        split: usize,
+        pause: Duration,
+    ) -> Vec<(&'static str, i64, String)> {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
             Field::new("v", DataType::Utf8, true),
@@ -215,14 +239,30 @@ mod tests {
             ],
         )
         .unwrap();
-        let factory = ChangelogNormalizeFactory::new(vec!["id".into()]);
         let context = SubtaskContext::standalone(vec![schema]);
-        let mut operator = factory.create(&context).unwrap();
+        let all = context.key_groups;
+        let mut backend = weir_engine::state::InMemoryStateBackend::new();
         let mut timers = weir_engine::operator::Timers::default();
-        let mut ctx = Context::new(0, None, context.key_groups, &mut timers);
-        operator.process_batch(batch, &mut ctx).unwrap();
+        let mut batches = Vec::new();
+        let mut operator = factory.create(&context).unwrap();
+        for (part, rows) in [
+            (0, batch.slice(0, split)),
+            (1, batch.slice(split, changes.len() - split)),
+        ] {
+            if part == 1 {
+                std::thread::sleep(pause);
+                let state = &mut OperatorState::new(&mut backend, "normalize", all);
+                operator.snapshot_state(state).unwrap();
+                operator = factory.create(&context).unwrap();
+                operator.restore_state(state).unwrap();
+            }
+            let state = OperatorState::new(&mut backend, "normalize", all);
+            let mut ctx = Context::new(0, None, all, &mut timers).with_state(state);
+            operator.process_batch(rows, &mut ctx).unwrap();
+            batches.extend(ctx.take_batches());
+        }
         let mut out = Vec::new();
-        for batch in ctx.take_batches() {
+        for batch in batches {
             let ids = batch.column(0).as_primitive::<Int64Type>();
             let values = batch.column(1).as_string::<i32>();
             let kinds = batch.column(2).as_primitive::<Int8Type>();
@@ -240,7 +280,7 @@ mod tests {
     #[test]
     fn upserts_become_a_full_changelog() {
         use RowKind::*;
-        let out = normalize(&[
+        let changes = [
             (Insert, 1, Some("a")),
             (Insert, 1, Some("a")),
             (Insert, 1, Some("b")),
@@ -248,7 +288,37 @@ mod tests {
             (Delete, 1, None),
             (Delete, 3, None),
             (UpdateAfter, 1, Some("c")),
-        ]);
+        ];
+        let factory = ChangelogNormalizeFactory::new(vec!["id".into()]);
+        for split in [0, 3, 5, changes.len()] {
+            let out = normalize(&factory, &changes, split, Duration::ZERO);
+            assert_eq!(out, expected(), "snapshot after {split}");
+        }
+    }
+
+    /// Under a state TTL a key not written for it is forgotten: its next row is new again,
+    /// and a deletion of it is dropped.
+    #[test]
+    fn the_state_ttl_forgets_keys() {
+        use RowKind::*;
+        let factory = ChangelogNormalizeFactory::new(vec!["id".into()])
+            .with_state_ttl(Some(Duration::from_millis(30)));
+        let changes = [
+            (Insert, 1, Some("a")),
+            (Insert, 2, Some("x")),
+            (Insert, 1, Some("a")),
+            (Delete, 2, None),
+        ];
+        let out = normalize(&factory, &changes, 2, Duration::from_millis(100));
+        let expected = [("+I", 1, "a"), ("+I", 2, "x"), ("+I", 1, "a")];
+        let expected: Vec<_> = (expected.iter())
+            .map(|(k, i, v)| (*k, *i, v.to_string()))
+            .collect();
+        assert_eq!(out, expected);
+    }
+
+    /// The rows [`upserts_become_a_full_changelog`] expects.
+    fn expected() -> Vec<(&'static str, i64, String)> {
         let expected = [
             ("+I", 1, "a"),
             ("-U", 1, "a"),
@@ -257,10 +327,9 @@ mod tests {
             ("-D", 1, "b"),
             ("+I", 1, "c"),
         ];
-        let expected: Vec<_> = expected
+        expected
             .iter()
             .map(|(k, i, v)| (*k, *i, v.to_string()))
-            .collect();
-        assert_eq!(out, expected);
+            .collect()
     }
 }

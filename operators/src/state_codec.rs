@@ -1,25 +1,20 @@
-//! Encoding operator state for the state backend.
-//!
-//! Window state is Arrow data (key columns plus partial-aggregate or row columns), so it is
-//! stored as one Arrow IPC stream per key group, behind a format version byte and one `i64` of
-//! operator-defined metadata (a window operator stores its watermark there). Versioned from
-//! day one: a reader that meets an unknown version refuses it with a clear error. Restored
-//! bytes may be damaged or come from another job: [`decode`] checks them against the layout
-//! the operator expects, so no operator reads a column that is not there or not its type.
+//! Pieces of operator state encoding shared by the operators: an Arrow batch as bytes behind
+//! a format version byte ([`encode`], [`decode`]: the pane windows' runs), length-prefixed
+//! parts of a state table value ([`put_bytes`], [`Parts`]), a value kept as its bytes
+//! ([`BytesCodec`], [`upsert_row`]), the watermark per key group, and the refusal of
+//! snapshots of the format before state tables (format 0: one Arrow IPC snapshot per key
+//! group). Restored bytes may be damaged or come from another job: [`decode`] checks them
+//! against the layout the operator expects.
 
-use std::collections::BTreeMap;
 use std::io::Cursor;
 
-use arrow::array::UInt32Array;
-use arrow::compute::take_record_batch;
-use std::sync::Arc;
-
-use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
-use weir_engine::partition::{KeyGroup, KeyHasher};
-use weir_engine::state::StateError;
+use weir_engine::partition::KeyGroup;
+use weir_engine::state::table::{StateCodec, StateTable};
+use weir_engine::state::{OperatorState, StateError};
 
 use crate::error::{OperatorError, Result};
 
@@ -98,59 +93,6 @@ fn column_types(schema: &Schema) -> String {
         .join(", ")
 }
 
-/// Splits `batch` by the key group of its key columns.
-pub fn split_by_key_group(
-    hasher: &KeyHasher,
-    batch: &RecordBatch,
-) -> Result<BTreeMap<KeyGroup, RecordBatch>> {
-    let mut indices: BTreeMap<KeyGroup, Vec<u32>> = BTreeMap::new();
-    for (i, group) in hasher.key_groups(batch)?.into_iter().enumerate() {
-        indices.entry(group).or_default().push(i as u32);
-    }
-    indices
-        .into_iter()
-        .map(|(group, idx)| Ok((group, take_record_batch(batch, &UInt32Array::from(idx))?)))
-        .collect()
-}
-
-/// Replaces this subtask's snapshot in `table` with `rows`, split by key group (by `hasher`,
-/// the hash of the exchange before the operator), each entry carrying `metadata`.
-pub fn write_table(
-    state: &mut weir_engine::state::OperatorState<'_>,
-    table: &str,
-    hasher: &KeyHasher,
-    rows: &RecordBatch,
-    metadata: i64,
-) -> Result<()> {
-    state.clear_owned(table)?;
-    if rows.num_rows() > 0 {
-        for (group, part) in split_by_key_group(hasher, rows)? {
-            state.put(table, group, b"", encode(metadata, &part)?)?;
-        }
-    }
-    Ok(())
-}
-
-/// The snapshot in `table` of this subtask's key groups: (metadata, rows of `schema`) per
-/// entry.
-pub fn read_table(
-    state: &weir_engine::state::OperatorState<'_>,
-    table: &str,
-    schema: &SchemaRef,
-) -> Result<Vec<(i64, RecordBatch)>> {
-    state
-        .scan_owned(table)?
-        .into_iter()
-        .map(|entry| {
-            let (metadata, batch) = decode(&entry.value, table, entry.group, schema)?;
-            Ok((
-                metadata,
-                RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())?,
-            ))
-        })
-        .collect()
-}
-
 /// State table holding an operator's watermark per key group.
 const WATERMARK_TABLE: &str = "watermark";
 
@@ -209,6 +151,62 @@ impl<'b> Parts<'b> {
         self.rest = tail;
         Ok(head)
     }
+}
+
+/// A state table value kept as its bytes (a row in Arrow's row format). An Arrow row is never
+/// empty, so an empty value stands for a key without a row ([`upsert_row`]).
+pub struct BytesCodec;
+
+impl StateCodec for BytesCodec {
+    type Value = Box<[u8]>;
+
+    fn encode(
+        &self,
+        values: &mut [&mut Box<[u8]>],
+    ) -> std::result::Result<Vec<Vec<u8>>, StateError> {
+        Ok(values.iter().map(|value| value.to_vec()).collect())
+    }
+
+    fn decode(&self, bytes: &[u8], _version: u16) -> std::result::Result<Box<[u8]>, StateError> {
+        Ok(Box::from(bytes))
+    }
+
+    fn memory_bytes(&self, value: &Box<[u8]>) -> usize {
+        value.len() + std::mem::size_of::<Box<[u8]>>()
+    }
+}
+
+/// What [`upsert_row`] did to a key's row.
+pub enum Upsert {
+    /// The key had none: the row is kept.
+    Inserted,
+    /// The key had this row already (nothing written).
+    Unchanged,
+    /// The key's row was replaced; the old one.
+    Replaced(Box<[u8]>),
+}
+
+/// Makes `row` the row of `key` (in key group `group`) in `table`.
+pub fn upsert_row(
+    table: &mut StateTable<BytesCodec>,
+    state: &mut OperatorState<'_>,
+    group: KeyGroup,
+    key: &[u8],
+    row: &[u8],
+) -> std::result::Result<Upsert, StateError> {
+    table.update_with(state, group, key, Box::default, |kept| {
+        if kept.is_empty() {
+            *kept = Box::from(row);
+            (Upsert::Inserted, true)
+        } else if **kept == *row {
+            (Upsert::Unchanged, false)
+        } else {
+            (
+                Upsert::Replaced(std::mem::replace(kept, Box::from(row))),
+                true,
+            )
+        }
+    })
 }
 
 /// Refuses a snapshot that holds `legacy`, a table of the format before state tables

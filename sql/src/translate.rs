@@ -2300,9 +2300,13 @@ impl GraphBuilder {
                     // Upserts become a full changelog, keyed by the primary key (Flink's
                     // ChangelogNormalize).
                     let name = self.name(&format!("source-{}-normalize", table.spec.name));
-                    let normalize = self
-                        .graph
-                        .add_operator(name, Arc::new(ChangelogNormalizeFactory::new(key.clone())));
+                    let normalize = self.graph.add_operator(
+                        name,
+                        Arc::new(
+                            ChangelogNormalizeFactory::new(key.clone())
+                                .with_state_ttl(self.options.state_ttl),
+                        ),
+                    );
                     self.graph
                         .connect(node, normalize, Exchange::Hash(key.clone()));
                     node = normalize;

@@ -5,28 +5,32 @@
 //! after every batch) before it closes, and its final result when it closes, as an updating
 //! result: a group's first result is `+I`, a changed one `-U` (the result emitted before) then
 //! `+U`; an unchanged one emits nothing. [`EarlyFiring`] keeps, per open window, the result
-//! row emitted for each group (Arrow's row format), turns each new result into those changes,
-//! and frees a window when it closes. It is checkpointed with the window's state.
+//! row emitted for each group (Arrow's row format) in a state table by (window end, window
+//! start, group key), turns each new result into those changes, and frees a window's rows
+//! when it closes (its last result has every group it ever emitted).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray};
-use arrow::compute::{concat_batches, interleave};
-use arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use arrow::array::ArrayRef;
+use arrow::compute::interleave;
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
-use hashbrown::HashMap;
 use weir_engine::changelog::{kind_array, with_row_kind, RowKind};
+use weir_engine::operator::SubtaskContext;
 use weir_engine::partition::KeyHasher;
+use weir_engine::state::table::{StateTable, TableSpec};
 use weir_engine::state::OperatorState;
 
 use crate::error::Result;
-use crate::group_index::KeyEncoder;
 use crate::row_format::decode_rows;
-use crate::state_codec::{read_table, write_table};
+use crate::state_codec::{refuse_format_0, upsert_row, BytesCodec, Upsert};
 
-const EMITTED_TABLE: &str = "early-emitted";
+/// The state table of the emitted rows, and its format.
+const EMITTED_TABLE: &str = "early-results";
+const EMITTED_FORMAT: u16 = 1;
+/// The table of the format before state tables (format 0: Arrow snapshots per key group).
+const LEGACY_EMITTED_TABLE: &str = "early-emitted";
 
 /// What the windows with early results emitted so far (see the module).
 pub(crate) struct EarlyFiring {
@@ -34,19 +38,14 @@ pub(crate) struct EarlyFiring {
     pub(crate) delay_ms: i64,
     /// Whole result rows (window bounds, keys, aggregates).
     rows: RowConverter,
-    /// The key columns of a result row (after the window bounds; none for a global window).
-    keys: KeyEncoder,
-    key_columns: Vec<usize>,
-    /// The window output without and with the row kind.
-    results: SchemaRef,
+    /// The window output with the row kind.
     output: SchemaRef,
+    /// Encodes and hashes a result row's group key (the key columns after the window bounds;
+    /// none for a global window).
     hasher: KeyHasher,
-    /// Per open window `(end, start)`: what it emitted.
-    emitted: BTreeMap<(i64, i64), Emitted>,
+    /// (window end, window start, encoded group key) -> the result row emitted for it.
+    emitted: StateTable<BytesCodec>,
 }
-
-/// Group key -> the result row emitted for it (both in Arrow's row format).
-type Emitted = HashMap<Box<[u8]>, Box<[u8]>>;
 
 impl EarlyFiring {
     /// For window results of schema `results` (window_start, window_end, then the keys
@@ -55,24 +54,20 @@ impl EarlyFiring {
         delay_ms: i64,
         results: &SchemaRef,
         key_names: &[String],
-        max_key_groups: u16,
+        context: &SubtaskContext,
     ) -> Result<Self> {
         let sort = |i: usize| SortField::new(results.field(i).data_type().clone());
-        let key_columns: Vec<usize> = (2..2 + key_names.len()).collect();
+        let spec = TableSpec {
+            name: EMITTED_TABLE,
+            version: EMITTED_FORMAT,
+            ttl: None,
+        };
         Ok(EarlyFiring {
             delay_ms,
             rows: RowConverter::new((0..results.fields().len()).map(sort).collect())?,
-            keys: KeyEncoder::new(
-                &key_columns
-                    .iter()
-                    .map(|&i| Arc::clone(&results.fields()[i]))
-                    .collect::<Vec<_>>(),
-            )?,
-            key_columns,
             output: with_row_kind(results),
-            results: Arc::clone(results),
-            hasher: KeyHasher::new(results, key_names, max_key_groups)?,
-            emitted: BTreeMap::new(),
+            hasher: KeyHasher::new(results, key_names, context.max_key_groups)?,
+            emitted: context.state_table(spec, BytesCodec),
         })
     }
 
@@ -83,32 +78,43 @@ impl EarlyFiring {
         window: (i64, i64),
         result: &RecordBatch,
         last: bool,
+        state: &mut OperatorState<'_>,
     ) -> Result<Option<RecordBatch>> {
-        let keys: Vec<ArrayRef> = self
-            .key_columns
-            .iter()
-            .map(|&i| Arc::clone(result.column(i)))
-            .collect();
-        let keys = self.keys.encode(&keys, result.num_rows())?;
+        // A global window's rows have no key (and the one key group of its one subtask).
+        let keys = match self.hasher.key_columns().is_empty() {
+            true => None,
+            false => Some(self.hasher.rows(result)?),
+        };
         let rows = self.rows.convert_columns(result.columns())?;
-        let emitted = self.emitted.entry(window).or_default();
         // (kind, 0: a row of `result` / 1: an old row, index)
         let mut changes: Vec<(RowKind, usize, usize)> = Vec::new();
         let mut old: Vec<Box<[u8]>> = Vec::new();
+        let mut slot = Vec::new();
         for i in 0..result.num_rows() {
-            let row = rows.row(i);
-            match emitted.insert(Box::from(keys.row(i).as_ref()), Box::from(row.as_ref())) {
-                Some(previous) if *previous == *row.as_ref() => {}
-                Some(previous) => {
+            let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
+            let (group, row) = (self.hasher.key_group_of(key), rows.row(i));
+            slot.clear();
+            slot.extend_from_slice(&window.0.to_be_bytes());
+            slot.extend_from_slice(&window.1.to_be_bytes());
+            slot.extend_from_slice(key);
+            let upsert = match last {
+                false => upsert_row(&mut self.emitted, state, group, &slot, row.as_ref())?,
+                // The window closes: its rows are freed.
+                true => match self.emitted.take(state, group, &slot)? {
+                    None => Upsert::Inserted,
+                    Some(previous) if *previous == *row.as_ref() => Upsert::Unchanged,
+                    Some(previous) => Upsert::Replaced(previous),
+                },
+            };
+            match upsert {
+                Upsert::Inserted => changes.push((RowKind::Insert, 0, i)),
+                Upsert::Unchanged => {}
+                Upsert::Replaced(previous) => {
                     changes.push((RowKind::UpdateBefore, 1, old.len()));
                     old.push(previous);
                     changes.push((RowKind::UpdateAfter, 0, i));
                 }
-                None => changes.push((RowKind::Insert, 0, i)),
             }
-        }
-        if last {
-            self.emitted.remove(&window);
         }
         if changes.is_empty() {
             return Ok(None);
@@ -128,54 +134,14 @@ impl EarlyFiring {
         )?))
     }
 
-    /// Writes the emitted rows of every open window, per key group.
-    pub(crate) fn snapshot(&self, state: &mut OperatorState<'_>) -> Result<()> {
-        let rows = self
-            .emitted
-            .values()
-            .flat_map(|w| w.values().map(|r| &r[..]));
-        let columns = decode_rows(&self.rows, rows)?;
-        let batch = match columns.is_empty() {
-            true => RecordBatch::new_empty(Arc::clone(&self.results)),
-            false => RecordBatch::try_new(Arc::clone(&self.results), columns)?,
-        };
-        write_table(state, EMITTED_TABLE, &self.hasher, &batch, 0)
+    /// Writes the emitted rows changed since the last snapshot.
+    pub(crate) fn snapshot(&mut self, state: &mut OperatorState<'_>) -> Result<()> {
+        Ok(self.emitted.flush(state)?)
     }
 
-    /// Reads back what [`EarlyFiring::snapshot`] wrote for this subtask's key groups.
+    /// The emitted rows stay in the backend, read when their windows fire again. A snapshot
+    /// of the format before state tables (format 0) is refused.
     pub(crate) fn restore(&mut self, state: &OperatorState<'_>) -> Result<()> {
-        let parts: Vec<RecordBatch> = read_table(state, EMITTED_TABLE, &self.results)?
-            .into_iter()
-            .map(|(_, batch)| batch)
-            .collect();
-        if parts.is_empty() {
-            return Ok(());
-        }
-        let batch = concat_batches(&self.results, &parts)?;
-        let starts = batch
-            .column(0)
-            .as_primitive::<TimestampMillisecondType>()
-            .clone();
-        let ends = batch
-            .column(1)
-            .as_primitive::<TimestampMillisecondType>()
-            .clone();
-        let keys: Vec<ArrayRef> = self
-            .key_columns
-            .iter()
-            .map(|&i| Arc::clone(batch.column(i)))
-            .collect();
-        let keys = self.keys.encode(&keys, batch.num_rows())?;
-        let rows = self.rows.convert_columns(batch.columns())?;
-        for i in 0..batch.num_rows() {
-            self.emitted
-                .entry((ends.value(i), starts.value(i)))
-                .or_default()
-                .insert(
-                    Box::from(keys.row(i).as_ref()),
-                    Box::from(rows.row(i).as_ref()),
-                );
-        }
-        Ok(())
+        refuse_format_0(state, LEGACY_EMITTED_TABLE, EMITTED_TABLE, EMITTED_FORMAT)
     }
 }

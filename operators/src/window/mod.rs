@@ -233,7 +233,7 @@ impl OperatorFactory for WindowAggregateFactory {
                         delay.as_millis() as i64,
                         &core.plan.output_schema,
                         &core.plan.key_names,
-                        context.max_key_groups,
+                        context,
                     )?),
                     None => None,
                 };

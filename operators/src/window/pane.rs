@@ -447,7 +447,9 @@ impl PaneWindowOperator {
         let results = self.fire_some(firing, usize::MAX, state)?;
         let result = concat_batches(&self.core.plan.output_schema, &results)?;
         match &mut self.early {
-            Some(early) => early.changes((firing.end, firing.start), &result, firing.closing),
+            Some(early) => {
+                early.changes((firing.end, firing.start), &result, firing.closing, state)
+            }
             None => Ok(None),
         }
     }
@@ -881,7 +883,7 @@ impl Operator for PaneWindowOperator {
 
     /// Freezes the live parts into runs and writes the runs made since the last snapshot.
     fn snapshot_state(&mut self, state: &mut OperatorState<'_>) -> Result<(), BoxError> {
-        if let Some(early) = &self.early {
+        if let Some(early) = &mut self.early {
             early.snapshot(state)?;
         }
         crate::state_codec::snapshot_watermark(state, self.watermark)?;
