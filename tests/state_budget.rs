@@ -1,7 +1,8 @@
-//! State larger than its memory budget: an updating aggregation and a regular join over many
-//! keys give the same result with a budget far below their state (most entries evicted to
-//! RocksDB and read back) as with unlimited memory, at 1, 2 and 4 shards, with and without
-//! checkpoints.
+//! State larger than its memory budget: every stateful operator over many keys gives the
+//! same result with a budget far below its state (most entries evicted to RocksDB and read
+//! back) as with unlimited memory, at 1, 2 and 4 shards, with and without checkpoints; and at
+//! the issue's sizes (a window and an updating aggregation over 5M keys, a regular join of 2M
+//! keys per side) at 64 MiB.
 
 mod common;
 
@@ -170,36 +171,93 @@ fn large_join(keys: i64, options: RunOptions) -> (usize, u64, u64) {
     let pipeline = Pipeline::new("budget-join-large");
     let left = pipeline.source(source("", &left)).key_by(["k"]);
     let right = pipeline.source(source("r", &right)).key_by(["rk"]);
+    digest_run(
+        left.join(&right).regular(),
+        &["k", "v", "rk", "rv"],
+        options,
+    )
+}
+
+/// Runs the job ending in `stream`: how many rows its changelog ends with, an
+/// order-independent digest of them over `columns` (BIGINT; a sum of row hashes, retracted
+/// rows subtracted) and how many state entries were evicted.
+fn digest_run(stream: Stream, columns: &[&str], options: RunOptions) -> (usize, u64, u64) {
+    use weir::engine::changelog::{kind_at, row_kinds};
     let sink = CollectSink::new();
-    let result = (left.join(&right).regular())
-        .sink(sink.clone())
-        .run(options)
-        .expect("job runs");
-    let (mut rows, mut digest) = (0, 0u64);
+    let result = stream.sink(sink.clone()).run(options).expect("job runs");
+    let (mut rows, mut digest) = (0i64, 0u64);
     for batch in sink.batches() {
-        let column = |name: &str| {
-            let column = batch.column_by_name(name).expect("join column");
-            column
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("BIGINT")
-                .clone()
-        };
-        let columns = ["k", "v", "rk", "rv"].map(column);
+        let values: Vec<Vec<Option<i64>>> = (columns.iter())
+            .map(|c| common::column_i64(&batch, c))
+            .collect();
         for i in 0..batch.num_rows() {
             let mut hash = 0xcbf2_9ce4_8422_2325u64;
-            for column in &columns {
-                hash = (hash ^ column.value(i) as u64).wrapping_mul(0x100_0000_01b3);
+            for column in &values {
+                let value = column[i].map_or(u64::MAX, |v| v as u64);
+                hash = (hash ^ value).wrapping_mul(0x100_0000_01b3);
             }
-            digest = digest.wrapping_add(hash);
+            match kind_at(row_kinds(&batch), i).is_accumulate() {
+                true => (rows, digest) = (rows + 1, digest.wrapping_add(hash)),
+                false => (rows, digest) = (rows - 1, digest.wrapping_sub(hash)),
+            }
         }
-        rows += batch.num_rows();
     }
-    (
-        rows,
-        digest,
-        result.metrics.total(names::STATE_ENTRIES_EVICTED),
-    )
+    let evicted = result.metrics.total(names::STATE_ENTRIES_EVICTED);
+    (rows as usize, digest, evicted)
+}
+
+/// Rows `k, v, ts` over `keys` keys, each key twice (in two scattered orders), all in the
+/// first ten minutes, 1000 rows per batch, `ts` the event time.
+fn two_rows_per_key(pipeline: &Pipeline, keys: i64) -> Stream {
+    let rows: Vec<(i64, i64, i64)> = (0..2 * keys)
+        .map(|i| {
+            let key = match i < keys {
+                true => (i * 7_919) % keys,
+                false => (i * 104_729) % keys,
+            };
+            (key, i % 1_000, i / (2 * keys / 600_000).max(1))
+        })
+        .collect();
+    timed_source(pipeline, "", &rows)
+}
+
+/// The issue's sizes: 5M distinct keys (two rows each).
+const MANY_KEYS: i64 = 5_000_000;
+
+/// Runs `job` with unlimited memory and at a 64 MiB budget (2 shards), and asserts that both
+/// end with one row per key and the same rows, and that the budget evicts.
+fn assert_many_keys_match_at_64_mib(job: &dyn Fn(RunOptions) -> (usize, u64, u64)) {
+    let (rows, digest, _) = job(RunOptions::default().shards(2));
+    assert_eq!(rows, MANY_KEYS as usize, "one result per key");
+    let budget = RunOptions::default()
+        .shards(2)
+        .state_memory_budget(64 << 20);
+    let (got_rows, got_digest, evicted) = job(budget);
+    assert!(evicted > 0, "nothing evicted");
+    assert_eq!((got_rows, got_digest), (rows, digest), "results differ");
+}
+
+#[test]
+fn a_window_over_5m_keys_at_64_mib_matches_unlimited_memory() {
+    assert_many_keys_match_at_64_mib(&|options| {
+        let pipeline = Pipeline::new("budget-window-5m");
+        let windowed = two_rows_per_key(&pipeline, MANY_KEYS)
+            .key_by(["k"])
+            .window(Window::tumble(std::time::Duration::from_secs(3_600)))
+            .aggregate([count_all().alias("c"), sum(col("v")).alias("s")]);
+        digest_run(windowed, &["k", "c", "s"], options)
+    });
+}
+
+#[test]
+fn an_updating_aggregation_over_5m_keys_at_64_mib_matches_unlimited_memory() {
+    assert_many_keys_match_at_64_mib(&|options| {
+        let pipeline = Pipeline::new("budget-updating-5m");
+        let aggregated = two_rows_per_key(&pipeline, MANY_KEYS)
+            .key_by(["k"])
+            .aggregate([count_all().alias("c"), sum(col("v")).alias("s")]);
+        digest_run(aggregated, &["k", "c", "s"], options)
+    });
 }
 
 /// The issue's size: 2M keys per side at a 64 MiB budget (4M entries, several times the
