@@ -175,3 +175,30 @@ fn sql_exit_codes_say_what_went_wrong() {
     assert!(stderr(&two).contains("runs 2 jobs"), "{}", stderr(&two));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On a terminal (a pseudo-terminal, through util-linux's `script`), a bare SELECT prints
+/// Flink's tableau: one header, then the rows, then the bottom border and the row count.
+#[test]
+fn a_select_on_a_terminal_prints_one_header_then_its_rows() {
+    let command = format!(
+        "{} run --shards 2 -e \"SELECT n, s FROM (VALUES (1, 'a'), (2, 'b'), (3, CAST(NULL AS VARCHAR))) AS t(n, s)\"",
+        env!("CARGO_BIN_EXE_weir")
+    );
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("util-linux's script runs");
+    let text = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+    assert!(output.status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(['|', '+'])).collect();
+    let header: Vec<&&str> = lines.iter().filter(|l| l.ends_with(" s |")).collect();
+    assert_eq!(header.len(), 1, "one header:\n{text}");
+    let rows: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with('|') && !l.ends_with(" s |"))
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows.iter().any(|r| r.ends_with(" <NULL> |")), "{text}");
+    assert!(text.contains("Received a total of 3 rows"), "{text}");
+}

@@ -79,10 +79,11 @@ impl OperatorFactory for ChangelogNormalizeFactory {
     }
 
     fn describe(&self) -> String {
-        let ttl = self
-            .state_ttl
-            .map_or(String::new(), |t| format!(", state TTL {t:?}"));
-        format!("changelog-normalize by [{}]{ttl}", self.key.join(", "))
+        format!(
+            "changelog-normalize by [{}]{}",
+            self.key.join(", "),
+            crate::ttl::describe(self.state_ttl)
+        )
     }
 
     fn create(&self, context: &SubtaskContext) -> std::result::Result<Box<dyn Operator>, BoxError> {

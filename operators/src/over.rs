@@ -194,15 +194,13 @@ impl OperatorFactory for OverAggregateFactory {
 
     fn describe(&self) -> String {
         let aggregates: Vec<String> = self.aggregates.iter().map(|a| a.to_string()).collect();
-        let ttl = self
-            .state_ttl
-            .map_or(String::new(), |t| format!(", state TTL {t:?}"));
         format!(
-            "over aggregate, partition [{}], order by {} {}: [{}]{ttl}",
+            "over aggregate, partition [{}], order by {} {}: [{}]{}",
             self.partition_by.join(", "),
             self.time_column,
             self.frame.describe(),
-            aggregates.join(", ")
+            aggregates.join(", "),
+            crate::ttl::describe(self.state_ttl)
         )
     }
 

@@ -282,9 +282,7 @@ impl OperatorFactory for TopNFactory {
         if let Some(end) = &self.window_end {
             text.push_str(&format!(", at window end {end}"));
         }
-        if let Some(ttl) = self.state_ttl {
-            text.push_str(&format!(", state TTL {ttl:?}"));
-        }
+        text.push_str(&crate::ttl::describe(self.state_ttl));
         text
     }
 

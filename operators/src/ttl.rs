@@ -11,6 +11,12 @@ pub use weir_engine::state::table::ttl_millis as ttl_ms;
 /// tables' rule, Flink's).
 pub use weir_engine::state::table::ttl_expired as expired;
 
+/// How an operator's `describe` (and so `EXPLAIN` and its identity) shows its state TTL:
+/// `", state TTL 3600s"`, or nothing without one.
+pub fn describe(ttl: Option<std::time::Duration>) -> String {
+    ttl.map_or(String::new(), |t| format!(", state TTL {t:?}"))
+}
+
 /// Arms the next sweep of a `ttl_ms` state TTL, half a TTL after `now_ms`.
 pub fn arm_sweep(ctx: &mut Context<'_>, ttl_ms: i64, now_ms: i64) {
     ctx.register_timer(

@@ -142,13 +142,11 @@ impl OperatorFactory for UpdatingAggregateFactory {
 
     fn describe(&self) -> String {
         let aggregates: Vec<String> = self.aggregates.iter().map(|a| a.to_string()).collect();
-        let ttl = self
-            .state_ttl
-            .map_or(String::new(), |t| format!(", state TTL {t:?}"));
         format!(
-            "updating aggregate, keys [{}]: [{}] -> changelog{ttl}",
+            "updating aggregate, keys [{}]: [{}] -> changelog{}",
             self.keys.join(", "),
-            aggregates.join(", ")
+            aggregates.join(", "),
+            crate::ttl::describe(self.state_ttl)
         )
     }
 

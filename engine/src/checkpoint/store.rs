@@ -95,7 +95,7 @@ impl ShardStore {
     /// A store at `path` (anything there is removed) that starts as the checkpointed store in
     /// `checkpoint` (a `shard-<k>` directory), as Flink's incremental RocksDB restore: its SST
     /// files are hard-linked (copied where a link is refused, e.g. across file systems), the
-    /// small metadata files copied, so nothing is read entry by entry and the checkpoint is
+    /// small metadata files copied, so no entry is copied one by one and the checkpoint is
     /// never written (RocksDB never changes an SST file, it only unlinks it). The column
     /// families of `operators` are created when missing, the others dropped. For a job
     /// resuming at the shard count that took the checkpoint.
@@ -199,7 +199,8 @@ fn open_live(path: &Path, operators: &[String], memory_budget: usize) -> Result<
     family.set_write_buffer_size((memtables / 2).min(64 * MIB));
     let mut names: Vec<String> = operators.to_vec();
     if path.exists() {
-        for existing in DB::list_cf(&options, path).unwrap_or_default() {
+        let existing = DB::list_cf(&options, path).map_err(|e| io("cannot read", path, e))?;
+        for existing in existing {
             if !names.contains(&existing) {
                 names.push(existing);
             }
@@ -265,21 +266,26 @@ impl SnapshotReader {
         }
     }
 
-    /// The tables `operator` stored anything in.
+    /// The tables `operator` stored anything in: one seek per table (after a table's first
+    /// key, the next seek goes past every key of it).
     pub fn tables(&self, operator: &str) -> Result<Vec<String>, StateError> {
         let Some(family) = self.db.cf_handle(operator) else {
             return Ok(Vec::new());
         };
         let mut tables: Vec<String> = Vec::new();
-        for item in self.db.iterator_cf(family, IteratorMode::Start) {
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let mode = IteratorMode::From(&from, Direction::Forward);
+            let Some(item) = self.db.iterator_cf(family, mode).next() else {
+                return Ok(tables);
+            };
             let (key, _) = item.map_err(|e| io("cannot read", &self.path, e))?;
             let end = key.iter().position(|b| *b == 0).unwrap_or(key.len());
-            let table = String::from_utf8_lossy(&key[..end]);
-            if tables.last().map(String::as_str) != Some(&table) {
-                tables.push(table.into_owned());
-            }
+            tables.push(String::from_utf8_lossy(&key[..end]).into_owned());
+            // `table \1` sorts after every `table \0 ...` key.
+            from = key[..end].to_vec();
+            from.push(1);
         }
-        Ok(tables)
     }
 }
 

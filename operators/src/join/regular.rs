@@ -102,7 +102,7 @@ impl OperatorFactory for RegularJoinFactory {
         let show = |ttl: Option<Duration>| ttl.map_or("none".to_string(), |t| format!("{t:?}"));
         let ttl = match self.state_ttls {
             [None, None] => String::new(),
-            [left, right] if left == right => format!(", state TTL {}", show(left)),
+            [left, right] if left == right => crate::ttl::describe(left),
             [left, right] => format!(", state TTL left {}, right {}", show(left), show(right)),
         };
         format!("join {}{ttl}", self.spec.describe())
