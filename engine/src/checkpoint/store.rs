@@ -47,6 +47,14 @@ pub struct ShardStore {
     _removal: Option<RemoveDir>,
 }
 
+/// Removes `path` and everything under it, if it exists.
+fn clear(path: &Path) -> Result<(), StateError> {
+    match path.exists() {
+        true => std::fs::remove_dir_all(path).map_err(|e| io("cannot clear", path, e)),
+        false => Ok(()),
+    }
+}
+
 /// Removes a directory when dropped.
 struct RemoveDir(PathBuf);
 
@@ -78,9 +86,7 @@ impl ShardStore {
         operators: &[String],
         memory_budget: usize,
     ) -> Result<Arc<Self>, StateError> {
-        if path.exists() {
-            std::fs::remove_dir_all(path).map_err(|e| io("cannot clear", path, e))?;
-        }
+        clear(path)?;
         Ok(Self::wrap(path, open_live(path, operators, memory_budget)?))
     }
 
@@ -98,16 +104,14 @@ impl ShardStore {
     /// small metadata files copied, so no entry is copied one by one and the checkpoint is
     /// never written (RocksDB never changes an SST file, it only unlinks it). The column
     /// families of `operators` are created when missing, the others dropped. For a job
-    /// resuming at the shard count that took the checkpoint.
+    /// resuming at the shard count and operator parallelism that took the checkpoint.
     pub fn restore_linked(
         path: &Path,
         checkpoint: &Path,
         operators: &[String],
         memory_budget: usize,
     ) -> Result<Arc<Self>, StateError> {
-        if path.exists() {
-            std::fs::remove_dir_all(path).map_err(|e| io("cannot clear", path, e))?;
-        }
+        clear(path)?;
         std::fs::create_dir_all(path).map_err(|e| io("cannot create", path, e))?;
         let files = std::fs::read_dir(checkpoint).map_err(|e| io("cannot read", checkpoint, e))?;
         for file in files {
