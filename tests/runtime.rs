@@ -810,3 +810,83 @@ fn aligned_splits_do_not_run_ahead_of_their_group() {
         "unaligned: the fast split led by only {lead} ms"
     );
 }
+
+/// The runtime keeps Flink's basic metrics per operator subtask (rows in and out, the
+/// current input watermark) and for the job (completed checkpoints, the last one's duration
+/// and size).
+#[test]
+fn metrics_count_rows_per_subtask_watermarks_and_checkpoints() {
+    use weir::engine::checkpoint::CheckpointConfig;
+    use weir::engine::metrics::{names, MetricKey, MetricValue, JOB};
+    let dir = std::env::temp_dir().join(format!("weir-metrics-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let batches: Vec<RecordBatch> = (0..20)
+        .map(|b| {
+            let events: Vec<Event> = (0..50)
+                .map(|i| Event {
+                    key: i % 7,
+                    ts: b * 50 + i,
+                    v: Some(1),
+                })
+                .collect();
+            batch_of(&events)
+        })
+        .collect();
+    let sink = CollectSink::new();
+    let result = Pipeline::new("metrics")
+        .source(MemorySource::new(event_schema(), vec![batches]).unwrap())
+        .watermark("ts", Duration::ZERO)
+        .key_by(["k"])
+        .window(Window::tumble(Duration::from_millis(100)))
+        .aggregate([count_all().alias("c")])
+        .sink(sink.clone())
+        .run(
+            RunOptions::default()
+                .shards(2)
+                .checkpoint(CheckpointConfig::new(&dir)),
+        )
+        .unwrap();
+    let metrics = &result.metrics;
+    let snapshot = metrics.snapshot();
+    let value = |operator: &str, subtask: usize, name: &'static str| {
+        let key = MetricKey {
+            operator: operator.to_string(),
+            subtask,
+            name,
+        };
+        snapshot.get(&key).copied()
+    };
+    assert!(metrics.total(names::ROWS_OUT) >= 1_000);
+    let window = snapshot
+        .keys()
+        .find(|k| k.operator.starts_with("window") && k.name == names::ROWS_IN)
+        .map(|k| k.operator.clone())
+        .expect("the window's rows_in");
+    assert_eq!(metrics.operator_total(&window, names::ROWS_IN), 1_000);
+    let windows_out = metrics.operator_total(&window, names::ROWS_OUT);
+    assert_eq!(
+        windows_out,
+        10 * 7,
+        "one row per key and 100 ms window (1 s of input)"
+    );
+    for subtask in 0..2 {
+        assert!(
+            value(&window, subtask, names::ROWS_IN).is_some(),
+            "subtask {subtask}"
+        );
+        assert_eq!(
+            value(&window, subtask, names::INPUT_WATERMARK),
+            Some(MetricValue::Gauge(i64::MAX)),
+            "the end of input's watermark reached subtask {subtask}"
+        );
+    }
+    match value(JOB, 0, names::CHECKPOINTS_COMPLETED) {
+        Some(MetricValue::Counter(n)) => assert!(n >= 1, "{n} checkpoints"),
+        other => panic!("checkpoints completed: {other:?}"),
+    }
+    assert!(matches!(
+        value(JOB, 0, names::LAST_CHECKPOINT_SIZE_BYTES),
+        Some(MetricValue::Gauge(bytes)) if bytes > 0
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -79,11 +79,13 @@ impl SubtaskContext {
     /// A state table of this subtask: its hot entries count against the shard's memory
     /// budget, its evictions in the operator's `state_entries_evicted` metric.
     pub fn state_table<C: StateCodec>(&self, spec: TableSpec, codec: C) -> StateTable<C> {
-        let evicted = self.metrics.counter(
-            &self.operator_id,
-            crate::metrics::names::STATE_ENTRIES_EVICTED,
-        );
+        let evicted = self.counter(crate::metrics::names::STATE_ENTRIES_EVICTED);
         StateTable::new(spec, codec, self.state_budget.clone()).counting_evictions(evicted)
+    }
+
+    /// This subtask's counter `name` (see [`crate::metrics::names`]).
+    pub fn counter(&self, name: &'static str) -> crate::metrics::Counter {
+        self.metrics.counter(&self.operator_id, self.index, name)
     }
 
     /// Schema of the first (for most operators, the only) input.

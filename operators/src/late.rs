@@ -35,7 +35,7 @@ pub struct LateOutput {
 impl LateOutput {
     /// The late output of the subtask `context` describes (its counters are the operator's).
     pub fn new(context: &SubtaskContext) -> Self {
-        let counter = |name| context.metrics.counter(&context.operator_id, name);
+        let counter = |name| context.counter(name);
         LateOutput {
             connected: context.late_output_connected,
             dropped: counter(names::LATE_ROWS_DROPPED),

@@ -109,13 +109,7 @@ fn main() -> anyhow::Result<()> {
         .run(options)
         .context("benchmark job failed")?;
     let elapsed = started.elapsed().as_secs_f64();
-    let rows_in: u64 = result
-        .metrics
-        .snapshot()
-        .iter()
-        .filter(|((op, m), _)| op == "window" && m == weir::engine::metrics::names::ROWS_IN)
-        .map(|(_, v)| *v)
-        .sum();
+    let rows_in = (result.metrics).operator_total("window", weir::engine::metrics::names::ROWS_IN);
     anyhow::ensure!(
         rows_in == args.events,
         "window saw {rows_in} rows, expected {}",

@@ -123,7 +123,8 @@ impl SourceFactory for FileSource {
     }
 
     fn create_reader(&self, split: SplitContext) -> Result<Box<dyn SourceReader>, BoxError> {
-        let counter = |name: &str| split.metrics.counter(&split.source_id, name);
+        let counter =
+            |name: &'static str| split.metrics.counter(&split.source_id, split.index, name);
         let handler = BadRecordHandler {
             source: split.source_id.clone(),
             policy: self.config.on_error.clone(),

@@ -323,7 +323,8 @@ impl SourceFactory for KafkaSource {
         {
             client.set("queued.min.messages", "1000000");
         }
-        let counter = |name: &str| split.metrics.counter(&split.source_id, name);
+        let counter =
+            |name: &'static str| split.metrics.counter(&split.source_id, split.index, name);
         Ok(Box::new(KafkaReader {
             handler: BadRecordHandler {
                 source: split.source_id.clone(),

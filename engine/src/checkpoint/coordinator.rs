@@ -26,6 +26,7 @@ use super::store::ShardStore;
 use super::{checkpoint_dirs, dir_size, new_bytes, CheckpointConfig, Manifest};
 use crate::error::EngineError;
 use crate::message::CheckpointId;
+use crate::metrics::{names, Counter, Gauge, Metrics, JOB};
 use crate::runtime::task::Control;
 use crate::sink::SinkFactory;
 use crate::source::Positions;
@@ -81,7 +82,28 @@ pub(crate) struct SourceControl {
     pub(crate) control: UnboundedSender<Control>,
 }
 
+/// The job's checkpoint metrics (Flink's `numberOfCompletedCheckpoints`,
+/// `numberOfFailedCheckpoints`, `lastCheckpointDuration`, `lastCheckpointSize`).
+pub(crate) struct CheckpointMetrics {
+    completed: Counter,
+    failed: Counter,
+    last_duration_ms: Gauge,
+    last_size_bytes: Gauge,
+}
+
+impl CheckpointMetrics {
+    pub(crate) fn new(metrics: &Metrics) -> Self {
+        CheckpointMetrics {
+            completed: metrics.counter(JOB, 0, names::CHECKPOINTS_COMPLETED),
+            failed: metrics.counter(JOB, 0, names::CHECKPOINTS_FAILED),
+            last_duration_ms: metrics.gauge(JOB, 0, names::LAST_CHECKPOINT_DURATION_MS, 0),
+            last_size_bytes: metrics.gauge(JOB, 0, names::LAST_CHECKPOINT_SIZE_BYTES, 0),
+        }
+    }
+}
+
 pub(crate) struct Coordinator {
+    pub(crate) metrics: CheckpointMetrics,
     pub(crate) config: CheckpointConfig,
     pub(crate) stores: Vec<Arc<ShardStore>>,
     pub(crate) sources: Vec<SourceControl>,
@@ -169,15 +191,21 @@ impl Coordinator {
                     self.complete(flight.id, &target, savepoint.is_some(), &positions, &tokens);
                 match completed {
                     Ok(()) => {
+                        let duration_ms = flight.started.elapsed().as_millis() as u64;
+                        let new_bytes = new_bytes(&target, previous.as_deref());
                         tracing::info!(
                             checkpoint = flight.id,
                             savepoint = savepoint.is_some(),
-                            duration_ms = flight.started.elapsed().as_millis() as u64,
+                            duration_ms,
                             bytes = dir_size(&target),
-                            new_bytes = new_bytes(&target, previous.as_deref()),
+                            new_bytes,
                             path = %target.display(),
                             "checkpoint complete"
                         );
+                        self.metrics.completed.add(1);
+                        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                        self.metrics.last_duration_ms.set(gauge(duration_ms));
+                        self.metrics.last_size_bytes.set(gauge(new_bytes));
                         if let Err(error) = self.commit(flight.id, &tokens) {
                             job.fail(error);
                             break;
@@ -195,6 +223,7 @@ impl Coordinator {
                     }
                     Err(error) => {
                         tracing::warn!(checkpoint = flight.id, %error, "checkpoint failed");
+                        self.metrics.failed.add(1);
                         // Pre-committed output waits for the next checkpoint.
                         carried = tokens;
                         if let Some(request) = savepoint {

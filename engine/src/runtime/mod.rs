@@ -315,7 +315,9 @@ pub fn start(graph: &Graph, options: RunOptions) -> Result<JobHandle, EngineErro
         savepoint: Mutex::new(None),
     });
     let coordinator = match durability.as_mut() {
-        Some(durability) => Some(start_coordinator(durability, &mut plan, &options, &shared)?),
+        Some(durability) => Some(start_coordinator(
+            durability, &mut plan, &options, &shared, &metrics,
+        )?),
         None => None,
     };
     let source_controls = std::mem::take(&mut plan.source_controls)
@@ -355,9 +357,11 @@ fn start_coordinator(
     plan: &mut plan::PhysicalPlan,
     options: &RunOptions,
     shared: &Arc<JobShared>,
+    metrics: &Metrics,
 ) -> Result<(JoinHandle<()>, std::sync::mpsc::Sender<Event>), EngineError> {
     let resume = durability.resume.as_ref();
     let coordinator = Coordinator {
+        metrics: crate::checkpoint::coordinator::CheckpointMetrics::new(metrics),
         config: durability.config.clone(),
         stores: durability.stores.clone(),
         sources: std::mem::take(&mut plan.source_controls)

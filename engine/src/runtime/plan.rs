@@ -32,7 +32,7 @@ use super::durability::Durability;
 use super::input::InputGate;
 use super::task::{
     guarded, Chain, Control, Inbox, OperatorSlot, Outbox, OutputChannel, Reporter, Router,
-    SubtaskRunner, Tail, TaskInput,
+    SlotMetrics, SubtaskRunner, Tail, TaskInput,
 };
 use super::RunOptions;
 
@@ -251,6 +251,11 @@ pub(crate) fn build(
                             .and_then(|w| w.alignment.as_ref())
                             .map(|a| alignment_groups.join(a)),
                         control,
+                        rows_out: metrics.counter(
+                            &graph.nodes[head.0].name,
+                            subtask,
+                            names::ROWS_OUT,
+                        ),
                     }
                 }
                 _ => TaskInput::Channel {
@@ -315,7 +320,7 @@ pub(crate) fn build(
                             operator,
                             state,
                             ctx.key_groups,
-                            metrics.counter(&ctx.operator_id, names::ROWS_IN),
+                            SlotMetrics::new(metrics, &ctx.operator_id, subtask),
                         );
                         slot.late_routers = late_routers;
                         if durability.is_some() {
@@ -327,7 +332,11 @@ pub(crate) fn build(
                         let ctx = context(node);
                         let writer = factory.create_writer(&ctx).map_err(|e| fail(node, e))?;
                         sink = Some(Tail::Sink {
-                            rows_written: metrics.counter(&ctx.operator_id, names::ROWS_WRITTEN),
+                            rows_written: metrics.counter(
+                                &ctx.operator_id,
+                                subtask,
+                                names::ROWS_WRITTEN,
+                            ),
                             name: ctx.operator_id,
                             writer,
                         });

@@ -19,7 +19,7 @@ use crate::checkpoint::coordinator::{Event, SourceProgress};
 use crate::error::{panic_message, BoxError, EngineError};
 use crate::message::EventTimeMs;
 use crate::message::{CheckpointId, Message, Watermark};
-use crate::metrics::Counter;
+use crate::metrics::{names, Counter, Gauge, Metrics};
 use crate::operator::{Context, Operator, TimeDomain, Timers};
 use crate::partition::{partition_by_key, KeyGroupRange, KeyHasher};
 use crate::sink::SinkWriter;
@@ -163,7 +163,7 @@ pub(crate) struct OperatorSlot {
     /// barriers.
     pub(crate) spill: Option<Box<dyn StateBackend>>,
     pub(crate) key_groups: KeyGroupRange,
-    pub(crate) rows_in: Counter,
+    metrics: SlotMetrics,
     pub(crate) timers: Timers,
     /// Whether `open` has run.
     pub(crate) opened: bool,
@@ -175,6 +175,24 @@ pub(crate) struct OperatorSlot {
     pub(crate) continuing: bool,
     /// The control messages to forward once it is done.
     deferred: Vec<Message>,
+}
+
+/// The metrics the runtime keeps for an operator subtask (Flink's `numRecordsIn`,
+/// `numRecordsOut`, `currentInputWatermark`).
+pub(crate) struct SlotMetrics {
+    rows_in: Counter,
+    rows_out: Counter,
+    watermark: Gauge,
+}
+
+impl SlotMetrics {
+    pub(crate) fn new(metrics: &Metrics, operator: &str, subtask: usize) -> Self {
+        SlotMetrics {
+            rows_in: metrics.counter(operator, subtask, names::ROWS_IN),
+            rows_out: metrics.counter(operator, subtask, names::ROWS_OUT),
+            watermark: metrics.gauge(operator, subtask, names::INPUT_WATERMARK, i64::MIN),
+        }
+    }
 }
 
 /// What one call into an operator is about.
@@ -194,7 +212,7 @@ impl OperatorSlot {
         operator: Box<dyn Operator>,
         state: Box<dyn StateBackend>,
         key_groups: KeyGroupRange,
-        rows_in: Counter,
+        metrics: SlotMetrics,
     ) -> Self {
         OperatorSlot {
             name,
@@ -204,7 +222,7 @@ impl OperatorSlot {
             state,
             spill: None,
             key_groups,
-            rows_in,
+            metrics,
             timers: Timers::default(),
             opened: false,
             watermark: None,
@@ -246,6 +264,8 @@ impl OperatorSlot {
         })?;
         result.map_err(|e| EngineError::operator(&self.name, subtask, e))?;
         self.continuing = ctx.take_continue();
+        let rows: usize = ctx.batches.iter().map(RecordBatch::num_rows).sum();
+        self.metrics.rows_out.add(rows as u64);
         next.extend(ctx.batches.drain(..).map(Message::Batch));
         late.extend(ctx.late.drain(..).map(Message::Batch));
         Ok(ctx.held())
@@ -267,12 +287,13 @@ impl OperatorSlot {
         }
         let forward = match message {
             Message::Batch(batch) => {
-                self.rows_in.add(batch.num_rows() as u64);
+                self.metrics.rows_in.add(batch.num_rows() as u64);
                 self.call(Call::Batch(batch), input, subtask, next, late)?;
                 return Ok(());
             }
             Message::Watermark(Watermark::EventTime(t)) => {
                 self.watermark = Some(t);
+                self.metrics.watermark.set(t);
                 while let Some(time) = self.timers.pop_due(TimeDomain::EventTime, t) {
                     let call = Call::Timer(TimeDomain::EventTime, time);
                     self.call(call, 0, subtask, next, late)?;
@@ -560,6 +581,8 @@ pub(crate) enum TaskInput {
         /// The split's watermark-alignment group, if any.
         alignment: Option<super::alignment::AlignedSplit>,
         control: mpsc::UnboundedReceiver<Control>,
+        /// Rows the split read (the source's `rows_out`).
+        rows_out: Counter,
     },
     Channel {
         /// One receiver per input channel, in the gate's numbering.
@@ -589,6 +612,7 @@ impl SubtaskRunner {
                 idle_timeout,
                 alignment,
                 control,
+                rows_out,
             } => {
                 let source = SourceInput {
                     reader,
@@ -596,6 +620,7 @@ impl SubtaskRunner {
                     idle_timeout,
                     alignment,
                     control,
+                    rows_out,
                 };
                 run_source(&name, source, &mut chain).await
             }
@@ -643,6 +668,7 @@ struct SourceInput {
     idle_timeout: Option<Duration>,
     alignment: Option<super::alignment::AlignedSplit>,
     control: mpsc::UnboundedReceiver<Control>,
+    rows_out: Counter,
 }
 
 /// Reads a split until it ends, stamping watermarks and injecting barriers on request.
@@ -653,6 +679,7 @@ async fn run_source(name: &str, source: SourceInput, chain: &mut Chain) -> Resul
         idle_timeout,
         alignment,
         mut control,
+        rows_out,
     } = source;
     let subtask = chain.subtask;
     let fail = |e: BoxError| PushError::Failed(EngineError::operator(name, subtask, e));
@@ -733,6 +760,7 @@ async fn run_source(name: &str, source: SourceInput, chain: &mut Chain) -> Resul
         let Some(SourceBatch { batch, partition }) = next.map_err(fail)? else {
             break;
         };
+        rows_out.add(batch.num_rows() as u64);
         let watermark = match &mut watermarks {
             Some(generator) => generator
                 .on_batch(partition, &batch)

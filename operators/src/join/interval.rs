@@ -140,9 +140,7 @@ impl OperatorFactory for IntervalJoinFactory {
             delay: self.watermark_delay(),
             watermark: None,
             expiring: None,
-            late_rows: context
-                .metrics
-                .counter(&context.operator_id, names::LATE_ROWS_JOINED),
+            late_rows: context.counter(names::LATE_ROWS_JOINED),
         }))
     }
 }
