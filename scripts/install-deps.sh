@@ -3,10 +3,11 @@
 # A C toolchain and pkg-config (zstd's bindings compile C); cmake and libcurl's headers for
 # the bundled librdkafka (Kafka connector). Java 17 and Maven, for the test Kafka broker
 # (scripts/kafka.sh), are expected on the machine. clang and libclang-dev: RocksDB's C++ build
-# and the bindgen step of its Rust bindings.
+# and the bindgen step of its Rust bindings. Python's prometheus_client: the metrics test parses
+# /metrics with a real Prometheus (OpenMetrics) parser.
 set -euo pipefail
 
-packages=(build-essential pkg-config cmake libcurl4-openssl-dev clang libclang-dev)
+packages=(build-essential pkg-config cmake libcurl4-openssl-dev clang libclang-dev python3-prometheus-client)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -44,6 +44,10 @@ enum Command {
         sql: SqlArgs,
         #[command(flatten)]
         checkpoints: CheckpointArgs,
+        /// Serve the job's metrics in Prometheus's text format at http://ADDR/metrics, e.g.
+        /// 127.0.0.1:9249 (port 0: any free port; the address is printed on stderr).
+        #[arg(long)]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Print the dataflow graph of a SQL job without running it.
     Explain {
@@ -243,8 +247,12 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { sql, checkpoints } => run_sql(&sql, Some(&checkpoints)),
-        Command::Explain { sql } => run_sql(&sql, None),
+        Command::Run {
+            sql,
+            checkpoints,
+            metrics_addr,
+        } => run_sql(&sql, Some(&checkpoints), metrics_addr),
+        Command::Explain { sql } => run_sql(&sql, None, None),
         command => run(command),
     };
     match result {
@@ -277,7 +285,11 @@ fn error_chain(error: &anyhow::Error) -> String {
 }
 
 /// `weir run` (with checkpoint options) or `weir explain` (without).
-fn run_sql(args: &SqlArgs, checkpoints: Option<&CheckpointArgs>) -> anyhow::Result<ExitCode> {
+fn run_sql(
+    args: &SqlArgs,
+    checkpoints: Option<&CheckpointArgs>,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     let text = args.text()?;
     let mut session = Session::new();
     let actions = session.execute(&text, &|_| Arc::new(PrintSink::default()))?;
@@ -317,13 +329,23 @@ fn run_sql(args: &SqlArgs, checkpoints: Option<&CheckpointArgs>) -> anyhow::Resu
         .iter()
         .filter(|(_, only_explain)| !only_explain)
         .count();
-    if running > 1 && options.checkpoint.is_some() {
+    let one_job_only = match (options.checkpoint.is_some(), metrics_addr.is_some()) {
+        (true, _) => Some("a state directory holds the checkpoints of one job"),
+        (false, true) => Some("--metrics-addr serves the metrics of one job"),
+        (false, false) => None,
+    };
+    if let (true, Some(reason)) = (running > 1, one_job_only) {
         return Err(SqlError::from(weir::sql::UserError::new(format!(
             "this script runs {running} jobs (each SELECT is one, all INSERTs together another), \
-             but a state directory holds the checkpoints of one job"
+             but {reason}"
         )))
         .into());
     }
+    let job_name = session.settings.job_name.clone().unwrap_or_else(|| {
+        (args.file.as_ref())
+            .and_then(|f| f.file_stem())
+            .map_or("sql".to_string(), |s| s.to_string_lossy().into_owned())
+    });
     let mut ran = false;
     for (job, only_explain) in jobs {
         ran = true;
@@ -336,6 +358,15 @@ fn run_sql(args: &SqlArgs, checkpoints: Option<&CheckpointArgs>) -> anyhow::Resu
         }
         let handle =
             weir::engine::runtime::start(&job.graph, options.clone()).map_err(SqlError::from)?;
+        // Served while the job runs (dropped after it).
+        let _metrics = match metrics_addr {
+            Some(addr) => {
+                let server = weir_server::serve_metrics(addr, &job_name, handle.metrics().clone())?;
+                eprintln!("metrics at http://{}/metrics", server.local_addr());
+                Some(server)
+            }
+            None => None,
+        };
         let savepoint_dir = checkpoints.and_then(|c| c.savepoint_dir.clone());
         if supervise(handle, savepoint_dir)?.is_none() {
             eprintln!("cancelled");

@@ -202,3 +202,70 @@ fn a_select_on_a_terminal_prints_one_header_then_its_rows() {
     assert!(rows.iter().any(|r| r.ends_with(" <NULL> |")), "{text}");
     assert!(text.contains("Received a total of 3 rows"), "{text}");
 }
+
+/// `weir run --metrics-addr` serves the running job's metrics, which a real Prometheus
+/// (OpenMetrics) parser, Python's `prometheus_client` (Debian's python3-prometheus-client),
+/// reads: labelled per operator subtask, and moving while the job runs. Another path is a
+/// 404 saying where the metrics are.
+#[test]
+fn metrics_are_served_for_prometheus_while_the_job_runs() {
+    let mut child = weir()
+        .args([
+            "run",
+            "examples/sql/hot_items.sql",
+            "--shards",
+            "2",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("metrics at ")
+        .unwrap_or_else(|| panic!("no metrics address: {line:?}"))
+        .to_string();
+    let script = r#"
+import sys, time, urllib.error, urllib.request
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+url = sys.argv[1]
+def scrape():
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+def rows(families):
+    return sum(s.value for s in families["weir_operator_records_in"].samples)
+first = scrape()
+time.sleep(1)
+second = scrape()
+assert rows(second) > rows(first) > 0, (rows(first), rows(second))
+for sample in second["weir_operator_records_in"].samples:
+    assert sample.name == "weir_operator_records_in_total", sample
+    assert set(sample.labels) == {"job", "operator", "subtask"}, sample.labels
+    assert sample.labels["job"] == "hot_items", sample.labels
+watermarks = second["weir_operator_current_input_watermark_seconds"].samples
+assert any(s.labels["operator"] == "window" and s.value > 1.7e9 for s in watermarks), watermarks
+try:
+    urllib.request.urlopen(url.replace("/metrics", "/nope"), timeout=10)
+    raise AssertionError("no 404")
+except urllib.error.HTTPError as e:
+    assert e.code == 404 and b"/metrics" in e.read(), e
+print("ok")
+"#;
+    let checked = Command::new("/usr/bin/python3")
+        .args(["-c", script, &url])
+        .output()
+        .expect("Debian's python3 runs");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}

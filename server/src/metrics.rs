@@ -1,0 +1,378 @@
+//! A job's metrics ([`weir_engine::metrics`]) in Prometheus's text format (OpenMetrics, as
+//! `prometheus-client` writes it), named by Prometheus's conventions:
+//! `weir_<scope>_<name>[_total|_seconds|_bytes]` with labels `job`, and `operator` and
+//! `subtask` for all but the job's own metrics. [`EXPOSED`] maps each engine metric to its
+//! name and to Flink's name for the same thing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{StatusCode, Uri};
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+use weir_engine::metrics::{names, MetricKey, MetricValue, Metrics, JOB};
+
+use crate::ServerError;
+
+/// How an engine metric is exposed.
+#[derive(Debug, Clone, Copy)]
+pub struct Exposed {
+    /// The engine's name ([`weir_engine::metrics::names`], connectors' metric names).
+    pub metric: &'static str,
+    /// The Prometheus name after `weir_`, before the unit and `_total` suffixes.
+    pub name: &'static str,
+    pub help: &'static str,
+    /// A unit suffix; the engine's milliseconds (gauges) are exposed as seconds.
+    pub unit: Option<ExposedUnit>,
+    /// Flink's name for the same metric.
+    pub flink: &'static str,
+}
+
+/// The units metrics are exposed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExposedUnit {
+    /// From the engine's milliseconds.
+    Seconds,
+    Bytes,
+}
+
+/// Every engine metric with its exposition (others are exposed as
+/// `weir_operator_<metric>`).
+pub const EXPOSED: &[Exposed] = &[
+    Exposed {
+        metric: names::ROWS_IN,
+        name: "operator_records_in",
+        help: "Rows an operator subtask received.",
+        unit: None,
+        flink: "numRecordsIn",
+    },
+    Exposed {
+        metric: names::ROWS_OUT,
+        name: "operator_records_out",
+        help: "Rows an operator or source subtask emitted.",
+        unit: None,
+        flink: "numRecordsOut",
+    },
+    Exposed {
+        metric: names::ROWS_WRITTEN,
+        name: "sink_records_written",
+        help: "Rows a sink subtask received to write.",
+        unit: None,
+        flink: "numRecordsSend",
+    },
+    Exposed {
+        metric: names::INPUT_WATERMARK,
+        name: "operator_current_input_watermark",
+        help: "The last watermark an operator subtask received (absent until the first).",
+        unit: Some(ExposedUnit::Seconds),
+        flink: "currentInputWatermark",
+    },
+    Exposed {
+        metric: names::LATE_ROWS_DROPPED,
+        name: "operator_late_records_dropped",
+        help: "Rows dropped because their windows had fired.",
+        unit: None,
+        flink: "numLateRecordsDropped",
+    },
+    Exposed {
+        metric: names::LATE_ROWS_SIDE_OUTPUT,
+        name: "operator_late_records_side_output",
+        help: "Late rows sent to the late-row output.",
+        unit: None,
+        flink: "(side output: no metric)",
+    },
+    Exposed {
+        metric: names::LATE_ROWS_JOINED,
+        name: "operator_late_records_joined",
+        help: "Rows an interval join received behind the watermark (joined, not kept).",
+        unit: None,
+        flink: "numLateRecordsDropped (Flink drops them)",
+    },
+    Exposed {
+        metric: names::STATE_ENTRIES_EVICTED,
+        name: "operator_state_entries_evicted",
+        help: "State entries evicted from memory to RocksDB (the memory budget was full).",
+        unit: None,
+        flink: "(RocksDB block cache metrics)",
+    },
+    Exposed {
+        metric: "bad_records_skipped",
+        name: "source_bad_records_skipped",
+        help: "Records a source could not decode and skipped.",
+        unit: None,
+        flink: "(none; Flink fails or ignores parse errors)",
+    },
+    Exposed {
+        metric: "bad_records_dead_lettered",
+        name: "source_bad_records_dead_lettered",
+        help: "Records a source could not decode and wrote to its dead-letter file.",
+        unit: None,
+        flink: "(none)",
+    },
+    Exposed {
+        metric: "bytes_read",
+        name: "source_read",
+        help: "Bytes a file source subtask read.",
+        unit: Some(ExposedUnit::Bytes),
+        flink: "numBytesIn",
+    },
+    Exposed {
+        metric: names::CHECKPOINTS_COMPLETED,
+        name: "job_checkpoints_completed",
+        help: "Checkpoints (and savepoints) completed.",
+        unit: None,
+        flink: "numberOfCompletedCheckpoints",
+    },
+    Exposed {
+        metric: names::CHECKPOINTS_FAILED,
+        name: "job_checkpoints_failed",
+        help: "Checkpoints that failed.",
+        unit: None,
+        flink: "numberOfFailedCheckpoints",
+    },
+    Exposed {
+        metric: names::LAST_CHECKPOINT_DURATION_MS,
+        name: "job_last_checkpoint_duration",
+        help: "How long the last completed checkpoint took, barrier to manifest.",
+        unit: Some(ExposedUnit::Seconds),
+        flink: "lastCheckpointDuration",
+    },
+    Exposed {
+        metric: names::LAST_CHECKPOINT_SIZE_BYTES,
+        name: "job_last_checkpoint_size",
+        help: "Bytes the last completed checkpoint wrote that the one before did not share.",
+        unit: Some(ExposedUnit::Bytes),
+        flink: "lastCheckpointSize (checkpointedSize)",
+    },
+];
+
+/// Exposes a job's [`Metrics`] at each scrape.
+#[derive(Debug)]
+struct JobCollector {
+    job: String,
+    metrics: Metrics,
+}
+
+impl Collector for JobCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snapshot = self.metrics.snapshot();
+        // One descriptor per metric name, then its samples by operator and subtask.
+        let mut by_name: Vec<(&'static str, Vec<(&MetricKey, MetricValue)>)> = Vec::new();
+        for (key, value) in &snapshot {
+            match by_name.iter_mut().find(|(name, _)| *name == key.name) {
+                Some((_, samples)) => samples.push((key, *value)),
+                None => by_name.push((key.name, vec![(key, *value)])),
+            }
+        }
+        for (metric, samples) in by_name {
+            let exposed = EXPOSED.iter().find(|e| e.metric == metric);
+            let generic = format!("operator_{metric}");
+            let name = exposed.map_or(generic.as_str(), |e| e.name);
+            let help = exposed.map_or("A Weir metric.", |e| e.help);
+            let unit = exposed.and_then(|e| e.unit);
+            let prometheus_unit = unit.map(|u| match u {
+                ExposedUnit::Seconds => Unit::Seconds,
+                ExposedUnit::Bytes => Unit::Bytes,
+            });
+            let scale = |value: i64| match unit {
+                Some(ExposedUnit::Seconds) => value as f64 / 1_000.0,
+                _ => value as f64,
+            };
+            let metric_type = match samples[0].1 {
+                MetricValue::Counter(_) => ConstCounter::new(0u64).metric_type(),
+                MetricValue::Gauge(_) => ConstGauge::new(0.0f64).metric_type(),
+            };
+            let mut metric_encoder =
+                encoder.encode_descriptor(name, help, prometheus_unit.as_ref(), metric_type)?;
+            for (key, value) in samples {
+                let subtask = key.subtask.to_string();
+                let mut labels = vec![("job", self.job.as_str())];
+                if key.operator != JOB {
+                    labels.push(("operator", key.operator.as_str()));
+                    labels.push(("subtask", subtask.as_str()));
+                }
+                match value {
+                    MetricValue::Counter(n) => {
+                        ConstCounter::new(n).encode(metric_encoder.encode_family(&labels)?)?
+                    }
+                    // A watermark not received yet has no value.
+                    MetricValue::Gauge(i64::MIN) => {}
+                    MetricValue::Gauge(v) => {
+                        ConstGauge::new(scale(v)).encode(metric_encoder.encode_family(&labels)?)?
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The metrics of the job `job` in Prometheus's text format.
+pub fn prometheus_text(job: &str, metrics: &Metrics) -> String {
+    let mut registry = Registry::with_prefix("weir");
+    registry.register_collector(Box::new(JobCollector {
+        job: job.to_string(),
+        metrics: metrics.clone(),
+    }));
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
+}
+
+/// The HTTP endpoint serving a job's metrics; dropping it stops it.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl MetricsServer {
+    pub(crate) fn start(
+        addr: SocketAddr,
+        job: &str,
+        metrics: Metrics,
+    ) -> Result<Self, ServerError> {
+        let bind = |source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        };
+        let listener = std::net::TcpListener::bind(addr).map_err(bind)?;
+        listener.set_nonblocking(true).map_err(bind)?;
+        let local = listener.local_addr().map_err(bind)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let job = Arc::new(job.to_string());
+        let app = Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let (job, metrics) = (Arc::clone(&job), metrics.clone());
+                    async move {
+                        (
+                            [(
+                                CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            prometheus_text(&job, &metrics),
+                        )
+                    }
+                }),
+            )
+            .fallback(|uri: Uri| async move {
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("nothing at {uri}: the metrics are at /metrics\n"),
+                )
+            });
+        std::thread::Builder::new()
+            .name("weir-metrics-http".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot start the metrics endpoint's runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => listener,
+                        Err(error) => {
+                            tracing::error!(%error, "cannot serve metrics");
+                            return;
+                        }
+                    };
+                    let shutdown = async move {
+                        let _ = stopped.await;
+                    };
+                    if let Err(error) = axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                    {
+                        tracing::error!(%error, "the metrics endpoint stopped");
+                    }
+                });
+            })
+            .map_err(ServerError::Thread)?;
+        tracing::info!(addr = %local, "serving metrics at /metrics");
+        Ok(MetricsServer {
+            addr: local,
+            stop: Some(stop),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_named_and_labelled_by_prometheus_conventions() {
+        let metrics = Metrics::default();
+        metrics.counter("window", 1, names::ROWS_IN).add(42);
+        let watermark = metrics.gauge("window", 1, names::INPUT_WATERMARK, i64::MIN);
+        metrics.gauge("window", 0, names::INPUT_WATERMARK, i64::MIN);
+        watermark.set(1_500);
+        metrics
+            .gauge(JOB, 0, names::LAST_CHECKPOINT_DURATION_MS, 0)
+            .set(250);
+        metrics.counter(JOB, 0, names::CHECKPOINTS_COMPLETED).add(3);
+        metrics.counter("join", 0, "something_new").add(1);
+        let text = prometheus_text("hot-items", &metrics);
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(
+            has(
+                r#"weir_operator_records_in_total{job="hot-items",operator="window",subtask="1"} 42"#
+            ),
+            "{text}"
+        );
+        assert!(
+            has(
+                r#"weir_operator_current_input_watermark_seconds{job="hot-items",operator="window",subtask="1"} 1.5"#
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"subtask="0"} -"#),
+            "no watermark yet: no sample\n{text}"
+        );
+        assert!(
+            has(r#"weir_job_last_checkpoint_duration_seconds{job="hot-items"} 0.25"#),
+            "{text}"
+        );
+        assert!(
+            has(r#"weir_job_checkpoints_completed_total{job="hot-items"} 3"#),
+            "{text}"
+        );
+        assert!(has("# TYPE weir_operator_records_in counter"), "{text}");
+        assert!(
+            has(
+                r#"weir_operator_something_new_total{job="hot-items",operator="join",subtask="0"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
