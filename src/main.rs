@@ -13,6 +13,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod progress;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -44,10 +46,8 @@ enum Command {
         sql: SqlArgs,
         #[command(flatten)]
         checkpoints: CheckpointArgs,
-        /// Serve the job's metrics in Prometheus's text format at http://ADDR/metrics, e.g.
-        /// 127.0.0.1:9249 (port 0: any free port; the address is printed on stderr).
-        #[arg(long)]
-        metrics_addr: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        watch: WatchArgs,
     },
     /// Print the dataflow graph of a SQL job without running it.
     Explain {
@@ -107,6 +107,19 @@ impl SqlArgs {
             (None, None) => anyhow::bail!("give a SQL file or -e \"SQL\""),
         }
     }
+}
+
+/// How a running job is watched.
+#[derive(clap::Args, Default)]
+struct WatchArgs {
+    /// Serve the job's metrics in Prometheus's text format at http://ADDR/metrics, e.g.
+    /// 127.0.0.1:9249 (port 0: any free port; the address is printed on stderr).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// No progress line on the terminal (none is drawn when stderr is not a terminal, nor
+    /// over a query's rows printed to the terminal).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// Checkpoint, recovery and savepoint options of a job.
@@ -250,9 +263,9 @@ fn main() -> ExitCode {
         Command::Run {
             sql,
             checkpoints,
-            metrics_addr,
-        } => run_sql(&sql, Some(&checkpoints), metrics_addr),
-        Command::Explain { sql } => run_sql(&sql, None, None),
+            watch,
+        } => run_sql(&sql, Some(&checkpoints), &watch),
+        Command::Explain { sql } => run_sql(&sql, None, &WatchArgs::default()),
         command => run(command),
     };
     match result {
@@ -288,7 +301,7 @@ fn error_chain(error: &anyhow::Error) -> String {
 fn run_sql(
     args: &SqlArgs,
     checkpoints: Option<&CheckpointArgs>,
-    metrics_addr: Option<std::net::SocketAddr>,
+    watch: &WatchArgs,
 ) -> anyhow::Result<ExitCode> {
     let text = args.text()?;
     let mut session = Session::new();
@@ -329,7 +342,7 @@ fn run_sql(
         .iter()
         .filter(|(_, only_explain)| !only_explain)
         .count();
-    let one_job_only = match (options.checkpoint.is_some(), metrics_addr.is_some()) {
+    let one_job_only = match (options.checkpoint.is_some(), watch.metrics_addr.is_some()) {
         (true, _) => Some("a state directory holds the checkpoints of one job"),
         (false, true) => Some("--metrics-addr serves the metrics of one job"),
         (false, false) => None,
@@ -359,7 +372,7 @@ fn run_sql(
         let handle =
             weir::engine::runtime::start(&job.graph, options.clone()).map_err(SqlError::from)?;
         // Served while the job runs (dropped after it).
-        let _metrics = match metrics_addr {
+        let _metrics = match watch.metrics_addr {
             Some(addr) => {
                 let server = weir_server::serve_metrics(addr, &job_name, handle.metrics().clone())?;
                 eprintln!("metrics at http://{}/metrics", server.local_addr());
@@ -367,8 +380,19 @@ fn run_sql(
             }
             None => None,
         };
+        let progress = progress::wanted(watch.quiet, job.columns.is_some()).then(|| {
+            let sources = (job.graph.nodes.iter())
+                .filter(|n| matches!(n.kind, weir::engine::graph::NodeKind::Source { .. }))
+                .map(|n| n.name.clone())
+                .collect();
+            progress::Progress::start(handle.metrics().clone(), sources)
+        });
         let savepoint_dir = checkpoints.and_then(|c| c.savepoint_dir.clone());
-        if supervise(handle, savepoint_dir)?.is_none() {
+        let supervised = supervise(handle, savepoint_dir);
+        if let Some(progress) = progress {
+            progress.finish();
+        }
+        if supervised?.is_none() {
             eprintln!("cancelled");
             return Ok(ExitCode::from(130));
         }

@@ -269,3 +269,52 @@ print("ok")
         String::from_utf8_lossy(&checked.stderr)
     );
 }
+
+/// On a terminal `weir run` shows the job's progress on one redrawn line of stderr (rows
+/// read and rows/s, the watermark); not with `--quiet`, and not when stderr is piped.
+#[test]
+fn a_long_job_shows_its_progress_on_a_terminal_only() {
+    let dir = std::env::temp_dir().join(format!("weir-progress-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sql = dir.join("job.sql");
+    std::fs::write(
+        &sql,
+        "CREATE TABLE g (x BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH \
+         ('connector' = 'datagen', 'number-of-rows' = '1500000', 'rows-per-second' = '1000000');
+         CREATE TABLE s (x BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO s SELECT x FROM g;",
+    )
+    .unwrap();
+    let on_terminal = |extra: &str| {
+        let command = format!(
+            "{} run {} --shards 2 {extra}",
+            env!("CARGO_BIN_EXE_weir"),
+            sql.display()
+        );
+        let output = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("util-linux's script runs");
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let shown = on_terminal("");
+    assert!(
+        shown.contains(" rows read (") && shown.contains("/s)") && shown.contains("watermark "),
+        "{shown:?}"
+    );
+    let quiet = on_terminal("--quiet");
+    assert!(!quiet.contains("rows read"), "{quiet:?}");
+    let piped = weir()
+        .args(["run", &sql.display().to_string(), "--shards", "2"])
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    assert!(
+        !String::from_utf8_lossy(&piped.stderr).contains("rows read"),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
