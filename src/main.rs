@@ -224,10 +224,12 @@ fn handle_interrupts() -> anyhow::Result<()> {
         .context("cannot install Ctrl-C handler")
 }
 
-/// Runs a started job to its end, handling Ctrl-C / SIGTERM (savepoint first when asked).
+/// Runs a started job to its end, handling Ctrl-C / SIGTERM (savepoint first when asked);
+/// its progress line, if any, is cleared as it ends, before anything else is printed.
 fn supervise(
     handle: JobHandle,
     savepoint_dir: Option<PathBuf>,
+    progress: Option<progress::Progress>,
 ) -> anyhow::Result<Option<JobResult>> {
     handle_interrupts()?;
     *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
@@ -237,6 +239,9 @@ fn supervise(
         asked: false,
     });
     let ended = handle.join();
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = None;
     match ended {
         Ok(result) => {
@@ -369,12 +374,16 @@ fn run_sql(
             );
             continue;
         }
+        // Bound before the job starts: a port in use stops nothing half-way.
+        let listener = (watch.metrics_addr)
+            .map(weir_server::MetricsListener::bind)
+            .transpose()?;
         let handle =
             weir::engine::runtime::start(&job.graph, options.clone()).map_err(SqlError::from)?;
         // Served while the job runs (dropped after it).
-        let _metrics = match watch.metrics_addr {
-            Some(addr) => {
-                let server = weir_server::serve_metrics(addr, &job_name, handle.metrics().clone())?;
+        let _metrics = match listener {
+            Some(listener) => {
+                let server = listener.serve(&job_name, handle.metrics().clone())?;
                 eprintln!("metrics at http://{}/metrics", server.local_addr());
                 Some(server)
             }
@@ -388,11 +397,7 @@ fn run_sql(
             progress::Progress::start(handle.metrics().clone(), sources)
         });
         let savepoint_dir = checkpoints.and_then(|c| c.savepoint_dir.clone());
-        let supervised = supervise(handle, savepoint_dir);
-        if let Some(progress) = progress {
-            progress.finish();
-        }
-        if supervised?.is_none() {
+        if supervise(handle, savepoint_dir, progress)?.is_none() {
             eprintln!("cancelled");
             return Ok(ExitCode::from(130));
         }
@@ -448,7 +453,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let handle = job.start(options).context("cannot start the demo job")?;
-            match supervise(handle, checkpoints.savepoint_dir)? {
+            match supervise(handle, checkpoints.savepoint_dir, None)? {
                 Some(result) if result.savepoint.is_some() => Ok(ExitCode::SUCCESS),
                 Some(result) => {
                     let late = result

@@ -2,6 +2,7 @@
 //! from files, the current watermark and the last checkpoint, on one line of stderr redrawn
 //! by indicatif a few times a second, and cleared when the job ends.
 
+use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use weir::engine::metrics::{names, MetricValue, Metrics, JOB};
 
 /// How often the line is redrawn.
 const TICK: Duration = Duration::from_millis(250);
+/// Over how many ticks the rate is measured (one second).
+const RATE_TICKS: usize = 4;
 
 /// Whether a job's progress is shown: on a terminal (stderr), unless `--quiet`, and not over
 /// a query's rows printed to that same terminal.
@@ -38,10 +41,14 @@ impl Progress {
         let thread = std::thread::Builder::new()
             .name("weir-progress".into())
             .spawn(move || {
-                let mut last = (Instant::now(), 0u64);
+                // The rate is over the last second: the rows read at each of the last ticks.
+                let mut window = VecDeque::from([(Instant::now(), 0u64)]);
                 while !stopping.load(Ordering::Relaxed) {
-                    let (line, rows) = describe(&metrics, &sources, last);
-                    last = (Instant::now(), rows);
+                    let (line, rows) = describe(&metrics, &sources, window[0]);
+                    window.push_back((Instant::now(), rows));
+                    if window.len() > RATE_TICKS {
+                        window.pop_front();
+                    }
                     bar.set_message(line);
                     bar.tick();
                     std::thread::sleep(TICK);
@@ -61,9 +68,9 @@ impl Progress {
     }
 }
 
-/// The progress line, and the rows read so far (`last`: when the line before was made and
-/// the rows read then, for the rate).
-fn describe(metrics: &Metrics, sources: &[String], last: (Instant, u64)) -> (String, u64) {
+/// The progress line, and the rows read so far (`since`: a moment before and the rows read
+/// then, for the rate).
+fn describe(metrics: &Metrics, sources: &[String], since: (Instant, u64)) -> (String, u64) {
     let (mut rows, mut bytes, mut watermark) = (0u64, 0u64, None::<i64>);
     let (mut checkpoints, mut checkpoint_ms) = (0u64, 0i64);
     for (key, value) in metrics.snapshot() {
@@ -71,7 +78,7 @@ fn describe(metrics: &Metrics, sources: &[String], last: (Instant, u64)) -> (Str
             (names::ROWS_OUT, MetricValue::Counter(n)) if sources.contains(&key.operator) => {
                 rows += n
             }
-            ("bytes_read", MetricValue::Counter(n)) => bytes += n,
+            (names::BYTES_READ, MetricValue::Counter(n)) => bytes += n,
             (names::INPUT_WATERMARK, MetricValue::Gauge(w)) if w > i64::MIN && w < i64::MAX => {
                 watermark = Some(watermark.map_or(w, |m| m.min(w)))
             }
@@ -84,8 +91,8 @@ fn describe(metrics: &Metrics, sources: &[String], last: (Instant, u64)) -> (Str
             _ => {}
         }
     }
-    let seconds = last.0.elapsed().as_secs_f64().max(1e-3);
-    let rate = rows.saturating_sub(last.1) as f64 / seconds;
+    let seconds = since.0.elapsed().as_secs_f64().max(0.1);
+    let rate = rows.saturating_sub(since.1) as f64 / seconds;
     let mut line = format!(
         "{} rows read ({}/s)",
         HumanCount(rows),

@@ -230,6 +230,8 @@ fn metrics_are_served_for_prometheus_while_the_job_runs() {
         .strip_prefix("metrics at ")
         .unwrap_or_else(|| panic!("no metrics address: {line:?}"))
         .to_string();
+    // The rest of stderr is drained, so the job never blocks on it.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     let script = r#"
 import sys, time, urllib.error, urllib.request
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -317,4 +319,22 @@ fn a_long_job_shows_its_progress_on_a_terminal_only() {
         String::from_utf8_lossy(&piped.stderr)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A metrics port in use is an error naming it, before the job starts.
+#[test]
+fn a_metrics_port_in_use_is_an_error_before_the_job_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = weir()
+        .args(["run", "-e", "SELECT 1 AS one", "--metrics-addr", &addr])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "the job did not run");
 }

@@ -24,14 +24,11 @@ pub mod random;
 pub mod registry;
 mod resume;
 
-/// Names of the connectors' metrics.
+/// Names of the connectors' metrics (kept with the engine's, which exposes them all).
 pub mod metric_names {
-    /// Records that could not be decoded and were skipped (`format.on-error = skip`).
-    pub const BAD_RECORDS_SKIPPED: &str = "bad_records_skipped";
-    /// Records that could not be decoded and went to the dead-letter file.
-    pub const BAD_RECORDS_DEAD_LETTERED: &str = "bad_records_dead_lettered";
-    /// Bytes a source read.
-    pub const BYTES_READ: &str = "bytes_read";
+    pub use weir_engine::metrics::names::{
+        BAD_RECORDS_DEAD_LETTERED, BAD_RECORDS_SKIPPED, BYTES_READ,
+    };
 }
 
 pub use error::ConnectorError;

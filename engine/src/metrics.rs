@@ -67,6 +67,12 @@ pub mod names {
     pub const STATE_ENTRIES_EVICTED: &str = "state_entries_evicted";
     /// Rows a sink received.
     pub const ROWS_WRITTEN: &str = "rows_written";
+    /// Records a source could not decode and skipped (`format.on-error = skip`).
+    pub const BAD_RECORDS_SKIPPED: &str = "bad_records_skipped";
+    /// Records a source could not decode and wrote to its dead-letter file.
+    pub const BAD_RECORDS_DEAD_LETTERED: &str = "bad_records_dead_lettered";
+    /// Bytes a file source read.
+    pub const BYTES_READ: &str = "bytes_read";
     /// Checkpoints completed (job; savepoints included).
     pub const CHECKPOINTS_COMPLETED: &str = "checkpoints_completed";
     /// Checkpoints that failed (job).
@@ -167,19 +173,17 @@ impl Metrics {
 
     /// Sum of counter `name` over every operator and subtask.
     pub fn total(&self, name: &str) -> u64 {
-        (self.lock().iter())
-            .filter(|(key, _)| key.name == name)
-            .map(|(_, metric)| match metric {
-                Metric::Counter(c) => c.get(),
-                Metric::Gauge(_) => 0,
-            })
-            .sum()
+        self.sum(|key| key.name == name)
     }
 
     /// Sum of counter `name` over the subtasks of `operator`.
     pub fn operator_total(&self, operator: &str, name: &str) -> u64 {
+        self.sum(|key| key.operator == operator && key.name == name)
+    }
+
+    fn sum(&self, counted: impl Fn(&MetricKey) -> bool) -> u64 {
         (self.lock().iter())
-            .filter(|(key, _)| key.operator == operator && key.name == name)
+            .filter(|(key, _)| counted(key))
             .map(|(_, metric)| match metric {
                 Metric::Counter(c) => c.get(),
                 Metric::Gauge(_) => 0,

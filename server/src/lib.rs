@@ -6,7 +6,7 @@ pub mod metrics;
 
 use std::net::SocketAddr;
 
-pub use metrics::{prometheus_text, MetricsServer};
+pub use metrics::{prometheus_text, MetricsListener, MetricsServer};
 
 /// What can go wrong starting an HTTP endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -21,12 +21,13 @@ pub enum ServerError {
 }
 
 /// Serves `metrics` of the job `job` at `http://{addr}/metrics` on a thread of its own until
-/// the returned [`MetricsServer`] is dropped. The address is bound before this returns (port
-/// 0 picks a free one: [`MetricsServer::local_addr`]).
+/// the returned [`MetricsServer`] is dropped (port 0 picks a free one:
+/// [`MetricsServer::local_addr`]). To refuse a port in use before starting a job, bind first
+/// ([`MetricsListener::bind`]) and serve once the job runs.
 pub fn serve_metrics(
     addr: SocketAddr,
     job: &str,
     metrics: weir_engine::metrics::Metrics,
 ) -> Result<MetricsServer, ServerError> {
-    MetricsServer::start(addr, job, metrics)
+    MetricsListener::bind(addr)?.serve(job, metrics)
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{StatusCode, Uri};
+use std::future::IntoFuture;
+
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::collector::Collector;
@@ -102,21 +104,21 @@ pub const EXPOSED: &[Exposed] = &[
         flink: "(RocksDB block cache metrics)",
     },
     Exposed {
-        metric: "bad_records_skipped",
+        metric: names::BAD_RECORDS_SKIPPED,
         name: "source_bad_records_skipped",
         help: "Records a source could not decode and skipped.",
         unit: None,
         flink: "(none; Flink fails or ignores parse errors)",
     },
     Exposed {
-        metric: "bad_records_dead_lettered",
+        metric: names::BAD_RECORDS_DEAD_LETTERED,
         name: "source_bad_records_dead_lettered",
         help: "Records a source could not decode and wrote to its dead-letter file.",
         unit: None,
         flink: "(none)",
     },
     Exposed {
-        metric: "bytes_read",
+        metric: names::BYTES_READ,
         name: "source_read",
         help: "Bytes a file source subtask read.",
         unit: Some(ExposedUnit::Bytes),
@@ -201,8 +203,9 @@ impl Collector for JobCollector {
                     MetricValue::Counter(n) => {
                         ConstCounter::new(n).encode(metric_encoder.encode_family(&labels)?)?
                     }
-                    // A watermark not received yet has no value.
-                    MetricValue::Gauge(i64::MIN) => {}
+                    // No watermark yet, or the end of input's: no value.
+                    MetricValue::Gauge(i64::MIN | i64::MAX)
+                        if key.name == names::INPUT_WATERMARK => {}
                     MetricValue::Gauge(v) => {
                         ConstGauge::new(scale(v)).encode(metric_encoder.encode_family(&labels)?)?
                     }
@@ -226,26 +229,48 @@ pub fn prometheus_text(job: &str, metrics: &Metrics) -> String {
     text
 }
 
-/// The HTTP endpoint serving a job's metrics; dropping it stops it.
+/// The address the metrics will be served at, bound (so a port in use is an error before
+/// any job starts) but not serving yet: [`MetricsListener::serve`].
 #[derive(Debug)]
-pub struct MetricsServer {
+pub struct MetricsListener {
+    listener: std::net::TcpListener,
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl MetricsServer {
-    pub(crate) fn start(
-        addr: SocketAddr,
-        job: &str,
-        metrics: Metrics,
-    ) -> Result<Self, ServerError> {
+impl MetricsListener {
+    /// Binds `addr` (port 0: any free port).
+    pub fn bind(addr: SocketAddr) -> Result<Self, ServerError> {
         let bind = |source| ServerError::Bind {
             addr: addr.to_string(),
             source,
         };
         let listener = std::net::TcpListener::bind(addr).map_err(bind)?;
         listener.set_nonblocking(true).map_err(bind)?;
-        let local = listener.local_addr().map_err(bind)?;
+        let addr = listener.local_addr().map_err(bind)?;
+        Ok(MetricsListener { listener, addr })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves the metrics of the job `job` at `/metrics` on a thread of its own (its runtime
+    /// and listener ready before this returns) until the returned server is dropped.
+    pub fn serve(self, job: &str, metrics: Metrics) -> Result<MetricsServer, ServerError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(ServerError::Thread)?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(self.listener).map_err(|source| {
+                ServerError::Bind {
+                    addr: self.addr.to_string(),
+                    source,
+                }
+            })?
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let job = Arc::new(job.to_string());
         let app = Router::new()
@@ -273,43 +298,35 @@ impl MetricsServer {
         std::thread::Builder::new()
             .name("weir-metrics-http".into())
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_io()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot start the metrics endpoint's runtime");
-                        return;
-                    }
+                let shutdown = async move {
+                    let _ = stopped.await;
                 };
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
-                        Err(error) => {
-                            tracing::error!(%error, "cannot serve metrics");
-                            return;
-                        }
-                    };
-                    let shutdown = async move {
-                        let _ = stopped.await;
-                    };
-                    if let Err(error) = axum::serve(listener, app)
+                let served = runtime.block_on(
+                    axum::serve(listener, app)
                         .with_graceful_shutdown(shutdown)
-                        .await
-                    {
-                        tracing::error!(%error, "the metrics endpoint stopped");
-                    }
-                });
+                        .into_future(),
+                );
+                if let Err(error) = served {
+                    tracing::error!(%error, "the metrics endpoint stopped");
+                }
             })
             .map_err(ServerError::Thread)?;
-        tracing::info!(addr = %local, "serving metrics at /metrics");
+        tracing::info!(addr = %self.addr, "serving metrics at /metrics");
         Ok(MetricsServer {
-            addr: local,
+            addr: self.addr,
             stop: Some(stop),
         })
     }
+}
 
+/// The HTTP endpoint serving a job's metrics; dropping it stops it.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl MetricsServer {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -334,6 +351,9 @@ mod tests {
         metrics.counter("window", 1, names::ROWS_IN).add(42);
         let watermark = metrics.gauge("window", 1, names::INPUT_WATERMARK, i64::MIN);
         metrics.gauge("window", 0, names::INPUT_WATERMARK, i64::MIN);
+        metrics
+            .gauge("window", 2, names::INPUT_WATERMARK, i64::MIN)
+            .set(i64::MAX);
         watermark.set(1_500);
         metrics
             .gauge(JOB, 0, names::LAST_CHECKPOINT_DURATION_MS, 0)
@@ -355,8 +375,8 @@ mod tests {
             "{text}"
         );
         assert!(
-            !text.contains(r#"subtask="0"} -"#),
-            "no watermark yet: no sample\n{text}"
+            !text.contains(r#"subtask="0"} -"#) && !text.contains(r#"subtask="2"}"#),
+            "no watermark yet, or the end of input's: no sample\n{text}"
         );
         assert!(
             has(r#"weir_job_last_checkpoint_duration_seconds{job="hot-items"} 0.25"#),

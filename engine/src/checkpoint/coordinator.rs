@@ -192,6 +192,11 @@ impl Coordinator {
                 match completed {
                     Ok(()) => {
                         let duration_ms = flight.started.elapsed().as_millis() as u64;
+                        if let Err(error) = self.commit(flight.id, &tokens) {
+                            job.fail(error);
+                            break;
+                        }
+                        // (Measured after the commit: the sinks' output does not wait for it.)
                         let new_bytes = new_bytes(&target, previous.as_deref());
                         tracing::info!(
                             checkpoint = flight.id,
@@ -206,10 +211,6 @@ impl Coordinator {
                         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
                         self.metrics.last_duration_ms.set(gauge(duration_ms));
                         self.metrics.last_size_bytes.set(gauge(new_bytes));
-                        if let Err(error) = self.commit(flight.id, &tokens) {
-                            job.fail(error);
-                            break;
-                        }
                         if savepoint.is_none() {
                             self.retain();
                         }

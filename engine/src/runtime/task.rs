@@ -265,7 +265,9 @@ impl OperatorSlot {
         result.map_err(|e| EngineError::operator(&self.name, subtask, e))?;
         self.continuing = ctx.take_continue();
         let rows: usize = ctx.batches.iter().map(RecordBatch::num_rows).sum();
-        self.metrics.rows_out.add(rows as u64);
+        if rows > 0 {
+            self.metrics.rows_out.add(rows as u64);
+        }
         next.extend(ctx.batches.drain(..).map(Message::Batch));
         late.extend(ctx.late.drain(..).map(Message::Batch));
         Ok(ctx.held())
