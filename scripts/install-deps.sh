@@ -4,10 +4,11 @@
 # the bundled librdkafka (Kafka connector). Java 17 and Maven, for the test Kafka broker
 # (scripts/kafka.sh), are expected on the machine. clang and libclang-dev: RocksDB's C++ build
 # and the bindgen step of its Rust bindings. Python's prometheus_client: the metrics test parses
-# /metrics with a real Prometheus (OpenMetrics) parser.
+# /metrics with a real Prometheus (OpenMetrics) parser. Chromium, its driver and Python's Selenium:
+# the dashboard test drives a real headless browser.
 set -euo pipefail
 
-packages=(build-essential pkg-config cmake libcurl4-openssl-dev clang libclang-dev python3-prometheus-client)
+packages=(build-essential pkg-config cmake libcurl4-openssl-dev clang libclang-dev python3-prometheus-client chromium chromium-driver python3-selenium)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -2,7 +2,8 @@
 //!
 //! `weir run job.sql` (or `-e "SQL"`) runs a SQL script; `weir explain` prints its dataflow
 //! graph; `weir demo` runs the built-in "hot items" pipeline written with the DSL. A mistake in
-//! the SQL exits 2, a failed job 1.
+//! the SQL exits 2, a failed job 1. `weir server` runs submitted jobs; `weir submit`, `list`,
+//! `status`, `cancel`, `stop` and `resume` talk to it ([`client`]).
 //! Ctrl-C (or SIGTERM) stops a running job cleanly and exits with code 130; with
 //! `--savepoint-dir` it first takes a savepoint there and exits 0 (a second Ctrl-C cancels).
 
@@ -13,6 +14,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod client;
 mod progress;
 
 use std::path::PathBuf;
@@ -33,8 +35,41 @@ use weir::sql::{Action, Session, SqlError};
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Weir: a stream processing engine")]
 struct Cli {
+    /// Log lines as text or as JSON objects (one per line), on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which server the client verbs talk to.
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// The server's URL.
+    #[arg(
+        long = "server",
+        env = "WEIR_SERVER",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    url: String,
+    /// The server's token, if it has one.
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the answer as text or as the server's JSON.
+    #[arg(long, value_enum, default_value_t = client::Output::Text)]
+    output: client::Output,
+}
+
+impl ServerArgs {
+    fn client(&self) -> client::Client {
+        client::Client::new(&self.url, self.token.clone())
+    }
 }
 
 #[derive(Subcommand)]
@@ -77,6 +112,71 @@ enum Command {
         explain: bool,
         #[command(flatten)]
         checkpoints: CheckpointArgs,
+    },
+    /// Run submitted jobs: a REST API (Flink's shapes), a dashboard at /, metrics at /metrics.
+    /// Jobs checkpoint every 10 s unless they set execution.checkpointing.interval, and a
+    /// server started again resumes the jobs that were running.
+    Server {
+        /// Jobs, their state and checkpoints live here.
+        #[arg(long, default_value = "weir-data")]
+        data_dir: PathBuf,
+        /// The address to listen on; another than loopback needs a token.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        bind: std::net::SocketAddr,
+        /// Every request must carry `Authorization: Bearer TOKEN`.
+        #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Files a submitted script may read or write must lie under one of these (repeat;
+        /// default: the data directory and the working directory).
+        #[arg(long)]
+        allow_path: Vec<PathBuf>,
+    },
+    /// Send a SQL script to the server; prints the job's id. Relative paths in the script are
+    /// relative to this directory.
+    Submit {
+        /// The SQL file.
+        file: PathBuf,
+        /// Number of shards (default: the script's parallelism.default, else the server's cores).
+        #[arg(long)]
+        shards: Option<usize>,
+        /// Start from this savepoint.
+        #[arg(long)]
+        from_savepoint: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the server's jobs.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show a job: status, operators with rows and watermarks.
+    Status {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Cancel a job (no savepoint).
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop a job with a savepoint (waits for it and prints where it is).
+    Stop {
+        id: String,
+        /// The savepoint goes into a new directory under this one (default: the job's own,
+        /// under the server's data directory).
+        #[arg(long)]
+        savepoint_dir: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Start a job stopped with a savepoint again from that savepoint.
+    Resume {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
@@ -256,14 +356,22 @@ fn supervise(
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // The server logs its jobs' events (info); a single job only its warnings.
+    let level = match cli.command {
+        Command::Server { .. } => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let result = match cli.command {
         Command::Run {
             sql,
@@ -408,9 +516,73 @@ fn run_sql(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `weir server`: serves until Ctrl-C or SIGTERM, then suspends its jobs (they resume when
+/// it starts again).
+fn serve(
+    data_dir: PathBuf,
+    bind: std::net::SocketAddr,
+    token: Option<String>,
+    allow_path: Vec<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize().context("bad data directory")?;
+    let allowed_roots = match allow_path.is_empty() {
+        true => vec![data_dir.clone(), std::env::current_dir()?],
+        false => allow_path,
+    };
+    let config = weir_server::ServerConfig {
+        data_dir,
+        allowed_roots,
+    };
+    let server = weir_server::Server::start(config, bind, token)?;
+    let addr = server.local_addr();
+    eprintln!("Weir server at http://{addr}/ (REST API at /jobs, metrics at /metrics)");
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let notify = Arc::clone(&stop);
+    ctrlc::set_handler(move || notify.notify_one()).context("cannot install Ctrl-C handler")?;
+    server.run(async move { stop.notified().await })?;
+    eprintln!("server stopped; running jobs resume at its next start");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run { .. } | Command::Explain { .. } => unreachable!("handled by run_sql"),
+        Command::Server {
+            data_dir,
+            bind,
+            token,
+            allow_path,
+        } => serve(data_dir, bind, token, allow_path),
+        Command::Submit {
+            file,
+            shards,
+            from_savepoint,
+            server,
+        } => (server.client())
+            .submit(&file, shards, from_savepoint.as_deref(), server.output)
+            .map(|()| ExitCode::SUCCESS),
+        Command::List { server } => server
+            .client()
+            .list(server.output)
+            .map(|()| ExitCode::SUCCESS),
+        Command::Status { id, server } => (server.client())
+            .status(&id, server.output)
+            .map(|()| ExitCode::SUCCESS),
+        Command::Cancel { id, server } => (server.client())
+            .cancel(&id, server.output)
+            .map(|()| ExitCode::SUCCESS),
+        Command::Stop {
+            id,
+            savepoint_dir,
+            server,
+        } => (server.client())
+            .stop(&id, savepoint_dir.as_deref(), server.output)
+            .map(|()| ExitCode::SUCCESS),
+        Command::Resume { id, server } => (server.client())
+            .resume(&id, server.output)
+            .map(|()| ExitCode::SUCCESS),
         Command::Demo {
             events,
             auctions,

@@ -17,6 +17,10 @@ use crate::error::ConnectorError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptionKind {
     String,
+    /// A local file, directory or glob (Flink's `file://` scheme accepted); relative paths are
+    /// relative to the working directory, or to a server client's
+    /// ([`crate::registry::local_paths`]).
+    Path,
     /// A whole number (may be negative).
     Integer,
     Boolean,
@@ -127,7 +131,7 @@ pub fn parse_memory_budget(text: &str) -> Option<usize> {
 
 fn check_kind(kind: OptionKind, value: &str) -> Result<(), String> {
     let ok = match kind {
-        OptionKind::String => true,
+        OptionKind::String | OptionKind::Path => true,
         OptionKind::Integer => value.trim().parse::<i64>().is_ok(),
         OptionKind::Boolean => {
             matches!(value.trim().to_ascii_lowercase().as_str(), "true" | "false")
@@ -149,7 +153,7 @@ fn check_kind(kind: OptionKind, value: &str) -> Result<(), String> {
         OptionKind::MemorySize => format!("expected a size such as 64kb or 128mb, got '{value}'"),
         OptionKind::Enum(words) => format!("expected one of {}, got '{value}'", words.join(", ")),
         OptionKind::Char => format!("expected a single character, got '{value}'"),
-        OptionKind::String => unreachable!("strings always fit"),
+        OptionKind::String | OptionKind::Path => unreachable!("strings always fit"),
     })
 }
 

@@ -174,7 +174,7 @@ const FORMAT_ERROR_OPTIONS: &[OptionSpec] = &[
     ),
     OptionSpec::optional(
         "format.dead-letter.path",
-        OptionKind::String,
+        OptionKind::Path,
         "file that receives bad records with format.on-error = dead-letter",
     ),
     OptionSpec::optional(
@@ -207,7 +207,7 @@ const DEBEZIUM_OPTIONS: &[OptionSpec] = &[OptionSpec::optional(
 )];
 
 const FILESYSTEM_OPTIONS: &[OptionSpec] = &[
-    OptionSpec::required("path", OptionKind::String, "a file, a directory or a glob"),
+    OptionSpec::required("path", OptionKind::Path, "a file, a directory or a glob"),
     OptionSpec::required(
         "format",
         OptionKind::Enum(&["json", "csv", "parquet", "raw", "debezium-json"]),
@@ -302,11 +302,12 @@ fn file_format(options: &Options) -> Result<FileFormat, ConnectorError> {
     })
 }
 
-/// Checks `table`'s options against everything its connector accepts as a source or a sink
-/// (SQL checks at `CREATE TABLE`, before it knows how the table will be used).
-pub fn check_options(table: &TableSpec) -> Result<(), ConnectorError> {
-    let (connector, options) = table.connector()?;
-    let specs: &[&[OptionSpec]] = match connector.as_str() {
+/// Every option a connector accepts, as a source or a sink.
+fn connector_specs(
+    table: &TableSpec,
+    connector: &str,
+) -> Result<&'static [&'static [OptionSpec]], ConnectorError> {
+    Ok(match connector {
         "filesystem" => &[
             FILESYSTEM_OPTIONS,
             FORMAT_ERROR_OPTIONS,
@@ -333,8 +334,26 @@ pub fn check_options(table: &TableSpec) -> Result<(), ConnectorError> {
         "print" => &[PRINT_OPTIONS],
         "blackhole" => &[],
         other => return Err(unknown(table, other)),
-    };
+    })
+}
+
+/// Checks `table`'s options against everything its connector accepts as a source or a sink
+/// (SQL checks at `CREATE TABLE`, before it knows how the table will be used).
+pub fn check_options(table: &TableSpec) -> Result<(), ConnectorError> {
+    let (connector, options) = table.connector()?;
+    let specs = connector_specs(table, &connector)?;
     validate(table, &connector, specs, &options).map(|_| ())
+}
+
+/// The options of `table` that name local files ([`OptionKind::Path`]): each key with its
+/// path (`file://` removed), for a server to resolve and confine them.
+pub fn local_paths(table: &TableSpec) -> Result<Vec<(String, String)>, ConnectorError> {
+    let (connector, options) = table.connector()?;
+    let specs = connector_specs(table, &connector)?;
+    Ok((specs.iter().flat_map(|s| s.iter()))
+        .filter(|spec| matches!(spec.kind, OptionKind::Path))
+        .filter_map(|spec| Some((spec.key.to_string(), local_path(options.get(spec.key)?))))
+        .collect())
 }
 
 /// Builds the source `table` declares.

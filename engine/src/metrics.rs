@@ -82,6 +82,12 @@ pub mod names {
     /// Gauge: the bytes the last completed checkpoint wrote that the one before it did not
     /// share (job).
     pub const LAST_CHECKPOINT_SIZE_BYTES: &str = "last_checkpoint_size_bytes";
+    /// Nanoseconds a subtask waited for input with none ready (subtasks fed by channels;
+    /// Flink's `idleTimeMsPerSecond` is its rate).
+    pub const IDLE_TIME_NS: &str = "idle_time_ns";
+    /// Nanoseconds a subtask waited for room in a full downstream channel (Flink's
+    /// `backPressuredTimeMsPerSecond` is its rate); kept under the chain's last operator.
+    pub const BACKPRESSURED_TIME_NS: &str = "backpressured_time_ns";
 }
 
 /// Where a metric is: its operator ([`JOB`] for the job), subtask and name.

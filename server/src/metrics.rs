@@ -41,6 +41,8 @@ pub struct Exposed {
 pub enum ExposedUnit {
     /// From the engine's milliseconds.
     Seconds,
+    /// From the engine's nanoseconds (time counters).
+    SecondsFromNanos,
     Bytes,
 }
 
@@ -152,24 +154,43 @@ pub const EXPOSED: &[Exposed] = &[
         unit: Some(ExposedUnit::Bytes),
         flink: "lastCheckpointSize (checkpointedSize)",
     },
+    Exposed {
+        metric: names::IDLE_TIME_NS,
+        name: "task_idle_time",
+        help: "Time a subtask fed by channels waited with no input ready.",
+        unit: Some(ExposedUnit::SecondsFromNanos),
+        flink: "idleTimeMsPerSecond (its rate)",
+    },
+    Exposed {
+        metric: names::BACKPRESSURED_TIME_NS,
+        name: "task_backpressured_time",
+        help: "Time a subtask waited for room in a full downstream channel (backpressure).",
+        unit: Some(ExposedUnit::SecondsFromNanos),
+        flink: "backPressuredTimeMsPerSecond (its rate)",
+    },
 ];
 
-/// Exposes a job's [`Metrics`] at each scrape.
+/// Exposes jobs' [`Metrics`] at each scrape.
 #[derive(Debug)]
-struct JobCollector {
-    job: String,
-    metrics: Metrics,
+struct JobsCollector {
+    /// Each job's name (the `job` label) and metrics.
+    jobs: Vec<(String, Metrics)>,
 }
 
-impl Collector for JobCollector {
+impl Collector for JobsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snapshot = self.metrics.snapshot();
-        // One descriptor per metric name, then its samples by operator and subtask.
-        let mut by_name: Vec<(&'static str, Vec<(&MetricKey, MetricValue)>)> = Vec::new();
-        for (key, value) in &snapshot {
-            match by_name.iter_mut().find(|(name, _)| *name == key.name) {
-                Some((_, samples)) => samples.push((key, *value)),
-                None => by_name.push((key.name, vec![(key, *value)])),
+        let snapshots: Vec<(&str, _)> = (self.jobs.iter())
+            .map(|(job, metrics)| (job.as_str(), metrics.snapshot()))
+            .collect();
+        // One descriptor per metric name, then its samples by job, operator and subtask.
+        type Sample<'a> = (&'a str, &'a MetricKey, MetricValue);
+        let mut by_name: Vec<(&'static str, Vec<Sample>)> = Vec::new();
+        for (job, snapshot) in &snapshots {
+            for (key, value) in snapshot {
+                match by_name.iter_mut().find(|(name, _)| *name == key.name) {
+                    Some((_, samples)) => samples.push((job, key, *value)),
+                    None => by_name.push((key.name, vec![(job, key, *value)])),
+                }
             }
         }
         for (metric, samples) in by_name {
@@ -179,36 +200,38 @@ impl Collector for JobCollector {
             let help = exposed.map_or("A Weir metric.", |e| e.help);
             let unit = exposed.and_then(|e| e.unit);
             let prometheus_unit = unit.map(|u| match u {
-                ExposedUnit::Seconds => Unit::Seconds,
+                ExposedUnit::Seconds | ExposedUnit::SecondsFromNanos => Unit::Seconds,
                 ExposedUnit::Bytes => Unit::Bytes,
             });
-            let scale = |value: i64| match unit {
-                Some(ExposedUnit::Seconds) => value as f64 / 1_000.0,
-                _ => value as f64,
+            let scale = |value: f64| match unit {
+                Some(ExposedUnit::Seconds) => value / 1e3,
+                Some(ExposedUnit::SecondsFromNanos) => value / 1e9,
+                _ => value,
             };
-            let metric_type = match samples[0].1 {
+            let metric_type = match samples[0].2 {
                 MetricValue::Counter(_) => ConstCounter::new(0u64).metric_type(),
                 MetricValue::Gauge(_) => ConstGauge::new(0.0f64).metric_type(),
             };
             let mut metric_encoder =
                 encoder.encode_descriptor(name, help, prometheus_unit.as_ref(), metric_type)?;
-            for (key, value) in samples {
+            for (job, key, value) in samples {
                 let subtask = key.subtask.to_string();
-                let mut labels = vec![("job", self.job.as_str())];
+                let mut labels = vec![("job", job)];
                 if key.operator != JOB {
                     labels.push(("operator", key.operator.as_str()));
                     labels.push(("subtask", subtask.as_str()));
                 }
                 match value {
+                    MetricValue::Counter(n) if unit.is_some() => ConstCounter::new(scale(n as f64))
+                        .encode(metric_encoder.encode_family(&labels)?)?,
                     MetricValue::Counter(n) => {
                         ConstCounter::new(n).encode(metric_encoder.encode_family(&labels)?)?
                     }
                     // No watermark yet, or the end of input's: no value.
                     MetricValue::Gauge(i64::MIN | i64::MAX)
                         if key.name == names::INPUT_WATERMARK => {}
-                    MetricValue::Gauge(v) => {
-                        ConstGauge::new(scale(v)).encode(metric_encoder.encode_family(&labels)?)?
-                    }
+                    MetricValue::Gauge(v) => ConstGauge::new(scale(v as f64))
+                        .encode(metric_encoder.encode_family(&labels)?)?,
                 }
             }
         }
@@ -216,17 +239,27 @@ impl Collector for JobCollector {
     }
 }
 
-/// The metrics of the job `job` in Prometheus's text format.
-pub fn prometheus_text(job: &str, metrics: &Metrics) -> String {
+/// The metrics of `jobs` (each job's name and metrics) in Prometheus's text format.
+pub fn prometheus_text(jobs: &[(String, Metrics)]) -> String {
     let mut registry = Registry::with_prefix("weir");
-    registry.register_collector(Box::new(JobCollector {
-        job: job.to_string(),
-        metrics: metrics.clone(),
+    registry.register_collector(Box::new(JobsCollector {
+        jobs: jobs.to_vec(),
     }));
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
     text
+}
+
+/// An HTTP response with the metrics of `jobs` (OpenMetrics text).
+pub fn metrics_response(jobs: &[(String, Metrics)]) -> impl axum::response::IntoResponse {
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        prometheus_text(jobs),
+    )
 }
 
 /// The address the metrics will be served at, bound (so a port in use is an error before
@@ -272,21 +305,13 @@ impl MetricsListener {
             })?
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let job = Arc::new(job.to_string());
+        let jobs = Arc::new([(job.to_string(), metrics)]);
         let app = Router::new()
             .route(
                 "/metrics",
                 get(move || {
-                    let (job, metrics) = (Arc::clone(&job), metrics.clone());
-                    async move {
-                        (
-                            [(
-                                CONTENT_TYPE,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )],
-                            prometheus_text(&job, &metrics),
-                        )
-                    }
+                    let jobs = Arc::clone(&jobs);
+                    async move { metrics_response(&jobs[..]) }
                 }),
             )
             .fallback(|uri: Uri| async move {
@@ -360,7 +385,12 @@ mod tests {
             .set(250);
         metrics.counter(JOB, 0, names::CHECKPOINTS_COMPLETED).add(3);
         metrics.counter("join", 0, "something_new").add(1);
-        let text = prometheus_text("hot-items", &metrics);
+        metrics
+            .counter("window", 1, names::IDLE_TIME_NS)
+            .add(2_500_000_000);
+        let other = Metrics::default();
+        other.counter("window", 0, names::ROWS_IN).add(7);
+        let text = prometheus_text(&[("hot-items".into(), metrics), ("other".into(), other)]);
         let has = |line: &str| text.lines().any(|l| l == line);
         assert!(
             has(
@@ -387,6 +417,22 @@ mod tests {
             "{text}"
         );
         assert!(has("# TYPE weir_operator_records_in counter"), "{text}");
+        assert_eq!(
+            text.matches("# TYPE weir_operator_records_in counter")
+                .count(),
+            1,
+            "one family over jobs\n{text}"
+        );
+        assert!(
+            has(r#"weir_operator_records_in_total{job="other",operator="window",subtask="0"} 7"#),
+            "{text}"
+        );
+        assert!(
+            has(
+                r#"weir_task_idle_time_seconds_total{job="hot-items",operator="window",subtask="1"} 2.5"#
+            ),
+            "{text}"
+        );
         assert!(
             has(
                 r#"weir_operator_something_new_total{job="hot-items",operator="join",subtask="0"} 1"#

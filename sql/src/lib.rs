@@ -12,6 +12,7 @@
 pub mod catalog;
 pub mod ddl;
 pub mod error;
+pub mod file_access;
 pub mod functions;
 pub mod hints;
 pub mod join;
@@ -24,4 +25,5 @@ pub mod translate;
 pub mod window_tvf;
 
 pub use error::{Location, SqlError, UserError};
+pub use file_access::FileAccess;
 pub use session::{Action, Session, Settings, SqlJob};

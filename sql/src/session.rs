@@ -104,6 +104,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "memory for the job's decoded state over all shards, e.g. 64mb or 2gb (default: a quarter of the machine's); the rest lives in RocksDB",
     ),
     (
+        "restart-strategy.type",
+        "how weir server restarts a failed job: 'exponential-delay' (default), 'fixed-delay', 'failure-rate' or 'none', with Flink's restart-strategy.<type>.* keys",
+    ),
+    (
         "sql-client.execution.result-mode",
         "how a bare SELECT prints: 'tableau' or 'changelog' (rows and changes as they come), or 'table' (the rows the result holds at the end, sorted)",
     ),
@@ -165,6 +169,8 @@ impl Settings {
                 })?;
                 self.state_memory_budget = Some(bytes);
             }
+            // Read by the server (weir-server's `restart`), which checks them at submission.
+            key if key.starts_with("restart-strategy.") => {}
             "table.exec.late-rows.table" => {
                 self.late_rows_table = (!value.is_empty()).then(|| value.to_string())
             }
@@ -212,6 +218,9 @@ pub struct Session {
     inserts: Option<GraphBuilder>,
     /// The `STATE_TTL` hints of the views that have any.
     view_hints: BTreeMap<String, StateTtlHints>,
+    /// Where relative file paths point and which files tables may name (a server's
+    /// scripts); `None`: the process's working directory, any file.
+    pub file_access: Option<crate::file_access::FileAccess>,
 }
 
 impl std::fmt::Debug for GraphBuilder {
@@ -713,6 +722,14 @@ impl Session {
             .collect();
         // Check the options now (as a source or as a sink, whichever the connector is).
         registry::check_options(&spec).map_err(|e| user(e.to_string()))?;
+        if let Some(access) = &self.file_access {
+            for (key, path) in registry::local_paths(&spec).map_err(|e| user(e.to_string()))? {
+                let what = format!("table '{}': option '{key}'", table.name);
+                let resolved = access.resolve(&what, &path)?;
+                spec.options
+                    .insert(key, resolved.to_string_lossy().into_owned());
+            }
+        }
         self.context.tables.insert(
             table.name.clone(),
             Arc::new(Table {

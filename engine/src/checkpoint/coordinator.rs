@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::history::{CheckpointHistory, CheckpointRecord, CheckpointStatus};
 use super::store::ShardStore;
 use super::{checkpoint_dirs, dir_size, new_bytes, CheckpointConfig, Manifest};
 use crate::error::EngineError;
@@ -89,11 +90,13 @@ pub(crate) struct CheckpointMetrics {
     failed: Counter,
     last_duration_ms: Gauge,
     last_size_bytes: Gauge,
+    history: CheckpointHistory,
 }
 
 impl CheckpointMetrics {
-    pub(crate) fn new(metrics: &Metrics) -> Self {
+    pub(crate) fn new(metrics: &Metrics, history: CheckpointHistory) -> Self {
         CheckpointMetrics {
+            history,
             completed: metrics.counter(JOB, 0, names::CHECKPOINTS_COMPLETED),
             failed: metrics.counter(JOB, 0, names::CHECKPOINTS_FAILED),
             last_duration_ms: metrics.gauge(JOB, 0, names::LAST_CHECKPOINT_DURATION_MS, 0),
@@ -121,6 +124,8 @@ pub(crate) struct Coordinator {
 struct InFlight {
     id: u64,
     started: Instant,
+    /// When it started (ms since the epoch).
+    triggered_ms: i64,
     waiting: HashSet<usize>,
     tokens: BTreeMap<String, Vec<String>>,
     savepoint: Option<SavepointRequest>,
@@ -198,15 +203,27 @@ impl Coordinator {
                         }
                         // (Measured after the commit: the sinks' output does not wait for it.)
                         let new_bytes = new_bytes(&target, previous.as_deref());
+                        let bytes = dir_size(&target);
                         tracing::info!(
                             checkpoint = flight.id,
                             savepoint = savepoint.is_some(),
                             duration_ms,
-                            bytes = dir_size(&target),
+                            bytes,
                             new_bytes,
                             path = %target.display(),
                             "checkpoint complete"
                         );
+                        self.metrics.history.record(CheckpointRecord {
+                            id: flight.id,
+                            savepoint: savepoint.is_some(),
+                            status: CheckpointStatus::Completed,
+                            trigger_timestamp_ms: flight.triggered_ms,
+                            duration_ms,
+                            state_size_bytes: bytes,
+                            checkpointed_size_bytes: new_bytes,
+                            external_path: Some(target.clone()),
+                            failure: None,
+                        });
                         self.metrics.completed.add(1);
                         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
                         self.metrics.last_duration_ms.set(gauge(duration_ms));
@@ -225,6 +242,17 @@ impl Coordinator {
                     Err(error) => {
                         tracing::warn!(checkpoint = flight.id, %error, "checkpoint failed");
                         self.metrics.failed.add(1);
+                        self.metrics.history.record(CheckpointRecord {
+                            id: flight.id,
+                            savepoint: savepoint.is_some(),
+                            status: CheckpointStatus::Failed,
+                            trigger_timestamp_ms: flight.triggered_ms,
+                            duration_ms: flight.started.elapsed().as_millis() as u64,
+                            state_size_bytes: 0,
+                            checkpointed_size_bytes: 0,
+                            external_path: None,
+                            failure: Some(error.to_string()),
+                        });
                         // Pre-committed output waits for the next checkpoint.
                         carried = tokens;
                         if let Some(request) = savepoint {
@@ -269,6 +297,7 @@ impl Coordinator {
                 in_flight = Some(InFlight {
                     id,
                     started: Instant::now(),
+                    triggered_ms: crate::time::now_ms(),
                     waiting: (0..self.tasks).filter(|t| !finished.contains(t)).collect(),
                     tokens: BTreeMap::new(),
                     savepoint: requested.take(),

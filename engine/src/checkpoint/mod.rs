@@ -13,6 +13,7 @@
 //! See `docs/architecture.md` ("Checkpoints") for the protocol.
 
 pub(crate) mod coordinator;
+pub mod history;
 pub mod store;
 
 use std::collections::BTreeMap;

@@ -34,8 +34,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::checkpoint::coordinator::{
-    Coordinator, Event, JobControl, SavepointRequest, SourceControl,
+    CheckpointMetrics, Coordinator, Event, JobControl, SavepointRequest, SourceControl,
 };
+use crate::checkpoint::history::{CheckpointHistory, RestoredCheckpoint};
 use crate::checkpoint::CheckpointConfig;
 use crate::error::{panic_message, EngineError};
 use crate::graph::Graph;
@@ -61,6 +62,8 @@ pub struct RunOptions {
     /// (`state.memory-budget`); `None`: a quarter of the machine's memory
     /// ([`default_state_memory_budget`]).
     pub state_memory_budget: Option<usize>,
+    /// The job's name or id, on every log line of its threads (a `job` span).
+    pub job: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -71,6 +74,7 @@ impl Default for RunOptions {
             key_groups: DEFAULT_KEY_GROUPS,
             checkpoint: None,
             state_memory_budget: None,
+            job: None,
         }
     }
 }
@@ -189,6 +193,7 @@ pub struct JobHandle {
     source_controls: Vec<mpsc::UnboundedSender<Control>>,
     coordinator: Option<(JoinHandle<()>, std::sync::mpsc::Sender<Event>)>,
     metrics: Metrics,
+    checkpoints: CheckpointHistory,
 }
 
 impl std::fmt::Debug for JobHandle {
@@ -205,6 +210,11 @@ impl JobHandle {
         &self.metrics
     }
 
+    /// The job's checkpoint statistics (empty without checkpoints).
+    pub fn checkpoints(&self) -> &CheckpointHistory {
+        &self.checkpoints
+    }
+
     pub fn canceller(&self) -> JobCanceller {
         JobCanceller(Arc::clone(&self.shared))
     }
@@ -216,19 +226,13 @@ impl JobHandle {
     /// Takes a savepoint into `path` (a directory that must not hold one yet) and waits for
     /// it; with `stop`, the job then stops and [`JobHandle::join`] reports the savepoint.
     pub fn savepoint(&self, path: impl Into<PathBuf>, stop: bool) -> Result<PathBuf, EngineError> {
-        let Some((_, events)) = &self.coordinator else {
-            return Err(EngineError::Checkpoint(
+        let requester = self.savepoint_requester().ok_or_else(|| {
+            EngineError::Checkpoint(
                 "savepoints need a job with checkpoints (a state directory)".into(),
-            ));
-        };
-        let (reply, answer) = std::sync::mpsc::channel();
-        let request = Event::Savepoint(SavepointRequest {
-            path: path.into(),
-            stop,
-            reply,
-        });
+            )
+        })?;
         let gone = || EngineError::Checkpoint("the job ended before the savepoint".into());
-        events.send(request).map_err(|_| gone())?;
+        let answer = requester.request(path, stop).ok_or_else(gone)?;
         answer.recv().map_err(|_| gone())?
     }
 
@@ -307,6 +311,14 @@ pub fn start(graph: &Graph, options: RunOptions) -> Result<JobHandle, EngineErro
         None => None,
     };
     let mut plan = plan::build(graph, &info, &options, &metrics, durability.as_ref())?;
+    let checkpoints = CheckpointHistory::default();
+    if let Some(resume) = durability.as_ref().and_then(|d| d.resume.as_ref()) {
+        checkpoints.restored(RestoredCheckpoint {
+            id: resume.manifest.checkpoint,
+            external_path: resume.path.clone(),
+            restore_timestamp_ms: crate::time::now_ms(),
+        });
+    }
     let (stop, _) = watch::channel(false);
     let shared = Arc::new(JobShared {
         error: Mutex::new(None),
@@ -316,7 +328,11 @@ pub fn start(graph: &Graph, options: RunOptions) -> Result<JobHandle, EngineErro
     });
     let coordinator = match durability.as_mut() {
         Some(durability) => Some(start_coordinator(
-            durability, &mut plan, &options, &shared, &metrics,
+            durability,
+            &mut plan,
+            &options,
+            &shared,
+            CheckpointMetrics::new(&metrics, checkpoints.clone()),
         )?),
         None => None,
     };
@@ -327,9 +343,10 @@ pub fn start(graph: &Graph, options: RunOptions) -> Result<JobHandle, EngineErro
     let mut threads = Vec::new();
     for (shard, subtasks) in plan.shards.into_iter().enumerate() {
         let shared_for_thread = Arc::clone(&shared);
+        let span = job_span(&options);
         let thread = std::thread::Builder::new()
             .name(format!("weir-shard-{shard}"))
-            .spawn(move || run_shard(shard, subtasks, &shared_for_thread))
+            .spawn(move || span.in_scope(|| run_shard(shard, subtasks, &shared_for_thread)))
             .map_err(|e| EngineError::Shard {
                 shard,
                 message: format!("cannot start thread: {e}"),
@@ -348,7 +365,17 @@ pub fn start(graph: &Graph, options: RunOptions) -> Result<JobHandle, EngineErro
         source_controls,
         coordinator,
         metrics,
+        checkpoints,
     })
+}
+
+/// The span of a job's threads: its name on their log lines.
+fn job_span(options: &RunOptions) -> tracing::Span {
+    match &options.job {
+        // A root span: not nested in the span of the thread that starts the job.
+        Some(job) => tracing::info_span!(parent: None, "job", job = %job),
+        None => tracing::Span::none(),
+    }
 }
 
 /// Starts the checkpoint coordinator thread; it takes over the sources' control channels.
@@ -357,11 +384,11 @@ fn start_coordinator(
     plan: &mut plan::PhysicalPlan,
     options: &RunOptions,
     shared: &Arc<JobShared>,
-    metrics: &Metrics,
+    metrics: CheckpointMetrics,
 ) -> Result<(JoinHandle<()>, std::sync::mpsc::Sender<Event>), EngineError> {
     let resume = durability.resume.as_ref();
     let coordinator = Coordinator {
-        metrics: crate::checkpoint::coordinator::CheckpointMetrics::new(metrics),
+        metrics,
         config: durability.config.clone(),
         stores: durability.stores.clone(),
         sources: std::mem::take(&mut plan.source_controls)
@@ -384,9 +411,10 @@ fn start_coordinator(
         .take()
         .ok_or_else(|| EngineError::Checkpoint("coordinator already started".into()))?;
     let job = Arc::clone(shared);
+    let span = job_span(options);
     let thread = std::thread::Builder::new()
         .name("weir-checkpoints".into())
-        .spawn(move || coordinator.run(events, &job))
+        .spawn(move || span.in_scope(|| coordinator.run(events, &job)))
         .map_err(|e| EngineError::Checkpoint(format!("cannot start the coordinator: {e}")))?;
     Ok((thread, durability.events.clone()))
 }
@@ -411,17 +439,27 @@ impl std::fmt::Debug for SavepointRequester {
 }
 
 impl SavepointRequester {
+    /// Asks for a savepoint into `path` (a directory that must not hold one yet), followed by
+    /// a stop when `stop`, without waiting: its path or error arrives on the returned
+    /// receiver. `None` when the job has already ended.
+    pub fn request(
+        &self,
+        path: impl Into<PathBuf>,
+        stop: bool,
+    ) -> Option<std::sync::mpsc::Receiver<Result<PathBuf, EngineError>>> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        let request = Event::Savepoint(SavepointRequest {
+            path: path.into(),
+            stop,
+            reply,
+        });
+        self.0.send(request).ok().map(|()| answer)
+    }
+
     /// Asks for a savepoint into `path` followed by a stop, without waiting. Returns false
     /// when the job has already ended.
     pub fn stop_with_savepoint(&self, path: impl Into<PathBuf>) -> bool {
-        let (reply, _) = std::sync::mpsc::channel();
-        self.0
-            .send(Event::Savepoint(SavepointRequest {
-                path: path.into(),
-                stop: true,
-                reply,
-            }))
-            .is_ok()
+        self.request(path, true).is_some()
     }
 }
 

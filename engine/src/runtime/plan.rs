@@ -139,8 +139,14 @@ pub(crate) fn build(
             .as_ref()
             .expect("every edge leaving a chain enters a chain head");
         let base = input_base[edge_index];
+        let backpressured = metrics.counter(
+            &graph.nodes[edge.from.0].name,
+            subtask,
+            names::BACKPRESSURED_TIME_NS,
+        );
         let channel = |target: usize, input: usize| OutputChannel {
             tx: txs[target][input].clone(),
+            backpressured: backpressured.clone(),
         };
         let all = || {
             (0..txs.len())
@@ -266,6 +272,7 @@ pub(crate) fn build(
                         ))
                     })?,
                     gate: InputGate::new(operator_inputs[head.0].clone()),
+                    idle: metrics.counter(&graph.nodes[head.0].name, subtask, names::IDLE_TIME_NS),
                 },
             };
 

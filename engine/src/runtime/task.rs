@@ -9,7 +9,7 @@
 use std::future::poll_fn;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 
@@ -63,6 +63,9 @@ impl Control {
 #[derive(Debug, Clone)]
 pub(crate) struct OutputChannel {
     pub(crate) tx: Outbox,
+    /// Time spent waiting for room in the channel ([`names::BACKPRESSURED_TIME_NS`] of the
+    /// sending subtask).
+    pub(crate) backpressured: Counter,
 }
 
 /// The downstream subtask is gone: the job is stopping because something else failed.
@@ -71,7 +74,16 @@ pub(crate) struct DownstreamGone;
 
 impl OutputChannel {
     async fn send(&self, message: Message) -> Result<(), DownstreamGone> {
-        self.tx.send(message).await.map_err(|_| DownstreamGone)
+        match self.tx.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(DownstreamGone),
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                let waiting = Instant::now();
+                let sent = self.tx.send(message).await.map_err(|_| DownstreamGone);
+                self.backpressured.add(elapsed_ns(waiting));
+                sent
+            }
+        }
     }
 }
 
@@ -573,6 +585,11 @@ impl Chain {
     }
 }
 
+/// Nanoseconds since `start`, for the idle and backpressure counters.
+fn elapsed_ns(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Where a subtask's messages come from.
 pub(crate) enum TaskInput {
     Source {
@@ -590,6 +607,8 @@ pub(crate) enum TaskInput {
         /// One receiver per input channel, in the gate's numbering.
         rx: Vec<Inbox>,
         gate: InputGate,
+        /// Time waiting with no input ready ([`names::IDLE_TIME_NS`] of the chain's head).
+        idle: Counter,
     },
 }
 
@@ -626,7 +645,7 @@ impl SubtaskRunner {
                 };
                 run_source(&name, source, &mut chain).await
             }
-            TaskInput::Channel { rx, gate } => run_channel(rx, gate, &mut chain).await,
+            TaskInput::Channel { rx, gate, idle } => run_channel(rx, gate, idle, &mut chain).await,
         };
         if let Some(reporter) = &chain.reporter {
             reporter.send(Event::Finished {
@@ -800,12 +819,14 @@ async fn run_source(name: &str, source: SourceInput, chain: &mut Chain) -> Resul
 async fn run_channel(
     mut rx: Vec<Inbox>,
     mut gate: InputGate,
+    idle: Counter,
     chain: &mut Chain,
 ) -> Result<(), PushError> {
     let mut ready = Vec::new();
     let mut next_channel = 0;
     let mut closed = vec![false; rx.len()];
     loop {
+        let waiting = Instant::now();
         let received = {
             let receive = poll_fn(|cx| {
                 let n = rx.len();
@@ -839,6 +860,7 @@ async fn run_channel(
                 None => receive.await.map(Some),
             }
         };
+        idle.add(elapsed_ns(waiting));
         match received {
             // Every sender is gone without end-of-stream: the job is stopping.
             None => return Err(PushError::DownstreamGone),
