@@ -288,6 +288,8 @@ struct Running {
     savepoint_dir: Option<PathBuf>,
     /// Whether a savepoint was asked for already (a second Ctrl-C cancels).
     asked: bool,
+    /// Where messages go (above the progress line, if any).
+    notices: progress::Notices,
 }
 
 static RUNNING: std::sync::Mutex<Option<Running>> = std::sync::Mutex::new(None);
@@ -306,10 +308,10 @@ fn handle_interrupts() -> anyhow::Result<()> {
                 match (&job.savepoint_dir, &job.requester) {
                     (Some(dir), Some(requester)) if !job.asked => {
                         job.asked = true;
-                        eprintln!(
+                        job.notices.print(&format!(
                             "stopping with a savepoint in {} (Ctrl-C again to cancel)",
                             dir.display()
-                        );
+                        ));
                         if !requester.stop_with_savepoint(dir.clone()) {
                             job.canceller.cancel();
                         }
@@ -337,6 +339,10 @@ fn supervise(
         requester: handle.savepoint_requester(),
         savepoint_dir,
         asked: false,
+        notices: progress
+            .as_ref()
+            .map(progress::Progress::notices)
+            .unwrap_or_default(),
     });
     let ended = handle.join();
     if let Some(progress) = progress {

@@ -25,6 +25,7 @@ pub fn wanted(quiet: bool, prints_rows: bool) -> bool {
 
 /// The progress line of one running job; [`Progress::finish`] clears it.
 pub struct Progress {
+    bar: ProgressBar,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -36,6 +37,7 @@ impl Progress {
         let style = ProgressStyle::with_template("{spinner} {elapsed} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         bar.set_style(style);
+        let drawn = bar.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -49,14 +51,19 @@ impl Progress {
                     if window.len() > RATE_TICKS {
                         window.pop_front();
                     }
-                    bar.set_message(line);
-                    bar.tick();
+                    drawn.set_message(line);
+                    drawn.tick();
                     std::thread::sleep(TICK);
                 }
-                bar.finish_and_clear();
+                drawn.finish_and_clear();
             })
             .ok();
-        Progress { stop, thread }
+        Progress { bar, stop, thread }
+    }
+
+    /// A handle that prints a line on stderr above the progress line (from any thread).
+    pub fn notices(&self) -> Notices {
+        Notices(Some(self.bar.clone()))
     }
 
     /// Clears the line.
@@ -64,6 +71,19 @@ impl Progress {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Prints notices on stderr, above the progress line when there is one.
+#[derive(Clone, Default)]
+pub struct Notices(Option<ProgressBar>);
+
+impl Notices {
+    pub fn print(&self, text: &str) {
+        match &self.0 {
+            Some(bar) => bar.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
         }
     }
 }

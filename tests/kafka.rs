@@ -191,6 +191,53 @@ fn a_four_partition_topic_is_read_by_two_shards_with_keys_and_metadata() {
     assert!(used.len() > 1, "keys spread over partitions: {used:?}");
 }
 
+/// A Kafka source split reports its consumer lag (Flink's `pendingRecords`) from librdkafka's
+/// statistics: -1 (unknown) until the first, then the records not read yet, 0 once it has
+/// read them all.
+#[test]
+fn a_kafka_source_reports_its_consumer_lag() {
+    use weir::engine::metrics::{names, MetricValue};
+    let topic = topic("lag", 2);
+    write(&topic, vec![bids(1000)], &[("format", "json")]);
+    let table = source_table(
+        &topic,
+        bid_schema(),
+        &[
+            ("format", "json"),
+            ("properties.statistics.interval.ms", "100"),
+        ],
+    );
+    // Unbounded: the split keeps polling, and its statistics keep coming.
+    let mut table = table;
+    table.options.remove("scan.bounded.mode");
+    let handle = Pipeline::new("lag")
+        .source_arc(create_source(&table).unwrap())
+        .sink(BlackholeSink::new())
+        .start(RunOptions::default().shards(2))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lags: Vec<i64> = (handle.metrics().snapshot().into_iter())
+            .filter(|(key, _)| key.name == names::PENDING_RECORDS)
+            .map(|(_, value)| match value {
+                MetricValue::Gauge(lag) => lag,
+                MetricValue::Counter(_) => i64::MIN,
+            })
+            .collect();
+        let read = handle.metrics().total(names::ROWS_WRITTEN);
+        if read == 1000 && lags.len() == 2 && lags.iter().all(|lag| *lag == 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no lag of 0 reported after reading everything: {lags:?}, {read} rows"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    handle.cancel();
+    let _ = handle.join();
+}
+
 #[test]
 fn startup_modes_choose_where_reading_begins() {
     let topic = topic("startup", 1);

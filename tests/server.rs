@@ -136,6 +136,18 @@ fn http(
     body: Option<&str>,
     token: Option<&str>,
 ) -> (u16, Value) {
+    http_with(base, method, path, body, token, &[])
+}
+
+/// [`http`] with extra headers.
+fn http_with(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -146,11 +158,38 @@ fn http(
     if let Some(token) = token {
         request = request.header("Authorization", format!("Bearer {token}"));
     }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     let request = request.body(body.unwrap_or("").to_string()).unwrap();
     let mut response = agent.run(request).unwrap();
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Asserts that a process succeeded, showing its stderr if not.
+fn succeeded(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Sends `head` (a request's line and headers, no body) over a raw connection and returns
+/// the whole answer.
+fn headers_only(base: &str, head: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// Every data row of the committed CSV files under `dir` (hidden in-progress files aside),
@@ -207,11 +246,7 @@ fn clean_run(script: &str, dir: &Path) -> Vec<String> {
         .args(["run", "job.sql", "--shards", "2", "--quiet"])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeded(&output);
     let rows = committed_rows(&clean.join("out"));
     assert!(rows.len() > 1000, "the job writes rows: {}", rows.len());
     rows
@@ -222,7 +257,8 @@ fn clean_run(script: &str, dir: &Path) -> Vec<String> {
 #[test]
 fn a_job_is_submitted_watched_stopped_with_a_savepoint_and_resumed_exactly_once() {
     let dir = scratch("lifecycle");
-    let script = windows_job(120_000, 20_000, "");
+    // About 10 s: it is stopped after a few seconds of checks, well before its end.
+    let script = windows_job(200_000, 20_000, "");
     let expected = clean_run(&script, &dir);
     let server = Server::start(&dir, &[]);
     let id = server.submit(&script, &dir);
@@ -263,7 +299,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 text = urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=10).read().decode()
 families = {f.name: f for f in text_string_to_metric_families(text)}
 rows = families["weir_operator_records_in"].samples
-assert rows and all(set(s.labels) == {"job", "operator", "subtask"} for s in rows), rows
+assert rows and all(set(s.labels) == {"job", "job_id", "operator", "subtask"} for s in rows), rows
 assert sum(s.value for s in rows) > 0, rows
 assert "weir_job_checkpoints_completed" in families, sorted(families)
 assert "weir_task_idle_time_seconds" in families, sorted(families)
@@ -273,11 +309,7 @@ print("ok")
         .args(["-c", script_py, &server.url])
         .output()
         .unwrap();
-    assert!(
-        parsed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&parsed.stderr)
-    );
+    succeeded(&parsed);
 
     let (code, checkpoints) = http(
         &server.url,
@@ -302,6 +334,17 @@ print("ok")
         "{plan}"
     );
 
+    let (code, body) = http(
+        &server.url,
+        "POST",
+        &format!("/jobs/{id}/stop"),
+        Some(r#"{"drain": true}"#),
+        None,
+    );
+    assert!(
+        code == 400 && body["errors"][0].as_str().unwrap().contains("drain"),
+        "{body}"
+    );
     // Stop with a savepoint into a directory of the client's, then resume from it.
     let stopped = server.ok(&["stop", &id, "--savepoint-dir", "savepoints"], &dir);
     assert!(
@@ -314,12 +357,16 @@ print("ok")
         "{job}"
     );
     let resumed = server.weir(&["resume", &id], &dir);
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
+    succeeded(&resumed);
+    // Resumed once: a second resume of the running job is refused.
+    let (code, again) = http(
+        &server.url,
+        "POST",
+        &format!("/jobs/{id}/resume"),
+        None,
+        None,
     );
-    server.wait_for(&id, "RUNNING");
+    assert_eq!(code, 409, "{again}");
     let job = server.wait_for(&id, "FINISHED");
     assert!(job["end-time"].as_i64().unwrap() > 0, "{job}");
     let got = committed_rows(&dir.join("out"));
@@ -347,7 +394,7 @@ print("ok")
 #[test]
 fn a_killed_server_resumes_its_job_with_exactly_once_output() {
     let dir = scratch("kill");
-    let script = windows_job(120_000, 20_000, "");
+    let script = windows_job(200_000, 20_000, "");
     let expected = clean_run(&script, &dir);
     let mut server = Server::start(&dir, &[]);
     let id = server.submit(&script, &dir);
@@ -470,9 +517,15 @@ fn bad_requests_get_json_errors_and_paths_stay_inside_the_allowed_roots() {
     assert_eq!(code, 404);
     let (code, _) = error(http(url, "DELETE", "/jobs", None, None));
     assert_eq!(code, 405);
-    let big = format!("{{\"sql\": \"{}\"}}", "x".repeat(2 << 20));
-    let (code, message) = error(http(url, "POST", "/jobs", Some(&big), None));
-    assert!(code == 413 && message.contains("larger than"), "{message}");
+    // A body over the limit is refused from its Content-Length, before it is sent (a client
+    // that sent it all could meet a closed connection instead of the answer).
+    let answer = headers_only(
+        url,
+        "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: 2097152\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("larger than"), "{answer}");
 
     let submit = |sql: &str| {
         let body = serde_json::json!({ "sql": sql, "workingDirectory": dir.to_str().unwrap() });
@@ -519,6 +572,63 @@ fn bad_requests_get_json_errors_and_paths_stay_inside_the_allowed_roots() {
         code == 400 && body["errors"][0].as_str().unwrap().contains("sometimes"),
         "{body}"
     );
+    let (code, body) = submit(
+        "CREATE TABLE t (a BIGINT) WITH ('connector' = 'kafka', 'topic' = 't', 'format' = 'json',
+           'properties.bootstrap.servers' = 'localhost:1', 'properties.plugin.library.paths' = '/tmp/x.so');
+         INSERT INTO t SELECT 1;",
+    );
+    assert!(
+        code == 400 && body["errors"][0].as_str().unwrap().contains("program"),
+        "{body}"
+    );
+    let (code, body) = submit(
+        "CREATE TABLE t (a BIGINT) WITH ('connector' = 'kafka', 'topic' = 't', 'format' = 'json',
+           'properties.bootstrap.servers' = 'localhost:1', 'properties.ssl.ca.location' = '/etc/ssl/private/key.pem');
+         INSERT INTO t SELECT 1;",
+    );
+    assert!(
+        code == 400 && body["errors"][0].as_str().unwrap().contains("outside"),
+        "{body}"
+    );
+    // Another job's directory is not a table path, though it is under the data directory.
+    let (code, body) = submit(
+        "CREATE TABLE i (a BIGINT) WITH ('connector' = 'filesystem', 'path' = 'data/jobs', 'format' = 'csv');
+         CREATE TABLE o (a BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO o SELECT a FROM i;",
+    );
+    assert!(
+        code == 400
+            && body["errors"][0]
+                .as_str()
+                .unwrap()
+                .contains("job directories"),
+        "{body}"
+    );
+    // A web page of another site, or a name that is not loopback (DNS rebinding), is refused.
+    let (code, body) = http_with(
+        url,
+        "GET",
+        "/jobs",
+        None,
+        None,
+        &[("Origin", "http://evil.example")],
+    );
+    assert!(
+        code == 403 && body["errors"][0].as_str().unwrap().contains("evil.example"),
+        "{body}"
+    );
+    let (code, body) = http_with(
+        url,
+        "GET",
+        "/jobs",
+        None,
+        None,
+        &[("Host", "evil.example:8081")],
+    );
+    assert_eq!(code, 403, "{body}");
+    // A rejection of axum's own (a path that is not UTF-8) is JSON too.
+    let (code, body) = http(url, "GET", "/jobs/%FF", None, None);
+    assert!(code == 400 && body["status"] == 400, "{code} {body}");
     let (code, body) = http(url, "GET", "/openapi.json", None, None);
     assert_eq!(code, 200);
     for path in [
@@ -568,11 +678,7 @@ fn a_token_is_required_on_every_request_and_beyond_loopback() {
         .arg("list")
         .output()
         .unwrap();
-    assert!(
-        with.status.success(),
-        "{}",
-        String::from_utf8_lossy(&with.stderr)
-    );
+    succeeded(&with);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -27,7 +27,7 @@ mod resume;
 /// Names of the connectors' metrics (kept with the engine's, which exposes them all).
 pub mod metric_names {
     pub use weir_engine::metrics::names::{
-        BAD_RECORDS_DEAD_LETTERED, BAD_RECORDS_SKIPPED, BYTES_READ,
+        BAD_RECORDS_DEAD_LETTERED, BAD_RECORDS_SKIPPED, BYTES_READ, PENDING_RECORDS,
     };
 }
 

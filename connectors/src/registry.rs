@@ -345,15 +345,26 @@ pub fn check_options(table: &TableSpec) -> Result<(), ConnectorError> {
     validate(table, &connector, specs, &options).map(|_| ())
 }
 
-/// The options of `table` that name local files ([`OptionKind::Path`]): each key with its
-/// path (`file://` removed), for a server to resolve and confine them.
+/// The options of `table` that name local files ([`OptionKind::Path`], and Kafka's
+/// `properties.*.location` / `*.keytab`): each key with its path (`file://` removed), for a
+/// server to resolve and confine them.
 pub fn local_paths(table: &TableSpec) -> Result<Vec<(String, String)>, ConnectorError> {
     let (connector, options) = table.connector()?;
     let specs = connector_specs(table, &connector)?;
-    Ok((specs.iter().flat_map(|s| s.iter()))
+    let mut paths: Vec<(String, String)> = (specs.iter().flat_map(|s| s.iter()))
         .filter(|spec| matches!(spec.kind, OptionKind::Path))
         .filter_map(|spec| Some((spec.key.to_string(), local_path(options.get(spec.key)?))))
-        .collect())
+        .collect();
+    // librdkafka's properties that name files (certificates, keys, keytabs).
+    paths.extend(
+        (options.iter())
+            .filter(|(key, _)| {
+                key.starts_with("properties.")
+                    && (key.ends_with(".location") || key.ends_with(".keytab"))
+            })
+            .map(|(key, value)| (key.clone(), local_path(value))),
+    );
+    Ok(paths)
 }
 
 /// Builds the source `table` declares.

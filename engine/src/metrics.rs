@@ -73,6 +73,10 @@ pub mod names {
     pub const BAD_RECORDS_DEAD_LETTERED: &str = "bad_records_dead_lettered";
     /// Bytes a file source read.
     pub const BYTES_READ: &str = "bytes_read";
+    /// Gauge: records of a Kafka source split's partitions not read yet (the consumer's lag
+    /// behind the partitions' ends, from librdkafka's statistics; Flink's `pendingRecords`);
+    /// -1 until known.
+    pub const PENDING_RECORDS: &str = "pending_records";
     /// Checkpoints completed (job; savepoints included).
     pub const CHECKPOINTS_COMPLETED: &str = "checkpoints_completed";
     /// Checkpoints that failed (job).

@@ -149,15 +149,31 @@ impl Job {
 
     /// Changes the record and writes it to `job.json` (temporary file, then rename).
     fn update(&self, change: impl FnOnce(&mut JobRecord)) -> Result<(), JobError> {
+        self.transition(|record| {
+            change(record);
+            Ok(())
+        })
+    }
+
+    /// Checks and changes the record under one lock (a refused change leaves it as it was),
+    /// then writes it to `job.json`.
+    fn transition<T>(
+        &self,
+        change: impl FnOnce(&mut JobRecord) -> Result<T, JobError>,
+    ) -> Result<T, JobError> {
         let mut record = lock(&self.record);
-        change(&mut record);
-        let text = serde_json::to_string_pretty(&*record)
+        let mut changed = record.clone();
+        let answer = change(&mut changed)?;
+        let text = serde_json::to_string_pretty(&changed)
             .map_err(|e| JobError::BadRequest(format!("cannot encode the job: {e}")))?;
         let path = self.dir.join("job.json");
         let temporary = self.dir.join("job.json.tmp");
         std::fs::write(&temporary, text)
             .map_err(io(format!("cannot write {}", temporary.display())))?;
-        std::fs::rename(&temporary, &path).map_err(io(format!("cannot write {}", path.display())))
+        std::fs::rename(&temporary, &path)
+            .map_err(io(format!("cannot write {}", path.display())))?;
+        *record = changed;
+        Ok(answer)
     }
 
     /// Logs a failure to persist a status (the job goes on; the next update retries).
@@ -264,16 +280,25 @@ impl JobManager {
     }
 
     /// A path a client named, made absolute and checked against the allowed roots.
+    /// (Savepoints and the working directory may be in the jobs' directories: a job can
+    /// start from another's savepoint.)
     pub fn allowed_path(&self, what: &str, path: &str) -> Result<PathBuf, JobError> {
-        self.file_access(&self.inner.config.data_dir)
+        let access = FileAccess {
+            denied_roots: Vec::new(),
+            ..self.file_access(&self.inner.config.data_dir)
+        };
+        access
             .resolve(what, path)
             .map_err(|e| JobError::BadRequest(SqlError::from(e).to_string()))
     }
 
+    /// Where a script's files may be: under the allowed roots, not in the jobs' own
+    /// directories (other jobs' scripts and state).
     fn file_access(&self, base_dir: &Path) -> FileAccess {
         FileAccess {
             base_dir: base_dir.to_path_buf(),
             allowed_roots: self.inner.config.allowed_roots.clone(),
+            denied_roots: vec![self.inner.config.data_dir.join("jobs")],
         }
     }
 
@@ -389,24 +414,44 @@ impl JobManager {
         }
         options.checkpoint = Some(checkpoint);
         let plan = plan_nodes(&sql_job, options.shards)?;
-        let handle =
-            weir_engine::runtime::start(&sql_job.graph, options.clone()).map_err(SqlError::from)?;
+        // Recorded first: once started, nothing may fail before the supervisor holds the job.
         job.update(|r| {
             r.plan = plan;
             r.shards = options.shards;
         })?;
-        Ok(handle)
+        Ok(weir_engine::runtime::start(&sql_job.graph, options).map_err(SqlError::from)?)
     }
 
-    /// The supervisor of one job: attempts, restarts, and the final status.
+    /// The supervisor of one job: attempts, restarts, and the final status. A panic in it
+    /// fails the job (it never leaves a job without a supervisor and not ended).
     fn run_job(&self, job: &Job) {
         let _span = tracing::info_span!("job", job = %job.record().name).entered();
+        let supervised = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.supervise_attempts(job)
+        }));
+        if let Err(panic) = supervised {
+            let message = weir_engine::error::panic_message(panic.as_ref());
+            self.record_failure(job, format!("the job's supervisor panicked: {message}"));
+            self.end(job, JobStatus::Failed, None);
+        }
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Runs attempts until the job ends, or until the server shuts down (then the job keeps
+    /// its status on disk and resumes at the next start).
+    fn supervise_attempts(&self, job: &Job) {
         let strategy = match self.compile(&job.record()) {
             Ok((_, _, strategy)) => strategy,
             Err(_) => RestartStrategy::None,
         };
         let mut restarts = Restarts::new(strategy);
         loop {
+            if self.shutting_down() {
+                return;
+            }
             if job.cancel_requested() {
                 self.end(job, JobStatus::Canceled, None);
                 return;
@@ -422,20 +467,19 @@ impl JobManager {
                     *lock(&job.rates) = Rates::default();
                     job.update_or_log(|r| r.status = JobStatus::Running);
                     tracing::info!(job = %job.id, "job running");
-                    // A cancel between the check above and now.
+                    // A cancel (or shutdown) between the check above and now.
                     if job.cancel_requested() {
                         handle.cancel();
                     }
                     let result = handle.join();
                     *lock(&job.live) = None;
-                    if self.inner.shutting_down.load(Ordering::SeqCst) {
-                        tracing::info!(job = %job.id, "job suspended by the server's shutdown");
-                        return;
-                    }
                     match result {
                         Ok(result) => {
-                            let status = JobStatus::Finished;
-                            self.end(job, status, result.savepoint);
+                            self.end(job, JobStatus::Finished, result.savepoint);
+                            return;
+                        }
+                        Err(_) if self.shutting_down() => {
+                            tracing::info!(job = %job.id, "job suspended by the server's shutdown");
                             return;
                         }
                         Err(EngineError::Cancelled) => {
@@ -445,26 +489,20 @@ impl JobManager {
                         Err(error) => error.to_string(),
                     }
                 }
+                Err(_) if self.shutting_down() => return,
                 Err(error) => error.to_string(),
             };
-            tracing::error!(job = %job.id, %error, "job failed");
-            job.update_or_log(|r| {
-                r.exceptions.insert(
-                    0,
-                    ExceptionEntry {
-                        exception_name: "JobFailure".into(),
-                        stacktrace: error,
-                        timestamp: now_ms(),
-                    },
-                );
-                r.exceptions.truncate(EXCEPTIONS_KEPT);
-            });
+            self.record_failure(job, error);
             let Some(delay) = restarts.on_failure(Instant::now()) else {
                 tracing::error!(job = %job.id, "the restart strategy gave up: job failed");
                 self.end(job, JobStatus::Failed, None);
                 return;
             };
-            tracing::info!(job = %job.id, delay_ms = delay.as_millis() as u64, "job restarting from its last checkpoint");
+            tracing::info!(
+                job = %job.id,
+                delay_ms = delay.as_millis() as u64,
+                "job restarting from its last checkpoint"
+            );
             job.update_or_log(|r| {
                 r.status = JobStatus::Restarting;
                 r.restarts += 1;
@@ -478,14 +516,29 @@ impl JobManager {
         }
     }
 
+    /// Logs a failure and keeps it for `GET /jobs/:jobid/exceptions`.
+    fn record_failure(&self, job: &Job, error: String) {
+        tracing::error!(job = %job.id, %error, "job failed");
+        job.update_or_log(|r| {
+            r.exceptions.insert(
+                0,
+                ExceptionEntry {
+                    exception_name: "JobFailure".into(),
+                    stacktrace: error,
+                    timestamp: now_ms(),
+                },
+            );
+            r.exceptions.truncate(EXCEPTIONS_KEPT);
+        });
+    }
+
     fn end(&self, job: &Job, status: JobStatus, savepoint: Option<PathBuf>) {
         tracing::info!(job = %job.id, ?status, savepoint = ?savepoint, "job ended");
         job.update_or_log(|r| {
             r.status = status;
             r.end_time = now_ms();
-            if savepoint.is_some() {
-                r.last_savepoint = savepoint;
-            }
+            // Only the savepoint of the stop that ended it can be resumed from.
+            r.last_savepoint = savepoint;
         });
     }
 
@@ -639,6 +692,11 @@ impl JobManager {
     /// Errors: unknown id; the job is not running (409); a target outside the allowed roots.
     pub fn stop(&self, id: &str, request: api::StopRequest) -> Result<String, JobError> {
         let job = self.job(id)?;
+        if request.drain {
+            return Err(JobError::BadRequest(
+                "drain is not supported: a stop keeps open windows in the savepoint".into(),
+            ));
+        }
         let target = match &request.target_directory {
             Some(dir) => self.allowed_path("savepoint directory", dir)?,
             None => job.dir.join("savepoints"),
@@ -690,45 +748,57 @@ impl JobManager {
 
     /// Starts a job stopped with a savepoint again from that savepoint.
     ///
-    /// Errors: unknown id; the job runs, or has no savepoint to start from (409).
+    /// Errors: unknown id; the job runs, or its last end was not a stop with a savepoint
+    /// (409).
     pub fn resume(&self, id: &str) -> Result<String, JobError> {
         let job = self.job(id)?;
-        let record = job.record();
-        if !record.status.is_terminal() {
-            return Err(JobError::Conflict(format!(
-                "job {id} is {:?}: stop it first",
-                record.status
-            )));
-        }
-        let Some(savepoint) = record.last_savepoint.clone() else {
-            return Err(JobError::Conflict(format!(
-                "job {id} was not stopped with a savepoint: nothing to resume from"
-            )));
-        };
-        // The savepoint, not an older checkpoint of the state directory, is where it resumes.
-        let state = job.state_dir();
-        if state.exists() {
-            std::fs::remove_dir_all(&state)
-                .map_err(io(format!("cannot clear {}", state.display())))?;
-        }
-        *lock(&job.cancel) = false;
-        job.update(|r| {
+        // Checked and claimed under one lock: of two resumes, one starts the job.
+        job.transition(|r| {
+            let savepoint = match (r.status, r.last_savepoint.take()) {
+                (JobStatus::Finished, Some(savepoint)) => savepoint,
+                (status, _) if !status.is_terminal() => {
+                    return Err(JobError::Conflict(format!(
+                        "job {id} is {status:?}: stop it first"
+                    )))
+                }
+                _ => {
+                    return Err(JobError::Conflict(format!(
+                        "job {id} was not stopped with a savepoint: nothing to resume from"
+                    )))
+                }
+            };
             r.savepoint_path = Some(savepoint);
             r.status = JobStatus::Created;
             r.end_time = -1;
+            Ok(())
         })?;
+        // The savepoint, not an older checkpoint of the state directory, is where it resumes.
+        let state = job.state_dir();
+        if state.exists() {
+            if let Err(error) = std::fs::remove_dir_all(&state) {
+                let error = format!("cannot clear {}: {error}", state.display());
+                self.record_failure(&job, error.clone());
+                self.end(&job, JobStatus::Failed, None);
+                return Err(JobError::Conflict(error));
+            }
+        }
+        *lock(&job.cancel) = false;
         tracing::info!(job = %id, "job resumed from its savepoint");
         self.supervise(job);
         Ok(id.to_string())
     }
 
-    /// Each running job's name and metrics (for `/metrics`).
-    pub fn running_metrics(&self) -> Vec<(String, Metrics)> {
+    /// Each running job's metrics (for `/metrics`).
+    pub fn running_metrics(&self) -> Vec<crate::metrics::JobMetrics> {
         let jobs: Vec<Arc<Job>> = lock(&self.inner.jobs).values().cloned().collect();
         jobs.iter()
             .filter_map(|job| {
                 let metrics = lock(&job.live).as_ref()?.metrics.clone();
-                Some((job.record().name, metrics))
+                Some(crate::metrics::JobMetrics {
+                    name: job.record().name,
+                    id: Some(job.id.clone()),
+                    metrics,
+                })
             })
             .collect()
     }

@@ -127,6 +127,13 @@ pub const EXPOSED: &[Exposed] = &[
         flink: "numBytesIn",
     },
     Exposed {
+        metric: names::PENDING_RECORDS,
+        name: "source_pending_records",
+        help: "Records of a Kafka source split's partitions not read yet (consumer lag).",
+        unit: None,
+        flink: "pendingRecords (records-lag-max per partition)",
+    },
+    Exposed {
         metric: names::CHECKPOINTS_COMPLETED,
         name: "job_checkpoints_completed",
         help: "Checkpoints (and savepoints) completed.",
@@ -170,20 +177,29 @@ pub const EXPOSED: &[Exposed] = &[
     },
 ];
 
+/// One job's metrics, as exposed.
+#[derive(Debug, Clone)]
+pub struct JobMetrics {
+    /// The `job` label (`pipeline.name`, or the script's name).
+    pub name: String,
+    /// The `job_id` label: a server's jobs may share a name.
+    pub id: Option<String>,
+    pub metrics: Metrics,
+}
+
 /// Exposes jobs' [`Metrics`] at each scrape.
 #[derive(Debug)]
 struct JobsCollector {
-    /// Each job's name (the `job` label) and metrics.
-    jobs: Vec<(String, Metrics)>,
+    jobs: Vec<JobMetrics>,
 }
 
 impl Collector for JobsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snapshots: Vec<(&str, _)> = (self.jobs.iter())
-            .map(|(job, metrics)| (job.as_str(), metrics.snapshot()))
+        let snapshots: Vec<(&JobMetrics, _)> = (self.jobs.iter())
+            .map(|job| (job, job.metrics.snapshot()))
             .collect();
         // One descriptor per metric name, then its samples by job, operator and subtask.
-        type Sample<'a> = (&'a str, &'a MetricKey, MetricValue);
+        type Sample<'a> = (&'a JobMetrics, &'a MetricKey, MetricValue);
         let mut by_name: Vec<(&'static str, Vec<Sample>)> = Vec::new();
         for (job, snapshot) in &snapshots {
             for (key, value) in snapshot {
@@ -216,7 +232,10 @@ impl Collector for JobsCollector {
                 encoder.encode_descriptor(name, help, prometheus_unit.as_ref(), metric_type)?;
             for (job, key, value) in samples {
                 let subtask = key.subtask.to_string();
-                let mut labels = vec![("job", job)];
+                let mut labels = vec![("job", job.name.as_str())];
+                if let Some(id) = &job.id {
+                    labels.push(("job_id", id.as_str()));
+                }
                 if key.operator != JOB {
                     labels.push(("operator", key.operator.as_str()));
                     labels.push(("subtask", subtask.as_str()));
@@ -230,6 +249,8 @@ impl Collector for JobsCollector {
                     // No watermark yet, or the end of input's: no value.
                     MetricValue::Gauge(i64::MIN | i64::MAX)
                         if key.name == names::INPUT_WATERMARK => {}
+                    // Not known yet.
+                    MetricValue::Gauge(-1) if key.name == names::PENDING_RECORDS => {}
                     MetricValue::Gauge(v) => ConstGauge::new(scale(v as f64))
                         .encode(metric_encoder.encode_family(&labels)?)?,
                 }
@@ -239,8 +260,8 @@ impl Collector for JobsCollector {
     }
 }
 
-/// The metrics of `jobs` (each job's name and metrics) in Prometheus's text format.
-pub fn prometheus_text(jobs: &[(String, Metrics)]) -> String {
+/// The metrics of `jobs` in Prometheus's text format.
+pub fn prometheus_text(jobs: &[JobMetrics]) -> String {
     let mut registry = Registry::with_prefix("weir");
     registry.register_collector(Box::new(JobsCollector {
         jobs: jobs.to_vec(),
@@ -252,7 +273,7 @@ pub fn prometheus_text(jobs: &[(String, Metrics)]) -> String {
 }
 
 /// An HTTP response with the metrics of `jobs` (OpenMetrics text).
-pub fn metrics_response(jobs: &[(String, Metrics)]) -> impl axum::response::IntoResponse {
+pub fn metrics_response(jobs: &[JobMetrics]) -> impl axum::response::IntoResponse {
     (
         [(
             CONTENT_TYPE,
@@ -305,7 +326,11 @@ impl MetricsListener {
             })?
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let jobs = Arc::new([(job.to_string(), metrics)]);
+        let jobs = Arc::new([JobMetrics {
+            name: job.to_string(),
+            id: None,
+            metrics,
+        }]);
         let app = Router::new()
             .route(
                 "/metrics",
@@ -390,7 +415,15 @@ mod tests {
             .add(2_500_000_000);
         let other = Metrics::default();
         other.counter("window", 0, names::ROWS_IN).add(7);
-        let text = prometheus_text(&[("hot-items".into(), metrics), ("other".into(), other)]);
+        let job = |name: &str, id: Option<&str>, metrics: Metrics| JobMetrics {
+            name: name.into(),
+            id: id.map(str::to_string),
+            metrics,
+        };
+        let text = prometheus_text(&[
+            job("hot-items", None, metrics),
+            job("other", Some("ab12"), other),
+        ]);
         let has = |line: &str| text.lines().any(|l| l == line);
         assert!(
             has(
@@ -424,7 +457,9 @@ mod tests {
             "one family over jobs\n{text}"
         );
         assert!(
-            has(r#"weir_operator_records_in_total{job="other",operator="window",subtask="0"} 7"#),
+            has(
+                r#"weir_operator_records_in_total{job="other",job_id="ab12",operator="window",subtask="0"} 7"#
+            ),
             "{text}"
         );
         assert!(

@@ -1,14 +1,16 @@
 //! The REST API (axum), shaped like Flink's where it has the same thing, the dashboard's
 //! files, `/metrics` and `/openapi.json`. Every error is JSON ([`api::ErrorResponse`]); with
 //! a token, every request but the dashboard's static files must carry
-//! `Authorization: Bearer <token>` (compared in constant time).
+//! `Authorization: Bearer <token>` (compared in constant time). Requests a web page of
+//! another site makes (an `Origin` that is not the server's) are refused, and a server
+//! without a token answers only requests addressed to a loopback name (no DNS rebinding).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -139,36 +141,89 @@ pub fn router(jobs: JobManager, token: Option<String>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            authorize,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
-/// With a token, refuses requests without it (the dashboard's static files aside: they hold
-/// no data, and the page asks for the token).
-async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Refuses what [`refusal`] refuses; answers every error as JSON (axum's own rejections are
+/// text).
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(refused) = refusal(&state, &request) {
+        return refused.into_response();
+    }
+    // Refused from its declared length, before it is received.
+    let declared =
+        (request.headers().get(CONTENT_LENGTH)).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|bytes| bytes > MAX_BODY_BYTES as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    let response = next.run(request).await;
+    let is_json = (response.headers().get(CONTENT_TYPE))
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match text.is_empty() {
+        true => status.canonical_reason().unwrap_or("error").to_string(),
+        false => text,
+    };
+    ApiError::new(status, message).into_response()
+}
+
+/// Why a request is refused before it is served: a foreign `Origin` (403), a non-loopback
+/// `Host` on a server without a token (403), a missing or wrong token (401; the dashboard's
+/// static files hold no data and are served without it, the page asks for it).
+fn refusal(state: &AppState, request: &Request) -> Option<ApiError> {
+    let header = |name| (request.headers().get(name)).and_then(|v: &HeaderValue| v.to_str().ok());
+    let host = header(HOST).unwrap_or("");
+    if let Some(origin) = header(ORIGIN) {
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if origin_host != host {
+            return Some(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("a request from the web page of {origin} is refused (cross-origin)"),
+            ));
+        }
+    }
     let Some(token) = &state.token else {
-        return next.run(request).await;
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        let loopback = name.eq_ignore_ascii_case("localhost")
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        return (!loopback).then(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("a server without a token answers only loopback names, not '{host}'"),
+            )
+        });
     };
     if request.method() == Method::GET && crate::dashboard::is_static(request.uri().path()) {
-        return next.run(request).await;
+        return None;
     }
-    let given = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v: &HeaderValue| v.to_str().ok())
+    let given = header(AUTHORIZATION)
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-        return next.run(request).await;
+        return None;
     }
-    ApiError::new(
+    Some(ApiError::new(
         StatusCode::UNAUTHORIZED,
         "this server needs a token: send 'Authorization: Bearer <token>' (weir --token or WEIR_TOKEN)",
-    )
-    .into_response()
+    ))
 }
 
 async fn not_found(uri: Uri) -> ApiError {

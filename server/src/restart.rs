@@ -209,9 +209,9 @@ impl Restarts {
                     last.is_some_and(|t| now.saturating_duration_since(t) >= reset_threshold);
                 if self.attempts == 0 || quiet {
                     self.attempts = 0;
-                    self.backoff = initial;
+                    self.backoff = initial.min(max);
                 } else {
-                    self.backoff = self.backoff.mul_f64(multiplier).min(max);
+                    self.backoff = scaled(self.backoff, multiplier, max);
                 }
                 self.attempts += 1;
                 if self.attempts > attempts {
@@ -222,10 +222,15 @@ impl Restarts {
                 self.seed ^= self.seed >> 7;
                 self.seed ^= self.seed << 17;
                 let unit = (self.seed % 2001) as f64 / 1000.0 - 1.0;
-                Some(self.backoff.mul_f64((1.0 + unit * jitter).max(0.0)))
+                Some(scaled(self.backoff, (1.0 + unit * jitter).max(0.0), max))
             }
         }
     }
+}
+
+/// `delay` times `factor`, at most `cap` (no overflow for any factor).
+fn scaled(delay: Duration, factor: f64, cap: Duration) -> Duration {
+    Duration::try_from_secs_f64(delay.as_secs_f64() * factor).map_or(cap, |d| d.min(cap))
 }
 
 #[cfg(test)]
@@ -307,6 +312,17 @@ mod tests {
         assert_eq!(delays, [1, 2, 4, 4, 4]);
         let later = start + Duration::from_secs(500);
         assert_eq!(restarts.on_failure(later), Some(Duration::from_secs(1)));
+        let mut huge = Restarts::new(RestartStrategy::ExponentialDelay {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            multiplier: 1e300,
+            reset_threshold: Duration::from_secs(3600),
+            jitter: 1.0,
+            attempts: 10,
+        });
+        for _ in 0..5 {
+            assert!(huge.on_failure(start).unwrap() <= Duration::from_secs(60));
+        }
     }
 
     #[test]

@@ -723,6 +723,13 @@ impl Session {
         // Check the options now (as a source or as a sink, whichever the connector is).
         registry::check_options(&spec).map_err(|e| user(e.to_string()))?;
         if let Some(access) = &self.file_access {
+            let programs = weir_connectors::kafka::PROGRAM_PROPERTIES;
+            if let Some(key) = spec.options.keys().find(|k| programs.contains(&k.as_str())) {
+                return Err(user(format!(
+                    "table '{}': option '{key}' loads or runs a program: not allowed in a job submitted to a server",
+                    table.name
+                )));
+            }
             for (key, path) in registry::local_paths(&spec).map_err(|e| user(e.to_string()))? {
                 let what = format!("table '{}': option '{key}'", table.name);
                 let resolved = access.resolve(&what, &path)?;

@@ -45,6 +45,14 @@ pub enum Changelog {
     Upsert,
 }
 
+/// librdkafka properties that load or run programs (a plugin, an OpenSSL engine, a kinit
+/// command): refused in jobs submitted to a server.
+pub const PROGRAM_PROPERTIES: &[&str] = &[
+    "properties.plugin.library.paths",
+    "properties.ssl.engine.location",
+    "properties.sasl.kerberos.kinit.cmd",
+];
+
 /// Options shared by the Kafka source and sink.
 pub const COMMON_OPTIONS: &[OptionSpec] = &[
     OptionSpec::required(

@@ -26,8 +26,10 @@ use arrow::array::{
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use weir_engine::source::{
     LocalBoxFuture, Positions, SourceBatch, SourceFactory, SourceReader, SplitContext,
@@ -323,6 +325,15 @@ impl SourceFactory for KafkaSource {
         {
             client.set("queued.min.messages", "1000000");
         }
+        // librdkafka's statistics carry each partition's consumer lag (`pendingRecords`).
+        if !self
+            .config
+            .connection
+            .properties
+            .contains_key("statistics.interval.ms")
+        {
+            client.set("statistics.interval.ms", "1000");
+        }
         let counter =
             |name: &'static str| split.metrics.counter(&split.source_id, split.index, name);
         Ok(Box::new(KafkaReader {
@@ -346,6 +357,12 @@ impl SourceFactory for KafkaSource {
             value_schema: Arc::clone(&self.value_schema),
             client,
             consumer: None,
+            pending: split.metrics.gauge(
+                &split.source_id,
+                split.index,
+                crate::metric_names::PENDING_RECORDS,
+                -1,
+            ),
             partitions: mine
                 .iter()
                 .map(|(topic, partition)| {
@@ -365,6 +382,27 @@ impl SourceFactory for KafkaSource {
         }))
     }
 }
+
+/// Sets a split's [`crate::metric_names::PENDING_RECORDS`] from librdkafka's statistics
+/// (emitted every `statistics.interval.ms` while the consumer is polled): the sum of its
+/// partitions' consumer lag; -1 until the first statistics.
+struct LagReporter {
+    pending: weir_engine::metrics::Gauge,
+}
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        let lag: i64 = (statistics.topics.values())
+            .flat_map(|topic| topic.partitions.values())
+            // Partition -1 is librdkafka's internal "unassigned" one; -1 lag: not known yet.
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        self.pending.set(lag);
+    }
+}
+
+impl ConsumerContext for LagReporter {}
 
 /// How long a partly filled batch waits for more messages.
 const LINGER: Duration = Duration::from_millis(5);
@@ -389,7 +427,9 @@ pub struct KafkaReader {
     handler: BadRecordHandler,
     /// Settings of the consumer, created when reading starts (on the shard).
     client: rdkafka::ClientConfig,
-    consumer: Option<BaseConsumer>,
+    consumer: Option<BaseConsumer<LagReporter>>,
+    /// The split's lag, set by the consumer's statistics.
+    pending: weir_engine::metrics::Gauge,
     /// (topic index in `config.topics`, partition) -> progress.
     partitions: BTreeMap<(usize, i32), PartitionState>,
     /// Decoded batches, one partition each, not yet returned, with the next offsets of the
@@ -557,9 +597,12 @@ impl KafkaReader {
     /// bounded read records where each partition starts and ends.
     fn connect(&mut self) -> Result<(), ConnectorError> {
         let connection = &self.config.connection;
-        let consumer: BaseConsumer = self
+        let lag = LagReporter {
+            pending: self.pending.clone(),
+        };
+        let consumer: BaseConsumer<LagReporter> = self
             .client
-            .create()
+            .create_with_context(lag)
             .map_err(|e| connection.unreachable("create a Kafka consumer", e))?;
         let timeout = connection.connect_timeout;
         let mut assignment = TopicPartitionList::new();
